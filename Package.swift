@@ -1,0 +1,58 @@
+// swift-tools-version:5.9
+import PackageDescription
+import Foundation
+
+// libtorch comes from Debian's libtorch-dev (1.13, CPU) by default; LIBTORCH=/path selects an
+// unpacked libtorch 2.x distribution instead (CUDA libraries are linked when it ships them).
+let env = ProcessInfo.processInfo.environment
+let libtorch = env["LIBTORCH"].flatMap { $0.isEmpty ? nil : $0 }
+
+var cxxFlags: [String] = ["-Wno-deprecated-declarations", "-Wno-unused-parameter", "-fPIC"]
+var linkFlags: [String] = []
+var torchLibs = ["torch", "torch_cpu", "c10"]
+
+if let root = libtorch {
+    cxxFlags += ["-I\(root)/include", "-I\(root)/include/torch/csrc/api/include", "-D_GLIBCXX_USE_CXX11_ABI=1"]
+    linkFlags += ["-L\(root)/lib", "-Xlinker", "-rpath", "-Xlinker", "\(root)/lib"]
+    if FileManager.default.fileExists(atPath: "\(root)/lib/libtorch_cuda.so") {
+        // Without --no-as-needed the CUDA backend is dropped at link time and CUDA looks absent.
+        cxxFlags += ["-DMT_WITH_CUDA=1"]
+        linkFlags += ["-Xlinker", "--no-as-needed", "-ltorch_cuda", "-lc10_cuda", "-Xlinker", "--as-needed"]
+    }
+} else {
+    cxxFlags += ["-I/usr/include/torch/csrc/api/include"]
+}
+
+let package = Package(
+    name: "MedSeg",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "medseg", targets: ["medseg"]),
+        .library(name: "Torch", targets: ["Torch"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
+    ],
+    targets: [
+        .target(
+            name: "CTorch",
+            cxxSettings: [.unsafeFlags(cxxFlags)],
+            linkerSettings: torchLibs.map { .linkedLibrary($0) } + [.linkedLibrary("dl"), .unsafeFlags(linkFlags)]
+        ),
+        .target(
+            name: "Torch",
+            dependencies: ["CTorch", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
+        ),
+        .executableTarget(
+            name: "medseg",
+            dependencies: ["Torch", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(
+            name: "TorchTests",
+            dependencies: ["Torch"],
+            resources: [.copy("Fixtures")]
+        ),
+    ],
+    cxxLanguageStandard: .cxx17
+)

@@ -1,0 +1,137 @@
+// Runtime queries: version, threads, seeding, devices, BLAS and distributed availability.
+#include "shim.hpp"
+#include <ATen/Parallel.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/GradMode.h>
+#include <torch/version.h>
+#include <dlfcn.h>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#ifdef MT_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+namespace {
+thread_local std::string last_error;
+std::string config_text;
+
+int copy_string(const std::string &s, char *buffer, size_t capacity) {
+    if (!buffer || capacity == 0) return -1;
+    std::strncpy(buffer, s.c_str(), capacity - 1);
+    buffer[capacity - 1] = 0;
+    return 0;
+}
+} // namespace
+
+void mt::set_error(const std::string &message) { last_error = message; }
+
+extern "C" {
+
+const char *mt_last_error(void) { return last_error.c_str(); }
+
+const char *mt_version(void) { return TORCH_VERSION; }
+
+int mt_init(void) {
+    // A libtorch with CUDA registers its CUDA backend only when libtorch_cuda is loaded.
+    static bool done = false;
+    if (!done) {
+        done = true;
+        dlopen("libtorch_cuda.so", RTLD_NOW | RTLD_GLOBAL);
+    }
+    return 0;
+}
+
+int mt_get_num_threads(void) { return at::get_num_threads(); }
+
+int mt_set_num_threads(int n) { MT_STATUS(at::set_num_threads(n)) }
+
+int mt_manual_seed(uint64_t seed) { MT_STATUS(at::manual_seed(seed)) }
+
+int mt_cuda_is_available(void) {
+    MT_TRY(0, return at::detail::getCUDAHooks().hasCUDA() && at::detail::getCUDAHooks().getNumGPUs() > 0 ? 1 : 0;)
+}
+
+int mt_cuda_device_count(void) { MT_TRY(0, return at::detail::getCUDAHooks().getNumGPUs();) }
+
+int mt_cudnn_is_available(void) { MT_TRY(0, return at::detail::getCUDAHooks().hasCuDNN() ? 1 : 0;) }
+
+int mt_cuda_device_name(int index, char *buffer, size_t capacity) {
+#ifdef MT_WITH_CUDA
+    cudaDeviceProp prop;
+    if (cudaGetDeviceProperties(&prop, index) != cudaSuccess) {
+        mt::set_error("cudaGetDeviceProperties failed");
+        return -1;
+    }
+    return copy_string(prop.name, buffer, capacity);
+#else
+    (void)index;
+    return copy_string("(built without CUDA headers)", buffer, capacity);
+#endif
+}
+
+int mt_cuda_synchronize(int index) {
+#ifdef MT_WITH_CUDA
+    MT_STATUS(at::detail::getCUDAHooks().deviceSynchronize(index))
+#else
+    (void)index;
+    return 0;
+#endif
+}
+
+int mt_has_gloo(void) {
+#ifdef MT_WITH_GLOO
+    return 1;
+#else
+    void *h = dlopen("libgloo.so.0", RTLD_LAZY | RTLD_NOLOAD);
+    if (!h) h = dlopen("libgloo.so.0", RTLD_LAZY);
+    return h ? 1 : 0;
+#endif
+}
+
+int mt_has_nccl(void) {
+#ifdef MT_WITH_NCCL
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+const char *mt_config(void) {
+    MT_TRY(nullptr, config_text = at::show_config(); return config_text.c_str();)
+}
+
+// Which BLAS library actually serves sgemm (Debian switches libblas.so.3 through alternatives).
+int mt_blas_library(char *buffer, size_t capacity) {
+    void *sym = dlsym(RTLD_DEFAULT, "sgemm_");
+    if (!sym) sym = dlsym(RTLD_DEFAULT, "cblas_sgemm");
+    Dl_info info;
+    if (!sym || !dladdr(sym, &info) || !info.dli_fname) return copy_string("unknown", buffer, capacity);
+    char resolved[PATH_MAX];
+    const char *path = realpath(info.dli_fname, resolved) ? resolved : info.dli_fname;
+    return copy_string(path, buffer, capacity);
+}
+
+mt_tensor_t mt_get_rng_state(void) {
+    MT_TRY(nullptr,
+        at::Generator gen = at::detail::getDefaultCPUGenerator();
+        std::lock_guard<std::mutex> lock(gen.mutex());
+        return mt::wrap(gen.get_state());
+    )
+}
+
+int mt_set_rng_state(mt_tensor_t state) {
+    MT_TRY(-1,
+        at::Generator gen = at::detail::getDefaultCPUGenerator();
+        std::lock_guard<std::mutex> lock(gen.mutex());
+        gen.set_state(mt::T(state));
+        return 0;
+    )
+}
+
+int mt_is_grad_enabled(void) { return c10::GradMode::is_enabled() ? 1 : 0; }
+
+void mt_set_grad_enabled(int enabled) { c10::GradMode::set_enabled(enabled != 0); }
+
+} // extern "C"

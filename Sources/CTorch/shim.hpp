@@ -1,0 +1,42 @@
+// Shared helpers for the C shim: handle conversion and the exception barrier.
+#pragma once
+#include <ATen/ATen.h>
+#include <string>
+#include <vector>
+#include "ctorch.h"
+
+struct mt_list_s { std::vector<at::Tensor> items; };
+
+namespace mt {
+void set_error(const std::string &message);
+
+inline at::Tensor &T(mt_tensor_t t) { return *reinterpret_cast<at::Tensor *>(t); }
+inline c10::optional<at::Tensor> opt(mt_tensor_t t) {
+    if (!t) return c10::nullopt;
+    return T(t);
+}
+inline mt_tensor_t wrap(at::Tensor t) { return reinterpret_cast<mt_tensor_t>(new at::Tensor(std::move(t))); }
+inline mt_list_t wrap_list(std::vector<at::Tensor> v) { return new mt_list_s{std::move(v)}; }
+inline at::IntArrayRef ints(const int64_t *p, size_t n) { return at::IntArrayRef(p, n); }
+inline at::TensorOptions options(int dtype, int device_type, int device_index) {
+    return at::TensorOptions()
+        .dtype(static_cast<at::ScalarType>(dtype))
+        .device(at::Device(static_cast<at::DeviceType>(device_type), static_cast<c10::DeviceIndex>(device_index)));
+}
+} // namespace mt
+
+// Every entry point runs its body inside MT_TRY so that no C++ exception reaches Swift.
+#define MT_TRY(failure, ...)                                                    \
+    try {                                                                       \
+        __VA_ARGS__                                                             \
+    } catch (const c10::Error &e) {                                             \
+        mt::set_error(e.what_without_backtrace());                              \
+    } catch (const std::exception &e) {                                         \
+        mt::set_error(e.what());                                                \
+    } catch (...) {                                                             \
+        mt::set_error("unknown C++ exception");                                 \
+    }                                                                           \
+    return failure;
+
+#define MT_TENSOR(...) MT_TRY(nullptr, return mt::wrap(__VA_ARGS__);)
+#define MT_STATUS(...) MT_TRY(-1, __VA_ARGS__; return 0;)
