@@ -31,7 +31,8 @@ at::Tensor binary(int op, const at::Tensor &a, const at::Tensor &b) {
 
 at::Tensor scalar_tensor_like(double v, const at::Tensor &like) {
     // A 0-dim tensor participates in type promotion like a Python scalar does.
-    return at::scalar_tensor(v, at::TensorOptions().dtype(at::kDouble).device(like.device()));
+    at::Scalar s = mt::scalar_for(like, v);
+    return at::scalar_tensor(s, at::TensorOptions().dtype(s.isIntegral(false) ? at::kLong : at::kDouble).device(like.device()));
 }
 
 at::Tensor unary(int op, const at::Tensor &a) {
@@ -62,6 +63,7 @@ at::Tensor unary(int op, const at::Tensor &a) {
     case MT_OP_EXPM1: return at::expm1(a);
     case MT_OP_TRUNC: return at::trunc(a);
     case MT_OP_LOG2: return at::log2(a);
+    case MT_OP_ERFINV: return at::erfinv(a);
     }
     throw std::invalid_argument("unknown unary op " + std::to_string(op));
 }

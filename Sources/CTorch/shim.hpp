@@ -17,6 +17,13 @@ inline c10::optional<at::Tensor> opt(mt_tensor_t t) {
 }
 inline mt_tensor_t wrap(at::Tensor t) { return reinterpret_cast<mt_tensor_t>(new at::Tensor(std::move(t))); }
 inline mt_list_t wrap_list(std::vector<at::Tensor> v) { return new mt_list_s{std::move(v)}; }
+// Swift passes every scalar as a double; an integral value applied to an integer tensor stays an
+// integer (as a Python int would), so integer tensors keep their dtype.
+inline at::Scalar scalar_for(const at::Tensor &t, double v) {
+    if (!at::isFloatingType(t.scalar_type()) && !at::isComplexType(t.scalar_type()) && v == static_cast<double>(static_cast<int64_t>(v)))
+        return at::Scalar(static_cast<int64_t>(v));
+    return at::Scalar(v);
+}
 inline at::IntArrayRef ints(const int64_t *p, size_t n) { return at::IntArrayRef(p, n); }
 inline at::TensorOptions options(int dtype, int device_type, int device_index) {
     return at::TensorOptions()

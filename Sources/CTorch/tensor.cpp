@@ -108,11 +108,11 @@ mt_tensor_t mt_detach(mt_tensor_t t) { MT_TENSOR(T(t).detach()) }
 
 int mt_copy_(mt_tensor_t dst, mt_tensor_t src) { MT_STATUS(T(dst).copy_(T(src))) }
 int mt_zero_(mt_tensor_t t) { MT_STATUS(T(t).zero_()) }
-int mt_fill_(mt_tensor_t t, double value) { MT_STATUS(T(t).fill_(value)) }
+int mt_fill_(mt_tensor_t t, double value) { MT_STATUS(T(t).fill_(mt::scalar_for(T(t), value))) }
 int mt_add_(mt_tensor_t t, mt_tensor_t other, double alpha) { MT_STATUS(T(t).add_(T(other), alpha)) }
-int mt_add_scalar_(mt_tensor_t t, double value) { MT_STATUS(T(t).add_(value)) }
+int mt_add_scalar_(mt_tensor_t t, double value) { MT_STATUS(T(t).add_(mt::scalar_for(T(t), value))) }
 int mt_mul_(mt_tensor_t t, mt_tensor_t other) { MT_STATUS(T(t).mul_(T(other))) }
-int mt_mul_scalar_(mt_tensor_t t, double value) { MT_STATUS(T(t).mul_(value)) }
+int mt_mul_scalar_(mt_tensor_t t, double value) { MT_STATUS(T(t).mul_(mt::scalar_for(T(t), value))) }
 int mt_div_(mt_tensor_t t, mt_tensor_t other) { MT_STATUS(T(t).div_(T(other))) }
 int mt_addcmul_(mt_tensor_t t, mt_tensor_t a, mt_tensor_t b, double value) { MT_STATUS(T(t).addcmul_(T(a), T(b), value)) }
 int mt_addcdiv_(mt_tensor_t t, mt_tensor_t a, mt_tensor_t b, double value) { MT_STATUS(T(t).addcdiv_(T(a), T(b), value)) }
@@ -146,6 +146,7 @@ int mt_backward(mt_tensor_t t, mt_tensor_t gradient, int retain_graph) {
                             retain_graph ? c10::optional<bool>(true) : c10::nullopt))
 }
 int mt_is_leaf(mt_tensor_t t) { return T(t).is_leaf() ? 1 : 0; }
+int mt_set_data(mt_tensor_t t, mt_tensor_t src) { MT_STATUS(T(t).set_data(T(src))) }
 
 int mt_allclose(mt_tensor_t a, mt_tensor_t b, double rtol, double atol) {
     MT_TRY(-1, return at::allclose(T(a), T(b), rtol, atol) ? 1 : 0;)

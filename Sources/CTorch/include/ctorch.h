@@ -131,7 +131,7 @@ enum {
     MT_OP_NEG = 0, MT_OP_EXP, MT_OP_LOG, MT_OP_SQRT, MT_OP_RSQRT, MT_OP_ABS, MT_OP_SIGN,
     MT_OP_FLOOR, MT_OP_CEIL, MT_OP_ROUND, MT_OP_ERF, MT_OP_SIN, MT_OP_COS, MT_OP_RECIPROCAL,
     MT_OP_SQUARE, MT_OP_RELU, MT_OP_SIGMOID, MT_OP_TANH, MT_OP_SILU, MT_OP_LOGICAL_NOT,
-    MT_OP_ISNAN, MT_OP_ISFINITE, MT_OP_LOG1P, MT_OP_EXPM1, MT_OP_TRUNC, MT_OP_LOG2
+    MT_OP_ISNAN, MT_OP_ISFINITE, MT_OP_LOG1P, MT_OP_EXPM1, MT_OP_TRUNC, MT_OP_LOG2, MT_OP_ERFINV
 };
 mt_tensor_t mt_unary(int op, mt_tensor_t a);
 mt_tensor_t mt_clamp(mt_tensor_t t, double min, double max, int has_min, int has_max);
@@ -240,6 +240,8 @@ mt_tensor_t mt_grad(mt_tensor_t t);
 int mt_set_grad(mt_tensor_t t, mt_tensor_t grad);
 int mt_backward(mt_tensor_t t, mt_tensor_t gradient, int retain_graph);
 int mt_is_leaf(mt_tensor_t t);
+/* replaces t's data with src's, keeping t's autograd identity (used to move parameters) */
+int mt_set_data(mt_tensor_t t, mt_tensor_t src);
 
 /* ---- misc ---- */
 int mt_allclose(mt_tensor_t a, mt_tensor_t b, double rtol, double atol);

@@ -13,6 +13,10 @@ extension Tensor {
         return self
     }
 
+    /// Points this tensor at `source`'s data (any device or dtype) while keeping its identity,
+    /// so modules and optimizers holding it see the change.
+    public func setData(_ source: Tensor) throws { try check(mt_set_data(handle, source.handle)) }
+
     public var isLeaf: Bool { mt_is_leaf(handle) == 1 }
 
     /// The accumulated gradient, or nil when none has been computed.

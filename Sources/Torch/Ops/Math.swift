@@ -3,7 +3,7 @@ import CTorch
 /// Unary operation codes shared with the C shim.
 enum UnaryOp: Int32 {
     case neg = 0, exp, log, sqrt, rsqrt, abs, sign, floor, ceil, round, erf, sin, cos, reciprocal, square
-    case relu, sigmoid, tanh, silu, logicalNot, isnan, isfinite, log1p, expm1, trunc, log2
+    case relu, sigmoid, tanh, silu, logicalNot, isnan, isfinite, log1p, expm1, trunc, log2, erfinv
 }
 
 extension Tensor {
@@ -23,6 +23,7 @@ extension Tensor {
     public func round() throws -> Tensor { try unary(.round) }
     public func trunc() throws -> Tensor { try unary(.trunc) }
     public func erf() throws -> Tensor { try unary(.erf) }
+    public func erfinv() throws -> Tensor { try unary(.erfinv) }
     public func sin() throws -> Tensor { try unary(.sin) }
     public func cos() throws -> Tensor { try unary(.cos) }
     public func reciprocal() throws -> Tensor { try unary(.reciprocal) }

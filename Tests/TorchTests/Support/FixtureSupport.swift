@@ -1,0 +1,43 @@
+import Foundation
+import XCTest
+@testable import Torch
+
+/// Reads fixtures written by scripts/fixtures/*.py.
+enum FixtureSupport {
+    static var root: URL { Bundle.module.url(forResource: "Fixtures", withExtension: nil)! }
+
+    static func json(_ path: String) throws -> [String: Any] {
+        let data = try Data(contentsOf: root.appendingPathComponent(path))
+        return try JSONSerialization.jsonObject(with: data) as! [String: Any]
+    }
+
+    /// A tensor from {"shape": [...], "dtype": "...", "values": [...]}.
+    static func tensor(_ object: Any?) throws -> Tensor {
+        let o = object as! [String: Any]
+        let shape = o["shape"] as! [Int]
+        let values = (o["values"] as! [NSNumber]).map(\.doubleValue)
+        let dtype: DType
+        switch o["dtype"] as? String ?? "float32" {
+        case "int64": dtype = .int64
+        case "float64": dtype = .float64
+        case "bool": dtype = .bool
+        default: dtype = .float32
+        }
+        return try Tensor(values, shape: shape).to(dtype: dtype)
+    }
+
+    /// Asserts elementwise |a - b| <= atol + rtol * |b| and reports the worst element.
+    static func assertClose(_ a: Tensor, _ b: Tensor, rtol: Double = 1e-5, atol: Double = 1e-6, _ what: String,
+                            file: StaticString = #filePath, line: UInt = #line) throws {
+        XCTAssertEqual(a.shape, b.shape, "\(what): shape", file: file, line: line)
+        guard a.shape == b.shape else { return }
+        let x = try a.to(dtype: .float64).toArray(Double.self), y = try b.to(dtype: .float64).toArray(Double.self)
+        var worst = 0.0, worstIndex = 0
+        for i in x.indices {
+            let excess = abs(x[i] - y[i]) - (atol + rtol * abs(y[i]))
+            if excess > worst { worst = excess; worstIndex = i }
+        }
+        XCTAssertEqual(worst, 0, "\(what): element \(worstIndex) differs: \(x.isEmpty ? 0 : x[worstIndex]) vs \(y.isEmpty ? 0 : y[worstIndex])",
+                       file: file, line: line)
+    }
+}
