@@ -44,13 +44,21 @@ let package = Package(
             name: "Torch",
             dependencies: ["CTorch", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
         ),
+        .target(name: "MedSegModels", dependencies: ["Torch"]),
+        .target(name: "MedSegTrain", dependencies: ["MedSegModels", "Torch"]),
         .executableTarget(
             name: "medseg",
-            dependencies: ["Torch", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["MedSegTrain", "MedSegModels", "Torch", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        .target(name: "TestSupport", dependencies: ["Torch"], path: "Tests/TestSupport"),
         .testTarget(
             name: "TorchTests",
-            dependencies: ["Torch"],
+            dependencies: ["Torch", "TestSupport"],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "MedSegModelsTests",
+            dependencies: ["MedSegModels", "Torch", "TestSupport"],
             resources: [.copy("Fixtures")]
         ),
     ],

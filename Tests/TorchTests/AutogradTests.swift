@@ -1,5 +1,6 @@
 import XCTest
 @testable import Torch
+import TestSupport
 
 final class AutogradTests: XCTestCase {
     func testBackwardComputesGradients() throws {

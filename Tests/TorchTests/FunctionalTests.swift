@@ -1,12 +1,13 @@
 import XCTest
 @testable import Torch
+import TestSupport
 
 /// Single functions against PyTorch's outputs (Fixtures/torch/functional.json).
 final class FunctionalTests: XCTestCase {
     private var cases: [String: Any] = [:]
 
     override func setUpWithError() throws {
-        cases = try FixtureSupport.json("torch/functional.json")
+        cases = try fixtures.json("torch/functional.json")
     }
 
     private func check(_ name: String, file: StaticString = #filePath, line: UInt = #line, _ op: (Tensor) throws -> Tensor) throws {

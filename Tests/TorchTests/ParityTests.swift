@@ -1,5 +1,6 @@
 import XCTest
 @testable import Torch
+import TestSupport
 
 /// The same small networks as scripts/fixtures/make_torch_fixtures.py, built from the Swift API.
 private final class Net2d: Module {
@@ -56,7 +57,7 @@ private final class Net3d: Module {
 
 final class ParityTests: XCTestCase {
     private func check(_ fixtureName: String, _ net: Module, loss: (Tensor, Tensor) throws -> Tensor) throws {
-        let fx = try FixtureSupport.json("torch/\(fixtureName).json")
+        let fx = try fixtures.json("torch/\(fixtureName).json")
         let order = fx["state_order"] as! [String]
         XCTAssertEqual(net.namedStateTensors().map(\.name), order, "state_dict keys and order match PyTorch's")
         XCTAssertEqual(net.parameterCount(), fx["param_count"] as! Int)

@@ -1,34 +1,43 @@
 import Foundation
 import XCTest
-@testable import Torch
+import Torch
 
-/// Reads fixtures written by scripts/fixtures/*.py.
-enum FixtureSupport {
-    static var root: URL { Bundle.module.url(forResource: "Fixtures", withExtension: nil)! }
+/// Reads fixtures written by scripts/fixtures/*.py from a test target's `Fixtures` folder.
+public struct FixtureSupport {
+    public let root: URL
 
-    static func json(_ path: String) throws -> [String: Any] {
+    public init(bundle: Bundle) {
+        root = bundle.url(forResource: "Fixtures", withExtension: nil)!
+    }
+
+    public func json(_ path: String) throws -> [String: Any] {
         let data = try Data(contentsOf: root.appendingPathComponent(path))
         return try JSONSerialization.jsonObject(with: data) as! [String: Any]
     }
 
-    /// A tensor from {"shape": [...], "dtype": "...", "values": [...]}.
-    static func tensor(_ object: Any?) throws -> Tensor {
+    /// A tensor from {"shape", "dtype", "values"} or {"shape", "dtype", "b64"} (raw little-endian bytes).
+    public static func tensor(_ object: Any?) throws -> Tensor {
         let o = object as! [String: Any]
         let shape = o["shape"] as! [Int]
-        let values = (o["values"] as! [NSNumber]).map(\.doubleValue)
         let dtype: DType
         switch o["dtype"] as? String ?? "float32" {
         case "int64": dtype = .int64
         case "float64": dtype = .float64
         case "bool": dtype = .bool
+        case "int32": dtype = .int32
         default: dtype = .float32
         }
+        if let b64 = o["b64"] as? String {
+            let bytes = Data(base64Encoded: b64)!
+            return try bytes.withUnsafeBytes { try Tensor(bytes: $0, shape: shape, dtype: dtype) }
+        }
+        let values = (o["values"] as! [NSNumber]).map(\.doubleValue)
         return try Tensor(values, shape: shape).to(dtype: dtype)
     }
 
     /// Asserts elementwise |a - b| <= atol + rtol * |b| and reports the worst element.
-    static func assertClose(_ a: Tensor, _ b: Tensor, rtol: Double = 1e-5, atol: Double = 1e-6, _ what: String,
-                            file: StaticString = #filePath, line: UInt = #line) throws {
+    public static func assertClose(_ a: Tensor, _ b: Tensor, rtol: Double = 1e-5, atol: Double = 1e-6, _ what: String,
+                                   file: StaticString = #filePath, line: UInt = #line) throws {
         XCTAssertEqual(a.shape, b.shape, "\(what): shape", file: file, line: line)
         guard a.shape == b.shape else { return }
         let x = try a.to(dtype: .float64).toArray(Double.self), y = try b.to(dtype: .float64).toArray(Double.self)
