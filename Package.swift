@@ -44,7 +44,12 @@ let package = Package(
             name: "Torch",
             dependencies: ["CTorch", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
         ),
-        .target(name: "MedSegModels", dependencies: ["Torch"]),
+        .target(
+            name: "CImageCodecs",
+            linkerSettings: [.linkedLibrary("png"), .linkedLibrary("jpeg"), .linkedLibrary("tiff"), .linkedLibrary("z")]
+        ),
+        .target(name: "MedSegData", dependencies: ["Torch", "CImageCodecs"]),
+        .target(name: "MedSegModels", dependencies: ["MedSegData", "Torch"]),
         .target(name: "MedSegTrain", dependencies: ["MedSegModels", "Torch"]),
         .executableTarget(
             name: "medseg",
@@ -54,6 +59,11 @@ let package = Package(
         .testTarget(
             name: "TorchTests",
             dependencies: ["Torch", "TestSupport"],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "MedSegDataTests",
+            dependencies: ["MedSegData", "Torch", "TestSupport"],
             resources: [.copy("Fixtures")]
         ),
         .testTarget(

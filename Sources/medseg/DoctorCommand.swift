@@ -1,0 +1,60 @@
+import ArgumentParser
+import Foundation
+import Torch
+
+/// Prints what MedSeg runs on, so a user can see at a glance why something is slow or missing.
+struct DoctorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "doctor",
+        abstract: "Show the libtorch build, threads, BLAS, CUDA and distributed back-ends in use.")
+
+    @Option(help: "Intra-op threads to use (default: all cores).")
+    var threads: Int?
+
+    func run() throws {
+        if let threads { Torch.threads = threads }
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        var rows: [(String, String)] = [
+            ("MedSeg", MedSegVersion.string),
+            ("libtorch", Torch.version),
+            ("intra-op threads", "\(Torch.threads) (\(cores) cores)"),
+            ("BLAS", describeBLAS(Torch.blasLibrary)),
+            ("sgemm 512x512", try measureMatmul()),
+        ]
+        if Torch.cudaAvailable {
+            let names = (0..<Torch.cudaDeviceCount).map { "cuda:\($0) \(Torch.cudaDeviceName($0))" }
+            rows.append(("CUDA", "\(Torch.cudaDeviceCount) device(s): " + names.joined(separator: ", ")))
+            rows.append(("cuDNN", Torch.cudnnAvailable ? "available" : "not available"))
+        } else {
+            rows.append(("CUDA", "not available (CPU build or no GPU)"))
+        }
+        rows.append(("Gloo (CPU collectives)", Torch.glooAvailable ? "available" : "not available"))
+        rows.append(("NCCL (GPU collectives)", Torch.ncclAvailable ? "available" : "not available"))
+        let width = rows.map(\.0.count).max() ?? 0
+        for (key, value) in rows {
+            print(key.padding(toLength: width + 2, withPad: " ", startingAt: 0) + value)
+        }
+    }
+
+    private func describeBLAS(_ path: String) -> String {
+        let lower = path.lowercased()
+        if lower.contains("openblas") { return "OpenBLAS (\(path))" }
+        if lower.contains("mkl") { return "MKL (\(path))" }
+        if lower.contains("blas/libblas") || lower.hasSuffix("libblas.so.3") {
+            return "reference BLAS (\(path)) - slow: install libopenblas0-pthread"
+        }
+        return path
+    }
+
+    /// A quick matmul timing: reveals a slow BLAS or a wrong thread count.
+    private func measureMatmul() throws -> String {
+        let a = try Tensor.randn([512, 512]), b = try Tensor.randn([512, 512])
+        _ = try a.matmul(b)
+        let runs = 10
+        let start = DispatchTime.now().uptimeNanoseconds
+        for _ in 0..<runs { _ = try a.matmul(b) }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let gflops = Double(runs) * 2 * 512 * 512 * 512 / seconds / 1e9
+        return String(format: "%.1f GFLOP/s", gflops)
+    }
+}

@@ -1,0 +1,16 @@
+import ArgumentParser
+import Torch
+
+@main
+struct MedSegCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "medseg",
+        abstract: "Train, evaluate and serve medical image segmentation networks (2D and 3D) on libtorch.",
+        version: MedSegVersion.string,
+        subcommands: [DoctorCommand.self, WeightsCommand.self, BenchmarkCommand.self]
+    )
+}
+
+enum MedSegVersion {
+    static let string = "0.1.0"
+}
