@@ -50,7 +50,7 @@ let package = Package(
         ),
         .target(name: "MedSegData", dependencies: ["Torch", "CImageCodecs"]),
         .target(name: "MedSegModels", dependencies: ["MedSegData", "Torch"]),
-        .target(name: "MedSegTrain", dependencies: ["MedSegModels", "Torch"]),
+        .target(name: "MedSegTrain", dependencies: ["MedSegModels", "MedSegData", "Torch"]),
         .executableTarget(
             name: "medseg",
             dependencies: ["MedSegTrain", "MedSegModels", "Torch", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -64,6 +64,11 @@ let package = Package(
         .testTarget(
             name: "MedSegDataTests",
             dependencies: ["MedSegData", "Torch", "TestSupport"],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "MedSegTrainTests",
+            dependencies: ["MedSegTrain", "MedSegModels", "MedSegData", "Torch", "TestSupport"],
             resources: [.copy("Fixtures")]
         ),
         .testTarget(

@@ -1,0 +1,93 @@
+import Foundation
+
+/// Hausdorff distances between the surfaces of two binary masks, in physical units.
+public enum SurfaceDistance {
+    /// The 95th-percentile Hausdorff distance (MedPy's hd95: the larger of the two directed 95th
+    /// percentiles of surface-to-surface distances). NaN when either mask is empty.
+    /// `size` is x-fastest ([x, y] or [x, y, z]); `spacing` in the same order.
+    public static func hd95(prediction: [Bool], reference: [Bool], size: [Int], spacing: [Double]) -> Double {
+        let predSurface = surface(prediction, size: size)
+        let refSurface = surface(reference, size: size)
+        guard predSurface.contains(true), refSurface.contains(true) else { return .nan }
+        let toRef = distanceToNearest(refSurface, size: size, spacing: spacing)
+        let toPred = distanceToNearest(predSurface, size: size, spacing: spacing)
+        let d1 = predSurface.indices.filter { predSurface[$0] }.map { toRef[$0] }
+        let d2 = refSurface.indices.filter { refSurface[$0] }.map { toPred[$0] }
+        return max(percentile(d1, 95), percentile(d2, 95))
+    }
+
+    /// Mask voxels with at least one face-neighbour outside the mask (or at the border).
+    static func surface(_ mask: [Bool], size: [Int]) -> [Bool] {
+        let strides = strides(size)
+        var out = [Bool](repeating: false, count: mask.count)
+        for i in mask.indices where mask[i] {
+            var rest = i
+            var coords = [Int](repeating: 0, count: size.count)
+            for a in (0..<size.count).reversed() { coords[a] = rest / strides[a]; rest %= strides[a] }
+            for a in 0..<size.count {
+                let low = coords[a] == 0 || !mask[i - strides[a]]
+                let high = coords[a] == size[a] - 1 || !mask[i + strides[a]]
+                if low || high { out[i] = true; break }
+            }
+        }
+        return out
+    }
+
+    static func strides(_ size: [Int]) -> [Int] {
+        var s = [Int](repeating: 1, count: size.count)
+        for a in 1..<max(1, size.count) { s[a] = s[a - 1] * size[a - 1] }
+        return s
+    }
+
+    /// Exact Euclidean distance from every voxel to the nearest `true` voxel (separable squared
+    /// distance transform, Felzenszwalb & Huttenlocher), with anisotropic spacing.
+    static func distanceToNearest(_ seeds: [Bool], size: [Int], spacing: [Double]) -> [Double] {
+        let infinity = 1e20
+        var d = seeds.map { $0 ? 0.0 : infinity }
+        let strides = strides(size)
+        for axis in 0..<size.count {
+            let n = size[axis], stride = strides[axis], w = spacing[axis] * spacing[axis]
+            var line = [Double](repeating: 0, count: n), result = [Double](repeating: 0, count: n)
+            // Every line along `axis` starts at an index whose coordinate on that axis is 0.
+            for start in 0..<d.count where (start / stride) % n == 0 {
+                for k in 0..<n { line[k] = d[start + k * stride] }
+                transform1D(line, weight: w, into: &result)
+                for k in 0..<n { d[start + k * stride] = result[k] }
+            }
+        }
+        return d.map { $0.squareRoot() }
+    }
+
+    /// 1D squared distance transform: out[q] = min_p (w (q - p)^2 + f[p]).
+    private static func transform1D(_ f: [Double], weight w: Double, into out: inout [Double]) {
+        let n = f.count
+        var v = [Int](repeating: 0, count: n), z = [Double](repeating: 0, count: n + 1)
+        var k = 0
+        z[0] = -.infinity; z[1] = .infinity
+        for q in 1..<max(n, 1) {
+            var s: Double
+            repeat {
+                let p = v[k]
+                s = ((f[q] + w * Double(q * q)) - (f[p] + w * Double(p * p))) / (2 * w * Double(q - p))
+                if s <= z[k] { k -= 1 } else { break }
+            } while k >= 0
+            k += 1
+            v[k] = q; z[k] = s; z[k + 1] = .infinity
+        }
+        k = 0
+        for q in 0..<n {
+            while z[k + 1] < Double(q) { k += 1 }
+            let p = v[k]
+            out[q] = w * Double((q - p) * (q - p)) + f[p]
+        }
+    }
+
+    /// Linear-interpolated percentile, as numpy.percentile's default.
+    static func percentile(_ values: [Double], _ p: Double) -> Double {
+        guard !values.isEmpty else { return .nan }
+        let sorted = values.sorted()
+        let position = p / 100 * Double(sorted.count - 1)
+        let lower = Int(position.rounded(.down)), upper = min(lower + 1, sorted.count - 1)
+        return sorted[lower] + (sorted[upper] - sorted[lower]) * (position - Double(lower))
+    }
+}
