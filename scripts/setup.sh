@@ -25,6 +25,19 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Reference packages for the tests (PyPI): read back what MedSeg writes with the tools users have.
+python_packages=(tensorboard safetensors nibabel pynrrd pillow tifffile)
+python_modules=(tensorboard safetensors nibabel nrrd PIL tifffile)
+missing_py=()
+for i in "${!python_packages[@]}"; do
+  if ! python3 -c "import ${python_modules[$i]}" >/dev/null 2>&1; then missing_py+=("${python_packages[$i]}"); fi
+done
+if ((${#missing_py[@]})); then
+  echo "setup: installing Python reference packages ${missing_py[*]}"
+  python3 -m pip install --quiet --disable-pip-version-check "${missing_py[@]}" \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "${missing_py[@]}"
+fi
+
 if ! command -v swift >/dev/null 2>&1; then
   echo "setup: error: the Swift toolchain (swift) is not on PATH" >&2
   exit 1

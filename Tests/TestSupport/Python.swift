@@ -14,7 +14,7 @@ public enum Python {
         process.arguments = [interpreter, "-c", script] + arguments
         // Standard error goes to a file so that neither stream can block the other on a full pipe.
         let errorFile = FileManager.default.temporaryDirectory.appendingPathComponent("python-\(UUID().uuidString).err")
-        FileManager.default.createFile(atPath: errorFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errorFile.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: errorFile) }
         let output = Pipe()
         process.standardOutput = output

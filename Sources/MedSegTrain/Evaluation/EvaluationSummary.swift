@@ -1,0 +1,111 @@
+import Foundation
+import MedSegData
+
+/// Metrics of one label in one case, or their means. Undefined values (a label absent from both
+/// prediction and reference) are nil and written as JSON null.
+public struct LabelMetrics: Codable, Equatable, Sendable {
+    public var Dice: Double?
+    public var IoU: Double?
+    public var Accuracy: Double?
+    public var Sensitivity: Double?
+    public var Specificity: Double?
+    public var HD95: Double?
+    public var TP: Double
+    public var FP: Double
+    public var FN: Double
+    public var TN: Double
+    public var n_pred: Double
+    public var n_ref: Double
+
+    init(counts c: ConfusionCounts, hd95: Double?) {
+        func defined(_ v: Double) -> Double? { v.isFinite ? v : nil }
+        Dice = defined(c.dice); IoU = defined(c.iou); Accuracy = defined(c.accuracy)
+        Sensitivity = defined(c.sensitivity); Specificity = defined(c.specificity); HD95 = hd95.flatMap(defined)
+        TP = Double(c.tp); FP = Double(c.fp); FN = Double(c.fn); TN = Double(c.tn)
+        n_pred = Double(c.nPred); n_ref = Double(c.nRef)
+    }
+
+    /// Mean of each field over `items`, skipping undefined values (numpy's nanmean).
+    static func mean(_ items: [LabelMetrics]) -> LabelMetrics {
+        func m(_ key: KeyPath<LabelMetrics, Double?>) -> Double? {
+            let v = items.compactMap { $0[keyPath: key] }
+            return v.isEmpty ? nil : v.reduce(0, +) / Double(v.count)
+        }
+        func n(_ key: KeyPath<LabelMetrics, Double>) -> Double {
+            items.isEmpty ? 0 : items.map { $0[keyPath: key] }.reduce(0, +) / Double(items.count)
+        }
+        var r = LabelMetrics(counts: ConfusionCounts(), hd95: nil)
+        r.Dice = m(\.Dice); r.IoU = m(\.IoU); r.Accuracy = m(\.Accuracy); r.Sensitivity = m(\.Sensitivity)
+        r.Specificity = m(\.Specificity); r.HD95 = m(\.HD95)
+        r.TP = n(\.TP); r.FP = n(\.FP); r.FN = n(\.FN); r.TN = n(\.TN); r.n_pred = n(\.n_pred); r.n_ref = n(\.n_ref)
+        return r
+    }
+}
+
+public struct EvaluationError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// One evaluated case.
+public struct CaseEvaluation: Codable, Equatable, Sendable {
+    public var prediction_file: String
+    public var reference_file: String
+    /// Keyed by label value as a string ("1", "2").
+    public var metrics: [String: LabelMetrics]
+}
+
+/// nnU-Net-style `summary.json`: per-case metrics, per-label means and the foreground mean.
+public struct EvaluationSummary: Codable, Equatable, Sendable {
+    public var metric_per_case: [CaseEvaluation]
+    public var mean: [String: LabelMetrics]
+    public var foreground_mean: LabelMetrics
+
+    /// Evaluates label maps (prediction, reference) for every label in `labels` (background excluded).
+    public static func evaluate(cases: [(prediction: MedicalImage, reference: MedicalImage, predictionFile: String, referenceFile: String)],
+                                labels: [Int], surfaceDistance: Bool = true) throws -> EvaluationSummary {
+        var perCase: [CaseEvaluation] = []
+        for c in cases {
+            guard c.prediction.size == c.reference.size else {
+                throw EvaluationError(description: "\(c.predictionFile): prediction size \(c.prediction.size) differs from reference \(c.referenceFile) size \(c.reference.size)")
+            }
+            let pred = c.prediction.voxels.map { Int32($0.rounded()) }, ref = c.reference.voxels.map { Int32($0.rounded()) }
+            var metrics: [String: LabelMetrics] = [:]
+            for label in labels {
+                let counts = ConfusionCounts(prediction: pred, reference: ref, label: Int32(label))
+                let hd = surfaceDistance && counts.nPred > 0 && counts.nRef > 0
+                    ? SurfaceDistance.hd95(prediction: pred.map { $0 == Int32(label) }, reference: ref.map { $0 == Int32(label) },
+                                           size: c.reference.size, spacing: c.reference.geometry.spacing)
+                    : nil
+                metrics[String(label)] = LabelMetrics(counts: counts, hd95: hd)
+            }
+            perCase.append(CaseEvaluation(prediction_file: c.predictionFile, reference_file: c.referenceFile, metrics: metrics))
+        }
+        var mean: [String: LabelMetrics] = [:]
+        for label in labels.map(String.init) {
+            mean[label] = LabelMetrics.mean(perCase.compactMap { $0.metrics[label] })
+        }
+        return EvaluationSummary(metric_per_case: perCase, mean: mean,
+                                 foreground_mean: LabelMetrics.mean(labels.map { mean[String($0)]! }))
+    }
+
+    public func write(to url: URL) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(try encoder.encode(self), to: url)
+    }
+
+    /// A plain-text table of the per-label means.
+    public func table(labelNames: [Int: String] = [:]) -> String {
+        func f(_ v: Double?) -> String { v.map { String(format: "%.4f", $0) } ?? "   -  " }
+        var lines = ["label            Dice    IoU     Sens    Spec    HD95"]
+        let keys = mean.keys.sorted { (Int($0) ?? 0) < (Int($1) ?? 0) }
+        for k in keys {
+            let m = mean[k]!
+            let name = (Int(k).flatMap { labelNames[$0] }.map { "\(k) \($0)" } ?? k).padding(toLength: 14, withPad: " ", startingAt: 0)
+            lines.append("\(name)  \(f(m.Dice))  \(f(m.IoU))  \(f(m.Sensitivity))  \(f(m.Specificity))  \(f(m.HD95))")
+        }
+        let fg = foreground_mean
+        lines.append("foreground mean \(f(fg.Dice))  \(f(fg.IoU))  \(f(fg.Sensitivity))  \(f(fg.Specificity))  \(f(fg.HD95))")
+        return lines.joined(separator: "\n")
+    }
+}
