@@ -33,6 +33,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         .target(
@@ -50,7 +51,7 @@ let package = Package(
         ),
         .target(name: "MedSegData", dependencies: ["Torch", "CImageCodecs"]),
         .target(name: "MedSegModels", dependencies: ["MedSegData", "Torch"]),
-        .target(name: "MedSegTrain", dependencies: ["MedSegModels", "MedSegData", "Torch"]),
+        .target(name: "MedSegTrain", dependencies: ["MedSegModels", "MedSegData", "Torch", .product(name: "Yams", package: "Yams")]),
         .executableTarget(
             name: "medseg",
             dependencies: ["MedSegTrain", "MedSegModels", "Torch", .product(name: "ArgumentParser", package: "swift-argument-parser")]

@@ -1,0 +1,166 @@
+import Foundation
+import Yams
+
+/// Everything that defines a training run. Written fully resolved to `config.yaml` in the run
+/// folder; loaded from a YAML file (`--config`), a preset (`--preset`) and command-line overrides,
+/// in that order. Keys use snake_case as in the seeds' configs.
+public struct TrainingConfig: Codable, Equatable, Sendable {
+    // Model
+    public var model = "unet"
+    public var dims = 2
+    /// Base width: channels of the first level.
+    public var features = 32
+    public var depth = 4
+    public var deep_supervision = false
+
+    // Data
+    public var patch_size: [Int] = [128, 128]
+    public var batch_size = 8
+    public var fold = 0
+    public var num_folds = 5
+    /// Fraction of each batch forced to contain foreground (nnU-Net 0.33).
+    public var oversample_foreground = 0.33
+    public var augmentation = "nnunet"
+    public var workers = 2
+    /// Intensity normalization: "zscore" (per image), "ct" (dataset percentiles), "rgb" (0-1), "none".
+    public var normalization = "zscore"
+
+    // Optimization
+    public var epochs = 20
+    public var iterations = 50
+    public var optimizer = "adam"
+    public var lr = 1e-3
+    public var momentum = 0.99
+    public var nesterov = true
+    public var weight_decay = 3e-5
+    public var scheduler = "poly"
+    public var warmup_epochs = 0
+    public var eta_min = 0.0
+    public var step_size = 30
+    public var gamma = 0.1
+    public var grad_clip = 12.0
+    public var loss = "auto"
+
+    // Validation, checkpoints, run control
+    public var val_every = 1
+    public var save_every = 50
+    /// Metric that picks checkpoint_best: "dice" (EMA of validation Dice) or "loss" (validation loss).
+    public var best_metric = "dice"
+    public var seed = 42
+    public var threads = 0
+    public var deterministic = true
+
+    public init() {}
+
+    static let knownKeys: Set<String> = {
+        let mirror = Mirror(reflecting: TrainingConfig())
+        return Set(mirror.children.compactMap(\.label))
+    }()
+
+    /// Applies the keys of a YAML document on top of this config. Unknown keys and values of the
+    /// wrong type are errors that name the key (and the file).
+    public func merging(yaml text: String, source: String) throws -> TrainingConfig {
+        let loaded: Any?
+        do { loaded = try Yams.load(yaml: text) } catch {
+            throw ConfigError("\(source): not valid YAML: \(error)")
+        }
+        guard let loaded else { return self }
+        guard let mapping = loaded as? [String: Any] else {
+            throw ConfigError("\(source): expected a mapping of keys to values at the top level")
+        }
+        for key in mapping.keys.sorted() where !Self.knownKeys.contains(key) {
+            let suggestion = Self.knownKeys.min { editDistance($0, key) < editDistance($1, key) }.map { " (did you mean '\($0)'?)" } ?? ""
+            throw ConfigError("\(source): unknown key '\(key)'\(suggestion)")
+        }
+        // Re-encode the current config, overlay the file's keys, decode: type errors name the key.
+        var base = try YAMLDecoder().decode([String: AnyCodable].self, from: try YAMLEncoder().encode(self))
+        for (k, v) in mapping { base[k] = AnyCodable(v) }
+        do {
+            let merged = try YAMLDecoder().decode(TrainingConfig.self, from: try YAMLEncoder().encode(base))
+            try merged.validate(source: source)
+            return merged
+        } catch let DecodingError.typeMismatch(type, context) {
+            let key = context.codingPath.first?.stringValue ?? "?"
+            throw ConfigError("\(source): key '\(key)' has a value of the wrong type (expected \(type)): \(mapping[key].map { "\($0)" } ?? "")")
+        } catch let error as DecodingError {
+            throw ConfigError("\(source): \(error)")
+        }
+    }
+
+    /// Checks ranges and choices; the message names the key.
+    public func validate(source: String = "config") throws {
+        func fail(_ key: String, _ why: String) throws -> Never { throw ConfigError("\(source): key '\(key)': \(why)") }
+        if ![2, 3].contains(dims) { try fail("dims", "must be 2 or 3, got \(dims)") }
+        if patch_size.count != dims { try fail("patch_size", "needs \(dims) values for dims \(dims), got \(patch_size)") }
+        if patch_size.contains(where: { $0 < 8 }) { try fail("patch_size", "every value must be at least 8, got \(patch_size)") }
+        if features < 1 { try fail("features", "must be positive, got \(features)") }
+        if depth < 2 || depth > 8 { try fail("depth", "must be 2 to 8, got \(depth)") }
+        if batch_size < 1 { try fail("batch_size", "must be positive, got \(batch_size)") }
+        if epochs < 1 { try fail("epochs", "must be positive, got \(epochs)") }
+        if iterations < 1 { try fail("iterations", "must be positive, got \(iterations)") }
+        if !(lr > 0) { try fail("lr", "must be positive, got \(lr)") }
+        if !["sgd", "adam", "adamw"].contains(optimizer) { try fail("optimizer", "must be sgd, adam or adamw, got '\(optimizer)'") }
+        if !["poly", "cosine", "step", "constant"].contains(scheduler) { try fail("scheduler", "must be poly, cosine, step or constant, got '\(scheduler)'") }
+        if !["auto", "bce", "dice", "bce_dice", "dice_ce", "ce"].contains(loss) { try fail("loss", "must be auto, bce, dice, bce_dice, dice_ce or ce, got '\(loss)'") }
+        if !["dice", "loss"].contains(best_metric) { try fail("best_metric", "must be dice or loss, got '\(best_metric)'") }
+        if !["zscore", "ct", "rgb", "none"].contains(normalization) { try fail("normalization", "must be zscore, ct, rgb or none, got '\(normalization)'") }
+        if fold < 0 || fold >= num_folds { try fail("fold", "must be 0 to \(num_folds - 1), got \(fold)") }
+        if !(0...1).contains(oversample_foreground) { try fail("oversample_foreground", "must be in [0, 1], got \(oversample_foreground)") }
+        if val_every < 1 { try fail("val_every", "must be positive, got \(val_every)") }
+        if save_every < 1 { try fail("save_every", "must be positive, got \(save_every)") }
+        if workers < 0 { try fail("workers", "cannot be negative, got \(workers)") }
+    }
+
+    public func yaml() throws -> String { try YAMLEncoder().encode(self) }
+}
+
+public struct ConfigError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    var row = Array(0...b.count)
+    for i in 1...max(a.count, 1) where !a.isEmpty {
+        var previous = row[0]
+        row[0] = i
+        for j in 1...max(b.count, 1) where !b.isEmpty {
+            let current = row[j]
+            row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+            previous = current
+        }
+    }
+    return row[b.count]
+}
+
+/// A YAML scalar, sequence or mapping carried through re-encoding.
+struct AnyCodable: Codable {
+    let value: Any
+    init(_ value: Any) { self.value = value }
+
+    init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let v = try? c.decode(Bool.self) { value = v }
+        else if let v = try? c.decode(Int.self) { value = v }
+        else if let v = try? c.decode(Double.self) { value = v }
+        else if let v = try? c.decode(String.self) { value = v }
+        else if let v = try? c.decode([AnyCodable].self) { value = v.map(\.value) }
+        else if let v = try? c.decode([String: AnyCodable].self) { value = v.mapValues(\.value) }
+        else { value = NSNull() }
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch value {
+        case let v as Bool: try c.encode(v)
+        case let v as Int: try c.encode(v)
+        case let v as Double: try c.encode(v)
+        case let v as String: try c.encode(v)
+        case let v as [Any]: try c.encode(v.map(AnyCodable.init))
+        case let v as [String: Any]: try c.encode(v.mapValues(AnyCodable.init))
+        default: try c.encodeNil()
+        }
+    }
+}
