@@ -1,0 +1,74 @@
+import XCTest
+import Torch
+import TestSupport
+@testable import MedSegTrain
+
+final class SlidingWindowTests: XCTestCase {
+    private let conv: Conv2d = {
+        Torch.manualSeed(5)
+        return try! Conv2d(2, 3, kernelSize: 3, padding: 1)
+    }()
+
+    private func network(_ x: Tensor) throws -> Tensor { try conv(x) }
+
+    func testStepsFollowNnUNet() {
+        XCTAssertEqual(SlidingWindow.steps(imageSize: 64, patchSize: 64, stepFraction: 0.5), [0])
+        XCTAssertEqual(SlidingWindow.steps(imageSize: 100, patchSize: 64, stepFraction: 0.5), [0, 18, 36])
+        XCTAssertEqual(SlidingWindow.steps(imageSize: 160, patchSize: 64, stepFraction: 0.5), [0, 32, 64, 96])
+        XCTAssertEqual(SlidingWindow.steps(imageSize: 150, patchSize: 64, stepFraction: 0.5), [0, 29, 57, 86])
+    }
+
+    func testImportanceMapIsAGaussianWithMaximumOne() throws {
+        let map = try SlidingWindow.importanceMap(patchSize: [16, 24])
+        XCTAssertEqual(map.shape, [16, 24])
+        XCTAssertEqual(try map.max().item(), 1, accuracy: 1e-6)
+        XCTAssertEqual(try map[8][12].item(), 1, accuracy: 1e-6, "peak at patch // 2")
+        // sigma = 2 along the first axis: value at distance 2 from the centre is exp(-1/2).
+        XCTAssertEqual(try map[6][12].item(), Foundation.exp(-0.5), accuracy: 1e-5)
+        XCTAssertGreaterThan(try map.min().item(), 0)
+    }
+
+    func testImageOfPatchSizeEqualsPlainForwardPass() throws {
+        let image = try Tensor.randn([2, 32, 40])
+        let sw = SlidingWindow(patchSize: [32, 40])
+        let out = try sw(image, network: network)
+        let plain = try withNoGrad { try conv(image.unsqueeze(0))[0] }
+        try FixtureSupport.assertClose(out, plain, rtol: 1e-5, atol: 1e-5, "single window")
+    }
+
+    func testTiledInferenceWithMirroringEqualsAverageOfMirroredPasses() throws {
+        // A network that is translation-equivariant away from borders: compare against the
+        // average of the mirrored full-image passes, away from window borders' padding effects
+        // by using a pointwise (1x1) network where tiling is exact.
+        let pointwise = try Conv2d(2, 3, kernelSize: 1)
+        let image = try Tensor.randn([2, 50, 70])
+        let sw = SlidingWindow(patchSize: [32, 32], mirrorAxes: [0, 1], batchSize: 3)
+        let out = try sw(image, network: { try pointwise($0) })
+        let expected = try withNoGrad { () -> Tensor in
+            let x = try image.unsqueeze(0)
+            var sum = try pointwise(x)
+            for dims in [[2], [3], [2, 3]] { sum = try sum + pointwise(x.flip(dims)).flip(dims) }
+            return try (sum / 4)[0]
+        }
+        try FixtureSupport.assertClose(out, expected, rtol: 1e-5, atol: 1e-5, "tiled + mirrored")
+    }
+
+    func testMirroringAveragesFlippedPredictions() throws {
+        let image = try Tensor.randn([2, 16, 16])
+        let sw = SlidingWindow(patchSize: [16, 16], mirrorAxes: [1])
+        let out = try sw(image, network: network)
+        let x = try image.unsqueeze(0)
+        let expected = try withNoGrad { try ((conv(x) + conv(x.flip([3])).flip([3])) / 2)[0] }
+        try FixtureSupport.assertClose(out, expected, rtol: 1e-5, atol: 1e-5, "mirror TTA")
+    }
+
+    func testSmallerImageIsPaddedAndCroppedBack() throws {
+        let image = try Tensor.randn([2, 10, 13])
+        let out = try SlidingWindow(patchSize: [16, 16])(image, network: network)
+        XCTAssertEqual(out.shape, [3, 10, 13])
+        // Interior voxels (away from the zero padding's reach) equal a plain pass on the padded image.
+        let padded = try image.pad([1, 2, 3, 3]).unsqueeze(0)
+        let plain = try withNoGrad { try conv(padded)[0].narrow(dim: 1, start: 3, length: 10).narrow(dim: 2, start: 1, length: 13) }
+        try FixtureSupport.assertClose(out, plain, rtol: 1e-5, atol: 1e-5, "padded window")
+    }
+}
