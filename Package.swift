@@ -54,7 +54,7 @@ let package = Package(
         .target(name: "MedSegTrain", dependencies: ["MedSegModels", "MedSegData", "Torch", .product(name: "Yams", package: "Yams")]),
         .executableTarget(
             name: "medseg",
-            dependencies: ["MedSegTrain", "MedSegModels", "Torch", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["MedSegTrain", "MedSegModels", "MedSegData", "Torch", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .target(name: "TestSupport", dependencies: ["Torch"], path: "Tests/TestSupport"),
         .testTarget(

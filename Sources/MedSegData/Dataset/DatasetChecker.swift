@@ -1,0 +1,91 @@
+import Foundation
+
+/// Validates a raw data set and lists every problem with the file it concerns.
+public enum DatasetChecker {
+    public struct Problem: CustomStringConvertible, Equatable, Sendable {
+        public let file: String
+        public let message: String
+        public var description: String { "\(file): \(message)" }
+    }
+
+    /// Checks pairs, sizes, geometry, label values, channel counts and image contents.
+    public static func check(_ root: URL) -> [Problem] {
+        var problems: [Problem] = []
+        let dataset: RawDataset
+        do { dataset = try RawDataset(root) } catch {
+            return [Problem(file: root.appendingPathComponent("dataset.json").path, message: "\(error)")]
+        }
+        let d = dataset.description
+        let allowed = Set(d.labelValues.map(Float.init))
+        let cases: [CaseFiles]
+        do { cases = try dataset.trainingCases() } catch {
+            return [Problem(file: dataset.labelsTr.path, message: "\(error)")]
+        }
+        if cases.count != d.numTraining {
+            problems.append(Problem(file: "dataset.json", message: "numTraining is \(d.numTraining) but labelsTr holds \(cases.count) labels"))
+        }
+        // Images without a label.
+        if let names = try? RawDataset.files(in: dataset.imagesTr, ending: d.file_ending) {
+            let ids = Set(cases.map(\.identifier))
+            for name in names {
+                let stem = String(name.dropLast(d.file_ending.count))
+                let id = stem.count > 5 ? String(stem.dropLast(5)) : stem
+                if !ids.contains(id) { problems.append(Problem(file: "imagesTr/\(name)", message: "image has no label in labelsTr")) }
+                else if let channel = Int(stem.suffix(4)), channel >= d.channelCount {
+                    problems.append(Problem(file: "imagesTr/\(name)", message: "channel \(channel) but dataset.json lists \(d.channelCount) channel(s)"))
+                }
+            }
+        }
+        for c in cases {
+            let labelName = "labelsTr/\(c.identifier)\(d.file_ending)"
+            var label: MedicalImage?
+            do { label = try ImageIO.read(c.label!) } catch { problems.append(Problem(file: labelName, message: "\(error)")) }
+            if let label {
+                let values = Set(label.voxels)
+                let unknown = values.subtracting(allowed).sorted()
+                if !unknown.isEmpty {
+                    problems.append(Problem(file: labelName, message: "label values \(unknown.prefix(8).map { formatValue($0) }) are not in dataset.json labels \(d.labelValues)"))
+                }
+                if label.channels != 1 {
+                    problems.append(Problem(file: labelName, message: "label map has \(label.channels) channels, expected 1"))
+                }
+            }
+            for (channel, url) in c.images.enumerated() {
+                let name = "imagesTr/\(url.lastPathComponent)"
+                guard FileManager.default.fileExists(atPath: url.path) else {
+                    problems.append(Problem(file: name, message: "missing: case \(c.identifier) needs channel \(channel)"))
+                    continue
+                }
+                let image: MedicalImage
+                do { image = try ImageIO.read(url) } catch { problems.append(Problem(file: name, message: "\(error)")); continue }
+                if image.voxels.contains(where: { !$0.isFinite }) {
+                    problems.append(Problem(file: name, message: "contains NaN or infinite values"))
+                }
+                if let lo = image.voxels.min(), lo == image.voxels.max() {
+                    problems.append(Problem(file: name, message: "image is constant (\(formatValue(lo))): empty or unreadable content"))
+                }
+                if image.channels != 1 && d.channelCount == 1 {
+                    problems.append(Problem(file: name, message: "image has \(image.channels) channels; split them into _0000, _0001, ... files and list them in channel_names"))
+                }
+                guard let label else { continue }
+                if image.size != label.size {
+                    problems.append(Problem(file: name, message: "size \(image.size) differs from its label's \(label.size)"))
+                } else if !sameGeometry(image.geometry, label.geometry) {
+                    problems.append(Problem(file: name, message: "geometry (spacing \(image.geometry.spacing), origin \(image.geometry.origin)) differs from its label's (spacing \(label.geometry.spacing), origin \(label.geometry.origin))"))
+                }
+            }
+        }
+        return problems
+    }
+
+    static func sameGeometry(_ a: ImageGeometry, _ b: ImageGeometry) -> Bool {
+        func close(_ x: [Double], _ y: [Double], _ tol: Double) -> Bool {
+            x.count == y.count && zip(x, y).allSatisfy { abs($0 - $1) <= tol * max(1, abs($0)) }
+        }
+        return close(a.spacing, b.spacing, 1e-4) && close(a.origin, b.origin, 1e-3) && close(a.direction, b.direction, 1e-4)
+    }
+
+    private static func formatValue(_ v: Float) -> String {
+        v == v.rounded() ? String(Int(v)) : String(v)
+    }
+}

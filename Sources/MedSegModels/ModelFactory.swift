@@ -1,0 +1,33 @@
+import Torch
+
+/// Builds a network by name for a given number of input channels and output channels.
+public enum ModelFactory {
+    public static let names = ["unet"]
+
+    public struct Spec: Codable, Equatable, Sendable {
+        public var name: String
+        public var dims: Int
+        public var inChannels: Int
+        public var outChannels: Int
+        public var features: Int
+        public var depth: Int
+
+        public init(name: String, dims: Int, inChannels: Int, outChannels: Int, features: Int, depth: Int) {
+            self.name = name; self.dims = dims; self.inChannels = inChannels; self.outChannels = outChannels
+            self.features = features; self.depth = depth
+        }
+    }
+
+    public static func make(_ spec: Spec) throws -> Module {
+        switch spec.name {
+        case "unet":
+            return try UNet(.init(inChannels: spec.inChannels, classes: spec.outChannels, features: spec.features,
+                                  depth: spec.depth, dims: spec.dims))
+        default:
+            throw TorchError("unknown model '\(spec.name)'; available: \(names.joined(separator: ", "))")
+        }
+    }
+
+    /// The factor every spatial size of the input must be divisible by.
+    public static func sizeDivisor(_ spec: Spec) -> Int { 1 << (spec.depth - 1) }
+}

@@ -1,0 +1,104 @@
+import ArgumentParser
+import Foundation
+import MedSegData
+
+struct DataCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "data",
+        abstract: "Make, import, inspect, convert and check data sets (nnU-Net v2 raw layout).",
+        subcommands: [Synth.self, Info.self, Convert.self, Check.self])
+
+    struct Synth: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Write the built-in synthetic data set.")
+
+        @Option(name: .customLong("dim"), help: "2 or 3 spatial dimensions.") var dims = 2
+        @Option(help: "Labelled training cases.") var cases = 40
+        @Option(help: "Test cases (imagesTs, with labels in labelsTs); default: a fifth of --cases.") var testCases: Int?
+        @Option(help: "Foreground classes (default 1 in 2D, 2 in 3D).") var classes: Int?
+        @Option(help: "Image size, x first, e.g. 128,128 or 64,64,32.", transform: parseInts) var size: [Int]?
+        @Option(help: "File ending: .png or .nii.gz (2D), .nii.gz or .nrrd (3D).") var format: String?
+        @Option(help: "Output folder.") var out: String
+        @Option(help: "Random seed.") var seed: UInt64 = 0
+
+        func run() throws {
+            let synth = try SyntheticCases(.init(dims: dims, size: size, classes: classes, seed: seed))
+            let root = URL(fileURLWithPath: out)
+            let test = testCases ?? max(1, cases / 5)
+            let progress = ProgressLine(label: "synth")
+            let d = try synth.write(to: root, training: cases, test: test, fileEnding: format) { done, total in
+                progress.update(done, total)
+            }
+            progress.finish()
+            print("wrote \(d.numTraining) training and \(test) test cases (\(synth.options.size.map(String.init).joined(separator: "x")), \(d.file_ending)) to \(root.path)")
+        }
+    }
+
+    struct Info: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show an image's shape, type, geometry, intensities and labels.")
+        @Argument(help: "Image file.") var file: String
+
+        func run() throws {
+            let url = URL(fileURLWithPath: file)
+            let image = try ImageIO.read(url)
+            let g = image.geometry
+            func fmt(_ v: [Double]) -> String { "(" + v.map { String(format: "%.4g", $0) }.joined(separator: ", ") + ")" }
+            print("file       \(url.lastPathComponent)")
+            print("size       \(image.size.map(String.init).joined(separator: " x ")) (x fastest), \(image.channels) channel(s)")
+            print("type       \(image.pixelType.rawValue)")
+            print("spacing    \(fmt(g.spacing))")
+            print("origin     \(fmt(g.origin))")
+            print("direction  \(fmt(g.direction))")
+            if let a = g.niftiAffine { print("affine     \(fmt(a))") }
+            var lo = Float.infinity, hi = -Float.infinity, sum = 0.0, nonFinite = 0
+            for v in image.voxels {
+                guard v.isFinite else { nonFinite += 1; continue }
+                lo = min(lo, v); hi = max(hi, v); sum += Double(v)
+            }
+            let n = image.voxels.count - nonFinite
+            print("intensity  min \(lo)  max \(hi)  mean \(String(format: "%.4g", n > 0 ? sum / Double(n) : .nan))" + (nonFinite > 0 ? "  (\(nonFinite) NaN/inf)" : ""))
+            let distinct = Set(image.voxels.prefix(5_000_000))
+            if image.pixelType.isInteger && distinct.count <= 32 {
+                let counts = Dictionary(grouping: image.voxels, by: { $0 }).mapValues(\.count)
+                print("labels     " + counts.keys.sorted().map { "\(Int($0)): \(counts[$0]!)" }.joined(separator: ", "))
+            }
+        }
+    }
+
+    struct Convert: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Convert an image between formats, keeping its geometry.")
+        @Argument(help: "Input image.") var input: String
+        @Argument(help: "Output image; the format follows its ending.") var output: String
+
+        func run() throws {
+            let image = try ImageIO.read(URL(fileURLWithPath: input))
+            try ImageIO.write(image, to: URL(fileURLWithPath: output))
+            print("wrote \(output)")
+        }
+    }
+
+    struct Check: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Validate a data set and list every problem; exits non-zero when anything is wrong.")
+        @Argument(help: "Data set folder (with dataset.json).") var folder: String
+
+        func run() throws {
+            let root = URL(fileURLWithPath: folder)
+            let problems = DatasetChecker.check(root)
+            if problems.isEmpty {
+                let d = try RawDataset(root)
+                print("\(root.path): OK (\(d.description.numTraining) training cases, \(d.description.channelCount) channel(s), labels \(d.description.labelValues))")
+                return
+            }
+            for p in problems { FileHandle.standardError.write(Data("\(p)\n".utf8)) }
+            FileHandle.standardError.write(Data("\(problems.count) problem(s) in \(root.path)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// Parses "128,128" or "64x64x32".
+func parseInts(_ text: String) throws -> [Int] {
+    let parts = text.split(whereSeparator: { $0 == "," || $0 == "x" || $0 == " " })
+    let values = parts.compactMap { Int($0) }
+    guard values.count == parts.count, !values.isEmpty else { throw ValidationError("expected integers like 128,128, got '\(text)'") }
+    return values
+}
