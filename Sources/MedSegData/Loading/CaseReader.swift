@@ -55,11 +55,11 @@ public struct LoadedCase {
 
 /// Reads and normalizes cases of a raw data set.
 public struct CaseReader {
-    public let dataset: RawDataset
+    public let dataset: RawDataset?
     public let normalization: IntensityNormalization
     public let ctStatistics: [IntensityStatistics]?
 
-    public init(dataset: RawDataset, normalization: IntensityNormalization, ctStatistics: [IntensityStatistics]? = nil) {
+    public init(dataset: RawDataset?, normalization: IntensityNormalization, ctStatistics: [IntensityStatistics]? = nil) {
         self.dataset = dataset
         self.normalization = normalization
         self.ctStatistics = ctStatistics
@@ -110,7 +110,7 @@ public struct CaseReader {
                           geometry: first.geometry, shape: shape)
     }
 
-    func normalize(_ v: [Float], channel: Int, file: URL) throws -> [Float] {
+    public func normalize(_ v: [Float], channel: Int, file: URL) throws -> [Float] {
         switch normalization {
         case .none: return v
         case .rgb: return v.map { $0 / 255 }
