@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import MedSegData
 @testable import MedSegTrain
+import Torch
 
 final class EvaluationTests: XCTestCase {
     private func image(_ v: [Float], _ size: [Int]) -> MedicalImage {

@@ -1,5 +1,6 @@
 import Foundation
 import MedSegData
+import Torch
 
 /// Metrics of one label in one case, or their means. Undefined values (a label absent from both
 /// prediction and reference) are nil and written as JSON null.

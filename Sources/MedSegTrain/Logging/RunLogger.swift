@@ -1,5 +1,6 @@
 import Foundation
 import MedSegData
+import Torch
 
 /// One epoch's numbers, as logged to the console, log.txt, training_log.csv, TensorBoard and
 /// progress.png.

@@ -28,6 +28,15 @@ public struct LoadReport: CustomStringConvertible, Equatable {
 }
 
 extension Module {
+    /// The parameters and persistent buffers, named as PyTorch's state_dict.
+    public func stateDict() -> StateDict { StateDict(namedStateTensors().map { ($0.name, $0.tensor) }) }
+
+    /// Loads a state dict (see `loadState(_:strict:)`).
+    @discardableResult
+    public func load(_ dict: StateDict, strict: Bool = true) throws -> LoadReport {
+        try loadState(dict.pairs, strict: strict)
+    }
+
     /// Copies weights into the module's parameters and buffers by state_dict name.
     ///
     /// With `strict`, any missing or unexpected key or shape mismatch throws (and nothing is
