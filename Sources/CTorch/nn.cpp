@@ -118,6 +118,7 @@ mt_tensor_t mt_interpolate(mt_tensor_t x, const int64_t *output_size, size_t nsp
 }
 
 mt_tensor_t mt_leaky_relu(mt_tensor_t x, double slope) { MT_TENSOR(at::leaky_relu(T(x), slope)) }
+int mt_relu_(mt_tensor_t x) { MT_STATUS(at::relu_(T(x))) }
 
 // Debian's libtorch 1.13.1 computes a wrong gelu_backward on CPU float32 when the incoming gradient
 // is not laid out like the input. The hook hands GeluBackward a contiguous gradient.

@@ -44,7 +44,8 @@ public final class UNet: Module {
         }
         func norm(_ c: Int) throws -> Module { d == 2 ? try BatchNorm2d(c) : try BatchNorm3d(c) }
         func block(_ i: Int, _ o: Int) throws -> Sequential {
-            Sequential(try conv(i, o, 3, padding: 1), try norm(o), ReLU(), try conv(o, o, 3, padding: 1), try norm(o), ReLU())
+            Sequential(try conv(i, o, 3, padding: 1), try norm(o), ReLU(inplace: true),
+                       try conv(o, o, 3, padding: 1), try norm(o), ReLU(inplace: true))
         }
 
         enc = ModuleList(try [block(config.inChannels, widths[0])] + (0..<(config.depth - 1)).map { try block(widths[$0], widths[$0 + 1]) })

@@ -6,6 +6,69 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The message of the last failed call on this thread. */
 const char *mc_last_error(void);
+
+/* Frees any buffer these functions returned (malloc'd; NULL is fine). */
+void mc_free(void *pointer);
+
+/* ---- gzip ---------------------------------------------------------------------------------- */
+
+/* Reads a whole file, inflating it when it is gzip-compressed (plain files are read as they are).
+ * On success *data (free with mc_free) holds *length bytes; returns 0, or -1 with a message
+ * (missing file, corrupt or truncated gzip data). */
+int mc_gz_read_file(const char *path, uint8_t **data, size_t *length);
+
+/* Writes `length` bytes as a gzip file at `path` (level 1 fast .. 9 small; -1 default). 0 / -1. */
+int mc_gz_write_file(const char *path, const void *data, size_t length, int level);
+
+/* Inflates gzip or zlib data in memory (concatenated gzip members too). `size_hint` (may be 0)
+ * is the expected output size. 0 / -1 (corrupt or truncated data). */
+int mc_inflate(const void *source, size_t source_length, size_t size_hint, uint8_t **data, size_t *length);
+
+/* Compresses bytes into one gzip member in memory. 0 / -1. */
+int mc_gzip_compress(const void *source, size_t source_length, int level, uint8_t **data, size_t *length);
+
+/* ---- rasters (PNG, JPEG, TIFF) ------------------------------------------------------------- */
+
+/* A decoded raster: pages x height x width x channels samples, interleaved, native byte order. */
+typedef struct {
+    int width;
+    int height;
+    int pages;          /* 1 except for multi-page TIFF */
+    int channels;       /* samples per pixel: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA (or TIFF extra samples) */
+    int bits;           /* bits per sample of `pixels`: 8, 16, 32 or 64 */
+    int sample_format;  /* 1 unsigned integer, 2 signed integer, 3 IEEE float */
+    int is_palette;     /* 1 when the file stored palette indices (PNG or TIFF palette) */
+    void *pixels;       /* free with mc_free (or mc_raster_free) */
+    uint8_t *indices;   /* palette images only: pages x height x width raw indices, else NULL */
+} mc_raster;
+
+/* Frees pixels and indices and clears the struct. */
+void mc_raster_free(mc_raster *raster);
+
+/* PNG of any kind: 1-16 bit gray, gray+alpha, RGB, RGBA, palette (expanded to RGB in `pixels`,
+ * raw indices in `indices`). Bit depths below 8 are expanded to 8 (gray) or unpacked (indices). */
+int mc_png_read(const char *path, mc_raster *out);
+
+/* Writes 8- or 16-bit PNG; channels 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA). `pixels` are
+ * height x width x channels samples (uint8_t or native-endian uint16_t). 0 / -1. */
+int mc_png_write(const char *path, const void *pixels, int width, int height, int channels, int bits);
+
+/* Baseline or progressive JPEG, decoded to gray (1 channel) or RGB (3 channels), 8 bits. */
+int mc_jpeg_read(const char *path, mc_raster *out);
+
+/* Every page (image directory, reduced-resolution subfiles skipped) of a TIFF. Pages must share
+ * size and sample layout. 8/16/32/64-bit integer and 32/64-bit float samples, strips or tiles,
+ * contiguous or separate planes; 1/2/4-bit samples are unpacked to 8-bit values; other layouts
+ * (YCbCr, odd bit depths) are decoded through libtiff's RGBA interface to 8-bit RGB(A). Palette
+ * pages (1-8 bit) give their colours as RGB in `pixels` and the raw indices in `indices`. */
+int mc_tiff_read(const char *path, mc_raster *out);
+
+/* Writes `pages` pages of height x width x channels samples (channels 1 or 3) with `bits` 8, 16,
+ * 32 or 64 and `sample_format` 1 (unsigned), 2 (signed) or 3 (float), deflate-compressed when
+ * `compress` is non-zero. BigTIFF is used when the data exceed 3.5 GiB. 0 / -1. */
+int mc_tiff_write(const char *path, const void *pixels, int width, int height, int pages, int channels,
+                  int bits, int sample_format, int compress);
 
 #endif

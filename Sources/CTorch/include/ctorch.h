@@ -211,6 +211,7 @@ mt_tensor_t mt_layer_norm(mt_tensor_t x, const int64_t *normalized_shape, size_t
 /* output_size has one entry per spatial dimension */
 mt_tensor_t mt_interpolate(mt_tensor_t x, const int64_t *output_size, size_t nspatial, int mode, int align_corners);
 mt_tensor_t mt_leaky_relu(mt_tensor_t x, double slope);
+int mt_relu_(mt_tensor_t x);
 /* approximate: 0 = exact erf form, 1 = tanh */
 mt_tensor_t mt_gelu(mt_tensor_t x, int approximate);
 mt_tensor_t mt_gelu_unpatched(mt_tensor_t x);

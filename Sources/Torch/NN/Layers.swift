@@ -1,8 +1,14 @@
 /// Stateless layers wrapping functions of `F`, so they can sit in a `Sequential`.
 
 public final class ReLU: Module {
-    public override init() { super.init() }
-    public override func forward(_ x: Tensor) throws -> Tensor { try x.relu() }
+    /// Overwrites the input (saves an allocation), as nn.ReLU(inplace=True).
+    public let inplace: Bool
+    public init(inplace: Bool = false) { self.inplace = inplace; super.init() }
+    public override func forward(_ x: Tensor) throws -> Tensor {
+        guard inplace else { return try x.relu() }
+        try x.relu_()
+        return x
+    }
 }
 
 public final class LeakyReLU: Module {

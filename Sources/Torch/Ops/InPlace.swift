@@ -22,4 +22,5 @@ extension Tensor {
     public func uniform_(_ low: Double, _ high: Double) throws { try check(mt_uniform_(handle, low, high)) }
     public func normal_(mean: Double = 0, std: Double = 1) throws { try check(mt_normal_(handle, mean, std)) }
     public func maximum_(_ other: Tensor) throws { try check(mt_maximum_(handle, other.handle)) }
+    public func relu_() throws { try check(mt_relu_(handle)) }
 }
