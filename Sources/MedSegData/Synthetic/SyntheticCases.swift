@@ -105,27 +105,3 @@ public struct SyntheticCases {
                 MedicalImage(size: size, voxels: label, pixelType: .uint8, geometry: geometry))
     }
 }
-
-/// SplitMix64: a tiny, fast, seedable generator (Steele, Lea & Flood), enough for synthetic data.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func uniform(_ low: Double, _ high: Double) -> Double {
-        low + (high - low) * Double(next() >> 11) / Double(1 << 53)
-    }
-
-    /// Standard normal sample (Box-Muller).
-    mutating func gaussian() -> Double {
-        let u = max(uniform(0, 1), 1e-300), v = uniform(0, 1)
-        return (-2 * Foundation.log(u)).squareRoot() * cos(2 * .pi * v)
-    }
-}

@@ -20,6 +20,12 @@ public struct Predictor {
 
     /// Class probabilities [K, spatial...] (K = 1 for a binary model: the foreground probability).
     public func probabilities(normalizedImage image: Tensor) throws -> Tensor {
+        let logits = try logits(normalizedImage: image)
+        return spec.binary ? try logits.sigmoid() : try logits.softmax(dim: 0)
+    }
+
+    /// Network outputs [K, spatial...] over the whole image (sliding window, optional mirroring).
+    public func logits(normalizedImage image: Tensor) throws -> Tensor {
         model.eval()
         let divisor = 1 << (spec.depth - 1)
         // Windows are the training patch, but never larger than needed for a small image
@@ -27,8 +33,7 @@ public struct Predictor {
         let spatial = Array(image.shape.dropFirst())
         let patch = zip(spec.patchSize, spatial).map { p, s in min(p, (s + divisor - 1) / divisor * divisor) }
         let window = SlidingWindow(patchSize: patch, mirrorAxes: mirror ? Array(0..<spec.dims) : [])
-        let logits = try window(image.to(device: device)) { try model($0) }
-        return spec.binary ? try logits.sigmoid() : try logits.softmax(dim: 0)
+        return try window(image.to(device: device)) { try model($0) }
     }
 
     /// Label map [spatial...] (int64) from probabilities.

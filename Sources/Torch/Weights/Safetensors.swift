@@ -1,87 +1,180 @@
 import Foundation
 
-/// The safetensors format: an 8-byte little-endian header length, a JSON header naming each
-/// tensor's dtype, shape and byte range, then the raw little-endian bytes.
+/// The safetensors format: an 8-byte little-endian header length N, N bytes of JSON naming each
+/// tensor's dtype, shape and byte range (relative to the data that follows), then the raw
+/// little-endian bytes. Reading checks the file as strictly as the reference implementation.
 public enum Safetensors {
     static let codes: [(DType, String)] = [
         (.float32, "F32"), (.float16, "F16"), (.bfloat16, "BF16"), (.float64, "F64"), (.int64, "I64"),
         (.int32, "I32"), (.int16, "I16"), (.int8, "I8"), (.uint8, "U8"), (.bool, "BOOL"),
     ]
 
-    static func code(_ d: DType) -> String { codes.first { $0.0 == d }!.1 }
-    static func dtype(_ code: String) -> DType? { codes.first { $0.1 == code }?.0 }
+    /// The format's name for a dtype ("F32", "BF16", "BOOL", ...).
+    public static func code(_ d: DType) -> String { codes.first { $0.0 == d }!.1 }
+    /// The dtype a format name stands for, nil for names MedSeg does not support (F8, U16...).
+    public static func dtype(_ code: String) -> DType? { codes.first { $0.1 == code }?.0 }
 
+    /// Headers above this size are refused (the reference implementation's limit).
+    static let maxHeaderLength: UInt64 = 100_000_000
+
+    /// Reads every tensor (in file order) and the `__metadata__` strings.
     public static func load(_ url: URL) throws -> (tensors: StateDict, metadata: [String: String]) {
         let name = url.path
+        func failure(_ what: String) -> TorchError { TorchError("\(name): \(what)") }
         let data: Data
         do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
-            throw TorchError("\(name): cannot read (\(error.localizedDescription))")
+            let exists = FileManager.default.fileExists(atPath: name)
+            throw failure(exists ? "cannot be read (\((error as NSError).localizedDescription))" : "no such file")
         }
-        guard data.count >= 8 else { throw TorchError("\(name): truncated: \(data.count) bytes, a safetensors file has at least 8") }
+        guard data.count >= 8 else {
+            throw failure("truncated: \(data.count) bytes, a safetensors file starts with an 8-byte header length")
+        }
         let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
         guard headerLength <= UInt64(data.count - 8) else {
-            throw TorchError("\(name): header length \(headerLength) exceeds the file size \(data.count)")
+            throw failure("header length \(headerLength) exceeds the file size (\(data.count) bytes): truncated or not a safetensors file")
         }
+        guard headerLength <= maxHeaderLength else { throw failure("header length \(headerLength) is larger than the 100 MB the format allows") }
         let headerEnd = 8 + Int(headerLength)
-        guard let header = try? JSONSerialization.jsonObject(with: data.subdata(in: 8..<headerEnd)) as? [String: Any] else {
-            throw TorchError("\(name): the header is not a JSON object")
+        let headerBytes = data.subdata(in: 8..<headerEnd)
+        guard headerBytes.first == UInt8(ascii: "{"), let parsed = try? JSONSerialization.jsonObject(with: headerBytes),
+              let header = parsed as? [String: Any] else {
+            throw failure("the \(headerLength)-byte header is not valid JSON (expected an object of tensor entries)")
         }
+        let available = data.count - headerEnd
         var metadata: [String: String] = [:]
-        var entries: [(String, DType, [Int], Int, Int)] = []
+        var entries: [(name: String, dtype: DType, shape: [Int], begin: Int, end: Int)] = []
         for (key, value) in header {
             if key == "__metadata__" {
-                guard let m = value as? [String: String] else { throw TorchError("\(name): __metadata__ must map strings to strings") }
-                metadata = m
+                guard let m = value as? [String: Any] else { throw failure("__metadata__ is not an object") }
+                for (k, v) in m {
+                    guard let s = v as? String else { throw failure("__metadata__ entry '\(k)' is not a string") }
+                    metadata[k] = s
+                }
                 continue
             }
-            guard let info = value as? [String: Any], let code = info["dtype"] as? String,
-                  let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2 else {
-                throw TorchError("\(name): entry '\(key)' lacks dtype, shape or data_offsets")
+            guard let info = value as? [String: Any] else { throw failure("entry '\(key)' is not an object") }
+            guard let code = info["dtype"] as? String else { throw failure("entry '\(key)' has no dtype") }
+            guard let dtype = dtype(code) else {
+                throw failure("entry '\(key)' has unknown or unsupported dtype '\(code)' (supported: \(codes.map(\.1).joined(separator: ", ")))")
             }
-            guard let dtype = dtype(code) else { throw TorchError("\(name): entry '\(key)' has unsupported dtype \(code)") }
-            guard shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[0] <= offsets[1], headerEnd + offsets[1] <= data.count else {
-                throw TorchError("\(name): entry '\(key)' has byte range \(offsets) outside the data (\(data.count - headerEnd) bytes)")
+            guard let shape = integers(info["shape"]), shape.allSatisfy({ $0 >= 0 }) else {
+                throw failure("entry '\(key)' has no valid shape (a list of non-negative integers)")
             }
-            let expected = shape.reduce(1, *) * dtype.byteSize
-            guard offsets[1] - offsets[0] == expected else {
-                throw TorchError("\(name): entry '\(key)' holds \(offsets[1] - offsets[0]) bytes, shape \(shape) of \(code) needs \(expected)")
+            guard let offsets = integers(info["data_offsets"]), offsets.count == 2 else {
+                throw failure("entry '\(key)' has no valid data_offsets (two integers)")
             }
-            entries.append((key, dtype, shape, offsets[0], offsets[1]))
+            let (begin, end) = (offsets[0], offsets[1])
+            guard begin >= 0, begin <= end, end <= available else {
+                throw failure("entry '\(key)' has data_offsets [\(begin), \(end)] outside the \(available)-byte data section")
+            }
+            var size = dtype.byteSize
+            for s in shape {
+                let (p, o) = size.multipliedReportingOverflow(by: s)
+                guard !o else { throw failure("entry '\(key)' has an impossible shape \(shape)") }
+                size = p
+            }
+            guard end - begin == size else {
+                throw failure("entry '\(key)' has \(end - begin) bytes at data_offsets [\(begin), \(end)] but shape \(shape) of \(code) needs \(size)")
+            }
+            entries.append((key, dtype, shape, begin, end))
         }
-        // Keep the file's order (by offset), which is the order it was written in.
-        entries.sort { $0.3 < $1.3 }
+        // Tensors tile the data section in file order, without gaps or overlaps.
+        entries.sort { ($0.begin, $0.end, $0.name) < ($1.begin, $1.end, $1.name) }
+        var cursor = 0
+        for e in entries {
+            guard e.begin == cursor else {
+                throw failure(e.begin < cursor ? "entry '\(e.name)' overlaps the previous tensor's bytes (data_offsets start at \(e.begin), expected \(cursor))"
+                                               : "entry '\(e.name)' leaves a gap in the data (data_offsets start at \(e.begin), expected \(cursor))")
+            }
+            cursor = e.end
+        }
+        guard cursor == available else {
+            throw failure("the data section has \(available) bytes but the tensors account for \(cursor)")
+        }
         var dict = StateDict()
         try data.withUnsafeBytes { raw in
-            for (key, dtype, shape, begin, end) in entries {
-                let bytes = UnsafeRawBufferPointer(rebasing: raw[(headerEnd + begin)..<(headerEnd + end)])
-                dict.set(key, try Tensor(bytes: bytes, shape: shape, dtype: dtype))
+            for e in entries {
+                let bytes = UnsafeRawBufferPointer(rebasing: raw[(headerEnd + e.begin)..<(headerEnd + e.end)])
+                dict.set(e.name, try Tensor(bytes: bytes, shape: e.shape, dtype: e.dtype))
             }
         }
         return (dict, metadata)
     }
 
-    /// Writes the tensors (moved to CPU, contiguous) atomically: temporary file, fsync, rename.
+    /// A JSON list of integers (numbers with a fractional part are refused).
+    static func integers(_ value: Any?) -> [Int]? {
+        guard let list = value as? [Any] else { return nil }
+        var out: [Int] = []
+        for v in list {
+            guard let n = v as? NSNumber, Double(n.int64Value) == n.doubleValue else { return nil }
+            out.append(Int(n.int64Value))
+        }
+        return out
+    }
+
+    /// Writes the tensors (copied to the CPU, contiguous) in the dict's order with `metadata` as
+    /// `__metadata__`. The file appears atomically: a temporary file in the same folder is
+    /// written, synced and renamed over `url`, so readers never see a partial file.
     public static func save(_ dict: StateDict, metadata: [String: String] = [:], to url: URL) throws {
+        let name = url.path
         var header: [String: Any] = [:]
         if !metadata.isEmpty { header["__metadata__"] = metadata }
-        var blobs: [Data] = []
         var offset = 0
-        for (name, tensor) in dict {
-            let bytes = try tensor.data()
-            header[name] = ["dtype": code(tensor.dtype), "shape": tensor.shape, "data_offsets": [offset, offset + bytes.count]]
-            offset += bytes.count
-            blobs.append(bytes)
+        for (key, tensor) in dict {
+            guard key != "__metadata__" else { throw TorchError("\(name): a tensor cannot be named __metadata__") }
+            let size = tensor.count * tensor.dtype.byteSize
+            header[key] = ["dtype": code(tensor.dtype), "shape": tensor.shape, "data_offsets": [offset, offset + size]] as [String: Any]
+            offset += size
         }
-        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        var json: Data
+        do { json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys]) } catch {
+            throw TorchError("\(name): cannot encode the header (\(error))")
+        }
         json.append(contentsOf: [UInt8](repeating: 0x20, count: (8 - json.count % 8) % 8))
-        var out = Data(capacity: 8 + json.count + offset)
-        var length = UInt64(json.count).littleEndian
-        out.append(Data(bytes: &length, count: 8))
-        out.append(json)
-        for b in blobs { out.append(b) }
-        guard FileManager.default.fileExists(atPath: url.deletingLastPathComponent().path) else {
-            throw TorchError("\(url.path): the folder \(url.deletingLastPathComponent().path) does not exist")
+        var prefix = Data(count: 8)
+        prefix.withUnsafeMutableBytes { $0.storeBytes(of: UInt64(json.count).littleEndian, as: UInt64.self) }
+
+        let folder = url.deletingLastPathComponent()
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw TorchError("\(name): the folder \(folder.path) does not exist")
         }
-        do { try AtomicFile.write(out, to: url) } catch { throw TorchError("\(url.path): write failed: \(error.localizedDescription)") }
+        let temporary = folder.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        let fd = Foundation.open(temporary.path, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+        guard fd >= 0 else { throw TorchError("\(name): cannot create a temporary file in \(folder.path) (\(String(cString: strerror(errno))))") }
+        var closed = false
+        defer {
+            if !closed { close(fd) }
+            unlink(temporary.path)   // fails harmlessly once renamed
+        }
+        func write(_ chunk: Data) throws {
+            try chunk.withUnsafeBytes { raw in
+                var done = 0
+                while done < raw.count {
+                    let n = Foundation.write(fd, raw.baseAddress! + done, raw.count - done)
+                    if n < 0 && errno == EINTR { continue }
+                    guard n > 0 else { throw TorchError("\(name): write failed (\(String(cString: strerror(errno))))") }
+                    done += n
+                }
+            }
+        }
+        try write(prefix)
+        try write(json)
+        // One tensor at a time, so saving needs no second copy of the whole model in memory.
+        for (key, tensor) in dict {
+            let bytes = try tensor.data()
+            guard bytes.count == tensor.count * tensor.dtype.byteSize else {
+                throw TorchError("\(name): tensor '\(key)' gave \(bytes.count) bytes, expected \(tensor.count * tensor.dtype.byteSize)")
+            }
+            try write(bytes)
+        }
+        guard fsync(fd) == 0 else { throw TorchError("\(name): fsync failed (\(String(cString: strerror(errno))))") }
+        closed = true
+        guard close(fd) == 0 else { throw TorchError("\(name): close failed (\(String(cString: strerror(errno))))") }
+        guard rename(temporary.path, name) == 0 else {
+            throw TorchError("\(name): cannot move the new file into place (\(String(cString: strerror(errno))))")
+        }
+        let dirfd = Foundation.open(folder.path, O_RDONLY)
+        if dirfd >= 0 { fsync(dirfd); close(dirfd) }
     }
 }

@@ -1,0 +1,262 @@
+import Foundation
+import MedSegData
+import MedSegModels
+import Torch
+
+/// What a finished (or stopped) run reports.
+public struct TrainingSummary: Sendable {
+    public var epochsCompleted: Int
+    public var bestMetric: Double?
+    public var finalValidationDice: Double?
+    public var runFolder: URL
+}
+
+/// One training run: data, model, optimizer and schedule from a `TrainingConfig`; epochs of
+/// iterations with validation, checkpoints (latest, best, every N epochs, final) and logs in the
+/// run folder; exact resumption from a checkpoint.
+public final class TrainingRun {
+    public let config: TrainingConfig
+    public let datasetFolder: URL
+    public let runFolder: URL
+    /// A run folder or checkpoint file to continue from.
+    public let resume: URL?
+    public let device: Device
+    /// Stop after this many epochs of this invocation (to test interruption), without final steps.
+    public var stopAfterEpochs: Int?
+    /// Print progress to the console.
+    public var verbose = true
+
+    public init(config: TrainingConfig, datasetFolder: URL, runFolder: URL, resume: URL? = nil, device: Device = .cpu) {
+        self.config = config
+        self.datasetFolder = datasetFolder
+        self.runFolder = runFolder
+        self.resume = resume
+        self.device = device
+    }
+
+    public static func checkpointURL(_ folder: URL, _ name: String) -> URL {
+        folder.appendingPathComponent("\(name).\(Checkpoint.fileExtension)")
+    }
+
+    /// Loss for the run's output layout.
+    static func makeLoss(_ name: String, binary: Bool) throws -> any SegmentationLoss {
+        switch (name, binary) {
+        case ("auto", true), ("bce_dice", _): return CompoundLoss.bceDice()
+        case ("auto", false), ("dice_ce", _): return CompoundLoss.diceCE()
+        case ("bce", _): return BCEWithLogitsLoss()
+        case ("dice", _): return SoftDiceLoss(includeBackground: binary)
+        case ("ce", false): return CrossEntropyLoss()
+        default: throw ConfigError("key 'loss': '\(name)' does not fit a \(binary ? "binary (one output channel)" : "multi-class") task")
+        }
+    }
+
+    static func makeSchedule(_ c: TrainingConfig) -> any LRSchedule {
+        let main: any LRSchedule
+        switch c.scheduler {
+        case "poly": main = PolyLR(maxSteps: c.epochs)
+        case "cosine": main = CosineAnnealingLR(tMax: max(1, c.epochs - c.warmup_epochs), etaMin: c.eta_min)
+        case "step": main = StepLR(stepSize: c.step_size, gamma: c.gamma)
+        default: main = ConstantLR()
+        }
+        guard c.warmup_epochs > 0 else { return main }
+        return SequentialLR([LinearWarmupLR(startFactor: 1e-3, totalSteps: c.warmup_epochs), main], milestones: [c.warmup_epochs])
+    }
+
+    static func makeOptimizer(_ c: TrainingConfig, _ params: [Tensor]) throws -> Optimizer {
+        let group = ParamGroup(params: params, lr: c.lr, weightDecay: c.weight_decay)
+        switch c.optimizer {
+        case "sgd": return try SGD(groups: [group], momentum: c.momentum, nesterov: c.nesterov && c.momentum > 0)
+        case "adamw": return AdamW(groups: [group])
+        default: return Adam(groups: [group])
+        }
+    }
+
+    @discardableResult
+    public func run() throws -> TrainingSummary {
+        var c = config
+        try c.validate()
+        if c.threads > 0 { Torch.threads = c.threads }
+        try FileManager.default.createDirectory(at: runFolder, withIntermediateDirectories: true)
+
+        // Resume state first: it carries the config the run was started with.
+        var loaded: Checkpoint.Loaded? = nil
+        if let resume {
+            var isDir: ObjCBool = false
+            _ = FileManager.default.fileExists(atPath: resume.path, isDirectory: &isDir)
+            let file = isDir.boolValue ? Self.checkpointURL(resume, "checkpoint_latest") : resume
+            guard FileManager.default.fileExists(atPath: file.path) else {
+                throw TrainingError("cannot resume: \(file.path) does not exist")
+            }
+            loaded = try Checkpoint.load(file)
+            let saved = try TrainingConfig().merging(yaml: loaded!.state.configYAML, source: "\(file.lastPathComponent) config")
+            // The saved run's settings win; only a longer schedule may be asked for.
+            let epochs = max(saved.epochs, c.epochs)
+            c = saved
+            c.epochs = epochs
+        }
+        Torch.manualSeed(UInt64(c.seed))
+
+        // Data.
+        let dataset = try RawDataset(datasetFolder)
+        let allCases = try dataset.trainingCases()
+        guard allCases.count >= 2 else { throw DataError(file: dataset.labelsTr, "at least 2 labelled cases are needed, found \(allCases.count)") }
+        let splits = try CrossValidationSplits.loadOrCreate(dataset.root.appendingPathComponent("splits_final.json"),
+                                                            identifiers: allCases.map(\.identifier), folds: c.num_folds)
+        guard c.fold < splits.folds.count else { throw ConfigError("key 'fold': \(c.fold) but splits_final.json has \(splits.folds.count) folds") }
+        let trainIDs = Set(splits.folds[c.fold].train), valIDs = Set(splits.folds[c.fold].val)
+        let classes = max(1, dataset.description.foregroundLabels.max() ?? 1)
+        let binary = classes == 1 && c.loss != "dice_ce" && c.loss != "ce"
+        let normalization = IntensityNormalization(rawValue: c.normalization) ?? .zscore
+        var ctStats: [IntensityStatistics]? = nil
+        if normalization == .ct {
+            ctStats = try (0..<dataset.description.channelCount).map { ch in
+                try IntensityStatistics.foreground(of: allCases.filter { trainIDs.contains($0.identifier) }.prefix(50).map { files in
+                    (try ImageIO.read(files.images[ch]).voxels, try ImageIO.read(files.label!).voxels)
+                })
+            }
+        }
+        let reader = CaseReader(dataset: dataset, normalization: normalization, ctStatistics: ctStats)
+        let trainCases = try allCases.filter { trainIDs.contains($0.identifier) }.map { try reader.load($0, classes: classes) }
+        let valCases = try allCases.filter { valIDs.contains($0.identifier) }.map { try reader.load($0, classes: classes) }
+        guard let first = trainCases.first else { throw TrainingError("fold \(c.fold) has no training cases") }
+        let divisor = 1 << (c.depth - 1)
+        if let bad = c.patch_size.first(where: { $0 % divisor != 0 }) {
+            throw ConfigError("key 'patch_size': \(bad) is not divisible by \(divisor), which a \(c.depth)-level network needs")
+        }
+        if first.shape.count != c.dims {
+            throw ConfigError("key 'dims': the data set's images have \(first.shape.count) spatial dimensions, the config says \(c.dims)")
+        }
+
+        // Model, optimizer, schedule, loss.
+        let spec = ModelSpecRecord(name: c.model, dims: c.dims, inChannels: first.image.size(0), outChannels: binary ? 1 : classes + 1,
+                                   features: c.features, depth: c.depth, patchSize: c.patch_size, normalization: c.normalization,
+                                   intensityStatistics: ctStats, labels: dataset.description.labelValues, binary: binary)
+        let model = try ModelFactory.make(.init(name: spec.name, dims: spec.dims, inChannels: spec.inChannels,
+                                                outChannels: spec.outChannels, features: spec.features, depth: spec.depth))
+        try model.to(device: device)
+        let optimizer = try Self.makeOptimizer(c, model.trainableParameters())
+        let scheduler = LRScheduler(optimizer, Self.makeSchedule(c))
+        let lossFunction = try Self.makeLoss(c.loss, binary: binary)
+
+        var startEpoch = 0
+        var best: Double? = nil
+        var ema: Double? = nil
+        var history: [EpochRecord] = []
+        if let l = loaded {
+            try model.loadState(l.model)
+            let scalars = try JSONDecoder().decode(Optimizer.Scalars.self, from: Data(l.state.optimizerJSON.utf8))
+            try optimizer.load(stateTensors: l.optimizer, scalars: scalars)
+            if let rng = l.rng { try Torch.setRNGState(rng) }
+            startEpoch = l.state.epoch
+            best = l.state.bestMetric
+            ema = l.state.emaDice
+            history = l.state.history
+        }
+        let logger = try RunLogger(folder: runFolder, resumedRecords: history)
+        try AtomicFile.write(Data(try c.yaml().utf8), to: runFolder.appendingPathComponent("config.yaml"))
+        let configYAML = try c.yaml()
+        let say: (String) -> Void = { [verbose] message in if verbose { logger.log(message) } else { logger.log(message, console: false) } }
+        if loaded != nil { say("resuming \(runFolder.path) after epoch \(startEpoch)") }
+        say("\(c.model) \(c.dims)D: \(model.parameterCount()) parameters, \(spec.inChannels) input channel(s), " +
+            "\(binary ? "binary" : "\(classes) classes"); fold \(c.fold): \(trainCases.count) training, \(valCases.count) validation cases; " +
+            "batch \(c.batch_size), patch \(c.patch_size), \(c.optimizer) lr \(c.lr), \(c.scheduler) schedule, \(Torch.threads) thread(s)")
+
+        let maker = BatchMaker(cases: trainCases, patchSize: c.patch_size, batchSize: c.batch_size,
+                               oversampleForeground: c.oversample_foreground,
+                               augment: try Augmenter(preset: c.augmentation, dims: c.dims).apply)
+
+        func save(_ name: String, epoch: Int) throws {
+            let scalars = String(decoding: try JSONEncoder().encode(optimizer.scalars), as: UTF8.self)
+            let state = TrainerState(epoch: epoch, bestMetric: best, emaDice: ema, history: logger.history, configYAML: configYAML,
+                                     optimizerJSON: scalars, schedulerJSON: "{\"last_step\": \(epoch)}", model: spec)
+            try Checkpoint.save(to: Self.checkpointURL(runFolder, name), model: model, optimizer: optimizer.stateTensors(), state: state)
+        }
+
+        var epochsThisRun = 0
+        var lastDice: Double? = nil
+        var skippedSteps = 0
+        for epoch in startEpoch..<c.epochs {
+            if let stop = stopAfterEpochs, epochsThisRun >= stop { break }
+            scheduler.set(step: epoch)
+            model.train()
+            let progress = EpochProgress(epoch: epoch + 1, epochs: c.epochs, iterations: c.iterations, enabled: verbose)
+            let started = DispatchTime.now().uptimeNanoseconds
+            var lossSum = 0.0, steps = 0
+            for iteration in 0..<c.iterations {
+                let (x, y) = try maker.batch(seed: UInt64(c.seed), epoch: epoch, index: iteration)
+                try optimizer.zeroGrad()
+                let loss = try lossFunction(model(x.to(device: device)), y.to(device: device))
+                let value = try loss.item()
+                guard value.isFinite else {
+                    // Never let a non-finite loss reach the weights.
+                    skippedSteps += 1
+                    say("epoch \(epoch + 1) iteration \(iteration + 1): loss is \(value); step skipped, weights unchanged")
+                    if skippedSteps >= 10 {
+                        throw TrainingError("the loss was not finite in 10 steps; stopping. The last good weights are in \(Self.checkpointURL(runFolder, "checkpoint_latest").path). Lower the learning rate (key 'lr', now \(c.lr)) or check the data with `medseg data check`.")
+                    }
+                    continue
+                }
+                try loss.backward()
+                let norm = try clipGradNorm(model.trainableParameters(), maxNorm: c.grad_clip > 0 ? c.grad_clip : .infinity)
+                guard norm.isFinite else {
+                    skippedSteps += 1
+                    say("epoch \(epoch + 1) iteration \(iteration + 1): gradient norm is \(norm); step skipped, weights unchanged")
+                    continue
+                }
+                try optimizer.step()
+                lossSum += value
+                steps += 1
+                progress.update(iteration + 1, loss: lossSum / Double(steps), lr: optimizer.paramGroups[0].lr,
+                                imagesPerSecond: Double((iteration + 1) * c.batch_size) / (Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9))
+            }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+            progress.finish()
+            var record = EpochRecord(epoch: epoch + 1, trainLoss: steps > 0 ? lossSum / Double(steps) : .nan,
+                                     learningRate: optimizer.paramGroups[0].lr, seconds: seconds,
+                                     imagesPerSecond: Double(c.iterations * c.batch_size) / seconds)
+            if (epoch + 1) % c.val_every == 0 || epoch + 1 == c.epochs, !valCases.isEmpty {
+                let v = try Validation.run(model: model, cases: valCases, spec: spec, loss: lossFunction, device: device)
+                record.valLoss = v.loss
+                record.valDice = v.meanDice
+                record.valDicePerClass = v.dicePerClass
+                record.valIoU = v.meanIoU
+                record.valAccuracy = v.accuracy
+                ema = ema.map { 0.9 * $0 + 0.1 * v.meanDice } ?? v.meanDice
+                record.emaDice = ema
+                lastDice = v.meanDice
+                let metric = c.best_metric == "loss" ? -v.loss : ema!
+                if best == nil || metric > best! {
+                    best = metric
+                    try save("checkpoint_best", epoch: epoch + 1)
+                    say(String(format: "new best %@ %.4f", c.best_metric == "loss" ? "validation loss" : "EMA Dice", c.best_metric == "loss" ? v.loss : ema!))
+                }
+            }
+            try logger.record(record)
+            say(Self.describe(record))
+            try save("checkpoint_latest", epoch: epoch + 1)
+            if (epoch + 1) % c.save_every == 0 { try save("checkpoint_epoch_\(epoch + 1)", epoch: epoch + 1) }
+            epochsThisRun += 1
+        }
+        let done = logger.history.last?.epoch ?? startEpoch
+        if done >= c.epochs && stopAfterEpochs == nil {
+            try save("checkpoint_final", epoch: done)
+            if !valCases.isEmpty {
+                let summary = try Validation.writeSummary(model: model, cases: valCases, files: allCases, spec: spec, dataset: dataset,
+                                                          folder: runFolder.appendingPathComponent("validation"), device: device)
+                say("validation of fold \(c.fold) (\(valCases.count) cases, mirror TTA):\n" + summary.table(labelNames: dataset.description.labelNames))
+                lastDice = summary.foreground_mean.Dice
+            }
+            say("finished: outputs in \(runFolder.path)")
+        }
+        return TrainingSummary(epochsCompleted: done, bestMetric: best, finalValidationDice: lastDice, runFolder: runFolder)
+    }
+
+    static func describe(_ r: EpochRecord) -> String {
+        var s = String(format: "epoch %d: train loss %.4f", r.epoch, r.trainLoss)
+        if let v = r.valLoss { s += String(format: ", val loss %.4f", v) }
+        if let d = r.valDice { s += String(format: ", val Dice %.4f", d) }
+        if let e = r.emaDice { s += String(format: " (EMA %.4f)", e) }
+        s += String(format: ", lr %.2e, %.1f s, %.1f img/s", r.learningRate, r.seconds, r.imagesPerSecond)
+        return s
+    }
+}

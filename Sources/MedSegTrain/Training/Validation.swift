@@ -1,0 +1,66 @@
+import Foundation
+import MedSegData
+import Torch
+
+/// Validation during and after training.
+enum Validation {
+    struct Result {
+        var loss: Double
+        var dicePerClass: [Double]
+        var meanDice: Double
+        var meanIoU: Double
+        var accuracy: Double
+    }
+
+    /// Whole-case sliding-window inference (no mirroring, for speed) on every validation case:
+    /// the mean loss and Dice per class from TP/FP/FN summed over the cases (nnU-Net's pseudo-Dice).
+    static func run(model: Module, cases: [LoadedCase], spec: ModelSpecRecord, loss: any SegmentationLoss, device: Device) throws -> Result {
+        let predictor = Predictor(model: model, spec: spec, mirror: false, device: device)
+        let classes = spec.binary ? 1 : spec.outChannels - 1
+        var counts = [ConfusionCounts](repeating: ConfusionCounts(), count: classes)
+        var lossSum = 0.0
+        defer { model.train() }
+        try withNoGrad {
+            for c in cases {
+                guard let label = c.label else { continue }
+                let logits = try predictor.logits(normalizedImage: c.image)
+                lossSum += try loss(logits.unsqueeze(0), label.unsqueeze(0).to(device: device)).item()
+                let probabilities = spec.binary ? try logits.sigmoid() : try logits.softmax(dim: 0)
+                let predicted = try predictor.labels(fromProbabilities: probabilities).to(device: .cpu).to(dtype: .int32).toArray(Int32.self)
+                let reference = try label.to(dtype: .int32).toArray(Int32.self)
+                for k in 0..<classes {
+                    counts[k] = counts[k] + ConfusionCounts(prediction: predicted, reference: reference, label: Int32(k + 1))
+                }
+            }
+        }
+        let dice = counts.map { $0.dice.isNaN ? 0 : $0.dice }
+        let total = counts.reduce(ConfusionCounts(), +)
+        return Result(loss: lossSum / Double(max(1, cases.count)), dicePerClass: dice, meanDice: dice.reduce(0, +) / Double(max(1, dice.count)),
+                      meanIoU: counts.map { $0.iou.isNaN ? 0 : $0.iou }.reduce(0, +) / Double(max(1, counts.count)),
+                      accuracy: counts.first.map { _ in Double(total.tp + total.tn) / Double(max(1, total.tp + total.tn + total.fp + total.fn)) } ?? 0)
+    }
+
+    /// Final validation with mirror TTA: predictions written to `folder` in the data set's
+    /// format and geometry, and `summary.json` against the reference labels.
+    static func writeSummary(model: Module, cases: [LoadedCase], files: [CaseFiles], spec: ModelSpecRecord, dataset: RawDataset,
+                             folder: URL, device: Device) throws -> EvaluationSummary {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let predictor = Predictor(model: model, spec: spec, mirror: true, device: device)
+        let ending = dataset.description.file_ending
+        var pairs: [(prediction: MedicalImage, reference: MedicalImage, predictionFile: String, referenceFile: String)] = []
+        let byID = Dictionary(uniqueKeysWithValues: files.map { ($0.identifier, $0) })
+        for c in cases {
+            guard let f = byID[c.identifier], let labelURL = f.label else { continue }
+            let reference = try ImageIO.read(labelURL)
+            let p = try withNoGrad { try predictor.probabilities(normalizedImage: c.image) }
+            let labels = try predictor.labels(fromProbabilities: p).to(device: .cpu).to(dtype: .float32).floats()
+            let prediction = MedicalImage(size: reference.size, voxels: labels, pixelType: .uint8, geometry: reference.geometry)
+            let out = folder.appendingPathComponent(c.identifier + ending)
+            try ImageIO.write(prediction, to: out)
+            pairs.append((prediction, reference, out.lastPathComponent, labelURL.lastPathComponent))
+        }
+        let summary = try EvaluationSummary.evaluate(cases: pairs, labels: dataset.description.foregroundLabels)
+        try summary.write(to: folder.appendingPathComponent("summary.json"))
+        return summary
+    }
+}

@@ -1,0 +1,39 @@
+import ArgumentParser
+import Foundation
+import MedSegData
+import MedSegTrain
+
+struct EvaluateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "evaluate",
+        abstract: "Compare predicted label maps with references; writes nnU-Net-style summary.json and prints a table.")
+
+    @Option(help: "Folder of predictions.") var pred: String
+    @Option(help: "Folder of reference labels (same file names).") var ref: String
+    @Option(parsing: .upToNextOption, help: "Label values to evaluate (default: every non-zero value found).") var labels: [Int] = []
+    @Option(help: "Where to write the summary (default: PRED/summary.json).") var out: String?
+    @Flag(help: "Skip HD95 (faster on large volumes).") var noHd95 = false
+
+    func run() throws {
+        let predDir = URL(fileURLWithPath: pred), refDir = URL(fileURLWithPath: ref)
+        let names = try FileManager.default.contentsOfDirectory(atPath: refDir.path)
+            .filter { name in ImageIO.readableEndings.contains { name.lowercased().hasSuffix($0) } && !name.hasPrefix(".") }.sorted()
+        guard !names.isEmpty else { throw ValidationError("\(ref): no label images found") }
+        var cases: [(prediction: MedicalImage, reference: MedicalImage, predictionFile: String, referenceFile: String)] = []
+        var found = Set<Int>()
+        for name in names {
+            let p = predDir.appendingPathComponent(name)
+            guard FileManager.default.fileExists(atPath: p.path) else { throw ValidationError("\(p.path): missing prediction for reference \(name)") }
+            let prediction = try ImageIO.read(p), reference = try ImageIO.read(refDir.appendingPathComponent(name))
+            for v in Set(reference.voxels).union(prediction.voxels) where v > 0 { found.insert(Int(v.rounded())) }
+            cases.append((prediction, reference, name, name))
+        }
+        let evaluated = labels.isEmpty ? found.sorted() : labels
+        let summary = try EvaluationSummary.evaluate(cases: cases, labels: evaluated, surfaceDistance: !noHd95)
+        let outURL = out.map { URL(fileURLWithPath: $0) } ?? predDir.appendingPathComponent("summary.json")
+        try summary.write(to: outURL)
+        print("\(cases.count) cases")
+        print(summary.table())
+        print("wrote \(outURL.path)")
+    }
+}

@@ -1,0 +1,106 @@
+import ArgumentParser
+import Foundation
+import MedSegData
+import MedSegModels
+import MedSegTrain
+import Torch
+
+struct PredictCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "predict",
+        abstract: "Segment images with a trained run; masks keep the input's format and geometry.")
+
+    @Option(name: .customLong("run"), help: "Run folder of `medseg train`.") var runFolder: String
+    @Option(help: "best, final, latest or a checkpoint file.") var checkpoint = "best"
+    @Option(help: "Folder of images (CASE_0000.ext per channel, or single files).") var input: String
+    @Option(help: "Output folder.") var out: String
+    @Flag(help: "Also write PNG overlays of 2D predictions.") var overlay = false
+    @Flag(help: "Also write class probabilities (.npy-free: a safetensors file per case).") var saveProbabilities = false
+    @Flag(help: "Disable mirror test-time augmentation.") var noMirror = false
+    @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
+    @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
+
+    func run() throws {
+        if let threads { Torch.threads = threads }
+        let runURL = URL(fileURLWithPath: runFolder)
+        let file = ["best", "final", "latest"].contains(checkpoint)
+            ? TrainingRun.checkpointURL(runURL, "checkpoint_\(checkpoint)") : URL(fileURLWithPath: checkpoint)
+        guard FileManager.default.fileExists(atPath: file.path) else { throw ValidationError("\(file.path): no such checkpoint") }
+        let loaded = try Checkpoint.load(file)
+        let spec = loaded.state.model
+        let model = try ModelFactory.make(.init(name: spec.name, dims: spec.dims, inChannels: spec.inChannels, outChannels: spec.outChannels,
+                                                features: spec.features, depth: spec.depth))
+        try model.loadState(loaded.model)
+        let dev = try Device(parsing: device)
+        try model.to(device: dev)
+        let predictor = Predictor(model: model, spec: spec, mirror: !noMirror, device: dev)
+
+        let inputURL = URL(fileURLWithPath: input), outURL = URL(fileURLWithPath: out)
+        try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
+        let groups = try Self.cases(in: inputURL, channels: spec.inChannels)
+        guard !groups.isEmpty else { throw ValidationError("\(input): no images found") }
+        let progress = ProgressLine(label: "predict")
+        for (i, (id, files, ending)) in groups.enumerated() {
+            let images = try files.map { try ImageIO.read($0) }
+            let (label, probabilities) = try predictor.predict(channels: images, source: files[0].path)
+            try ImageIO.write(label, to: outURL.appendingPathComponent(id + ending))
+            if saveProbabilities {
+                try Safetensors.save(StateDict([("probabilities", try probabilities.to(device: .cpu))]),
+                                     to: outURL.appendingPathComponent(id + "_probabilities.safetensors"))
+            }
+            if overlay && spec.dims == 2 {
+                try ImageIO.write(Overlay.make(image: images[0], label: label), to: outURL.appendingPathComponent(id + "_overlay.png"))
+            }
+            progress.update(i + 1, groups.count)
+        }
+        progress.finish()
+        print("wrote \(groups.count) prediction(s) to \(outURL.path) (checkpoint \(file.lastPathComponent), epoch \(loaded.state.epoch))")
+    }
+
+    /// Cases in a folder: nnU-Net channel files (CASE_0000.ext, CASE_0001.ext) grouped by case,
+    /// otherwise every image on its own.
+    static func cases(in folder: URL, channels: Int) throws -> [(String, [URL], String)] {
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { !$0.hasPrefix(".") }.sorted()
+        var out: [(String, [URL], String)] = []
+        for name in names {
+            let url = folder.appendingPathComponent(name)
+            let ending = ImageIO.fileEnding(of: url)
+            guard ImageIO.readableEndings.contains(ending) else { continue }
+            let stem = ImageIO.stem(of: url)
+            if stem.count > 5, stem.dropLast(4).hasSuffix("_"), let channel = Int(stem.suffix(4)) {
+                guard channel == 0 else { continue }
+                let id = String(stem.dropLast(5))
+                out.append((id, (0..<channels).map { folder.appendingPathComponent(String(format: "%@_%04d%@", id, $0, ending)) }, ending))
+            } else {
+                out.append((stem, [url], ending))
+            }
+        }
+        return out
+    }
+}
+
+/// A colour overlay of a 2D label map on its image.
+enum Overlay {
+    static let colors: [(Float, Float, Float)] = [(255, 0, 0), (0, 200, 0), (0, 90, 255), (255, 200, 0), (200, 0, 255), (0, 220, 220)]
+
+    static func make(image: MedicalImage, label: MedicalImage) -> MedicalImage {
+        let n = label.voxelCount
+        let gray = image.channels == 1 ? image.voxels : Array(image.voxels[0..<n])
+        let lo = gray.min() ?? 0, hi = gray.max() ?? 1
+        let scale = hi > lo ? 255 / (hi - lo) : 1
+        var rgb = [Float](repeating: 0, count: 3 * n)
+        for i in 0..<n {
+            let g = (gray[i] - lo) * scale
+            let l = Int(label.voxels[i])
+            for c in 0..<3 {
+                var v = g
+                if l > 0 {
+                    let color = colors[(l - 1) % colors.count]
+                    v = 0.55 * g + 0.45 * [color.0, color.1, color.2][c]
+                }
+                rgb[c * n + i] = v.rounded()
+            }
+        }
+        return MedicalImage(size: label.size, channels: 3, voxels: rgb, pixelType: .rgb8, geometry: label.geometry)
+    }
+}
