@@ -68,6 +68,7 @@ struct TrainCommand: ParsableCommand {
         try FileManager.default.createDirectory(at: runFolder, withIntermediateDirectories: true)
         try Data(datasetURL.path.utf8).write(to: runFolder.appendingPathComponent("dataset_path.txt"))
         let run = TrainingRun(config: c, datasetFolder: datasetURL, runFolder: runFolder, resume: resumeURL, device: try Device(parsing: device))
+        run.epochsOverride = resumeURL == nil ? nil : epochs
         try run.run()
     }
 

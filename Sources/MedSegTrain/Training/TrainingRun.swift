@@ -21,6 +21,8 @@ public final class TrainingRun {
     /// A run folder or checkpoint file to continue from.
     public let resume: URL?
     public let device: Device
+    /// When resuming: train to this many epochs instead of the saved run's number.
+    public var epochsOverride: Int?
     /// Stop after this many epochs of this invocation (to test interruption), without final steps.
     public var stopAfterEpochs: Int?
     /// Print progress to the console.
@@ -89,10 +91,9 @@ public final class TrainingRun {
             }
             loaded = try Checkpoint.load(file)
             let saved = try TrainingConfig().merging(yaml: loaded!.state.configYAML, source: "\(file.lastPathComponent) config")
-            // The saved run's settings win; only a longer schedule may be asked for.
-            let epochs = max(saved.epochs, c.epochs)
+            // The saved run's settings win, except for a new length when one is asked for.
             c = saved
-            c.epochs = epochs
+            if let epochsOverride { c.epochs = epochsOverride }
         }
         Torch.manualSeed(UInt64(c.seed))
 

@@ -269,8 +269,22 @@ public struct PickleReader {
         let a = try args.map { try resolve($0) }
         // Errors of the loader's own (a missing storage) pass through as they are.
         if let rebuilt = try reduce(f, a) { return .value(rebuilt) }
-        if case .global(let module, let name) = f,
-           (module == "collections" && name == "OrderedDict") || ((module == "builtins" || module == "__builtin__") && name == "dict") {
+        let builtin: String? = {
+            if case .global(let module, let name) = f, module == "builtins" || module == "__builtin__" { return name }
+            return nil
+        }()
+        // Protocols 2 and 3 spell sets as set(list) / frozenset(list), and protocol 2 spells bytes
+        // as _codecs.encode(latin-1 text, "latin1") (bytes() when empty).
+        if builtin == "set" || builtin == "frozenset" {
+            if a.isEmpty { return .node(Node(.set)) }
+            if a.count == 1, let elements = a[0].items { return .node(Node(.set, items: elements.map { .value($0) })) }
+        }
+        if builtin == "bytes" || builtin == "bytearray", a.isEmpty { return .value(.bytes(Data())) }
+        if case .global("_codecs", "encode") = f, a.count == 2, let text = a[0].string, a[1].string == "latin1" || a[1].string == "latin-1" {
+            let scalars = text.unicodeScalars
+            if scalars.allSatisfy({ $0.value < 256 }) { return .value(.bytes(Data(scalars.map { UInt8($0.value) }))) }
+        }
+        if case .global(let module, let name) = f, (module == "collections" && name == "OrderedDict") || builtin == "dict" {
             let node = Node(.dict)
             if a.count == 1, let entries = a[0].items {
                 // OrderedDict([(k, v), ...])

@@ -1,0 +1,84 @@
+import Foundation
+import XCTest
+import MedSegData
+@testable import MedSegTrain
+
+/// The user's workflow through the `medseg` executable: synthesize, train, SIGKILL the training,
+/// resume it, predict and evaluate.
+final class CommandLineWorkflowTests: XCTestCase {
+    private var temp: URL!
+
+    override func setUpWithError() throws {
+        temp = FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(at: temp) }
+
+    @discardableResult
+    private func medseg(_ args: [String], expectSuccess: Bool = true) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = try XCTUnwrap(TrainingRunTests.medsegBinary())
+        process.arguments = args
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let output = String(decoding: data, as: UTF8.self)
+        if expectSuccess { XCTAssertEqual(process.terminationStatus, 0, "medseg \(args.joined(separator: " ")):\n\(output)") }
+        return (process.terminationStatus, output)
+    }
+
+    func testSynthesizeTrainKillResumePredictEvaluate() throws {
+        let data = temp.appendingPathComponent("data").path, run = temp.appendingPathComponent("run").path
+        try medseg(["data", "synth", "--dim", "2", "--cases", "8", "--test-cases", "2", "--size", "48,48", "--out", data])
+        try medseg(["data", "check", data])
+
+        // Start a training run and kill it hard once it has written a checkpoint.
+        let train = Process()
+        train.executableURL = try XCTUnwrap(TrainingRunTests.medsegBinary())
+        train.arguments = ["train", "--dataset", data, "--out", run, "--epochs", "200", "--iterations", "2", "--batch-size", "2",
+                           "--patch-size", "32,32", "--features", "4", "--threads", "1", "--lr", "0.01"]
+        train.standardOutput = FileHandle.nullDevice
+        train.standardError = FileHandle.nullDevice
+        try train.run()
+        let latest = TrainingRun.checkpointURL(URL(fileURLWithPath: run), "checkpoint_latest")
+        let deadline = Date().addingTimeInterval(120)
+        while !FileManager.default.fileExists(atPath: latest.path) && Date() < deadline { usleep(50_000) }
+        usleep(300_000)
+        kill(train.processIdentifier, SIGKILL)
+        train.waitUntilExit()
+        XCTAssertEqual(train.terminationReason, .uncaughtSignal)
+        let killedAt = try Checkpoint.load(latest).state.epoch
+        XCTAssertGreaterThanOrEqual(killedAt, 1)
+        XCTAssertLessThan(killedAt, 200)
+
+        // Resume, asking for a shorter run than first planned.
+        let resumed = try medseg(["train", "--resume", run, "--epochs", "\(killedAt + 2)"])
+        XCTAssertTrue(resumed.output.contains("resuming"), resumed.output)
+        let final = try Checkpoint.load(TrainingRun.checkpointURL(URL(fileURLWithPath: run), "checkpoint_latest"))
+        XCTAssertEqual(final.state.epoch, killedAt + 2)
+        XCTAssertEqual(final.state.history.map(\.epoch), Array(1...final.state.epoch), "no epoch lost or repeated across the kill")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/checkpoint_final.safetensors"))
+
+        let pred = temp.appendingPathComponent("pred").path
+        try medseg(["predict", "--run", run, "--checkpoint", "latest", "--input", data + "/imagesTs", "--out", pred, "--overlay"])
+        for id in ["synth_008", "synth_009"] {
+            let mask = try ImageIO.read(URL(fileURLWithPath: "\(pred)/\(id).png"))
+            XCTAssertEqual(mask.size, [48, 48])
+            XCTAssertTrue(Set(mask.voxels).isSubset(of: [0, 1]))
+            XCTAssertTrue(FileManager.default.fileExists(atPath: "\(pred)/\(id)_overlay.png"))
+        }
+        let evaluation = try medseg(["evaluate", "--pred", pred, "--ref", data + "/labelsTs"])
+        XCTAssertTrue(evaluation.output.contains("foreground mean"), evaluation.output)
+        let summary = try JSONDecoder().decode(EvaluationSummary.self, from: Data(contentsOf: URL(fileURLWithPath: pred + "/summary.json")))
+        XCTAssertEqual(summary.metric_per_case.count, 2)
+
+        // Errors name the problem instead of crashing.
+        let bad = try medseg(["train", "--dataset", temp.path, "--out", run + "2"], expectSuccess: false)
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.output.contains("dataset.json"), bad.output)
+    }
+}
