@@ -7,7 +7,9 @@ import Foundation
 let env = ProcessInfo.processInfo.environment
 let libtorch = env["LIBTORCH"].flatMap { $0.isEmpty ? nil : $0 }
 
-var cxxFlags: [String] = ["-Wno-deprecated-declarations", "-Wno-unused-parameter", "-fPIC"]
+var cxxFlags: [String] = ["-Wno-deprecated-declarations", "-Wno-unused-parameter", "-fPIC",
+                          // c10d's headers need these to expose the process groups libtorch was built with.
+                          "-DUSE_DISTRIBUTED", "-DUSE_C10D_GLOO", "-DMT_WITH_GLOO=1"]
 var linkFlags: [String] = []
 var torchLibs = ["torch", "torch_cpu", "c10"]
 
@@ -22,6 +24,9 @@ if let root = libtorch {
 } else {
     cxxFlags += ["-I/usr/include/torch/csrc/api/include"]
 }
+
+// Last on the include path: stand-ins for headers a libtorch distribution may lack.
+cxxFlags += ["-idirafter", Context.packageDirectory + "/Sources/CTorch/compat"]
 
 let package = Package(
     name: "MedSeg",
@@ -38,6 +43,7 @@ let package = Package(
     targets: [
         .target(
             name: "CTorch",
+            exclude: ["compat"],
             cxxSettings: [.unsafeFlags(cxxFlags)],
             linkerSettings: torchLibs.map { .linkedLibrary($0) } + [.linkedLibrary("dl"), .unsafeFlags(linkFlags)]
         ),
@@ -51,10 +57,11 @@ let package = Package(
         ),
         .target(name: "MedSegData", dependencies: ["Torch", "CImageCodecs"]),
         .target(name: "MedSegModels", dependencies: ["MedSegData", "Torch"]),
-        .target(name: "MedSegTrain", dependencies: ["MedSegModels", "MedSegData", "Torch", .product(name: "Yams", package: "Yams")]),
+        .target(name: "MedSegDist", dependencies: ["MedSegModels", "MedSegData", "Torch"]),
+        .target(name: "MedSegTrain", dependencies: ["MedSegDist", "MedSegModels", "MedSegData", "Torch", .product(name: "Yams", package: "Yams")]),
         .executableTarget(
             name: "medseg",
-            dependencies: ["MedSegTrain", "MedSegModels", "MedSegData", "Torch", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["MedSegTrain", "MedSegDist", "MedSegModels", "MedSegData", "Torch", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .target(name: "TestSupport", dependencies: ["Torch"], path: "Tests/TestSupport"),
         .testTarget(
@@ -71,6 +78,10 @@ let package = Package(
             name: "MedSegTrainTests",
             dependencies: ["MedSegTrain", "MedSegModels", "MedSegData", "Torch", "TestSupport"],
             resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "MedSegDistTests",
+            dependencies: ["MedSegDist", "MedSegTrain", "MedSegData", "Torch", "TestSupport"]
         ),
         .testTarget(
             name: "MedSegModelsTests",

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MedSegDist
 import MedSegTrain
 import Torch
 
@@ -29,8 +30,23 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
     @Option(help: "Continue a run: its folder or a checkpoint file.") var resume: String?
     @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
+    @Option(help: "Processes to start on this node (data-parallel ranks; --batch-size is per process).") var nprocPerNode: Int?
+    @Option(help: "Nodes taking part.") var nnodes = 1
+    @Option(help: "This node's index, 0..nnodes-1.") var nodeRank = 0
+    @Option(help: "Address of node 0, where rank 0 hosts the rendezvous.") var masterAddr = "127.0.0.1"
+    @Option(help: "Rendezvous port on the master (0: pick a free one, single node only).") var masterPort = 29500
+    @Option(help: "Restart the whole group from the latest checkpoint up to this many times when a rank fails.") var maxRestarts = 0
+    @Option(help: "Seconds a rank waits for the others in a collective before it gives up.") var distTimeout: Double = 120
+
+    /// Options that concern only the launcher; launched ranks get the rest of the command line.
+    static let launcherOptions: Set<String> = ["--nproc-per-node", "--nnodes", "--node-rank", "--master-addr", "--master-port", "--max-restarts"]
 
     func run() throws {
+        let environment = try DistributedEnvironment.fromEnvironment()
+        if environment == nil, nprocPerNode != nil || nnodes > 1 {
+            try launch()
+            return
+        }
         var c = TrainingConfig()
         if let preset {
             guard let yaml = Presets.yaml[preset] else { throw ValidationError("unknown preset '\(preset)'; available: \(Presets.names.joined(separator: ", "))") }
@@ -69,7 +85,38 @@ struct TrainCommand: ParsableCommand {
         try Data(datasetURL.path.utf8).write(to: runFolder.appendingPathComponent("dataset_path.txt"))
         let run = TrainingRun(config: c, datasetFolder: datasetURL, runFolder: runFolder, resume: resumeURL, device: try Device(parsing: device))
         run.epochsOverride = resumeURL == nil ? nil : epochs
+        run.distributed = environment
+        run.distributedTimeout = distTimeout
         try run.run()
+    }
+
+    /// Starts the local ranks of this node with the same command line and supervises them.
+    private func launch() throws {
+        let nproc = nprocPerNode ?? 1
+        guard nproc >= 1, nnodes >= 1, (0..<nnodes).contains(nodeRank) else {
+            throw ValidationError("--nproc-per-node must be at least 1 and --node-rank within 0..<--nnodes")
+        }
+        var args = Array(CommandLine.arguments.dropFirst())
+        var i = 0
+        while i < args.count {
+            let a = args[i]
+            if let eq = a.firstIndex(of: "="), Self.launcherOptions.contains(String(a[..<eq])) { args.remove(at: i); continue }
+            if Self.launcherOptions.contains(a) { args.removeSubrange(i..<min(i + 2, args.count)); continue }
+            i += 1
+        }
+        let runFolder = out ?? resume.map { Self.runFolder(of: URL(fileURLWithPath: $0)).path }
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        let launcher = Launcher(executable: executable,
+                                options: .init(nprocPerNode: nproc, nnodes: nnodes, nodeRank: nodeRank, masterAddress: masterAddr,
+                                               masterPort: masterPort, maxRestarts: maxRestarts)) { restart in
+            // After a failure the group continues from the latest checkpoint of the run.
+            guard restart > 0, let runFolder, resume == nil,
+                  FileManager.default.fileExists(atPath: TrainingRun.checkpointURL(URL(fileURLWithPath: runFolder), "checkpoint_latest").path)
+            else { return args }
+            return args + ["--resume", runFolder]
+        }
+        let status = try launcher.run()
+        if status != 0 { throw ExitCode(status) }
     }
 
     static func runFolder(of resume: URL) -> URL {

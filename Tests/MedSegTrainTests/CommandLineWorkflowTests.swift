@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import TestSupport
 import MedSegData
 @testable import MedSegTrain
 
@@ -18,7 +19,7 @@ final class CommandLineWorkflowTests: XCTestCase {
     @discardableResult
     private func medseg(_ args: [String], expectSuccess: Bool = true) throws -> (status: Int32, output: String) {
         let process = Process()
-        process.executableURL = try XCTUnwrap(TrainingRunTests.medsegBinary())
+        process.executableURL = try XCTUnwrap(Executables.medseg())
         process.arguments = args
         let pipe = Pipe()
         process.standardOutput = pipe
@@ -38,7 +39,7 @@ final class CommandLineWorkflowTests: XCTestCase {
 
         // Start a training run and kill it hard once it has written a checkpoint.
         let train = Process()
-        train.executableURL = try XCTUnwrap(TrainingRunTests.medsegBinary())
+        train.executableURL = try XCTUnwrap(Executables.medseg())
         train.arguments = ["train", "--dataset", data, "--out", run, "--epochs", "200", "--iterations", "2", "--batch-size", "2",
                            "--patch-size", "32,32", "--features", "4", "--threads", "1", "--lr", "0.01"]
         train.standardOutput = FileHandle.nullDevice

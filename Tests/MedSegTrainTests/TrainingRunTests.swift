@@ -113,7 +113,7 @@ final class TrainingRunTests: XCTestCase {
 
     /// SIGKILL in the middle of writing a checkpoint leaves the previous one loadable and whole.
     func testKilledWriterLeavesAWholeCheckpoint() throws {
-        let binary = try XCTUnwrap(Self.medsegBinary(), "the medseg executable is built next to the tests")
+        let binary = try XCTUnwrap(Executables.medseg(), "the medseg executable is built next to the tests")
         let out = temp.appendingPathComponent("stress.safetensors")
         for attempt in 0..<3 {
             let process = Process()
@@ -135,15 +135,5 @@ final class TrainingRunTests: XCTestCase {
                 XCTAssertEqual(try t.max().item(), version, name)
             }
         }
-    }
-
-    static func medsegBinary() -> URL? {
-        var dir = Bundle.main.bundleURL
-        for _ in 0..<4 {
-            let candidate = dir.appendingPathComponent("medseg")
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-            dir = dir.deletingLastPathComponent()
-        }
-        return nil
     }
 }

@@ -30,3 +30,16 @@ public enum Python {
         return String(decoding: out, as: UTF8.self)
     }
 }
+
+/// The `medseg` executable built next to the test bundle (`swift build --build-tests` builds it).
+public enum Executables {
+    public static func medseg() -> URL? {
+        var dir = Bundle.main.bundleURL
+        for _ in 0..<4 {
+            let candidate = dir.appendingPathComponent("medseg")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        return nil
+    }
+}

@@ -167,8 +167,53 @@ final class WeightsTests: XCTestCase {
         var underflow = PickleReader(Data([0x80, 0x02, 0x85, 0x2e]))   // TUPLE1 on an empty stack
         XCTAssertThrowsError(try underflow.load()) { XCTAssertTrue("\($0)".contains("underflow"), "\($0)") }
 
+        // Nesting: deep but plausible decodes; absurdly deep is refused, not a stack overflow.
+        func nested(_ depth: Int) -> Data {
+            Data([0x80, 0x02] + [UInt8](repeating: 0x5d, count: depth) + [UInt8](repeating: 0x61, count: depth - 1) + [0x2e])
+        }
+        var deep = PickleReader(nested(500))
+        var value = try deep.load(), levels = 0
+        while case .list(let inner) = value, let first = inner.first { value = first; levels += 1 }
+        XCTAssertEqual(levels, 499)
+        var tooDeep = PickleReader(nested(200_000))
+        XCTAssertThrowsError(try tooDeep.load()) { XCTAssertTrue("\($0)".contains("nested more than"), "\($0)") }
+
         var missingMemo = PickleReader(Data([0x80, 0x02, 0x68, 0x05, 0x2e]))   // BINGET 5
         XCTAssertThrowsError(try missingMemo.load()) { XCTAssertTrue("\($0)".contains("memo key 5"), "\($0)") }
+    }
+
+    /// Damaged input must fail with an error, never crash: random byte changes and cuts of real
+    /// pickles, safetensors headers and tensor views (a fixed seed, so failures reproduce).
+    func testDamagedInputThrowsInsteadOfCrashing() throws {
+        var rng: UInt64 = 0x9e3779b97f4a7c15
+        func next(_ n: Int) -> Int {
+            rng = rng &* 6364136223846793005 &+ 1442695040888963407
+            return Int((rng >> 33) % UInt64(max(n, 1)))
+        }
+        let cases = (expected["pickles"] as! [[String: Any]]).map { Data(base64Encoded: $0["pickle"] as! String)! }
+        for i in 0..<3000 {
+            var bytes = cases[i % cases.count]
+            for _ in 0..<(1 + next(4)) { bytes[next(bytes.count)] = UInt8(next(256)) }
+            if next(3) == 0 { bytes = bytes.prefix(next(bytes.count)) }
+            var reader = PickleReader(bytes)
+            _ = try? reader.load()
+        }
+        let file = try Data(contentsOf: url("python.safetensors"))
+        let damaged = temp.appendingPathComponent("damaged.safetensors")
+        for _ in 0..<300 {
+            var bytes = file
+            for _ in 0..<(1 + next(3)) { bytes[next(min(bytes.count, 400))] = UInt8(next(256)) }
+            try bytes.write(to: damaged)
+            _ = try? Safetensors.load(damaged)
+        }
+        let storage = Data(count: 64)
+        for _ in 0..<2000 {
+            let rank = next(4)
+            let size = (0..<rank).map { _ in next(6) - 1 }, stride = (0..<rank).map { _ in next(40) - 2 }
+            _ = try? PyTorchCheckpoint.strided(storage, dtype: .float32, offset: next(20) - 2, size: size, stride: stride, file: "x")
+        }
+        _ = try? PyTorchCheckpoint.strided(storage, dtype: .float32, offset: Int.max - 2, size: [3], stride: [1], file: "x")
+        _ = try? PyTorchCheckpoint.strided(storage, dtype: .float32, offset: 0, size: [Int.max, 4], stride: [Int.max, 1], file: "x")
     }
 
     // MARK: safetensors

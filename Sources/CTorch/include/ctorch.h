@@ -244,6 +244,24 @@ int mt_is_leaf(mt_tensor_t t);
 /* replaces t's data with src's, keeping t's autograd identity (used to move parameters) */
 int mt_set_data(mt_tensor_t t, mt_tensor_t src);
 
+/* ---- distributed (c10d: TCPStore + Gloo, DDP Reducer) ---- */
+typedef struct mt_pg_s *mt_pg_t;
+typedef struct mt_reducer_s *mt_reducer_t;
+/* rank 0 hosts the TCPStore at master_addr:master_port; every call waits at most timeout_ms */
+mt_pg_t mt_pg_create(const char *master_addr, int master_port, int rank, int world_size, int timeout_ms);
+void mt_pg_free(mt_pg_t pg);
+/* sums in place across ranks */
+int mt_pg_allreduce(mt_pg_t pg, mt_tensor_t t);
+int mt_pg_broadcast(mt_pg_t pg, mt_tensor_t t, int root);
+mt_list_t mt_pg_allgather(mt_pg_t pg, mt_tensor_t t);
+int mt_pg_barrier(mt_pg_t pg);
+mt_reducer_t mt_reducer_create(mt_pg_t pg, const mt_tensor_t *params, size_t n, int64_t bucket_bytes,
+                               int64_t first_bucket_bytes, int find_unused);
+/* call after the forward pass, before backward, with the outputs the loss depends on */
+int mt_reducer_prepare_for_backward(mt_reducer_t r, const mt_tensor_t *outputs, size_t n);
+int mt_reducer_bucket_count(mt_reducer_t r);
+void mt_reducer_free(mt_reducer_t r);
+
 /* ---- misc ---- */
 int mt_allclose(mt_tensor_t a, mt_tensor_t b, double rtol, double atol);
 int mt_equal(mt_tensor_t a, mt_tensor_t b);

@@ -1,5 +1,6 @@
 import Foundation
 import MedSegData
+import MedSegDist
 import MedSegModels
 import Torch
 
@@ -27,6 +28,10 @@ public final class TrainingRun {
     public var stopAfterEpochs: Int?
     /// Print progress to the console.
     public var verbose = true
+    /// This process's place in a distributed run (nil: a single process).
+    public var distributed: DistributedEnvironment?
+    /// Longest wait for another rank in a collective before giving up.
+    public var distributedTimeout: TimeInterval = 120
 
     public init(config: TrainingConfig, datasetFolder: URL, runFolder: URL, resume: URL? = nil, device: Device = .cpu) {
         self.config = config
@@ -96,6 +101,12 @@ public final class TrainingRun {
             if let epochsOverride { c.epochs = epochsOverride }
         }
         Torch.manualSeed(UInt64(c.seed))
+        let rank = distributed?.rank ?? 0, world = distributed?.worldSize ?? 1
+        let isMain = rank == 0
+        let group = try distributed.map {
+            try ProcessGroup(masterAddress: $0.masterAddress, masterPort: $0.masterPort, rank: $0.rank, worldSize: $0.worldSize,
+                             timeout: distributedTimeout)
+        }
 
         // Data.
         let dataset = try RawDataset(datasetFolder)
@@ -153,20 +164,22 @@ public final class TrainingRun {
             ema = l.state.emaDice
             history = l.state.history
         }
-        let logger = try RunLogger(folder: runFolder, resumedRecords: history)
-        try AtomicFile.write(Data(try c.yaml().utf8), to: runFolder.appendingPathComponent("config.yaml"))
+        // Only rank 0 writes logs, TensorBoard events and checkpoints.
+        let logger: RunLogger? = isMain ? try RunLogger(folder: runFolder, resumedRecords: history) : nil
+        if isMain { try AtomicFile.write(Data(try c.yaml().utf8), to: runFolder.appendingPathComponent("config.yaml")) }
         let configYAML = try c.yaml()
-        let say: (String) -> Void = { [verbose] message in if verbose { logger.log(message) } else { logger.log(message, console: false) } }
+        let say: (String) -> Void = { [verbose] message in logger?.log(message, console: verbose) }
+        let ddp = try group.map { try DistributedDataParallel(model: model, group: $0) }
         if loaded != nil { say("resuming \(runFolder.path) after epoch \(startEpoch)") }
         say("\(c.model) \(c.dims)D: \(model.parameterCount()) parameters, \(spec.inChannels) input channel(s), " +
             "\(binary ? "binary" : "\(classes) classes"); fold \(c.fold): \(trainCases.count) training, \(valCases.count) validation cases; " +
-            "batch \(c.batch_size), patch \(c.patch_size), \(c.optimizer) lr \(c.lr), \(c.scheduler) schedule, \(Torch.threads) thread(s)")
+            "batch \(c.batch_size)\(world > 1 ? " per process x \(world) processes = \(c.batch_size * world)" : ""), patch \(c.patch_size), \(c.optimizer) lr \(c.lr), \(c.scheduler) schedule, \(Torch.threads) thread(s)")
 
-        let maker = BatchMaker(cases: trainCases, patchSize: c.patch_size, batchSize: c.batch_size,
-                               oversampleForeground: c.oversample_foreground,
-                               augment: try Augmenter(preset: c.augmentation, dims: c.dims).apply)
+        let augmenter = try Augmenter(preset: c.augmentation, dims: c.dims)
+        var sampler = DistributedSampler(count: trainCases.count, replicas: world, rank: rank, seed: UInt64(c.seed))
 
         func save(_ name: String, epoch: Int) throws {
+            guard let logger else { return }
             let scalars = String(decoding: try JSONEncoder().encode(optimizer.scalars), as: UTF8.self)
             let state = TrainerState(epoch: epoch, bestMetric: best, emaDice: ema, history: logger.history, configYAML: configYAML,
                                      optimizerJSON: scalars, schedulerJSON: "{\"last_step\": \(epoch)}", model: spec)
@@ -180,28 +193,30 @@ public final class TrainingRun {
             if let stop = stopAfterEpochs, epochsThisRun >= stop { break }
             scheduler.set(step: epoch)
             model.train()
+            // This rank's share of the training cases for the epoch, as DistributedSampler deals them.
+            sampler.setEpoch(epoch)
+            let maker = BatchMaker(cases: sampler.indices().map { trainCases[$0] }, patchSize: c.patch_size, batchSize: c.batch_size,
+                                   oversampleForeground: c.oversample_foreground, augment: augmenter.apply)
             let progress = EpochProgress(epoch: epoch + 1, epochs: c.epochs, iterations: c.iterations, enabled: verbose)
             let started = DispatchTime.now().uptimeNanoseconds
             var lossSum = 0.0, steps = 0
             for iteration in 0..<c.iterations {
-                let (x, y) = try maker.batch(seed: UInt64(c.seed), epoch: epoch, index: iteration)
+                let (x, y) = try maker.batch(seed: UInt64(c.seed) &+ UInt64(rank) &* 0x9E37_79B9, epoch: epoch, index: iteration)
                 try optimizer.zeroGrad()
-                let loss = try lossFunction(model(x.to(device: device)), y.to(device: device))
+                let input = try x.to(device: device)
+                let loss = try lossFunction(ddp?.forward(input) ?? model(input), y.to(device: device))
                 let value = try loss.item()
-                guard value.isFinite else {
-                    // Never let a non-finite loss reach the weights.
+                // Backward runs on every rank (the gradient all-reduce needs all of them); a
+                // non-finite loss anywhere makes the averaged gradient non-finite on every rank,
+                // and then no rank steps: the weights never see it.
+                try loss.backward()
+                let norm = try clipGradNorm(model.trainableParameters(), maxNorm: c.grad_clip > 0 ? c.grad_clip : .infinity)
+                guard value.isFinite && norm.isFinite else {
                     skippedSteps += 1
-                    say("epoch \(epoch + 1) iteration \(iteration + 1): loss is \(value); step skipped, weights unchanged")
+                    say("epoch \(epoch + 1) iteration \(iteration + 1): loss \(value), gradient norm \(norm); step skipped, weights unchanged")
                     if skippedSteps >= 10 {
                         throw TrainingError("the loss was not finite in 10 steps; stopping. The last good weights are in \(Self.checkpointURL(runFolder, "checkpoint_latest").path). Lower the learning rate (key 'lr', now \(c.lr)) or check the data with `medseg data check`.")
                     }
-                    continue
-                }
-                try loss.backward()
-                let norm = try clipGradNorm(model.trainableParameters(), maxNorm: c.grad_clip > 0 ? c.grad_clip : .infinity)
-                guard norm.isFinite else {
-                    skippedSteps += 1
-                    say("epoch \(epoch + 1) iteration \(iteration + 1): gradient norm is \(norm); step skipped, weights unchanged")
                     continue
                 }
                 try optimizer.step()
@@ -212,11 +227,16 @@ public final class TrainingRun {
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
             progress.finish()
-            var record = EpochRecord(epoch: epoch + 1, trainLoss: steps > 0 ? lossSum / Double(steps) : .nan,
+            let trained = try ddp?.sum([lossSum, Double(steps)]) ?? [lossSum, Double(steps)]
+            var record = EpochRecord(epoch: epoch + 1, trainLoss: trained[1] > 0 ? trained[0] / trained[1] : .nan,
                                      learningRate: optimizer.paramGroups[0].lr, seconds: seconds,
-                                     imagesPerSecond: Double(c.iterations * c.batch_size) / seconds)
+                                     imagesPerSecond: Double(c.iterations * c.batch_size * world) / seconds)
             if (epoch + 1) % c.val_every == 0 || epoch + 1 == c.epochs, !valCases.isEmpty {
-                let v = try Validation.run(model: model, cases: valCases, spec: spec, loss: lossFunction, device: device)
+                // Each rank validates its share of the cases; the counts are summed over ranks.
+                let mine = valCases.enumerated().filter { $0.offset % world == rank }.map(\.element)
+                var tallies = try Validation.tally(model: model, cases: mine, spec: spec, loss: lossFunction, device: device)
+                if let ddp { tallies = Validation.Tallies(flattened: try ddp.sum(tallies.flattened)) }
+                let v = tallies.result
                 record.valLoss = v.loss
                 record.valDice = v.meanDice
                 record.valDicePerClass = v.dicePerClass
@@ -232,14 +252,23 @@ public final class TrainingRun {
                     say(String(format: "new best %@ %.4f", c.best_metric == "loss" ? "validation loss" : "EMA Dice", c.best_metric == "loss" ? v.loss : ema!))
                 }
             }
-            try logger.record(record)
+            try logger?.record(record)
             say(Self.describe(record))
             try save("checkpoint_latest", epoch: epoch + 1)
             if (epoch + 1) % c.save_every == 0 { try save("checkpoint_epoch_\(epoch + 1)", epoch: epoch + 1) }
             epochsThisRun += 1
         }
-        let done = logger.history.last?.epoch ?? startEpoch
-        if done >= c.epochs && stopAfterEpochs == nil {
+        let done = startEpoch + epochsThisRun
+        if let ddp {
+            // Every replica must hold the same weights; compare a checksum across ranks.
+            let checksum = try model.parameters().reduce(0.0) { $0 + (try $1.to(dtype: .float64).abs().sum().item()) }
+            let all = try ddp.group.allGather(try Tensor([checksum], shape: [1])).map { try $0.item() }
+            guard all.allSatisfy({ $0 == all[0] }) else {
+                throw TrainingError("the ranks' weights differ after training (checksums \(all)); gradient averaging failed")
+            }
+            say(String(format: "all %d ranks agree on the weights (checksum %.6f)", world, checksum))
+        }
+        if done >= c.epochs && stopAfterEpochs == nil && isMain {
             try save("checkpoint_final", epoch: done)
             if !valCases.isEmpty {
                 let summary = try Validation.writeSummary(model: model, cases: valCases, files: allCases, spec: spec, dataset: dataset,

@@ -12,9 +12,34 @@ enum Validation {
         var accuracy: Double
     }
 
-    /// Whole-case sliding-window inference (no mirroring, for speed) on every validation case:
-    /// the mean loss and Dice per class from TP/FP/FN summed over the cases (nnU-Net's pseudo-Dice).
-    static func run(model: Module, cases: [LoadedCase], spec: ModelSpecRecord, loss: any SegmentationLoss, device: Device) throws -> Result {
+    /// Sums over validation cases, which ranks add up before the metrics are derived.
+    struct Tallies {
+        var counts: [ConfusionCounts]
+        var lossSum: Double
+        var cases: Int
+
+        /// As one flat vector (for an all-reduce) and back.
+        var flattened: [Double] { counts.flatMap { [Double($0.tp), Double($0.fp), Double($0.fn), Double($0.tn)] } + [lossSum, Double(cases)] }
+        init(counts: [ConfusionCounts], lossSum: Double, cases: Int) { self.counts = counts; self.lossSum = lossSum; self.cases = cases }
+        init(flattened v: [Double]) {
+            let k = (v.count - 2) / 4
+            counts = (0..<k).map { ConfusionCounts(tp: Int(v[4 * $0]), fp: Int(v[4 * $0 + 1]), fn: Int(v[4 * $0 + 2]), tn: Int(v[4 * $0 + 3])) }
+            lossSum = v[4 * k]
+            cases = Int(v[4 * k + 1])
+        }
+
+        /// Mean loss, and Dice per class from TP/FP/FN summed over the cases (nnU-Net's pseudo-Dice).
+        var result: Result {
+            let dice = counts.map { $0.dice.isNaN ? 0 : $0.dice }
+            let total = counts.reduce(ConfusionCounts(), +)
+            return Result(loss: lossSum / Double(max(1, cases)), dicePerClass: dice, meanDice: dice.reduce(0, +) / Double(max(1, dice.count)),
+                          meanIoU: counts.map { $0.iou.isNaN ? 0 : $0.iou }.reduce(0, +) / Double(max(1, counts.count)),
+                          accuracy: Double(total.tp + total.tn) / Double(max(1, total.tp + total.tn + total.fp + total.fn)))
+        }
+    }
+
+    /// Whole-case sliding-window inference (no mirroring, for speed) on the given validation cases.
+    static func tally(model: Module, cases: [LoadedCase], spec: ModelSpecRecord, loss: any SegmentationLoss, device: Device) throws -> Tallies {
         let predictor = Predictor(model: model, spec: spec, mirror: false, device: device)
         let classes = spec.binary ? 1 : spec.outChannels - 1
         var counts = [ConfusionCounts](repeating: ConfusionCounts(), count: classes)
@@ -33,11 +58,7 @@ enum Validation {
                 }
             }
         }
-        let dice = counts.map { $0.dice.isNaN ? 0 : $0.dice }
-        let total = counts.reduce(ConfusionCounts(), +)
-        return Result(loss: lossSum / Double(max(1, cases.count)), dicePerClass: dice, meanDice: dice.reduce(0, +) / Double(max(1, dice.count)),
-                      meanIoU: counts.map { $0.iou.isNaN ? 0 : $0.iou }.reduce(0, +) / Double(max(1, counts.count)),
-                      accuracy: counts.first.map { _ in Double(total.tp + total.tn) / Double(max(1, total.tp + total.tn + total.fp + total.fn)) } ?? 0)
+        return Tallies(counts: counts, lossSum: lossSum, cases: cases.count)
     }
 
     /// Final validation with mirror TTA: predictions written to `folder` in the data set's

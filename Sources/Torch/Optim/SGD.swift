@@ -1,40 +1,61 @@
-/// Stochastic gradient descent with momentum, dampening, Nesterov and L2 weight decay, with
-/// PyTorch's update rule (the momentum buffer starts as a copy of the first gradient).
+/// Stochastic gradient descent with momentum, dampening, Nesterov momentum, L2 weight decay and
+/// maximize, with PyTorch 1.13's single-tensor update: the momentum buffer starts as a copy of
+/// the first (decayed) gradient, then `buf = momentum * buf + (1 - dampening) * d`.
+/// Group options: `momentum`, `dampening`, `weight_decay`, `nesterov`, `maximize`.
 public final class SGD: Optimizer {
-    public let momentum: Double
-    public let dampening: Double
-    public let nesterov: Bool
-
-    public init(groups: [ParamGroup], momentum: Double = 0, dampening: Double = 0, nesterov: Bool = false) throws {
-        if nesterov && (momentum <= 0 || dampening != 0) {
-            throw TorchError("Nesterov momentum requires a momentum and zero dampening")
-        }
-        self.momentum = momentum
-        self.dampening = dampening
-        self.nesterov = nesterov
-        super.init(groups: groups)
+    public init(groups: [ParamGroup], momentum: Double = 0, dampening: Double = 0, weightDecay: Double = 0,
+                nesterov: Bool = false, maximize: Bool = false) throws {
+        super.init(groups: groups, defaults: [
+            "momentum": .number(momentum), "dampening": .number(dampening), "weight_decay": .number(weightDecay),
+            "nesterov": .flag(nesterov), "maximize": .flag(maximize),
+        ])
+        try validateGroups()
     }
 
     public convenience init(_ params: [Tensor], lr: Double, momentum: Double = 0, dampening: Double = 0,
-                            weightDecay: Double = 0, nesterov: Bool = false) throws {
-        try self.init(groups: [ParamGroup(params: params, lr: lr, weightDecay: weightDecay)],
-                      momentum: momentum, dampening: dampening, nesterov: nesterov)
+                            weightDecay: Double = 0, nesterov: Bool = false, maximize: Bool = false) throws {
+        try self.init(groups: [ParamGroup(params: params, lr: lr)], momentum: momentum, dampening: dampening,
+                      weightDecay: weightDecay, nesterov: nesterov, maximize: maximize)
     }
 
-    public override func update(parameter p: Tensor, gradient: Tensor, group: ParamGroup, index: Int, step: Int) throws {
-        var d = gradient
-        if group.weightDecay != 0 { d = try d + p * group.weightDecay }
+    override var countsSteps: Bool { false }
+
+    public override func validate(_ group: ParamGroup) throws {
+        try super.validate(group)
+        let momentum = try group.number("momentum"), dampening = try group.number("dampening")
+        _ = try group.flag("maximize")
+        if momentum < 0 { throw TorchError("invalid momentum value: \(momentum)") }
+        if try group.flag("nesterov"), momentum <= 0 || dampening != 0 {
+            throw TorchError("Nesterov momentum requires a momentum and zero dampening")
+        }
+    }
+
+    public override func update(parameter p: Tensor, gradient: Tensor, group: ParamGroup, state: inout ParameterState) throws {
+        let momentum = try group.number("momentum"), dampening = try group.number("dampening")
+        let weightDecay = try group.number("weight_decay")
+        // `d` is the gradient itself until it is first changed; `owned` says it is a temporary.
+        var d = gradient, owned = false
+        if try group.flag("maximize") { d = try -d; owned = true }
+        if weightDecay != 0 {
+            if !owned { d = try d.clone(); owned = true }
+            try d.add_(p, alpha: weightDecay)
+        }
         if momentum != 0 {
             let buffer: Tensor
-            if let existing = state[index]?["momentum_buffer"] {
+            if let existing = state["momentum_buffer"] {
                 try existing.mul_(momentum)
                 try existing.add_(d, alpha: 1 - dampening)
                 buffer = existing
             } else {
                 buffer = try d.clone()
-                state[index, default: [:]]["momentum_buffer"] = buffer
+                state["momentum_buffer"] = buffer
             }
-            d = nesterov ? try d + buffer * momentum : buffer
+            if try group.flag("nesterov") {
+                if !owned { d = try d.clone() }
+                try d.add_(buffer, alpha: momentum)
+            } else {
+                d = buffer
+            }
         }
         try p.add_(d, alpha: -group.lr)
     }

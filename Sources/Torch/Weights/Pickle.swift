@@ -98,6 +98,32 @@ public struct PickleReader {
             self.kind = kind
             self.items = items
         }
+
+        /// Moves the nodes this one holds into `pending`, leaving it empty.
+        func detachChildren(into pending: inout [Node]) {
+            func take(_ slot: Slot?) { if case .node(let n)? = slot { pending.append(n) } }
+            items.forEach(take)
+            pairs.forEach { take($0.0); take($0.1) }
+            args.forEach(take)
+            take(callable)
+            take(state)
+            items = []
+            pairs = []
+            args = []
+            callable = nil
+            state = nil
+        }
+
+        // Releases deeply nested containers one at a time: a hostile pickle nesting a million lists
+        // would otherwise overflow the stack with recursive deinits.
+        deinit {
+            guard !items.isEmpty || !pairs.isEmpty || !args.isEmpty || callable != nil || state != nil else { return }
+            var pending: [Node] = []
+            detachChildren(into: &pending)
+            while var node = pending.popLast() {
+                if isKnownUniquelyReferenced(&node) { node.detachChildren(into: &pending) }
+            }
+        }
     }
 
     enum Slot {
@@ -116,7 +142,7 @@ public struct PickleReader {
     var reduce: (PickleValue, [PickleValue]) throws -> PickleValue?
 
     /// Nesting deeper than this is refused rather than risking the call stack.
-    static let maxDepth = 10_000
+    static let maxDepth = 1_000
 
     public init(_ data: Data, persistentLoad: @escaping (PickleValue) throws -> PickleValue = { .persistent($0) },
                 reduce: @escaping (PickleValue, [PickleValue]) throws -> PickleValue? = { _, _ in nil }) {

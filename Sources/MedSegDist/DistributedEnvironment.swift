@@ -1,0 +1,56 @@
+import Foundation
+
+/// Where this process stands in a distributed run, from the variables torchrun (or MedSeg's own
+/// launcher) sets: RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR, MASTER_PORT.
+public struct DistributedEnvironment: Equatable, Sendable {
+    public var rank: Int
+    public var localRank: Int
+    public var worldSize: Int
+    public var localWorldSize: Int
+    public var nodeRank: Int
+    public var masterAddress: String
+    public var masterPort: Int
+    public var restartCount: Int
+
+    public init(rank: Int, localRank: Int, worldSize: Int, localWorldSize: Int, nodeRank: Int, masterAddress: String,
+                masterPort: Int, restartCount: Int = 0) {
+        self.rank = rank; self.localRank = localRank; self.worldSize = worldSize; self.localWorldSize = localWorldSize
+        self.nodeRank = nodeRank; self.masterAddress = masterAddress; self.masterPort = masterPort; self.restartCount = restartCount
+    }
+
+    /// The environment of a launched rank, or nil when this process was not started as one.
+    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> DistributedEnvironment? {
+        guard let rankText = env["RANK"], let worldText = env["WORLD_SIZE"] else { return nil }
+        func int(_ key: String, _ text: String?) throws -> Int {
+            guard let text, let v = Int(text) else { throw DistributedError("environment variable \(key)=\(text ?? "") is not an integer") }
+            return v
+        }
+        let rank = try int("RANK", rankText), world = try int("WORLD_SIZE", worldText)
+        guard world >= 1, (0..<world).contains(rank) else { throw DistributedError("RANK \(rank) is outside WORLD_SIZE \(world)") }
+        guard let addr = env["MASTER_ADDR"], !addr.isEmpty else { throw DistributedError("RANK is set but MASTER_ADDR is not") }
+        let port = try int("MASTER_PORT", env["MASTER_PORT"])
+        return DistributedEnvironment(rank: rank, localRank: try env["LOCAL_RANK"].map { try int("LOCAL_RANK", $0) } ?? rank,
+                                      worldSize: world,
+                                      localWorldSize: try env["LOCAL_WORLD_SIZE"].map { try int("LOCAL_WORLD_SIZE", $0) } ?? world,
+                                      nodeRank: try env["GROUP_RANK"].map { try int("GROUP_RANK", $0) } ?? 0,
+                                      masterAddress: addr, masterPort: port,
+                                      restartCount: Int(env["TORCHELASTIC_RESTART_COUNT"] ?? "0") ?? 0)
+    }
+
+    /// The variables a launcher hands to local rank `localRank` of node `nodeRank`.
+    public static func variables(localRank: Int, nproc: Int, nodeRank: Int, nnodes: Int, masterAddress: String, masterPort: Int,
+                                 restartCount: Int, maxRestarts: Int, threadsPerRank: Int) -> [String: String] {
+        [
+            "RANK": String(nodeRank * nproc + localRank), "LOCAL_RANK": String(localRank),
+            "WORLD_SIZE": String(nproc * nnodes), "LOCAL_WORLD_SIZE": String(nproc), "GROUP_RANK": String(nodeRank),
+            "MASTER_ADDR": masterAddress, "MASTER_PORT": String(masterPort),
+            "TORCHELASTIC_RESTART_COUNT": String(restartCount), "TORCHELASTIC_MAX_RESTARTS": String(maxRestarts),
+            "TORCHELASTIC_RUN_ID": "medseg", "OMP_NUM_THREADS": String(threadsPerRank),
+        ]
+    }
+}
+
+public struct DistributedError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,186 @@
+import Foundation
+import XCTest
+import TestSupport
+import Torch
+import MedSegData
+@testable import MedSegDist
+@testable import MedSegTrain
+
+final class DistributedSamplerTests: XCTestCase {
+    func testShardsLikePyTorch() {
+        var ranks = (0..<3).map { DistributedSampler(count: 10, replicas: 3, rank: $0, seed: 4) }
+        XCTAssertEqual(ranks[0].numSamples, 4)
+        XCTAssertEqual(ranks[0].totalSize, 12)
+        let all = ranks.flatMap { $0.indices() }
+        XCTAssertEqual(all.count, 12)
+        XCTAssertEqual(Set(all), Set(0..<10), "padding repeats indices, none is lost")
+        let dropped = (0..<3).map { DistributedSampler(count: 10, replicas: 3, rank: $0, seed: 4, dropLast: true) }
+        XCTAssertEqual(dropped[0].numSamples, 3)
+        XCTAssertEqual(Set(dropped.flatMap { $0.indices() }).count, 9, "disjoint shards after dropping the tail")
+        let even = (0..<2).map { DistributedSampler(count: 8, replicas: 2, rank: $0) }
+        XCTAssertTrue(Set(even[0].indices()).isDisjoint(with: even[1].indices()))
+        let before = ranks[1].indices()
+        XCTAssertEqual(before, DistributedSampler(count: 10, replicas: 3, rank: 1, seed: 4).indices(), "deterministic")
+        ranks[1].setEpoch(1)
+        XCTAssertNotEqual(ranks[1].indices(), before, "a new epoch reshuffles")
+        XCTAssertEqual(DistributedSampler(count: 5, replicas: 1, rank: 0, shuffle: false).indices(), [0, 1, 2, 3, 4])
+    }
+
+    func testEnvironmentParsing() throws {
+        XCTAssertNil(try DistributedEnvironment.fromEnvironment([:]))
+        let e = try XCTUnwrap(try DistributedEnvironment.fromEnvironment(
+            ["RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2", "GROUP_RANK": "1",
+             "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29500", "TORCHELASTIC_RESTART_COUNT": "2"]))
+        XCTAssertEqual(e, DistributedEnvironment(rank: 3, localRank: 1, worldSize: 4, localWorldSize: 2, nodeRank: 1,
+                                                 masterAddress: "10.0.0.1", masterPort: 29500, restartCount: 2))
+        XCTAssertThrowsError(try DistributedEnvironment.fromEnvironment(["RANK": "4", "WORLD_SIZE": "4", "MASTER_ADDR": "a", "MASTER_PORT": "1"]))
+        XCTAssertThrowsError(try DistributedEnvironment.fromEnvironment(["RANK": "0", "WORLD_SIZE": "1", "MASTER_PORT": "1"])) {
+            XCTAssertTrue("\($0)".contains("MASTER_ADDR"))
+        }
+        let vars = DistributedEnvironment.variables(localRank: 1, nproc: 2, nodeRank: 1, nnodes: 2, masterAddress: "h", masterPort: 5,
+                                                    restartCount: 0, maxRestarts: 1, threadsPerRank: 1)
+        XCTAssertEqual(vars["RANK"], "3")
+        XCTAssertEqual(vars["WORLD_SIZE"], "4")
+    }
+
+    func testFreePortAndLineBuffer() throws {
+        XCTAssertGreaterThan(try Launcher.freePort(), 1023)
+        let b = LineBuffer()
+        XCTAssertEqual(b.append(Data("a\nb".utf8)), ["a"])
+        XCTAssertEqual(b.append(Data("c\r\nd".utf8)), ["bc"])
+        XCTAssertEqual(b.flush(), "d")
+    }
+}
+
+/// Real multi-process runs through the `medseg` executable.
+final class DistributedRunTests: XCTestCase {
+    private var temp: URL!
+
+    override func setUpWithError() throws {
+        temp = FileManager.default.temporaryDirectory.appendingPathComponent("dist-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(at: temp) }
+
+    private func start(_ args: [String], env: [String: String] = [:], output: URL? = nil) throws -> Process {
+        let p = Process()
+        p.executableURL = try XCTUnwrap(Executables.medseg())
+        p.arguments = args
+        p.environment = ProcessInfo.processInfo.environment.merging(env) { _, new in new }
+        if let output {
+            _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+            let h = try FileHandle(forWritingTo: output)
+            p.standardOutput = h
+            p.standardError = h
+        } else {
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+        }
+        try p.run()
+        return p
+    }
+
+    /// 2 processes x batch 4 end with the same weights as 1 process x batch 8.
+    func testTwoRanksEqualOneRankWithTheirCombinedBatch() throws {
+        let single = temp.appendingPathComponent("single.safetensors"), multi = temp.appendingPathComponent("multi.safetensors")
+        let one = try start(["ddp-check", "--out", single.path])
+        one.waitUntilExit()
+        XCTAssertEqual(one.terminationStatus, 0)
+        let port = try Launcher.freePort()
+        let ranks = try (0..<2).map { r in
+            try start(["ddp-check", "--out", multi.path],
+                      env: ["RANK": "\(r)", "WORLD_SIZE": "2", "LOCAL_RANK": "\(r)", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "\(port)", "OMP_NUM_THREADS": "1"])
+        }
+        for p in ranks { p.waitUntilExit(); XCTAssertEqual(p.terminationStatus, 0) }
+        let (a, _) = try Safetensors.load(single)
+        let (b, meta) = try Safetensors.load(multi)
+        XCTAssertEqual(meta["world"], "2")
+        XCTAssertGreaterThan(Int(meta["buckets"] ?? "0") ?? 0, 1, "small buckets: several all-reduces overlap backward")
+        for (name, t) in a {
+            XCTAssertTrue(try t.allClose(XCTUnwrap(b[name]), rtol: 1e-5, atol: 1e-6), name)
+        }
+    }
+
+    private func dataset() throws -> String {
+        let root = temp.appendingPathComponent("data")
+        try SyntheticCases(SyntheticCases.Options(dims: 2, size: [48, 48], classes: 1, seed: 2)).write(to: root, training: 10, test: 0)
+        return root.path
+    }
+
+    private func trainArgs(_ data: String, _ run: URL, epochs: Int) -> [String] {
+        ["train", "--dataset", data, "--out", run.path, "--epochs", "\(epochs)", "--iterations", "3", "--batch-size", "2",
+         "--patch-size", "32,32", "--features", "4", "--lr", "0.01"]
+    }
+
+    /// Two "nodes" (two launchers, --nnodes 2), two ranks each, train together and agree.
+    func testTwoNodesOfTwoRanksTrainTogether() throws {
+        let data = try dataset(), run = temp.appendingPathComponent("run")
+        let port = try Launcher.freePort()
+        let logs = (0..<2).map { temp.appendingPathComponent("node\($0).log") }
+        let nodes = try (0..<2).map { node in
+            try start(trainArgs(data, run, epochs: 2) + ["--nproc-per-node", "2", "--nnodes", "2", "--node-rank", "\(node)",
+                                                         "--master-addr", "127.0.0.1", "--master-port", "\(port)"], output: logs[node])
+        }
+        for n in nodes { n.waitUntilExit(); XCTAssertEqual(n.terminationStatus, 0) }
+        let log0 = try String(contentsOf: logs[0], encoding: .utf8)
+        XCTAssertTrue(log0.contains("world size 4"), log0)
+        XCTAssertTrue(log0.contains("batch 2 per process x 4 processes = 8"), log0)
+        XCTAssertTrue(log0.contains("all 4 ranks agree on the weights"), log0)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: TrainingRun.checkpointURL(run, "checkpoint_final").path))
+    }
+
+    private func rankPID(_ rank: Int, under launcher: Int32) -> Int32? {
+        guard let children = try? String(contentsOfFile: "/proc/\(launcher)/task/\(launcher)/children", encoding: .utf8) else { return nil }
+        for pid in children.split(separator: " ").compactMap({ Int32($0) }) {
+            if let env = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/environ")),
+               String(decoding: env, as: UTF8.self).split(separator: "\0").contains("RANK=\(rank)") { return pid }
+        }
+        return nil
+    }
+
+    private func killRank1WhenTraining(_ launcher: Process, run: URL) throws {
+        let latest = TrainingRun.checkpointURL(run, "checkpoint_latest")
+        let deadline = Date().addingTimeInterval(120)
+        while !FileManager.default.fileExists(atPath: latest.path) && Date() < deadline { usleep(20_000) }
+        let pid = try XCTUnwrap(rankPID(1, under: launcher.processIdentifier), "rank 1 is a child of the launcher")
+        kill(pid, SIGKILL)
+    }
+
+    /// A rank killed mid-run: the launcher names it and stops the others quickly.
+    func testKilledRankStopsTheGroupWithItsName() throws {
+        let data = try dataset(), run = temp.appendingPathComponent("run"), log = temp.appendingPathComponent("launch.log")
+        let launcher = try start(trainArgs(data, run, epochs: 400) + ["--nproc-per-node", "2", "--master-port", "0"], output: log)
+        try killRank1WhenTraining(launcher, run: run)
+        let killedAt = Date()
+        launcher.waitUntilExit()
+        XCTAssertLessThan(Date().timeIntervalSince(killedAt), 15, "the group stops within the grace period")
+        XCTAssertNotEqual(launcher.terminationStatus, 0)
+        let text = try String(contentsOf: log, encoding: .utf8)
+        XCTAssertTrue(text.contains("rank 1") && text.contains("killed by signal 9"), text)
+    }
+
+    /// With --max-restarts 1 the group restarts from the latest checkpoint and ends where an
+    /// uninterrupted run ends.
+    func testRestartAfterAFailureMatchesAnUninterruptedRun() throws {
+        let data = try dataset()
+        let clean = temp.appendingPathComponent("clean"), restarted = temp.appendingPathComponent("restarted")
+        let log = temp.appendingPathComponent("restart.log")
+        let reference = try start(trainArgs(data, clean, epochs: 30) + ["--nproc-per-node", "2", "--master-port", "0"])
+        reference.waitUntilExit()
+        XCTAssertEqual(reference.terminationStatus, 0)
+
+        let launcher = try start(trainArgs(data, restarted, epochs: 30) + ["--nproc-per-node", "2", "--master-port", "0", "--max-restarts", "1"], output: log)
+        try killRank1WhenTraining(launcher, run: restarted)
+        launcher.waitUntilExit()
+        let text = try String(contentsOf: log, encoding: .utf8)
+        XCTAssertEqual(launcher.terminationStatus, 0, text)
+        XCTAssertTrue(text.contains("restarting the group") && text.contains("resuming"), text)
+
+        let a = try Checkpoint.load(TrainingRun.checkpointURL(clean, "checkpoint_final"))
+        let b = try Checkpoint.load(TrainingRun.checkpointURL(restarted, "checkpoint_final"))
+        let diceA = try XCTUnwrap(a.state.history.last?.valDice), diceB = try XCTUnwrap(b.state.history.last?.valDice)
+        XCTAssertEqual(diceA, diceB, accuracy: 1e-3)
+        XCTAssertEqual(b.state.history.map(\.epoch), Array(1...30))
+    }
+}
