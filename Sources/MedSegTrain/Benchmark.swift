@@ -1,4 +1,5 @@
 import Foundation
+import MedSegDist
 import MedSegModels
 import Torch
 
@@ -17,6 +18,13 @@ public struct Benchmark {
         public var img_per_s: Double
         public var step_ms: Double
         public var peak_mem_mb: Double
+        /// Data-parallel runs: processes, images per second of all of them together, the time of
+        /// a blocking all-reduce of every gradient, and the fraction of it hidden behind backward.
+        public var world_size: Int?
+        public var global_img_per_s: Double?
+        public var allreduce_ms: Double?
+        public var local_step_ms: Double?
+        public var hidden_fraction: Double?
     }
 
     public var spec: ModelFactory.Spec
@@ -26,6 +34,8 @@ public struct Benchmark {
     public var warmup: Int
     public var steps: Int
     public var device: Device
+    /// Set in a launched rank: train data-parallel with the other ranks.
+    public var distributed: DistributedEnvironment?
 
     public init(spec: ModelFactory.Spec, batchSize: Int, size: [Int], mode: Mode, warmup: Int = 2, steps: Int = 5, device: Device = .cpu) {
         self.spec = spec; self.batchSize = batchSize; self.size = size; self.mode = mode
@@ -40,12 +50,16 @@ public struct Benchmark {
         let y = try Tensor.rand([batchSize, spec.outChannels] + size, device: device).gt(0.5).float()
         let optimizer = Adam(model.trainableParameters(), lr: 1e-4)
         model.train(mode == .train)
+        let ddp = try distributed.map {
+            try DistributedDataParallel(model: model, group: ProcessGroup(masterAddress: $0.masterAddress, masterPort: $0.masterPort,
+                                                                          rank: $0.rank, worldSize: $0.worldSize))
+        }
 
         func step() throws {
             switch mode {
             case .train:
                 try optimizer.zeroGrad()
-                let loss = try F.binaryCrossEntropyWithLogits(model(x), target: y)
+                let loss = try F.binaryCrossEntropyWithLogits(ddp?.forward(x) ?? model(x), target: y)
                 try loss.backward()
                 try optimizer.step()
             case .infer:
@@ -58,9 +72,36 @@ public struct Benchmark {
         for _ in 0..<steps { try step() }
         try Torch.synchronize(device)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 / Double(steps)
-        return Result(model: spec.name, mode: mode.rawValue, batch_size: batchSize, size: size, threads: Torch.threads,
-                      params: model.parameterCount(), img_per_s: Double(batchSize) / seconds, step_ms: seconds * 1000,
-                      peak_mem_mb: Self.peakResidentMB())
+        var result = Result(model: spec.name, mode: mode.rawValue, batch_size: batchSize, size: size, threads: Torch.threads,
+                            params: model.parameterCount(), img_per_s: Double(batchSize) / seconds, step_ms: seconds * 1000,
+                            peak_mem_mb: Self.peakResidentMB())
+        if let ddp, mode == .train {
+            // The same step without communication, and the communication alone: what the
+            // overlapped step costs beyond the local step, against a blocking all-reduce.
+            func time(_ n: Int, _ body: () throws -> Void) rethrows -> Double {
+                let t = DispatchTime.now().uptimeNanoseconds
+                for _ in 0..<n { try body() }
+                return Double(DispatchTime.now().uptimeNanoseconds - t) / 1e6 / Double(n)
+            }
+            // All gradients as one flat buffer: the bucketed all-reduce without any overlap.
+            let flat = try Tensor.cat(model.trainableParameters().compactMap(\.grad).map { try $0.flatten() })
+            try ddp.group.barrier()
+            let allReduce = try time(steps) { try ddp.group.allReduceSum(flat) }
+            try ddp.group.barrier()
+            let local = try time(steps) {
+                try optimizer.zeroGrad()
+                try F.binaryCrossEntropyWithLogits(model(x), target: y).backward()
+                try optimizer.step()
+            }
+            let world = ddp.group.worldSize
+            let exposed = max(0, result.step_ms - local)
+            result.world_size = world
+            result.global_img_per_s = result.img_per_s * Double(world)
+            result.allreduce_ms = allReduce
+            result.local_step_ms = local
+            result.hidden_fraction = allReduce > 0 ? min(1, max(0, 1 - exposed / allReduce)) : nil
+        }
+        return result
     }
 
     /// The process's peak resident memory (Linux reports ru_maxrss in KiB).

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MedSegDist
 import MedSegModels
 import MedSegTrain
 import Torch
@@ -23,14 +24,22 @@ struct BenchmarkCommand: ParsableCommand {
     @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
     @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
     @Flag(help: "Print one JSON object.") var json = false
+    @Option(help: "Data-parallel ranks to start on this machine (training mode; batch size per rank).") var nprocPerNode: Int?
 
     func run() throws {
-        if let threads { Torch.threads = threads }
-        guard let m = Benchmark.Mode(rawValue: mode) else { throw ValidationError("--mode must be train or infer, got '\(mode)'") }
-        let spec = ModelFactory.Spec(name: model, dims: dims, inChannels: inChannels, outChannels: classes, features: features, depth: depth)
-        let bench = Benchmark(spec: spec, batchSize: batchSize, size: Array(repeating: size, count: dims), mode: m,
-                              warmup: warmup, steps: steps, device: try Device(parsing: device))
-        let r = try bench.run()
+        let environment = try DistributedEnvironment.fromEnvironment()
+        if environment == nil, let nproc = nprocPerNode {
+            var args = Array(CommandLine.arguments.dropFirst())
+            if let i = args.firstIndex(of: "--nproc-per-node") { args.removeSubrange(i..<min(i + 2, args.count)) }
+            let launcher = Launcher(executable: URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath(),
+                                    options: .init(nprocPerNode: nproc, masterPort: try Launcher.freePort())) { _ in args }
+            let status = try launcher.run()
+            if status != 0 { throw ExitCode(status) }
+            return
+        }
+        // Launched ranks print only from rank 0.
+        if let e = environment, e.rank != 0 { _ = try runBenchmark(environment: e); return }
+        let r = try runBenchmark(environment: environment)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
@@ -41,6 +50,19 @@ struct BenchmarkCommand: ParsableCommand {
             print(String(format: "img/s       %.3f", r.img_per_s))
             print(String(format: "step        %.1f ms", r.step_ms))
             print(String(format: "peak memory %.0f MB", r.peak_mem_mb))
+            if let w = r.world_size, let g = r.global_img_per_s, let a = r.allreduce_ms, let h = r.hidden_fraction {
+                print(String(format: "ranks       %d, %.3f img/s together; all-reduce %.1f ms, %.0f%% hidden behind backward", w, g, a, h * 100))
+            }
         }
+    }
+
+    private func runBenchmark(environment: DistributedEnvironment?) throws -> Benchmark.Result {
+        if let threads { Torch.threads = threads }
+        guard let m = Benchmark.Mode(rawValue: mode) else { throw ValidationError("--mode must be train or infer, got '\(mode)'") }
+        let spec = ModelFactory.Spec(name: model, dims: dims, inChannels: inChannels, outChannels: classes, features: features, depth: depth)
+        var bench = Benchmark(spec: spec, batchSize: batchSize, size: Array(repeating: size, count: dims), mode: m,
+                              warmup: warmup, steps: steps, device: try Device(parsing: device))
+        bench.distributed = environment
+        return try bench.run()
     }
 }
