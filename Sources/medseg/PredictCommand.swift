@@ -28,8 +28,7 @@ struct PredictCommand: ParsableCommand {
         guard FileManager.default.fileExists(atPath: file.path) else { throw ValidationError("\(file.path): no such checkpoint") }
         let loaded = try Checkpoint.load(file)
         let spec = loaded.state.model
-        let model = try ModelFactory.make(.init(name: spec.name, dims: spec.dims, inChannels: spec.inChannels, outChannels: spec.outChannels,
-                                                features: spec.features, depth: spec.depth))
+        let model = try ModelFactory.make(spec.network)
         try model.loadState(loaded.model)
         let dev = try Device(parsing: device)
         try model.to(device: dev)

@@ -1,13 +1,10 @@
 import MedSegData
+import MedSegModels
 
-/// What network a checkpoint holds, so `predict` can rebuild it without the run's config.
+/// What a checkpoint holds, so `predict` can rebuild and feed the network without the run's
+/// config: the network, the patch it was trained on, the intensity normalization and the labels.
 public struct ModelSpecRecord: Codable, Equatable, Sendable {
-    public var name: String
-    public var dims: Int
-    public var inChannels: Int
-    public var outChannels: Int
-    public var features: Int
-    public var depth: Int
+    public var network: ModelFactory.Spec
     public var patchSize: [Int]
     public var normalization: String
     /// Foreground intensity statistics per channel (CT normalization).
@@ -15,4 +12,9 @@ public struct ModelSpecRecord: Codable, Equatable, Sendable {
     public var labels: [Int]
     /// Binary (one sigmoid output) or multi-class (softmax).
     public var binary: Bool
+
+    public var dims: Int { network.dims }
+    public var depth: Int { network.depth }
+    public var inChannels: Int { network.inChannels }
+    public var outChannels: Int { network.outChannels }
 }

@@ -140,11 +140,11 @@ public final class TrainingRun {
         }
 
         // Model, optimizer, schedule, loss.
-        let spec = ModelSpecRecord(name: c.model, dims: c.dims, inChannels: first.image.size(0), outChannels: binary ? 1 : classes + 1,
-                                   features: c.features, depth: c.depth, patchSize: c.patch_size, normalization: c.normalization,
+        let network = ModelFactory.Spec(name: c.model, dims: c.dims, inChannels: first.image.size(0), outChannels: binary ? 1 : classes + 1,
+                                        features: c.features, depth: c.depth)
+        let spec = ModelSpecRecord(network: network, patchSize: c.patch_size, normalization: c.normalization,
                                    intensityStatistics: ctStats, labels: dataset.description.labelValues, binary: binary)
-        let model = try ModelFactory.make(.init(name: spec.name, dims: spec.dims, inChannels: spec.inChannels,
-                                                outChannels: spec.outChannels, features: spec.features, depth: spec.depth))
+        let model = try ModelFactory.make(network)
         try model.to(device: device)
         let optimizer = try Self.makeOptimizer(c, model.trainableParameters())
         let scheduler = LRScheduler(optimizer, Self.makeSchedule(c))
