@@ -89,7 +89,8 @@ final class TrainingRunTests: XCTestCase {
         }
     }
 
-    /// N epochs straight and N/2 + resume + N/2 give the same weights.
+    /// N epochs straight and N/2 + resume + N/2 give the same weights, also when the resumed run
+    /// makes its batches on background workers.
     func testResumeIsExact() throws {
         let data = try smallDataset()
         let straightURL = temp.appendingPathComponent("straight")
@@ -98,7 +99,9 @@ final class TrainingRunTests: XCTestCase {
         try straight.run()
 
         let splitURL = temp.appendingPathComponent("split")
-        let firstHalf = TrainingRun(config: try smallConfig(), datasetFolder: data, runFolder: splitURL)
+        var prefetching = try smallConfig()
+        prefetching.workers = 2
+        let firstHalf = TrainingRun(config: prefetching, datasetFolder: data, runFolder: splitURL)
         firstHalf.verbose = false
         firstHalf.stopAfterEpochs = 2
         try firstHalf.run()

@@ -197,11 +197,16 @@ public final class TrainingRun {
             sampler.setEpoch(epoch)
             let maker = BatchMaker(cases: sampler.indices().map { trainCases[$0] }, patchSize: c.patch_size, batchSize: c.batch_size,
                                    oversampleForeground: c.oversample_foreground, augment: augmenter.apply)
+            let batchSeed = UInt64(c.seed) &+ UInt64(rank) &* 0x9E37_79B9
+            let batches = BatchPrefetcher(count: c.iterations, workers: c.workers, depth: 2 * max(1, c.workers)) { k in
+                try maker.batch(seed: batchSeed, epoch: epoch, index: k)
+            }
+            defer { batches.stop() }
             let progress = EpochProgress(epoch: epoch + 1, epochs: c.epochs, iterations: c.iterations, enabled: verbose)
             let started = DispatchTime.now().uptimeNanoseconds
             var lossSum = 0.0, steps = 0
             for iteration in 0..<c.iterations {
-                let (x, y) = try maker.batch(seed: UInt64(c.seed) &+ UInt64(rank) &* 0x9E37_79B9, epoch: epoch, index: iteration)
+                let (x, y) = try batches.next()
                 try optimizer.zeroGrad()
                 let input = try x.to(device: device)
                 let loss = try lossFunction(ddp?.forward(input) ?? model(input), y.to(device: device))
