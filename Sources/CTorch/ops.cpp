@@ -30,9 +30,12 @@ at::Tensor binary(int op, const at::Tensor &a, const at::Tensor &b) {
 }
 
 at::Tensor scalar_tensor_like(double v, const at::Tensor &like) {
-    // A 0-dim tensor participates in type promotion like a Python scalar does.
+    // A CPU "wrapped number" takes part in type promotion exactly as a Python scalar does (it
+    // never widens the other operand's dtype) and combines with tensors on any device.
     at::Scalar s = mt::scalar_for(like, v);
-    return at::scalar_tensor(s, at::TensorOptions().dtype(s.isIntegral(false) ? at::kLong : at::kDouble).device(like.device()));
+    at::Tensor t = at::scalar_tensor(s, at::TensorOptions().dtype(s.isIntegral(false) ? at::kLong : at::kDouble));
+    t.unsafeGetTensorImpl()->set_wrapped_number(true);
+    return t;
 }
 
 at::Tensor unary(int op, const at::Tensor &a) {

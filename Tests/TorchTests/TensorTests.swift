@@ -61,6 +61,9 @@ final class TensorTests: XCTestCase {
         XCTAssertEqual(try a.maskedFill(a.lt(2), -1).floats(), [-1, 2, 3, 4])
         let i = try Tensor([1, 2] as [Int64])
         XCTAssertEqual(try (i + 1).dtype, .int64, "integer tensors stay integer with integral scalars")
+        XCTAssertEqual(try (Tensor(scalar: 2, dtype: .float32) + 0.3).dtype, .float32, "a Swift number never widens a tensor, as in PyTorch")
+        XCTAssertEqual(try (Tensor(scalar: 2, dtype: .float16) * 0.5).dtype, .float16)
+        XCTAssertEqual(try (i * 0.5).dtype, .float32, "an integer tensor times a fraction is float32, as in PyTorch")
         XCTAssertEqual(try a.sqrt().square().floats().map { ($0 * 1000).rounded() / 1000 }, [1, 2, 3, 4])
         XCTAssertEqual(try (a .== a).all().item(), 1)
     }

@@ -109,6 +109,9 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         if val_every < 1 { try fail("val_every", "must be positive, got \(val_every)") }
         if save_every < 1 { try fail("save_every", "must be positive, got \(save_every)") }
         if workers < 0 { try fail("workers", "cannot be negative, got \(workers)") }
+        if step_size < 1 { try fail("step_size", "must be positive, got \(step_size)") }
+        if !(0...1).contains(gamma) { try fail("gamma", "must be in [0, 1], got \(gamma)") }
+        if grad_clip < 0 { try fail("grad_clip", "cannot be negative (0 turns clipping off), got \(grad_clip)") }
     }
 
     public func yaml() throws -> String { try YAMLEncoder().encode(self) }

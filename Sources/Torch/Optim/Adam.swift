@@ -72,12 +72,15 @@ func adamUpdate(parameter p: Tensor, gradient: Tensor, group: ParamGroup, state:
     let stepSize = lr / biasCorrection1
     let biasCorrection2Sqrt = biasCorrection2.squareRoot()
 
+    // Divide by a CPU scalar of the parameter's dtype, as PyTorch's Python float becomes: it
+    // never promotes (0-dim parameters stay float32) and CUDA takes its reciprocal path.
+    let divisor = try Tensor(scalar: biasCorrection2Sqrt, dtype: p.dtype)
     let denom: Tensor
     if let maxExpAvgSq {
         try maxExpAvgSq.maximum_(expAvgSq)
-        denom = try maxExpAvgSq.sqrt() / biasCorrection2Sqrt
+        denom = try maxExpAvgSq.sqrt() / divisor
     } else {
-        denom = try expAvgSq.sqrt() / biasCorrection2Sqrt
+        denom = try expAvgSq.sqrt() / divisor
     }
     try denom.add_(eps)
     try p.addcdiv_(expAvg, denom, value: -stepSize)

@@ -24,8 +24,10 @@ public func clipGradNorm(_ params: [Tensor], maxNorm: Double, normType: Double =
             throw TorchError("the total norm of order \(normType) of the gradients is \(totalNorm), so they cannot be clipped "
                              + "(the loss or the weights are no longer finite); clip without errorIfNonfinite to scale them anyway")
         }
-        // PyTorch computes `max_norm / t` as `t.reciprocal() * max_norm`.
-        let coefficient = try ((total + 1e-6).reciprocal() * maxNorm).clamp(max: 1)
+        // In the norm's dtype, as PyTorch's Python floats; it computes `max_norm / t` as
+        // `t.reciprocal() * max_norm`.
+        let epsilon = try Tensor(scalar: 1e-6, dtype: total.dtype), limit = try Tensor(scalar: maxNorm, dtype: total.dtype)
+        let coefficient = try ((total + epsilon).reciprocal() * limit).clamp(max: 1)
         // Multiplying by exactly 1 changes nothing, so skip it (PyTorch multiplies anyway).
         if try coefficient.item() != 1 {
             for g in grads { try g.mul_(g.device == device ? coefficient : coefficient.to(device: g.device)) }
