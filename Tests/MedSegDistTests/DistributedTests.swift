@@ -184,3 +184,33 @@ final class DistributedRunTests: XCTestCase {
         XCTAssertEqual(b.state.history.map(\.epoch), Array(1...30))
     }
 }
+
+final class RendezvousErrorTests: XCTestCase {
+    func testPortInUseIsAClearError() throws {
+        // Hold a port, then ask rank 0 to host the rendezvous on it.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = INADDR_ANY
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        XCTAssertTrue(ok)
+        XCTAssertEqual(listen(fd, 1), 0)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        XCTAssertThrowsError(try ProcessGroup(masterAddress: "127.0.0.1", masterPort: port, rank: 0, worldSize: 2, timeout: 2)) {
+            XCTAssertTrue("\($0)".contains("already in use") && "\($0)".contains("\(port)"), "\($0)")
+        }
+    }
+
+    func testUnreachableMasterFailsWithinTheTimeout() throws {
+        let port = try Launcher.freePort()
+        let start = Date()
+        XCTAssertThrowsError(try ProcessGroup(masterAddress: "127.0.0.1", masterPort: port, rank: 1, worldSize: 2, timeout: 2)) {
+            XCTAssertTrue("\($0)".contains("cannot reach the master at 127.0.0.1:\(port)"), "\($0)")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(start), 30)
+    }
+}
