@@ -44,7 +44,7 @@ public enum DatasetChecker {
                 let values = Set(label.voxels)
                 let unknown = values.subtracting(allowed).sorted()
                 if !unknown.isEmpty {
-                    problems.append(Problem(file: labelName, message: "label values \(unknown.prefix(8).map { formatValue($0) }) are not in dataset.json labels \(d.labelValues)"))
+                    problems.append(Problem(file: labelName, message: "label values [\(unknown.prefix(8).map { formatValue($0) }.joined(separator: ", "))] are not in dataset.json labels \(d.labelValues)"))
                 }
                 if label.channels != 1 {
                     problems.append(Problem(file: labelName, message: "label map has \(label.channels) channels, expected 1"))
