@@ -1,0 +1,227 @@
+import Foundation
+
+/// nnU-Net's data set fingerprint (`dataset_fingerprint.json`): per case the spacing and the
+/// shape after cropping to the non-zero region, and per channel statistics of foreground
+/// intensities (voxels with label > 0, after cropping) over samples drawn from every case.
+///
+/// Axis order follows nnU-Net: array order ((z,) y, x), i.e. `MedicalImage.size` reversed.
+/// Sampling: up to `samplesPerCase` (nnU-Net: 10,000) foreground voxels per case and channel,
+/// evenly spaced in flat index order (sample k of n is voxel `k * n / count` of the foreground
+/// voxels in array order); all of them when the case has fewer. nnU-Net draws them at random
+/// with replacement; the deterministic choice keeps the fingerprint reproducible.
+public struct DatasetFingerprint: Codable, Equatable, Sendable {
+    public struct IntensityProperties: Codable, Equatable, Sendable {
+        public var mean: Double
+        public var median: Double
+        public var std: Double
+        public var min: Double
+        public var max: Double
+        public var percentile99_5: Double
+        public var percentile00_5: Double
+
+        enum CodingKeys: String, CodingKey {
+            case mean, median, std, min, max
+            case percentile99_5 = "percentile_99_5"
+            case percentile00_5 = "percentile_00_5"
+        }
+
+        /// numpy's mean, median, std (population), min, max and linear-interpolation percentiles.
+        public init(values unsorted: [Double]) {
+            guard !unsorted.isEmpty else {
+                self.init(mean: 0, median: 0, std: 0, min: 0, max: 0, percentile99_5: 0, percentile00_5: 0)
+                return
+            }
+            let v = unsorted.sorted()
+            func pct(_ p: Double) -> Double {
+                let x = p / 100 * Double(v.count - 1)
+                let lo = Int(x.rounded(.down)), hi = Swift.min(lo + 1, v.count - 1)
+                return v[lo] + (v[hi] - v[lo]) * (x - Double(lo))
+            }
+            let mean = v.reduce(0, +) / Double(v.count)
+            let variance = v.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(v.count)
+            self.init(mean: mean, median: pct(50), std: variance.squareRoot(), min: v[0], max: v[v.count - 1],
+                      percentile99_5: pct(99.5), percentile00_5: pct(0.5))
+        }
+
+        public init(mean: Double, median: Double, std: Double, min: Double, max: Double, percentile99_5: Double, percentile00_5: Double) {
+            self.mean = mean; self.median = median; self.std = std; self.min = min; self.max = max
+            self.percentile99_5 = percentile99_5; self.percentile00_5 = percentile00_5
+        }
+    }
+
+    /// Case identifiers, in the order of `spacings` and `shapesAfterCrop`.
+    public var caseIdentifiers: [String]
+    /// Per case, the voxel spacing in array order ((z,) y, x).
+    public var spacings: [[Double]]
+    /// Per case, the spatial shape after cropping to the non-zero region, array order.
+    public var shapesAfterCrop: [[Int]]
+    /// Per channel ("0", "1", ...), statistics of the sampled foreground intensities.
+    public var foregroundIntensityPropertiesPerChannel: [String: IntensityProperties]
+    /// Median over cases of (voxels after cropping / voxels before).
+    public var medianRelativeSizeAfterCropping: Double
+    /// Per axis median of `spacings` and `shapesAfterCrop` (numpy's median).
+    public var medianSpacing: [Double]
+    public var medianShape: [Double]
+    public var samplesPerCase: Int
+
+    enum CodingKeys: String, CodingKey {
+        case caseIdentifiers = "case_identifiers"
+        case spacings
+        case shapesAfterCrop = "shapes_after_crop"
+        case foregroundIntensityPropertiesPerChannel = "foreground_intensity_properties_per_channel"
+        case medianRelativeSizeAfterCropping = "median_relative_size_after_cropping"
+        case medianSpacing = "median_spacing"
+        case medianShape = "median_shape"
+        case samplesPerCase = "samples_per_case"
+    }
+
+    public static let fileName = "dataset_fingerprint.json"
+
+    /// Channel count.
+    public var channels: Int { foregroundIntensityPropertiesPerChannel.count }
+
+    /// Per channel statistics as CaseReader's CT normalization takes them.
+    public var intensityStatistics: [IntensityStatistics] {
+        (0..<channels).map { c in
+            let p = foregroundIntensityPropertiesPerChannel[String(c)]!
+            return IntensityStatistics(mean: p.mean, std: p.std, percentile00_5: p.percentile00_5, percentile99_5: p.percentile99_5)
+        }
+    }
+
+    /// Fingerprint of every training case of `dataset`, reading cases on `workers` threads.
+    public static func compute(dataset: RawDataset, workers: Int = 1, samplesPerCase: Int = 10_000) throws -> DatasetFingerprint {
+        let cases = try dataset.trainingCases()
+        guard !cases.isEmpty else { throw DataError("\(dataset.root.path): no training cases to fingerprint") }
+        struct CaseResult { var spacing: [Double]; var shape: [Int]; var relative: Double; var samples: [[Double]] }
+        let results = try Parallel.map(cases.count, workers: workers) { index -> CaseResult in
+            let files = cases[index]
+            let (image, label) = try CaseVolumes.read(files)
+            let cropped = Cropping.cropToNonZero(image: image, label: label)
+            let n = cropped.image.voxelCount
+            var foreground: [Int] = []
+            if let l = cropped.label {
+                foreground = l.voxels.indices.filter { l.voxels[$0] > 0 }
+            }
+            let picked = evenlySpaced(foreground, count: samplesPerCase)
+            let samples = (0..<cropped.image.channels).map { c in picked.map { Double(cropped.image.voxels[c * n + $0]) } }
+            return CaseResult(spacing: image.geometry.spacing.reversed(), shape: cropped.image.size.reversed(),
+                              relative: Double(n) / Double(image.voxelCount), samples: samples)
+        }
+        let channels = results[0].samples.count
+        guard results.allSatisfy({ $0.samples.count == channels }) else {
+            throw DataError("\(dataset.root.path): cases have different channel counts")
+        }
+        var properties: [String: IntensityProperties] = [:]
+        for c in 0..<channels {
+            properties[String(c)] = IntensityProperties(values: results.flatMap { $0.samples[c] })
+        }
+        let spacings = results.map(\.spacing), shapes = results.map(\.shape)
+        let dims = spacings[0].count
+        return DatasetFingerprint(
+            caseIdentifiers: cases.map(\.identifier), spacings: spacings, shapesAfterCrop: shapes,
+            foregroundIntensityPropertiesPerChannel: properties,
+            medianRelativeSizeAfterCropping: median(results.map(\.relative)),
+            medianSpacing: (0..<dims).map { a in median(spacings.map { $0[a] }) },
+            medianShape: (0..<dims).map { a in median(shapes.map { Double($0[a]) }) },
+            samplesPerCase: samplesPerCase)
+    }
+
+    /// `count` elements of `all` at indices `k * all.count / count` (all of them when fewer).
+    public static func evenlySpaced<T>(_ all: [T], count: Int) -> [T] {
+        guard all.count > count else { return all }
+        return (0..<count).map { all[$0 * all.count / count] }
+    }
+
+    static func median(_ values: [Double]) -> Double {
+        guard !values.isEmpty else { return 0 }
+        let v = values.sorted(), m = v.count / 2
+        return v.count % 2 == 1 ? v[m] : (v[m - 1] + v[m]) / 2
+    }
+
+    /// Writes `dataset_fingerprint.json` into `folder` (atomically).
+    public func write(to folder: URL) throws {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let url = folder.appendingPathComponent(Self.fileName)
+        do { try encoder.encode(self).write(to: url, options: .atomic) } catch { throw DataError(file: url, "cannot write: \(error)") }
+    }
+
+    /// Reads `dataset_fingerprint.json` from `folder` (or the file itself).
+    public static func load(_ url: URL) throws -> DatasetFingerprint {
+        var isDirectory: ObjCBool = false
+        let file = FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) && isDirectory.boolValue
+            ? url.appendingPathComponent(fileName) : url
+        do {
+            return try JSONDecoder().decode(DatasetFingerprint.self, from: Data(contentsOf: file))
+        } catch {
+            throw DataError(file: file, "not a readable fingerprint: \(error)")
+        }
+    }
+}
+
+/// Reading one raw case as a multi-channel image (colour files count as their channels) plus label.
+enum CaseVolumes {
+    static func read(_ files: CaseFiles) throws -> (image: MedicalImage, label: MedicalImage?) {
+        var parts: [MedicalImage] = []
+        for url in files.images {
+            let image = try ImageIO.read(url)
+            if let first = parts.first, first.size != image.size {
+                throw DataError(file: url, "size \(image.size) differs from channel 0's \(first.size)")
+            }
+            parts.append(image)
+        }
+        guard let first = parts.first else { throw DataError("case \(files.identifier): no image files") }
+        let channels = parts.reduce(0) { $0 + $1.channels }
+        var voxels: [Float] = []
+        voxels.reserveCapacity(channels * first.voxelCount)
+        for p in parts { voxels += p.voxels }
+        let image = MedicalImage(size: first.size, channels: channels, voxels: voxels, pixelType: .float32, geometry: first.geometry)
+        var label: MedicalImage? = nil
+        if let url = files.label {
+            var l = try ImageIO.read(url)
+            guard l.size == first.size else { throw DataError(file: url, "label size \(l.size) differs from the image's \(first.size)") }
+            if l.channels > 1 { l = l.channel(0) }
+            label = l
+        }
+        return (image, label)
+    }
+}
+
+/// Work spread over a fixed number of threads.
+enum Parallel {
+    private final class Box<T>: @unchecked Sendable {
+        let lock = NSLock()
+        var results: [T?]
+        var next = 0
+        var error: Error?
+        init(_ count: Int) { results = Array(repeating: nil, count: count) }
+    }
+
+    /// `body(i)` for i in 0..<count on up to `workers` threads; results in index order. The
+    /// first error stops handing out work and is rethrown.
+    static func map<T>(_ count: Int, workers: Int, _ body: (Int) throws -> T) throws -> [T] {
+        let box = Box<T>(count)
+        let threads = max(1, min(workers, count))
+        withoutActuallyEscaping(body) { body in
+            DispatchQueue.concurrentPerform(iterations: threads) { _ in
+                while true {
+                    box.lock.lock()
+                    let i = box.next
+                    box.next += 1
+                    let stop = box.error != nil
+                    box.lock.unlock()
+                    if stop || i >= count { return }
+                    do {
+                        let r = try body(i)
+                        box.lock.lock(); box.results[i] = r; box.lock.unlock()
+                    } catch {
+                        box.lock.lock(); if box.error == nil { box.error = error }; box.lock.unlock()
+                    }
+                }
+            }
+        }
+        if let error = box.error { throw error }
+        return box.results.map { $0! }
+    }
+}

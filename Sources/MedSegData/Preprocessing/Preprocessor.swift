@@ -1,0 +1,124 @@
+import Foundation
+
+/// nnU-Net's preprocessing of training cases: crop to the non-zero region, normalize (before
+/// resampling, as nnU-Net does), resample to the target spacing (images cubic B-spline, labels
+/// per-label linear, separate z for anisotropic data), and store as `PreprocessedCase` files.
+public struct Preprocessor {
+    /// Target spacing in array order ((z,) y, x), as the fingerprint's spacings.
+    public var targetSpacing: [Double]
+    /// Per channel (the last one repeats for further channels).
+    public var normalization: [IntensityNormalization]
+    public var fingerprint: DatasetFingerprint
+    /// Per channel nnU-Net's `use_mask_for_norm`; by default the planner's rule on the fingerprint.
+    public var useMaskForNorm: [Bool]
+    /// Label interpolation: per-label linear (nnU-Net's default) or nearest.
+    public var labelOrder: Resampling.Order = .linear
+    /// Class locations kept per label.
+    public var maxClassLocations = 10_000
+
+    public init(targetSpacing: [Double], normalization: [IntensityNormalization], fingerprint: DatasetFingerprint, useMaskForNorm: [Bool]? = nil) {
+        self.targetSpacing = targetSpacing
+        self.normalization = normalization
+        self.fingerprint = fingerprint
+        let channels = max(fingerprint.channels, normalization.count)
+        let schemes = (0..<channels).map { normalization.isEmpty ? .none : normalization[min($0, normalization.count - 1)] }
+        self.useMaskForNorm = useMaskForNorm
+            ?? PreprocessingNormalization.useMaskForNorm(schemes, medianRelativeSizeAfterCropping: fingerprint.medianRelativeSizeAfterCropping)
+    }
+
+    public init(targetSpacing: [Double], normalization: IntensityNormalization, fingerprint: DatasetFingerprint) {
+        self.init(targetSpacing: targetSpacing, normalization: [normalization], fingerprint: fingerprint)
+    }
+
+    /// What a run did.
+    public struct Summary: Equatable, Sendable {
+        public var processed: [String]
+        public var skipped: [String]
+    }
+
+    /// Preprocesses every training case of `dataset` into `out` on `workers` threads, skipping
+    /// cases whose stored files are newer than their inputs and were made with the same settings.
+    /// `progress(done, total)` is called (serialized) after each case.
+    @discardableResult
+    public func run(dataset: RawDataset, out: URL, workers: Int = 1, progress: ((Int, Int) -> Void)? = nil) throws -> Summary {
+        let cases = try dataset.trainingCases()
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        let lock = NSLock()
+        var done = 0
+        let skipped = try Parallel.map(cases.count, workers: workers) { index -> Bool in
+            let files = cases[index]
+            let skip = isUpToDate(files, in: out)
+            if !skip {
+                let result = try process(files)
+                try PreprocessedCase.write(image: result.image, label: result.label, properties: result.properties, to: out)
+            }
+            lock.lock()
+            done += 1
+            progress?(done, cases.count)
+            lock.unlock()
+            return skip
+        }
+        return Summary(processed: zip(cases, skipped).filter { !$0.1 }.map { $0.0.identifier },
+                       skipped: zip(cases, skipped).filter { $0.1 }.map { $0.0.identifier })
+    }
+
+    /// Whether `out` holds this case, written after its inputs last changed, with these settings.
+    public func isUpToDate(_ files: CaseFiles, in out: URL) -> Bool {
+        let (imageURL, labelURL, propertiesURL) = PreprocessedCase.files(files.identifier, in: out)
+        let fm = FileManager.default
+        func modified(_ url: URL) -> Date? { (try? fm.attributesOfItem(atPath: url.path))?[.modificationDate] as? Date }
+        guard let written = modified(propertiesURL), fm.fileExists(atPath: imageURL.path) else { return false }
+        if files.label != nil && !fm.fileExists(atPath: labelURL.path) { return false }
+        for input in files.images + (files.label.map { [$0] } ?? []) {
+            guard let date = modified(input), date <= written else { return false }
+        }
+        guard let data = try? Data(contentsOf: propertiesURL),
+              let stored = try? JSONDecoder().decode(PreprocessedCase.Properties.self, from: data) else { return false }
+        return stored.targetSpacing == targetSpacing && stored.normalization == normalization
+            && stored.useMaskForNorm == Array(useMaskForNorm.prefix(stored.channels))
+    }
+
+    /// One case, preprocessed in memory: image [C, (Z,) Y, X] values, int8 label, properties.
+    public func process(_ files: CaseFiles) throws -> (image: [Float], label: [Int8]?, properties: PreprocessedCase.Properties) {
+        let (raw, rawLabel) = try CaseVolumes.read(files)
+        guard targetSpacing.count == raw.dims else {
+            throw DataError(file: files.images[0], "target spacing \(targetSpacing) does not have the image's \(raw.dims) dimensions")
+        }
+        // 1. Crop to the non-zero region.
+        var (image, label, box) = Cropping.cropToNonZero(image: raw, label: rawLabel)
+        // 2. Normalize (before resampling: nnU-Net resamples normalized intensities).
+        let masked = (0..<image.channels).contains { $0 < useMaskForNorm.count && useMaskForNorm[$0] }
+        try PreprocessingNormalization.normalize(&image, schemes: normalization, statistics: fingerprint.intensityStatistics,
+                                                 useMask: useMaskForNorm, mask: masked ? Cropping.nonZeroMask(image) : nil,
+                                                 file: files.images[0])
+        // 3. Resample (target spacing is array order, images are x first).
+        let target = Array(targetSpacing.reversed())
+        let croppedSize = image.size
+        image = Resampling.resampleImage(image, to: target)
+        label = label.map { Resampling.resampleLabel($0, to: target, order: labelOrder) }
+
+        var labelValues: [Int8]? = nil
+        var locations: [String: [Int]] = [:]
+        if let label {
+            var values = [Int8](repeating: 0, count: label.voxelCount)
+            var perClass: [Int: [Int]] = [:]
+            for (i, v) in label.voxels.enumerated() {
+                let c = Int(v.rounded())
+                guard c >= Int(Int8.min), c <= Int(Int8.max) else {
+                    throw DataError(file: files.label!, "label value \(c) does not fit the int8 preprocessed label")
+                }
+                values[i] = Int8(c)
+                if c > 0 { perClass[c, default: []].append(i) }
+            }
+            for (c, all) in perClass { locations[String(c)] = DatasetFingerprint.evenlySpaced(all, count: maxClassLocations) }
+            labelValues = values
+        }
+        let properties = PreprocessedCase.Properties(
+            identifier: files.identifier, shape: [image.channels] + image.size.reversed(),
+            spacing: image.geometry.spacing.reversed(), originalSpacing: raw.geometry.spacing.reversed(), geometry: raw.geometry,
+            shapeBeforeCropping: raw.size.reversed(), bboxUsedForCropping: box.nnunetBoundingBox,
+            shapeAfterCroppingAndBeforeResampling: croppedSize.reversed(), classLocations: locations,
+            normalization: normalization, useMaskForNorm: Array(useMaskForNorm.prefix(image.channels)), targetSpacing: targetSpacing)
+        return (image.voxels, labelValues, properties)
+    }
+}

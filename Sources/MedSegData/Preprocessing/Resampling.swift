@@ -1,0 +1,265 @@
+import Foundation
+
+/// Resampling to a target spacing as nnU-Net does it (`resample_data_or_seg_to_shape`), on the
+/// CPU in Double precision, one axis at a time (spline interpolation is a tensor product, so the
+/// separable passes equal the full N-D interpolation).
+///
+/// - Images: cubic **B-spline** (scipy/skimage spline order 3, with the interpolating prefilter),
+///   then clipped to the input's range (skimage `resize(..., clip=True)`).
+/// - Labels: per label (one-hot, linear interpolation, argmax; nnU-Net's order 1 per label), or
+///   nearest neighbour (order 0).
+/// - Anisotropic 3D data (max spacing / min spacing > 3, judged on the current spacing and then
+///   on the target spacing): the in-plane axes as above and the coarse axis with order 0
+///   ("separate z"); images are then clipped per slice, as nnU-Net resizes each slice separately.
+///
+/// Grid mapping: output voxel `j` samples input coordinate `(j + 0.5) * old / new - 0.5`
+/// (voxel centres, skimage's `resize` and `scipy.ndimage.zoom(..., grid_mode=True)`).
+/// Boundary: `mode='nearest'` (skimage `mode='edge'`): the spline prefilter runs on the line
+/// padded by 12 edge-replicated samples with mirror boundary conditions, exactly as
+/// scipy's `zoom`/`map_coordinates` do for `'nearest'`, and sample indices are clamped.
+/// New size per axis: `round(old size * old spacing / new spacing)`.
+public enum Resampling {
+    public enum Order: Int, Codable, Sendable {
+        case nearest = 0, linear = 1, cubic = 3
+    }
+
+    /// nnU-Net's anisotropy threshold for resampling the coarse axis separately.
+    public static let anisotropyThreshold = 3.0
+
+    /// Output size for `spacing` -> `target` (same axis order as `size`).
+    public static func newSize(_ size: [Int], spacing: [Double], target: [Double]) -> [Int] {
+        zip(size, zip(spacing, target)).map { max(1, Int((Double($0) * $1.0 / $1.1).rounded())) }
+    }
+
+    /// The axis to resample with order 0, or nil: nnU-Net's `get_do_separate_z` /
+    /// `get_lowres_axis` on the current spacing, then on the target spacing; only for 3D data
+    /// with exactly one coarsest axis.
+    public static func separateAxis(spacing: [Double], target: [Double]) -> Int? {
+        guard spacing.count == 3 else { return nil }
+        for s in [spacing, target] {
+            guard let mx = s.max(), let mn = s.min(), mn > 0, mx / mn > anisotropyThreshold else { continue }
+            let axes = s.indices.filter { s[$0] == mx }
+            return axes.count == 1 ? axes[0] : nil
+        }
+        return nil
+    }
+
+    /// Resamples an image (every channel) to `target` spacing (x first, as the geometry's).
+    /// `separateZ` nil decides by nnU-Net's anisotropy rule.
+    public static func resampleImage(_ image: MedicalImage, to target: [Double], separateZ: Bool? = nil) -> MedicalImage {
+        let size = newSize(image.size, spacing: image.geometry.spacing, target: target)
+        let axis = (separateZ ?? true) ? separateAxis(spacing: image.geometry.spacing, target: target) : nil
+        let out = resampleImage(image.voxels, size: image.size, channels: image.channels, to: size, separateAxis: axis)
+        var geometry = image.geometry
+        geometry.spacing = zip(image.geometry.spacing, zip(image.size, size)).map { $0 * Double($1.0) / Double($1.1) }
+        geometry.niftiAffine = nil
+        return MedicalImage(size: size, channels: image.channels, voxels: out, pixelType: .float32, geometry: geometry)
+    }
+
+    /// Resamples a label map (values are class indices) to `target` spacing, per label linear
+    /// (`.linear`) or nearest (`.nearest`).
+    public static func resampleLabel(_ label: MedicalImage, to target: [Double], order: Order = .linear, separateZ: Bool? = nil) -> MedicalImage {
+        let size = newSize(label.size, spacing: label.geometry.spacing, target: target)
+        let axis = (separateZ ?? true) ? separateAxis(spacing: label.geometry.spacing, target: target) : nil
+        let out = resampleLabel(label.voxels, size: label.size, to: size, order: order, separateAxis: axis)
+        var geometry = label.geometry
+        geometry.spacing = zip(label.geometry.spacing, zip(label.size, size)).map { $0 * Double($1.0) / Double($1.1) }
+        geometry.niftiAffine = nil
+        return MedicalImage(size: size, channels: 1, voxels: out, pixelType: label.pixelType, geometry: geometry)
+    }
+
+    /// Image resampling on raw voxels (x first, channel-major): cubic B-spline on every axis but
+    /// `separateAxis` (order 0 there), clipped to each channel's range (each slice's range with
+    /// a separate axis).
+    public static func resampleImage(_ voxels: [Float], size: [Int], channels: Int, to newSize: [Int], separateAxis: Int? = nil) -> [Float] {
+        if size == newSize { return voxels }
+        var data = voxels.map(Double.init)
+        var current = size
+        let n = size.reduce(1, *)
+        // Ranges to clip to: per channel, or per channel and slice along the separate axis.
+        var ranges: [(Double, Double)] = []
+        if let z = separateAxis {
+            let count = size[z]
+            for c in 0..<channels {
+                for k in 0..<count {
+                    var lo = Double.infinity, hi = -Double.infinity
+                    forEachIndex(size: size, axis: z, at: k) { i in
+                        let v = data[c * n + i]; lo = min(lo, v); hi = max(hi, v)
+                    }
+                    ranges.append((lo, hi))
+                }
+            }
+        } else {
+            for c in 0..<channels {
+                let slice = data[(c * n)..<((c + 1) * n)]
+                ranges.append((slice.min() ?? 0, slice.max() ?? 0))
+            }
+        }
+        for a in 0..<size.count where a != separateAxis && newSize[a] != current[a] {
+            data = resampleAxis(data, size: current, channels: channels, axis: a, to: newSize[a], order: .cubic)
+            current[a] = newSize[a]
+        }
+        // Clip (skimage resize clip=True).
+        let m = current.reduce(1, *)
+        if let z = separateAxis {
+            for c in 0..<channels {
+                for k in 0..<current[z] {
+                    let (lo, hi) = ranges[c * current[z] + k]
+                    forEachIndex(size: current, axis: z, at: k) { i in data[c * m + i] = min(max(data[c * m + i], lo), hi) }
+                }
+            }
+            if newSize[z] != current[z] {
+                data = resampleAxis(data, size: current, channels: channels, axis: z, to: newSize[z], order: .nearest)
+                current[z] = newSize[z]
+            }
+        } else {
+            for c in 0..<channels {
+                let (lo, hi) = ranges[c]
+                for i in (c * m)..<((c + 1) * m) { data[i] = min(max(data[i], lo), hi) }
+            }
+        }
+        return data.map { Float($0) }
+    }
+
+    /// Label resampling on raw voxels (x first, one channel of class indices).
+    public static func resampleLabel(_ voxels: [Float], size: [Int], to newSize: [Int], order: Order = .linear, separateAxis: Int? = nil) -> [Float] {
+        if size == newSize { return voxels }
+        if order == .nearest {
+            var data = voxels.map(Double.init), current = size
+            for a in 0..<size.count where newSize[a] != current[a] {
+                data = resampleAxis(data, size: current, channels: 1, axis: a, to: newSize[a], order: .nearest)
+                current[a] = newSize[a]
+            }
+            return data.map { Float($0) }
+        }
+        let values = Array(Set(voxels.map { Int($0.rounded()) })).sorted()
+        let m = newSize.reduce(1, *)
+        var best = [Double](repeating: -.infinity, count: m)
+        var out = [Float](repeating: Float(values.first ?? 0), count: m)
+        for value in values {
+            var data = voxels.map { Int($0.rounded()) == value ? 1.0 : 0.0 }
+            var current = size
+            for a in 0..<size.count where newSize[a] != current[a] {
+                let o: Order = a == separateAxis ? .nearest : order
+                data = resampleAxis(data, size: current, channels: 1, axis: a, to: newSize[a], order: o)
+                current[a] = newSize[a]
+            }
+            // Argmax; ties go to the smaller label (the first one seen).
+            for i in 0..<m where data[i] > best[i] {
+                best[i] = data[i]
+                out[i] = Float(value)
+            }
+        }
+        return out
+    }
+
+    /// Calls `body` with the flat index of every voxel whose coordinate along `axis` is `k`.
+    static func forEachIndex(size: [Int], axis: Int, at k: Int, _ body: (Int) -> Void) {
+        let inner = size[0..<axis].reduce(1, *), n = size[axis]
+        let outer = size[(axis + 1)...].reduce(1, *)
+        for o in 0..<outer {
+            let base = (o * n + k) * inner
+            for i in 0..<inner { body(base + i) }
+        }
+    }
+
+    /// 1D resampling of every line along `axis` of an x-first, channel-major array.
+    static func resampleAxis(_ data: [Double], size: [Int], channels: Int, axis: Int, to m: Int, order: Order) -> [Double] {
+        let n = size[axis]
+        let inner = size[0..<axis].reduce(1, *)
+        let outer = channels * size[(axis + 1)...].reduce(1, *)
+        let taps = Taps(n: n, m: m, order: order)
+        var out = [Double](repeating: 0, count: outer * m * inner)
+        var line = [Double](repeating: 0, count: n)
+        var coefficients = [Double](repeating: 0, count: n + 2 * Taps.pad)
+        data.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                for o in 0..<outer {
+                    for i in 0..<inner {
+                        let sBase = o * n * inner + i, dBase = o * m * inner + i
+                        for k in 0..<n { line[k] = src[sBase + k * inner] }
+                        let apply = { (c: UnsafeBufferPointer<Double>) in
+                            for j in 0..<m {
+                                var v = 0.0
+                                let start = j * taps.width
+                                for t in 0..<taps.width { v += taps.weights[start + t] * c[taps.indices[start + t]] }
+                                dst[dBase + j * inner] = v
+                            }
+                        }
+                        if order == .cubic {
+                            Taps.prefilter(line, into: &coefficients)
+                            coefficients.withUnsafeBufferPointer(apply)
+                        } else {
+                            line.withUnsafeBufferPointer(apply)
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// Precomputed sample indices and weights for resampling a line of `n` samples to `m`.
+    struct Taps {
+        /// Edge-replicated samples added on each side before the cubic prefilter (scipy's npad).
+        static let pad = 12
+        let width: Int
+        var indices: [Int]
+        var weights: [Double]
+
+        init(n: Int, m: Int, order: Order) {
+            let scale = Double(n) / Double(m)
+            switch order {
+            case .nearest: width = 1
+            case .linear: width = 2
+            case .cubic: width = 4
+            }
+            indices = []
+            weights = []
+            indices.reserveCapacity(m * width)
+            weights.reserveCapacity(m * width)
+            for j in 0..<m {
+                let x = (Double(j) + 0.5) * scale - 0.5
+                switch order {
+                case .nearest:
+                    indices.append(min(max(Int((x + 0.5).rounded(.down)), 0), n - 1))
+                    weights.append(1)
+                case .linear:
+                    let f = x.rounded(.down), t = x - f, i0 = Int(f)
+                    indices += [min(max(i0, 0), n - 1), min(max(i0 + 1, 0), n - 1)]
+                    weights += [1 - t, t]
+                case .cubic:
+                    let f = x.rounded(.down), t = x - f, i0 = Int(f) - 1 + Self.pad
+                    let last = n + 2 * Self.pad - 1
+                    for k in 0..<4 { indices.append(min(max(i0 + k, 0), last)) }
+                    let u = 1 - t
+                    weights += [u * u * u / 6, (4 - 6 * t * t + 3 * t * t * t) / 6,
+                                (1 + 3 * t + 3 * t * t - 3 * t * t * t) / 6, t * t * t / 6]
+                }
+            }
+        }
+
+        /// Cubic B-spline coefficients of `line` padded by `pad` edge samples per side, with
+        /// mirror boundary conditions (scipy's `spline_filter1d`).
+        static func prefilter(_ line: [Double], into c: inout [Double]) {
+            let n = line.count, total = n + 2 * pad
+            for k in 0..<total { c[k] = line[min(max(k - pad, 0), n - 1)] }
+            if total == 1 { return }
+            let z = 3.0.squareRoot() - 2
+            let gain = (1 - z) * (1 - 1 / z)
+            for k in 0..<total { c[k] *= gain }
+            // Causal initialization for a mirror-symmetric extension.
+            var zi = z
+            let zn1 = pow(z, Double(total - 1))
+            var c0 = c[0] + zn1 * c[total - 1]
+            for i in 1..<(total - 1) {
+                c0 += zi * (c[i] + zn1 * c[total - 1 - i])
+                zi *= z
+            }
+            c[0] = c0 / (1 - zn1 * zn1)
+            for i in 1..<total { c[i] += z * c[i - 1] }
+            c[total - 1] = (z * c[total - 2] + c[total - 1]) * z / (z * z - 1)
+            for i in stride(from: total - 2, through: 0, by: -1) { c[i] = z * (c[i + 1] - c[i]) }
+        }
+    }
+}

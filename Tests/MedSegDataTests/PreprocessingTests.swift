@@ -1,0 +1,384 @@
+import Foundation
+import XCTest
+import TestSupport
+@testable import MedSegData
+
+/// Fingerprint against numpy, cropping round trip, resampling against scipy.ndimage.zoom,
+/// preprocessed-case storage and the preprocessor's skipping of finished cases.
+///
+/// Resampling reference: `scipy.ndimage.zoom(a, new/old, order=k, mode='nearest', grid_mode=True)`
+/// is the same grid mapping and boundary (skimage `resize(mode='edge')`) that nnU-Net uses;
+/// images are then clipped to the input range as skimage's `clip=True` does.
+final class PreprocessingTests: XCTestCase {
+    private var scratch: URL!
+
+    override func setUpWithError() throws {
+        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("medseg-prep-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: scratch)
+    }
+
+    // MARK: - Helpers
+
+    /// A 3D data set whose cases have zero borders of different widths (so cropping matters).
+    private func makeDataset(cases: Int = 3, size: [Int] = [32, 32, 16], classes: Int = 2, zeroBorders: Bool = true) throws -> RawDataset {
+        let root = scratch.appendingPathComponent("raw")
+        let synth = try SyntheticCases(.init(dims: 3, size: size, classes: classes, seed: 7))
+        var labels = ["background": 0]
+        for c in 1...classes { labels["class\(c)"] = c }
+        let writer = try RawDatasetWriter(root: root, channelNames: ["MRI"], labels: labels, fileEnding: ".nii.gz")
+        for i in 0..<cases {
+            var (image, label) = synth.makeCase(i)
+            if zeroBorders {
+                let border = [i + 1, 2, i % 2]
+                for z in 0..<size[2] {
+                    for y in 0..<size[1] {
+                        for x in 0..<size[0] where x < border[0] || y >= size[1] - border[1] || z < border[2] {
+                            let k = (z * size[1] + y) * size[0] + x
+                            image.voxels[k] = 0
+                            label.voxels[k] = 0
+                        }
+                    }
+                }
+            }
+            try writer.add(identifier: String(format: "case_%03d", i), image: image, label: label)
+        }
+        try writer.finish(description: "preprocessing test")
+        return try RawDataset(root)
+    }
+
+    private func writeRaw(_ values: [Float], _ name: String) throws -> String {
+        let url = scratch.appendingPathComponent(name)
+        try values.withUnsafeBytes { Data($0) }.write(to: url)
+        return url.path
+    }
+
+    private func readRaw(_ name: String) throws -> [Double] {
+        let data = try Data(contentsOf: scratch.appendingPathComponent(name))
+        return data.withUnsafeBytes { Array($0.bindMemory(to: Double.self)) }
+    }
+
+    /// Smooth random values on an x-first grid (so label maps made from them are blob-like).
+    private func smoothField(_ size: [Int], seed: UInt64) -> [Float] {
+        var rng = SplitMix64(seed: seed)
+        let waves = (0..<4).map { _ in (size.map { _ in rng.uniform(-0.9, 0.9) }, rng.uniform(0, 6.28)) }
+        let n = size.reduce(1, *)
+        return (0..<n).map { i in
+            var rest = i, v = 0.0
+            var coords: [Double] = []
+            for s in size { coords.append(Double(rest % s)); rest /= s }
+            for (k, phase) in waves { v += sin(zip(k, coords).map { $0 * $1 }.reduce(phase, +)) }
+            return Float(v * 10 + 3 * rng.gaussian())
+        }
+    }
+
+    // MARK: - Fingerprint
+
+    func testFingerprintMatchesNumpy() throws {
+        let dataset = try makeDataset()
+        let fingerprint = try DatasetFingerprint.compute(dataset: dataset, workers: 2, samplesPerCase: 700)
+        try fingerprint.write(to: scratch)
+        let reloaded = try DatasetFingerprint.load(scratch)
+        XCTAssertEqual(reloaded, fingerprint)
+        // nnU-Net's key names.
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: scratch.appendingPathComponent("dataset_fingerprint.json"))) as! [String: Any]
+        for key in ["spacings", "shapes_after_crop", "foreground_intensity_properties_per_channel", "median_relative_size_after_cropping"] {
+            XCTAssertNotNil(json[key], key)
+        }
+        let channel0 = (json["foreground_intensity_properties_per_channel"] as! [String: Any])["0"] as! [String: Any]
+        XCTAssertEqual(Set(channel0.keys), ["mean", "median", "std", "min", "max", "percentile_99_5", "percentile_00_5"])
+
+        let script = """
+        import sys, json, glob, os
+        import numpy as np, nibabel as nib
+        root, k = sys.argv[1], int(sys.argv[2])
+        samples, spacings, shapes, rel, total = [], [], [], [], 0
+        for lab in sorted(glob.glob(os.path.join(root, 'labelsTr', '*.nii.gz'))):
+            cid = os.path.basename(lab)[:-7]
+            img = nib.load(os.path.join(root, 'imagesTr', cid + '_0000.nii.gz'))
+            a = np.asarray(img.dataobj, dtype=np.float64).T          # (z, y, x)
+            s = np.asarray(nib.load(lab).dataobj).T
+            nz = np.argwhere(a != 0)
+            lo, hi = nz.min(0), nz.max(0) + 1
+            sl = tuple(slice(l, h) for l, h in zip(lo, hi))
+            a, s = a[sl], s[sl]
+            vals = a[s > 0]                                           # C order == MedSeg's flat order
+            total += len(vals)
+            if len(vals) > k:
+                vals = vals[(np.arange(k) * len(vals)) // k]
+            samples.append(vals)
+            spacings.append([float(z) for z in img.header.get_zooms()[::-1]])
+            shapes.append(list(a.shape))
+            rel.append(a.size / np.prod(img.shape))
+        v = np.concatenate(samples)
+        print(json.dumps(dict(spacings=spacings, shapes=shapes, rel=float(np.median(rel)),
+            median_spacing=np.median(np.array(spacings), 0).tolist(), median_shape=np.median(np.array(shapes), 0).tolist(),
+            stats=dict(mean=v.mean(), median=np.median(v), std=v.std(), min=v.min(), max=v.max(),
+                       percentile_99_5=np.percentile(v, 99.5), percentile_00_5=np.percentile(v, 0.5)), count=len(v), total=total)))
+        """
+        let out = try Python.run(script, [dataset.root.path, "700"])
+        let ref = try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [String: Any]
+        let refSpacings = ref["spacings"] as! [[Double]]
+        for (a, b) in zip(fingerprint.spacings, refSpacings) {
+            for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: 1e-6) }
+        }
+        XCTAssertEqual(fingerprint.spacings.count, 3)
+        XCTAssertEqual(fingerprint.shapesAfterCrop, ref["shapes"] as! [[Int]])
+        XCTAssertEqual(fingerprint.shapesAfterCrop[1], [15, 30, 30])   // z from 1, y up to 30, x from 2
+        XCTAssertEqual(fingerprint.medianRelativeSizeAfterCropping, ref["rel"] as! Double, accuracy: 1e-12)
+        XCTAssertEqual(fingerprint.medianShape, ref["median_shape"] as! [Double])
+        for (x, y) in zip(fingerprint.medianSpacing, ref["median_spacing"] as! [Double]) { XCTAssertEqual(x, y, accuracy: 1e-6) }
+        let stats = ref["stats"] as! [String: Double]
+        let p = fingerprint.foregroundIntensityPropertiesPerChannel["0"]!
+        let mine = ["mean": p.mean, "median": p.median, "std": p.std, "min": p.min, "max": p.max,
+                    "percentile_99_5": p.percentile99_5, "percentile_00_5": p.percentile00_5]
+        for (key, value) in stats { XCTAssertEqual(mine[key]!, value, accuracy: 1e-6 * max(1, abs(value)), key) }
+        // Some cases were subsampled (more than 700 foreground voxels).
+        XCTAssertLessThan(ref["count"] as! Int, ref["total"] as! Int)
+    }
+
+    // MARK: - Cropping
+
+    func testCroppingRoundTrip() throws {
+        let size = [10, 8, 6]
+        var voxels = [Float](repeating: 0, count: 2 * 480)
+        // Channel 0 non-zero in x 2..<5, y 3..<6, z 1..<4; channel 1 extends z to 5.
+        for z in 1..<4 { for y in 3..<6 { for x in 2..<5 { voxels[(z * 8 + y) * 10 + x] = Float(x + 10 * y + 100 * z) } } }
+        voxels[480 + (4 * 8 + 4) * 10 + 3] = -7
+        let geometry = ImageGeometry(spacing: [0.5, 0.7, 2], origin: [10, 20, 30], direction: [0, 1, 0, -1, 0, 0, 0, 0, 1])
+        let image = MedicalImage(size: size, channels: 2, voxels: voxels, geometry: geometry)
+        let label = MedicalImage(size: size, voxels: voxels.prefix(480).map { $0 > 300 ? 1 : 0 }, pixelType: .uint8, geometry: geometry)
+        let (cropped, croppedLabel, box) = Cropping.cropToNonZero(image: image, label: label)
+        XCTAssertEqual(box.lower, [2, 3, 1])
+        XCTAssertEqual(box.upper, [5, 6, 5])
+        XCTAssertEqual(box.nnunetBoundingBox, [[1, 5], [3, 6], [2, 5]])
+        XCTAssertEqual(cropped.size, [3, 3, 4])
+        XCTAssertEqual(cropped.voxels[0], 2 + 30 + 100)
+        // Voxel (0,0,0) of the crop sits where voxel (2,3,1) was: origin + D * (index * spacing).
+        let expectedOrigin: [Double] = [12.1, 19, 32]
+        for (a, b) in zip(cropped.geometry.origin, expectedOrigin) { XCTAssertEqual(a, b, accuracy: 1e-12) }
+        let back = Cropping.uncrop(cropped, from: box)
+        XCTAssertEqual(back.voxels, image.voxels)
+        XCTAssertEqual(back.geometry, image.geometry)
+        XCTAssertEqual(Cropping.uncrop(croppedLabel!, from: box).voxels, label.voxels)
+        XCTAssertEqual(CropBox(nnunetBoundingBox: box.nnunetBoundingBox, originalShape: size.reversed()), box)
+        // An all-zero image keeps its size.
+        let empty = MedicalImage(size: [4, 4], voxels: [Float](repeating: 0, count: 16))
+        XCTAssertEqual(Cropping.nonZeroBox(empty), .whole([4, 4]))
+    }
+
+    // MARK: - Resampling
+
+    /// Runs scipy on the x-first array in `file` (shape `size`), writes float64 results.
+    private func scipyResample(_ values: [Float], size: [Int], newSize: [Int], mode: String, separateAxis: Int = -1) throws -> [Double] {
+        let input = try writeRaw(values, "in.raw")
+        let script = """
+        import sys, json
+        import numpy as np
+        from scipy.ndimage import zoom
+        path, shape, new, mode, sep, out = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4], int(sys.argv[5]), sys.argv[6]
+        a = np.fromfile(path, dtype=np.float32).astype(np.float64).reshape(shape[::-1])   # array order
+        new = new[::-1]
+        sep = -1 if sep < 0 else len(shape) - 1 - sep
+        def z(x, shape_out, order):
+            return zoom(x, [n / o for n, o in zip(shape_out, x.shape)], order=order, mode='nearest', grid_mode=True)
+        def image(x):
+            if sep < 0:
+                return np.clip(z(x, new, 3), x.min(), x.max())
+            x = np.moveaxis(x, sep, 0)
+            plane = [n for i, n in enumerate(new) if i != sep]
+            y = np.stack([np.clip(z(s, plane, 3), s.min(), s.max()) for s in x])
+            y = z(y, [new[sep]] + plane, 0)
+            return np.moveaxis(y, 0, sep)
+        def labels(x):
+            vals = np.unique(x)
+            stack = []
+            for v in vals:
+                m = (x == v).astype(np.float64)
+                if sep < 0:
+                    stack.append(z(m, new, 1))
+                else:
+                    m = np.moveaxis(m, sep, 0)
+                    plane = [n for i, n in enumerate(new) if i != sep]
+                    y = z(np.stack([z(s, plane, 1) for s in m]), [new[sep]] + plane, 0)
+                    stack.append(np.moveaxis(y, 0, sep))
+            return vals[np.argmax(np.stack(stack), 0)]
+        r = image(a) if mode == 'image' else labels(a) if mode == 'labels' else z(a, new, 0)
+        assert list(r.shape) == new, (r.shape, new)
+        r.astype(np.float64).tofile(out)
+        """
+        _ = try Python.run(script, [input, "\(size)", "\(newSize)", mode, String(separateAxis), scratch.appendingPathComponent("out.raw").path])
+        return try readRaw("out.raw")
+    }
+
+    private func maxDifference(_ a: [Float], _ b: [Double]) -> Double {
+        zip(a, b).map { abs(Double($0) - $1) }.max() ?? 0
+    }
+
+    func testImageResamplingMatchesScipyOrder3() throws {
+        for (size, newSize) in [([13, 17], [20, 9]), ([9, 11, 7], [14, 6, 10])] {
+            let values = smoothField(size, seed: UInt64(size.count))
+            let mine = Resampling.resampleImage(values, size: size, channels: 1, to: newSize)
+            let ref = try scipyResample(values, size: size, newSize: newSize, mode: "image")
+            XCTAssertEqual(mine.count, ref.count)
+            let range = Double(values.max()! - values.min()!)
+            let diff = maxDifference(mine, ref)
+            print("order 3 \(size) -> \(newSize): max |MedSeg - scipy| = \(diff) (range \(range))")
+            // Same prefilter padding and boundary as scipy: every voxel agrees to float precision.
+            XCTAssertLessThan(diff, 1e-4 * range)
+        }
+    }
+
+    func testLabelResamplingMatchesScipyPerLabelLinearAndNearest() throws {
+        for (size, newSize) in [([16, 12], [23, 7]), ([10, 9, 8], [15, 5, 12])] {
+            let field = smoothField(size, seed: 11)
+            let labels = field.map { Float($0 > 8 ? 2 : $0 > -4 ? 1 : 0) }
+            let linear = Resampling.resampleLabel(labels, size: size, to: newSize, order: .linear)
+            let ref = try scipyResample(labels, size: size, newSize: newSize, mode: "labels")
+            let mismatches = zip(linear, ref).filter { Double($0) != $1 }.count
+            print("per-label linear \(size) -> \(newSize): \(mismatches) of \(ref.count) voxels differ from scipy")
+            XCTAssertLessThanOrEqual(Double(mismatches), 0.002 * Double(ref.count))
+            XCTAssertTrue(Set(linear).isSubset(of: [0, 1, 2]))
+            let nearest = Resampling.resampleLabel(labels, size: size, to: newSize, order: .nearest)
+            let refNearest = try scipyResample(labels, size: size, newSize: newSize, mode: "nearest")
+            XCTAssertEqual(nearest.map(Double.init), refNearest)
+        }
+    }
+
+    func testAnisotropicSeparateZMatchesScipy() throws {
+        XCTAssertEqual(Resampling.separateAxis(spacing: [0.8, 0.8, 2.5], target: [0.8, 0.8, 2.5]), 2)
+        XCTAssertEqual(Resampling.separateAxis(spacing: [1, 1, 1], target: [1, 1, 4]), 2)
+        XCTAssertNil(Resampling.separateAxis(spacing: [1, 1, 2.9], target: [1, 1, 1]))
+        XCTAssertNil(Resampling.separateAxis(spacing: [4, 4, 1], target: [4, 4, 1]))   // two coarse axes
+        XCTAssertNil(Resampling.separateAxis(spacing: [1, 4], target: [1, 1]))          // 2D
+
+        let size = [12, 10, 5]
+        let values = smoothField(size, seed: 5)
+        let image = MedicalImage(size: size, voxels: values, geometry: ImageGeometry(spacing: [0.8, 0.8, 2.5]))
+        let target = [0.5, 1.1, 1.2]
+        let resampled = Resampling.resampleImage(image, to: target)
+        XCTAssertEqual(resampled.size, [19, 7, 10])   // round(12*0.8/0.5), round(10*0.8/1.1), round(5*2.5/1.2)
+        XCTAssertEqual(resampled.geometry.spacing[2], 2.5 * 5 / 10, accuracy: 1e-12)
+        let ref = try scipyResample(values, size: size, newSize: resampled.size, mode: "image", separateAxis: 2)
+        let range = Double(values.max()! - values.min()!)
+        let diff = maxDifference(resampled.voxels, ref)
+        print("separate z order 3 in-plane / 0 along z: max |MedSeg - scipy| = \(diff) (range \(range))")
+        XCTAssertLessThan(diff, 1e-4 * range)
+        // Along z every output slice is one resampled input slice (order 0).
+        let slice = 19 * 7
+        XCTAssertEqual(Array(resampled.voxels[0..<slice]), Array(resampled.voxels[slice..<(2 * slice)]))
+
+        let labels = MedicalImage(size: size, voxels: values.map { Float($0 > 8 ? 2 : $0 > -4 ? 1 : 0) }, pixelType: .uint8,
+                                  geometry: image.geometry)
+        let resampledLabels = Resampling.resampleLabel(labels, to: target)
+        let refLabels = try scipyResample(labels.voxels, size: size, newSize: resampled.size, mode: "labels", separateAxis: 2)
+        let mismatches = zip(resampledLabels.voxels, refLabels).filter { Double($0) != $1 }.count
+        print("separate z per-label: \(mismatches) of \(refLabels.count) voxels differ from scipy")
+        XCTAssertLessThanOrEqual(Double(mismatches), 0.002 * Double(refLabels.count))
+    }
+
+    // MARK: - Normalization
+
+    func testMaskedZScore() {
+        let v: [Float] = [0, 0, 2, 4, 6, 0]
+        let mask = v.map { $0 != 0 }
+        let out = PreprocessingNormalization.maskedZScore(v, mask: mask)
+        let std = (8.0 / 3).squareRoot()
+        XCTAssertEqual(out[0], 0)
+        XCTAssertEqual(Double(out[2]), -2 / std, accuracy: 1e-6)
+        XCTAssertEqual(Double(out[4]), 2 / std, accuracy: 1e-6)
+        XCTAssertEqual(PreprocessingNormalization.useMaskForNorm([.zscore, .ct], medianRelativeSizeAfterCropping: 0.5), [true, false])
+        XCTAssertEqual(PreprocessingNormalization.useMaskForNorm([.zscore], medianRelativeSizeAfterCropping: 0.9), [false])
+    }
+
+    // MARK: - Preprocessed cases and the preprocessor
+
+    func testPreprocessorRoundTripAndSkipping() throws {
+        let dataset = try makeDataset()
+        let fingerprint = try DatasetFingerprint.compute(dataset: dataset, workers: 2)
+        let out = scratch.appendingPathComponent("preprocessed")
+        let preprocessor = Preprocessor(targetSpacing: [2.5, 1.2, 1.2], normalization: .zscore, fingerprint: fingerprint)
+        var calls: [Int] = []
+        let first = try preprocessor.run(dataset: dataset, out: out, workers: 2) { done, total in
+            XCTAssertEqual(total, 3)
+            calls.append(done)
+        }
+        XCTAssertEqual(first.processed, ["case_000", "case_001", "case_002"])
+        XCTAssertEqual(calls.sorted(), [1, 2, 3])
+
+        let cases = try dataset.trainingCases()
+        for files in cases {
+            let stored = try PreprocessedCase.load(files.identifier, from: out)
+            let fresh = try preprocessor.process(files)
+            let p = stored.properties
+            XCTAssertEqual(p, fresh.properties)
+            XCTAssertEqual(stored.image, fresh.image)
+            XCTAssertEqual(stored.label, fresh.label)
+            // Cropped then resampled: z keeps its spacing (2.5), x/y go from 0.8 to 1.2 mm.
+            let crop = p.shapeAfterCroppingAndBeforeResampling
+            XCTAssertEqual(p.shape, [1, crop[0], Int((Double(crop[1]) * 0.8 / 1.2).rounded()), Int((Double(crop[2]) * 0.8 / 1.2).rounded())])
+            XCTAssertEqual(p.shapeBeforeCropping, [16, 32, 32])
+            XCTAssertEqual(p.spacing[0], 2.5, accuracy: 1e-9)
+            XCTAssertEqual(p.originalSpacing.map { ($0 * 1000).rounded() / 1000 }, [2.5, 0.8, 0.8])
+            // Z-scored (before resampling), so close to zero mean and unit variance.
+            let image = stored.image
+            let mean = image.reduce(0.0) { $0 + Double($1) } / Double(image.count)
+            XCTAssertEqual(mean, 0, accuracy: 0.1)
+            XCTAssertEqual(try stored.imageTensor().shape, p.shape)
+            XCTAssertEqual(try stored.labelTensor()?.shape, [1] + p.spatialShape)
+            // Class locations point at voxels of their class.
+            let label = stored.label!
+            XCTAssertFalse(p.classLocations.isEmpty)
+            for (key, locations) in p.classLocations {
+                XCTAssertFalse(locations.isEmpty)
+                XCTAssertTrue(locations.allSatisfy { Int(label[$0]) == Int(key)! }, key)
+            }
+            XCTAssertEqual(stored.foreground.count, p.classLocations.keys.compactMap(Int.init).max())
+        }
+
+        // Re-running skips every finished case.
+        let second = try preprocessor.run(dataset: dataset, out: out, workers: 2)
+        XCTAssertEqual(second.processed, [])
+        XCTAssertEqual(second.skipped.count, 3)
+        // An input newer than the stored case makes it run again.
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-3600)],
+                                              ofItemAtPath: PreprocessedCase.files("case_001", in: out).properties.path)
+        XCTAssertEqual(try preprocessor.run(dataset: dataset, out: out, workers: 1).processed, ["case_001"])
+        // A removed image file too; and other settings redo everything.
+        try FileManager.default.removeItem(at: PreprocessedCase.files("case_002", in: out).image)
+        XCTAssertEqual(try preprocessor.run(dataset: dataset, out: out, workers: 1).processed, ["case_002"])
+        var other = preprocessor
+        other.targetSpacing = [2.5, 1.0, 1.0]
+        XCTAssertEqual(try other.run(dataset: dataset, out: out, workers: 2).processed.count, 3)
+    }
+
+    func testPreprocessedCaseFilesAndErrors() throws {
+        let properties = PreprocessedCase.Properties(
+            identifier: "x", shape: [2, 3, 4], spacing: [1, 1], originalSpacing: [1, 1], geometry: .identity(dims: 2),
+            shapeBeforeCropping: [3, 4], bboxUsedForCropping: [[0, 3], [0, 4]], shapeAfterCroppingAndBeforeResampling: [3, 4],
+            classLocations: ["1": [5]], normalization: [.rgb], useMaskForNorm: [false], targetSpacing: [1, 1])
+        let image = (0..<24).map { Float($0) * 0.5 - 3 }
+        let label: [Int8] = (0..<12).map { $0 == 5 ? 1 : 0 }
+        try PreprocessedCase.write(image: image, label: label, properties: properties, to: scratch)
+        let files = PreprocessedCase.files("x", in: scratch)
+        XCTAssertEqual(try Data(contentsOf: files.image).count, 96)
+        XCTAssertEqual(try Data(contentsOf: files.label).count, 12)
+        // Little-endian float32 as numpy reads it.
+        let numpy = try Python.run("import numpy as np, sys; print(np.fromfile(sys.argv[1], '<f4').reshape(2,3,4)[1,2,3])", [files.image.path])
+        XCTAssertEqual(Float(numpy.trimmingCharacters(in: .whitespacesAndNewlines)), image[23])
+        let loaded = try PreprocessedCase.load("x", from: scratch)
+        XCTAssertEqual(loaded.image, image)
+        XCTAssertEqual(loaded.label, label)
+        XCTAssertEqual(loaded.properties, properties)
+        XCTAssertEqual(loaded.foreground, [[5]])
+        loaded.withImage { XCTAssertEqual($0[3], image[3]) }
+        // A truncated array is a one-line error naming the file.
+        try Data(count: 10).write(to: files.image)
+        XCTAssertThrowsError(try PreprocessedCase.load("x", from: scratch)) { error in
+            XCTAssertTrue("\(error)".contains("x.bin: truncated"), "\(error)")
+        }
+    }
+}
