@@ -1,4 +1,5 @@
 import Foundation
+import MedSegData
 import MedSegDist
 import MedSegModels
 import Torch
@@ -6,7 +7,7 @@ import Torch
 /// Times training steps (forward, loss, backward, Adam step) or inference of a model on random
 /// inputs, the way the PyTorch reference scripts do: warm-up steps, then timed steps.
 public struct Benchmark {
-    public enum Mode: String, Codable, Sendable { case train, infer }
+    public enum Mode: String, Codable, Sendable { case train, infer, loader }
 
     public struct Result: Codable, Sendable {
         public var model: String
@@ -42,7 +43,39 @@ public struct Benchmark {
         self.warmup = warmup; self.steps = steps; self.device = device
     }
 
+    /// Workers making batches in loader mode.
+    public var workers = 2
+
+    /// Batches per second of the training data pipeline (patch sampling with foreground
+    /// oversampling and the full nnU-Net augmentation) on synthetic cases of the benchmark size.
+    func runLoader() throws -> Result {
+        let synth = try SyntheticCases(.init(dims: spec.dims, size: Array(size.reversed()).map { $0 + $0 / 4 }, classes: 1, seed: 0))
+        let reader = CaseReader(dataset: nil, normalization: .zscore)
+        let cases: [LoadedCase] = try (0..<4).map { i in
+            let (image, label) = synth.makeCase(i)
+            let t = try Tensor(try reader.normalize(image.voxels, channel: 0, file: URL(fileURLWithPath: "synthetic")), shape: [1] + image.size.reversed())
+            var foreground: [Int] = []
+            for (k, v) in label.voxels.enumerated() where v > 0 { foreground.append(k) }
+            return LoadedCase(identifier: "s\(i)", image: t, label: try label.tensor(), foreground: [foreground], geometry: image.geometry,
+                              shape: Array(image.size.reversed()))
+        }
+        let augmenter = try Augmenter(preset: "nnunet", dims: spec.dims)
+        let maker = BatchMaker(cases: cases, patchSize: size, batchSize: batchSize, oversampleForeground: 0.33, augment: augmenter.apply)
+        let total = warmup + steps
+        let batches = BatchPrefetcher(count: total, workers: workers, depth: 2 * max(1, workers)) { k in
+            try maker.batch(seed: 0, epoch: 0, index: k)
+        }
+        defer { batches.stop() }
+        for _ in 0..<warmup { _ = try batches.next() }
+        let start = DispatchTime.now().uptimeNanoseconds
+        for _ in 0..<steps { _ = try batches.next() }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 / Double(steps)
+        return Result(model: "loader (\(workers) workers)", mode: mode.rawValue, batch_size: batchSize, size: size, threads: Torch.threads,
+                      params: 0, img_per_s: Double(batchSize) / seconds, step_ms: seconds * 1000, peak_mem_mb: Self.peakResidentMB())
+    }
+
     public func run() throws -> Result {
+        if mode == .loader { return try runLoader() }
         Torch.manualSeed(0)
         let model = try ModelFactory.make(spec)
         try model.to(device: device)
@@ -64,6 +97,8 @@ public struct Benchmark {
                 try optimizer.step()
             case .infer:
                 _ = try withNoGrad { try model(x) }
+            case .loader:
+                break
             }
         }
         for _ in 0..<warmup { try step() }

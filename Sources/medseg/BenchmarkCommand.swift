@@ -14,7 +14,8 @@ struct BenchmarkCommand: ParsableCommand {
     @Option(name: .customLong("dim"), help: "2 or 3 spatial dimensions.") var dims = 2
     @Option(help: "Images per step.") var batchSize = 4
     @Option(help: "Spatial size of each axis.") var size = 256
-    @Option(help: "train (forward, BCE loss, backward, Adam step) or infer (forward without gradients).") var mode: String = "train"
+    @Option(help: "train (forward, BCE loss, backward, Adam step), infer (forward without gradients) or loader (batches of augmented patches).") var mode: String = "train"
+    @Option(help: "Loader mode: background workers making batches.") var workers = 2
     @Option(help: "Untimed steps first.") var warmup = 2
     @Option(help: "Timed steps.") var steps = 3
     @Option(help: "Input channels.") var inChannels = 1
@@ -58,11 +59,12 @@ struct BenchmarkCommand: ParsableCommand {
 
     private func runBenchmark(environment: DistributedEnvironment?) throws -> Benchmark.Result {
         if let threads { Torch.threads = threads }
-        guard let m = Benchmark.Mode(rawValue: mode) else { throw ValidationError("--mode must be train or infer, got '\(mode)'") }
+        guard let m = Benchmark.Mode(rawValue: mode) else { throw ValidationError("--mode must be train, infer or loader, got '\(mode)'") }
         let spec = ModelFactory.Spec(name: model, dims: dims, inChannels: inChannels, outChannels: classes, features: features, depth: depth)
         var bench = Benchmark(spec: spec, batchSize: batchSize, size: Array(repeating: size, count: dims), mode: m,
                               warmup: warmup, steps: steps, device: try Device(parsing: device))
         bench.distributed = environment
+        bench.workers = workers
         return try bench.run()
     }
 }

@@ -79,7 +79,7 @@ final class PreprocessingTests: XCTestCase {
 
     func testFingerprintMatchesNumpy() throws {
         let dataset = try makeDataset()
-        let fingerprint = try DatasetFingerprint.compute(dataset: dataset, workers: 2, samplesPerCase: 700)
+        let fingerprint = try DatasetFingerprint.compute(dataset: dataset, workers: 2, samplesPerCase: 300)
         try fingerprint.write(to: scratch)
         let reloaded = try DatasetFingerprint.load(scratch)
         XCTAssertEqual(reloaded, fingerprint)
@@ -119,7 +119,7 @@ final class PreprocessingTests: XCTestCase {
             stats=dict(mean=v.mean(), median=np.median(v), std=v.std(), min=v.min(), max=v.max(),
                        percentile_99_5=np.percentile(v, 99.5), percentile_00_5=np.percentile(v, 0.5)), count=len(v), total=total)))
         """
-        let out = try Python.run(script, [dataset.root.path, "700"])
+        let out = try Python.run(script, [dataset.root.path, "300"])
         let ref = try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [String: Any]
         let refSpacings = ref["spacings"] as! [[Double]]
         for (a, b) in zip(fingerprint.spacings, refSpacings) {
@@ -136,7 +136,7 @@ final class PreprocessingTests: XCTestCase {
         let mine = ["mean": p.mean, "median": p.median, "std": p.std, "min": p.min, "max": p.max,
                     "percentile_99_5": p.percentile99_5, "percentile_00_5": p.percentile00_5]
         for (key, value) in stats { XCTAssertEqual(mine[key]!, value, accuracy: 1e-6 * max(1, abs(value)), key) }
-        // Some cases were subsampled (more than 700 foreground voxels).
+        // Some cases were subsampled (more than 300 foreground voxels).
         XCTAssertLessThan(ref["count"] as! Int, ref["total"] as! Int)
     }
 
@@ -353,6 +353,25 @@ final class PreprocessingTests: XCTestCase {
         var other = preprocessor
         other.targetSpacing = [2.5, 1.0, 1.0]
         XCTAssertEqual(try other.run(dataset: dataset, out: out, workers: 2).processed.count, 3)
+    }
+
+    func testCTNormalizationWithoutResamplingUsesFingerprintStatistics() throws {
+        let dataset = try makeDataset(cases: 2)
+        let fingerprint = try DatasetFingerprint.compute(dataset: dataset, workers: 1)
+        let stats = fingerprint.intensityStatistics[0]
+        let spacing = fingerprint.spacings[0]
+        let preprocessor = Preprocessor(targetSpacing: spacing, normalization: .ct, fingerprint: fingerprint)
+        XCTAssertEqual(preprocessor.useMaskForNorm, [false])
+        let files = try dataset.trainingCases()[0]
+        let result = try preprocessor.process(files)
+        let raw = try ImageIO.read(files.images[0])
+        let cropped = Cropping.crop(raw, to: result.properties.cropBox)
+        XCTAssertEqual(result.properties.shape, [1] + cropped.size.reversed())
+        let lo = Float(stats.percentile00_5), hi = Float(stats.percentile99_5)
+        for (value, original) in zip(result.image, cropped.voxels) {
+            let expected = (Double(min(max(original, lo), hi)) - stats.mean) / stats.std
+            XCTAssertEqual(Double(value), expected, accuracy: 1e-4)
+        }
     }
 
     func testPreprocessedCaseFilesAndErrors() throws {

@@ -51,6 +51,11 @@ public struct LoadedCase {
     public let geometry: ImageGeometry
     /// Spatial size in tensor order ((D,) H, W).
     public let shape: [Int]
+
+    public init(identifier: String, image: Tensor, label: Tensor?, foreground: [[Int]], geometry: ImageGeometry, shape: [Int]) {
+        self.identifier = identifier; self.image = image; self.label = label
+        self.foreground = foreground; self.geometry = geometry; self.shape = shape
+    }
 }
 
 /// Reads and normalizes cases of a raw data set.

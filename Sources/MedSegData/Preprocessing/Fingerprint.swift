@@ -83,7 +83,7 @@ public struct DatasetFingerprint: Codable, Equatable, Sendable {
     /// Per channel statistics as CaseReader's CT normalization takes them.
     public var intensityStatistics: [IntensityStatistics] {
         (0..<channels).map { c in
-            let p = foregroundIntensityPropertiesPerChannel[String(c)]!
+            let p = foregroundIntensityPropertiesPerChannel[String(c)] ?? IntensityProperties(values: [])
             return IntensityStatistics(mean: p.mean, std: p.std, percentile00_5: p.percentile00_5, percentile99_5: p.percentile99_5)
         }
     }

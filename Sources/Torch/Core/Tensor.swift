@@ -116,7 +116,9 @@ public final class Tensor: CustomStringConvertible {
         guard shape.reduce(1, *) == values.count else {
             throw TorchError("\(values.count) values do not fill shape \(shape)")
         }
-        try self.init(bytes: values.withUnsafeBytes { UnsafeRawBufferPointer($0) }, shape: shape, dtype: S.dtype)
+        // The bytes are copied inside the closure: the array's storage is only valid there.
+        let made = try values.withUnsafeBytes { try Tensor(bytes: $0, shape: shape, dtype: S.dtype) }
+        self.init(handle: mt_shallow_copy(made.handle)!)
     }
 
     /// A tensor holding a copy of raw little-endian element bytes.
