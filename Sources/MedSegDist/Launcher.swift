@@ -95,18 +95,23 @@ public final class Launcher {
             processes.append((rank, p))
         }
         defer { for (_, p) in processes { p.waitUntilExit() } }
+        func failed(_ p: Process) -> Bool { !p.isRunning && (p.terminationReason == .uncaughtSignal || p.terminationStatus != 0) }
         while true {
-            var running = 0
-            for (rank, p) in processes {
-                if p.isRunning { running += 1; continue }
-                let failed = p.terminationReason == .uncaughtSignal || p.terminationStatus != 0
-                if failed {
-                    let how = p.terminationReason == .uncaughtSignal ? "was killed by signal \(p.terminationStatus)" : "exited with status \(p.terminationStatus)"
-                    stopAll(processes.map(\.process))
-                    return "rank \(rank) (pid \(p.processIdentifier)) \(how); stopped the other rank(s) of this node"
+            if processes.contains(where: { failed($0.process) }) {
+                // The ranks that lose their peer fail too, an instant later: let them, then name
+                // the ranks that died by a signal first, as they are the likely cause.
+                let deadline = Date().addingTimeInterval(1)
+                while processes.contains(where: \.process.isRunning) && Date() < deadline { usleep(20_000) }
+                let failures = processes.filter { failed($0.process) }
+                    .sorted { ($0.process.terminationReason == .uncaughtSignal ? 0 : 1, $0.rank) < ($1.process.terminationReason == .uncaughtSignal ? 0 : 1, $1.rank) }
+                stopAll(processes.map(\.process))
+                let described = failures.map { rank, p in
+                    "rank \(rank) (pid \(p.processIdentifier)) " + (p.terminationReason == .uncaughtSignal
+                        ? "was killed by signal \(p.terminationStatus)" : "exited with status \(p.terminationStatus)")
                 }
+                return described.joined(separator: "; then ") + "; stopped the other rank(s) of this node"
             }
-            if running == 0 { return nil }
+            if !processes.contains(where: \.process.isRunning) { return nil }
             usleep(100_000)
         }
     }

@@ -87,7 +87,12 @@ struct TrainCommand: ParsableCommand {
         run.epochsOverride = resumeURL == nil ? nil : epochs
         run.distributed = environment
         run.distributedTimeout = distTimeout
-        try run.run()
+        do {
+            try run.run()
+        } catch let error as TorchError where environment != nil && Self.isLostPeer(error.message) {
+            throw TorchError("rank \(environment!.rank) lost contact with the other ranks (one of them stopped or is unreachable): "
+                             + (error.message.split(separator: "\n").first.map(String.init) ?? ""))
+        }
     }
 
     /// Starts the local ranks of this node with the same command line and supervises them.
@@ -117,6 +122,10 @@ struct TrainCommand: ParsableCommand {
         }
         let status = try launcher.run()
         if status != 0 { throw ExitCode(status) }
+    }
+
+    static func isLostPeer(_ message: String) -> Bool {
+        ["Connection reset", "Connection closed", "Broken pipe", "Timed out", "timed out", "gloo"].contains { message.contains($0) }
     }
 
     static func runFolder(of resume: URL) -> URL {
