@@ -14,12 +14,19 @@ var linkFlags: [String] = []
 var torchLibs = ["torch", "torch_cpu", "c10"]
 
 if let root = libtorch {
-    cxxFlags += ["-I\(root)/include", "-I\(root)/include/torch/csrc/api/include", "-D_GLIBCXX_USE_CXX11_ABI=1"]
-    linkFlags += ["-L\(root)/lib", "-Xlinker", "-rpath", "-Xlinker", "\(root)/lib"]
+    // The C++ string ABI must match the one libtorch was built with: its CMake config says which
+    // (pip wheels before 2.7 use the old one); LIBTORCH_CXX11_ABI=0/1 overrides.
+    let config = (try? String(contentsOfFile: "\(root)/share/cmake/Torch/TorchConfig.cmake", encoding: .utf8)) ?? ""
+    let abi = env["LIBTORCH_CXX11_ABI"] ?? (config.contains("_GLIBCXX_USE_CXX11_ABI=0") ? "0" : "1")
+    cxxFlags += ["-I\(root)/include", "-I\(root)/include/torch/csrc/api/include", "-D_GLIBCXX_USE_CXX11_ABI=\(abi)"]
+    // Full paths, so that a system libtorch on the default search path cannot win.
+    torchLibs = []
+    linkFlags += ["\(root)/lib/libtorch.so", "\(root)/lib/libtorch_cpu.so", "\(root)/lib/libc10.so",
+                  "-Xlinker", "-rpath", "-Xlinker", "\(root)/lib"]
     if FileManager.default.fileExists(atPath: "\(root)/lib/libtorch_cuda.so") {
         // Without --no-as-needed the CUDA backend is dropped at link time and CUDA looks absent.
         cxxFlags += ["-DMT_WITH_CUDA=1"]
-        linkFlags += ["-Xlinker", "--no-as-needed", "-ltorch_cuda", "-lc10_cuda", "-Xlinker", "--as-needed"]
+        linkFlags += ["-Xlinker", "--no-as-needed", "\(root)/lib/libtorch_cuda.so", "\(root)/lib/libc10_cuda.so", "-Xlinker", "--as-needed"]
     }
 } else {
     cxxFlags += ["-I/usr/include/torch/csrc/api/include"]

@@ -3,6 +3,7 @@
 // soon as they are ready during backward).
 #include "shim.hpp"
 #include <chrono>
+#include <torch/version.h>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
@@ -40,7 +41,15 @@ mt_pg_t mt_pg_create(const char *master_addr, int master_port, int rank, int wor
         auto gloo = c10d::ProcessGroupGloo::Options::create();
         gloo->timeout = std::chrono::milliseconds(timeout_ms);
         gloo->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
-        auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world_size, gloo);
+        auto gloo_group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world_size, gloo);
+#if TORCH_VERSION_MAJOR >= 2
+        // From libtorch 2 on, Gloo is a Backend that a ProcessGroup dispatches to.
+        auto pg_options = c10::make_intrusive<c10d::ProcessGroup::Options>("gloo", std::chrono::milliseconds(timeout_ms));
+        auto pg = c10::make_intrusive<c10d::ProcessGroup>(store, rank, world_size, pg_options);
+        pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, gloo_group);
+#else
+        c10::intrusive_ptr<c10d::ProcessGroup> pg = gloo_group;
+#endif
         return new mt_pg_s{store, pg, rank, world_size};
     )
 }

@@ -10,8 +10,11 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
-#ifdef MT_WITH_CUDA
+// Device names need the CUDA runtime's header, which libtorch distributions do not ship (a CUDA
+// toolkit does); without it the names are reported as unavailable.
+#if defined(MT_WITH_CUDA) && __has_include(<cuda_runtime_api.h>)
 #include <cuda_runtime_api.h>
+#define MT_HAVE_CUDA_RUNTIME_HEADER 1
 #endif
 
 namespace {
@@ -68,7 +71,7 @@ int mt_cuda_device_count(void) { MT_TRY(0, return at::detail::getCUDAHooks().get
 int mt_cudnn_is_available(void) { MT_TRY(0, return at::detail::getCUDAHooks().hasCuDNN() ? 1 : 0;) }
 
 int mt_cuda_device_name(int index, char *buffer, size_t capacity) {
-#ifdef MT_WITH_CUDA
+#ifdef MT_HAVE_CUDA_RUNTIME_HEADER
     cudaDeviceProp prop;
     if (cudaGetDeviceProperties(&prop, index) != cudaSuccess) {
         mt::set_error("cudaGetDeviceProperties failed");
@@ -77,7 +80,7 @@ int mt_cuda_device_name(int index, char *buffer, size_t capacity) {
     return copy_string(prop.name, buffer, capacity);
 #else
     (void)index;
-    return copy_string("(built without CUDA headers)", buffer, capacity);
+    return copy_string("(name unavailable: built without the CUDA toolkit's headers)", buffer, capacity);
 #endif
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import MedSegModels
 import Torch
 
 /// Data-parallel training of one model replica per process: identical start (parameters and
@@ -24,6 +25,14 @@ public final class DistributedDataParallel {
         let y = try model(x)
         if isGradEnabled { try reducer.prepareForBackward([y]) }
         return y
+    }
+
+    /// Every output of a multi-output model, registered with the reducer.
+    public func outputs(_ x: Tensor) throws -> [Tensor] {
+        guard let multi = model as? MultiOutputModel else { return [try forward(x)] }
+        let ys = try multi.outputs(x)
+        if isGradEnabled { try reducer.prepareForBackward(ys) }
+        return ys
     }
 
     /// Sums of `values` over every rank.

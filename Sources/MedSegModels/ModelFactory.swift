@@ -2,7 +2,7 @@ import Torch
 
 /// Builds a network by name for a given number of input channels and output channels.
 public enum ModelFactory {
-    public static let names = ["unet"]
+    public static let names = ["unet", "setr_mla"]
 
     public struct Spec: Codable, Equatable, Sendable {
         public var name: String
@@ -23,11 +23,14 @@ public enum ModelFactory {
         case "unet":
             return try UNet(.init(inChannels: spec.inChannels, classes: spec.outChannels, features: spec.features,
                                   depth: spec.depth, dims: spec.dims))
+        case "setr_mla":
+            guard spec.dims == 2 else { throw TorchError("setr_mla is a 2D model, got dims \(spec.dims)") }
+            return try SETRMLA(.init(encoder: .init(inChannels: spec.inChannels), classes: spec.outChannels))
         default:
             throw TorchError("unknown model '\(spec.name)'; available: \(names.joined(separator: ", "))")
         }
     }
 
     /// The factor every spatial size of the input must be divisible by.
-    public static func sizeDivisor(_ spec: Spec) -> Int { 1 << (spec.depth - 1) }
+    public static func sizeDivisor(_ spec: Spec) -> Int { spec.name == "setr_mla" ? 16 : 1 << (spec.depth - 1) }
 }

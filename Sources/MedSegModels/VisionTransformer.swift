@@ -98,6 +98,9 @@ public struct EncoderLoadReport: CustomStringConvertible {
     public var strippedPrefixes: [String]
     /// Set when the file's `pos_embed` had another grid and was resampled: (file shape, model shape).
     public var resampledPosEmbed: (from: [Int], to: [Int])?
+    /// Set when `patch_embed.proj.weight` had another number of input channels and was adapted
+    /// as timm's `adapt_input_conv` does (summed for 1 channel, else tiled and scaled): (file, model).
+    public var adaptedInputChannels: (from: Int, to: Int)?
 
     /// Every encoder tensor was loaded (unexpected extra keys such as a classifier head aside).
     public var isComplete: Bool { load.missingKeys.isEmpty && load.shapeMismatches.isEmpty }
@@ -106,6 +109,7 @@ public struct EncoderLoadReport: CustomStringConvertible {
         var lines = [load.description]
         if !strippedPrefixes.isEmpty { lines.append("stripped key prefixes: " + strippedPrefixes.joined(separator: ", ")) }
         if let r = resampledPosEmbed { lines.append("pos_embed resampled (bicubic) from \(r.from) to \(r.to)") }
+        if let a = adaptedInputChannels { lines.append("patch_embed.proj.weight adapted from \(a.from) to \(a.to) input channels") }
         return lines.joined(separator: "\n")
     }
 }
@@ -195,6 +199,16 @@ public final class VisionTransformer: Module {
         return try Tensor.cat([cls, tokens], dim: 1)
     }
 
+    /// A patch-embedding kernel (D, C, p, p) for `channels` inputs, as timm's `adapt_input_conv`:
+    /// RGB kernels summed over C for one channel, else tiled over the channels and scaled by C / channels.
+    public static func adaptInputChannels(_ weight: Tensor, to channels: Int) throws -> Tensor {
+        let c = weight.size(1)
+        if c == channels { return weight }
+        if channels == 1 { return try weight.sum(dims: [1], keepDim: true) }
+        let reps = (channels + c - 1) / c
+        return try weight.repeated([1, reps, 1, 1]).narrow(dim: 1, start: 0, length: channels) * (Double(c) / Double(channels))
+    }
+
     /// The default taps of an MLA decoder: after blocks depth/4, depth/2, 3*depth/4 and depth (1-based).
     public static func defaultTaps(depth: Int) -> [Int] {
         (1...4).map { max(1, depth * $0 / 4) }
@@ -238,7 +252,9 @@ public final class VisionTransformer: Module {
 
     /// Loads encoder weights from a `torch.save` file (`.pth`, `.pt`, `.bin`, `.ckpt`) or a
     /// `.safetensors` file with timm's key names. `module.`/`encoder.`/`backbone.` prefixes are
-    /// removed; a `pos_embed` for another grid of the same width is resampled bicubically.
+    /// removed; a `pos_embed` for another grid of the same width is resampled bicubically, and a
+    /// patch-embedding kernel for another number of input channels (RGB weights, gray images) is
+    /// adapted as timm does (`adaptInputChannels(_:to:)`).
     ///
     /// Missing encoder keys and shape mismatches always throw (the error carries the full report):
     /// a frozen encoder must not stay partly random. Unexpected keys (a classifier head, say) are
@@ -281,6 +297,16 @@ public final class VisionTransformer: Module {
                 resampled = (found.shape, posEmbed.shape)
             }
         }
+        var adapted: (from: Int, to: Int)?
+        let projWeight = patchEmbed.proj.weight
+        if let i = pairs.firstIndex(where: { $0.name == "patch_embed.proj.weight" }) {
+            let found = pairs[i].tensor
+            if found.rank == 4, found.size(1) != config.inChannels,
+               found.shape == [projWeight.size(0), found.size(1), projWeight.size(2), projWeight.size(3)] {
+                pairs[i] = ("patch_embed.proj.weight", try withNoGrad { try Self.adaptInputChannels(found, to: config.inChannels) })
+                adapted = (found.size(1), config.inChannels)
+            }
+        }
         // Check first so that a bad file changes nothing.
         let own = Dictionary(namedStateTensors().map { ($0.name, $0.tensor.shape) }, uniquingKeysWith: { a, _ in a })
         let given = Dictionary(pairs.map { ($0.name, $0.tensor.shape) }, uniquingKeysWith: { _, b in b })
@@ -300,7 +326,8 @@ public final class VisionTransformer: Module {
         }
         var report = try loadState(pairs.filter { own[$0.name] != nil }, strict: true)
         report.unexpectedKeys = unexpected
-        let result = EncoderLoadReport(load: report, strippedPrefixes: stripped, resampledPosEmbed: resampled)
+        let result = EncoderLoadReport(load: report, strippedPrefixes: stripped, resampledPosEmbed: resampled,
+                                       adaptedInputChannels: adapted)
         return result
     }
 }

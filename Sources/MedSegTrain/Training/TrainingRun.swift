@@ -209,7 +209,15 @@ public final class TrainingRun {
                 let (x, y) = try batches.next()
                 try optimizer.zeroGrad()
                 let input = try x.to(device: device)
-                let loss = try lossFunction(ddp?.forward(input) ?? model(input), y.to(device: device))
+                let target = try y.to(device: device)
+                let loss: Tensor
+                if let multi = model as? MultiOutputModel {
+                    // Deep supervision / auxiliary heads: every output counts with its weight.
+                    let outputs = try ddp?.outputs(input) ?? multi.outputs(input)
+                    loss = try DeepSupervisionLoss(lossFunction, weights: multi.outputWeights)(outputs, target)
+                } else {
+                    loss = try lossFunction(ddp?.forward(input) ?? model(input), target)
+                }
                 let value = try loss.item()
                 // Backward runs on every rank (the gradient all-reduce needs all of them); a
                 // non-finite loss anywhere makes the averaged gradient non-finite on every rank,
