@@ -2,7 +2,7 @@ import Torch
 
 /// Builds a network by name for a given number of input channels and output channels.
 public enum ModelFactory {
-    public static let names = ["unet", "setr_mla"]
+    public static let names = ["unet", "unetpp", "plainunet", "setr_mla"]
 
     public struct Spec: Codable, Equatable, Sendable {
         public var name: String
@@ -11,10 +11,12 @@ public enum ModelFactory {
         public var outChannels: Int
         public var features: Int
         public var depth: Int
+        /// Extra outputs at lower resolutions, trained with weighted losses (unetpp, plainunet).
+        public var deepSupervision: Bool
 
-        public init(name: String, dims: Int, inChannels: Int, outChannels: Int, features: Int, depth: Int) {
+        public init(name: String, dims: Int, inChannels: Int, outChannels: Int, features: Int, depth: Int, deepSupervision: Bool = false) {
             self.name = name; self.dims = dims; self.inChannels = inChannels; self.outChannels = outChannels
-            self.features = features; self.depth = depth
+            self.features = features; self.depth = depth; self.deepSupervision = deepSupervision
         }
     }
 
@@ -23,6 +25,12 @@ public enum ModelFactory {
         case "unet":
             return try UNet(.init(inChannels: spec.inChannels, classes: spec.outChannels, features: spec.features,
                                   depth: spec.depth, dims: spec.dims))
+        case "plainunet":
+            return try PlainConvUNet(.regular(dims: spec.dims, inChannels: spec.inChannels, classes: spec.outChannels,
+                                              stages: spec.depth, baseFeatures: spec.features, deepSupervision: spec.deepSupervision))
+        case "unetpp":
+            return try UNetPlusPlus(.init(dims: spec.dims, inChannels: spec.inChannels, classes: spec.outChannels,
+                                          baseFeatures: spec.features, depth: spec.depth, deepSupervision: spec.deepSupervision))
         case "setr_mla":
             guard spec.dims == 2 else { throw TorchError("setr_mla is a 2D model, got dims \(spec.dims)") }
             return try SETRMLA(.init(encoder: .init(inChannels: spec.inChannels), classes: spec.outChannels))

@@ -59,12 +59,9 @@ public struct Benchmark {
             return LoadedCase(identifier: "s\(i)", image: t, label: try label.tensor(), foreground: [foreground], geometry: image.geometry,
                               shape: Array(image.size.reversed()))
         }
-        let augmenter = try Augmenter(preset: "nnunet", dims: spec.dims)
-        let maker = BatchMaker(cases: cases, patchSize: size, batchSize: batchSize, oversampleForeground: 0.33, augment: augmenter.apply)
-        let total = warmup + steps
-        let batches = BatchPrefetcher(count: total, workers: workers, depth: 2 * max(1, workers)) { k in
-            try maker.batch(seed: 0, epoch: 0, index: k)
-        }
+        let source = TrainingBatches(cases: cases.map(PatchCase.init), batchSize: batchSize,
+                                     sampler: PatchSampler(patchSize: size), pipeline: .nnUNet(dims: spec.dims))
+        let batches = BatchLoader(source: source, batches: warmup + steps, workers: workers, prefetch: 2, seed: 0, epoch: 0)
         defer { batches.stop() }
         for _ in 0..<warmup { _ = try batches.next() }
         let start = DispatchTime.now().uptimeNanoseconds

@@ -6,26 +6,7 @@ import MedSegData
 @testable import MedSegDist
 @testable import MedSegTrain
 
-final class DistributedSamplerTests: XCTestCase {
-    func testShardsLikePyTorch() {
-        var ranks = (0..<3).map { DistributedSampler(count: 10, replicas: 3, rank: $0, seed: 4) }
-        XCTAssertEqual(ranks[0].numSamples, 4)
-        XCTAssertEqual(ranks[0].totalSize, 12)
-        let all = ranks.flatMap { $0.indices() }
-        XCTAssertEqual(all.count, 12)
-        XCTAssertEqual(Set(all), Set(0..<10), "padding repeats indices, none is lost")
-        let dropped = (0..<3).map { DistributedSampler(count: 10, replicas: 3, rank: $0, seed: 4, dropLast: true) }
-        XCTAssertEqual(dropped[0].numSamples, 3)
-        XCTAssertEqual(Set(dropped.flatMap { $0.indices() }).count, 9, "disjoint shards after dropping the tail")
-        let even = (0..<2).map { DistributedSampler(count: 8, replicas: 2, rank: $0) }
-        XCTAssertTrue(Set(even[0].indices()).isDisjoint(with: even[1].indices()))
-        let before = ranks[1].indices()
-        XCTAssertEqual(before, DistributedSampler(count: 10, replicas: 3, rank: 1, seed: 4).indices(), "deterministic")
-        ranks[1].setEpoch(1)
-        XCTAssertNotEqual(ranks[1].indices(), before, "a new epoch reshuffles")
-        XCTAssertEqual(DistributedSampler(count: 5, replicas: 1, rank: 0, shuffle: false).indices(), [0, 1, 2, 3, 4])
-    }
-
+final class DistributedEnvironmentTests: XCTestCase {
     func testEnvironmentParsing() throws {
         XCTAssertNil(try DistributedEnvironment.fromEnvironment([:]))
         let e = try XCTUnwrap(try DistributedEnvironment.fromEnvironment(

@@ -262,6 +262,21 @@ int mt_reducer_prepare_for_backward(mt_reducer_t r, const mt_tensor_t *outputs, 
 int mt_reducer_bucket_count(mt_reducer_t r);
 void mt_reducer_free(mt_reducer_t r);
 
+/* ---- selective scan (Mamba) ---- */
+/* The fused CPU selective scan of Mamba's selective_scan_fn (float32, time-invariant A):
+ * u, delta, z [B, E, L]; A [E, N]; B, C [B, N, L]; D, delta_bias [E]; returns y [B, E, L] with
+ * y_t = sum_n C_t[n] h_t[n] + D u_t (times silu(z_t) when z is given),
+ * h_t[n] = exp(dt_t A[n]) h_{t-1}[n] + dt_t B_t[n] u_t, dt_t = softplus(delta_t + delta_bias)
+ * (without softplus when delta_softplus is 0). D, z and delta_bias may be NULL. The result is
+ * differentiable (a libtorch autograd function) with respect to every tensor argument. */
+mt_tensor_t mt_selective_scan(mt_tensor_t u, mt_tensor_t delta, mt_tensor_t A, mt_tensor_t B, mt_tensor_t C,
+                              mt_tensor_t D, mt_tensor_t z, mt_tensor_t delta_bias, int delta_softplus);
+/* The explicit backward for an output gradient, without autograd: a list of 8 tensors
+ * (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias); the entries of absent optional inputs are zeros. */
+mt_list_t mt_selective_scan_backward(mt_tensor_t grad_out, mt_tensor_t u, mt_tensor_t delta, mt_tensor_t A,
+                                     mt_tensor_t B, mt_tensor_t C, mt_tensor_t D, mt_tensor_t z,
+                                     mt_tensor_t delta_bias, int delta_softplus);
+
 /* ---- misc ---- */
 int mt_allclose(mt_tensor_t a, mt_tensor_t b, double rtol, double atol);
 int mt_equal(mt_tensor_t a, mt_tensor_t b);

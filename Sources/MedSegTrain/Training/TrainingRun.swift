@@ -141,7 +141,7 @@ public final class TrainingRun {
 
         // Model, optimizer, schedule, loss.
         let network = ModelFactory.Spec(name: c.model, dims: c.dims, inChannels: first.image.size(0), outChannels: binary ? 1 : classes + 1,
-                                        features: c.features, depth: c.depth)
+                                        features: c.features, depth: c.depth, deepSupervision: c.deep_supervision)
         let spec = ModelSpecRecord(network: network, patchSize: c.patch_size, normalization: c.normalization,
                                    intensityStatistics: ctStats, labels: dataset.description.labelValues, binary: binary)
         let model = try ModelFactory.make(network)
@@ -175,7 +175,12 @@ public final class TrainingRun {
             "\(binary ? "binary" : "\(classes) classes"); fold \(c.fold): \(trainCases.count) training, \(valCases.count) validation cases; " +
             "batch \(c.batch_size)\(world > 1 ? " per process x \(world) processes = \(c.batch_size * world)" : ""), patch \(c.patch_size), \(c.optimizer) lr \(c.lr), \(c.scheduler) schedule, \(Torch.threads) thread(s)")
 
-        let augmenter = try Augmenter(preset: c.augmentation, dims: c.dims)
+        let pipeline: AugmentationPipeline
+        do { pipeline = AugmentationPipeline.preset(try AugmentationPipeline.PresetName(parsing: c.augmentation), dims: c.dims) } catch {
+            throw ConfigError("key 'augmentation': \(error)")
+        }
+        let patchCases = trainCases.map(PatchCase.init)
+        let patchSampler = PatchSampler(patchSize: c.patch_size, oversampleForeground: c.oversample_foreground)
         var sampler = DistributedSampler(count: trainCases.count, replicas: world, rank: rank, seed: UInt64(c.seed))
 
         func save(_ name: String, epoch: Int) throws {
@@ -195,18 +200,17 @@ public final class TrainingRun {
             model.train()
             // This rank's share of the training cases for the epoch, as DistributedSampler deals them.
             sampler.setEpoch(epoch)
-            let maker = BatchMaker(cases: sampler.indices().map { trainCases[$0] }, patchSize: c.patch_size, batchSize: c.batch_size,
-                                   oversampleForeground: c.oversample_foreground, augment: augmenter.apply)
-            let batchSeed = UInt64(c.seed) &+ UInt64(rank) &* 0x9E37_79B9
-            let batches = BatchPrefetcher(count: c.iterations, workers: c.workers, depth: 2 * max(1, c.workers)) { k in
-                try maker.batch(seed: batchSeed, epoch: epoch, index: k)
-            }
+            let source = TrainingBatches(cases: sampler.indices().map { patchCases[$0] }, batchSize: c.batch_size,
+                                         sampler: patchSampler, pipeline: pipeline)
+            let batches = BatchLoader(source: source, batches: c.iterations, workers: c.workers, prefetch: 2,
+                                      seed: UInt64(c.seed) &+ UInt64(rank) &* 0x9E37_79B9, epoch: epoch)
             defer { batches.stop() }
             let progress = EpochProgress(epoch: epoch + 1, epochs: c.epochs, iterations: c.iterations, enabled: verbose)
             let started = DispatchTime.now().uptimeNanoseconds
             var lossSum = 0.0, steps = 0
             for iteration in 0..<c.iterations {
-                let (x, y) = try batches.next()
+                guard let batch = try batches.next() else { break }
+                let (x, y) = (batch.image, batch.label)
                 try optimizer.zeroGrad()
                 let input = try x.to(device: device)
                 let target = try y.to(device: device)

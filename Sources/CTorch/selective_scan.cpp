@@ -1,0 +1,295 @@
+// Fused selective scan (the SSM recurrence of Mamba) on the CPU, forward and backward, registered
+// as a libtorch autograd function.
+//
+//   dt_t   = softplus(delta_t + delta_bias)            (or delta_t + delta_bias without softplus)
+//   h_t[n] = exp(dt_t * A[n]) * h_{t-1}[n] + dt_t * B_t[n] * u_t,   h_{-1} = 0
+//   y_t    = sum_n C_t[n] * h_t[n] + D * u_t
+//   out_t  = y_t * silu(z_t)                             (when z is given)
+//
+// Shapes as Mamba's selective_scan_fn for a time-invariant A and input-dependent B, C shared by
+// all channels: u, delta, z [B, E, L]; A [E, N]; B, C [B, N, L]; D, delta_bias [E]; out [B, E, L].
+// Every (batch, channel) sequence is independent: forward and backward run in parallel over
+// B x E with at::parallel_for, each task walking contiguous float32 buffers (u, delta, z per
+// sequence; B and C laid out [B, L, N] so the state loop reads contiguous memory).
+//
+// The forward saves only its inputs; the backward recomputes each sequence's states (N x L
+// floats, which stay in cache) and walks time backwards. Gradients of B and C (shared across
+// channels) and of A, D, delta_bias (shared across the batch) are written per task into
+// scratch buffers and summed afterwards, so no two tasks write the same memory.
+#include "shim.hpp"
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <cmath>
+#include <vector>
+
+using mt::T;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+namespace {
+
+struct ScanShape {
+    int64_t batch, channels, length, state;
+};
+
+inline float softplus(float x) { return x <= 20.f ? std::log1p(std::exp(x)) : x; }
+inline float sigmoid(float x) { return 1.f / (1.f + std::exp(-x)); }
+
+void check_inputs(const at::Tensor &u, const at::Tensor &delta, const at::Tensor &A, const at::Tensor &B,
+                  const at::Tensor &C, const at::Tensor &D_, const at::Tensor &z_, const at::Tensor &bias_) {
+    auto present = [](const at::Tensor &t) { return t.defined() && t.numel() > 0 ? t : at::Tensor(); };
+    const at::Tensor D = present(D_), z = present(z_), bias = present(bias_);
+    auto need = [](bool ok, const std::string &what) {
+        if (!ok) throw std::invalid_argument("selective_scan: " + what);
+    };
+    for (const at::Tensor *t : {&u, &delta, &A, &B, &C}) {
+        need(t->defined(), "u, delta, A, B and C are required");
+        need(t->scalar_type() == at::kFloat, "all tensors must be float32");
+        need(t->device().is_cpu(), "the fused scan runs on the CPU");
+    }
+    need(u.dim() == 3, "u must be [batch, channels, length], got " + std::to_string(u.dim()) + " dimensions");
+    const int64_t b = u.size(0), e = u.size(1), l = u.size(2);
+    need(b > 0 && e > 0 && l > 0, "u must not be empty");
+    need(delta.sizes() == u.sizes(), "delta must have u's shape [batch, channels, length]");
+    need(A.dim() == 2 && A.size(0) == e, "A must be [channels, state]");
+    const int64_t n = A.size(1);
+    need(B.dim() == 3 && B.size(0) == b && B.size(1) == n && B.size(2) == l, "B must be [batch, state, length]");
+    need(C.dim() == 3 && C.size(0) == b && C.size(1) == n && C.size(2) == l, "C must be [batch, state, length]");
+    for (const at::Tensor *t : {&D, &bias}) {
+        if (!t->defined()) continue;
+        need(t->scalar_type() == at::kFloat && t->device().is_cpu(), "D and delta_bias must be float32 CPU tensors");
+        need(t->dim() == 1 && t->size(0) == e, "D and delta_bias must be [channels]");
+    }
+    if (z.defined()) {
+        need(z.scalar_type() == at::kFloat && z.device().is_cpu(), "z must be a float32 CPU tensor");
+        need(z.sizes() == u.sizes(), "z must have u's shape [batch, channels, length]");
+    }
+}
+
+// Forward over contiguous buffers. Bt, Ct are [batch, length, state].
+at::Tensor scan_forward(const at::Tensor &u, const at::Tensor &delta, const at::Tensor &A, const at::Tensor &Bt,
+                        const at::Tensor &Ct, const at::Tensor &D, const at::Tensor &z, const at::Tensor &bias,
+                        bool use_softplus) {
+    const ScanShape s{u.size(0), u.size(1), u.size(2), A.size(1)};
+    at::Tensor out = at::empty(u.sizes(), u.options());
+    const float *pu = u.data_ptr<float>(), *pd = delta.data_ptr<float>(), *pA = A.data_ptr<float>();
+    const float *pB = Bt.data_ptr<float>(), *pC = Ct.data_ptr<float>();
+    const float *pD = D.defined() ? D.data_ptr<float>() : nullptr;
+    const float *pz = z.defined() ? z.data_ptr<float>() : nullptr;
+    const float *pbias = bias.defined() ? bias.data_ptr<float>() : nullptr;
+    float *py = out.data_ptr<float>();
+    const int64_t L = s.length, N = s.state;
+    at::parallel_for(0, s.batch * s.channels, 1, [&](int64_t begin, int64_t end) {
+        std::vector<float> h(N);
+        for (int64_t task = begin; task < end; ++task) {
+            const int64_t b = task / s.channels, e = task % s.channels;
+            const float *u_ = pu + task * L, *d_ = pd + task * L, *a_ = pA + e * N;
+            const float *B_ = pB + b * L * N, *C_ = pC + b * L * N;
+            const float *z_ = pz ? pz + task * L : nullptr;
+            float *y_ = py + task * L;
+            const float bias_e = pbias ? pbias[e] : 0.f, D_e = pD ? pD[e] : 0.f;
+            std::fill(h.begin(), h.end(), 0.f);
+            for (int64_t t = 0; t < L; ++t) {
+                const float raw = d_[t] + bias_e;
+                const float dt = use_softplus ? softplus(raw) : raw;
+                const float x = u_[t], dtx = dt * x;
+                const float *Bn = B_ + t * N, *Cn = C_ + t * N;
+                float acc = 0.f;
+                for (int64_t n = 0; n < N; ++n) {
+                    h[n] = std::exp(dt * a_[n]) * h[n] + dtx * Bn[n];
+                    acc += Cn[n] * h[n];
+                }
+                float y = acc + D_e * x;
+                if (z_) y *= z_[t] * sigmoid(z_[t]);
+                y_[t] = y;
+            }
+        }
+    });
+    return out;
+}
+
+struct Grads {
+    at::Tensor du, ddelta, dA, dBt, dCt, dD, dz, dbias;
+};
+
+// Backward over contiguous buffers. Bt, Ct are [batch, length, state]; so are dBt, dCt.
+Grads scan_backward(const at::Tensor &gout, const at::Tensor &u, const at::Tensor &delta, const at::Tensor &A,
+                    const at::Tensor &Bt, const at::Tensor &Ct, const at::Tensor &D, const at::Tensor &z,
+                    const at::Tensor &bias, bool use_softplus) {
+    const ScanShape s{u.size(0), u.size(1), u.size(2), A.size(1)};
+    const int64_t L = s.length, N = s.state, E = s.channels;
+    Grads g;
+    g.du = at::empty(u.sizes(), u.options());
+    g.ddelta = at::empty(u.sizes(), u.options());
+    if (z.defined()) g.dz = at::empty(u.sizes(), u.options());
+    // Per-task partial sums: B and C are shared by the channels, A, D and delta_bias by the batch.
+    at::Tensor dB_part = at::empty({s.batch, E, L, N}, u.options());
+    at::Tensor dC_part = at::empty({s.batch, E, L, N}, u.options());
+    at::Tensor dA_part = at::empty({s.batch, E, N}, u.options());
+    at::Tensor dD_part = at::empty({s.batch, E}, u.options());
+    at::Tensor dbias_part = at::empty({s.batch, E}, u.options());
+
+    const float *pg = gout.data_ptr<float>();
+    const float *pu = u.data_ptr<float>(), *pd = delta.data_ptr<float>(), *pA = A.data_ptr<float>();
+    const float *pB = Bt.data_ptr<float>(), *pC = Ct.data_ptr<float>();
+    const float *pD = D.defined() ? D.data_ptr<float>() : nullptr;
+    const float *pz = z.defined() ? z.data_ptr<float>() : nullptr;
+    const float *pbias = bias.defined() ? bias.data_ptr<float>() : nullptr;
+    float *pdu = g.du.data_ptr<float>(), *pdd = g.ddelta.data_ptr<float>();
+    float *pdz = z.defined() ? g.dz.data_ptr<float>() : nullptr;
+    float *pdB = dB_part.data_ptr<float>(), *pdC = dC_part.data_ptr<float>(), *pdA = dA_part.data_ptr<float>();
+    float *pdD = dD_part.data_ptr<float>(), *pdbias = dbias_part.data_ptr<float>();
+
+    at::parallel_for(0, s.batch * E, 1, [&](int64_t begin, int64_t end) {
+        std::vector<float> hs(L * N), dAs(L * N), dts(L), gys(L), gh(N), gA(N);
+        for (int64_t task = begin; task < end; ++task) {
+            const int64_t b = task / E, e = task % E;
+            const float *u_ = pu + task * L, *d_ = pd + task * L, *a_ = pA + e * N, *g_ = pg + task * L;
+            const float *B_ = pB + b * L * N, *C_ = pC + b * L * N;
+            const float *z_ = pz ? pz + task * L : nullptr;
+            const float bias_e = pbias ? pbias[e] : 0.f, D_e = pD ? pD[e] : 0.f;
+            float *du_ = pdu + task * L, *dd_ = pdd + task * L, *dz_ = pdz ? pdz + task * L : nullptr;
+            float *dB_ = pdB + task * L * N, *dC_ = pdC + task * L * N;
+
+            // Recompute the states h_t and the decays exp(dt_t A).
+            for (int64_t t = 0; t < L; ++t) {
+                const float raw = d_[t] + bias_e;
+                const float dt = use_softplus ? softplus(raw) : raw;
+                dts[t] = dt;
+                const float dtx = dt * u_[t];
+                const float *Bn = B_ + t * N;
+                float *h = hs.data() + t * N, *da = dAs.data() + t * N;
+                const float *hprev = t > 0 ? h - N : nullptr;
+                for (int64_t n = 0; n < N; ++n) {
+                    da[n] = std::exp(dt * a_[n]);
+                    h[n] = (hprev ? da[n] * hprev[n] : 0.f) + dtx * Bn[n];
+                }
+                // y_t (before gating) is needed for dz.
+                if (z_) {
+                    const float *Cn = C_ + t * N;
+                    float acc = 0.f;
+                    for (int64_t n = 0; n < N; ++n) acc += Cn[n] * h[n];
+                    const float y = acc + D_e * u_[t];
+                    const float sz = sigmoid(z_[t]);
+                    gys[t] = g_[t] * z_[t] * sz;
+                    dz_[t] = g_[t] * y * sz * (1.f + z_[t] * (1.f - sz));
+                } else {
+                    gys[t] = g_[t];
+                }
+            }
+            // Walk back in time with the state adjoint gh = dLoss/dh_t.
+            std::fill(gh.begin(), gh.end(), 0.f);
+            std::fill(gA.begin(), gA.end(), 0.f);
+            float gD = 0.f, gbias = 0.f;
+            for (int64_t t = L - 1; t >= 0; --t) {
+                const float gy = gys[t], x = u_[t], dt = dts[t];
+                const float *Bn = B_ + t * N, *Cn = C_ + t * N, *h = hs.data() + t * N;
+                const float *hprev = t > 0 ? h - N : nullptr;
+                const float *da = dAs.data() + t * N;
+                const float *da_next = t + 1 < L ? da + N : nullptr;
+                float *dBn = dB_ + t * N, *dCn = dC_ + t * N;
+                float gdt = 0.f, gx = gy * D_e;
+                gD += gy * x;
+                for (int64_t n = 0; n < N; ++n) {
+                    // h_{t+1} = dA_{t+1} h_t + ...: carry the adjoint back one step, add y_t's term.
+                    const float ghn = (da_next ? da_next[n] * gh[n] : 0.f) + gy * Cn[n];
+                    gh[n] = ghn;
+                    dCn[n] = gy * h[n];
+                    dBn[n] = ghn * dt * x;
+                    gx += ghn * dt * Bn[n];
+                    // d h_t / d dt = A h_{t-1} dA_t + B_t x_t
+                    const float gdA = hprev ? ghn * hprev[n] * da[n] : 0.f;
+                    gdt += gdA * a_[n] + ghn * Bn[n] * x;
+                    gA[n] += gdA * dt;
+                }
+                du_[t] = gx;
+                float graw = gdt;
+                if (use_softplus) {
+                    const float raw = d_[t] + bias_e;
+                    if (raw <= 20.f) graw *= sigmoid(raw);
+                }
+                dd_[t] = graw;
+                gbias += graw;
+            }
+            for (int64_t n = 0; n < N; ++n) pdA[task * N + n] = gA[n];
+            pdD[task] = gD;
+            pdbias[task] = gbias;
+        }
+    });
+    g.dBt = dB_part.sum(1);
+    g.dCt = dC_part.sum(1);
+    g.dA = dA_part.sum(0);
+    if (D.defined()) g.dD = dD_part.sum(0);
+    if (bias.defined()) g.dbias = dbias_part.sum(0);
+    return g;
+}
+
+struct Prepared {
+    at::Tensor u, delta, A, Bt, Ct, D, z, bias;
+};
+
+Prepared prepare(const at::Tensor &u, const at::Tensor &delta, const at::Tensor &A, const at::Tensor &B,
+                 const at::Tensor &C, const at::Tensor &D, const at::Tensor &z, const at::Tensor &bias) {
+    check_inputs(u, delta, A, B, C, D, z, bias);
+    // Absent optional inputs arrive undefined or as empty placeholders (see mt_selective_scan).
+    auto c = [](const at::Tensor &t) { return t.defined() && t.numel() > 0 ? t.contiguous() : at::Tensor(); };
+    // [batch, state, length] -> [batch, length, state]; free when the caller's B already is a
+    // transposed view of a [batch, length, state] tensor (as the Mamba block produces it).
+    return Prepared{c(u), c(delta), c(A), B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(),
+                    c(D), c(z), c(bias)};
+}
+
+struct SelectiveScanFunction : public torch::autograd::Function<SelectiveScanFunction> {
+    static at::Tensor forward(AutogradContext *ctx, const at::Tensor &u, const at::Tensor &delta, const at::Tensor &A,
+                              const at::Tensor &B, const at::Tensor &C, const at::Tensor &D, const at::Tensor &z,
+                              const at::Tensor &bias, bool use_softplus) {
+        Prepared p = prepare(u, delta, A, B, C, D, z, bias);
+        at::Tensor out = scan_forward(p.u, p.delta, p.A, p.Bt, p.Ct, p.D, p.z, p.bias, use_softplus);
+        // Undefined tensors (no D, z or bias) are saved as such.
+        ctx->save_for_backward({p.u, p.delta, p.A, p.Bt, p.Ct, p.D, p.z, p.bias});
+        ctx->saved_data["softplus"] = use_softplus;
+        return out;
+    }
+
+    static variable_list backward(AutogradContext *ctx, variable_list grads) {
+        auto saved = ctx->get_saved_variables();
+        const bool use_softplus = ctx->saved_data["softplus"].toBool();
+        at::Tensor gout = grads[0].defined() ? grads[0].contiguous() : at::zeros_like(saved[0]);
+        Grads g = scan_backward(gout, saved[0], saved[1], saved[2], saved[3], saved[4], saved[5], saved[6], saved[7],
+                                use_softplus);
+        return {g.du, g.ddelta, g.dA, g.dBt.transpose(1, 2), g.dCt.transpose(1, 2), g.dD, g.dz, g.dbias, at::Tensor()};
+    }
+};
+
+// libtorch 1.13's custom functions cannot take undefined tensors (VariableInfo reads their
+// device), so an absent optional input travels as an empty tensor and comes back as undefined.
+inline at::Tensor maybe(mt_tensor_t t) { return t ? T(t) : at::empty({0}, at::kFloat); }
+
+} // namespace
+
+extern "C" {
+
+mt_tensor_t mt_selective_scan(mt_tensor_t u, mt_tensor_t delta, mt_tensor_t A, mt_tensor_t B, mt_tensor_t C,
+                              mt_tensor_t D, mt_tensor_t z, mt_tensor_t delta_bias, int delta_softplus) {
+    MT_TENSOR(SelectiveScanFunction::apply(T(u), T(delta), T(A), T(B), T(C), maybe(D), maybe(z), maybe(delta_bias),
+                                           delta_softplus != 0))
+}
+
+mt_list_t mt_selective_scan_backward(mt_tensor_t grad_out, mt_tensor_t u, mt_tensor_t delta, mt_tensor_t A,
+                                     mt_tensor_t B, mt_tensor_t C, mt_tensor_t D, mt_tensor_t z,
+                                     mt_tensor_t delta_bias, int delta_softplus) {
+    MT_TRY(nullptr,
+        at::NoGradGuard no_grad;
+        Prepared p = prepare(T(u), T(delta), T(A), T(B), T(C), maybe(D), maybe(z), maybe(delta_bias));
+        at::Tensor gout = T(grad_out).contiguous();
+        if (gout.sizes() != p.u.sizes() || gout.scalar_type() != at::kFloat)
+            throw std::invalid_argument("selective_scan: the output gradient must be float32 shaped like u");
+        Grads g = scan_backward(gout, p.u, p.delta, p.A, p.Bt, p.Ct, p.D, p.z, p.bias, delta_softplus != 0);
+        auto orZeros = [](const at::Tensor &t, const at::Tensor &like) { return t.defined() ? t : at::zeros_like(like); };
+        return mt::wrap_list({g.du, g.ddelta, g.dA, g.dBt.transpose(1, 2).contiguous(), g.dCt.transpose(1, 2).contiguous(),
+                              orZeros(g.dD, p.u.select(2, 0).select(0, 0)), orZeros(g.dz, p.u),
+                              orZeros(g.dbias, p.u.select(2, 0).select(0, 0))});
+    )
+}
+
+} // extern "C"

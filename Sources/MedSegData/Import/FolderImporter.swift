@@ -1,0 +1,208 @@
+import Foundation
+
+/// Any pair of folders: images (any readable format, 2D or 3D) and masks matched by file stem.
+/// A mask is named like its image, optionally with a suffix (`_mask`, `_segmentation`, `_label`,
+/// ... or `maskSuffixes`), in any readable format: `a.jpg` pairs with `a.png`, `a_mask.png` or
+/// `a_segmentation.tif`. Images and masks may share one folder (masks are then the files whose
+/// stem carries a suffix). Images named `CASE_0000`, `CASE_0001`, ... (every image in the folder)
+/// are the channels of case CASE, as in the raw layout.
+///
+/// Label values are kept when every mask holds small whole numbers (0 ... `largestKeptLabel`,
+/// palette masks read as their indices); other masks (0/255, JPEG artefacts) are binarized.
+/// dataset.json lists background 0 and "foreground" 1, or "label_1" ... "label_K".
+enum FolderImporter {
+    static let defaultMaskSuffixes = ["_mask", "_masks", "_segmentation", "_seg", "_label", "_labels", "_gt", "_lesion",
+                                      "_Segmentation", "_Mask", "-mask", "_annotation"]
+    /// Masks whose values are whole numbers up to this are label maps; others are binarized.
+    static let largestKeptLabel = 32
+
+    /// The images and masks folders an import reads (default SRC/images and SRC/masks or SRC/labels).
+    static func folders(source: URL, options: ImportOptions) -> (images: URL, masks: URL?) {
+        let images = options.images ?? source.appendingPathComponent("images")
+        let masks = options.masks ?? ["masks", "labels", "mask", "label"].map { source.appendingPathComponent($0) }.first(where: ImportIO.isFolder)
+        return (images.standardizedFileURL, masks?.standardizedFileURL)
+    }
+
+    struct Case {
+        let id: String
+        let images: [URL]
+        let mask: URL?
+    }
+
+    static func run(_ sink: ImportSink) throws {
+        let (images, masksOrNil) = folders(source: sink.source, options: sink.options)
+        guard ImportIO.isFolder(images) else {
+            throw DataError(file: sink.options.images == nil ? sink.source : images,
+                            sink.options.images == nil ? "not an images/masks folder: expected sub-folder images/ (or give --images DIR)" : "no such images folder")
+        }
+        guard let masks = masksOrNil, ImportIO.isFolder(masks) else {
+            throw DataError(file: masksOrNil ?? sink.source,
+                            masksOrNil == nil ? "not an images/masks folder: expected sub-folder masks/ or labels/ (or give --masks DIR)" : "no such masks folder")
+        }
+        sink.name = images.deletingLastPathComponent().lastPathComponent
+        let suffixes = sink.options.maskSuffixes ?? defaultMaskSuffixes
+        let sameFolder = images.path == masks.path
+        let maskNames = (ImportIO.list(masks) ?? []).filter(ImportIO.isImage)
+        var imageNames = (ImportIO.list(images) ?? []).filter(ImportIO.isImage)
+        if sameFolder {
+            imageNames = imageNames.filter { name in
+                let stem = ImageIO.stem(of: URL(fileURLWithPath: name))
+                return !suffixes.contains { !$0.isEmpty && stem.hasSuffix($0) }
+            }
+        }
+        let (cases, usedMasks) = pair(imageNames, in: images, maskNames: maskNames, masks: masks, suffixes: suffixes, sink)
+        for name in maskNames where !usedMasks.contains(name) && !(sameFolder && imageNames.contains(name)) {
+            sink.skip(masks.appendingPathComponent(name), "mask without image in \(sink.relative(images))/")
+        }
+        var testCases: [Case] = []
+        if let test = sink.options.testImages {
+            guard ImportIO.isFolder(test) else { throw DataError(file: test, "no such test images folder") }
+            testCases = group((ImportIO.list(test) ?? []).filter(ImportIO.isImage), in: test, sink)
+        }
+        sink.total = cases.count + testCases.count
+
+        var seenLabels: Set<Int> = [0]
+        var binarized: [String] = []
+        var dims: Int?
+        for (c, isTest) in cases.map({ ($0, false) }) + testCases.map({ ($0, true) }) {
+            defer { sink.step() }
+            let image: MedicalImage
+            var label: MedicalImage?
+            do {
+                image = try readChannels(c.images)
+                if let maskURL = c.mask {
+                    var mask = try ImportIO.read(maskURL, palette: .indices)
+                    if mask.channels > 1 {
+                        let n = mask.voxelCount
+                        let equal = (1..<mask.channels).allSatisfy { ch in (0..<n).allSatisfy { mask.voxels[ch * n + $0] == mask.voxels[$0] } }
+                        mask = equal ? mask.channel(0) : ImportIO.binarize(mask)
+                    }
+                    if let values = smallLabels(mask) {
+                        seenLabels.formUnion(values)
+                    } else {
+                        mask = ImportIO.binarize(mask)
+                        binarized.append(maskURL.lastPathComponent)
+                        seenLabels.insert(1)
+                    }
+                    if mask.size == image.size && [".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"].contains(ImageIO.fileEnding(of: maskURL)) {
+                        mask.geometry = image.geometry  // planar formats carry no geometry of their own
+                    }
+                    label = mask
+                }
+            } catch let error as DataError {
+                sink.skip(c.images[0], unreadable: error)
+                continue
+            }
+            if let d = dims, d != image.dims {
+                sink.skip(c.images[0], "\(image.dims)D image in a \(d)D data set")
+                continue
+            }
+            if try sink.add(identifier: c.id, image: image, label: label, test: isTest, from: c.images[0]) {
+                dims = image.dims
+            }
+        }
+        let top = seenLabels.max() ?? 1
+        var labels = ["background": 0]
+        if top <= 1 {
+            labels["foreground"] = 1
+        } else {
+            for v in 1...top { labels["label_\(v)"] = v }
+        }
+        sink.labels = labels
+        if !binarized.isEmpty {
+            sink.warn("\(binarized.count) mask(s) hold values other than whole numbers 0-\(largestKeptLabel) (e.g. \(binarized[0])): "
+                      + "binarized, values above half the mask's maximum = 1")
+        }
+    }
+
+    /// The distinct values of a label map when they are whole numbers 0 ... largestKeptLabel.
+    static func smallLabels(_ mask: MedicalImage) -> Set<Int>? {
+        var values: Set<Float> = []
+        for v in mask.voxels {
+            if values.insert(v).inserted {
+                guard v >= 0, v <= Float(largestKeptLabel), v == v.rounded() else { return nil }
+            }
+        }
+        return Set(values.map { Int($0) })
+    }
+
+    /// Several channel files of one case as one multi-channel image.
+    static func readChannels(_ urls: [URL]) throws -> MedicalImage {
+        let parts = try urls.map { try ImportIO.read($0) }
+        guard parts.count > 1 else { return parts[0] }
+        for (url, part) in zip(urls, parts) where part.size != parts[0].size {
+            throw DataError(file: url, "size \(part.size) differs from channel 0's \(parts[0].size)")
+        }
+        let sameType = parts.allSatisfy { $0.pixelType == parts[0].pixelType }
+        return MedicalImage(size: parts[0].size, channels: parts.reduce(0) { $0 + $1.channels }, voxels: parts.flatMap(\.voxels),
+                            pixelType: sameType ? parts[0].channel(0).pixelType : .float32, geometry: parts[0].geometry)
+    }
+
+    /// Images grouped into cases: CASE_0000, CASE_0001, ... are one case's channels when every
+    /// image is named so; otherwise each image is a case named by its stem.
+    static func group(_ names: [String], in folder: URL, _ sink: ImportSink) -> [Case] {
+        func channelSuffix(_ stem: String) -> Int? {
+            guard stem.count > 5, stem.dropLast(4).hasSuffix("_"), stem.suffix(4).allSatisfy(\.isNumber) else { return nil }
+            return Int(stem.suffix(4))
+        }
+        let stems = names.map { ImageIO.stem(of: URL(fileURLWithPath: $0)) }
+        guard !stems.isEmpty, stems.allSatisfy({ channelSuffix($0) != nil }) else {
+            var seen: [String: String] = [:]
+            return zip(names, stems).compactMap { name, stem in
+                if let other = seen[stem] {
+                    sink.skip(folder.appendingPathComponent(name), "same name as \(other)")
+                    return nil
+                }
+                seen[stem] = name
+                return Case(id: stem, images: [folder.appendingPathComponent(name)], mask: nil)
+            }
+        }
+        var byCase: [String: [Int: String]] = [:]
+        for (name, stem) in zip(names, stems) {
+            byCase[String(stem.dropLast(5)), default: [:]][channelSuffix(stem)!] = name
+        }
+        let channelCount = byCase.values.map(\.count).max() ?? 1
+        return byCase.keys.sorted().compactMap { id in
+            let files = byCase[id]!
+            guard files.count == channelCount, (0..<channelCount).allSatisfy({ files[$0] != nil }) else {
+                sink.skip(folder.appendingPathComponent(files.values.sorted()[0]),
+                          "case \(id) has channel files \(files.keys.sorted()), expected _0000 ... _\(String(format: "%04d", channelCount - 1))")
+                return nil
+            }
+            return Case(id: id, images: (0..<channelCount).map { folder.appendingPathComponent(files[$0]!) }, mask: nil)
+        }
+    }
+
+    /// Cases of the images folder with their masks; unmatched images are skipped with the names
+    /// looked for. Returns the cases and the mask file names used.
+    static func pair(_ imageNames: [String], in images: URL, maskNames: [String], masks: URL, suffixes: [String],
+                     _ sink: ImportSink) -> ([Case], Set<String>) {
+        var maskByStem: [String: [String]] = [:]
+        for name in maskNames { maskByStem[ImageIO.stem(of: URL(fileURLWithPath: name)), default: []].append(name) }
+        let sameFolder = images.path == masks.path
+        var used: Set<String> = []
+        var out: [Case] = []
+        for c in group(imageNames, in: images, sink) {
+            var found: String?
+            var ambiguous: [String]?
+            for suffix in [""] + suffixes where !(sameFolder && suffix.isEmpty) {
+                guard let matches = maskByStem[c.id + suffix] else { continue }
+                if matches.count == 1 { found = matches[0] } else { ambiguous = matches }
+                break
+            }
+            if let ambiguous {
+                sink.skip(c.images[0], "several masks match: \(ambiguous.joined(separator: ", "))")
+                used.formUnion(ambiguous)
+                continue
+            }
+            guard let found else {
+                let shown = suffixes.prefix(3).map { c.id + $0 }.joined(separator: ", ")
+                sink.skip(c.images[0], "no mask named \(sameFolder ? "" : c.id + ", ")\(shown)\(suffixes.count > 3 ? ", ..." : "") in \(sink.relative(masks))/")
+                continue
+            }
+            used.insert(found)
+            out.append(Case(id: c.id, images: c.images, mask: masks.appendingPathComponent(found)))
+        }
+        return (out, used)
+    }
+}

@@ -1,0 +1,138 @@
+import XCTest
+import Torch
+import TestSupport
+@testable import MedSegModels
+
+/// Parity with a PyTorch re-creation of dynamic_network_architectures' PlainConvUNet
+/// (scripts/fixtures/make_zoo_fixtures_unet.py).
+final class PlainConvUNetTests: XCTestCase {
+    private func config(_ fx: [String: Any], deepSupervision: Bool = true) -> PlainConvUNet.Config {
+        let c = fx["config"] as! [String: Any]
+        return .init(dims: c["dims"] as! Int, inChannels: c["in"] as! Int, classes: c["classes"] as! Int,
+                     featuresPerStage: c["features"] as! [Int], kernelSizes: c["kernels"] as! [[Int]],
+                     strides: c["strides"] as! [[Int]], deepSupervision: deepSupervision)
+    }
+
+    private func checkParity(_ file: String) throws {
+        let fx = try fixtures.json(file)
+        let net = try PlainConvUNet(config(fx))
+        // Canonical keys = PyTorch's named_parameters(); the aliased layout = PyTorch's state_dict().
+        XCTAssertEqual(net.namedStateTensors().map(\.name), fx["param_names"] as! [String])
+        XCTAssertEqual(net.nnUNetStateDict().pairs.map(\.name), fx["state_keys"] as! [String])
+        XCTAssertEqual(net.parameterCount(), fx["param_count"] as! Int)
+
+        let state = fx["state"] as! [String: Any]
+        let names = fx["param_names"] as! [String]
+        try net.loadState(names.map { ($0, try FixtureSupport.tensor(state[$0])) })
+
+        let outs = try net.outputs(FixtureSupport.tensor(fx["input"]))
+        let expected = fx["outputs"] as! [Any]
+        XCTAssertEqual(outs.count, expected.count)
+        var worst = 0.0
+        for (k, (o, e)) in zip(outs, expected).enumerated() {
+            let ref = try FixtureSupport.tensor(e)
+            XCTAssertEqual(o.shape, ref.shape)
+            try FixtureSupport.assertClose(o, ref, rtol: 1e-4, atol: 1e-4, "\(file) output \(k)")
+            worst = max(worst, try (o - ref).abs().max().item())
+        }
+        var loss = try outs[0].square().mean()
+        for k in 1..<outs.count { loss = try loss + outs[k].square().mean() * Double(k + 1) }
+        XCTAssertEqual(try loss.item(), fx["loss"] as! Double, accuracy: 1e-4)
+        try loss.backward()
+        let grads = fx["grads"] as! [String: Any]
+        var worstGrad = 0.0
+        for (name, p) in net.namedParameters() {
+            let ref = try FixtureSupport.tensor(grads[name])
+            let g = try XCTUnwrap(p.grad, name)
+            try FixtureSupport.assertClose(g, ref, rtol: 1e-4, atol: 1e-4, "\(file) grad \(name)")
+            worstGrad = max(worstGrad, try (g - ref).abs().max().item())
+        }
+        print("\(file): max |output diff| \(worst), max |grad diff| \(worstGrad) over \(names.count) parameters")
+    }
+
+    func testMatches2DPyTorchReference() throws { try checkParity("plainunet_2d.json") }
+
+    func testMatches3DPyTorchReference() throws { try checkParity("plainunet_3d.json") }
+
+    func testDeepSupervisionOutputsAndWeights() throws {
+        let fx = try fixtures.json("plainunet_3d.json")
+        let ds = try PlainConvUNet(config(fx))
+        let plain = try PlainConvUNet(config(fx, deepSupervision: false))
+        try plain.load(ds.stateDict())
+        let x = try Tensor.randn([1, 1, 4, 8, 8])
+        let outs = try ds.outputs(x)
+        XCTAssertEqual(outs.map(\.shape), [[1, 2, 4, 8, 8], [1, 2, 4, 4, 4]])
+        let single = try plain.outputs(x)
+        XCTAssertEqual(single.count, 1)
+        try FixtureSupport.assertClose(single[0], outs[0], rtol: 1e-5, atol: 1e-6, "final output without deep supervision")
+        try FixtureSupport.assertClose(try ds(x), outs[0], rtol: 0, atol: 0, "forward = first output")
+        XCTAssertEqual(plain.outputWeights, [1])
+        let five = try PlainConvUNet(.regular(dims: 2, inChannels: 1, classes: 2, stages: 5, baseFeatures: 2))
+        let w = five.outputWeights
+        XCTAssertEqual(w.count, 4)
+        XCTAssertEqual(w[3], 0)
+        XCTAssertEqual(w[0] / w[1], 2, accuracy: 1e-12)
+        XCTAssertEqual(w.reduce(0, +), 1, accuracy: 1e-12)
+    }
+
+    func testNNUNetCheckpointLayoutRoundTrips() throws {
+        let fx = try fixtures.json("plainunet_2d.json")
+        let a = try PlainConvUNet(config(fx)), b = try PlainConvUNet(config(fx))
+        let aliased = a.nnUNetStateDict().pairs
+        XCTAssertThrowsError(try b.loadState(aliased))  // plain strict load sees the aliases as unexpected
+        let report = try b.loadNNUNetState(aliased)
+        XCTAssertTrue(report.isExact)
+        let x = try Tensor.randn([1, 2, 16, 16])
+        try FixtureSupport.assertClose(try b(x), try a(x), rtol: 0, atol: 0, "after loading the aliased layout")
+        XCTAssertTrue(PlainConvUNet.isAlias("decoder.encoder.stages.0.0.convs.0.conv.weight"))
+        XCTAssertTrue(PlainConvUNet.isAlias("decoder.stages.0.convs.1.all_modules.1.bias"))
+        XCTAssertFalse(PlainConvUNet.isAlias("decoder.stages.0.convs.1.norm.bias"))
+    }
+
+    func testFromPlanIsotropic3D() throws {
+        let c = try PlainConvUNet.Config.fromPlan(patchSize: [128, 128, 128], spacing: [1, 1, 1], dims: 3, inChannels: 1, classes: 2)
+        XCTAssertEqual(c.stages, 6)
+        XCTAssertEqual(c.strides, [[1, 1, 1]] + Array(repeating: [2, 2, 2], count: 5))
+        XCTAssertEqual(c.kernelSizes, Array(repeating: [3, 3, 3], count: 6))
+        XCTAssertEqual(c.featuresPerStage, [32, 64, 128, 256, 320, 320])
+        XCTAssertEqual(c.divisor, [32, 32, 32])
+        let fx = try fixtures.json("plainunet_2d.json")
+        let plans = fx["plans"] as! [String: [String: Any]]
+        XCTAssertEqual(c.strides, plans["iso3d"]!["strides"] as! [[Int]])
+        XCTAssertEqual(c.kernelSizes, plans["iso3d"]!["kernels"] as! [[Int]])
+        let counts = fx["plan_param_counts"] as! [String: Int]
+        XCTAssertEqual(try PlainConvUNet(c).parameterCount(), counts["iso3d"])
+    }
+
+    func testFromPlanAnisotropic3D() throws {
+        let c = try PlainConvUNet.Config.fromPlan(patchSize: [40, 192, 160], spacing: [3, 0.8, 0.8], dims: 3, inChannels: 1, classes: 2)
+        // z is 3.75x coarser: the first stage pools only in-plane with kernel 1 along z; once the
+        // in-plane spacing has doubled (1.6, z within 2x) all axes pool; z (size 5) stops first.
+        XCTAssertEqual(c.strides, [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]])
+        XCTAssertEqual(c.kernelSizes, [[1, 3, 3]] + Array(repeating: [3, 3, 3], count: 5))
+        XCTAssertEqual(c.featuresPerStage, [32, 64, 128, 256, 320, 320])
+        XCTAssertEqual(c.divisor, [8, 32, 32])
+        let fx = try fixtures.json("plainunet_2d.json")
+        let plans = fx["plans"] as! [String: [String: Any]]
+        XCTAssertEqual(c.strides, plans["aniso3d"]!["strides"] as! [[Int]])
+        XCTAssertEqual(c.kernelSizes, plans["aniso3d"]!["kernels"] as! [[Int]])
+        XCTAssertEqual(try PlainConvUNet(c).parameterCount(), (fx["plan_param_counts"] as! [String: Int])["aniso3d"])
+    }
+
+    func testFromPlan2DCapsAt512() throws {
+        let c = try PlainConvUNet.Config.fromPlan(patchSize: [192, 160], spacing: [0.8, 0.8], dims: 2, inChannels: 4, classes: 4)
+        XCTAssertEqual(c.featuresPerStage, [32, 64, 128, 256, 512, 512])
+        XCTAssertEqual(c.strides, [[1, 1]] + Array(repeating: [2, 2], count: 5))
+        XCTAssertEqual(c.kernelSizes, Array(repeating: [3, 3], count: 6))
+        XCTAssertThrowsError(try PlainConvUNet.Config.fromPlan(patchSize: [64, 64], spacing: [1, 1, 1], dims: 2, inChannels: 1, classes: 2))
+    }
+
+    func testBadInputIsAClearError() throws {
+        let net = try PlainConvUNet(.regular(dims: 2, inChannels: 1, classes: 2, stages: 3, baseFeatures: 2))
+        XCTAssertThrowsError(try net(Tensor.randn([1, 1, 10, 10]))) { XCTAssertTrue("\($0)".contains("divisible by [4, 4]"), "\($0)") }
+        XCTAssertThrowsError(try PlainConvUNet(.regular(dims: 4, inChannels: 1, classes: 2, stages: 3)))
+        var bad = PlainConvUNet.Config.regular(dims: 3, inChannels: 1, classes: 2, stages: 3)
+        bad.kernelSizes[1] = [3, 2, 3]
+        XCTAssertThrowsError(try PlainConvUNet(bad))
+    }
+}

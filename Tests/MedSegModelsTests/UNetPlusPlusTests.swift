@@ -1,0 +1,85 @@
+import XCTest
+import Torch
+import TestSupport
+@testable import MedSegModels
+
+/// Parity with the PyTorch UNet++ of scripts/fixtures/make_zoo_fixtures_unet.py.
+final class UNetPlusPlusTests: XCTestCase {
+    private func config(_ fx: [String: Any], deepSupervision: Bool = true) -> UNetPlusPlus.Config {
+        let c = fx["config"] as! [String: Any]
+        return .init(dims: c["dims"] as! Int, inChannels: c["in"] as! Int, classes: c["classes"] as! Int,
+                     baseFeatures: c["base"] as! Int, depth: c["depth"] as! Int, deepSupervision: deepSupervision,
+                     maxFeatures: c["max_features"] as? Int)
+    }
+
+    private func checkParity(_ file: String) throws {
+        let fx = try fixtures.json(file)
+        let net = try UNetPlusPlus(config(fx))
+        let names = fx["param_names"] as! [String]
+        XCTAssertEqual(net.namedStateTensors().map(\.name), names)
+        XCTAssertEqual(net.namedStateTensors().map(\.name), fx["state_keys"] as! [String])
+        XCTAssertEqual(net.parameterCount(), fx["param_count"] as! Int)
+        let state = fx["state"] as! [String: Any]
+        try net.loadState(names.map { ($0, try FixtureSupport.tensor(state[$0])) })
+
+        let outs = try net.headOutputs(FixtureSupport.tensor(fx["input"]))
+        let expected = fx["outputs"] as! [Any]
+        XCTAssertEqual(outs.count, expected.count)
+        var worst = 0.0
+        for (k, (o, e)) in zip(outs, expected).enumerated() {
+            let ref = try FixtureSupport.tensor(e)
+            try FixtureSupport.assertClose(o, ref, rtol: 1e-4, atol: 1e-4, "\(file) head \(k + 1)")
+            worst = max(worst, try (o - ref).abs().max().item())
+        }
+        var loss = try outs[0].square().mean()
+        for k in 1..<outs.count { loss = try loss + outs[k].square().mean() * Double(k + 1) }
+        XCTAssertEqual(try loss.item(), fx["loss"] as! Double, accuracy: 1e-4)
+        try loss.backward()
+        let grads = fx["grads"] as! [String: Any]
+        var worstGrad = 0.0
+        for (name, p) in net.namedParameters() {
+            let ref = try FixtureSupport.tensor(grads[name])
+            let g = try XCTUnwrap(p.grad, name)
+            try FixtureSupport.assertClose(g, ref, rtol: 1e-4, atol: 1e-4, "\(file) grad \(name)")
+            worstGrad = max(worstGrad, try (g - ref).abs().max().item())
+        }
+        print("\(file): max |output diff| \(worst), max |grad diff| \(worstGrad) over \(names.count) parameters")
+    }
+
+    func testMatches2DPyTorchReference() throws { try checkParity("unetpp_2d.json") }
+
+    func testMatches3DPyTorchReference() throws { try checkParity("unetpp_3d.json") }
+
+    func testDefaultParameterCounts() throws {
+        let fx = try fixtures.json("unetpp_2d.json")
+        let counts = fx["default_param_counts"] as! [String: Int]
+        XCTAssertEqual(try UNetPlusPlus(.init(dims: 3, inChannels: 1, classes: 3)).parameterCount(), counts["3d"])
+        XCTAssertEqual(try UNetPlusPlus(.init(dims: 2, inChannels: 4, classes: 4)).parameterCount(), counts["2d"])
+    }
+
+    func testDeepSupervisionSwitch() throws {
+        let fx = try fixtures.json("unetpp_3d.json")
+        let ds = try UNetPlusPlus(config(fx))
+        let single = try UNetPlusPlus(config(fx, deepSupervision: false))
+        try single.load(ds.stateDict())
+        let x = try Tensor.randn([1, 1, 8, 8, 8])
+        let heads = try ds.headOutputs(x)
+        XCTAssertEqual(heads.count, 2)
+        XCTAssertTrue(heads.allSatisfy { $0.shape == [1, 2, 8, 8, 8] })
+        let outs = try ds.outputs(x)
+        try FixtureSupport.assertClose(outs[0], heads[1], rtol: 0, atol: 0, "outputs() puts the final head first")
+        try FixtureSupport.assertClose(try ds(x), heads[1], rtol: 0, atol: 0, "forward = final head")
+        let one = try single.headOutputs(x)
+        XCTAssertEqual(one.count, 1)
+        try FixtureSupport.assertClose(one[0], heads[1], rtol: 1e-5, atol: 1e-6, "final head without deep supervision")
+        XCTAssertEqual(ds.outputWeights, [0.5, 0.5])
+        XCTAssertEqual(single.outputWeights, [1])
+    }
+
+    func testBadInputIsAClearError() throws {
+        let net = try UNetPlusPlus(.init(dims: 2, baseFeatures: 2, depth: 3))
+        XCTAssertThrowsError(try net(Tensor.randn([1, 1, 10, 10]))) { XCTAssertTrue("\($0)".contains("divisible by 4"), "\($0)") }
+        XCTAssertThrowsError(try UNetPlusPlus(.init(dims: 4)))
+        XCTAssertThrowsError(try UNetPlusPlus(.init(depth: 1)))
+    }
+}
