@@ -6,7 +6,7 @@ struct DataCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data",
         abstract: "Make, import, inspect, convert and check data sets (nnU-Net v2 raw layout).",
-        subcommands: [Synth.self, Info.self, Convert.self, Check.self])
+        subcommands: [Synth.self, DataImportCommand.self, Info.self, Convert.self, Check.self])
 
     struct Synth: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Write the built-in synthetic data set.")

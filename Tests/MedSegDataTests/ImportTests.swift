@@ -500,6 +500,21 @@ final class ImportTests: XCTestCase {
         XCTAssertTrue(jpgReport.warnings.contains { $0.contains("binarized") }, "\(jpgReport.warnings)")
         assertChecked(jpg)
 
+        // A colour-palette PNG mask (VOC style) is read as its indices; a gray GIF mask by value.
+        try python("""
+        for i in ('x', 'y'):
+            Image.fromarray((np.arange(480).reshape(20, 24) % 200).astype(np.uint8)).save(mk('pal/images/%s.png' % i))
+        m = np.zeros((20, 24), np.uint8); m[5:12, 6:15] = 1; m[0:2, 0:2] = 2
+        p = Image.fromarray(m, 'P'); p.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [0] * 759); p.save(mk('pal/masks/x.png'))
+        mask('pal/masks/y.gif')
+        """)
+        let pal = url("pal-out")
+        XCTAssertEqual(try DatasetImporter.run(kind: .folder, source: url("pal"), out: pal).trainingCases, 2)
+        XCTAssertEqual(try load(pal).labels, ["background": 0, "label_1": 1, "label_2": 2])
+        XCTAssertEqual(Set(try ImageIO.read(pal.appendingPathComponent("labelsTr/x.png")).voxels), [0, 1, 2])
+        XCTAssertEqual(try ImageIO.read(pal.appendingPathComponent("labelsTr/y.png")).voxels, rectangle(24, 20, value: 1).voxels)
+        assertChecked(pal)
+
         // 3D NIfTI images and masks: written as .nii.gz with their geometry.
         let geometry = ImageGeometry(spacing: [0.7, 0.7, 3], origin: [1, 2, 3])
         var volume = MedicalImage(size: [8, 6, 4], voxels: (0..<192).map { Float($0) - 50 }, pixelType: .int16, geometry: geometry)

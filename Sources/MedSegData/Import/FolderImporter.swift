@@ -7,8 +7,9 @@ import Foundation
 /// stem carries a suffix). Images named `CASE_0000`, `CASE_0001`, ... (every image in the folder)
 /// are the channels of case CASE, as in the raw layout.
 ///
-/// Label values are kept when every mask holds small whole numbers (0 ... `largestKeptLabel`,
-/// palette masks read as their indices); other masks (0/255, JPEG artefacts) are binarized.
+/// Label values are kept when a mask holds small whole numbers (0 ... `largestKeptLabel`; masks
+/// with a colour palette are read as their indices, gray ones by value); other masks (0/255,
+/// JPEG artefacts) are binarized, colour masks on their brightest channel.
 /// dataset.json lists background 0 and "foreground" 1, or "label_1" ... "label_K".
 enum FolderImporter {
     static let defaultMaskSuffixes = ["_mask", "_masks", "_segmentation", "_seg", "_label", "_labels", "_gt", "_lesion",
@@ -71,7 +72,12 @@ enum FolderImporter {
             do {
                 image = try readChannels(c.images)
                 if let maskURL = c.mask {
-                    var mask = try ImportIO.read(maskURL, palette: .indices)
+                    // Gray (or gray-palette) masks by value; colour-palette masks (VOC style) by index.
+                    var mask = try ImportIO.read(maskURL)
+                    if mask.channels > 1 {
+                        let indexed = try ImportIO.read(maskURL, palette: .indices)
+                        if indexed.channels == 1 { mask = indexed }
+                    }
                     if mask.channels > 1 {
                         let n = mask.voxelCount
                         let equal = (1..<mask.channels).allSatisfy { ch in (0..<n).allSatisfy { mask.voxels[ch * n + $0] == mask.voxels[$0] } }
