@@ -38,6 +38,13 @@ struct ScanShape {
 // without branches or library calls so the compiler vectorizes the loops over the state (the
 // scalar expf call was most of the scan's time). Relative error about 2e-7; inputs are clamped to
 // [-87, 88] (exp(-87) ~ 1.6e-38 keeps results normal).
+// Lets clang vectorize the sums over the state in the loop body that follows (it reorders them).
+#if defined(__clang__)
+#define MT_REASSOCIATE _Pragma("clang fp reassociate(on)")
+#else
+#define MT_REASSOCIATE
+#endif
+
 inline float fast_exp(float x) {
     x = std::min(88.f, std::max(-87.f, x));
     const float shifter = 12582912.f; // 1.5 * 2^23: adding and subtracting it rounds to an integer
@@ -56,8 +63,6 @@ inline float fast_exp(float x) {
     return p * scale;
 }
 
-inline float softplus(float x) { return x <= 20.f ? std::log1p(std::exp(x)) : x; }
-inline float sigmoid(float x) { return 1.f / (1.f + std::exp(-x)); }
 
 void check_inputs(const at::Tensor &u, const at::Tensor &delta, const at::Tensor &A, const at::Tensor &B,
                   const at::Tensor &C, const at::Tensor &D_, const at::Tensor &z_, const at::Tensor &bias_) {
@@ -90,33 +95,39 @@ void check_inputs(const at::Tensor &u, const at::Tensor &delta, const at::Tensor
     }
 }
 
+// dt = softplus(delta + bias) (or without softplus) for all sequences at once, with libtorch's
+// vectorized kernels; the scalar log1p/exp per timestep cost more than the state updates.
+at::Tensor step_sizes(const at::Tensor &delta, const at::Tensor &bias, bool use_softplus) {
+    at::Tensor raw = bias.defined() ? delta + bias.view({1, -1, 1}) : delta;
+    return (use_softplus ? at::softplus(raw) : raw).contiguous();
+}
+
 // Forward over contiguous buffers. Bt, Ct are [batch, length, state].
 at::Tensor scan_forward(const at::Tensor &u, const at::Tensor &delta, const at::Tensor &A, const at::Tensor &Bt,
                         const at::Tensor &Ct, const at::Tensor &D, const at::Tensor &z, const at::Tensor &bias,
                         bool use_softplus) {
     const ScanShape s{u.size(0), u.size(1), u.size(2), A.size(1)};
     at::Tensor out = at::empty(u.sizes(), u.options());
-    const float *pu = u.data_ptr<float>(), *pd = delta.data_ptr<float>(), *pA = A.data_ptr<float>();
+    at::Tensor dt = step_sizes(delta, bias, use_softplus);
+    at::Tensor gate = z.defined() ? at::silu(z).contiguous() : at::Tensor();
+    const float *pu = u.data_ptr<float>(), *pdt = dt.data_ptr<float>(), *pA = A.data_ptr<float>();
     const float *pB = Bt.data_ptr<float>(), *pC = Ct.data_ptr<float>();
     const float *pD = D.defined() ? D.data_ptr<float>() : nullptr;
-    const float *pz = z.defined() ? z.data_ptr<float>() : nullptr;
-    const float *pbias = bias.defined() ? bias.data_ptr<float>() : nullptr;
+    const float *pgate = gate.defined() ? gate.data_ptr<float>() : nullptr;
     float *py = out.data_ptr<float>();
     const int64_t L = s.length, N = s.state;
     at::parallel_for(0, s.batch * s.channels, 1, [&](int64_t begin, int64_t end) {
         std::vector<float> h(N), da(N);
         for (int64_t task = begin; task < end; ++task) {
             const int64_t b = task / s.channels, e = task % s.channels;
-            const float *u_ = pu + task * L, *d_ = pd + task * L, *a_ = pA + e * N;
+            const float *u_ = pu + task * L, *dt_ = pdt + task * L, *a_ = pA + e * N;
             const float *B_ = pB + b * L * N, *C_ = pC + b * L * N;
-            const float *z_ = pz ? pz + task * L : nullptr;
             float *y_ = py + task * L;
-            const float bias_e = pbias ? pbias[e] : 0.f, D_e = pD ? pD[e] : 0.f;
+            const float D_e = pD ? pD[e] : 0.f;
             std::fill(h.begin(), h.end(), 0.f);
             for (int64_t t = 0; t < L; ++t) {
-                const float raw = d_[t] + bias_e;
-                const float dt = use_softplus ? softplus(raw) : raw;
-                const float x = u_[t], dtx = dt * x;
+                MT_REASSOCIATE
+                const float dt = dt_[t], x = u_[t], dtx = dt * x;
                 const float *Bn = B_ + t * N, *Cn = C_ + t * N;
                 for (int64_t n = 0; n < N; ++n) da[n] = fast_exp(dt * a_[n]);
                 float acc = 0.f;
@@ -124,9 +135,11 @@ at::Tensor scan_forward(const at::Tensor &u, const at::Tensor &delta, const at::
                     h[n] = da[n] * h[n] + dtx * Bn[n];
                     acc += Cn[n] * h[n];
                 }
-                float y = acc + D_e * x;
-                if (z_) y *= z_[t] * sigmoid(z_[t]);
-                y_[t] = y;
+                y_[t] = acc + D_e * x;
+            }
+            if (pgate) {
+                const float *g_ = pgate + task * L;
+                for (int64_t t = 0; t < L; ++t) y_[t] *= g_[t];
             }
         }
     });
@@ -141,12 +154,24 @@ struct Grads {
 Grads scan_backward(const at::Tensor &gout, const at::Tensor &u, const at::Tensor &delta, const at::Tensor &A,
                     const at::Tensor &Bt, const at::Tensor &Ct, const at::Tensor &D, const at::Tensor &z,
                     const at::Tensor &bias, bool use_softplus) {
+    at::NoGradGuard no_grad;
     const ScanShape s{u.size(0), u.size(1), u.size(2), A.size(1)};
     const int64_t L = s.length, N = s.state, E = s.channels;
     Grads g;
     g.du = at::empty(u.sizes(), u.options());
     g.ddelta = at::empty(u.sizes(), u.options());
-    if (z.defined()) g.dz = at::empty(u.sizes(), u.options());
+    // Elementwise pieces, vectorized by libtorch: dt, d dt / d raw (softplus' derivative, 1 above
+    // its threshold of 20, as at::softplus), and for the gate silu(z) and silu'(z).
+    at::Tensor raw = bias.defined() ? delta + bias.view({1, -1, 1}) : delta;
+    at::Tensor dt = (use_softplus ? at::softplus(raw) : raw).contiguous();
+    at::Tensor ddt = use_softplus ? at::where(raw > 20, at::ones_like(raw), at::sigmoid(raw)).contiguous() : at::Tensor();
+    at::Tensor gate, dgate;
+    if (z.defined()) {
+        at::Tensor sz = at::sigmoid(z);
+        gate = (z * sz).contiguous();
+        dgate = (sz * (1 + z * (1 - sz))).contiguous();
+        g.dz = at::empty(u.sizes(), u.options());
+    }
     // Per-task partial sums: B and C are shared by the channels, A, D and delta_bias by the batch.
     at::Tensor dB_part = at::empty({s.batch, E, L, N}, u.options());
     at::Tensor dC_part = at::empty({s.batch, E, L, N}, u.options());
@@ -155,86 +180,83 @@ Grads scan_backward(const at::Tensor &gout, const at::Tensor &u, const at::Tenso
     at::Tensor dbias_part = at::empty({s.batch, E}, u.options());
 
     const float *pg = gout.data_ptr<float>();
-    const float *pu = u.data_ptr<float>(), *pd = delta.data_ptr<float>(), *pA = A.data_ptr<float>();
+    const float *pu = u.data_ptr<float>(), *pdt = dt.data_ptr<float>(), *pA = A.data_ptr<float>();
+    const float *pddt = ddt.defined() ? ddt.data_ptr<float>() : nullptr;
     const float *pB = Bt.data_ptr<float>(), *pC = Ct.data_ptr<float>();
     const float *pD = D.defined() ? D.data_ptr<float>() : nullptr;
-    const float *pz = z.defined() ? z.data_ptr<float>() : nullptr;
-    const float *pbias = bias.defined() ? bias.data_ptr<float>() : nullptr;
+    const float *pgate = gate.defined() ? gate.data_ptr<float>() : nullptr;
+    const float *pdgate = dgate.defined() ? dgate.data_ptr<float>() : nullptr;
     float *pdu = g.du.data_ptr<float>(), *pdd = g.ddelta.data_ptr<float>();
     float *pdz = z.defined() ? g.dz.data_ptr<float>() : nullptr;
     float *pdB = dB_part.data_ptr<float>(), *pdC = dC_part.data_ptr<float>(), *pdA = dA_part.data_ptr<float>();
     float *pdD = dD_part.data_ptr<float>(), *pdbias = dbias_part.data_ptr<float>();
 
     at::parallel_for(0, s.batch * E, 1, [&](int64_t begin, int64_t end) {
-        std::vector<float> hs(L * N), dAs(L * N), dts(L), gys(L), gh(N), gA(N);
+        // hs holds h_{-1} = 0 then h_0 .. h_{L-1}; dAs holds exp(dt_t A) for t = 0 .. L-1 and a
+        // row of zeros for t = L, so the loops below need no boundary tests.
+        std::vector<float> hs((L + 1) * N), dAs((L + 1) * N), gys(L), gh(N), gA(N);
+        std::fill(hs.begin(), hs.begin() + N, 0.f);
+        std::fill(dAs.begin() + L * N, dAs.end(), 0.f);
         for (int64_t task = begin; task < end; ++task) {
             const int64_t b = task / E, e = task % E;
-            const float *u_ = pu + task * L, *d_ = pd + task * L, *a_ = pA + e * N, *g_ = pg + task * L;
+            const float *u_ = pu + task * L, *dt_ = pdt + task * L, *a_ = pA + e * N, *g_ = pg + task * L;
             const float *B_ = pB + b * L * N, *C_ = pC + b * L * N;
-            const float *z_ = pz ? pz + task * L : nullptr;
-            const float bias_e = pbias ? pbias[e] : 0.f, D_e = pD ? pD[e] : 0.f;
-            float *du_ = pdu + task * L, *dd_ = pdd + task * L, *dz_ = pdz ? pdz + task * L : nullptr;
+            const float D_e = pD ? pD[e] : 0.f;
+            float *du_ = pdu + task * L, *dd_ = pdd + task * L;
             float *dB_ = pdB + task * L * N, *dC_ = pdC + task * L * N;
 
             // Recompute the states h_t and the decays exp(dt_t A).
             for (int64_t t = 0; t < L; ++t) {
-                const float raw = d_[t] + bias_e;
-                const float dt = use_softplus ? softplus(raw) : raw;
-                dts[t] = dt;
-                const float dtx = dt * u_[t];
-                const float *Bn = B_ + t * N;
-                float *h = hs.data() + t * N, *da = dAs.data() + t * N;
-                const float *hprev = t > 0 ? h - N : nullptr;
+                const float dt = dt_[t], dtx = dt * u_[t];
+                const float *Bn = B_ + t * N, *hprev = hs.data() + t * N;
+                float *h = hs.data() + (t + 1) * N, *da = dAs.data() + t * N;
                 for (int64_t n = 0; n < N; ++n) da[n] = fast_exp(dt * a_[n]);
-                if (hprev) {
-                    for (int64_t n = 0; n < N; ++n) h[n] = da[n] * hprev[n] + dtx * Bn[n];
-                } else {
-                    for (int64_t n = 0; n < N; ++n) h[n] = dtx * Bn[n];
-                }
-                // y_t (before gating) is needed for dz.
-                if (z_) {
-                    const float *Cn = C_ + t * N;
+                for (int64_t n = 0; n < N; ++n) h[n] = da[n] * hprev[n] + dtx * Bn[n];
+            }
+            // The gradient reaching y_t before the gate; the gate's own gradient needs y_t.
+            if (pgate) {
+                const float *gt_ = pgate + task * L, *dg_ = pdgate + task * L;
+                float *dz_ = pdz + task * L;
+                for (int64_t t = 0; t < L; ++t) {
+                    MT_REASSOCIATE
+                    const float *Cn = C_ + t * N, *h = hs.data() + (t + 1) * N;
                     float acc = 0.f;
                     for (int64_t n = 0; n < N; ++n) acc += Cn[n] * h[n];
                     const float y = acc + D_e * u_[t];
-                    const float sz = sigmoid(z_[t]);
-                    gys[t] = g_[t] * z_[t] * sz;
-                    dz_[t] = g_[t] * y * sz * (1.f + z_[t] * (1.f - sz));
-                } else {
-                    gys[t] = g_[t];
+                    gys[t] = g_[t] * gt_[t];
+                    dz_[t] = g_[t] * y * dg_[t];
                 }
+            } else {
+                std::copy(g_, g_ + L, gys.begin());
             }
             // Walk back in time with the state adjoint gh = dLoss/dh_t.
             std::fill(gh.begin(), gh.end(), 0.f);
             std::fill(gA.begin(), gA.end(), 0.f);
             float gD = 0.f, gbias = 0.f;
             for (int64_t t = L - 1; t >= 0; --t) {
-                const float gy = gys[t], x = u_[t], dt = dts[t];
-                const float *Bn = B_ + t * N, *Cn = C_ + t * N, *h = hs.data() + t * N;
-                const float *hprev = t > 0 ? h - N : nullptr;
-                const float *da = dAs.data() + t * N;
-                const float *da_next = t + 1 < L ? da + N : nullptr;
+                MT_REASSOCIATE
+                const float gy = gys[t], x = u_[t], dt = dt_[t], dtx = dt * x;
+                const float *Bn = B_ + t * N, *Cn = C_ + t * N;
+                const float *h = hs.data() + (t + 1) * N, *hprev = hs.data() + t * N;
+                const float *da = dAs.data() + t * N, *da_next = da + N;
                 float *dBn = dB_ + t * N, *dCn = dC_ + t * N;
-                float gdt = 0.f, gx = gy * D_e;
+                float gdt = 0.f, gBx = 0.f;
                 gD += gy * x;
                 for (int64_t n = 0; n < N; ++n) {
                     // h_{t+1} = dA_{t+1} h_t + ...: carry the adjoint back one step, add y_t's term.
-                    const float ghn = (da_next ? da_next[n] * gh[n] : 0.f) + gy * Cn[n];
+                    const float ghn = da_next[n] * gh[n] + gy * Cn[n];
                     gh[n] = ghn;
                     dCn[n] = gy * h[n];
-                    dBn[n] = ghn * dt * x;
-                    gx += ghn * dt * Bn[n];
+                    dBn[n] = ghn * dtx;
+                    gBx += ghn * Bn[n];
                     // d h_t / d dt = A h_{t-1} dA_t + B_t x_t
-                    const float gdA = hprev ? ghn * hprev[n] * da[n] : 0.f;
-                    gdt += gdA * a_[n] + ghn * Bn[n] * x;
+                    const float gdA = ghn * hprev[n] * da[n];
+                    gdt += gdA * a_[n];
                     gA[n] += gdA * dt;
                 }
-                du_[t] = gx;
-                float graw = gdt;
-                if (use_softplus) {
-                    const float raw = d_[t] + bias_e;
-                    if (raw <= 20.f) graw *= sigmoid(raw);
-                }
+                du_[t] = gy * D_e + gBx * dt;
+                gdt += gBx * x;
+                const float graw = pddt ? gdt * pddt[task * L + t] : gdt;
                 dd_[t] = graw;
                 gbias += graw;
             }

@@ -2,7 +2,7 @@ import Torch
 
 /// Builds a network by name for a given number of input channels and output channels.
 public enum ModelFactory {
-    public static let names = ["unet", "unetpp", "plainunet", "setr_mla"]
+    public static let names = ["unet", "unetpp", "plainunet", "ultralight_vmunet", "setr_mla"]
 
     public struct Spec: Codable, Equatable, Sendable {
         public var name: String
@@ -31,14 +31,31 @@ public enum ModelFactory {
         case "unetpp":
             return try UNetPlusPlus(.init(dims: spec.dims, inChannels: spec.inChannels, classes: spec.outChannels,
                                           baseFeatures: spec.features, depth: spec.depth, deepSupervision: spec.deepSupervision))
+        case "ultralight_vmunet":
+            // Widths f, 2f, 3f, 4f, 6f, 8f: the published [8, 16, 24, 32, 48, 64] for f = 8. Logits out
+            // (the published sigmoid is folded into the loss), so training and prediction treat it
+            // like every other binary model; the weights are the same.
+            guard spec.dims == 2 else { throw TorchError("ultralight_vmunet is a 2D model, got dims \(spec.dims)") }
+            let f = spec.features
+            return try UltraLightVMUNet(.init(inChannels: spec.inChannels, classes: spec.outChannels,
+                                              channels: [f, 2 * f, 3 * f, 4 * f, 6 * f, 8 * f], sigmoidOutput: false))
         case "setr_mla":
             guard spec.dims == 2 else { throw TorchError("setr_mla is a 2D model, got dims \(spec.dims)") }
-            return try SETRMLA(.init(encoder: .init(inChannels: spec.inChannels), classes: spec.outChannels))
+            // features = ViT width (768 for ViT-B/16), depth = its blocks (12); heads of 64 channels.
+            let encoder = VisionTransformer.Config(inChannels: spec.inChannels, hidden: spec.features, depth: spec.depth,
+                                                   heads: max(1, spec.features / 64), mlpDim: 4 * spec.features)
+            return try SETRMLA(.init(encoder: encoder, classes: spec.outChannels))
         default:
             throw TorchError("unknown model '\(spec.name)'; available: \(names.joined(separator: ", "))")
         }
     }
 
     /// The factor every spatial size of the input must be divisible by.
-    public static func sizeDivisor(_ spec: Spec) -> Int { spec.name == "setr_mla" ? 16 : 1 << (spec.depth - 1) }
+    public static func sizeDivisor(_ spec: Spec) -> Int {
+        switch spec.name {
+        case "setr_mla": return 16
+        case "ultralight_vmunet": return UltraLightVMUNet.sizeDivisor
+        default: return 1 << (spec.depth - 1)
+        }
+    }
 }

@@ -14,7 +14,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Model: unet.") var model: String?
     @Option(help: "Run folder for checkpoints and logs.") var out: String?
     @Option(help: "YAML file with settings.") var config: String?
-    @Option(help: "Named recipe: \(Presets.names.joined(separator: ", ")).") var preset: String?
+    @Option(help: "Named recipe: \(TrainingPresets.names.joined(separator: ", ")).") var preset: String?
     @Option(help: "Epochs.") var epochs: Int?
     @Option(help: "Iterations per epoch.") var iterations: Int?
     @Option(help: "Batch size (per process).") var batchSize: Int?
@@ -48,10 +48,7 @@ struct TrainCommand: ParsableCommand {
             return
         }
         var c = TrainingConfig()
-        if let preset {
-            guard let yaml = Presets.yaml[preset] else { throw ValidationError("unknown preset '\(preset)'; available: \(Presets.names.joined(separator: ", "))") }
-            c = try c.merging(yaml: yaml, source: "preset \(preset)")
-        }
+        if let preset { c = try TrainingPresets.config(preset) }
         if let config {
             let text: String
             do { text = try String(contentsOfFile: config, encoding: .utf8) } catch { throw ValidationError("\(config): cannot read the config file") }

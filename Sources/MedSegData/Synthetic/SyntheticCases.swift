@@ -10,12 +10,16 @@ public struct SyntheticCases {
         public var size: [Int]
         /// Foreground classes (labels 1...classes).
         public var classes = 1
+        /// Image channels (3 for colour-like, 4 for multi-modal MRI-like data); each sees the same
+        /// structures with its own contrast and noise.
+        public var channels = 1
         public var seed: UInt64 = 0
 
-        public init(dims: Int = 2, size: [Int]? = nil, classes: Int? = nil, seed: UInt64 = 0) {
+        public init(dims: Int = 2, size: [Int]? = nil, classes: Int? = nil, channels: Int = 1, seed: UInt64 = 0) {
             self.dims = dims
             self.size = size ?? (dims == 2 ? [128, 128] : [64, 64, 32])
             self.classes = classes ?? (dims == 2 ? 1 : 2)
+            self.channels = channels
             self.seed = seed
         }
 
@@ -31,6 +35,9 @@ public struct SyntheticCases {
         }
         guard options.size.allSatisfy({ $0 >= 16 }) else {
             throw DataError("synthetic data: every axis needs at least 16 voxels, got \(options.size)")
+        }
+        guard (1...8).contains(options.channels) else {
+            throw DataError("synthetic data: channels must be 1 to 8, got \(options.channels)")
         }
         guard (1...8).contains(options.classes) else {
             throw DataError("synthetic data: classes must be 1 to 8, got \(options.classes)")
@@ -101,7 +108,13 @@ public struct SyntheticCases {
             label[i] = Float(l)
         }
         let geometry = ImageGeometry(spacing: spacing)
-        return (MedicalImage(size: size, voxels: image, pixelType: .float32, geometry: geometry),
+        var voxels = image
+        for _ in 1..<options.channels {
+            // Further channels: the same anatomy with another gain, offset and noise.
+            let gain = rng.uniform(0.6, 1.4), offset = rng.uniform(-20, 20)
+            voxels += image.map { Float(Double($0) * gain + offset + 3 * rng.gaussian()) }
+        }
+        return (MedicalImage(size: size, channels: options.channels, voxels: voxels, pixelType: .float32, geometry: geometry),
                 MedicalImage(size: size, voxels: label, pixelType: .uint8, geometry: geometry))
     }
 }

@@ -10,7 +10,8 @@ extension SyntheticCases {
         let ending = fileEnding ?? (options.dims == 2 ? ".png" : ".nii.gz")
         var labels = ["background": 0]
         for c in 1...options.classes { labels[options.classes == 1 ? "foreground" : "class\(c)"] = c }
-        let writer = try RawDatasetWriter(root: root, channelNames: [options.dims == 2 ? "gray" : "MRI"], labels: labels,
+        let names = options.channels == 1 ? [options.dims == 2 ? "gray" : "MRI"] : (0..<options.channels).map { "channel\($0)" }
+        let writer = try RawDatasetWriter(root: root, channelNames: names, labels: labels,
                                           fileEnding: ending, name: "Synthetic\(options.dims)D")
         let labelsTs = root.appendingPathComponent("labelsTs")
         for i in 0..<(training + test) {

@@ -94,7 +94,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         if patch_size.count != dims { try fail("patch_size", "needs \(dims) values for dims \(dims), got \(patch_size)") }
         if patch_size.contains(where: { $0 < 8 }) { try fail("patch_size", "every value must be at least 8, got \(patch_size)") }
         if features < 1 { try fail("features", "must be positive, got \(features)") }
-        if depth < 2 || depth > 8 { try fail("depth", "must be 2 to 8, got \(depth)") }
+        if depth < 2 || depth > 32 { try fail("depth", "must be 2 to 32 (levels of a U-Net, blocks of a ViT), got \(depth)") }
         if batch_size < 1 { try fail("batch_size", "must be positive, got \(batch_size)") }
         if epochs < 1 { try fail("epochs", "must be positive, got \(epochs)") }
         if iterations < 1 { try fail("iterations", "must be positive, got \(iterations)") }

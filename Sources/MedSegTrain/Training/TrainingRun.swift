@@ -131,7 +131,7 @@ public final class TrainingRun {
         let trainCases = try allCases.filter { trainIDs.contains($0.identifier) }.map { try reader.load($0, classes: classes) }
         let valCases = try allCases.filter { valIDs.contains($0.identifier) }.map { try reader.load($0, classes: classes) }
         guard let first = trainCases.first else { throw TrainingError("fold \(c.fold) has no training cases") }
-        let divisor = 1 << (c.depth - 1)
+        let divisor = ModelFactory.sizeDivisor(.init(name: c.model, dims: c.dims, inChannels: 1, outChannels: 1, features: c.features, depth: c.depth))
         if let bad = c.patch_size.first(where: { $0 % divisor != 0 }) {
             throw ConfigError("key 'patch_size': \(bad) is not divisible by \(divisor), which a \(c.depth)-level network needs")
         }

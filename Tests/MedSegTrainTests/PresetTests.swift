@@ -1,0 +1,70 @@
+import Foundation
+import XCTest
+import MedSegData
+import Torch
+@testable import MedSegTrain
+
+/// Every seed preset trains on synthetic data of its kind with the loss going down. Sizes and
+/// widths are cut down so that a CPU test takes seconds; everything else is the preset's recipe.
+final class PresetTests: XCTestCase {
+    private var temp: URL!
+
+    override func setUpWithError() throws {
+        temp = FileManager.default.temporaryDirectory.appendingPathComponent("preset-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(at: temp) }
+
+    private func train(_ preset: String, data options: SyntheticCases.Options, overrides: String) throws -> [EpochRecord] {
+        let data = temp.appendingPathComponent(preset + "-data")
+        try SyntheticCases(options).write(to: data, training: 6, test: 0, fileEnding: ".nii.gz")
+        var config = try TrainingPresets.config(preset)
+        config = try config.merging(yaml: overrides + "\nthreads: 1\nworkers: 0\nval_every: 100\n", source: "test overrides")
+        let run = TrainingRun(config: config, datasetFolder: data, runFolder: temp.appendingPathComponent(preset))
+        run.verbose = false
+        try run.run()
+        return try Checkpoint.load(TrainingRun.checkpointURL(run.runFolder, "checkpoint_final")).state.history
+    }
+
+    private func assertLossGoesDown(_ history: [EpochRecord], _ preset: String) {
+        let first = history.first!.trainLoss, last = history.last!.trainLoss
+        XCTAssertTrue(first.isFinite && last.isFinite, preset)
+        XCTAssertLessThan(last, first, "\(preset): train loss \(history.map(\.trainLoss))")
+    }
+
+    func testISBIUNet() throws {
+        let h = try train("isbi2012-unet", data: .init(dims: 2, size: [32, 32], classes: 1, seed: 1),
+                          overrides: "features: 4\ndepth: 3\npatch_size: [32, 32]\nepochs: 4\niterations: 4\nlr: 0.01\nnormalization: zscore")
+        assertLossGoesDown(h, "isbi2012-unet")
+    }
+
+    func testISICUltraLight() throws {
+        let h = try train("isic-ultralight", data: .init(dims: 2, size: [64, 64], classes: 1, channels: 3, seed: 2),
+                          overrides: "features: 4\npatch_size: [64, 64]\nbatch_size: 2\nepochs: 4\niterations: 3\nlr: 0.01\nnormalization: zscore")
+        assertLossGoesDown(h, "isic-ultralight")
+    }
+
+    func testLiverUNetPlusPlus3D() throws {
+        let h = try train("liver-unetpp-3d", data: .init(dims: 3, size: [24, 24, 16], classes: 2, seed: 3),
+                          overrides: "features: 2\ndepth: 3\npatch_size: [16, 16, 16]\nepochs: 4\niterations: 3\nnormalization: zscore")
+        assertLossGoesDown(h, "liver-unetpp-3d")
+    }
+
+    func testFundusSETR() throws {
+        let h = try train("fundus-setr-mla", data: .init(dims: 2, size: [32, 32], classes: 1, seed: 4),
+                          overrides: "features: 32\ndepth: 4\npatch_size: [32, 32]\nbatch_size: 2\nepochs: 4\niterations: 3\nlr: 0.003\nnormalization: zscore")
+        assertLossGoesDown(h, "fundus-setr-mla")
+    }
+
+    func testBraTSPlainUNet2D() throws {
+        let h = try train("brats-nnunet-2d", data: .init(dims: 2, size: [32, 32], classes: 3, channels: 4, seed: 5),
+                          overrides: "features: 4\ndepth: 3\npatch_size: [32, 32]\nbatch_size: 4\nepochs: 4\niterations: 3\nlr: 0.01")
+        assertLossGoesDown(h, "brats-nnunet-2d")
+    }
+
+    func testEveryPresetIsValid() throws {
+        for name in TrainingPresets.names { XCTAssertNoThrow(try TrainingPresets.config(name).validate(), name) }
+        XCTAssertThrowsError(try TrainingPresets.config("nope"))
+    }
+}
