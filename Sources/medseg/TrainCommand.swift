@@ -30,6 +30,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
     @Option(help: "Continue a run: its folder or a checkpoint file.") var resume: String?
     @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
+    @Option(help: "Pretrained encoder weights (.pth or .safetensors) for setr_mla's ViT-B/16.") var encoderWeights: String?
     @Option(help: "Processes to start on this node (data-parallel ranks; --batch-size is per process).") var nprocPerNode: Int?
     @Option(help: "Nodes taking part.") var nnodes = 1
     @Option(help: "This node's index, 0..nnodes-1.") var nodeRank = 0
@@ -68,6 +69,7 @@ struct TrainCommand: ParsableCommand {
         if let saveEvery { c.save_every = saveEvery }
         if let seed { c.seed = seed }
         if let threads { c.threads = threads }
+        if let encoderWeights { c.encoder_weights = encoderWeights }
         try c.validate(source: "command line")
 
         let resumeURL = resume.map { URL(fileURLWithPath: $0) }

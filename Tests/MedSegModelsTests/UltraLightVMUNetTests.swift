@@ -51,17 +51,25 @@ final class UltraLightVMUNetTests: XCTestCase {
         let x = try FixtureSupport.tensor(fx["input"])
         XCTAssertEqual(x.shape, [1, 3, 64, 64])
         let y = try model(x)
-        try FixtureSupport.assertClose(y, try FixtureSupport.tensor(fx["output"]), rtol: 1e-4, atol: 1e-5, "UltraLight VM-UNet output")
+        let expected = try FixtureSupport.tensor(fx["output"])
+        try FixtureSupport.assertClose(y, expected, rtol: 1e-4, atol: 1e-5, "UltraLight VM-UNet output")
+        print("UltraLight VM-UNet parity: max |output difference| \(try (y - expected).abs().max().item())")
         let loss = try (y * FixtureSupport.tensor(fx["target"])).mean()
         XCTAssertEqual(try loss.item(), fx["loss"] as! Double, accuracy: 1e-5)
         try loss.backward()
         let params = Dictionary(uniqueKeysWithValues: model.namedParameters().map { ($0.name, $0.tensor) })
         let grads = fx["grads"] as! [String: Any]
         XCTAssertEqual(grads.count, 14)
+        var worst = 0.0
         for (name, g) in grads {
-            try FixtureSupport.assertClose(try XCTUnwrap(params[name]?.grad, name), try FixtureSupport.tensor(g),
-                                           rtol: 1e-3, atol: 1e-5, "grad \(name)")
+            let mine = try XCTUnwrap(params[name]?.grad, name), ref = try FixtureSupport.tensor(g)
+            // Within 1e-4 of the parameter's largest gradient element (gradient scales differ by
+            // orders of magnitude between parameters).
+            let scale = try ref.abs().max().item()
+            try FixtureSupport.assertClose(mine, ref, rtol: 1e-4, atol: 1e-4 * scale, "grad \(name)")
+            worst = max(worst, try (mine - ref).abs().max().item() / scale)
         }
+        print("UltraLight VM-UNet parity: max gradient difference relative to the gradient's largest element \(worst)")
     }
 
     func testShapesLogitsAndErrors() throws {

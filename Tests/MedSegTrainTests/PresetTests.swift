@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import MedSegData
 import Torch
+import MedSegModels
 @testable import MedSegTrain
 
 /// Every seed preset trains on synthetic data of its kind with the loss going down. Sizes and
@@ -51,10 +52,29 @@ final class PresetTests: XCTestCase {
         assertLossGoesDown(h, "liver-unetpp-3d")
     }
 
-    func testFundusSETR() throws {
+    func testFundusSETRWithPretrainedFrozenEncoder() throws {
+        // "Pretrained" encoder weights: another initialization of the same ViT, saved with a DDP prefix.
+        Torch.manualSeed(77)
+        let donor = try ModelFactory.make(.init(name: "setr_mla", dims: 2, inChannels: 1, outChannels: 1, features: 32, depth: 4))
+        let encoder = donor.namedStateTensors().filter { $0.name.hasPrefix("encoder.") }
+            .map { ("module." + String($0.name.dropFirst("encoder.".count)), $0.tensor) }
+        let weights = temp.appendingPathComponent("vit.safetensors")
+        try Safetensors.save(StateDict(encoder), to: weights)
+
         let h = try train("fundus-setr-mla", data: .init(dims: 2, size: [32, 32], classes: 1, seed: 4),
-                          overrides: "features: 32\ndepth: 4\npatch_size: [32, 32]\nbatch_size: 2\nepochs: 4\niterations: 3\nlr: 0.003\nnormalization: zscore")
+                          overrides: "features: 32\ndepth: 4\npatch_size: [32, 32]\nbatch_size: 2\nepochs: 4\niterations: 3\nlr: 0.003\nnormalization: zscore\nencoder_weights: \(weights.path)")
         assertLossGoesDown(h, "fundus-setr-mla")
+        // The encoder was loaded and stayed frozen through training.
+        let trained = try Checkpoint.load(TrainingRun.checkpointURL(temp.appendingPathComponent("fundus-setr-mla"), "checkpoint_final"))
+        let saved = Dictionary(uniqueKeysWithValues: encoder.map { (String($0.0.dropFirst("module.".count)), $0.1) })
+        var compared = 0
+        for (name, t) in trained.model where name.hasPrefix("encoder.") {
+            XCTAssertTrue(try t.equal(XCTUnwrap(saved[String(name.dropFirst("encoder.".count))])), name)
+            compared += 1
+        }
+        XCTAssertEqual(compared, encoder.count)
+        // Optimizer state exists only for the decoder: AdamW's two moments per trainable tensor.
+        XCTAssertEqual(trained.optimizer.filter { $0.name.hasSuffix("exp_avg") }.count, donor.trainableParameters().count)
     }
 
     func testBraTSPlainUNet2D() throws {

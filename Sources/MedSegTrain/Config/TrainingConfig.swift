@@ -12,6 +12,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var features = 32
     public var depth = 4
     public var deep_supervision = false
+    /// Pretrained encoder weights (.pth or .safetensors) for models with one (setr_mla's ViT-B/16).
+    public var encoder_weights = ""
 
     // Data
     public var patch_size: [Int] = [128, 128]

@@ -145,6 +145,13 @@ public final class TrainingRun {
         let spec = ModelSpecRecord(network: network, patchSize: c.patch_size, normalization: c.normalization,
                                    intensityStatistics: ctStats, labels: dataset.description.labelValues, binary: binary)
         let model = try ModelFactory.make(network)
+        if !c.encoder_weights.isEmpty && loaded == nil {
+            guard let setr = model as? SETRMLA else {
+                throw ConfigError("key 'encoder_weights': model '\(c.model)' has no pretrained encoder to load")
+            }
+            let report = try setr.loadEncoderWeights(url: URL(fileURLWithPath: c.encoder_weights))
+            if isMain { print("encoder weights \(c.encoder_weights):\n\(report)") }
+        }
         try model.to(device: device)
         let optimizer = try Self.makeOptimizer(c, model.trainableParameters())
         let scheduler = LRScheduler(optimizer, Self.makeSchedule(c))

@@ -1,0 +1,64 @@
+"""PyTorch references of the model zoo timed like `medseg benchmark` (Adam, BCE-with-logits,
+warm-up steps then timed steps), built from the reference implementations the parity tests use
+(scripts/fixtures/*.py). Usage: python3 bench/zoo_ref.py MODEL MODE SIZE BATCH THREADS WARMUP STEPS"""
+import json, os, sys, time
+import torch, torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "scripts", "fixtures"))
+
+
+def build(name):
+    if name == "unetpp":
+        from make_zoo_fixtures_unet import UNetPlusPlus
+        return UNetPlusPlus(3, 1, 3, 32, 5, deep_supervision=False), (1, 3)
+    if name == "plainunet":
+        from make_zoo_fixtures_unet import PlainConvUNet
+        feats = [min(32 * 2 ** i, 512) for i in range(6)]
+        return PlainConvUNet(2, 4, 4, feats, [[3, 3]] * 6, [[1, 1]] + [[2, 2]] * 5, deep_supervision=False), (4, 4)
+    if name == "ultralight_vmunet":
+        from make_ultralight_fixtures import UltraLight_VM_UNet
+        return UltraLight_VM_UNet(num_classes=1, input_channels=3), (3, 1)
+    if name == "setr_mla":
+        from make_setr_fixtures import SETRMLA
+        m = SETRMLA(dict(img=224, p=16, cin=3, dim=768, depth=12, heads=12, mlp=3072), classes=1)
+        m.encoder.requires_grad_(False)
+        return m, (3, 1)
+    raise SystemExit("unknown model " + name)
+
+
+def main():
+    name, mode, size, batch, threads, warmup, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), \
+        int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model, (cin, cout) = build(name)
+    dims = 3 if name == "unetpp" else 2
+    shape = (batch, cin) + (size,) * dims
+    x = torch.randn(*shape)
+    y = (torch.rand((batch, cout) + (size,) * dims) > 0.5).float()
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], 1e-4)
+    model.train(mode == "train")
+
+    def out(o):
+        return o[0] if isinstance(o, (list, tuple)) else o
+
+    def step():
+        if mode == "train":
+            opt.zero_grad(set_to_none=True)
+            F.binary_cross_entropy_with_logits(out(model(x)), y).backward()
+            opt.step()
+        else:
+            with torch.no_grad():
+                model(x)
+    for _ in range(warmup):
+        step()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    dt = (time.perf_counter() - t) / steps
+    print(json.dumps({"model": name, "mode": mode, "params": sum(p.numel() for p in model.parameters()), "img_per_s": batch / dt}))
+
+
+if __name__ == "__main__":
+    main()
