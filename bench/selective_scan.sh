@@ -11,13 +11,14 @@
 # F.benchmarkSelectiveScan in a release build). `--direct` times the same C entry point from a
 # small C++ program built here instead (for builds whose medseg lacks the option).
 # Usage: bash bench/selective_scan.sh [--direct] [threads] [ref-iterations]
+# SHAPES="B,E,L ..." picks shapes; NO_LOOP=1 skips the per-timestep loop (minutes at L 1024).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 direct=0
 if [ "${1:-}" = "--direct" ]; then direct=1; shift; fi
 threads=${1:-2}
 iters=${2:-5}
-shapes="8,12,1024 8,16,256 8,24,64 8,32,64 8,24,256 8,16,1024"
+shapes=${SHAPES:-"8,12,1024 8,16,256 8,24,64 8,32,64 8,24,256 8,16,1024"}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -86,7 +87,7 @@ for s in $shapes; do
   ours=$(fused "$b" "$e" "$l")
   # The per-timestep loop's backward is very slow at L 1024: fewer iterations there.
   loop_iters=$iters; [ "$l" -ge 1024 ] && loop_iters=2
-  refs=$( /usr/bin/python3 bench/selective_scan_ref.py --threads "$threads" --iterations "$loop_iters" --impl loop "$s";
+  refs=$( [ "${NO_LOOP:-0}" = 1 ] || /usr/bin/python3 bench/selective_scan_ref.py --threads "$threads" --iterations "$loop_iters" --impl loop "$s";
           /usr/bin/python3 bench/selective_scan_ref.py --threads "$threads" --iterations "$iters" --impl doubling --impl logcumsum "$s" )
   /usr/bin/python3 - "$ours" "$refs" <<'PY'
 import json, sys
@@ -94,9 +95,9 @@ ours = json.loads(sys.argv[1])
 refs = {r["impl"]: r for r in map(json.loads, sys.argv[2].strip().splitlines()) if "impl" in r}
 tot = lambda r: r["forward_ms"] + r["backward_ms"]
 fused = tot(ours)
-cols = [tot(refs[k]) for k in ("loop", "doubling", "logcumsum")]
+cols = [tot(refs[k]) if k in refs else float("nan") for k in ("loop", "doubling", "logcumsum")]
 shape = f"{ours['batch']}x{ours['channels']}x{ours['length']}"
 print(f"{shape:<10}{ours['channels']:<5}{ours['length']:<6}{ours['forward_ms']:>12.3f}{ours['backward_ms']:>12.3f}"
-      + "".join(f"{c:>14.3f}" for c in cols) + f"{min(cols) / fused:>13.1f}x")
+      + "".join(f"{c:>14.3f}" for c in cols) + f"{min(c for c in cols if c == c) / fused:>13.1f}x")
 PY
 done

@@ -26,8 +26,24 @@ struct BenchmarkCommand: ParsableCommand {
     @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
     @Flag(help: "Print one JSON object.") var json = false
     @Option(help: "Data-parallel ranks to start on this machine (training mode; batch size per rank).") var nprocPerNode: Int?
+    @Option(help: "Time one operation instead of a model: selective-scan (Mamba's fused scan, forward and backward).") var op: String?
+    @Option(help: "selective-scan: channels E.") var channels = 16
+    @Option(help: "selective-scan: sequence length L.") var length = 1024
+    @Option(help: "selective-scan: state size N.") var state = 16
 
     func run() throws {
+        if let op {
+            guard op == "selective-scan" else { throw ValidationError("--op must be selective-scan, got '\(op)'") }
+            if let threads { Torch.threads = threads }
+            _ = try F.benchmarkSelectiveScan(batch: batchSize, channels: channels, length: length, state: state, iterations: max(1, warmup))
+            let t = try F.benchmarkSelectiveScan(batch: batchSize, channels: channels, length: length, state: state, iterations: steps)
+            if json {
+                print("{\"op\":\"selective-scan\",\"batch\":\(batchSize),\"channels\":\(channels),\"length\":\(length),\"state\":\(state),\"forward_ms\":\(t.forwardMs),\"backward_ms\":\(t.backwardMs)}")
+            } else {
+                print(String(format: "selective scan B=%d E=%d L=%d N=%d: forward %.3f ms, backward %.3f ms", batchSize, channels, length, state, t.forwardMs, t.backwardMs))
+            }
+            return
+        }
         let environment = try DistributedEnvironment.fromEnvironment()
         if environment == nil, let nproc = nprocPerNode {
             var args = Array(CommandLine.arguments.dropFirst())
