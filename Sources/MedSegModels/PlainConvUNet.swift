@@ -170,11 +170,7 @@ public final class PlainConvUNet: Module {
         registerModule("decoder", decoder)
         // dynamic_network_architectures' InitWeights_He(1e-2): kaiming normal (fan in, leaky
         // slope 1e-2) for conv and transposed-conv weights, zero biases; norms keep ones/zeros.
-        for (_, m) in namedModules() {
-            guard let conv = m as? ConvNd else { continue }
-            try Init.kaimingNormal_(conv.weight, a: 1e-2)
-            if let b = conv.bias { try Init.constant_(b, 0) }
-        }
+        try Init.heNormalConvolutions(self)
     }
 
     /// The full-resolution logits (the first of `outputs(_:)`; the lower-resolution seg layers

@@ -92,11 +92,7 @@ public final class UNetPlusPlus: Module {
         }
         for (k, h) in heads.enumerated() { registerModule("final\(k + 1)", h) }
         // nnU-Net's InitWeights_He(1e-2).
-        for (_, m) in namedModules() {
-            guard let conv = m as? ConvNd else { continue }
-            try Init.kaimingNormal_(conv.weight, a: 1e-2)
-            if let b = conv.bias { try Init.constant_(b, 0) }
-        }
+        try Init.heNormalConvolutions(self)
     }
 
     /// The final prediction, the head on X(0, depth-1).

@@ -55,6 +55,16 @@ public enum Init {
         }
     }
 
+    /// nnU-Net's initialization of every convolution in `module`: kaiming_normal_ with the
+    /// LeakyReLU slope, biases zero.
+    public static func heNormalConvolutions(_ module: Module, negativeSlope: Double = 1e-2) throws {
+        for (_, m) in module.namedModules() {
+            guard let conv = m as? ConvNd else { continue }
+            try kaimingNormal_(conv.weight, a: negativeSlope)
+            if let b = conv.bias { try constant_(b, 0) }
+        }
+    }
+
     /// The default Linear/Conv initialization: kaiming_uniform(a=sqrt(5)) weight, uniform(±1/sqrt(fan_in)) bias.
     static func resetLinearLike(weight: Tensor, bias: Tensor?) throws {
         try kaimingUniform_(weight, a: 5.0.squareRoot())
