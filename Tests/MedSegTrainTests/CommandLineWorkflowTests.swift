@@ -82,4 +82,20 @@ final class CommandLineWorkflowTests: XCTestCase {
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.output.contains("dataset.json"), bad.output)
     }
+
+    func testPlanThenPreprocessTwice() throws {
+        let data = temp.appendingPathComponent("vol").path
+        try medseg(["data", "synth", "--dim", "3", "--cases", "4", "--test-cases", "1", "--size", "32,32,16", "--out", data])
+        let plan = try medseg(["plan", data])
+        XCTAssertTrue(plan.output.contains("3d_fullres: spacing [2.5, 0.8, 0.8]"), plan.output)
+        let plans = try ExperimentPlans.load(URL(fileURLWithPath: data + "/plans.json"))
+        XCTAssertEqual(Set(plans.configurations.keys), ["2d", "3d_fullres"])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: data + "/dataset_fingerprint.json"))
+        let first = try medseg(["preprocess", data, "--config", "3d_fullres"])
+        XCTAssertTrue(first.output.contains("4 case(s) preprocessed, 0 already up to date"), first.output)
+        let second = try medseg(["preprocess", data, "--config", "3d_fullres"])
+        XCTAssertTrue(second.output.contains("0 case(s) preprocessed, 4 already up to date"), second.output)
+        let missing = try medseg(["preprocess", data, "--config", "3d_lowres"], expectSuccess: false)
+        XCTAssertTrue(missing.output.contains("no configuration '3d_lowres'"), missing.output)
+    }
 }

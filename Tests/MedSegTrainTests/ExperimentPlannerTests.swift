@@ -1,0 +1,75 @@
+import Foundation
+import XCTest
+import MedSegData
+@testable import MedSegTrain
+
+final class ExperimentPlannerTests: XCTestCase {
+    private func fingerprint(spacings: [[Double]], shapes: [[Int]]) throws -> DatasetFingerprint {
+        func median(_ v: [Double]) -> Double {
+            let s = v.sorted()
+            return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+        }
+        let axes = spacings[0].indices
+        let json: [String: Any] = [
+            "case_identifiers": spacings.indices.map { "c\($0)" },
+            "spacings": spacings, "shapes_after_crop": shapes,
+            "foreground_intensity_properties_per_channel": ["0": ["mean": 0, "median": 0, "std": 1, "min": -1, "max": 1,
+                                                                  "percentile_99_5": 1, "percentile_00_5": -1]],
+            "median_relative_size_after_cropping": 1,
+            "median_spacing": axes.map { a in median(spacings.map { $0[a] }) },
+            "median_shape": axes.map { a in median(shapes.map { Double($0[a]) }) },
+            "samples_per_case": 100,
+        ]
+        return try JSONDecoder().decode(DatasetFingerprint.self, from: JSONSerialization.data(withJSONObject: json))
+    }
+
+    func testIsotropicVolumeKeepsTheMedianSpacingAndFitsTheBudget() throws {
+        let fp = try fingerprint(spacings: Array(repeating: [1, 1, 1], count: 5), shapes: Array(repeating: [160, 160, 160], count: 5))
+        let planner = ExperimentPlanner(memoryGB: 8)
+        XCTAssertEqual(planner.targetSpacing(fp), [1, 1, 1])
+        let plan = try planner.plan(fp, dims: 3, inChannels: 1, classes: 2, channelNames: ["CT"])
+        XCTAssertEqual(plan.normalization_schemes, ["CTNormalization"])
+        XCTAssertGreaterThanOrEqual(plan.batch_size, 2)
+        for (axis, p) in plan.patch_size.enumerated() {
+            let divisor = plan.strides.map { $0[axis] }.reduce(1, *)
+            XCTAssertEqual(p % divisor, 0, "patch divisible by the pooling of axis \(axis)")
+            XCTAssertLessThanOrEqual(p, 160, "never larger than the median shape")
+        }
+        // A smaller budget shrinks the patch.
+        let small = try ExperimentPlanner(memoryGB: 1).plan(fp, dims: 3, inChannels: 1, classes: 2, channelNames: ["MRI"])
+        XCTAssertLessThan(small.patch_size.reduce(1, *), plan.patch_size.reduce(1, *))
+        XCTAssertEqual(small.normalization_schemes, ["ZScoreNormalization"])
+    }
+
+    func testAnisotropicAxisTakesThe10thPercentileAndPoolsLater() throws {
+        // z (array axis 0) is far coarser and has few slices: nnU-Net's anisotropy rule applies.
+        let zs: [Double] = [5, 4, 3, 6, 5, 2.5, 5, 4, 5, 6]
+        let fp = try fingerprint(spacings: zs.map { [$0, 0.8, 0.8] }, shapes: zs.map { _ in [30, 256, 256] })
+        let planner = ExperimentPlanner()
+        let target = planner.targetSpacing(fp)
+        let sorted = zs.sorted()
+        let p10 = sorted[0] + (sorted[1] - sorted[0]) * 0.9
+        XCTAssertEqual(target[0], p10, accuracy: 1e-9)
+        XCTAssertEqual(Array(target[1...]), [0.8, 0.8])
+        let plan = try planner.plan(fp, dims: 3, inChannels: 1, classes: 2, channelNames: ["MRI"])
+        XCTAssertEqual(plan.strides[1], [1, 2, 2], "the coarse axis is not pooled at first")
+        XCTAssertEqual(plan.kernel_sizes[0][0], 1, "kernel 1 along the coarse axis in the first stage")
+        // Without few slices the median stays.
+        let many = try fingerprint(spacings: zs.map { [$0, 0.8, 0.8] }, shapes: zs.map { _ in [300, 256, 256] })
+        XCTAssertEqual(planner.targetSpacing(many)[0], 5)
+    }
+
+    func testTwoDimensionalPlanOfASmallDataSetCapsTheBatch() throws {
+        let fp = try fingerprint(spacings: Array(repeating: [1, 0.5, 0.5], count: 4), shapes: Array(repeating: [10, 128, 128], count: 4))
+        let plan = try ExperimentPlanner().plan(fp, dims: 2, inChannels: 1, classes: 2, channelNames: ["MRI"])
+        XCTAssertEqual(plan.spacing, [0.5, 0.5])
+        XCTAssertEqual(plan.patch_size, [128, 128])
+        // 5% of 4 x 10 x 128 x 128 voxels is 2 patches: the minimum of 2 applies.
+        XCTAssertEqual(plan.batch_size, 2)
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("plans-\(UUID().uuidString).json")
+        defer { try? FileManager.default.removeItem(at: url) }
+        let plans = ExperimentPlans(dataset_name: "t", configurations: ["2d": plan])
+        try plans.write(to: url)
+        XCTAssertEqual(try ExperimentPlans.load(url), plans)
+    }
+}
