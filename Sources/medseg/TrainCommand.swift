@@ -19,7 +19,9 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Iterations per epoch.") var iterations: Int?
     @Option(help: "Batch size (per process).") var batchSize: Int?
     @Option(help: "Patch size, e.g. 128,128.", transform: parseInts) var patchSize: [Int]?
-    @Option(help: "Base width of the network.") var features: Int?
+    @Option(help: "Base width of the network (ViT width for setr_mla).") var features: Int?
+    @Option(help: "Levels of the network (ViT blocks for setr_mla).") var depth: Int?
+    @Flag(help: "Train the lower-resolution outputs too (unetpp, plainunet).") var deepSupervision = false
     @Option(help: "Learning rate.") var lr: Double?
     @Option(help: "sgd, adam or adamw.") var optimizer: String?
     @Option(help: "poly, cosine, step or constant.") var scheduler: String?
@@ -61,6 +63,8 @@ struct TrainCommand: ParsableCommand {
         if let batchSize { c.batch_size = batchSize }
         if let patchSize { c.patch_size = patchSize; c.dims = patchSize.count }
         if let features { c.features = features }
+        if let depth { c.depth = depth }
+        if deepSupervision { c.deep_supervision = true }
         if let lr { c.lr = lr }
         if let optimizer { c.optimizer = optimizer }
         if let scheduler { c.scheduler = scheduler }

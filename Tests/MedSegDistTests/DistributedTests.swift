@@ -111,6 +111,23 @@ final class DistributedRunTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: TrainingRun.checkpointURL(run, "checkpoint_final").path))
     }
 
+    /// A model with a frozen encoder and auxiliary heads trains data-parallel: the frozen
+    /// parameters stay out of the gradient all-reduce and the ranks still agree.
+    func testFrozenEncoderAndAuxiliaryHeadsUnderDataParallel() throws {
+        let data = try dataset(), run = temp.appendingPathComponent("setr"), log = temp.appendingPathComponent("setr.log")
+        let p = try start(["train", "--dataset", data, "--out", run.path, "--model", "setr_mla", "--features", "32", "--depth", "4",
+                           "--epochs", "2", "--iterations", "2", "--batch-size", "2", "--patch-size", "32,32",
+                           "--nproc-per-node", "2", "--master-port", "0"], output: log)
+        p.waitUntilExit()
+        let text = try String(contentsOf: log, encoding: .utf8)
+        XCTAssertEqual(p.terminationStatus, 0, text)
+        XCTAssertTrue(text.contains("all 2 ranks agree on the weights"), text)
+        let final = try Checkpoint.load(TrainingRun.checkpointURL(run, "checkpoint_final"))
+        let optimizerFor = Set(final.optimizer.map { $0.name.split(separator: ".")[1] })
+        let trainable = final.model.filter { !$0.name.hasPrefix("encoder.") && $0.tensor.dtype == .float32 && !$0.name.contains("running_") }
+        XCTAssertEqual(optimizerFor.count, trainable.count, "optimizer state only for the decoder and heads")
+    }
+
     private func rankPID(_ rank: Int, under launcher: Int32) -> Int32? {
         guard let children = try? String(contentsOfFile: "/proc/\(launcher)/task/\(launcher)/children", encoding: .utf8) else { return nil }
         for pid in children.split(separator: " ").compactMap({ Int32($0) }) {
