@@ -26,28 +26,7 @@ final class PlainConvUNetTests: XCTestCase {
         try net.loadState(names.map { ($0, try FixtureSupport.tensor(state[$0])) })
 
         let outs = try net.outputs(FixtureSupport.tensor(fx["input"]))
-        let expected = fx["outputs"] as! [Any]
-        XCTAssertEqual(outs.count, expected.count)
-        var worst = 0.0
-        for (k, (o, e)) in zip(outs, expected).enumerated() {
-            let ref = try FixtureSupport.tensor(e)
-            XCTAssertEqual(o.shape, ref.shape)
-            try FixtureSupport.assertClose(o, ref, rtol: 1e-4, atol: 1e-4, "\(file) output \(k)")
-            worst = max(worst, try (o - ref).abs().max().item())
-        }
-        var loss = try outs[0].square().mean()
-        for k in 1..<outs.count { loss = try loss + outs[k].square().mean() * Double(k + 1) }
-        XCTAssertEqual(try loss.item(), fx["loss"] as! Double, accuracy: 1e-4)
-        try loss.backward()
-        let grads = fx["grads"] as! [String: Any]
-        var worstGrad = 0.0
-        for (name, p) in net.namedParameters() {
-            let ref = try FixtureSupport.tensor(grads[name])
-            let g = try XCTUnwrap(p.grad, name)
-            try FixtureSupport.assertClose(g, ref, rtol: 1e-4, atol: 1e-4, "\(file) grad \(name)")
-            worstGrad = max(worstGrad, try (g - ref).abs().max().item())
-        }
-        print("\(file): max |output diff| \(worst), max |grad diff| \(worstGrad) over \(names.count) parameters")
+        try FixtureSupport.assertOutputsAndGradients(outs, of: net, fixture: fx, file)
     }
 
     func testMatches2DPyTorchReference() throws { try checkParity("plainunet_2d.json") }

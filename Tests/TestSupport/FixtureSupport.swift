@@ -50,3 +50,26 @@ public struct FixtureSupport {
                        file: file, line: line)
     }
 }
+
+extension FixtureSupport {
+    /// Compares a multi-output network with a fixture holding PyTorch's "outputs", the value of
+    /// the loss sum_k (k+1) * mean(output_k^2) as "loss", and every parameter's gradient of it as
+    /// "grads" (all within 1e-4); the network must hold the fixture's weights already.
+    public static func assertOutputsAndGradients(_ outputs: [Tensor], of network: Module, fixture fx: [String: Any], _ what: String,
+                                                 file: StaticString = #filePath, line: UInt = #line) throws {
+        let expected = fx["outputs"] as! [Any]
+        XCTAssertEqual(outputs.count, expected.count, "\(what): number of outputs", file: file, line: line)
+        for (k, (o, e)) in zip(outputs, expected).enumerated() {
+            try assertClose(o, try tensor(e), rtol: 1e-4, atol: 1e-4, "\(what) output \(k)", file: file, line: line)
+        }
+        var loss = try outputs[0].square().mean()
+        for k in 1..<outputs.count { loss = try loss + outputs[k].square().mean() * Double(k + 1) }
+        XCTAssertEqual(try loss.item(), fx["loss"] as! Double, accuracy: 1e-4, "\(what): loss", file: file, line: line)
+        try loss.backward()
+        let grads = fx["grads"] as! [String: Any]
+        for (name, p) in network.namedParameters() {
+            let g = try XCTUnwrap(p.grad, "\(what): no gradient for \(name)", file: file, line: line)
+            try assertClose(g, try tensor(grads[name]), rtol: 1e-4, atol: 1e-4, "\(what) grad \(name)", file: file, line: line)
+        }
+    }
+}
