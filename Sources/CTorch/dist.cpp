@@ -2,7 +2,12 @@
 // collectives, and c10d's Reducer (the engine behind PyTorch DDP: gradient buckets all-reduced as
 // soon as they are ready during backward).
 #include "shim.hpp"
+#include <arpa/inet.h>
 #include <chrono>
+#include <cstdlib>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <torch/version.h>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -22,6 +27,38 @@ struct mt_reducer_s {
 };
 
 namespace {
+// The local address this process reaches the master from: the kernel's route choice for a UDP
+// socket "connected" to it (no packet is sent). Gloo's default device binds to whatever the
+// hostname resolves to, which on Debian is often 127.0.1.1 and unreachable from other nodes.
+std::string route_address_to(const std::string &master) {
+    addrinfo hints{}, *found = nullptr;
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_DGRAM;
+    if (getaddrinfo(master.c_str(), "9", &hints, &found) != 0 || !found) return "";
+    std::string local;
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (fd >= 0 && connect(fd, found->ai_addr, found->ai_addrlen) == 0) {
+        sockaddr_in self{};
+        socklen_t length = sizeof(self);
+        char text[INET_ADDRSTRLEN] = {0};
+        if (getsockname(fd, reinterpret_cast<sockaddr *>(&self), &length) == 0 &&
+            inet_ntop(AF_INET, &self.sin_addr, text, sizeof(text)))
+            local = text;
+    }
+    if (fd >= 0) close(fd);
+    freeaddrinfo(found);
+    return local;
+}
+
+// GLOO_SOCKET_IFNAME names the interface, as in PyTorch; otherwise the one that routes to the master.
+std::shared_ptr<gloo::transport::Device> gloo_device(const std::string &master) {
+    if (const char *name = std::getenv("GLOO_SOCKET_IFNAME"); name && *name)
+        return c10d::ProcessGroupGloo::createDeviceForInterface(name);
+    std::string local = route_address_to(master);
+    if (!local.empty()) return c10d::ProcessGroupGloo::createDeviceForHostname(local);
+    return c10d::ProcessGroupGloo::createDefaultDevice();
+}
+
 void wait(const c10::intrusive_ptr<c10d::Work> &work) {
     if (!work->wait()) throw std::runtime_error("collective did not complete");
 }
@@ -40,7 +77,7 @@ mt_pg_t mt_pg_create(const char *master_addr, int master_port, int rank, int wor
         auto store = c10::make_intrusive<c10d::TCPStore>(std::string(master_addr), options);
         auto gloo = c10d::ProcessGroupGloo::Options::create();
         gloo->timeout = std::chrono::milliseconds(timeout_ms);
-        gloo->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+        gloo->devices.push_back(gloo_device(master_addr));
         auto gloo_group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world_size, gloo);
 #if TORCH_VERSION_MAJOR >= 2
         // From libtorch 2 on, Gloo is a Backend that a ProcessGroup dispatches to.

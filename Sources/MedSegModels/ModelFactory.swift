@@ -13,11 +13,35 @@ public enum ModelFactory {
         public var depth: Int
         /// Extra outputs at lower resolutions, trained with weighted losses (unetpp, plainunet).
         public var deepSupervision: Bool
+        /// A planned plainunet's stages (from plans.json); nil for the regular one of `depth` stages.
+        public var topology: Topology?
 
-        public init(name: String, dims: Int, inChannels: Int, outChannels: Int, features: Int, depth: Int, deepSupervision: Bool = false) {
+        public init(name: String, dims: Int, inChannels: Int, outChannels: Int, features: Int, depth: Int, deepSupervision: Bool = false,
+                    topology: Topology? = nil) {
             self.name = name; self.dims = dims; self.inChannels = inChannels; self.outChannels = outChannels
-            self.features = features; self.depth = depth; self.deepSupervision = deepSupervision
+            self.features = features; self.depth = depth; self.deepSupervision = deepSupervision; self.topology = topology
         }
+    }
+
+    /// Per stage features, kernel sizes and strides of a planned plain conv U-Net.
+    public struct Topology: Codable, Equatable, Sendable {
+        public var featuresPerStage: [Int]
+        public var kernelSizes: [[Int]]
+        public var strides: [[Int]]
+
+        public init(featuresPerStage: [Int], kernelSizes: [[Int]], strides: [[Int]]) {
+            self.featuresPerStage = featuresPerStage; self.kernelSizes = kernelSizes; self.strides = strides
+        }
+    }
+
+    static func plainConfig(_ spec: Spec) -> PlainConvUNet.Config {
+        guard let t = spec.topology else {
+            return .regular(dims: spec.dims, inChannels: spec.inChannels, classes: spec.outChannels,
+                            stages: spec.depth, baseFeatures: spec.features, deepSupervision: spec.deepSupervision)
+        }
+        return PlainConvUNet.Config(dims: spec.dims, inChannels: spec.inChannels, classes: spec.outChannels,
+                                    featuresPerStage: t.featuresPerStage, kernelSizes: t.kernelSizes, strides: t.strides,
+                                    deepSupervision: spec.deepSupervision)
     }
 
     public static func make(_ spec: Spec) throws -> Module {
@@ -26,8 +50,7 @@ public enum ModelFactory {
             return try UNet(.init(inChannels: spec.inChannels, classes: spec.outChannels, features: spec.features,
                                   depth: spec.depth, dims: spec.dims))
         case "plainunet":
-            return try PlainConvUNet(.regular(dims: spec.dims, inChannels: spec.inChannels, classes: spec.outChannels,
-                                              stages: spec.depth, baseFeatures: spec.features, deepSupervision: spec.deepSupervision))
+            return try PlainConvUNet(plainConfig(spec))
         case "unetpp":
             return try UNetPlusPlus(.init(dims: spec.dims, inChannels: spec.inChannels, classes: spec.outChannels,
                                           baseFeatures: spec.features, depth: spec.depth, deepSupervision: spec.deepSupervision))
@@ -50,12 +73,13 @@ public enum ModelFactory {
         }
     }
 
-    /// The factor every spatial size of the input must be divisible by.
-    public static func sizeDivisor(_ spec: Spec) -> Int {
+    /// Per spatial axis, the factor every size of the input must be divisible by.
+    public static func sizeDivisors(_ spec: Spec) -> [Int] {
         switch spec.name {
-        case "setr_mla": return 16
-        case "ultralight_vmunet": return UltraLightVMUNet.sizeDivisor
-        default: return 1 << (spec.depth - 1)
+        case "setr_mla": return Array(repeating: 16, count: spec.dims)
+        case "ultralight_vmunet": return Array(repeating: UltraLightVMUNet.sizeDivisor, count: spec.dims)
+        case "plainunet" where spec.topology != nil: return plainConfig(spec).divisor
+        default: return Array(repeating: 1 << (spec.depth - 1), count: spec.dims)
         }
     }
 }

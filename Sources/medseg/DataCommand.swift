@@ -102,3 +102,10 @@ func parseInts(_ text: String) throws -> [Int] {
     guard values.count == parts.count, !values.isEmpty else { throw ValidationError("expected integers like 128,128, got '\(text)'") }
     return values
 }
+
+/// A cross-validation fold: a number, or "all" (-1).
+func parseFold(_ text: String) throws -> Int {
+    if text == "all" { return -1 }
+    guard let fold = Int(text), fold >= 0 else { throw ValidationError("'\(text)' is not a fold: give 0, 1, ... or all") }
+    return fold
+}

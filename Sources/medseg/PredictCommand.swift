@@ -10,12 +10,14 @@ struct PredictCommand: ParsableCommand {
         commandName: "predict",
         abstract: "Segment images with a trained run; masks keep the input's format and geometry.")
 
-    @Option(name: .customLong("run"), help: "Run folder of `medseg train`.") var runFolder: String
+    @Option(name: .customLong("run"), help: "Run folder of `medseg train` (with --folds: the folder holding fold_N).") var runFolder: String
+    @Option(parsing: .upToNextOption, help: "Folds to ensemble (RUN/fold_N, N or all), averaging their probabilities.") var folds: [String] = []
     @Option(help: "best, final, latest or a checkpoint file.") var checkpoint = "best"
     @Option(help: "Folder of images (CASE_0000.ext per channel, or single files).") var input: String
     @Option(help: "Output folder.") var out: String
+    @Option(help: "postprocessing.json (from `medseg find-best`) to apply to the predictions.") var postprocessing: String?
     @Flag(help: "Also write PNG overlays of 2D predictions.") var overlay = false
-    @Flag(help: "Also write class probabilities (.npy-free: a safetensors file per case).") var saveProbabilities = false
+    @Flag(help: "Also write class probabilities (CASE_probabilities.safetensors), for `medseg ensemble`.") var saveProbabilities = false
     @Flag(help: "Disable mirror test-time augmentation.") var noMirror = false
     @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
     @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
@@ -23,16 +25,26 @@ struct PredictCommand: ParsableCommand {
     func run() throws {
         if let threads { Torch.threads = threads }
         let runURL = URL(fileURLWithPath: runFolder)
-        let file = ["best", "final", "latest"].contains(checkpoint)
-            ? TrainingRun.checkpointURL(runURL, "checkpoint_\(checkpoint)") : URL(fileURLWithPath: checkpoint)
-        guard FileManager.default.fileExists(atPath: file.path) else { throw ValidationError("\(file.path): no such checkpoint") }
-        let loaded = try Checkpoint.load(file)
-        let spec = loaded.state.model
-        let model = try ModelFactory.make(spec.network)
-        try model.loadState(loaded.model)
         let dev = try Device(parsing: device)
-        try model.to(device: dev)
-        let predictor = Predictor(model: model, spec: spec, mirror: !noMirror, device: dev)
+        let modelFolders = folds.isEmpty ? [runURL] : folds.map { runURL.appendingPathComponent("fold_\($0)") }
+        var predictors: [Predictor] = []
+        var used: [String] = []
+        for folder in modelFolders {
+            let file = ["best", "final", "latest"].contains(checkpoint)
+                ? TrainingRun.checkpointURL(folder, "checkpoint_\(checkpoint)") : URL(fileURLWithPath: checkpoint)
+            guard FileManager.default.fileExists(atPath: file.path) else { throw ValidationError("\(file.path): no such checkpoint") }
+            let loaded = try Checkpoint.load(file)
+            let model = try ModelFactory.make(loaded.state.model.network)
+            try model.loadState(loaded.model)
+            try model.to(device: dev)
+            predictors.append(Predictor(model: model, spec: loaded.state.model, mirror: !noMirror, device: dev))
+            used.append("\(folds.isEmpty ? "" : folder.lastPathComponent + "/")\(file.lastPathComponent), epoch \(loaded.state.epoch)")
+        }
+        let spec = predictors[0].spec
+        // A planned network sees new images preprocessed as its training cases were.
+        let preprocessor = try spec.configuration.map { try PlannedSetup.load(runFolder: modelFolders[0], configuration: $0).preprocessor }
+        let inference = try CaseInference(predictors: predictors, preprocessor: preprocessor)
+        let post = try postprocessing.map { try Postprocessing.load(URL(fileURLWithPath: $0)) }
 
         let inputURL = URL(fileURLWithPath: input), outURL = URL(fileURLWithPath: out)
         try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
@@ -40,20 +52,17 @@ struct PredictCommand: ParsableCommand {
         guard !groups.isEmpty else { throw ValidationError("\(input): no images found") }
         let progress = ProgressLine(label: "predict")
         for (i, (id, files, ending)) in groups.enumerated() {
-            let images = try files.map { try ImageIO.read($0) }
-            let (label, probabilities) = try predictor.predict(channels: images, source: files[0].path)
+            var (label, probabilities) = try inference.predict(CaseFiles(identifier: id, images: files))
+            if let post { label = post.apply(to: label) }
             try ImageIO.write(label, to: outURL.appendingPathComponent(id + ending))
-            if saveProbabilities {
-                try Safetensors.save(StateDict([("probabilities", try probabilities.to(device: .cpu))]),
-                                     to: outURL.appendingPathComponent(id + "_probabilities.safetensors"))
-            }
+            if saveProbabilities { try ProbabilityFile.write(probabilities, to: ProbabilityFile.url(for: id, in: outURL)) }
             if overlay && spec.dims == 2 {
-                try ImageIO.write(Overlay.make(image: images[0], label: label), to: outURL.appendingPathComponent(id + "_overlay.png"))
+                try ImageIO.write(Overlay.make(image: ImageIO.read(files[0]), label: label), to: outURL.appendingPathComponent(id + "_overlay.png"))
             }
             progress.update(i + 1, groups.count)
         }
         progress.finish()
-        print("wrote \(groups.count) prediction(s) to \(outURL.path) (checkpoint \(file.lastPathComponent), epoch \(loaded.state.epoch))")
+        print("wrote \(groups.count) prediction(s) to \(outURL.path) (\(used.joined(separator: "; "))\(predictors.count > 1 ? "; probabilities averaged" : ""))")
     }
 
     /// Cases in a folder: nnU-Net channel files (CASE_0000.ext, CASE_0001.ext) grouped by case,

@@ -19,18 +19,10 @@ struct PreprocessCommand: ParsableCommand {
         let root = URL(fileURLWithPath: folder)
         let dataset = try RawDataset(root)
         let planURL = plans.map { URL(fileURLWithPath: $0) } ?? root.appendingPathComponent(ExperimentPlans.fileName)
-        let all = try ExperimentPlans.load(planURL)
-        guard let plan = all.configurations[config] else {
-            throw ValidationError("\(planURL.path) has no configuration '\(config)'; it has \(all.configurations.keys.sorted().joined(separator: ", "))")
-        }
-        let fingerprint = try DatasetFingerprint.load(root.appendingPathComponent(DatasetFingerprint.fileName))
-        guard plan.spacing.count == fingerprint.medianSpacing.count else {
-            throw ValidationError("configuration '\(config)' plans \(plan.spacing.count)D patches for \(fingerprint.medianSpacing.count)D images; "
-                                  + "slice-wise preprocessing of volumes is not supported yet")
-        }
-        let schemes: [IntensityNormalization] = plan.normalization_schemes.map { $0 == "CTNormalization" ? .ct : .zscore }
-        let preprocessor = Preprocessor(targetSpacing: plan.spacing, normalization: schemes, fingerprint: fingerprint)
-        let out = root.appendingPathComponent("preprocessed").appendingPathComponent(config)
+        let setup = try PlannedSetup.load(plans: planURL, configuration: config,
+                                          fingerprint: root.appendingPathComponent(DatasetFingerprint.fileName))
+        let preprocessor = setup.preprocessor
+        let out = setup.preprocessedFolder(dataset: root)
         let progress = ProgressLine(label: "preprocess")
         let summary = try preprocessor.run(dataset: dataset, out: out, workers: workers) { progress.update($0, $1) }
         progress.finish()

@@ -13,7 +13,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Data set folder (dataset.json, imagesTr, labelsTr).") var dataset: String?
     @Option(help: "Model: unet.") var model: String?
     @Option(help: "Run folder for checkpoints and logs.") var out: String?
-    @Option(help: "YAML file with settings.") var config: String?
+    @Option(help: "A configuration of plans.json (2d, 3d_fullres: its network, patch and batch on the preprocessed cases; the run goes to OUT/fold_N), or a YAML file with settings.") var config: String?
+    @Option(help: "plans.json for --config NAME (default: DATASET/plans.json).") var plans: String?
     @Option(help: "Named recipe: \(TrainingPresets.names.joined(separator: ", ")).") var preset: String?
     @Option(help: "Epochs.") var epochs: Int?
     @Option(help: "Iterations per epoch.") var iterations: Int?
@@ -25,12 +26,15 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Learning rate.") var lr: Double?
     @Option(help: "sgd, adam or adamw.") var optimizer: String?
     @Option(help: "poly, cosine, step or constant.") var scheduler: String?
-    @Option(help: "Cross-validation fold.") var fold: Int?
+    @Option(help: "Cross-validation fold: 0..4, or all (train and validate on every case).", transform: parseFold) var fold: Int?
     @Option(help: "Validate every N epochs.") var valEvery: Int?
     @Option(help: "Keep a checkpoint every N epochs.") var saveEvery: Int?
     @Option(help: "Random seed.") var seed: Int?
     @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
     @Option(help: "Continue a run: its folder or a checkpoint file.") var resume: String?
+    @Flag(name: .customLong("continue"), help: "Continue the run in --out (OUT/fold_N with a planned --config) from its latest checkpoint.") var continueTraining = false
+    @Flag(help: "Only validate the trained run in --out (final checkpoint, else latest) into its validation/ folder.") var validationOnly = false
+    @Flag(help: "Also write the final validation's probabilities (for ensembles in `medseg find-best`).") var saveProbabilities = false
     @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
     @Option(help: "Pretrained encoder weights (.pth or .safetensors) for setr_mla's ViT-B/16.") var encoderWeights: String?
     @Option(help: "Processes to start on this node (data-parallel ranks; --batch-size is per process).") var nprocPerNode: Int?
@@ -52,7 +56,14 @@ struct TrainCommand: ParsableCommand {
         }
         var c = TrainingConfig()
         if let preset { c = try TrainingPresets.config(preset) }
-        if let config {
+        let plannedName = config.flatMap { PlannedSetup.configurationNames.contains($0) ? $0 : nil }
+        if let plannedName {
+            guard let dataset else { throw ValidationError("--config \(plannedName) needs --dataset DIR (where plans.json is)") }
+            let root = URL(fileURLWithPath: dataset)
+            let plansURL = plans.map { URL(fileURLWithPath: $0) } ?? root.appendingPathComponent("plans.json")
+            c = c.applying(try PlannedSetup.load(plans: plansURL, configuration: plannedName,
+                                                 fingerprint: root.appendingPathComponent("dataset_fingerprint.json")), plansFile: plansURL)
+        } else if let config {
             let text: String
             do { text = try String(contentsOfFile: config, encoding: .utf8) } catch { throw ValidationError("\(config): cannot read the config file") }
             c = try c.merging(yaml: text, source: config)
@@ -74,10 +85,19 @@ struct TrainCommand: ParsableCommand {
         if let seed { c.seed = seed }
         if let threads { c.threads = threads }
         if let encoderWeights { c.encoder_weights = encoderWeights }
+        if saveProbabilities { c.save_probabilities = true }
         try c.validate(source: "command line")
 
-        let resumeURL = resume.map { URL(fileURLWithPath: $0) }
-        guard let runFolder = out.map({ URL(fileURLWithPath: $0) }) ?? resumeURL.map(Self.runFolder(of:)) else {
+        // A planned configuration's runs are folds of one experiment folder, as nnU-Net lays them out.
+        let outURL = out.map { URL(fileURLWithPath: $0) }.map { plannedName == nil ? $0 : $0.appendingPathComponent(Self.foldFolder(c.fold)) }
+        if continueTraining || validationOnly {
+            guard let outURL, resume == nil else { throw ValidationError("--continue and --validation-only take the run from --out RUN (not --resume)") }
+            guard FileManager.default.fileExists(atPath: TrainingRun.checkpointURL(outURL, "checkpoint_latest").path) else {
+                throw ValidationError("\(outURL.path) holds no checkpoint to \(validationOnly ? "validate" : "continue from")")
+            }
+        }
+        let resumeURL = resume.map { URL(fileURLWithPath: $0) } ?? ((continueTraining || validationOnly) ? outURL : nil)
+        guard let runFolder = outURL ?? resumeURL.map(Self.runFolder(of:)) else {
             throw ValidationError("--out RUN is required (or --resume RUN)")
         }
         let datasetURL: URL
@@ -90,6 +110,7 @@ struct TrainCommand: ParsableCommand {
         run.epochsOverride = resumeURL == nil ? nil : epochs
         run.distributed = environment
         run.distributedTimeout = distTimeout
+        run.validationOnly = validationOnly
         do {
             try run.run()
         } catch let error as TorchError where environment != nil && Self.isLostPeer(error.message) {
@@ -112,20 +133,24 @@ struct TrainCommand: ParsableCommand {
             if Self.launcherOptions.contains(a) { args.removeSubrange(i..<min(i + 2, args.count)); continue }
             i += 1
         }
-        let runFolder = out ?? resume.map { Self.runFolder(of: URL(fileURLWithPath: $0)).path }
+        let planned = config.map { PlannedSetup.configurationNames.contains($0) } ?? false
+        let runFolder = out.map { planned ? URL(fileURLWithPath: $0).appendingPathComponent(Self.foldFolder(fold ?? 0)).path : $0 }
+            ?? resume.map { Self.runFolder(of: URL(fileURLWithPath: $0)).path }
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         let launcher = Launcher(executable: executable,
                                 options: .init(nprocPerNode: nproc, nnodes: nnodes, nodeRank: nodeRank, masterAddress: masterAddr,
                                                masterPort: masterPort, maxRestarts: maxRestarts)) { restart in
             // After a failure the group continues from the latest checkpoint of the run.
-            guard restart > 0, let runFolder, resume == nil,
+            guard restart > 0, let runFolder, resume == nil, !continueTraining,
                   FileManager.default.fileExists(atPath: TrainingRun.checkpointURL(URL(fileURLWithPath: runFolder), "checkpoint_latest").path)
             else { return args }
-            return args + ["--resume", runFolder]
+            return args + (planned ? ["--continue"] : ["--resume", runFolder])
         }
         let status = try launcher.run()
         if status != 0 { throw ExitCode(status) }
     }
+
+    static func foldFolder(_ fold: Int) -> String { fold < 0 ? "fold_all" : "fold_\(fold)" }
 
     static func isLostPeer(_ message: String) -> Bool {
         ["Connection reset", "Connection closed", "Broken pipe", "Timed out", "timed out", "gloo"].contains { message.contains($0) }

@@ -5,6 +5,10 @@ public struct CaseFiles: Equatable, Sendable {
     public var identifier: String
     public var images: [URL]
     public var label: URL?
+
+    public init(identifier: String, images: [URL], label: URL? = nil) {
+        self.identifier = identifier; self.images = images; self.label = label
+    }
 }
 
 /// A data set in the nnU-Net v2 raw layout:

@@ -162,3 +162,11 @@ public struct PreprocessedCase {
         }
     }
 }
+
+extension LoadedCase {
+    /// A preprocessed case for training: its stored (already normalized) image, label and class locations.
+    public init(_ stored: PreprocessedCase) throws {
+        self.init(identifier: stored.identifier, image: try stored.imageTensor(), label: try stored.labelTensor(),
+                  foreground: stored.foreground, geometry: stored.properties.geometry, shape: stored.properties.spatialShape)
+    }
+}

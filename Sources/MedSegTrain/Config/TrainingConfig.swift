@@ -18,6 +18,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     // Data
     public var patch_size: [Int] = [128, 128]
     public var batch_size = 8
+    /// Cross-validation fold, or -1 for "all" (train on every case, validate on them too, as nnU-Net's fold all).
     public var fold = 0
     public var num_folds = 5
     /// Fraction of each batch forced to contain foreground (nnU-Net 0.33).
@@ -26,6 +27,13 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var workers = 2
     /// Intensity normalization: "zscore" (per image), "ct" (dataset percentiles), "rgb" (0-1), "none".
     public var normalization = "zscore"
+    /// A configuration of plans.json ("2d", "3d_fullres"): its network, patch and batch, trained on
+    /// the data set's preprocessed cases; empty for training on the raw images.
+    public var configuration = ""
+    /// The plans file of `configuration` (empty: DATASET/plans.json).
+    public var plans = ""
+    /// Also write the softmax of each final validation case (for ensembling in `medseg find-best`).
+    public var save_probabilities = false
 
     // Optimization
     public var epochs = 20
@@ -106,7 +114,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         if !["auto", "bce", "dice", "bce_dice", "dice_ce", "ce"].contains(loss) { try fail("loss", "must be auto, bce, dice, bce_dice, dice_ce or ce, got '\(loss)'") }
         if !["dice", "loss"].contains(best_metric) { try fail("best_metric", "must be dice or loss, got '\(best_metric)'") }
         if !["zscore", "ct", "rgb", "none"].contains(normalization) { try fail("normalization", "must be zscore, ct, rgb or none, got '\(normalization)'") }
-        if fold < 0 || fold >= num_folds { try fail("fold", "must be 0 to \(num_folds - 1), got \(fold)") }
+        if fold < -1 || fold >= num_folds { try fail("fold", "must be 0 to \(num_folds - 1), or -1 for all, got \(fold)") }
         if !(0...1).contains(oversample_foreground) { try fail("oversample_foreground", "must be in [0, 1], got \(oversample_foreground)") }
         if val_every < 1 { try fail("val_every", "must be positive, got \(val_every)") }
         if save_every < 1 { try fail("save_every", "must be positive, got \(save_every)") }

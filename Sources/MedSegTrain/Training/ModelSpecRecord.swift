@@ -12,6 +12,9 @@ public struct ModelSpecRecord: Codable, Equatable, Sendable {
     public var labels: [Int]
     /// Binary (one sigmoid output) or multi-class (softmax).
     public var binary: Bool
+    /// The plans.json configuration the network was trained on (its preprocessing then applies
+    /// to new images); nil for training on raw images.
+    public var configuration: String?
 
     public var dims: Int { network.dims }
     public var depth: Int { network.depth }

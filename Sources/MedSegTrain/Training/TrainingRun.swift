@@ -32,6 +32,8 @@ public final class TrainingRun {
     public var distributed: DistributedEnvironment?
     /// Longest wait for another rank in a collective before giving up.
     public var distributedTimeout: TimeInterval = 120
+    /// Only run the final validation with the run's final (else latest) checkpoint, as nnU-Net's --val.
+    public var validationOnly = false
 
     public init(config: TrainingConfig, datasetFolder: URL, runFolder: URL, resume: URL? = nil, device: Device = .cpu) {
         self.config = config
@@ -90,7 +92,10 @@ public final class TrainingRun {
         if let resume {
             var isDir: ObjCBool = false
             _ = FileManager.default.fileExists(atPath: resume.path, isDirectory: &isDir)
-            let file = isDir.boolValue ? Self.checkpointURL(resume, "checkpoint_latest") : resume
+            var file = isDir.boolValue ? Self.checkpointURL(resume, "checkpoint_latest") : resume
+            if validationOnly && isDir.boolValue, FileManager.default.fileExists(atPath: Self.checkpointURL(resume, "checkpoint_final").path) {
+                file = Self.checkpointURL(resume, "checkpoint_final")
+            }
             guard FileManager.default.fileExists(atPath: file.path) else {
                 throw TrainingError("cannot resume: \(file.path) does not exist")
             }
@@ -115,7 +120,9 @@ public final class TrainingRun {
         let splits = try CrossValidationSplits.loadOrCreate(dataset.root.appendingPathComponent("splits_final.json"),
                                                             identifiers: allCases.map(\.identifier), folds: c.num_folds)
         guard c.fold < splits.folds.count else { throw ConfigError("key 'fold': \(c.fold) but splits_final.json has \(splits.folds.count) folds") }
-        let trainIDs = Set(splits.folds[c.fold].train), valIDs = Set(splits.folds[c.fold].val)
+        // Fold "all" trains on every case and validates on the same cases (nnU-Net does so too).
+        let trainIDs = c.fold < 0 ? Set(allCases.map(\.identifier)) : Set(splits.folds[c.fold].train)
+        let valIDs = c.fold < 0 ? trainIDs : Set(splits.folds[c.fold].val)
         let classes = max(1, dataset.description.foregroundLabels.max() ?? 1)
         let binary = classes == 1 && c.loss != "dice_ce" && c.loss != "ce"
         let normalization = IntensityNormalization(rawValue: c.normalization) ?? .zscore
@@ -127,13 +134,25 @@ public final class TrainingRun {
                 })
             }
         }
-        let reader = CaseReader(dataset: dataset, normalization: normalization, ctStatistics: ctStats)
-        let trainCases = try allCases.filter { trainIDs.contains($0.identifier) }.map { try reader.load($0, classes: classes) }
-        let valCases = try allCases.filter { valIDs.contains($0.identifier) }.map { try reader.load($0, classes: classes) }
+        let planned = try c.configuration.isEmpty ? nil : PlannedSetup.load(
+            plans: c.plans.isEmpty ? dataset.root.appendingPathComponent(ExperimentPlans.fileName) : URL(fileURLWithPath: c.plans),
+            configuration: c.configuration, fingerprint: dataset.root.appendingPathComponent(DatasetFingerprint.fileName))
+        let load: (CaseFiles) throws -> LoadedCase
+        if let planned {
+            let folder = try Self.preparePreprocessed(planned, dataset: dataset, cases: allCases, mayWrite: world == 1, say: verbose ? { print($0) } : { _ in })
+            load = { files in try LoadedCase(try PreprocessedCase.load(files.identifier, from: folder)) }
+        } else {
+            let reader = CaseReader(dataset: dataset, normalization: normalization, ctStatistics: ctStats)
+            load = { files in try reader.load(files, classes: classes) }
+        }
+        let trainCases = try allCases.filter { trainIDs.contains($0.identifier) }.map(load)
+        let valCases = try allCases.filter { valIDs.contains($0.identifier) }.map(load)
         guard let first = trainCases.first else { throw TrainingError("fold \(c.fold) has no training cases") }
-        let divisor = ModelFactory.sizeDivisor(.init(name: c.model, dims: c.dims, inChannels: 1, outChannels: 1, features: c.features, depth: c.depth))
-        if let bad = c.patch_size.first(where: { $0 % divisor != 0 }) {
-            throw ConfigError("key 'patch_size': \(bad) is not divisible by \(divisor), which a \(c.depth)-level network needs")
+        let topology = c.model == "plainunet" ? planned?.topology : nil
+        let divisors = ModelFactory.sizeDivisors(.init(name: c.model, dims: c.dims, inChannels: 1, outChannels: 1, features: c.features,
+                                                       depth: c.depth, topology: topology))
+        if let axis = c.patch_size.indices.first(where: { c.patch_size[$0] % divisors[min($0, divisors.count - 1)] != 0 }) {
+            throw ConfigError("key 'patch_size': \(c.patch_size[axis]) is not divisible by \(divisors[min(axis, divisors.count - 1)]), which the network needs along axis \(axis)")
         }
         if first.shape.count != c.dims {
             throw ConfigError("key 'dims': the data set's images have \(first.shape.count) spatial dimensions, the config says \(c.dims)")
@@ -141,9 +160,10 @@ public final class TrainingRun {
 
         // Model, optimizer, schedule, loss.
         let network = ModelFactory.Spec(name: c.model, dims: c.dims, inChannels: first.image.size(0), outChannels: binary ? 1 : classes + 1,
-                                        features: c.features, depth: c.depth, deepSupervision: c.deep_supervision)
+                                        features: c.features, depth: c.depth, deepSupervision: c.deep_supervision, topology: topology)
         let spec = ModelSpecRecord(network: network, patchSize: c.patch_size, normalization: c.normalization,
-                                   intensityStatistics: ctStats, labels: dataset.description.labelValues, binary: binary)
+                                   intensityStatistics: ctStats, labels: dataset.description.labelValues, binary: binary,
+                                   configuration: planned?.name)
         let model = try ModelFactory.make(network)
         if !c.encoder_weights.isEmpty && loaded == nil {
             guard let setr = model as? SETRMLA else {
@@ -173,7 +193,10 @@ public final class TrainingRun {
         }
         // Only rank 0 writes logs, TensorBoard events and checkpoints.
         let logger: RunLogger? = isMain ? try RunLogger(folder: runFolder, resumedRecords: history) : nil
-        if isMain { try AtomicFile.write(Data(try c.yaml().utf8), to: runFolder.appendingPathComponent("config.yaml")) }
+        if isMain {
+            try AtomicFile.write(Data(try c.yaml().utf8), to: runFolder.appendingPathComponent("config.yaml"))
+            try planned?.writeCopies(to: runFolder)
+        }
         let configYAML = try c.yaml()
         let say: (String) -> Void = { [verbose] message in logger?.log(message, console: verbose) }
         let ddp = try group.map { try DistributedDataParallel(model: model, group: $0) }
@@ -196,6 +219,23 @@ public final class TrainingRun {
             let state = TrainerState(epoch: epoch, bestMetric: best, emaDice: ema, history: logger.history, configYAML: configYAML,
                                      optimizerJSON: scalars, schedulerJSON: "{\"last_step\": \(epoch)}", model: spec)
             try Checkpoint.save(to: Self.checkpointURL(runFolder, name), model: model, optimizer: optimizer.stateTensors(), state: state)
+        }
+
+        // Final validation: every validation case predicted in its raw grid and evaluated.
+        func validateFinal() throws -> EvaluationSummary {
+            let inference = try CaseInference(predictors: [Predictor(model: model, spec: spec, mirror: true, device: device)],
+                                              preprocessor: planned?.preprocessor)
+            let summary = try Validation.writeSummary(inference: inference, cases: allCases.filter { valIDs.contains($0.identifier) },
+                                                      dataset: dataset, folder: runFolder.appendingPathComponent("validation"),
+                                                      saveProbabilities: c.save_probabilities)
+            say("validation of fold \(c.fold < 0 ? "all" : String(c.fold)) (\(summary.metric_per_case.count) cases, mirror TTA):\n"
+                + summary.table(labelNames: dataset.description.labelNames))
+            return summary
+        }
+        if validationOnly {
+            guard loaded != nil else { throw TrainingError("--validation-only needs a trained run: no checkpoint in \(runFolder.path)") }
+            let summary = try isMain ? validateFinal() : nil
+            return TrainingSummary(epochsCompleted: startEpoch, bestMetric: best, finalValidationDice: summary?.foreground_mean.Dice, runFolder: runFolder)
         }
 
         var epochsThisRun = 0
@@ -294,15 +334,27 @@ public final class TrainingRun {
         }
         if done >= c.epochs && stopAfterEpochs == nil && isMain {
             try save("checkpoint_final", epoch: done)
-            if !valCases.isEmpty {
-                let summary = try Validation.writeSummary(model: model, cases: valCases, files: allCases, spec: spec, dataset: dataset,
-                                                          folder: runFolder.appendingPathComponent("validation"), device: device)
-                say("validation of fold \(c.fold) (\(valCases.count) cases, mirror TTA):\n" + summary.table(labelNames: dataset.description.labelNames))
-                lastDice = summary.foreground_mean.Dice
-            }
+            if !valCases.isEmpty { lastDice = try validateFinal().foreground_mean.Dice }
             say("finished: outputs in \(runFolder.path)")
         }
         return TrainingSummary(epochsCompleted: done, bestMetric: best, finalValidationDice: lastDice, runFolder: runFolder)
+    }
+
+    /// The folder of the plan's preprocessed cases, preprocessing what is missing or stale first
+    /// (only where `mayWrite`: ranks of a distributed run must not write the same files at once).
+    static func preparePreprocessed(_ planned: PlannedSetup, dataset: RawDataset, cases: [CaseFiles], mayWrite: Bool,
+                                    say: (String) -> Void) throws -> URL {
+        let folder = planned.preprocessedFolder(dataset: dataset.root)
+        let preprocessor = planned.preprocessor
+        let stale = cases.filter { !preprocessor.isUpToDate($0, in: folder) }
+        guard !stale.isEmpty else { return folder }
+        guard mayWrite else {
+            throw TrainingError("\(stale.count) case(s) of \(folder.path) are missing or out of date (\(stale[0].identifier) first); "
+                                + "run `medseg preprocess \(dataset.root.path) --config \(planned.name)` before a distributed run")
+        }
+        say("preprocessing \(stale.count) case(s) for configuration \(planned.name) into \(folder.path)")
+        try preprocessor.run(dataset: dataset, out: folder, workers: 2)
+        return folder
     }
 
     static func describe(_ r: EpochRecord) -> String {

@@ -61,23 +61,25 @@ enum Validation {
         return Tallies(counts: counts, lossSum: lossSum, cases: cases.count)
     }
 
-    /// Final validation with mirror TTA: predictions written to `folder` in the data set's
-    /// format and geometry, and `summary.json` against the reference labels.
-    static func writeSummary(model: Module, cases: [LoadedCase], files: [CaseFiles], spec: ModelSpecRecord, dataset: RawDataset,
-                             folder: URL, device: Device) throws -> EvaluationSummary {
+    /// Final validation: each case predicted in its raw grid (`inference` decides how; training
+    /// uses mirror TTA), written to `folder` in the data set's format and geometry (with its
+    /// probabilities when asked, for ensembling), and `summary.json` against the reference labels.
+    static func writeSummary(inference: CaseInference, cases: [CaseFiles], dataset: RawDataset, folder: URL,
+                             saveProbabilities: Bool) throws -> EvaluationSummary {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let predictor = Predictor(model: model, spec: spec, mirror: true, device: device)
         let ending = dataset.description.file_ending
         var pairs: [(prediction: MedicalImage, reference: MedicalImage, predictionFile: String, referenceFile: String)] = []
-        let byID = Dictionary(uniqueKeysWithValues: files.map { ($0.identifier, $0) })
-        for c in cases {
-            guard let f = byID[c.identifier], let labelURL = f.label else { continue }
+        for files in cases {
+            guard let labelURL = files.label else { continue }
             let reference = try ImageIO.read(labelURL)
-            let p = try withNoGrad { try predictor.probabilities(normalizedImage: c.image) }
-            let labels = try predictor.labels(fromProbabilities: p).to(device: .cpu).to(dtype: .float32).floats()
-            let prediction = MedicalImage(size: reference.size, voxels: labels, pixelType: .uint8, geometry: reference.geometry)
-            let out = folder.appendingPathComponent(c.identifier + ending)
+            var (prediction, probabilities) = try inference.predict(files)
+            guard prediction.size == reference.size else {
+                throw DataError(file: labelURL, "label size \(reference.size) differs from the image's \(prediction.size)")
+            }
+            prediction.geometry = reference.geometry
+            let out = folder.appendingPathComponent(files.identifier + ending)
             try ImageIO.write(prediction, to: out)
+            if saveProbabilities { try ProbabilityFile.write(probabilities, to: ProbabilityFile.url(for: files.identifier, in: folder)) }
             pairs.append((prediction, reference, out.lastPathComponent, labelURL.lastPathComponent))
         }
         let summary = try EvaluationSummary.evaluate(cases: pairs, labels: dataset.description.foregroundLabels)

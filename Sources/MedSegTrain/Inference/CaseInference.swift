@@ -1,0 +1,79 @@
+import Foundation
+import MedSegData
+import Torch
+
+/// Inference of whole raw cases with one network or an ensemble (the folds of a cross-validation):
+/// the input prepared as in training (a plan's crop, normalization and resampling, or the raw
+/// image normalized), every network's probabilities averaged where they were computed (nnU-Net
+/// averages the folds' softmax before resampling), then brought back to the raw image's grid:
+/// resampled to the cropped shape and placed in the full image, background outside the crop.
+public struct CaseInference {
+    public let predictors: [Predictor]
+    /// The plan's preprocessing, or nil for networks trained on raw images.
+    public let preprocessor: Preprocessor?
+
+    public init(predictors: [Predictor], preprocessor: Preprocessor?) throws {
+        guard let first = predictors.first else { throw TrainingError("inference needs at least one network") }
+        for p in predictors.dropFirst() where p.spec.outChannels != first.spec.outChannels || p.spec.inChannels != first.spec.inChannels
+            || p.spec.binary != first.spec.binary {
+            throw TrainingError("the networks of an ensemble must have the same input channels and outputs")
+        }
+        self.predictors = predictors
+        self.preprocessor = preprocessor
+    }
+
+    public var spec: ModelSpecRecord { predictors[0].spec }
+
+    /// Mean of the networks' probabilities [K, spatial...] for a prepared image.
+    public func ensembleProbabilities(_ image: Tensor) throws -> Tensor {
+        try withNoGrad {
+            var sum = try predictors[0].probabilities(normalizedImage: image).to(device: .cpu)
+            for p in predictors.dropFirst() { sum = try sum + p.probabilities(normalizedImage: image).to(device: .cpu) }
+            return predictors.count == 1 ? sum : try sum / Double(predictors.count)
+        }
+    }
+
+    /// Probabilities [K, spatial...] (array order) in the grid of the case's raw images, and
+    /// the grid's size (x first) and geometry for writing the prediction.
+    public func probabilities(of files: CaseFiles) throws -> (probabilities: Tensor, size: [Int], geometry: ImageGeometry) {
+        let input = CaseFiles(identifier: files.identifier, images: files.images, label: nil)
+        guard let preprocessor else {
+            let loaded = try CaseReader.normalizer(spec: spec).load(input, classes: max(1, spec.outChannels - 1))
+            try checkChannels(loaded.image.size(0), files)
+            return (try ensembleProbabilities(loaded.image), Array(loaded.shape.reversed()), loaded.geometry)
+        }
+        let (voxels, _, properties) = try preprocessor.process(input)
+        try checkChannels(properties.channels, files)
+        let p = try ensembleProbabilities(try Tensor(voxels, shape: properties.shape))
+        let k = p.size(0)
+        // Array order [K, (z,) y, x] is the channel-major, x-first layout of MedicalImage.
+        let stored = Array(properties.spatialShape.reversed())
+        let cropped = Array(properties.shapeAfterCroppingAndBeforeResampling.reversed())
+        let axis = Resampling.separateAxis(spacing: properties.spacing.reversed(), target: properties.originalSpacing.reversed())
+        let resampled = Resampling.resampleImage(try p.to(dtype: .float32).contiguous().floats(), size: stored, channels: k,
+                                                 to: cropped, separateAxis: axis)
+        let n = cropped.reduce(1, *)
+        var full: [Float] = []
+        for c in 0..<k {
+            let channel = MedicalImage(size: cropped, voxels: Array(resampled[(c * n)..<((c + 1) * n)]))
+            // Outside the crop there is only background: probability 1 for the background channel.
+            let background: Float = (!spec.binary && c == 0) ? 1 : 0
+            full += Cropping.uncrop(channel, from: properties.cropBox, fill: background).voxels
+        }
+        let size = properties.shapeBeforeCropping.reversed() as [Int]
+        return (try Tensor(full, shape: [k] + properties.shapeBeforeCropping), Array(size), properties.geometry)
+    }
+
+    /// The label image of a case in its raw grid, with the probabilities it came from.
+    public func predict(_ files: CaseFiles) throws -> (label: MedicalImage, probabilities: Tensor) {
+        let (p, size, geometry) = try probabilities(of: files)
+        let labels = try predictors[0].labels(fromProbabilities: p).to(dtype: .float32).floats()
+        return (MedicalImage(size: size, voxels: labels, pixelType: .uint8, geometry: geometry), p)
+    }
+
+    private func checkChannels(_ count: Int, _ files: CaseFiles) throws {
+        guard count == spec.inChannels else {
+            throw DataError(file: files.images[0], "the model expects \(spec.inChannels) channel(s), the case has \(count)")
+        }
+    }
+}

@@ -1,0 +1,83 @@
+import Foundation
+import MedSegData
+import MedSegModels
+
+/// One configuration of a plans file with the fingerprint it was planned from: what training,
+/// preprocessing and inference of that configuration need. A run keeps copies of both files so
+/// that `predict` works without the data set.
+public struct PlannedSetup: Sendable {
+    public let name: String
+    public let plans: ExperimentPlans
+    public let plan: PlannedConfiguration
+    public let fingerprint: DatasetFingerprint
+
+    public static let configurationNames = ["2d", "3d_fullres", "3d_lowres"]
+
+    /// Loads configuration `name` of `plansURL` and the fingerprint beside it (or `fingerprintURL`).
+    public static func load(plans plansURL: URL, configuration name: String, fingerprint fingerprintURL: URL? = nil) throws -> PlannedSetup {
+        guard FileManager.default.fileExists(atPath: plansURL.path) else {
+            throw ConfigError("\(plansURL.path) does not exist; run `medseg plan DATASET` first")
+        }
+        let plans = try ExperimentPlans.load(plansURL)
+        guard let plan = plans.configurations[name] else {
+            throw ConfigError("\(plansURL.path) has no configuration '\(name)'; it has \(plans.configurations.keys.sorted().joined(separator: ", "))")
+        }
+        let fpURL = fingerprintURL ?? plansURL.deletingLastPathComponent().appendingPathComponent(DatasetFingerprint.fileName)
+        let fingerprint = try DatasetFingerprint.load(fpURL)
+        guard plan.spacing.count == fingerprint.medianSpacing.count else {
+            throw ConfigError("configuration '\(name)' of \(plansURL.path) plans \(plan.spacing.count)D patches for \(fingerprint.medianSpacing.count)D images; "
+                              + "slice-wise training of volumes is not supported yet")
+        }
+        guard plan.patch_size.count == plan.spacing.count, plan.features_per_stage.count == plan.strides.count,
+              plan.kernel_sizes.count == plan.strides.count, plan.batch_size >= 1 else {
+            throw ConfigError("\(plansURL.path), configuration '\(name)': patch_size, spacing, features_per_stage, kernel_sizes and strides do not fit together")
+        }
+        return PlannedSetup(name: name, plans: plans, plan: plan, fingerprint: fingerprint)
+    }
+
+    /// The plan's preprocessing (crop, normalize per channel, resample to the target spacing).
+    public var preprocessor: Preprocessor {
+        let schemes: [IntensityNormalization] = plan.normalization_schemes.map { $0 == "CTNormalization" ? .ct : .zscore }
+        return Preprocessor(targetSpacing: plan.spacing, normalization: schemes, fingerprint: fingerprint)
+    }
+
+    public var topology: ModelFactory.Topology {
+        ModelFactory.Topology(featuresPerStage: plan.features_per_stage, kernelSizes: plan.kernel_sizes, strides: plan.strides)
+    }
+
+    /// Where `medseg preprocess` stores the cases of this configuration.
+    public func preprocessedFolder(dataset root: URL) -> URL {
+        root.appendingPathComponent("preprocessed").appendingPathComponent(name)
+    }
+
+    /// Copies of plans.json and the fingerprint in a run folder.
+    public func writeCopies(to folder: URL) throws {
+        try plans.write(to: folder.appendingPathComponent(ExperimentPlans.fileName))
+        try fingerprint.write(to: folder)
+    }
+
+    /// From the copies a run folder holds.
+    public static func load(runFolder: URL, configuration: String) throws -> PlannedSetup {
+        try load(plans: runFolder.appendingPathComponent(ExperimentPlans.fileName), configuration: configuration)
+    }
+}
+
+extension TrainingConfig {
+    /// The settings a planned configuration decides: nnU-Net's plain conv U-Net with deep
+    /// supervision, the plan's patch and batch, on preprocessed (already normalized) cases.
+    /// Options given after this (on the command line) still win.
+    public func applying(_ setup: PlannedSetup, plansFile: URL) -> TrainingConfig {
+        var c = self
+        c.model = "plainunet"
+        c.dims = setup.plan.patch_size.count
+        c.patch_size = setup.plan.patch_size
+        c.batch_size = setup.plan.batch_size
+        c.features = setup.plan.features_per_stage.first ?? c.features
+        c.depth = setup.plan.features_per_stage.count
+        c.deep_supervision = true
+        c.normalization = "none"
+        c.configuration = setup.name
+        c.plans = plansFile.standardizedFileURL.path
+        return c
+    }
+}
