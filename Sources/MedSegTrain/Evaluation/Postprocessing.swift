@@ -1,0 +1,147 @@
+import Foundation
+import MedSegData
+import Torch
+
+/// nnU-Net-style post-processing of predicted label maps, chosen on cross-validation results and
+/// stored as `postprocessing.json` next to them, so that inference applies the same steps.
+/// Components are face-connected (scipy.ndimage.label, as nnU-Net v1); nnU-Net v2 labels through
+/// skimage, whose default also joins diagonal neighbours, so diagonal-only contacts may differ.
+public struct Postprocessing: Codable, Equatable, Sendable {
+    /// First keep only the largest connected component of all foreground labels together.
+    public var foreground_as_one: Bool
+    /// Then, for each of these labels, keep only its own largest component.
+    public var keep_largest_component: [Int]
+
+    public static let fileName = "postprocessing.json"
+
+    public init(foreground_as_one: Bool = false, keep_largest_component: [Int] = []) {
+        self.foreground_as_one = foreground_as_one
+        self.keep_largest_component = keep_largest_component
+    }
+
+    /// Nothing to do.
+    public var isIdentity: Bool { !foreground_as_one && keep_largest_component.isEmpty }
+
+    /// The label map with removed components set to background (0). Voxel values are labels
+    /// stored as Float; size, geometry and pixel type are kept.
+    public func apply(to image: MedicalImage) -> MedicalImage {
+        precondition(image.channels == 1, "post-processing applies to single-channel label maps")
+        var result = image
+        let labels = image.voxels.map { Int($0.rounded()) }
+        if foreground_as_one {
+            Self.keepLargest(of: labels.map { $0 != 0 }, in: &result)
+        }
+        for label in keep_largest_component {
+            // Labels as they are now: removing foreground voxels above only ever makes them background.
+            Self.keepLargest(of: result.voxels.map { Int($0.rounded()) == label }, in: &result)
+        }
+        return result
+    }
+
+    /// Clears the voxels of `mask` outside its largest component.
+    private static func keepLargest(of mask: [Bool], in image: inout MedicalImage) {
+        let kept = ConnectedComponents.largestComponentMask(mask, size: image.size)
+        for i in mask.indices where mask[i] && !kept[i] {
+            image.voxels[i] = 0
+        }
+    }
+
+    public func write(to url: URL) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(try encoder.encode(self), to: url)
+    }
+
+    public static func load(_ url: URL) throws -> Postprocessing {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw ConfigError("\(url.path): cannot read the post-processing file (\(error.localizedDescription))")
+        }
+        let loaded: Postprocessing
+        do { loaded = try JSONDecoder().decode(Postprocessing.self, from: data) } catch {
+            throw ConfigError("\(url.path): not a valid post-processing file (\(error))")
+        }
+        if let bad = loaded.keep_largest_component.first(where: { $0 <= 0 }) {
+            throw ConfigError("\(url.path): keep_largest_component lists \(bad), which is not a foreground label")
+        }
+        return loaded
+    }
+
+    /// nnU-Net v2's rule (`determine_postprocessing`), on cross-validation predictions:
+    /// 1. keep `foreground_as_one` when it raises the mean foreground Dice strictly and lowers no
+    ///    label's mean Dice; later steps start from the predictions it produced;
+    /// 2. with more than one foreground label, add each label whose mean Dice rises strictly when
+    ///    only its largest component is kept (with one label this would repeat step 1).
+    /// Dice means are those of `EvaluationSummary` (labels absent from both prediction and
+    /// reference are left out of the case mean), so the numbers match `summary.json`.
+    public static func choose(cases: [(prediction: MedicalImage, reference: MedicalImage)],
+                              labels: [Int]) throws -> (Postprocessing, report: [String]) {
+        guard !cases.isEmpty else { throw EvaluationError(description: "post-processing: no cases to choose on") }
+        let foreground = labels.filter { $0 != 0 }
+        guard !foreground.isEmpty else {
+            throw EvaluationError(description: "post-processing: no foreground labels among \(labels)")
+        }
+        let references = cases.map(\.reference)
+        func summary(_ predictions: [MedicalImage], _ labels: [Int]) throws -> EvaluationSummary {
+            try EvaluationSummary.evaluate(
+                cases: zip(predictions, references).enumerated().map { index, pair in
+                    (prediction: pair.0, reference: pair.1, predictionFile: "case \(index)", referenceFile: "case \(index)")
+                },
+                labels: labels, surfaceDistance: false)
+        }
+
+        var chosen = Postprocessing()
+        var report: [String] = []
+        var predictions = cases.map(\.prediction)
+
+        let before = try summary(predictions, foreground)
+        let merged = predictions.map { Postprocessing(foreground_as_one: true).apply(to: $0) }
+        let after = try summary(merged, foreground)
+        let comparison = "mean foreground Dice \(format(before.foreground_mean.Dice)) -> \(format(after.foreground_mean.Dice))"
+        let worse = foreground.filter { label in
+            isGreater(before.mean[String(label)]?.Dice, than: after.mean[String(label)]?.Dice)
+        }
+        if !isGreater(after.foreground_mean.Dice, than: before.foreground_mean.Dice) {
+            report.append("largest foreground component: \(comparison): not kept (no strict gain)")
+        } else if !worse.isEmpty {
+            let details = worse.map { "label \($0) \(format(before.mean[String($0)]?.Dice)) -> \(format(after.mean[String($0)]?.Dice))" }
+            report.append("largest foreground component: \(comparison), but Dice fell for \(details.joined(separator: ", ")): not kept")
+        } else {
+            report.append("largest foreground component: \(comparison): kept")
+            chosen.foreground_as_one = true
+            predictions = merged
+        }
+
+        guard foreground.count > 1 else {
+            report.append("one foreground label: its largest component is the largest foreground component, checked above")
+            return (chosen, report)
+        }
+        // Keeping one label's largest component only turns that label's voxels into background,
+        // so it changes no other label's Dice: each label is judged on its own.
+        for label in foreground {
+            let key = String(label)
+            let pruned = predictions.map { Postprocessing(keep_largest_component: [label]).apply(to: $0) }
+            let diceBefore = try summary(predictions, [label]).mean[key]?.Dice
+            let diceAfter = try summary(pruned, [label]).mean[key]?.Dice
+            let comparison = "label \(label) largest component: mean Dice \(format(diceBefore)) -> \(format(diceAfter))"
+            if isGreater(diceAfter, than: diceBefore) {
+                report.append("\(comparison): kept")
+                chosen.keep_largest_component.append(label)
+                predictions = pruned
+            } else {
+                report.append("\(comparison): not kept (no strict gain)")
+            }
+        }
+        return (chosen, report)
+    }
+
+    /// Undefined means (no case defines the label) compare false, as NaN does in nnU-Net.
+    private static func isGreater(_ a: Double?, than b: Double?) -> Bool {
+        guard let a, let b else { return false }
+        return a > b
+    }
+
+    private static func format(_ value: Double?) -> String {
+        value.map { String(format: "%.5f", $0) } ?? "undefined"
+    }
+}
