@@ -44,10 +44,16 @@ final class DistributedRunTests: XCTestCase {
 
     override func tearDown() { try? FileManager.default.removeItem(at: temp) }
 
-    private func start(_ args: [String], env: [String: String] = [:], output: URL? = nil) throws -> Process {
+    private func start(_ args: [String], env: [String: String] = [:], output: URL? = nil, namespace: String? = nil) throws -> Process {
         let p = Process()
-        p.executableURL = try XCTUnwrap(Executables.medseg())
-        p.arguments = args
+        let medseg = try XCTUnwrap(Executables.medseg())
+        if let namespace {
+            p.executableURL = URL(fileURLWithPath: TestHosts.ip)
+            p.arguments = ["netns", "exec", namespace, medseg.path] + args
+        } else {
+            p.executableURL = medseg
+            p.arguments = args
+        }
         p.environment = ProcessInfo.processInfo.environment.merging(env) { _, new in new }
         if let output {
             _ = FileManager.default.createFile(atPath: output.path, contents: nil)
@@ -107,6 +113,29 @@ final class DistributedRunTests: XCTestCase {
         let log0 = try String(contentsOf: logs[0], encoding: .utf8)
         XCTAssertTrue(log0.contains("world size 4"), log0)
         XCTAssertTrue(log0.contains("batch 2 per process x 4 processes = 8"), log0)
+        XCTAssertTrue(log0.contains("all 4 ranks agree on the weights"), log0)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: TrainingRun.checkpointURL(run, "checkpoint_final").path))
+    }
+
+    /// Two nodes on their own addresses: two network namespaces joined by a veth pair, a launcher
+    /// of two ranks in each; the second node reaches the first only over the veth link.
+    func testTwoNodesOnTheirOwnAddressesTrainTogether() throws {
+        let hosts: TestHosts
+        do { hosts = try TestHosts.make() } catch { throw XCTSkip("no network namespaces here (\(error)); the loopback variant covers two nodes") }
+        defer { hosts.remove() }
+        let data = try dataset(), run = temp.appendingPathComponent("run")
+        let logs = (0..<2).map { temp.appendingPathComponent("node\($0).log") }
+        let nodes = try (0..<2).map { node in
+            try start(trainArgs(data, run, epochs: 1) + ["--nproc-per-node", "2", "--nnodes", "2", "--node-rank", "\(node)",
+                                                         "--master-addr", hosts.addresses[0], "--master-port", "29531", "--dist-timeout", "60"],
+                      output: logs[node], namespace: hosts.namespaces[node])
+        }
+        for (n, log) in zip(nodes, logs) {
+            n.waitUntilExit()
+            XCTAssertEqual(n.terminationStatus, 0, (try? String(contentsOf: log, encoding: .utf8)) ?? "")
+        }
+        let log0 = try String(contentsOf: logs[0], encoding: .utf8)
+        XCTAssertTrue(log0.contains("world size 4"), log0)
         XCTAssertTrue(log0.contains("all 4 ranks agree on the weights"), log0)
         XCTAssertTrue(FileManager.default.fileExists(atPath: TrainingRun.checkpointURL(run, "checkpoint_final").path))
     }
@@ -210,5 +239,55 @@ final class RendezvousErrorTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("cannot reach the master at 127.0.0.1:\(port)"), "\($0)")
         }
         XCTAssertLessThan(Date().timeIntervalSince(start), 30)
+    }
+}
+
+/// Two test hosts on this machine: network namespaces with their own addresses, joined by a
+/// veth pair (needs root and iproute2; tests skip where they cannot be made).
+struct TestHosts {
+    static let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "ip"
+    let namespaces: [String]
+    let addresses = ["10.231.7.1", "10.231.7.2"]
+
+    struct Failure: Error, CustomStringConvertible { let description: String }
+
+    @discardableResult
+    static func ip(_ args: [String]) throws -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: ip)
+        p.arguments = args
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        p.waitUntilExit()
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        guard p.terminationStatus == 0 else { throw Failure(description: "ip \(args.joined(separator: " ")): \(text)") }
+        return p.terminationStatus
+    }
+
+    static func make() throws -> TestHosts {
+        let tag = String(ProcessInfo.processInfo.processIdentifier % 100_000)
+        let hosts = TestHosts(namespaces: ["msA\(tag)", "msB\(tag)"])
+        let veth = ["vA\(tag)", "vB\(tag)"]
+        do {
+            for ns in hosts.namespaces { try ip(["netns", "add", ns]) }
+            try ip(["link", "add", veth[0], "type", "veth", "peer", "name", veth[1]])
+            for i in 0..<2 {
+                try ip(["link", "set", veth[i], "netns", hosts.namespaces[i]])
+                try ip(["-n", hosts.namespaces[i], "addr", "add", hosts.addresses[i] + "/30", "dev", veth[i]])
+                try ip(["-n", hosts.namespaces[i], "link", "set", veth[i], "up"])
+                try ip(["-n", hosts.namespaces[i], "link", "set", "lo", "up"])
+            }
+        } catch {
+            hosts.remove()
+            throw error
+        }
+        return hosts
+    }
+
+    /// Deleting a namespace removes its end of the veth pair, and with it the other end.
+    func remove() {
+        for ns in namespaces { _ = try? Self.ip(["netns", "delete", ns]) }
     }
 }

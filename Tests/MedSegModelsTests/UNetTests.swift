@@ -27,8 +27,10 @@ final class UNetTests: XCTestCase {
         try loss.backward()
         let grads = fx["grads"] as! [String: Any]
         let params = Dictionary(uniqueKeysWithValues: unet.namedParameters().map { ($0.name, $0.tensor) })
+        // atol as FixtureSupport's parity check: PyTorch itself gives enc.0.0.weight's gradient
+        // 2.5e-5 apart on two CPUs (AMD EPYC vs the fixture's machine), through BatchNorm in train mode.
         for (name, g) in grads {
-            try FixtureSupport.assertClose(try XCTUnwrap(params[name]?.grad), try FixtureSupport.tensor(g), rtol: 1e-4, atol: 1e-5, "grad \(name)")
+            try FixtureSupport.assertClose(try XCTUnwrap(params[name]?.grad), try FixtureSupport.tensor(g), rtol: 1e-4, atol: 1e-4, "grad \(name)")
         }
     }
 

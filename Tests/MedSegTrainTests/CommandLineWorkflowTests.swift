@@ -18,18 +18,7 @@ final class CommandLineWorkflowTests: XCTestCase {
 
     @discardableResult
     private func medseg(_ args: [String], expectSuccess: Bool = true) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = try XCTUnwrap(Executables.medseg())
-        process.arguments = args
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let output = String(decoding: data, as: UTF8.self)
-        if expectSuccess { XCTAssertEqual(process.terminationStatus, 0, "medseg \(args.joined(separator: " ")):\n\(output)") }
-        return (process.terminationStatus, output)
+        try Executables.runMedSeg(args, expectSuccess: expectSuccess)
     }
 
     func testSynthesizeTrainKillResumePredictEvaluate() throws {

@@ -1,4 +1,5 @@
 import Foundation
+import XCTest
 
 /// Runs reference checks in Python (PyTorch, tensorboard, nibabel...), which scripts/setup.sh installs.
 public enum Python {
@@ -41,5 +42,28 @@ public enum Executables {
             dir = dir.deletingLastPathComponent()
         }
         return nil
+    }
+}
+
+extension Executables {
+    /// Runs the built `medseg` with `args`; returns its exit status and stdout + stderr.
+    /// With `expectSuccess`, a non-zero status fails the calling test with the output.
+    @discardableResult
+    public static func runMedSeg(_ args: [String], expectSuccess: Bool = true,
+                                 file: StaticString = #filePath, line: UInt = #line) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = try XCTUnwrap(medseg(), "the medseg executable is not built", file: file, line: line)
+        process.arguments = args
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let output = String(decoding: data, as: UTF8.self)
+        if expectSuccess {
+            XCTAssertEqual(process.terminationStatus, 0, "medseg \(args.joined(separator: " ")):\n\(output)", file: file, line: line)
+        }
+        return (process.terminationStatus, output)
     }
 }

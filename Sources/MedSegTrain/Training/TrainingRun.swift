@@ -123,6 +123,7 @@ public final class TrainingRun {
         // Fold "all" trains on every case and validates on the same cases (nnU-Net does so too).
         let trainIDs = c.fold < 0 ? Set(allCases.map(\.identifier)) : Set(splits.folds[c.fold].train)
         let valIDs = c.fold < 0 ? trainIDs : Set(splits.folds[c.fold].val)
+        let foldName = c.fold < 0 ? "all" : String(c.fold)
         let classes = max(1, dataset.description.foregroundLabels.max() ?? 1)
         let binary = classes == 1 && c.loss != "dice_ce" && c.loss != "ce"
         let normalization = IntensityNormalization(rawValue: c.normalization) ?? .zscore
@@ -147,7 +148,7 @@ public final class TrainingRun {
         }
         let trainCases = try allCases.filter { trainIDs.contains($0.identifier) }.map(load)
         let valCases = try allCases.filter { valIDs.contains($0.identifier) }.map(load)
-        guard let first = trainCases.first else { throw TrainingError("fold \(c.fold) has no training cases") }
+        guard let first = trainCases.first else { throw TrainingError("fold \(foldName) has no training cases") }
         let topology = c.model == "plainunet" ? planned?.topology : nil
         let divisors = ModelFactory.sizeDivisors(.init(name: c.model, dims: c.dims, inChannels: 1, outChannels: 1, features: c.features,
                                                        depth: c.depth, topology: topology))
@@ -202,7 +203,7 @@ public final class TrainingRun {
         let ddp = try group.map { try DistributedDataParallel(model: model, group: $0) }
         if loaded != nil { say("resuming \(runFolder.path) after epoch \(startEpoch)") }
         say("\(c.model) \(c.dims)D: \(model.parameterCount()) parameters, \(spec.inChannels) input channel(s), " +
-            "\(binary ? "binary" : "\(classes) classes"); fold \(c.fold): \(trainCases.count) training, \(valCases.count) validation cases; " +
+            "\(binary ? "binary" : "\(classes) classes"); fold \(foldName): \(trainCases.count) training, \(valCases.count) validation cases; " +
             "batch \(c.batch_size)\(world > 1 ? " per process x \(world) processes = \(c.batch_size * world)" : ""), patch \(c.patch_size), \(c.optimizer) lr \(c.lr), \(c.scheduler) schedule, \(Torch.threads) thread(s)")
 
         let pipeline: AugmentationPipeline
@@ -228,7 +229,7 @@ public final class TrainingRun {
             let summary = try Validation.writeSummary(inference: inference, cases: allCases.filter { valIDs.contains($0.identifier) },
                                                       dataset: dataset, folder: runFolder.appendingPathComponent("validation"),
                                                       saveProbabilities: c.save_probabilities)
-            say("validation of fold \(c.fold < 0 ? "all" : String(c.fold)) (\(summary.metric_per_case.count) cases, mirror TTA):\n"
+            say("validation of fold \(foldName) (\(summary.metric_per_case.count) cases, mirror TTA):\n"
                 + summary.table(labelNames: dataset.description.labelNames))
             return summary
         }

@@ -1,0 +1,154 @@
+import Foundation
+import MedSegData
+import Torch
+
+/// nnU-Net's `find_best_configuration`: every trained configuration (an experiment folder of
+/// fold_N runs) is scored on its cross-validation, i.e. the final validation predictions of all
+/// its folds pooled, each case predicted once by the fold that did not train on it; where the
+/// validations kept their probabilities, every pair of configurations is scored as an ensemble
+/// too. The best candidate by foreground mean Dice then gets its post-processing chosen on the
+/// same predictions, and the inference commands that reproduce it are written down.
+public struct ModelSelection {
+    /// A scored candidate: one configuration or an ensemble of two.
+    public struct Candidate {
+        public var name: String
+        public var experiments: [URL]
+        /// Where its pooled cross-validation predictions and summary.json are.
+        public var folder: URL
+        public var summary: EvaluationSummary
+        public var dice: Double { summary.foreground_mean.Dice ?? 0 }
+    }
+
+    public struct Outcome {
+        public var candidates: [Candidate]
+        public var best: Candidate
+        public var postprocessing: Postprocessing
+        public var postprocessingReport: [String]
+        public var instructions: String
+    }
+
+    public let dataset: RawDataset
+    public let folds: [Int]
+
+    public init(dataset: RawDataset, folds: [Int]) {
+        self.dataset = dataset
+        self.folds = folds
+    }
+
+    private var foldsTag: String { "folds_" + folds.map(String.init).joined(separator: "_") }
+
+    /// Reference label files by case.
+    private func references() throws -> [String: URL] {
+        var refs: [String: URL] = [:]
+        for c in try dataset.trainingCases() { if let l = c.label { refs[c.identifier] = l } }
+        return refs
+    }
+
+    /// Evaluates every prediction image in `folder` against the data set's labels into folder/summary.json.
+    func evaluate(_ folder: URL, cases: [String]) throws -> EvaluationSummary {
+        let refs = try references()
+        var pairs: [(prediction: MedicalImage, reference: MedicalImage, predictionFile: String, referenceFile: String)] = []
+        for id in cases {
+            guard let ref = refs[id] else { throw DataError(file: folder, "case \(id) is not a labelled case of \(dataset.root.path)") }
+            guard let pred = ProbabilityEnsemble.predictionFile(id, in: folder) else { throw DataError(file: folder, "has no prediction for case \(id)") }
+            pairs.append((try ImageIO.read(pred), try ImageIO.read(ref), pred.lastPathComponent, ref.lastPathComponent))
+        }
+        let summary = try EvaluationSummary.evaluate(cases: pairs, labels: dataset.description.foregroundLabels)
+        try summary.write(to: folder.appendingPathComponent("summary.json"))
+        return summary
+    }
+
+    /// Pools the folds' validation predictions (and probabilities) of one experiment folder into
+    /// EXPERIMENT/crossval_results_folds_..., and scores them.
+    public func crossValidation(of experiment: URL) throws -> Candidate {
+        let out = experiment.appendingPathComponent("crossval_results_" + foldsTag)
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        let splits = try CrossValidationSplits(from: dataset.root.appendingPathComponent("splits_final.json"))
+        var cases: [String] = []
+        for fold in folds {
+            let validation = experiment.appendingPathComponent("fold_\(fold)").appendingPathComponent("validation")
+            guard fold < splits.folds.count else { throw DataError(file: dataset.root, "splits_final.json has no fold \(fold)") }
+            for id in splits.folds[fold].val {
+                guard let pred = ProbabilityEnsemble.predictionFile(id, in: validation) else {
+                    throw DataError(file: validation, "has no prediction for case \(id): train fold \(fold) to the end (or run --validation-only)")
+                }
+                try replace(out.appendingPathComponent(pred.lastPathComponent), with: pred)
+                let p = ProbabilityFile.url(for: id, in: validation)
+                if FileManager.default.fileExists(atPath: p.path) { try replace(ProbabilityFile.url(for: id, in: out), with: p) }
+                cases.append(id)
+            }
+        }
+        return Candidate(name: experiment.lastPathComponent, experiments: [experiment], folder: out, summary: try evaluate(out, cases: cases.sorted()))
+    }
+
+    /// The ensemble of two scored configurations, when both kept their validation probabilities.
+    public func ensemble(_ a: Candidate, _ b: Candidate, under root: URL) throws -> Candidate? {
+        guard (try? ProbabilityEnsemble.commonCases([a.folder, b.folder])) != nil else { return nil }
+        let out = root.appendingPathComponent("ensembles").appendingPathComponent("ensemble___\(a.name)___\(b.name)___\(foldsTag)")
+        let ids = try ProbabilityEnsemble.run(folders: [a.folder, b.folder], out: out)
+        return Candidate(name: "ensemble(\(a.name), \(b.name))", experiments: a.experiments + b.experiments, folder: out,
+                         summary: try evaluate(out, cases: ids))
+    }
+
+    /// Scores every configuration and pairwise ensemble, picks the best, chooses its
+    /// post-processing and writes postprocessing.json and inference_instructions.txt into `root`.
+    public func run(experiments: [URL], root: URL) throws -> Outcome {
+        guard !experiments.isEmpty else { throw TrainingError("find-best needs at least one experiment folder") }
+        var candidates = try experiments.map(crossValidation(of:))
+        let single = candidates
+        for i in single.indices {
+            for j in single.indices where j > i {
+                if let e = try ensemble(single[i], single[j], under: root) { candidates.append(e) }
+            }
+        }
+        let best = candidates.max { $0.dice < $1.dice }!
+        let refs = try references()
+        var pairs: [(prediction: MedicalImage, reference: MedicalImage)] = []
+        for c in best.summary.metric_per_case {
+            let id = ImageIO.stem(of: URL(fileURLWithPath: c.prediction_file))
+            guard let ref = refs[id] else { continue }
+            pairs.append((try ImageIO.read(best.folder.appendingPathComponent(c.prediction_file)), try ImageIO.read(ref)))
+        }
+        let (post, report) = try Postprocessing.choose(cases: pairs, labels: dataset.description.foregroundLabels)
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        let postURL = root.appendingPathComponent(Postprocessing.fileName)
+        try post.write(to: postURL)
+        let instructions = Self.instructions(best, folds: folds, postprocessing: postURL)
+        try AtomicFile.write(Data(instructions.utf8), to: root.appendingPathComponent("inference_instructions.txt"))
+        return Outcome(candidates: candidates, best: best, postprocessing: post, postprocessingReport: report, instructions: instructions)
+    }
+
+    static func instructions(_ best: Candidate, folds: [Int], postprocessing: URL) -> String {
+        let foldList = folds.map(String.init).joined(separator: " ")
+        var lines = ["# Best on cross-validation: \(best.name), foreground mean Dice \(String(format: "%.4f", best.dice))", ""]
+        if best.experiments.count == 1 {
+            lines.append("medseg predict --run \(best.experiments[0].path) --folds \(foldList) --checkpoint final --input INPUT_FOLDER --out OUTPUT_FOLDER --postprocessing \(postprocessing.path)")
+        } else {
+            for (i, e) in best.experiments.enumerated() {
+                lines.append("medseg predict --run \(e.path) --folds \(foldList) --checkpoint final --input INPUT_FOLDER --out OUTPUT_FOLDER_\(i + 1) --save-probabilities")
+            }
+            let inputs = best.experiments.indices.map { "OUTPUT_FOLDER_\($0 + 1)" }.joined(separator: " ")
+            lines.append("medseg ensemble --inputs \(inputs) --out OUTPUT_FOLDER --postprocessing \(postprocessing.path)")
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Puts a copy of `source` at `target`, replacing what is there.
+    private func replace(_ target: URL, with source: URL) throws {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: target.path) { try fm.removeItem(at: target) }
+        try fm.copyItem(at: source, to: target)
+    }
+}
+
+extension CrossValidationSplits {
+    /// Reads an existing `splits_final.json`.
+    init(from url: URL) throws {
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw DataError(file: url, "does not exist: the cross-validation was not trained here")
+        }
+        do { self = try JSONDecoder().decode(CrossValidationSplits.self, from: Data(contentsOf: url)) } catch {
+            throw DataError(file: url, "not a valid splits file: \(error)")
+        }
+    }
+}

@@ -1,0 +1,69 @@
+import Foundation
+import MedSegData
+import Torch
+
+/// Ensembling of finished predictions: the probabilities that several folders hold for the same
+/// cases (`CASE_probabilities.safetensors`, written by `predict --save-probabilities` or by
+/// validation) are averaged and turned into label maps in the grid, format and geometry of the
+/// first folder's prediction of the case.
+public enum ProbabilityEnsemble {
+    /// The prediction image of case `identifier` in `folder` (any readable format).
+    public static func predictionFile(_ identifier: String, in folder: URL) -> URL? {
+        ImageIO.readableEndings.lazy.map { folder.appendingPathComponent(identifier + $0) }
+            .first { FileManager.default.fileExists(atPath: $0.path) }
+    }
+
+    /// Cases with probabilities in every folder (sorted); throws naming the folder and case when
+    /// a folder lacks cases that the first one has.
+    public static func commonCases(_ folders: [URL]) throws -> [String] {
+        guard let first = folders.first else { throw TrainingError("an ensemble needs at least one folder of predictions") }
+        let ids = try ProbabilityFile.identifiers(in: first)
+        guard !ids.isEmpty else {
+            throw DataError(file: first, "holds no *\(ProbabilityFile.suffix) files (predict with --save-probabilities, or train with --save-probabilities)")
+        }
+        for folder in folders.dropFirst() {
+            let have = Set(try ProbabilityFile.identifiers(in: folder))
+            if let missing = ids.first(where: { !have.contains($0) }) {
+                throw DataError(file: folder, "has no probabilities for case \(missing), which \(first.lastPathComponent) has")
+            }
+        }
+        return ids
+    }
+
+    /// Averaged probabilities of one case and the label image made from them.
+    public static func merge(_ identifier: String, folders: [URL]) throws -> (label: MedicalImage, ending: String, probabilities: Tensor) {
+        var sum: Tensor? = nil
+        for folder in folders {
+            let p = try ProbabilityFile.read(ProbabilityFile.url(for: identifier, in: folder))
+            if let s = sum, s.shape != p.shape {
+                throw DataError(file: ProbabilityFile.url(for: identifier, in: folder), "probabilities of shape \(p.shape), the first folder's are \(s.shape)")
+            }
+            sum = try sum.map { try $0 + p } ?? p
+        }
+        let mean = try sum! / Double(folders.count)
+        guard let template = predictionFile(identifier, in: folders[0]) else {
+            throw DataError(file: folders[0], "has probabilities but no prediction image for case \(identifier)")
+        }
+        let reference = try ImageIO.read(template)
+        let labels = try ProbabilityFile.labels(mean).to(dtype: .float32).floats()
+        guard labels.count == reference.voxelCount else {
+            throw DataError(file: template, "has \(reference.voxelCount) voxels, its probabilities \(labels.count)")
+        }
+        let label = MedicalImage(size: reference.size, voxels: labels, pixelType: .uint8, geometry: reference.geometry)
+        return (label, ImageIO.fileEnding(of: template), mean)
+    }
+
+    /// Writes the ensemble of `folders` into `out`; returns the cases written.
+    @discardableResult
+    public static func run(folders: [URL], out: URL, postprocessing: Postprocessing? = nil, saveProbabilities: Bool = false) throws -> [String] {
+        let ids = try commonCases(folders)
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        for id in ids {
+            var (label, ending, probabilities) = try merge(id, folders: folders)
+            if let postprocessing { label = postprocessing.apply(to: label) }
+            try ImageIO.write(label, to: out.appendingPathComponent(id + ending))
+            if saveProbabilities { try ProbabilityFile.write(probabilities, to: ProbabilityFile.url(for: id, in: out)) }
+        }
+        return ids
+    }
+}
