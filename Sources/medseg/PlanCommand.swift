@@ -11,7 +11,7 @@ struct PlanCommand: ParsableCommand {
 
     @Argument(help: "Data set folder (dataset.json, imagesTr, labelsTr).") var folder: String
     @Option(help: "Memory budget for one training step, in GB.") var gpuMemory: Double = 8
-    @Option(help: "Configurations to plan: 2d, 3d_fullres.") var configs = "2d,3d_fullres"
+    @Option(help: "Configurations to plan: 2d, 3d_fullres, 3d_lowres (with its cascade, only where the full-resolution patch covers under a quarter of the median image).") var configs = "2d,3d_fullres,3d_lowres"
     @Option(help: "Threads reading cases.") var workers = 2
 
     func run() throws {
@@ -23,15 +23,30 @@ struct PlanCommand: ParsableCommand {
         let dims = fingerprint.medianSpacing.count
         let planner = ExperimentPlanner(memoryGB: gpuMemory)
         var configurations: [String: PlannedConfiguration] = [:]
+        func fullres() throws -> PlannedConfiguration {
+            try planner.plan(fingerprint, dims: 3, inChannels: d.channelCount, classes: d.labelValues.count, channelNames: d.orderedChannelNames)
+        }
         for name in configs.split(separator: ",").map({ String($0).trimmingCharacters(in: .whitespaces) }) {
             switch name {
             case "2d": configurations[name] = try planner.plan(fingerprint, dims: 2, inChannels: d.channelCount, classes: d.labelValues.count,
                                                               channelNames: d.orderedChannelNames)
             case "3d_fullres":
                 guard dims == 3 else { continue }
-                configurations[name] = try planner.plan(fingerprint, dims: 3, inChannels: d.channelCount, classes: d.labelValues.count,
-                                                        channelNames: d.orderedChannelNames)
-            default: throw ValidationError("unknown configuration '\(name)' (planned here: 2d, 3d_fullres)")
+                configurations[name] = try fullres()
+            case "3d_lowres":
+                guard dims == 3 else { continue }
+                let full = try fullres()
+                guard let low = try planner.planLowResolution(fingerprint, fullres: full, inChannels: d.channelCount, classes: d.labelValues.count,
+                                                              channelNames: d.orderedChannelNames) else {
+                    print(String(format: "3d_lowres: not needed, the full-resolution patch covers %.0f%% of the median image",
+                                 100 * Double(full.patch_size.reduce(1, *)) / full.median_image_size_in_voxels.reduce(1, *)))
+                    continue
+                }
+                configurations[name] = low
+                var cascade = full
+                cascade.previous_stage = name
+                configurations["3d_cascade_fullres"] = cascade
+            default: throw ValidationError("unknown configuration '\(name)' (planned here: 2d, 3d_fullres, 3d_lowres)")
             }
         }
         let plans = ExperimentPlans(dataset_name: d.name ?? root.lastPathComponent, configurations: configurations)

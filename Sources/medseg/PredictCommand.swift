@@ -12,6 +12,7 @@ struct PredictCommand: ParsableCommand {
 
     @Option(name: .customLong("run"), help: "Run folder of `medseg train` (with --folds: the folder holding fold_N).") var runFolder: String
     @Option(parsing: .upToNextOption, help: "Folds to ensemble (RUN/fold_N, N or all), averaging their probabilities.") var folds: [String] = []
+    @Option(help: "For a 3d_cascade_fullres run: the 3d_lowres experiment folder, predicted first with the same --folds.") var previousStage: String?
     @Option(help: "best, final, latest or a checkpoint file.") var checkpoint = "best"
     @Option(help: "Folder of images (CASE_0000.ext per channel, or single files).") var input: String
     @Option(help: "Output folder.") var out: String
@@ -24,31 +25,15 @@ struct PredictCommand: ParsableCommand {
 
     func run() throws {
         if let threads { Torch.threads = threads }
-        let runURL = URL(fileURLWithPath: runFolder)
         let dev = try Device(parsing: device)
-        let modelFolders = folds.isEmpty ? [runURL] : folds.map { runURL.appendingPathComponent("fold_\($0)") }
-        var predictors: [Predictor] = []
-        var used: [String] = []
-        for folder in modelFolders {
-            let file = ["best", "final", "latest"].contains(checkpoint)
-                ? TrainingRun.checkpointURL(folder, "checkpoint_\(checkpoint)") : URL(fileURLWithPath: checkpoint)
-            guard FileManager.default.fileExists(atPath: file.path) else { throw ValidationError("\(file.path): no such checkpoint") }
-            let loaded = try Checkpoint.load(file)
-            let model = try ModelFactory.make(loaded.state.model.network)
-            try model.loadState(loaded.model)
-            try model.to(device: dev)
-            predictors.append(Predictor(model: model, spec: loaded.state.model, mirror: !noMirror, device: dev))
-            used.append("\(folds.isEmpty ? "" : folder.lastPathComponent + "/")\(file.lastPathComponent), epoch \(loaded.state.epoch)")
-        }
-        let spec = predictors[0].spec
-        // A planned network sees new images preprocessed as its training cases were.
-        let preprocessor = try spec.configuration.map { try PlannedSetup.load(runFolder: modelFolders[0], configuration: $0).preprocessor }
-        let inference = try CaseInference(predictors: predictors, preprocessor: preprocessor)
+        let (inference, used) = try Self.inference(run: URL(fileURLWithPath: runFolder), folds: folds, checkpoint: checkpoint,
+                                                   previousStage: previousStage.map { URL(fileURLWithPath: $0) }, mirror: !noMirror, device: dev)
+        let spec = inference.spec
         let post = try postprocessing.map { try Postprocessing.load(URL(fileURLWithPath: $0)) }
 
         let inputURL = URL(fileURLWithPath: input), outURL = URL(fileURLWithPath: out)
         try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
-        let groups = try Self.cases(in: inputURL, channels: spec.inChannels)
+        let groups = try Self.cases(in: inputURL, channels: spec.network.inChannels - (previousStage == nil ? 0 : (spec.binary ? 1 : spec.outChannels - 1)))
         guard !groups.isEmpty else { throw ValidationError("\(input): no images found") }
         let progress = ProgressLine(label: "predict")
         for (i, (id, files, ending)) in groups.enumerated() {
@@ -62,7 +47,40 @@ struct PredictCommand: ParsableCommand {
             progress.update(i + 1, groups.count)
         }
         progress.finish()
-        print("wrote \(groups.count) prediction(s) to \(outURL.path) (\(used.joined(separator: "; "))\(predictors.count > 1 ? "; probabilities averaged" : ""))")
+        print("wrote \(groups.count) prediction(s) to \(outURL.path) (\(used.joined(separator: "; "))\(inference.predictors.count > 1 ? "; probabilities averaged" : ""))")
+    }
+
+    /// The networks of a run (or of its folds) with their preprocessing, and for a cascade stage
+    /// the previous stage's inference in front; plus a line per checkpoint used.
+    static func inference(run: URL, folds: [String], checkpoint: String, previousStage: URL?, mirror: Bool,
+                          device dev: Device) throws -> (CaseInference, [String]) {
+        let modelFolders = folds.isEmpty ? [run] : folds.map { run.appendingPathComponent("fold_\($0)") }
+        var predictors: [Predictor] = []
+        var used: [String] = []
+        for folder in modelFolders {
+            let file = ["best", "final", "latest"].contains(checkpoint)
+                ? TrainingRun.checkpointURL(folder, "checkpoint_\(checkpoint)") : URL(fileURLWithPath: checkpoint)
+            guard FileManager.default.fileExists(atPath: file.path) else { throw ValidationError("\(file.path): no such checkpoint") }
+            let loaded = try Checkpoint.load(file)
+            let model = try ModelFactory.make(loaded.state.model.network)
+            try model.loadState(loaded.model)
+            try model.to(device: dev)
+            predictors.append(Predictor(model: model, spec: loaded.state.model, mirror: mirror, device: dev))
+            used.append("\(folds.isEmpty ? "" : folder.lastPathComponent + "/")\(file.lastPathComponent), epoch \(loaded.state.epoch)")
+        }
+        let spec = predictors[0].spec
+        // A planned network sees new images preprocessed as its training cases were.
+        let setup = try spec.configuration.map { try PlannedSetup.load(runFolder: modelFolders[0], configuration: $0) }
+        var previous: CascadeInput.PreviousStage? = nil
+        if let stage = setup?.plan.previous_stage {
+            guard let previousStage else {
+                throw ValidationError("\(run.path) is a cascade stage trained on \(stage) segmentations: give that experiment with --previous-stage EXP")
+            }
+            let (first, firstUsed) = try inference(run: previousStage, folds: folds, checkpoint: checkpoint, previousStage: nil, mirror: mirror, device: dev)
+            previous = { files in try first.predict(files).label }
+            used = firstUsed.map { "\(stage) \($0)" } + used
+        }
+        return (try CaseInference(predictors: predictors, preprocessor: setup?.preprocessor, previousStage: previous), used)
     }
 
     /// Cases in a folder: nnU-Net channel files (CASE_0000.ext, CASE_0001.ext) grouped by case,

@@ -15,6 +15,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Run folder for checkpoints and logs.") var out: String?
     @Option(help: "A configuration of plans.json (2d, 3d_fullres: its network, patch and batch on the preprocessed cases; the run goes to OUT/fold_N), or a YAML file with settings.") var config: String?
     @Option(help: "plans.json for --config NAME (default: DATASET/plans.json).") var plans: String?
+    @Option(help: "For --config 3d_cascade_fullres: the experiment folder of the trained 3d_lowres folds.") var previousStage: String?
     @Option(help: "Named recipe: \(TrainingPresets.names.joined(separator: ", ")).") var preset: String?
     @Option(help: "Epochs.") var epochs: Int?
     @Option(help: "Iterations per epoch.") var iterations: Int?
@@ -86,6 +87,7 @@ struct TrainCommand: ParsableCommand {
         if let threads { c.threads = threads }
         if let encoderWeights { c.encoder_weights = encoderWeights }
         if saveProbabilities { c.save_probabilities = true }
+        if let previousStage { c.previous_stage = URL(fileURLWithPath: previousStage).standardizedFileURL.path }
         try c.validate(source: "command line")
 
         // A planned configuration's runs are folds of one experiment folder, as nnU-Net lays them out.

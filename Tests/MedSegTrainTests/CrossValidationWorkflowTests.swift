@@ -121,4 +121,41 @@ final class CrossValidationWorkflowTests: XCTestCase {
                                  expectSuccess: false)
         XCTAssertTrue(missing.output.contains("fold_2 holds no checkpoint to continue from"), missing.output)
     }
+
+    /// Images too large for the full-resolution patch get a 3d_lowres stage; the cascade's full
+    /// resolution stage trains on the low-resolution cross-validation and predicts behind it.
+    func testCascadeTrainsOnTheLowResolutionCrossValidation() throws {
+        let data = temp.appendingPathComponent("data").path
+        try medseg(["data", "synth", "--dim", "3", "--cases", "6", "--test-cases", "1", "--size", "48,48,24", "--out", data])
+        let plan = try medseg(["plan", data, "--gpu-memory", "0.02"]).output
+        let plans = try ExperimentPlans.load(URL(fileURLWithPath: data + "/plans.json"))
+        let low = try XCTUnwrap(plans.configurations["3d_lowres"], plan)
+        let cascade = try XCTUnwrap(plans.configurations["3d_cascade_fullres"])
+        XCTAssertEqual(cascade.previous_stage, "3d_lowres")
+        XCTAssertEqual(low.next_stage, "3d_cascade_fullres")
+        XCTAssertGreaterThan(low.spacing[1], cascade.spacing[1])
+
+        let lowExp = temp.appendingPathComponent("low").path, cascadeExp = temp.appendingPathComponent("cascade").path
+        for fold in 0..<5 {
+            try medseg(["train", "--dataset", data, "--config", "3d_lowres", "--fold", String(fold), "--out", lowExp,
+                        "--epochs", "1", "--iterations", "1", "--features", "4"])
+        }
+        let without = try medseg(["train", "--dataset", data, "--config", "3d_cascade_fullres", "--fold", "0", "--out", cascadeExp,
+                                  "--epochs", "1", "--iterations", "1"], expectSuccess: false)
+        XCTAssertTrue(without.output.contains("--previous-stage"), without.output)
+        let log = try medseg(["train", "--dataset", data, "--config", "3d_cascade_fullres", "--fold", "0", "--out", cascadeExp,
+                              "--epochs", "1", "--iterations", "1", "--features", "4", "--previous-stage", lowExp]).output
+        // One image channel plus one channel per foreground class of the low-resolution segmentation.
+        XCTAssertTrue(log.contains("\(1 + 2) input channel(s), 2 classes"), log)
+
+        let preds = temp.appendingPathComponent("preds").path
+        let predictArgs = ["predict", "--run", cascadeExp, "--folds", "0", "--checkpoint", "final", "--input", data + "/imagesTs", "--out", preds]
+        let missing = try medseg(predictArgs, expectSuccess: false)
+        XCTAssertTrue(missing.output.contains("--previous-stage"), missing.output)
+        // The previous stage is ensembled over the same folds: fold 0 of each here.
+        let predicted = try medseg(predictArgs + ["--previous-stage", lowExp]).output
+        XCTAssertTrue(predicted.contains("3d_lowres fold_0/checkpoint_final.safetensors"), predicted)
+        let prediction = try ImageIO.read(URL(fileURLWithPath: preds + "/synth_006.nii.gz"))
+        XCTAssertEqual(prediction.size, [48, 48, 24])
+    }
 }

@@ -41,6 +41,42 @@ final class ExperimentPlannerTests: XCTestCase {
         XCTAssertEqual(small.normalization_schemes, ["ZScoreNormalization"])
     }
 
+    func testLowResolutionStageWhenThePatchCoversUnderAQuarterOfTheImage() throws {
+        let planner = ExperimentPlanner(memoryGB: 8)
+        let large = try fingerprint(spacings: Array(repeating: [1, 1, 1], count: 5), shapes: Array(repeating: [320, 320, 320], count: 5))
+        let full = try planner.plan(large, dims: 3, inChannels: 1, classes: 2, channelNames: ["CT"])
+        let fullCover = Double(full.patch_size.reduce(1, *)) / pow(320, 3)
+        XCTAssertLessThan(fullCover, 0.25)
+        let low = try XCTUnwrap(try planner.planLowResolution(large, fullres: full, inChannels: 1, classes: 2, channelNames: ["CT"]))
+        XCTAssertEqual(low.next_stage, "3d_cascade_fullres")
+        // Isotropic data: every axis grows by the same factor, a power of 1.03.
+        XCTAssertEqual(low.spacing[0], low.spacing[1], accuracy: 1e-12)
+        let steps = log(low.spacing[0]) / log(1.03)
+        XCTAssertEqual(steps, steps.rounded(), accuracy: 1e-6)
+        // At the low spacing the patch covers at least a quarter of the median image, one step less did not.
+        let medianLow = low.median_image_size_in_voxels.reduce(1, *)
+        XCTAssertEqual(medianLow, pow(320 / low.spacing[0], 3), accuracy: medianLow * 1e-9)
+        XCTAssertGreaterThanOrEqual(Double(low.patch_size.reduce(1, *)) / medianLow, 0.25)
+        XCTAssertLessThanOrEqual(medianLow, pow(320, 3) / 2, "a low-resolution stage at least halves the image")
+
+        // Small images fit the full-resolution patch: no cascade.
+        let small = try fingerprint(spacings: Array(repeating: [1, 1, 1], count: 5), shapes: Array(repeating: [64, 64, 64], count: 5))
+        let smallFull = try planner.plan(small, dims: 3, inChannels: 1, classes: 2, channelNames: ["CT"])
+        XCTAssertNil(try planner.planLowResolution(small, fullres: smallFull, inChannels: 1, classes: 2, channelNames: ["CT"]))
+    }
+
+    func testLowResolutionGrowsOnlyTheFineAxesOfAnisotropicData() throws {
+        let fp = try fingerprint(spacings: Array(repeating: [3, 1, 1], count: 5), shapes: Array(repeating: [100, 400, 400], count: 5))
+        let planner = ExperimentPlanner(memoryGB: 4)
+        let full = try planner.plan(fp, dims: 3, inChannels: 1, classes: 2, channelNames: ["MRI"])
+        let low = try XCTUnwrap(try planner.planLowResolution(fp, fullres: full, inChannels: 1, classes: 2, channelNames: ["MRI"]))
+        // z (3 mm) is more than twice as coarse as x, y (1 mm): only x and y grow, until they reach 1.5 mm and beyond.
+        XCTAssertGreaterThan(low.spacing[1], 1.5)
+        XCTAssertEqual(low.spacing[1], low.spacing[2], accuracy: 1e-12)
+        XCTAssertLessThanOrEqual(low.spacing[0] / low.spacing[1], 2.0 + 1e-9)
+        XCTAssertLessThan(low.spacing[0], 3 * pow(1.03, log(low.spacing[1]) / log(1.03)), "z grew in fewer steps than x, y")
+    }
+
     func testAnisotropicAxisTakesThe10thPercentileAndPoolsLater() throws {
         // z (array axis 0) is far coarser and has few slices: nnU-Net's anisotropy rule applies.
         let zs: [Double] = [5, 4, 3, 6, 5, 2.5, 5, 4, 5, 6]

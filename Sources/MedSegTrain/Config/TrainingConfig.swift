@@ -32,6 +32,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var configuration = ""
     /// The plans file of `configuration` (empty: DATASET/plans.json).
     public var plans = ""
+    /// For the cascade's 3d_cascade_fullres: the experiment folder of its trained 3d_lowres folds.
+    public var previous_stage = ""
     /// Also write the softmax of each final validation case (for ensembling in `medseg find-best`).
     public var save_probabilities = false
 

@@ -11,15 +11,19 @@ public struct CaseInference {
     public let predictors: [Predictor]
     /// The plan's preprocessing, or nil for networks trained on raw images.
     public let preprocessor: Preprocessor?
+    /// The cascade's previous stage, whose segmentation is part of the input.
+    public let previousStage: CascadeInput.PreviousStage?
 
-    public init(predictors: [Predictor], preprocessor: Preprocessor?) throws {
+    public init(predictors: [Predictor], preprocessor: Preprocessor?, previousStage: CascadeInput.PreviousStage? = nil) throws {
         guard let first = predictors.first else { throw TrainingError("inference needs at least one network") }
         for p in predictors.dropFirst() where p.spec.outChannels != first.spec.outChannels || p.spec.inChannels != first.spec.inChannels
             || p.spec.binary != first.spec.binary {
             throw TrainingError("the networks of an ensemble must have the same input channels and outputs")
         }
+        guard previousStage == nil || preprocessor != nil else { throw TrainingError("a cascade stage needs its plan's preprocessing") }
         self.predictors = predictors
         self.preprocessor = preprocessor
+        self.previousStage = previousStage
     }
 
     public var spec: ModelSpecRecord { predictors[0].spec }
@@ -42,9 +46,15 @@ public struct CaseInference {
             try checkChannels(loaded.image.size(0), files)
             return (try ensembleProbabilities(loaded.image), Array(loaded.shape.reversed()), loaded.geometry)
         }
-        let (voxels, _, properties) = try preprocessor.process(input)
-        try checkChannels(properties.channels, files)
-        let p = try ensembleProbabilities(try Tensor(voxels, shape: properties.shape))
+        var (voxels, _, properties) = try preprocessor.process(input)
+        var channels = properties.channels
+        if let previousStage {
+            let classes = spec.binary ? 1 : spec.outChannels - 1
+            voxels += try CascadeInput.channels(previous: previousStage(input), properties: properties, classes: classes)
+            channels += classes
+        }
+        try checkChannels(channels, files)
+        let p = try ensembleProbabilities(try Tensor(voxels, shape: [channels] + properties.spatialShape))
         let k = p.size(0)
         // Array order [K, (z,) y, x] is the channel-major, x-first layout of MedicalImage.
         let stored = Array(properties.spatialShape.reversed())

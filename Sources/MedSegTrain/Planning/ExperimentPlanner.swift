@@ -15,6 +15,10 @@ public struct PlannedConfiguration: Codable, Equatable, Sendable {
     public var kernel_sizes: [[Int]]
     public var strides: [[Int]]
     public var normalization_schemes: [String]
+    /// The cascade: 3d_lowres names the configuration trained on its predictions
+    /// ("3d_cascade_fullres"), which names its previous stage ("3d_lowres").
+    public var next_stage: String?
+    public var previous_stage: String?
 }
 
 public struct ExperimentPlans: Codable, Equatable, Sendable {
@@ -86,8 +90,36 @@ public struct ExperimentPlanner {
         return total * Double(batch) * 4 * 2
     }
 
-    public func plan(_ fp: DatasetFingerprint, dims: Int, inChannels: Int, classes: Int, channelNames: [String]) throws -> PlannedConfiguration {
-        let fullSpacing = targetSpacing(fp)
+    /// nnU-Net's 3d_lowres, for data whose median image the full-resolution patch covers less
+    /// than a quarter of: the spacing grows by 3% a step (only the finer axes while one axis is
+    /// more than twice as coarse) until the patch covers a quarter of the median image there; not
+    /// planned when that would not at least halve the median image's voxels.
+    public func planLowResolution(_ fp: DatasetFingerprint, fullres: PlannedConfiguration, inChannels: Int, classes: Int,
+                                  channelNames: [String]) throws -> PlannedConfiguration? {
+        let threshold = 0.25
+        let median = fullres.median_image_size_in_voxels
+        let fullVoxels = median.reduce(1, *)
+        guard fullres.spacing.count == 3, Double(fullres.patch_size.reduce(1, *)) / fullVoxels < threshold else { return nil }
+        var spacing = fullres.spacing
+        var plan = fullres
+        var voxels = fullVoxels
+        for _ in 0..<10_000 {
+            let coarsest = spacing.max()!
+            let fine = spacing.map { coarsest / $0 > 2 }
+            spacing = spacing.indices.map { fine.contains(true) && !fine[$0] ? spacing[$0] : spacing[$0] * 1.03 }
+            voxels = spacing.indices.map { fullres.spacing[$0] / spacing[$0] * median[$0] }.reduce(1, *)
+            plan = try self.plan(fp, dims: 3, inChannels: inChannels, classes: classes, channelNames: channelNames, spacing: spacing)
+            if Double(plan.patch_size.reduce(1, *)) / voxels >= threshold { break }
+        }
+        guard fullVoxels / voxels >= 2 else { return nil }
+        plan.next_stage = "3d_cascade_fullres"
+        return plan
+    }
+
+    /// A configuration of `dims` dimensions at the target spacing (or `spacing`, array order).
+    public func plan(_ fp: DatasetFingerprint, dims: Int, inChannels: Int, classes: Int, channelNames: [String],
+                     spacing override: [Double]? = nil) throws -> PlannedConfiguration {
+        let fullSpacing = override ?? targetSpacing(fp)
         let spacing = dims == 3 ? fullSpacing : Array(fullSpacing.suffix(2))
         let medianAtTarget: [Double] = {
             let shapes = fp.shapesAfterCrop.enumerated().map { i, shape in

@@ -11,7 +11,7 @@ public struct PlannedSetup: Sendable {
     public let plan: PlannedConfiguration
     public let fingerprint: DatasetFingerprint
 
-    public static let configurationNames = ["2d", "3d_fullres", "3d_lowres"]
+    public static let configurationNames = ["2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres"]
 
     /// Loads configuration `name` of `plansURL` and the fingerprint beside it (or `fingerprintURL`).
     public static func load(plans plansURL: URL, configuration name: String, fingerprint fingerprintURL: URL? = nil) throws -> PlannedSetup {

@@ -139,9 +139,23 @@ public final class TrainingRun {
             plans: c.plans.isEmpty ? dataset.root.appendingPathComponent(ExperimentPlans.fileName) : URL(fileURLWithPath: c.plans),
             configuration: c.configuration, fingerprint: dataset.root.appendingPathComponent(DatasetFingerprint.fileName))
         let load: (CaseFiles) throws -> LoadedCase
+        var previousStage: CascadeInput.PreviousStage? = nil
         if let planned {
             let folder = try Self.preparePreprocessed(planned, dataset: dataset, cases: allCases, mayWrite: world == 1, say: verbose ? { print($0) } : { _ in })
-            load = { files in try LoadedCase(try PreprocessedCase.load(files.identifier, from: folder)) }
+            if planned.plan.previous_stage != nil {
+                guard !c.previous_stage.isEmpty else {
+                    throw ConfigError("key 'previous_stage': configuration \(planned.name) trains on the segmentations of \(planned.plan.previous_stage!); "
+                                      + "give its experiment folder (--previous-stage EXP)")
+                }
+                previousStage = try CascadeInput.crossValidationPredictions(of: URL(fileURLWithPath: c.previous_stage))
+            }
+            load = { files in
+                let stored = try PreprocessedCase.load(files.identifier, from: folder)
+                let loaded = try LoadedCase(stored)
+                guard let previousStage else { return loaded }
+                return try CascadeInput.appending(try CascadeInput.channels(previous: previousStage(files), properties: stored.properties, classes: classes),
+                                                  classes: classes, to: loaded)
+            }
         } else {
             let reader = CaseReader(dataset: dataset, normalization: normalization, ctStatistics: ctStats)
             load = { files in try reader.load(files, classes: classes) }
@@ -149,7 +163,11 @@ public final class TrainingRun {
         let trainCases = try allCases.filter { trainIDs.contains($0.identifier) }.map(load)
         let valCases = try allCases.filter { valIDs.contains($0.identifier) }.map(load)
         guard let first = trainCases.first else { throw TrainingError("fold \(foldName) has no training cases") }
-        let topology = c.model == "plainunet" ? planned?.topology : nil
+        var topology = c.model == "plainunet" ? planned?.topology : nil
+        // A width given for a planned network scales every stage, keeping the plan's ratios.
+        if let t = topology, let planFirst = t.featuresPerStage.first, c.features != planFirst {
+            topology!.featuresPerStage = t.featuresPerStage.map { max(1, $0 * c.features / planFirst) }
+        }
         let divisors = ModelFactory.sizeDivisors(.init(name: c.model, dims: c.dims, inChannels: 1, outChannels: 1, features: c.features,
                                                        depth: c.depth, topology: topology))
         if let axis = c.patch_size.indices.first(where: { c.patch_size[$0] % divisors[min($0, divisors.count - 1)] != 0 }) {
@@ -225,7 +243,7 @@ public final class TrainingRun {
         // Final validation: every validation case predicted in its raw grid and evaluated.
         func validateFinal() throws -> EvaluationSummary {
             let inference = try CaseInference(predictors: [Predictor(model: model, spec: spec, mirror: true, device: device)],
-                                              preprocessor: planned?.preprocessor)
+                                              preprocessor: planned?.preprocessor, previousStage: previousStage)
             let summary = try Validation.writeSummary(inference: inference, cases: allCases.filter { valIDs.contains($0.identifier) },
                                                       dataset: dataset, folder: runFolder.appendingPathComponent("validation"),
                                                       saveProbabilities: c.save_probabilities)
