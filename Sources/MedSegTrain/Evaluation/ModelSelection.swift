@@ -118,14 +118,28 @@ public struct ModelSelection {
         return Outcome(candidates: candidates, best: best, postprocessing: post, postprocessingReport: report, instructions: instructions)
     }
 
+    /// The previous stage a cascade experiment was trained behind (from its folds' config.yaml).
+    static func previousStage(of experiment: URL, folds: [Int]) -> String? {
+        for fold in folds {
+            let url = experiment.appendingPathComponent("fold_\(fold)").appendingPathComponent("config.yaml")
+            guard let text = try? String(contentsOf: url, encoding: .utf8),
+                  let config = try? TrainingConfig().merging(yaml: text, source: url.path) else { continue }
+            return config.previous_stage.isEmpty ? nil : config.previous_stage
+        }
+        return nil
+    }
+
     static func instructions(_ best: Candidate, folds: [Int], postprocessing: URL) -> String {
         let foldList = folds.map(String.init).joined(separator: " ")
+        func predict(_ e: URL) -> String {
+            "medseg predict --run \(e.path) --folds \(foldList) --checkpoint final" + (previousStage(of: e, folds: folds).map { " --previous-stage \($0)" } ?? "")
+        }
         var lines = ["# Best on cross-validation: \(best.name), foreground mean Dice \(String(format: "%.4f", best.dice))", ""]
         if best.experiments.count == 1 {
-            lines.append("medseg predict --run \(best.experiments[0].path) --folds \(foldList) --checkpoint final --input INPUT_FOLDER --out OUTPUT_FOLDER --postprocessing \(postprocessing.path)")
+            lines.append(predict(best.experiments[0]) + " --input INPUT_FOLDER --out OUTPUT_FOLDER --postprocessing \(postprocessing.path)")
         } else {
             for (i, e) in best.experiments.enumerated() {
-                lines.append("medseg predict --run \(e.path) --folds \(foldList) --checkpoint final --input INPUT_FOLDER --out OUTPUT_FOLDER_\(i + 1) --save-probabilities")
+                lines.append(predict(e) + " --input INPUT_FOLDER --out OUTPUT_FOLDER_\(i + 1) --save-probabilities")
             }
             let inputs = best.experiments.indices.map { "OUTPUT_FOLDER_\($0 + 1)" }.joined(separator: " ")
             lines.append("medseg ensemble --inputs \(inputs) --out OUTPUT_FOLDER --postprocessing \(postprocessing.path)")
