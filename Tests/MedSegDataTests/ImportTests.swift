@@ -272,19 +272,8 @@ final class ImportTests: XCTestCase {
     /// `medseg data import` prints the summary and checks the result (skipped until the command is
     /// registered under `medseg data`).
     func testCommandLine() throws {
-        guard let binary = Executables.medseg() else { throw XCTSkip("medseg executable not built") }
-        func medseg(_ args: [String]) throws -> (Int32, String) {
-            let process = Process()
-            process.executableURL = binary
-            process.arguments = args
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = pipe
-            try process.run()
-            let data = pipe.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-        }
+        guard Executables.medseg() != nil else { throw XCTSkip("medseg executable not built") }
+        func medseg(_ args: [String]) throws -> (Int32, String) { try Executables.runMedSeg(args, expectSuccess: false) }
         let (_, help) = try medseg(["data", "--help"])
         let registered = help.split(separator: "\n").contains { $0.trimmingCharacters(in: .whitespaces).hasPrefix("import ") }
         guard registered else { throw XCTSkip("`medseg data import` is not registered yet") }

@@ -372,7 +372,7 @@ public final class TrainingRun {
                                 + "run `medseg preprocess \(dataset.root.path) --config \(planned.name)` before a distributed run")
         }
         say("preprocessing \(stale.count) case(s) for configuration \(planned.name) into \(folder.path)")
-        try preprocessor.run(dataset: dataset, out: folder, workers: 2)
+        try preprocessor.run(dataset: dataset, out: folder, workers: max(1, ProcessInfo.processInfo.activeProcessorCount))
         return folder
     }
 
