@@ -8,13 +8,13 @@ import Torch
 struct BenchmarkCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "benchmark",
-        abstract: "Time training or inference steps of a model on random data (parameters, img/s, peak memory).")
+        abstract: "Time training or inference steps of a model, or whole-volume sliding-window inference, on random data (parameters, img/s, peak memory).")
 
     @Option(help: "Model: \(ModelFactory.names.joined(separator: ", ")).") var model = "unet"
     @Option(name: .customLong("dim"), help: "2 or 3 spatial dimensions.") var dims = 2
     @Option(help: "Images per step.") var batchSize = 4
     @Option(help: "Spatial size of each axis.") var size = 256
-    @Option(help: "train (forward, BCE loss, backward, Adam step), infer (forward without gradients) or loader (batches of augmented patches).") var mode: String = "train"
+    @Option(help: "train (forward, BCE loss, backward, Adam step), infer (forward without gradients), loader (batches of augmented patches) or sliding-window (whole-volume inference, eval mode, no gradients; --steps volumes timed).") var mode: String = "train"
     @Option(help: "Loader mode: background workers making batches.") var workers = 2
     @Option(help: "Untimed steps first.") var warmup = 2
     @Option(help: "Timed steps.") var steps = 3
@@ -25,6 +25,9 @@ struct BenchmarkCommand: ParsableCommand {
     @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
     @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
     @Flag(help: "Print one JSON object.") var json = false
+    @Option(help: "sliding-window: patch (window) size of each axis.") var patch = 64
+    @Flag(inversion: .prefixedNo, help: "sliding-window: mirror test-time augmentation over every spatial axis.") var mirror = true
+    @Option(help: "sliding-window: windows per network call.") var windowBatch = 1
     @Option(help: "Data-parallel ranks to start on this machine (training mode; batch size per rank).") var nprocPerNode: Int?
     @Option(help: "Time one operation instead of a model: selective-scan (Mamba's fused scan, forward and backward).") var op: String?
     @Option(help: "selective-scan: channels E.") var channels = 16
@@ -44,6 +47,7 @@ struct BenchmarkCommand: ParsableCommand {
             }
             return
         }
+        if mode == "sliding-window" { try runSlidingWindow(); return }
         let environment = try DistributedEnvironment.fromEnvironment()
         if environment == nil, let nproc = nprocPerNode {
             var args = Array(CommandLine.arguments.dropFirst())
@@ -73,9 +77,29 @@ struct BenchmarkCommand: ParsableCommand {
         }
     }
 
+    private func runSlidingWindow() throws {
+        if let threads { Torch.threads = threads }
+        let spec = ModelFactory.Spec(name: model, dims: dims, inChannels: inChannels, outChannels: classes, features: features, depth: depth)
+        let bench = SlidingWindowBenchmark(spec: spec, size: Array(repeating: size, count: dims), patch: Array(repeating: patch, count: dims),
+                                           mirror: mirror, windowBatch: windowBatch, warmup: warmup, runs: steps, device: try Device(parsing: device))
+        let r = try bench.run()
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(r), as: UTF8.self))
+        } else {
+            let cube = { (s: [Int]) in s.map(String.init).joined(separator: "x") }
+            print("\(r.model) \(dims)D sliding window, \(cube(r.size)) in \(cube(r.patch)) windows, mirror \(r.mirror ? "on" : "off"), window batch \(r.window_batch), \(r.threads) thread(s)")
+            print("parameters    \(r.params)")
+            print("windows       \(r.positions) positions, \(r.windows) evaluated, \(r.network_calls) network calls")
+            print(String(format: "s/volume      %.3f", r.seconds_per_volume))
+            print(String(format: "peak memory   %.0f MB", r.peak_mem_mb))
+        }
+    }
+
     private func runBenchmark(environment: DistributedEnvironment?) throws -> Benchmark.Result {
         if let threads { Torch.threads = threads }
-        guard let m = Benchmark.Mode(rawValue: mode) else { throw ValidationError("--mode must be train, infer or loader, got '\(mode)'") }
+        guard let m = Benchmark.Mode(rawValue: mode) else { throw ValidationError("--mode must be train, infer, loader or sliding-window, got '\(mode)'") }
         let spec = ModelFactory.Spec(name: model, dims: dims, inChannels: inChannels, outChannels: classes, features: features, depth: depth)
         var bench = Benchmark(spec: spec, batchSize: batchSize, size: Array(repeating: size, count: dims), mode: m,
                               warmup: warmup, steps: steps, device: try Device(parsing: device))

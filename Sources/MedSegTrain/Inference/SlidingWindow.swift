@@ -82,7 +82,9 @@ public struct SlidingWindow {
                 let logits = try predictMirrored(windows, network: network)
                 if sum == nil { sum = try Tensor.zeros([logits.size(1)] + padded, device: image.device) }
                 for (k, start) in chunk.enumerated() {
-                    try crop(sum!, at: start, leading: 1).add_(try logits[k] * weight)
+                    // One fused pass (sum += logits * weight) instead of a temporary and an add:
+                    // every op on a 2-core machine also pays a thread-pool round trip.
+                    try crop(sum!, at: start, leading: 1).addcmul_(logits[k], weight)
                     try crop(counts, at: start, leading: 0).add_(weight)
                 }
             }
@@ -103,7 +105,10 @@ public struct SlidingWindow {
         var combinations = 1
         for mask in 1..<(1 << mirrorAxes.count) {
             let dims = mirrorAxes.enumerated().filter { mask & (1 << $0.offset) != 0 }.map { $0.element + 2 }
-            total = try total + network(batch.flip(dims)).flip(dims)
+            let flipped = try network(batch.flip(dims)).flip(dims)
+            // The first sum is a buffer of our own (the network's output may alias its input);
+            // later ones accumulate into it instead of allocating a new one per combination.
+            if combinations == 1 { total = try total + flipped } else { try total.add_(flipped) }
             combinations += 1
         }
         return try total / Double(combinations)
