@@ -30,7 +30,7 @@ demo: build
 
 test: setup
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	OMP_WAIT_POLICY=PASSIVE $(SWIFT) test --skip-build
 
 bench: build
 	bash bench/unet.sh

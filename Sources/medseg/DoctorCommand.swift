@@ -18,6 +18,7 @@ struct DoctorCommand: ParsableCommand {
             ("MedSeg", MedSegVersion.string),
             ("libtorch", Torch.version),
             ("intra-op threads", "\(Torch.threads) (\(cores) cores)"),
+            ("OpenMP waiting", ProcessInfo.processInfo.environment["OMP_WAIT_POLICY"].map { "OMP_WAIT_POLICY=\($0)" } ?? "default (spinning)"),
             ("BLAS", describeBLAS(Torch.blasLibrary)),
             ("sgemm 512x512", try measureMatmul()),
         ]

@@ -1,8 +1,14 @@
 import ArgumentParser
+import Foundation
 import Torch
 
 @main
 struct MedSegCommand: ParsableCommand {
+    static func main() {
+        OpenMPWaitPolicy.applyOnce()
+        main(nil)
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "medseg",
         abstract: "Train, evaluate and serve medical image segmentation networks (2D and 3D) on libtorch.",

@@ -72,6 +72,15 @@ final class CommandLineWorkflowTests: XCTestCase {
         XCTAssertTrue(bad.output.contains("dataset.json"), bad.output)
     }
 
+    /// Spinning OpenMP workers starve OpenBLAS's threads on few cores: medseg waits passively
+    /// unless the user set a policy.
+    func testOpenMPWaitsPassivelyUnlessTheUserChose() throws {
+        let plain = try Executables.runMedSeg(["doctor"], environment: ["OMP_WAIT_POLICY": nil])
+        XCTAssertTrue(plain.output.contains("OMP_WAIT_POLICY=PASSIVE"), plain.output)
+        let chosen = try Executables.runMedSeg(["doctor"], environment: ["OMP_WAIT_POLICY": "ACTIVE"])
+        XCTAssertTrue(chosen.output.contains("OMP_WAIT_POLICY=ACTIVE"), chosen.output)
+    }
+
     func testPlanThenPreprocessTwice() throws {
         let data = temp.appendingPathComponent("vol").path
         try medseg(["data", "synth", "--dim", "3", "--cases", "4", "--test-cases", "1", "--size", "32,32,16", "--out", data])

@@ -138,18 +138,19 @@ final class CrossValidationWorkflowTests: XCTestCase {
         let lowExp = temp.appendingPathComponent("low").path, cascadeExp = temp.appendingPathComponent("cascade").path
         for fold in 0..<5 {
             try medseg(["train", "--dataset", data, "--config", "3d_lowres", "--fold", String(fold), "--out", lowExp,
-                        "--epochs", "1", "--iterations", "1", "--features", "4"])
+                        "--epochs", "1", "--iterations", "1", "--features", "4", "--no-mirror"])
         }
         let without = try medseg(["train", "--dataset", data, "--config", "3d_cascade_fullres", "--fold", "0", "--out", cascadeExp,
                                   "--epochs", "1", "--iterations", "1"], expectSuccess: false)
         XCTAssertTrue(without.output.contains("--previous-stage"), without.output)
         let log = try medseg(["train", "--dataset", data, "--config", "3d_cascade_fullres", "--fold", "0", "--out", cascadeExp,
-                              "--epochs", "1", "--iterations", "1", "--features", "4", "--previous-stage", lowExp]).output
+                              "--epochs", "1", "--iterations", "1", "--features", "4", "--no-mirror", "--previous-stage", lowExp]).output
+        XCTAssertTrue(log.contains("validation of fold 0 (2 cases):"), "no mirroring asked for\n\(log)")
         // One image channel plus one channel per foreground class of the low-resolution segmentation.
         XCTAssertTrue(log.contains("\(1 + 2) input channel(s), 2 classes"), log)
 
         let preds = temp.appendingPathComponent("preds").path
-        let predictArgs = ["predict", "--run", cascadeExp, "--folds", "0", "--checkpoint", "final", "--input", data + "/imagesTs", "--out", preds]
+        let predictArgs = ["predict", "--run", cascadeExp, "--folds", "0", "--checkpoint", "final", "--input", data + "/imagesTs", "--out", preds, "--no-mirror"]
         let missing = try medseg(predictArgs, expectSuccess: false)
         XCTAssertTrue(missing.output.contains("--previous-stage"), missing.output)
         // The previous stage is ensembled over the same folds: fold 0 of each here.

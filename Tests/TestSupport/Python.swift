@@ -47,13 +47,17 @@ public enum Executables {
 
 extension Executables {
     /// Runs the built `medseg` with `args`; returns its exit status and stdout + stderr.
-    /// With `expectSuccess`, a non-zero status fails the calling test with the output.
+    /// `environment` sets variables (nil removes one); with `expectSuccess`, a non-zero status
+    /// fails the calling test with the output.
     @discardableResult
-    public static func runMedSeg(_ args: [String], expectSuccess: Bool = true,
+    public static func runMedSeg(_ args: [String], expectSuccess: Bool = true, environment: [String: String?] = [:],
                                  file: StaticString = #filePath, line: UInt = #line) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = try XCTUnwrap(medseg(), "the medseg executable is not built", file: file, line: line)
         process.arguments = args
+        var env = ProcessInfo.processInfo.environment
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe

@@ -36,6 +36,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var previous_stage = ""
     /// Also write the softmax of each final validation case (for ensembling in `medseg find-best`).
     public var save_probabilities = false
+    /// Mirror test-time augmentation in the final validation (every flip: 8 passes in 3D).
+    public var validation_mirroring = true
 
     // Optimization
     public var epochs = 20

@@ -242,12 +242,12 @@ public final class TrainingRun {
 
         // Final validation: every validation case predicted in its raw grid and evaluated.
         func validateFinal() throws -> EvaluationSummary {
-            let inference = try CaseInference(predictors: [Predictor(model: model, spec: spec, mirror: true, device: device)],
+            let inference = try CaseInference(predictors: [Predictor(model: model, spec: spec, mirror: c.validation_mirroring, device: device)],
                                               preprocessor: planned?.preprocessor, previousStage: previousStage)
             let summary = try Validation.writeSummary(inference: inference, cases: allCases.filter { valIDs.contains($0.identifier) },
                                                       dataset: dataset, folder: runFolder.appendingPathComponent("validation"),
                                                       saveProbabilities: c.save_probabilities)
-            say("validation of fold \(foldName) (\(summary.metric_per_case.count) cases, mirror TTA):\n"
+            say("validation of fold \(foldName) (\(summary.metric_per_case.count) cases\(c.validation_mirroring ? ", mirror TTA" : "")):\n"
                 + summary.table(labelNames: dataset.description.labelNames))
             return summary
         }
