@@ -12,6 +12,7 @@ var cxxFlags: [String] = ["-Wno-deprecated-declarations", "-Wno-unused-parameter
                           "-DUSE_DISTRIBUTED", "-DUSE_C10D_GLOO", "-DMT_WITH_GLOO=1"]
 var linkFlags: [String] = []
 var torchLibs = ["torch", "torch_cpu", "c10"]
+var cxxStandard = CXXLanguageStandard.cxx17
 
 if let root = libtorch {
     // The C++ string ABI must match the one libtorch was built with: its CMake config says which
@@ -23,10 +24,26 @@ if let root = libtorch {
     torchLibs = []
     linkFlags += ["\(root)/lib/libtorch.so", "\(root)/lib/libtorch_cpu.so", "\(root)/lib/libc10.so",
                   "-Xlinker", "-rpath", "-Xlinker", "\(root)/lib"]
+    // Recent libtorch headers refuse anything older than C++20.
+    let aten = (try? String(contentsOfFile: "\(root)/include/ATen/ATen.h", encoding: .utf8)) ?? ""
+    if aten.contains("C++20") { cxxStandard = .cxx20 }
     if FileManager.default.fileExists(atPath: "\(root)/lib/libtorch_cuda.so") {
         // Without --no-as-needed the CUDA backend is dropped at link time and CUDA looks absent.
         cxxFlags += ["-DMT_WITH_CUDA=1"]
         linkFlags += ["-Xlinker", "--no-as-needed", "\(root)/lib/libtorch_cuda.so", "\(root)/lib/libc10_cuda.so", "-Xlinker", "--as-needed"]
+        // NCCL for CUDA tensors: its process group needs the CUDA, cuBLAS, cuSPARSE, cuSOLVER and
+        // NCCL headers: CUDA_INCLUDE (folders separated by ':'), a pip wheel's nvidia/*/include
+        // beside torch/, or /usr/local/cuda/include.
+        let fm = FileManager.default
+        if fm.fileExists(atPath: "\(root)/include/torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp") {
+            var includes = (env["CUDA_INCLUDE"] ?? "").split(separator: ":").map(String.init)
+            let wheel = URL(fileURLWithPath: root).deletingLastPathComponent().appendingPathComponent("nvidia").path
+            for package in ((try? fm.contentsOfDirectory(atPath: wheel)) ?? []).sorted() where fm.fileExists(atPath: "\(wheel)/\(package)/include") {
+                includes.append("\(wheel)/\(package)/include")
+            }
+            if fm.fileExists(atPath: "/usr/local/cuda/include") { includes.append("/usr/local/cuda/include") }
+            cxxFlags += ["-DMT_WITH_NCCL=1", "-DUSE_C10D_NCCL"] + includes.map { "-I\($0)" }
+        }
     }
 } else {
     cxxFlags += ["-I/usr/include/torch/csrc/api/include"]
@@ -96,5 +113,5 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
     ],
-    cxxLanguageStandard: .cxx17
+    cxxLanguageStandard: cxxStandard
 )

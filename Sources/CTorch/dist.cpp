@@ -12,6 +12,10 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
+#include <type_traits>
+#ifdef MT_WITH_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 using mt::T;
 
@@ -59,6 +63,51 @@ std::shared_ptr<gloo::transport::Device> gloo_device(const std::string &master) 
     return c10d::ProcessGroupGloo::createDefaultDevice();
 }
 
+// libtorch's c10d API moves between releases; these pick the form the headers in use have at
+// compile time (the template parameter keeps the branch not taken from being compiled).
+
+// 1.x: the Gloo group is the process group. 2.x: a ProcessGroup dispatching to backends, made with
+// Options up to some 2.x and from (store, rank, size) after.
+template <typename PG = c10d::ProcessGroup>
+c10::intrusive_ptr<PG> make_process_group(const c10::intrusive_ptr<c10d::Store> &store, int rank, int world, int timeout_ms) {
+    if constexpr (std::is_constructible_v<PG, c10::intrusive_ptr<c10d::Store>, int, int>) {
+        return c10::make_intrusive<PG>(store, rank, world);
+    } else {
+        auto options = c10::make_intrusive<typename PG::Options>("gloo", std::chrono::milliseconds(timeout_ms));
+        return c10::make_intrusive<PG>(store, rank, world, options);
+    }
+}
+
+// The Reducer took per-bucket size limits after the bucket indices until late 2.x, which then
+// moved them to a list at the end beside new flags (all off here, as PyTorch's defaults).
+template <typename R = c10d::Reducer>
+std::shared_ptr<R> make_reducer(std::vector<at::Tensor> params, std::vector<std::vector<size_t>> buckets, std::vector<size_t> limits,
+                                c10::intrusive_ptr<c10d::ProcessGroup> pg, std::vector<bool> sparse, int64_t bucket_bytes,
+                                bool find_unused, int64_t first_bucket_bytes) {
+    if constexpr (std::is_constructible_v<R, std::vector<at::Tensor>, std::vector<std::vector<size_t>>, std::vector<size_t>,
+                                          c10::intrusive_ptr<c10d::ProcessGroup>, std::vector<bool>, int64_t, bool, bool,
+                                          std::unordered_map<size_t, std::string>, int64_t>) {
+        return std::make_shared<R>(params, buckets, limits, pg, sparse, bucket_bytes, find_unused, /*gradient_as_bucket_view=*/false,
+                                   std::unordered_map<size_t, std::string>(), first_bucket_bytes);
+    } else {
+        std::vector<int64_t> caps(limits.begin(), limits.end());
+        return std::make_shared<R>(params, buckets, pg, sparse, bucket_bytes, find_unused, /*gradient_as_bucket_view=*/false,
+                                   std::unordered_map<size_t, std::string>(), first_bucket_bytes,
+                                   /*skip_all_reduce_unused_params=*/false, /*use_python_reducer=*/false, caps);
+    }
+}
+
+// Which backend serves collectives not tied to a device type (barrier): settable from some 2.x on.
+template <typename PG, typename = void> struct has_default_backend : std::false_type {};
+template <typename PG>
+struct has_default_backend<PG, std::void_t<decltype(std::declval<PG &>().setDefaultBackend(std::declval<typename PG::BackendType>()))>>
+    : std::true_type {};
+
+template <typename PG = c10d::ProcessGroup>
+void set_default_backend(const c10::intrusive_ptr<PG> &pg, typename PG::BackendType type) {
+    if constexpr (has_default_backend<PG>::value) pg->setDefaultBackend(type);
+}
+
 void wait(const c10::intrusive_ptr<c10d::Work> &work) {
     if (!work->wait()) throw std::runtime_error("collective did not complete");
 }
@@ -66,7 +115,7 @@ void wait(const c10::intrusive_ptr<c10d::Work> &work) {
 
 extern "C" {
 
-mt_pg_t mt_pg_create(const char *master_addr, int master_port, int rank, int world_size, int timeout_ms) {
+mt_pg_t mt_pg_create(const char *master_addr, int master_port, int rank, int world_size, int timeout_ms, int use_nccl) {
     MT_TRY(nullptr,
         c10d::TCPStoreOptions options;
         options.port = static_cast<uint16_t>(master_port);
@@ -79,13 +128,33 @@ mt_pg_t mt_pg_create(const char *master_addr, int master_port, int rank, int wor
         gloo->timeout = std::chrono::milliseconds(timeout_ms);
         gloo->devices.push_back(gloo_device(master_addr));
         auto gloo_group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world_size, gloo);
+#ifdef MT_WITH_NCCL
+        // CUDA tensors go through NCCL, CPU tensors (metrics, checksums) through Gloo, as PyTorch's "cpu:gloo,cuda:nccl".
+        c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl_group;
+        if (use_nccl) {
+            auto nccl = c10d::ProcessGroupNCCL::Options::create();
+            nccl->timeout = std::chrono::milliseconds(timeout_ms);
+            nccl_group = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world_size, nccl);
+        }
+#else
+        if (use_nccl) throw std::runtime_error("this build of MedSeg has no NCCL: build it against a CUDA libtorch (LIBTORCH=...)");
+#endif
 #if TORCH_VERSION_MAJOR >= 2
         // From libtorch 2 on, Gloo is a Backend that a ProcessGroup dispatches to.
-        auto pg_options = c10::make_intrusive<c10d::ProcessGroup::Options>("gloo", std::chrono::milliseconds(timeout_ms));
-        auto pg = c10::make_intrusive<c10d::ProcessGroup>(store, rank, world_size, pg_options);
+        auto pg = make_process_group(store, rank, world_size, timeout_ms);
         pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, gloo_group);
+        set_default_backend(pg, c10d::ProcessGroup::BackendType::GLOO);
+#ifdef MT_WITH_NCCL
+        if (nccl_group) {
+            pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, nccl_group);
+            set_default_backend(pg, c10d::ProcessGroup::BackendType::NCCL);
+        }
+#endif
 #else
         c10::intrusive_ptr<c10d::ProcessGroup> pg = gloo_group;
+#ifdef MT_WITH_NCCL
+        if (nccl_group) pg = nccl_group;
+#endif
 #endif
         return new mt_pg_s{store, pg, rank, world_size};
     )
@@ -135,9 +204,7 @@ mt_reducer_t mt_reducer_create(mt_pg_t pg, const mt_tensor_t *params, size_t n, 
         auto per_bucket_limits = std::get<1>(assignment);
         std::reverse(buckets.begin(), buckets.end());
         std::reverse(per_bucket_limits.begin(), per_bucket_limits.end());
-        auto reducer = std::make_shared<c10d::Reducer>(tensors, buckets, per_bucket_limits, pg->pg, sparse, bucket_bytes,
-                                                       find_unused != 0, /*gradient_as_bucket_view=*/false,
-                                                       std::unordered_map<size_t, std::string>(), first_bucket_bytes);
+        auto reducer = make_reducer(tensors, buckets, per_bucket_limits, pg->pg, sparse, bucket_bytes, find_unused != 0, first_bucket_bytes);
         return new mt_reducer_s{reducer};
     )
 }

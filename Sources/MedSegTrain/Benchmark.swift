@@ -82,7 +82,7 @@ public struct Benchmark {
         model.train(mode == .train)
         let ddp = try distributed.map {
             try DistributedDataParallel(model: model, group: ProcessGroup(masterAddress: $0.masterAddress, masterPort: $0.masterPort,
-                                                                          rank: $0.rank, worldSize: $0.worldSize))
+                                                                          rank: $0.rank, worldSize: $0.worldSize, nccl: device.isCUDA))
         }
 
         func step() throws {

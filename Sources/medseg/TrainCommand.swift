@@ -110,7 +110,10 @@ struct TrainCommand: ParsableCommand {
         }
         try FileManager.default.createDirectory(at: runFolder, withIntermediateDirectories: true)
         try Data(datasetURL.path.utf8).write(to: runFolder.appendingPathComponent("dataset_path.txt"))
-        let run = TrainingRun(config: c, datasetFolder: datasetURL, runFolder: runFolder, resume: resumeURL, device: try Device(parsing: device))
+        // Each local rank of a data-parallel run trains on its own GPU ("cuda" means cuda:LOCAL_RANK there).
+        var dev = try Device(parsing: device)
+        if let environment, dev.isCUDA, device.lowercased() == "cuda" { dev = .cuda(environment.localRank) }
+        let run = TrainingRun(config: c, datasetFolder: datasetURL, runFolder: runFolder, resume: resumeURL, device: dev)
         run.epochsOverride = resumeURL == nil ? nil : epochs
         run.distributed = environment
         run.distributedTimeout = distTimeout

@@ -248,7 +248,8 @@ int mt_set_data(mt_tensor_t t, mt_tensor_t src);
 typedef struct mt_pg_s *mt_pg_t;
 typedef struct mt_reducer_s *mt_reducer_t;
 /* rank 0 hosts the TCPStore at master_addr:master_port; every call waits at most timeout_ms */
-mt_pg_t mt_pg_create(const char *master_addr, int master_port, int rank, int world_size, int timeout_ms);
+/* use_nccl: CUDA tensors through NCCL (builds against a CUDA libtorch only), CPU tensors through Gloo. */
+mt_pg_t mt_pg_create(const char *master_addr, int master_port, int rank, int world_size, int timeout_ms, int use_nccl);
 void mt_pg_free(mt_pg_t pg);
 /* sums in place across ranks */
 int mt_pg_allreduce(mt_pg_t pg, mt_tensor_t t);

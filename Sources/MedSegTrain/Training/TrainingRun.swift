@@ -110,7 +110,7 @@ public final class TrainingRun {
         let isMain = rank == 0
         let group = try distributed.map {
             try ProcessGroup(masterAddress: $0.masterAddress, masterPort: $0.masterPort, rank: $0.rank, worldSize: $0.worldSize,
-                             timeout: distributedTimeout)
+                             timeout: distributedTimeout, nccl: device.isCUDA)
         }
 
         // Data.

@@ -5,6 +5,8 @@ public enum Device: Equatable, Hashable, Codable, Sendable, CustomStringConverti
     case cpu
     case cuda(Int)
 
+    public var isCUDA: Bool { self != .cpu }
+
     var typeCode: Int32 {
         switch self {
         case .cpu: return 0

@@ -2,17 +2,18 @@ import CTorch
 import Foundation
 
 /// A group of processes that exchange tensors through libtorch's c10d: a TCPStore rendezvous at
-/// the master address, Gloo collectives (CPU tensors). Every collective waits at most `timeout`.
+/// the master address, Gloo collectives for CPU tensors and, with `nccl` (CUDA builds), NCCL for
+/// CUDA tensors. Every collective waits at most `timeout`.
 public final class ProcessGroup {
     let handle: mt_pg_t
     public let rank: Int
     public let worldSize: Int
 
     /// Joins (rank 0: hosts) the rendezvous at `masterAddress:masterPort`.
-    public init(masterAddress: String, masterPort: Int, rank: Int, worldSize: Int, timeout: TimeInterval = 60) throws {
+    public init(masterAddress: String, masterPort: Int, rank: Int, worldSize: Int, timeout: TimeInterval = 60, nccl: Bool = false) throws {
         Torch.initialize()
         guard (0..<worldSize).contains(rank) else { throw TorchError("rank \(rank) is outside the world of \(worldSize) processes") }
-        guard let h = mt_pg_create(masterAddress, Int32(masterPort), Int32(rank), Int32(worldSize), Int32(timeout * 1000)) else {
+        guard let h = mt_pg_create(masterAddress, Int32(masterPort), Int32(rank), Int32(worldSize), Int32(timeout * 1000), nccl ? 1 : 0) else {
             let message = TorchError.last().message
             if rank == 0 && (message.contains("Address already in use") || message.contains("EADDRINUSE")) {
                 throw TorchError("cannot host the rendezvous on \(masterAddress):\(masterPort): the port is already in use (choose another --master-port, or 0 for a free one)")
