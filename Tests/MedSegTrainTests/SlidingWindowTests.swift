@@ -1,5 +1,6 @@
 import XCTest
 import Torch
+import MedSegModels
 import TestSupport
 @testable import MedSegTrain
 
@@ -70,5 +71,22 @@ final class SlidingWindowTests: XCTestCase {
         let padded = try image.pad([1, 2, 3, 3]).unsqueeze(0)
         let plain = try withNoGrad { try conv(padded)[0].narrow(dim: 1, start: 3, length: 10).narrow(dim: 2, start: 1, length: 13) }
         try FixtureSupport.assertClose(out, plain, rtol: 1e-5, atol: 1e-5, "padded window")
+    }
+
+    /// The benchmark reports the work it timed: positions (3 per axis for 16 / 8 at step 0.5),
+    /// windows (x 8 mirror combinations in 3D) and network calls (batches of windows).
+    func testSlidingWindowBenchmarkCountsTheWork() throws {
+        let spec = ModelFactory.Spec(name: "plainunet", dims: 3, inChannels: 1, outChannels: 2, features: 2, depth: 2)
+        let mirrored = try SlidingWindowBenchmark(spec: spec, size: [16, 16, 16], patch: [8, 8, 8], mirror: true, windowBatch: 4,
+                                                  warmup: 0, runs: 1).run()
+        XCTAssertEqual(mirrored.positions, 27)
+        XCTAssertEqual(mirrored.windows, 27 * 8)
+        XCTAssertEqual(mirrored.network_calls, 7 * 8, "27 windows in batches of 4: 7 calls per mirror combination")
+        XCTAssertGreaterThan(mirrored.seconds_per_volume, 0)
+        let plain = try SlidingWindowBenchmark(spec: spec, size: [16, 16, 16], patch: [8, 8, 8], mirror: false, windowBatch: 1,
+                                               warmup: 0, runs: 1).run()
+        XCTAssertEqual(plain.windows, 27)
+        XCTAssertEqual(plain.network_calls, 27)
+        XCTAssertEqual(plain.params, mirrored.params)
     }
 }
