@@ -33,7 +33,7 @@ struct PredictCommand: ParsableCommand {
 
         let inputURL = URL(fileURLWithPath: input), outURL = URL(fileURLWithPath: out)
         try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
-        let groups = try Self.cases(in: inputURL, channels: spec.network.inChannels - (previousStage == nil ? 0 : (spec.binary ? 1 : spec.outChannels - 1)))
+        let groups = try Self.cases(in: inputURL, channels: inference.imageChannels)
         guard !groups.isEmpty else { throw ValidationError("\(input): no images found") }
         let progress = ProgressLine(label: "predict")
         for (i, (id, files, ending)) in groups.enumerated() {

@@ -58,7 +58,6 @@ struct TrainCommand: ParsableCommand {
         }
         var c = TrainingConfig()
         if let preset { c = try TrainingPresets.config(preset) }
-        let plannedName = config.flatMap { PlannedSetup.configurationNames.contains($0) ? $0 : nil }
         if let plannedName {
             guard let dataset else { throw ValidationError("--config \(plannedName) needs --dataset DIR (where plans.json is)") }
             let root = URL(fileURLWithPath: dataset)
@@ -140,7 +139,7 @@ struct TrainCommand: ParsableCommand {
             if Self.launcherOptions.contains(a) { args.removeSubrange(i..<min(i + 2, args.count)); continue }
             i += 1
         }
-        let planned = config.map { PlannedSetup.configurationNames.contains($0) } ?? false
+        let planned = plannedName != nil
         let runFolder = out.map { planned ? URL(fileURLWithPath: $0).appendingPathComponent(Self.foldFolder(fold ?? 0)).path : $0 }
             ?? resume.map { Self.runFolder(of: URL(fileURLWithPath: $0)).path }
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
@@ -156,6 +155,9 @@ struct TrainCommand: ParsableCommand {
         let status = try launcher.run()
         if status != 0 { throw ExitCode(status) }
     }
+
+    /// --config names a configuration of plans.json (else it is a YAML file).
+    var plannedName: String? { config.flatMap { PlannedSetup.configurationNames.contains($0) ? $0 : nil } }
 
     static func foldFolder(_ fold: Int) -> String { fold < 0 ? "fold_all" : "fold_\(fold)" }
 

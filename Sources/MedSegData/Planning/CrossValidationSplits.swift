@@ -48,21 +48,27 @@ public struct CrossValidationSplits: Codable, Equatable, Sendable {
         folds = try decoder.singleValueContainer().decode([Fold].self)
     }
 
+    /// Reads an existing `splits_final.json`.
+    public static func load(_ url: URL) throws -> CrossValidationSplits {
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw DataError(file: url, "does not exist: the cross-validation was not trained here")
+        }
+        do { return try JSONDecoder().decode(CrossValidationSplits.self, from: Data(contentsOf: url)) } catch {
+            throw DataError(file: url, "not a valid splits file: \(error)")
+        }
+    }
+
     /// Loads `splits_final.json`, or creates it from `identifiers` when it does not exist.
     public static func loadOrCreate(_ url: URL, identifiers: [String], folds: Int = 5) throws -> CrossValidationSplits {
         if FileManager.default.fileExists(atPath: url.path) {
-            do {
-                let splits = try JSONDecoder().decode(CrossValidationSplits.self, from: Data(contentsOf: url))
-                let known = Set(identifiers)
-                for (i, fold) in splits.folds.enumerated() {
-                    if let unknown = (fold.train + fold.val).first(where: { !known.contains($0) }) {
-                        throw DataError(file: url, "fold \(i) lists case '\(unknown)', which is not in the data set")
-                    }
+            let splits = try load(url)
+            let known = Set(identifiers)
+            for (i, fold) in splits.folds.enumerated() {
+                if let unknown = (fold.train + fold.val).first(where: { !known.contains($0) }) {
+                    throw DataError(file: url, "fold \(i) lists case '\(unknown)', which is not in the data set")
                 }
-                return splits
-            } catch let error as DataError { throw error } catch {
-                throw DataError(file: url, "not a valid splits file: \(error)")
             }
+            return splits
         }
         let splits = try CrossValidationSplits(identifiers: identifiers, folds: folds)
         let encoder = JSONEncoder()

@@ -63,7 +63,7 @@ public struct ModelSelection {
     public func crossValidation(of experiment: URL) throws -> Candidate {
         let out = experiment.appendingPathComponent("crossval_results_" + foldsTag)
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-        let splits = try CrossValidationSplits(from: dataset.root.appendingPathComponent("splits_final.json"))
+        let splits = try CrossValidationSplits.load(dataset.root.appendingPathComponent("splits_final.json"))
         var cases: [String] = []
         for fold in folds {
             let validation = experiment.appendingPathComponent("fold_\(fold)").appendingPathComponent("validation")
@@ -152,17 +152,5 @@ public struct ModelSelection {
         let fm = FileManager.default
         if fm.fileExists(atPath: target.path) { try fm.removeItem(at: target) }
         try fm.copyItem(at: source, to: target)
-    }
-}
-
-extension CrossValidationSplits {
-    /// Reads an existing `splits_final.json`.
-    init(from url: URL) throws {
-        guard FileManager.default.fileExists(atPath: url.path) else {
-            throw DataError(file: url, "does not exist: the cross-validation was not trained here")
-        }
-        do { self = try JSONDecoder().decode(CrossValidationSplits.self, from: Data(contentsOf: url)) } catch {
-            throw DataError(file: url, "not a valid splits file: \(error)")
-        }
     }
 }

@@ -28,6 +28,9 @@ public struct CaseInference {
 
     public var spec: ModelSpecRecord { predictors[0].spec }
 
+    /// Channels a case's image files must hold: the network's input less the previous stage's.
+    public var imageChannels: Int { spec.inChannels - (previousStage == nil ? 0 : spec.foregroundClasses) }
+
     /// Mean of the networks' probabilities [K, spatial...] for a prepared image.
     public func ensembleProbabilities(_ image: Tensor) throws -> Tensor {
         try withNoGrad {
@@ -42,16 +45,15 @@ public struct CaseInference {
     public func probabilities(of files: CaseFiles) throws -> (probabilities: Tensor, size: [Int], geometry: ImageGeometry) {
         let input = CaseFiles(identifier: files.identifier, images: files.images, label: nil)
         guard let preprocessor else {
-            let loaded = try CaseReader.normalizer(spec: spec).load(input, classes: max(1, spec.outChannels - 1))
+            let loaded = try CaseReader.normalizer(spec: spec).load(input, classes: spec.foregroundClasses)
             try checkChannels(loaded.image.size(0), files)
             return (try ensembleProbabilities(loaded.image), Array(loaded.shape.reversed()), loaded.geometry)
         }
         var (voxels, _, properties) = try preprocessor.process(input)
         var channels = properties.channels
         if let previousStage {
-            let classes = spec.binary ? 1 : spec.outChannels - 1
-            voxels += try CascadeInput.channels(previous: previousStage(input), properties: properties, classes: classes)
-            channels += classes
+            voxels += try CascadeInput.channels(previous: previousStage(input), properties: properties, classes: spec.foregroundClasses)
+            channels += spec.foregroundClasses
         }
         try checkChannels(channels, files)
         let p = try ensembleProbabilities(try Tensor(voxels, shape: [channels] + properties.spatialShape))

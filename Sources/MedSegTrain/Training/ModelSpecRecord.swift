@@ -20,4 +20,6 @@ public struct ModelSpecRecord: Codable, Equatable, Sendable {
     public var depth: Int { network.depth }
     public var inChannels: Int { network.inChannels }
     public var outChannels: Int { network.outChannels }
+    /// Foreground classes the network segments (its one sigmoid output, or softmax minus background).
+    public var foregroundClasses: Int { binary ? 1 : outChannels - 1 }
 }

@@ -41,7 +41,7 @@ enum Validation {
     /// Whole-case sliding-window inference (no mirroring, for speed) on the given validation cases.
     static func tally(model: Module, cases: [LoadedCase], spec: ModelSpecRecord, loss: any SegmentationLoss, device: Device) throws -> Tallies {
         let predictor = Predictor(model: model, spec: spec, mirror: false, device: device)
-        let classes = spec.binary ? 1 : spec.outChannels - 1
+        let classes = spec.foregroundClasses
         var counts = [ConfusionCounts](repeating: ConfusionCounts(), count: classes)
         var lossSum = 0.0
         defer { model.train() }
