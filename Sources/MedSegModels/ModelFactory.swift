@@ -2,7 +2,6 @@ import Torch
 
 /// Builds a network by name for a given number of input channels and output channels.
 public enum ModelFactory {
-    public static let names = ["unet", "unetpp", "plainunet", "ultralight_vmunet", "setr_mla"]
 
     public struct Spec: Codable, Equatable, Sendable {
         public var name: String
@@ -69,7 +68,7 @@ public enum ModelFactory {
                                                    heads: max(1, spec.features / 64), mlpDim: 4 * spec.features)
             return try SETRMLA(.init(encoder: encoder, classes: spec.outChannels))
         default:
-            throw TorchError("unknown model '\(spec.name)'; available: \(names.joined(separator: ", "))")
+            throw TorchError("unknown model '\(spec.name)'; available: \(ModelName.allCases.map(\.rawValue).joined(separator: ", "))")
         }
     }
 

@@ -85,13 +85,12 @@ public struct Benchmark {
                                                                           rank: $0.rank, worldSize: $0.worldSize, nccl: device.isCUDA))
         }
 
+        // The training step itself, as `medseg train` runs it (without reading the loss back).
+        let trainStep = TrainStep(model: model, ddp: ddp, optimizer: optimizer, loss: BCEWithLogitsLoss(), skipNonFinite: false)
         func step() throws {
             switch mode {
             case .train:
-                try optimizer.zeroGrad()
-                let loss = try F.binaryCrossEntropyWithLogits(ddp?.forward(x) ?? model(x), target: y)
-                try loss.backward()
-                try optimizer.step()
+                try trainStep(x, y)
             case .infer:
                 _ = try withNoGrad { try model(x) }
             case .loader:
@@ -120,11 +119,8 @@ public struct Benchmark {
             try ddp.group.barrier()
             let allReduce = try time(steps) { try ddp.group.allReduceSum(flat) }
             try ddp.group.barrier()
-            let local = try time(steps) {
-                try optimizer.zeroGrad()
-                try F.binaryCrossEntropyWithLogits(model(x), target: y).backward()
-                try optimizer.step()
-            }
+            let localStep = TrainStep(model: model, optimizer: optimizer, loss: BCEWithLogitsLoss(), skipNonFinite: false)
+            let local = try time(steps) { try localStep(x, y) }
             let world = ddp.group.worldSize
             let exposed = max(0, result.step_ms - local)
             result.world_size = world

@@ -10,7 +10,7 @@ struct BenchmarkCommand: ParsableCommand {
         commandName: "benchmark",
         abstract: "Time training or inference steps of a model, or whole-volume sliding-window inference, on random data (parameters, img/s, peak memory).")
 
-    @Option(help: "Model: \(ModelFactory.names.joined(separator: ", ")).") var model = "unet"
+    @Option(help: "Model: \(ModelName.allCases.map(\.rawValue).joined(separator: ", ")).") var model = ModelName.unet
     @Option(name: .customLong("dim"), help: "2 or 3 spatial dimensions.") var dims = 2
     @Option(help: "Images per step.") var batchSize = 4
     @Option(help: "Spatial size of each axis.") var size = 256
@@ -20,8 +20,8 @@ struct BenchmarkCommand: ParsableCommand {
     @Option(help: "Timed steps.") var steps = 3
     @Option(help: "Input channels.") var inChannels = 1
     @Option(help: "Output channels.") var classes = 1
-    @Option(help: "Base width (features of the first level).") var features = 64
-    @Option(help: "Levels of the network.") var depth = 5
+    @Option(help: "Base width (features of the first level; default: the model's published width, e.g. 64 for unet, 8 for ultralight_vmunet).") var features: Int?
+    @Option(help: "Levels of the network (default: the model's).") var depth: Int?
     @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
     @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
     @Flag(help: "Print one JSON object.") var json = false
@@ -79,7 +79,8 @@ struct BenchmarkCommand: ParsableCommand {
 
     private func runSlidingWindow() throws {
         if let threads { Torch.threads = threads }
-        let spec = ModelFactory.Spec(name: model, dims: dims, inChannels: inChannels, outChannels: classes, features: features, depth: depth)
+        let spec = ModelFactory.Spec(name: model.rawValue, dims: dims, inChannels: inChannels, outChannels: classes,
+                                     features: features ?? model.defaultFeatures, depth: depth ?? model.defaultDepth)
         let bench = SlidingWindowBenchmark(spec: spec, size: Array(repeating: size, count: dims), patch: Array(repeating: patch, count: dims),
                                            mirror: mirror, windowBatch: windowBatch, warmup: warmup, runs: steps, device: try Device(parsing: device))
         let r = try bench.run()
@@ -100,7 +101,8 @@ struct BenchmarkCommand: ParsableCommand {
     private func runBenchmark(environment: DistributedEnvironment?) throws -> Benchmark.Result {
         if let threads { Torch.threads = threads }
         guard let m = Benchmark.Mode(rawValue: mode) else { throw ValidationError("--mode must be train, infer, loader or sliding-window, got '\(mode)'") }
-        let spec = ModelFactory.Spec(name: model, dims: dims, inChannels: inChannels, outChannels: classes, features: features, depth: depth)
+        let spec = ModelFactory.Spec(name: model.rawValue, dims: dims, inChannels: inChannels, outChannels: classes,
+                                     features: features ?? model.defaultFeatures, depth: depth ?? model.defaultDepth)
         var bench = Benchmark(spec: spec, batchSize: batchSize, size: Array(repeating: size, count: dims), mode: m,
                               warmup: warmup, steps: steps, device: try Device(parsing: device))
         bench.distributed = environment

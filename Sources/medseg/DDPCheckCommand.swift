@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MedSegDist
+import MedSegTrain
 import Torch
 
 /// A fixed small problem trained with SGD by 1 process on the whole batch or by N launched ranks
@@ -29,13 +30,12 @@ struct DDPCheckCommand: ParsableCommand {
                                         bucketMegabytes: 0.001, firstBucketMegabytes: 0.001)
         }
         let optimizer = try SGD(model.parameters(), lr: 0.1, momentum: 0.9)
+        let trainStep = TrainStep(model: model, ddp: ddp, optimizer: optimizer, loss: BCEWithLogitsLoss(), skipNonFinite: false)
         let local = globalBatch / world
         for step in 0..<steps {
             let start = step * globalBatch + rank * local
             let x = try data.narrow(dim: 0, start: start, length: local), y = try target.narrow(dim: 0, start: start, length: local)
-            try optimizer.zeroGrad()
-            try F.binaryCrossEntropyWithLogits(ddp?.forward(x) ?? model(x), target: y).backward()
-            try optimizer.step()
+            try trainStep(x, y)
         }
         if rank == 0 {
             try Safetensors.save(model.stateDict(), metadata: ["world": String(world), "buckets": String(ddp?.reducer.bucketCount ?? 0)],

@@ -26,7 +26,7 @@ struct PredictCommand: ParsableCommand {
     func run() throws {
         if let threads { Torch.threads = threads }
         let dev = try Device(parsing: device)
-        let (inference, used) = try Self.inference(run: URL(fileURLWithPath: runFolder), folds: folds, checkpoint: checkpoint,
+        let (inference, used) = try TrainedModels.inference(run: URL(fileURLWithPath: runFolder), folds: folds, checkpoint: checkpoint,
                                                    previousStage: previousStage.map { URL(fileURLWithPath: $0) }, mirror: !noMirror, device: dev)
         let spec = inference.spec
         let post = try postprocessing.map { try Postprocessing.load(URL(fileURLWithPath: $0)) }
@@ -42,45 +42,12 @@ struct PredictCommand: ParsableCommand {
             try ImageIO.write(label, to: outURL.appendingPathComponent(id + ending))
             if saveProbabilities { try ProbabilityFile.write(probabilities, to: ProbabilityFile.url(for: id, in: outURL)) }
             if overlay && spec.dims == 2 {
-                try ImageIO.write(Overlay.make(image: ImageIO.read(files[0]), label: label), to: outURL.appendingPathComponent(id + "_overlay.png"))
+                try ImageIO.write(LabelOverlay.make(image: ImageIO.read(files[0]), label: label), to: outURL.appendingPathComponent(id + "_overlay.png"))
             }
             progress.update(i + 1, groups.count)
         }
         progress.finish()
         print("wrote \(groups.count) prediction(s) to \(outURL.path) (\(used.joined(separator: "; "))\(inference.predictors.count > 1 ? "; probabilities averaged" : ""))")
-    }
-
-    /// The networks of a run (or of its folds) with their preprocessing, and for a cascade stage
-    /// the previous stage's inference in front; plus a line per checkpoint used.
-    static func inference(run: URL, folds: [String], checkpoint: String, previousStage: URL?, mirror: Bool,
-                          device dev: Device) throws -> (CaseInference, [String]) {
-        let modelFolders = folds.isEmpty ? [run] : folds.map { run.appendingPathComponent("fold_\($0)") }
-        var predictors: [Predictor] = []
-        var used: [String] = []
-        for folder in modelFolders {
-            let file = ["best", "final", "latest"].contains(checkpoint)
-                ? TrainingRun.checkpointURL(folder, "checkpoint_\(checkpoint)") : URL(fileURLWithPath: checkpoint)
-            guard FileManager.default.fileExists(atPath: file.path) else { throw ValidationError("\(file.path): no such checkpoint") }
-            let loaded = try Checkpoint.load(file)
-            let model = try ModelFactory.make(loaded.state.model.network)
-            try model.loadState(loaded.model)
-            try model.to(device: dev)
-            predictors.append(Predictor(model: model, spec: loaded.state.model, mirror: mirror, device: dev))
-            used.append("\(folds.isEmpty ? "" : folder.lastPathComponent + "/")\(file.lastPathComponent), epoch \(loaded.state.epoch)")
-        }
-        let spec = predictors[0].spec
-        // A planned network sees new images preprocessed as its training cases were.
-        let setup = try spec.configuration.map { try PlannedSetup.load(runFolder: modelFolders[0], configuration: $0) }
-        var previous: CascadeInput.PreviousStage? = nil
-        if let stage = setup?.plan.previous_stage {
-            guard let previousStage else {
-                throw ValidationError("\(run.path) is a cascade stage trained on \(stage) segmentations: give that experiment with --previous-stage EXP")
-            }
-            let (first, firstUsed) = try inference(run: previousStage, folds: folds, checkpoint: checkpoint, previousStage: nil, mirror: mirror, device: dev)
-            previous = { files in try first.predict(files).label }
-            used = firstUsed.map { "\(stage) \($0)" } + used
-        }
-        return (try CaseInference(predictors: predictors, preprocessor: setup?.preprocessor, previousStage: previous), used)
     }
 
     /// Cases in a folder: nnU-Net channel files (CASE_0000.ext, CASE_0001.ext) grouped by case,
@@ -102,31 +69,5 @@ struct PredictCommand: ParsableCommand {
             }
         }
         return out
-    }
-}
-
-/// A colour overlay of a 2D label map on its image.
-enum Overlay {
-    static let colors: [(Float, Float, Float)] = [(255, 0, 0), (0, 200, 0), (0, 90, 255), (255, 200, 0), (200, 0, 255), (0, 220, 220)]
-
-    static func make(image: MedicalImage, label: MedicalImage) -> MedicalImage {
-        let n = label.voxelCount
-        let gray = image.channels == 1 ? image.voxels : Array(image.voxels[0..<n])
-        let lo = gray.min() ?? 0, hi = gray.max() ?? 1
-        let scale = hi > lo ? 255 / (hi - lo) : 1
-        var rgb = [Float](repeating: 0, count: 3 * n)
-        for i in 0..<n {
-            let g = (gray[i] - lo) * scale
-            let l = Int(label.voxels[i])
-            for c in 0..<3 {
-                var v = g
-                if l > 0 {
-                    let color = colors[(l - 1) % colors.count]
-                    v = 0.55 * g + 0.45 * [color.0, color.1, color.2][c]
-                }
-                rgb[c * n + i] = v.rounded()
-            }
-        }
-        return MedicalImage(size: label.size, channels: 3, voxels: rgb, pixelType: .rgb8, geometry: label.geometry)
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MedSegDist
+import MedSegModels
 import MedSegTrain
 import Torch
 
@@ -11,7 +12,7 @@ struct TrainCommand: ParsableCommand {
         discussion: "Settings come from --preset, then --config FILE.yaml, then the options given here. The fully resolved config is written to RUN/config.yaml.")
 
     @Option(help: "Data set folder (dataset.json, imagesTr, labelsTr).") var dataset: String?
-    @Option(help: "Model: unet.") var model: String?
+    @Option(help: "Model: \(ModelName.allCases.map(\.rawValue).joined(separator: ", ")).") var model: ModelName?
     @Option(help: "Run folder for checkpoints and logs.") var out: String?
     @Option(help: "A configuration of plans.json (2d, 3d_fullres: its network, patch and batch on the preprocessed cases; the run goes to OUT/fold_N), or a YAML file with settings.") var config: String?
     @Option(help: "plans.json for --config NAME (default: DATASET/plans.json).") var plans: String?
@@ -21,13 +22,14 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Iterations per epoch.") var iterations: Int?
     @Option(help: "Batch size (per process).") var batchSize: Int?
     @Option(help: "Patch size, e.g. 128,128.", transform: parseInts) var patchSize: [Int]?
-    @Option(help: "Base width of the network (ViT width for setr_mla).") var features: Int?
-    @Option(help: "Levels of the network (ViT blocks for setr_mla).") var depth: Int?
+    @Option(help: "Base width of the network (ViT width for setr_mla; default: the model's published width).") var features: Int?
+    @Option(help: "Levels of the network (ViT blocks for setr_mla; default: the model's).") var depth: Int?
     @Flag(help: "Train the lower-resolution outputs too (unetpp, plainunet).") var deepSupervision = false
     @Option(help: "Learning rate.") var lr: Double?
-    @Option(help: "sgd, adam or adamw.") var optimizer: String?
-    @Option(help: "poly, cosine, step or constant.") var scheduler: String?
+    @Option(help: "sgd, adam or adamw.") var optimizer: OptimizerName?
+    @Option(help: "poly, cosine, step or constant.") var scheduler: SchedulerName?
     @Option(help: "Cross-validation fold: 0..4, or all (train and validate on every case).", transform: parseFold) var fold: Int?
+    @Option(help: "Cross-validation folds (default 5; data sets with fewer cases get one fold per case).") var numFolds: Int?
     @Option(help: "Validate every N epochs.") var valEvery: Int?
     @Option(help: "Keep a checkpoint every N epochs.") var saveEvery: Int?
     @Option(help: "Random seed.") var seed: Int?
@@ -37,6 +39,7 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Only validate the trained run in --out (final checkpoint, else latest) into its validation/ folder.") var validationOnly = false
     @Flag(help: "Also write the final validation's probabilities (for ensembles in `medseg find-best`).") var saveProbabilities = false
     @Flag(help: "Final validation without mirror test-time augmentation (8x fewer passes in 3D).") var noMirror = false
+    @Flag(help: "Start afresh in an --out folder that holds a run (its checkpoints are replaced).") var overwrite = false
     @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
     @Option(help: "Pretrained encoder weights (.pth or .safetensors) for setr_mla's ViT-B/16.") var encoderWeights: String?
     @Option(help: "Processes to start on this node (data-parallel ranks; --batch-size is per process).") var nprocPerNode: Int?
@@ -69,54 +72,59 @@ struct TrainCommand: ParsableCommand {
             do { text = try String(contentsOfFile: config, encoding: .utf8) } catch { throw ValidationError("\(config): cannot read the config file") }
             c = try c.merging(yaml: text, source: config)
         }
-        if let model { c.model = model }
-        if let epochs { c.epochs = epochs }
-        if let iterations { c.iterations = iterations }
-        if let batchSize { c.batch_size = batchSize }
-        if let patchSize { c.patch_size = patchSize; c.dims = patchSize.count }
-        if let features { c.features = features }
-        if let depth { c.depth = depth }
-        if deepSupervision { c.deep_supervision = true }
-        if let lr { c.lr = lr }
-        if let optimizer { c.optimizer = optimizer }
-        if let scheduler { c.scheduler = scheduler }
-        if let fold { c.fold = fold }
-        if let valEvery { c.val_every = valEvery }
-        if let saveEvery { c.save_every = saveEvery }
-        if let seed { c.seed = seed }
-        if let threads { c.threads = threads }
-        if let encoderWeights { c.encoder_weights = encoderWeights }
-        if saveProbabilities { c.save_probabilities = true }
-        if noMirror { c.validation_mirroring = false }
-        if let previousStage { c.previous_stage = URL(fileURLWithPath: previousStage).standardizedFileURL.path }
+        // The keys this command line sets: on resume the saved run's settings win, and these are reported.
+        var given: Set<String> = []
+        func set<T>(_ value: T?, _ key: String, _ apply: (inout TrainingConfig, T) -> Void) {
+            guard let value else { return }
+            apply(&c, value)
+            given.insert(key)
+        }
+        set(model, "model") { $0.model = $1 }
+        set(epochs, "epochs") { $0.epochs = $1 }
+        set(iterations, "iterations") { $0.iterations = $1 }
+        set(batchSize, "batch_size") { $0.batch_size = $1 }
+        set(patchSize, "patch_size") { $0.patch_size = $1; $0.dims = $1.count }
+        set(features, "features") { $0.features = $1 }
+        set(depth, "depth") { $0.depth = $1 }
+        set(deepSupervision ? true : nil, "deep_supervision") { $0.deep_supervision = $1 }
+        set(lr, "lr") { $0.lr = $1 }
+        set(optimizer, "optimizer") { $0.optimizer = $1 }
+        set(scheduler, "scheduler") { $0.scheduler = $1 }
+        set(fold, "fold") { $0.fold = $1 }
+        set(numFolds, "num_folds") { $0.num_folds = $1 }
+        set(valEvery, "val_every") { $0.val_every = $1 }
+        set(saveEvery, "save_every") { $0.save_every = $1 }
+        set(seed, "seed") { $0.seed = $1 }
+        set(threads, "threads") { $0.threads = $1 }
+        set(encoderWeights, "encoder_weights") { $0.encoder_weights = $1 }
+        set(saveProbabilities ? true : nil, "save_probabilities") { $0.save_probabilities = $1 }
+        set(noMirror ? false : nil, "validation_mirroring") { $0.validation_mirroring = $1 }
+        set(previousStage, "previous_stage") { $0.previous_stage = URL(fileURLWithPath: $1).standardizedFileURL.path }
         try c.validate(source: "command line")
 
         // A planned configuration's runs are folds of one experiment folder, as nnU-Net lays them out.
-        let outURL = out.map { URL(fileURLWithPath: $0) }.map { plannedName == nil ? $0 : $0.appendingPathComponent(Self.foldFolder(c.fold)) }
+        let outURL = out.map { URL(fileURLWithPath: $0) }.map { plannedName == nil ? $0 : ExperimentFolder($0).fold(c.fold).url }
         if continueTraining || validationOnly {
             guard let outURL, resume == nil else { throw ValidationError("--continue and --validation-only take the run from --out RUN (not --resume)") }
-            guard FileManager.default.fileExists(atPath: TrainingRun.checkpointURL(outURL, "checkpoint_latest").path) else {
+            guard RunFolder(outURL).hasCheckpoint(.latest) else {
                 throw ValidationError("\(outURL.path) holds no checkpoint to \(validationOnly ? "validate" : "continue from")")
             }
         }
         let resumeURL = resume.map { URL(fileURLWithPath: $0) } ?? ((continueTraining || validationOnly) ? outURL : nil)
-        guard let runFolder = outURL ?? resumeURL.map(Self.runFolder(of:)) else {
+        guard let runFolder = outURL ?? resumeURL.map({ RunFolder.containing($0).url }) else {
             throw ValidationError("--out RUN is required (or --resume RUN)")
         }
+        if resumeURL == nil, environment == nil { try Self.refuseToReplace(RunFolder(runFolder), overwrite: overwrite) }
         let datasetURL: URL
-        if let dataset { datasetURL = URL(fileURLWithPath: dataset) } else if let saved = Self.savedDataset(runFolder) { datasetURL = saved } else {
+        if let dataset { datasetURL = URL(fileURLWithPath: dataset) } else if let saved = RunFolder(runFolder).savedDataset { datasetURL = saved } else {
             throw ValidationError("--dataset DIR is required")
         }
-        try FileManager.default.createDirectory(at: runFolder, withIntermediateDirectories: true)
-        try Data(datasetURL.path.utf8).write(to: runFolder.appendingPathComponent("dataset_path.txt"))
         // Each local rank of a data-parallel run trains on its own GPU ("cuda" means cuda:LOCAL_RANK there).
         var dev = try Device(parsing: device)
         if let environment, dev.isCUDA, device.lowercased() == "cuda" { dev = .cuda(environment.localRank) }
-        let run = TrainingRun(config: c, datasetFolder: datasetURL, runFolder: runFolder, resume: resumeURL, device: dev)
-        run.epochsOverride = resumeURL == nil ? nil : epochs
-        run.distributed = environment
-        run.distributedTimeout = distTimeout
-        run.validationOnly = validationOnly
+        let start: TrainingRun.Start = validationOnly ? .validateOnly(resumeURL!) : resumeURL.map { .resume(from: $0, overrides: given) } ?? .fresh
+        let run = TrainingRun(config: c, datasetFolder: datasetURL, runFolder: runFolder, start: start, device: dev,
+                              options: .init(distributed: environment, distributedTimeout: distTimeout))
         do {
             try run.run()
         } catch let error as TorchError where environment != nil && Self.isLostPeer(error.message) {
@@ -140,17 +148,16 @@ struct TrainCommand: ParsableCommand {
             i += 1
         }
         let planned = plannedName != nil
-        let runFolder = out.map { planned ? URL(fileURLWithPath: $0).appendingPathComponent(Self.foldFolder(fold ?? 0)).path : $0 }
-            ?? resume.map { Self.runFolder(of: URL(fileURLWithPath: $0)).path }
+        let runFolder = out.map { planned ? ExperimentFolder(URL(fileURLWithPath: $0)).fold(fold ?? 0).url : URL(fileURLWithPath: $0) }
+            ?? resume.map { RunFolder.containing(URL(fileURLWithPath: $0)).url }
+        if let runFolder, resume == nil, !continueTraining, !validationOnly { try Self.refuseToReplace(RunFolder(runFolder), overwrite: overwrite) }
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         let launcher = Launcher(executable: executable,
                                 options: .init(nprocPerNode: nproc, nnodes: nnodes, nodeRank: nodeRank, masterAddress: masterAddr,
                                                masterPort: masterPort, maxRestarts: maxRestarts)) { restart in
             // After a failure the group continues from the latest checkpoint of the run.
-            guard restart > 0, let runFolder, resume == nil, !continueTraining,
-                  FileManager.default.fileExists(atPath: TrainingRun.checkpointURL(URL(fileURLWithPath: runFolder), "checkpoint_latest").path)
-            else { return args }
-            return args + (planned ? ["--continue"] : ["--resume", runFolder])
+            guard restart > 0, let runFolder, resume == nil, !continueTraining, RunFolder(runFolder).hasCheckpoint(.latest) else { return args }
+            return args + (planned ? ["--continue"] : ["--resume", runFolder.path])
         }
         let status = try launcher.run()
         if status != 0 { throw ExitCode(status) }
@@ -159,19 +166,21 @@ struct TrainCommand: ParsableCommand {
     /// --config names a configuration of plans.json (else it is a YAML file).
     var plannedName: String? { config.flatMap { PlannedSetup.configurationNames.contains($0) ? $0 : nil } }
 
-    static func foldFolder(_ fold: Int) -> String { fold < 0 ? "fold_all" : "fold_\(fold)" }
+    /// A fresh start must not silently replace a run: refuse unless --overwrite, which removes
+    /// the old run's checkpoints so that none of them can be mistaken for the new run's.
+    static func refuseToReplace(_ folder: RunFolder, overwrite: Bool) throws {
+        guard folder.holdsRun else { return }
+        guard overwrite else {
+            throw ValidationError("\(folder.url.path) already holds a training run (\(folder.hasCheckpoint(.final) ? "finished" : "checkpoints, config.yaml")); "
+                                  + "continue it with --continue (planned --config) or --resume \(folder.url.path), or start afresh with --overwrite")
+        }
+        let fm = FileManager.default
+        for name in (try? fm.contentsOfDirectory(atPath: folder.url.path)) ?? [] where name.hasPrefix("checkpoint_") {
+            try fm.removeItem(at: folder.url.appendingPathComponent(name))
+        }
+    }
 
     static func isLostPeer(_ message: String) -> Bool {
         ["Connection reset", "Connection closed", "Broken pipe", "Timed out", "timed out", "gloo"].contains { message.contains($0) }
-    }
-
-    static func runFolder(of resume: URL) -> URL {
-        var isDir: ObjCBool = false
-        _ = FileManager.default.fileExists(atPath: resume.path, isDirectory: &isDir)
-        return isDir.boolValue ? resume : resume.deletingLastPathComponent()
-    }
-
-    static func savedDataset(_ run: URL) -> URL? {
-        (try? String(contentsOf: run.appendingPathComponent("dataset_path.txt"), encoding: .utf8)).map { URL(fileURLWithPath: $0) }
     }
 }

@@ -114,7 +114,7 @@ final class DistributedRunTests: XCTestCase {
         XCTAssertTrue(log0.contains("world size 4"), log0)
         XCTAssertTrue(log0.contains("batch 2 per process x 4 processes = 8"), log0)
         XCTAssertTrue(log0.contains("all 4 ranks agree on the weights"), log0)
-        XCTAssertTrue(FileManager.default.fileExists(atPath: TrainingRun.checkpointURL(run, "checkpoint_final").path))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: RunFolder(run).checkpoint(.final).path))
     }
 
     /// Two nodes on their own addresses: two network namespaces joined by a veth pair, a launcher
@@ -137,7 +137,7 @@ final class DistributedRunTests: XCTestCase {
         let log0 = try String(contentsOf: logs[0], encoding: .utf8)
         XCTAssertTrue(log0.contains("world size 4"), log0)
         XCTAssertTrue(log0.contains("all 4 ranks agree on the weights"), log0)
-        XCTAssertTrue(FileManager.default.fileExists(atPath: TrainingRun.checkpointURL(run, "checkpoint_final").path))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: RunFolder(run).checkpoint(.final).path))
     }
 
     /// A model with a frozen encoder and auxiliary heads trains data-parallel: the frozen
@@ -151,7 +151,7 @@ final class DistributedRunTests: XCTestCase {
         let text = try String(contentsOf: log, encoding: .utf8)
         XCTAssertEqual(p.terminationStatus, 0, text)
         XCTAssertTrue(text.contains("all 2 ranks agree on the weights"), text)
-        let final = try Checkpoint.load(TrainingRun.checkpointURL(run, "checkpoint_final"))
+        let final = try Checkpoint.load(RunFolder(run).checkpoint(.final))
         let optimizerFor = Set(final.optimizer.map { $0.name.split(separator: ".")[1] })
         let trainable = final.model.filter { !$0.name.hasPrefix("encoder.") && $0.tensor.dtype == .float32 && !$0.name.contains("running_") }
         XCTAssertEqual(optimizerFor.count, trainable.count, "optimizer state only for the decoder and heads")
@@ -167,7 +167,7 @@ final class DistributedRunTests: XCTestCase {
     }
 
     private func killRank1WhenTraining(_ launcher: Process, run: URL) throws {
-        let latest = TrainingRun.checkpointURL(run, "checkpoint_latest")
+        let latest = RunFolder(run).checkpoint(.latest)
         let deadline = Date().addingTimeInterval(120)
         while !FileManager.default.fileExists(atPath: latest.path) && Date() < deadline { usleep(20_000) }
         let pid = try XCTUnwrap(rankPID(1, under: launcher.processIdentifier), "rank 1 is a child of the launcher")
@@ -204,8 +204,8 @@ final class DistributedRunTests: XCTestCase {
         XCTAssertEqual(launcher.terminationStatus, 0, text)
         XCTAssertTrue(text.contains("restarting the group") && text.contains("resuming"), text)
 
-        let a = try Checkpoint.load(TrainingRun.checkpointURL(clean, "checkpoint_final"))
-        let b = try Checkpoint.load(TrainingRun.checkpointURL(restarted, "checkpoint_final"))
+        let a = try Checkpoint.load(RunFolder(clean).checkpoint(.final))
+        let b = try Checkpoint.load(RunFolder(restarted).checkpoint(.final))
         let diceA = try XCTUnwrap(a.state.history.last?.valDice), diceB = try XCTUnwrap(b.state.history.last?.valDice)
         XCTAssertEqual(diceA, diceB, accuracy: 1e-3)
         XCTAssertEqual(b.state.history.map(\.epoch), Array(1...30))

@@ -34,7 +34,7 @@ final class CommandLineWorkflowTests: XCTestCase {
         train.standardOutput = FileHandle.nullDevice
         train.standardError = FileHandle.nullDevice
         try train.run()
-        let latest = TrainingRun.checkpointURL(URL(fileURLWithPath: run), "checkpoint_latest")
+        let latest = RunFolder(URL(fileURLWithPath: run)).checkpoint(.latest)
         let deadline = Date().addingTimeInterval(120)
         while !FileManager.default.fileExists(atPath: latest.path) && Date() < deadline { usleep(50_000) }
         usleep(300_000)
@@ -48,7 +48,7 @@ final class CommandLineWorkflowTests: XCTestCase {
         // Resume, asking for a shorter run than first planned.
         let resumed = try medseg(["train", "--resume", run, "--epochs", "\(killedAt + 2)"])
         XCTAssertTrue(resumed.output.contains("resuming"), resumed.output)
-        let final = try Checkpoint.load(TrainingRun.checkpointURL(URL(fileURLWithPath: run), "checkpoint_latest"))
+        let final = try Checkpoint.load(RunFolder(URL(fileURLWithPath: run)).checkpoint(.latest))
         XCTAssertEqual(final.state.epoch, killedAt + 2)
         XCTAssertEqual(final.state.history.map(\.epoch), Array(1...final.state.epoch), "no epoch lost or repeated across the kill")
         XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/checkpoint_final.safetensors"))

@@ -22,10 +22,9 @@ final class PresetTests: XCTestCase {
         try SyntheticCases(options).write(to: data, training: 6, test: 0, fileEnding: ".nii.gz")
         var config = try TrainingPresets.config(preset)
         config = try config.merging(yaml: overrides + "\nthreads: 1\nworkers: 0\nval_every: 100\n", source: "test overrides")
-        let run = TrainingRun(config: config, datasetFolder: data, runFolder: temp.appendingPathComponent(preset))
-        run.verbose = false
+        let run = TrainingRun(config: config, datasetFolder: data, runFolder: temp.appendingPathComponent(preset), options: .init(verbose: false))
         try run.run()
-        return try Checkpoint.load(TrainingRun.checkpointURL(run.runFolder, "checkpoint_final")).state.history
+        return try Checkpoint.load(RunFolder(run.runFolder).checkpoint(.final)).state.history
     }
 
     private func assertLossGoesDown(_ history: [EpochRecord], _ preset: String) {
@@ -65,7 +64,7 @@ final class PresetTests: XCTestCase {
                           overrides: "features: 32\ndepth: 4\npatch_size: [32, 32]\nbatch_size: 2\nepochs: 4\niterations: 3\nlr: 0.003\nnormalization: zscore\nencoder_weights: \(weights.path)")
         assertLossGoesDown(h, "fundus-setr-mla")
         // The encoder was loaded and stayed frozen through training.
-        let trained = try Checkpoint.load(TrainingRun.checkpointURL(temp.appendingPathComponent("fundus-setr-mla"), "checkpoint_final"))
+        let trained = try Checkpoint.load(RunFolder(temp.appendingPathComponent("fundus-setr-mla")).checkpoint(.final))
         let saved = Dictionary(uniqueKeysWithValues: encoder.map { (String($0.0.dropFirst("module.".count)), $0.1) })
         var compared = 0
         for (name, t) in trained.model where name.hasPrefix("encoder.") {

@@ -7,7 +7,7 @@ final class TrainingConfigTests: XCTestCase {
         XCTAssertEqual(c.epochs, 3)
         XCTAssertEqual(c.lr, 0.01)
         XCTAssertEqual(c.patch_size, [64, 64])
-        XCTAssertEqual(c.optimizer, "sgd")
+        XCTAssertEqual(c.optimizer, .sgd)
         XCTAssertEqual(c.batch_size, TrainingConfig().batch_size, "keys not in the file keep their value")
         let again = try TrainingConfig().merging(yaml: try c.yaml(), source: "config.yaml")
         XCTAssertEqual(again, c, "the written config reloads to the same values")

@@ -38,7 +38,7 @@ final class TrainingRunTests: XCTestCase {
     }
 
     private func finalWeights(_ run: URL) throws -> [String: [Float]] {
-        let loaded = try Checkpoint.load(TrainingRun.checkpointURL(run, "checkpoint_final"))
+        let loaded = try Checkpoint.load(RunFolder(run).checkpoint(.final))
         return Dictionary(uniqueKeysWithValues: try loaded.model.filter { $0.tensor.dtype == .float32 }.map { ($0.name, try $0.tensor.floats()) })
     }
 
@@ -46,15 +46,20 @@ final class TrainingRunTests: XCTestCase {
     func testInterruptedRunResumesAndWritesEveryOutput() throws {
         let data = try smallDataset()
         let runURL = temp.appendingPathComponent("run")
-        let first = TrainingRun(config: try smallConfig(), datasetFolder: data, runFolder: runURL)
-        first.verbose = false
-        first.stopAfterEpochs = 2
+        let first = TrainingRun(config: try smallConfig(), datasetFolder: data, runFolder: runURL,
+                                options: .init(verbose: false, stopAfterEpochs: 2))
         XCTAssertEqual(try first.run().epochsCompleted, 2)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: TrainingRun.checkpointURL(runURL, "checkpoint_final").path))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: RunFolder(runURL).checkpoint(.final).path))
 
-        let second = TrainingRun(config: try smallConfig(), datasetFolder: data, runFolder: runURL, resume: runURL)
-        second.verbose = false
+        // A different learning rate asked for on resume is reported, not silently dropped.
+        var other = try smallConfig()
+        other.lr = 0.5
+        let second = TrainingRun(config: other, datasetFolder: data, runFolder: runURL, start: .resume(from: runURL, overrides: ["lr"]),
+                                 options: .init(verbose: false))
         let summary = try second.run()
+        XCTAssertEqual(second.ignoredOverrides.count, 1)
+        XCTAssertTrue(second.ignoredOverrides[0].hasPrefix("lr: 0.5 was asked for, the run continues with its saved 0.01"), second.ignoredOverrides[0])
+        XCTAssertTrue(try String(contentsOf: runURL.appendingPathComponent("log.txt"), encoding: .utf8).contains("resume: lr: 0.5"))
         XCTAssertEqual(summary.epochsCompleted, 4)
 
         for name in ["config.yaml", "log.txt", "training_log.csv", "progress.png", "validation/summary.json",
@@ -68,7 +73,7 @@ final class TrainingRunTests: XCTestCase {
         let csv = try String(contentsOf: runURL.appendingPathComponent("training_log.csv"), encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(csv.count, 5, "header and one row per epoch, across the interruption")
         XCTAssertTrue(csv[0].hasPrefix("epoch,train_loss,val_loss,val_dice"))
-        let checkpoint = try Checkpoint.load(TrainingRun.checkpointURL(runURL, "checkpoint_latest"))
+        let checkpoint = try Checkpoint.load(RunFolder(runURL).checkpoint(.latest))
         XCTAssertEqual(checkpoint.state.epoch, 4)
         XCTAssertEqual(checkpoint.state.history.map(\.epoch), [1, 2, 3, 4])
         for r in checkpoint.state.history {
@@ -94,19 +99,16 @@ final class TrainingRunTests: XCTestCase {
     func testResumeIsExact() throws {
         let data = try smallDataset()
         let straightURL = temp.appendingPathComponent("straight")
-        let straight = TrainingRun(config: try smallConfig(), datasetFolder: data, runFolder: straightURL)
-        straight.verbose = false
+        let straight = TrainingRun(config: try smallConfig(), datasetFolder: data, runFolder: straightURL, options: .init(verbose: false))
         try straight.run()
 
         let splitURL = temp.appendingPathComponent("split")
         var prefetching = try smallConfig()
         prefetching.workers = 2
-        let firstHalf = TrainingRun(config: prefetching, datasetFolder: data, runFolder: splitURL)
-        firstHalf.verbose = false
-        firstHalf.stopAfterEpochs = 2
+        let firstHalf = TrainingRun(config: prefetching, datasetFolder: data, runFolder: splitURL, options: .init(verbose: false, stopAfterEpochs: 2))
         try firstHalf.run()
-        let secondHalf = TrainingRun(config: try smallConfig(), datasetFolder: data, runFolder: splitURL, resume: splitURL)
-        secondHalf.verbose = false
+        let secondHalf = TrainingRun(config: try smallConfig(), datasetFolder: data, runFolder: splitURL, start: .resume(from: splitURL),
+                                     options: .init(verbose: false))
         try secondHalf.run()
 
         let a = try finalWeights(straightURL), b = try finalWeights(splitURL)

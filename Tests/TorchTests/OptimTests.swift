@@ -259,25 +259,6 @@ final class OptimTests: XCTestCase {
         XCTAssertEqual(other.paramGroups[0][option: "eps"], 1e-3)
     }
 
-    /// The older split form (tensors + `Scalars`) that checkpoints written before `stateDict()` use.
-    func testScalarsFormRoundTrip() throws {
-        let straight = try makeParameters()
-        let reference = Adam(straight, lr: 0.05)
-        for _ in 0..<6 { try step(reference, straight) }
-
-        let p = try makeParameters()
-        let first = Adam(p, lr: 0.05)
-        for _ in 0..<3 { try step(first, p) }
-        let tensors = try first.stateTensors().map { ($0.name, try $0.tensor.clone()) }
-        let scalars = try JSONDecoder().decode(Optimizer.Scalars.self, from: try JSONEncoder().encode(first.scalars))
-        XCTAssertEqual(scalars.steps, [0: 3, 1: 3, 2: 3])
-        let second = Adam(p, lr: 0.05)
-        try second.load(stateTensors: tensors, scalars: scalars)
-        for _ in 0..<3 { try step(second, p) }
-        for (a, b) in zip(p, straight) { XCTAssertEqual(try a.floats(), try b.floats()) }
-        XCTAssertThrowsError(try second.load(stateTensors: [("state.7.exp_avg", try Tensor.zeros([3]))], scalars: scalars))
-    }
-
     func testZeroGradValidationAndClosure() throws {
         let p = try makeParameters()
         let opt = try SGD(p, lr: 0.1, momentum: 0.9)

@@ -1,4 +1,6 @@
 import Foundation
+import MedSegData
+import MedSegModels
 import Yams
 
 /// Everything that defines a training run. Written fully resolved to `config.yaml` in the run
@@ -6,11 +8,12 @@ import Yams
 /// in that order. Keys use snake_case as in the seeds' configs.
 public struct TrainingConfig: Codable, Equatable, Sendable {
     // Model
-    public var model = "unet"
+    public var model = ModelName.unet
     public var dims = 2
-    /// Base width: channels of the first level.
-    public var features = 32
-    public var depth = 4
+    /// Base width: channels of the first level (ViT width for setr_mla); nil: the model's published one.
+    public var features: Int?
+    /// Levels of the network (ViT blocks for setr_mla); nil: the model's default.
+    public var depth: Int?
     public var deep_supervision = false
     /// Pretrained encoder weights (.pth or .safetensors) for models with one (setr_mla's ViT-B/16).
     public var encoder_weights = ""
@@ -23,10 +26,10 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var num_folds = 5
     /// Fraction of each batch forced to contain foreground (nnU-Net 0.33).
     public var oversample_foreground = 0.33
-    public var augmentation = "nnunet"
+    public var augmentation = AugmentationPipeline.PresetName.nnUNet
     public var workers = 2
     /// Intensity normalization: "zscore" (per image), "ct" (dataset percentiles), "rgb" (0-1), "none".
-    public var normalization = "zscore"
+    public var normalization = IntensityNormalization.zscore
     /// A configuration of plans.json ("2d", "3d_fullres"): its network, patch and batch, trained on
     /// the data set's preprocessed cases; empty for training on the raw images.
     public var configuration = ""
@@ -42,29 +45,41 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     // Optimization
     public var epochs = 20
     public var iterations = 50
-    public var optimizer = "adam"
+    public var optimizer = OptimizerName.adam
     public var lr = 1e-3
     public var momentum = 0.99
     public var nesterov = true
     public var weight_decay = 3e-5
-    public var scheduler = "poly"
+    public var scheduler = SchedulerName.poly
     public var warmup_epochs = 0
     public var eta_min = 0.0
     public var step_size = 30
     public var gamma = 0.1
     public var grad_clip = 12.0
-    public var loss = "auto"
+    public var loss = LossName.auto
 
     // Validation, checkpoints, run control
     public var val_every = 1
     public var save_every = 50
     /// Metric that picks checkpoint_best: "dice" (EMA of validation Dice) or "loss" (validation loss).
-    public var best_metric = "dice"
+    public var best_metric = BestMetric.dice
     public var seed = 42
     public var threads = 0
     public var deterministic = true
 
     public init() {}
+
+    /// The width and depth the network is built with.
+    public var width: Int { features ?? model.defaultFeatures }
+    public var levels: Int { depth ?? model.defaultDepth }
+
+    /// The config with the model's defaults filled in, as a run writes it to config.yaml.
+    public var resolved: TrainingConfig {
+        var c = self
+        c.features = width
+        c.depth = levels
+        return c
+    }
 
     static let knownKeys: Set<String> = {
         let mirror = Mirror(reflecting: TrainingConfig())
@@ -96,6 +111,11 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         } catch let DecodingError.typeMismatch(type, context) {
             let key = context.codingPath.first?.stringValue ?? "?"
             throw ConfigError("\(source): key '\(key)' has a value of the wrong type (expected \(type)): \(mapping[key].map { "\($0)" } ?? "")")
+        } catch let DecodingError.dataCorrupted(context) where context.codingPath.count == 1 {
+            // A value outside a key's choices.
+            let key = context.codingPath[0].stringValue
+            let choices = TrainingChoices.byKey[key].map { "; choose one of \($0.joined(separator: ", "))" } ?? ""
+            throw ConfigError("\(source): key '\(key)': '\(mapping[key].map { "\($0)" } ?? "")' is not allowed\(choices)")
         } catch let error as DecodingError {
             throw ConfigError("\(source): \(error)")
         }
@@ -107,17 +127,12 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         if ![2, 3].contains(dims) { try fail("dims", "must be 2 or 3, got \(dims)") }
         if patch_size.count != dims { try fail("patch_size", "needs \(dims) values for dims \(dims), got \(patch_size)") }
         if patch_size.contains(where: { $0 < 8 }) { try fail("patch_size", "every value must be at least 8, got \(patch_size)") }
-        if features < 1 { try fail("features", "must be positive, got \(features)") }
-        if depth < 2 || depth > 32 { try fail("depth", "must be 2 to 32 (levels of a U-Net, blocks of a ViT), got \(depth)") }
+        if width < 1 { try fail("features", "must be positive, got \(width)") }
+        if levels < 2 || levels > 32 { try fail("depth", "must be 2 to 32 (levels of a U-Net, blocks of a ViT), got \(levels)") }
         if batch_size < 1 { try fail("batch_size", "must be positive, got \(batch_size)") }
         if epochs < 1 { try fail("epochs", "must be positive, got \(epochs)") }
         if iterations < 1 { try fail("iterations", "must be positive, got \(iterations)") }
         if !(lr > 0) { try fail("lr", "must be positive, got \(lr)") }
-        if !["sgd", "adam", "adamw"].contains(optimizer) { try fail("optimizer", "must be sgd, adam or adamw, got '\(optimizer)'") }
-        if !["poly", "cosine", "step", "constant"].contains(scheduler) { try fail("scheduler", "must be poly, cosine, step or constant, got '\(scheduler)'") }
-        if !["auto", "bce", "dice", "bce_dice", "dice_ce", "ce"].contains(loss) { try fail("loss", "must be auto, bce, dice, bce_dice, dice_ce or ce, got '\(loss)'") }
-        if !["dice", "loss"].contains(best_metric) { try fail("best_metric", "must be dice or loss, got '\(best_metric)'") }
-        if !["zscore", "ct", "rgb", "none"].contains(normalization) { try fail("normalization", "must be zscore, ct, rgb or none, got '\(normalization)'") }
         if fold < -1 || fold >= num_folds { try fail("fold", "must be 0 to \(num_folds - 1), or -1 for all, got \(fold)") }
         if !(0...1).contains(oversample_foreground) { try fail("oversample_foreground", "must be in [0, 1], got \(oversample_foreground)") }
         if val_every < 1 { try fail("val_every", "must be positive, got \(val_every)") }
@@ -129,6 +144,20 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     }
 
     public func yaml() throws -> String { try YAMLEncoder().encode(self) }
+
+    /// The keys among `keys` whose values differ between two configs, with both values as YAML.
+    public static func differences(requested: TrainingConfig, saved: TrainingConfig, keys: Set<String>) throws
+        -> [(key: String, requested: String, saved: String)] {
+        func values(_ c: TrainingConfig) throws -> [String: String] {
+            let mapping = try YAMLDecoder().decode([String: AnyCodable].self, from: try c.yaml())
+            return mapping.mapValues { "\($0.value)" }
+        }
+        let a = try values(requested), b = try values(saved)
+        return keys.sorted().compactMap { key in
+            let (x, y) = (a[key] ?? "none", b[key] ?? "none")
+            return x == y ? nil : (key, x, y)
+        }
+    }
 }
 
 public struct ConfigError: Error, CustomStringConvertible {

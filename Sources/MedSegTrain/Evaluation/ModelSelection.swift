@@ -61,12 +61,12 @@ public struct ModelSelection {
     /// Pools the folds' validation predictions (and probabilities) of one experiment folder into
     /// EXPERIMENT/crossval_results_folds_..., and scores them.
     public func crossValidation(of experiment: URL) throws -> Candidate {
-        let out = experiment.appendingPathComponent("crossval_results_" + foldsTag)
+        let out = ExperimentFolder(experiment).crossValidation(folds: folds)
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         let splits = try CrossValidationSplits.load(dataset.root.appendingPathComponent("splits_final.json"))
         var cases: [String] = []
         for fold in folds {
-            let validation = experiment.appendingPathComponent("fold_\(fold)").appendingPathComponent("validation")
+            let validation = ExperimentFolder(experiment).fold(fold).validation
             guard fold < splits.folds.count else { throw DataError(file: dataset.root, "splits_final.json has no fold \(fold)") }
             for id in splits.folds[fold].val {
                 guard let pred = ProbabilityEnsemble.predictionFile(id, in: validation) else {
@@ -121,7 +121,7 @@ public struct ModelSelection {
     /// The previous stage a cascade experiment was trained behind (from its folds' config.yaml).
     static func previousStage(of experiment: URL, folds: [Int]) -> String? {
         for fold in folds {
-            let url = experiment.appendingPathComponent("fold_\(fold)").appendingPathComponent("config.yaml")
+            let url = ExperimentFolder(experiment).fold(fold).config
             guard let text = try? String(contentsOf: url, encoding: .utf8),
                   let config = try? TrainingConfig().merging(yaml: text, source: url.path) else { continue }
             return config.previous_stage.isEmpty ? nil : config.previous_stage

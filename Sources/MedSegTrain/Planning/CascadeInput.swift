@@ -34,10 +34,9 @@ public enum CascadeInput {
     /// prediction in the validation folder of the fold that held it out.
     public static func crossValidationPredictions(of experiment: URL) throws -> PreviousStage {
         let fm = FileManager.default
-        let folds = ((try? fm.contentsOfDirectory(atPath: experiment.path)) ?? []).filter { $0.hasPrefix("fold_") && Int($0.dropFirst(5)) != nil }.sorted()
         var files: [String: URL] = [:]
-        for fold in folds {
-            let validation = experiment.appendingPathComponent(fold).appendingPathComponent("validation")
+        for fold in ExperimentFolder(experiment).numberedFolds {
+            let validation = ExperimentFolder(experiment).fold(fold).validation
             for name in (try? fm.contentsOfDirectory(atPath: validation.path)) ?? [] {
                 let url = validation.appendingPathComponent(name)
                 guard ImageIO.readableEndings.contains(ImageIO.fileEnding(of: url)) else { continue }

@@ -68,14 +68,14 @@ extension TrainingConfig {
     /// Options given after this (on the command line) still win.
     public func applying(_ setup: PlannedSetup, plansFile: URL) -> TrainingConfig {
         var c = self
-        c.model = "plainunet"
+        c.model = .plainunet
         c.dims = setup.plan.patch_size.count
         c.patch_size = setup.plan.patch_size
         c.batch_size = setup.plan.batch_size
-        c.features = setup.plan.features_per_stage.first ?? c.features
+        c.features = setup.plan.features_per_stage.first ?? c.width
         c.depth = setup.plan.features_per_stage.count
         c.deep_supervision = true
-        c.normalization = "none"
+        c.normalization = .none
         c.configuration = setup.name
         c.plans = plansFile.standardizedFileURL.path
         return c

@@ -9,9 +9,11 @@ public struct TrainerState: Codable, Equatable, Sendable {
     public var bestMetric: Double?
     public var emaDice: Double?
     public var history: [EpochRecord]
-    public var configYAML: String
-    public var optimizerJSON: String
-    public var schedulerJSON: String
+    /// The run's settings, fully resolved: a resumed run continues with them.
+    public var config: TrainingConfig
+    /// The optimizer's hyperparameters and step counts (its tensors are `optimizer.*`).
+    public var optimizer: OptimizerState.Metadata
+    public var scheduler: LRScheduler.State
     public var model: ModelSpecRecord
 }
 
@@ -20,13 +22,16 @@ public struct TrainerState: Codable, Equatable, Sendable {
 /// state. Written atomically, so a crash mid-write leaves the previous checkpoint intact.
 public enum Checkpoint {
     public static let fileExtension = "safetensors"
+    static let format = "medseg-checkpoint-2"
 
     public static func save(to url: URL, model: Module, optimizer: [(name: String, tensor: Tensor)], state: TrainerState) throws {
         var tensors: [(String, Tensor)] = model.namedStateTensors().map { ("model.\($0.name)", $0.tensor) }
         tensors += optimizer.map { ("optimizer.\($0.name)", $0.tensor) }
         tensors.append(("rng.cpu", try Torch.rngState()))
-        let json = String(decoding: try JSONEncoder().encode(state), as: UTF8.self)
-        try Safetensors.save(StateDict(tensors), metadata: ["format": "medseg-checkpoint-1", "trainer": json], to: url)
+        let encoder = JSONEncoder()
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        let json = String(decoding: try encoder.encode(state), as: UTF8.self)
+        try Safetensors.save(StateDict(tensors), metadata: ["format": format, "trainer": json], to: url)
     }
 
     public struct Loaded {
@@ -34,6 +39,9 @@ public enum Checkpoint {
         public var optimizer: [(name: String, tensor: Tensor)]
         public var rng: Tensor?
         public var state: TrainerState
+
+        /// The optimizer's state in PyTorch's layout, for `Optimizer.loadStateDict`.
+        public func optimizerState() throws -> OptimizerState { try OptimizerState(tensors: optimizer, metadata: state.optimizer) }
     }
 
     public static func load(_ url: URL) throws -> Loaded {
@@ -41,8 +49,16 @@ public enum Checkpoint {
         guard let json = metadata["trainer"] else {
             throw TrainingError("\(url.path): not a MedSeg checkpoint (no trainer state in its metadata)")
         }
+        guard metadata["format"] == format else {
+            throw TrainingError("\(url.path): checkpoint format '\(metadata["format"] ?? "?")' was written by an earlier MedSeg; this one reads \(format). "
+                                + "Its weights load with `medseg weights`, but the run cannot be resumed")
+        }
         let state: TrainerState
-        do { state = try JSONDecoder().decode(TrainerState.self, from: Data(json.utf8)) } catch {
+        do {
+            let decoder = JSONDecoder()
+            decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+            state = try decoder.decode(TrainerState.self, from: Data(json.utf8))
+        } catch {
             throw TrainingError("\(url.path): damaged trainer state: \(error)")
         }
         var loaded = Loaded(model: [], optimizer: [], rng: nil, state: state)

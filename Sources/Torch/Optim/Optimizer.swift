@@ -172,9 +172,6 @@ open class Optimizer {
         throw TorchError("\(type(of: self)) does not implement update(parameter:gradient:group:state:)")
     }
 
-    /// Whether this optimizer keeps a step count per parameter (restoring old-format state).
-    var countsSteps: Bool { true }
-
     /// One update of every parameter that has a gradient; parameters without one are skipped.
     public func step() throws {
         try validateGroups()
@@ -272,47 +269,6 @@ open class Optimizer {
         }
         paramGroups = groups
         state = restored
-    }
-
-    // MARK: older split form
-
-    /// Scalars of the older checkpoint form (`stateTensors()` plus these as JSON): steps per
-    /// parameter and each group's current and initial learning rate.
-    public struct Scalars: Codable, Equatable, Sendable {
-        public var steps: [Int: Int]
-        public var lrs: [Double]
-        public var initialLRs: [Double]
-
-        public init(steps: [Int: Int], lrs: [Double], initialLRs: [Double]) {
-            self.steps = steps
-            self.lrs = lrs
-            self.initialLRs = initialLRs
-        }
-    }
-
-    public var scalars: Scalars {
-        Scalars(steps: state.compactMapValues(\.step), lrs: paramGroups.map(\.lr), initialLRs: paramGroups.map { $0.initialLR ?? $0.lr })
-    }
-
-    /// The state tensors named `state.<index>.<name>`, as in `stateDict().tensors`.
-    public func stateTensors() -> [(name: String, tensor: Tensor)] { stateDict().tensors }
-
-    /// Restores state saved as `stateTensors()` and `scalars`; hyperparameters other than the
-    /// learning rates stay as they are.
-    public func load(stateTensors: [(name: String, tensor: Tensor)], scalars: Scalars) throws {
-        guard scalars.lrs.count == paramGroups.count, scalars.initialLRs.count == paramGroups.count else {
-            throw TorchError("the saved optimizer state has \(scalars.lrs.count) parameter group(s), this optimizer has \(paramGroups.count)")
-        }
-        var saved = stateDict()
-        saved.state = try OptimizerState.parse(tensors: stateTensors)
-        if countsSteps {
-            for (i, step) in scalars.steps where saved.state[i] != nil { saved.state[i]!.step = step }
-        }
-        for i in saved.paramGroups.indices {
-            saved.paramGroups[i].lr = scalars.lrs[i]
-            saved.paramGroups[i].initialLR = scalars.initialLRs[i]
-        }
-        try loadStateDict(saved)
     }
 }
 

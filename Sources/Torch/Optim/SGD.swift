@@ -18,8 +18,6 @@ public final class SGD: Optimizer {
                       weightDecay: weightDecay, nesterov: nesterov, maximize: maximize)
     }
 
-    override var countsSteps: Bool { false }
-
     public override func validate(_ group: ParamGroup) throws {
         try super.validate(group)
         let momentum = try group.number("momentum"), dampening = try group.number("dampening")

@@ -1,0 +1,43 @@
+/// The networks MedSeg builds; the raw value is the name used on the command line, in configs
+/// and in checkpoints.
+public enum ModelName: String, Codable, CaseIterable, Sendable {
+    case unet, unetpp, plainunet, ultralight_vmunet, setr_mla
+
+    /// The published width of each network: what `--features` means when it is not given
+    /// (classic U-Net 64, nnU-Net 32, UltraLight VM-UNet's [8, 16, 24, 32, 48, 64], ViT-B/16 768).
+    public var defaultFeatures: Int {
+        switch self {
+        case .unet: return 64
+        case .unetpp, .plainunet: return 32
+        case .ultralight_vmunet: return 8
+        case .setr_mla: return 768
+        }
+    }
+
+    /// Levels (U-Nets) or transformer blocks (setr_mla) when `--depth` is not given.
+    public var defaultDepth: Int {
+        switch self {
+        case .unet, .unetpp: return 5
+        case .plainunet: return 5
+        case .ultralight_vmunet: return 6
+        case .setr_mla: return 12
+        }
+    }
+
+    /// Parses a name with an error that lists the choices.
+    public init(parsing name: String) throws {
+        guard let model = ModelName(rawValue: name) else {
+            throw ChoiceError(key: "model", value: name, choices: Self.allCases.map(\.rawValue))
+        }
+        self = model
+    }
+}
+
+/// A value outside a fixed set of choices; the message lists them.
+public struct ChoiceError: Error, CustomStringConvertible {
+    public let key: String
+    public let value: String
+    public let choices: [String]
+    public init(key: String, value: String, choices: [String]) { self.key = key; self.value = value; self.choices = choices }
+    public var description: String { "'\(value)' is not a \(key); choose one of \(choices.joined(separator: ", "))" }
+}

@@ -1,0 +1,39 @@
+import Foundation
+import MedSegData
+import MedSegModels
+import Torch
+
+/// Trained networks loaded back from run folders for prediction.
+public enum TrainedModels {
+    /// The networks of a run (or of its folds) with their preprocessing, and for a cascade stage
+    /// the previous stage's inference in front; plus a line per checkpoint used.
+    public static func inference(run: URL, folds: [String], checkpoint: String, previousStage: URL?, mirror: Bool,
+                          device dev: Device) throws -> (CaseInference, [String]) {
+        let modelFolders = folds.isEmpty ? [run] : folds.map { ExperimentFolder(run).fold(named: $0).url }
+        var predictors: [Predictor] = []
+        var used: [String] = []
+        for folder in modelFolders {
+            let file = CheckpointName(named: checkpoint).map { RunFolder(folder).checkpoint($0) } ?? URL(fileURLWithPath: checkpoint)
+            guard FileManager.default.fileExists(atPath: file.path) else { throw TrainingError("\(file.path): no such checkpoint") }
+            let loaded = try Checkpoint.load(file)
+            let model = try ModelFactory.make(loaded.state.model.network)
+            try model.loadState(loaded.model)
+            try model.to(device: dev)
+            predictors.append(Predictor(model: model, spec: loaded.state.model, mirror: mirror, device: dev))
+            used.append("\(folds.isEmpty ? "" : folder.lastPathComponent + "/")\(file.lastPathComponent), epoch \(loaded.state.epoch)")
+        }
+        let spec = predictors[0].spec
+        // A planned network sees new images preprocessed as its training cases were.
+        let setup = try spec.configuration.map { try PlannedSetup.load(runFolder: modelFolders[0], configuration: $0) }
+        var previous: CascadeInput.PreviousStage? = nil
+        if let stage = setup?.plan.previous_stage {
+            guard let previousStage else {
+                throw TrainingError("\(run.path) is a cascade stage trained on \(stage) segmentations: give that experiment with --previous-stage EXP")
+            }
+            let (first, firstUsed) = try inference(run: previousStage, folds: folds, checkpoint: checkpoint, previousStage: nil, mirror: mirror, device: dev)
+            previous = { files in try first.predict(files).label }
+            used = firstUsed.map { "\(stage) \($0)" } + used
+        }
+        return (try CaseInference(predictors: predictors, preprocessor: setup?.preprocessor, previousStage: previous), used)
+    }
+}

@@ -1,0 +1,42 @@
+import Foundation
+import Torch
+
+/// A run folder's checkpoints: which file a resumed or validated run starts from, and writing
+/// the model, optimizer, scheduler and trainer state together.
+public struct CheckpointStore {
+    public let folder: RunFolder
+
+    public init(_ folder: RunFolder) { self.folder = folder }
+
+    /// The checkpoint to continue from: a file as given, or a run folder's latest; for
+    /// validation a folder's final checkpoint where it has one.
+    public static func file(for source: URL, validation: Bool) throws -> URL {
+        var isDir: ObjCBool = false
+        _ = FileManager.default.fileExists(atPath: source.path, isDirectory: &isDir)
+        var file = source
+        if isDir.boolValue {
+            let run = RunFolder(source)
+            file = validation && run.hasCheckpoint(.final) ? run.checkpoint(.final) : run.checkpoint(.latest)
+        }
+        guard FileManager.default.fileExists(atPath: file.path) else {
+            throw TrainingError("cannot \(validation ? "validate" : "resume"): \(file.path) does not exist")
+        }
+        return file
+    }
+
+    /// `progress`: the trainer's state with `optimizer` and `scheduler` filled in from them here.
+    public func save(_ name: CheckpointName, model: Module, optimizer: Optimizer, scheduler: LRScheduler,
+                     progress: (OptimizerState.Metadata, LRScheduler.State) -> TrainerState) throws {
+        let optimizerState = optimizer.stateDict()
+        try Checkpoint.save(to: folder.checkpoint(name), model: model, optimizer: optimizerState.tensors,
+                            state: progress(optimizerState.metadata, scheduler.state))
+    }
+
+    /// Puts a checkpoint's weights, optimizer and scheduler state and RNG back.
+    public static func restore(_ loaded: Checkpoint.Loaded, model: Module, optimizer: Optimizer, scheduler: LRScheduler) throws {
+        try model.loadState(loaded.model)
+        try optimizer.loadStateDict(try loaded.optimizerState())
+        try scheduler.loadState(loaded.state.scheduler)
+        if let rng = loaded.rng { try Torch.setRNGState(rng) }
+    }
+}
