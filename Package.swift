@@ -80,8 +80,8 @@ let package = Package(
             linkerSettings: [.linkedLibrary("png"), .linkedLibrary("jpeg"), .linkedLibrary("tiff"), .linkedLibrary("z")]
         ),
         .target(name: "MedSegData", dependencies: ["Torch", "CImageCodecs"]),
-        .target(name: "MedSegModels", dependencies: ["MedSegData", "Torch"]),
-        .target(name: "MedSegDist", dependencies: ["MedSegModels", "MedSegData", "Torch"]),
+        .target(name: "MedSegModels", dependencies: ["Torch"]),
+        .target(name: "MedSegDist", dependencies: ["MedSegModels", "Torch"]),
         .target(name: "MedSegTrain", dependencies: ["MedSegDist", "MedSegModels", "MedSegData", "Torch", .product(name: "Yams", package: "Yams")]),
         .executableTarget(
             name: "medseg",
@@ -102,6 +102,11 @@ let package = Package(
             name: "MedSegTrainTests",
             dependencies: ["MedSegTrain", "MedSegModels", "MedSegData", "Torch", "TestSupport"],
             resources: [.copy("Fixtures")]
+        ),
+        // Whole workflows through the medseg executable (synthesize, plan, train, resume, predict).
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["MedSegTrain", "MedSegData", "Torch", "TestSupport"]
         ),
         .testTarget(
             name: "MedSegDistTests",

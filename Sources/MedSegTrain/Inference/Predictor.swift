@@ -20,8 +20,12 @@ public struct Predictor {
 
     /// Class probabilities [K, spatial...] (K = 1 for a binary model: the foreground probability).
     public func probabilities(normalizedImage image: Tensor) throws -> Tensor {
-        let logits = try logits(normalizedImage: image)
-        return spec.binary ? try logits.sigmoid() : try logits.softmax(dim: 0)
+        try probabilities(fromLogits: logits(normalizedImage: image))
+    }
+
+    /// Sigmoid of a binary model's one output, softmax over a multi-class model's channels (dim 0).
+    public func probabilities(fromLogits logits: Tensor) throws -> Tensor {
+        spec.binary ? try logits.sigmoid() : try logits.softmax(dim: 0)
     }
 
     /// Network outputs [K, spatial...] over the whole image (sliding window, optional mirroring).

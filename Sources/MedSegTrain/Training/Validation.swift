@@ -50,8 +50,7 @@ enum Validation {
                 guard let label = c.label else { continue }
                 let logits = try predictor.logits(normalizedImage: c.image)
                 lossSum += try loss(logits.unsqueeze(0), label.unsqueeze(0).to(device: device)).item()
-                let probabilities = spec.binary ? try logits.sigmoid() : try logits.softmax(dim: 0)
-                let predicted = try predictor.labels(fromProbabilities: probabilities).to(device: .cpu).to(dtype: .int32).toArray(Int32.self)
+                let predicted = try predictor.labels(fromProbabilities: predictor.probabilities(fromLogits: logits)).to(device: .cpu).to(dtype: .int32).toArray(Int32.self)
                 let reference = try label.to(dtype: .int32).toArray(Int32.self)
                 for k in 0..<classes {
                     counts[k] = counts[k] + ConfusionCounts(prediction: predicted, reference: reference, label: Int32(k + 1))

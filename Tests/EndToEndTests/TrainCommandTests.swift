@@ -1,0 +1,89 @@
+import Foundation
+import XCTest
+import TestSupport
+import MedSegTrain
+
+/// `medseg train`'s checks before anything is written: choices, an existing run, small data sets.
+final class TrainCommandTests: XCTestCase {
+    private var temp: URL!
+
+    override func setUpWithError() throws {
+        temp = FileManager.default.temporaryDirectory.appendingPathComponent("traincmd-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(at: temp) }
+
+    @discardableResult
+    private func medseg(_ args: [String], expectSuccess: Bool = true) throws -> (status: Int32, output: String) {
+        try Executables.runMedSeg(args, expectSuccess: expectSuccess)
+    }
+
+    private func synth(_ cases: Int) throws -> String {
+        let data = temp.appendingPathComponent("data\(cases)").path
+        try medseg(["data", "synth", "--dim", "2", "--cases", "\(cases)", "--test-cases", "0", "--size", "32,32", "--out", data])
+        return data
+    }
+
+    private let small = ["--epochs", "1", "--iterations", "1", "--batch-size", "2", "--patch-size", "32,32", "--features", "4",
+                         "--depth", "3", "--threads", "1"]
+
+    func testUnknownModelFailsBeforeAnyDataLoads() throws {
+        let out = temp.appendingPathComponent("run")
+        let r = try medseg(["train", "--dataset", "/no/such/dataset", "--model", "resnet9000", "--out", out.path], expectSuccess: false)
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.output.contains("resnet9000"), r.output)
+        XCTAssertTrue(r.output.contains("ultralight_vmunet"), "the error lists the models: \(r.output)")
+        XCTAssertFalse(r.output.contains("/no/such/dataset"), "nothing was read: \(r.output)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.path))
+        let help = try medseg(["train", "--help"])
+        for model in ModelName.allCases { XCTAssertTrue(help.output.contains(model.rawValue), "train --help lists \(model.rawValue)") }
+    }
+
+    func testAFinishedRunIsNotReplacedWithoutOverwrite() throws {
+        let data = try synth(6)
+        let run = temp.appendingPathComponent("run")
+        try medseg(["train", "--dataset", data, "--out", run.path] + small)
+        let final = RunFolder(run).checkpoint(.final)
+        let before = try Data(contentsOf: final)
+        let again = try medseg(["train", "--dataset", data, "--out", run.path, "--lr", "0.5"] + small, expectSuccess: false)
+        XCTAssertNotEqual(again.status, 0)
+        XCTAssertTrue(again.output.contains(run.path) && again.output.contains("--overwrite"), again.output)
+        XCTAssertEqual(try Data(contentsOf: final), before, "the finished run is untouched")
+        XCTAssertFalse(try String(contentsOf: RunFolder(run).config, encoding: .utf8).contains("lr: 0.5"))
+        try medseg(["train", "--dataset", data, "--out", run.path, "--lr", "0.5", "--overwrite"] + small)
+        XCTAssertTrue(try String(contentsOf: RunFolder(run).config, encoding: .utf8).contains("lr: 0.5"))
+    }
+
+    func testARunThatCannotStartLeavesNothingBehind() throws {
+        let data = try synth(6)
+        let run = temp.appendingPathComponent("bad-run")
+        // A patch the 3-level network cannot halve twice: refused once the data set is read.
+        let r = try medseg(["train", "--dataset", data, "--out", run.path, "--epochs", "1", "--patch-size", "30,30", "--depth", "3",
+                            "--features", "4"], expectSuccess: false)
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.output.contains("patch_size"), r.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: run.path), "no stray files: \(r.output)")
+    }
+
+    func testSmallDataSetsTrainWithFoldAllAndFewerFolds() throws {
+        let data = try synth(3)
+        let all = temp.appendingPathComponent("all")
+        try medseg(["train", "--dataset", data, "--out", all.path, "--fold", "all"] + small)
+        XCTAssertTrue(RunFolder(all).hasCheckpoint(.final))
+        let fold = temp.appendingPathComponent("fold2")
+        let r = try medseg(["train", "--dataset", data, "--out", fold.path, "--fold", "2"] + small)
+        XCTAssertTrue(r.output.contains("3-fold cross-validation instead of 5"), r.output)
+        XCTAssertTrue(RunFolder(fold).hasCheckpoint(.final))
+        let splits = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: data).appendingPathComponent("splits_final.json"))) as! [[String: Any]]
+        XCTAssertEqual(splits.count, 3)
+        XCTAssertEqual(splits.map { ($0["val"] as! [String]).count }, [1, 1, 1])
+    }
+
+    func testBenchmarkBuildsEachModelAtItsPublishedWidth() throws {
+        let r = try medseg(["benchmark", "--model", "ultralight_vmunet", "--mode", "infer", "--size", "64", "--batch-size", "1",
+                            "--in-channels", "3", "--warmup", "0", "--steps", "1", "--threads", "1", "--json"])
+        let json = try JSONSerialization.jsonObject(with: Data(r.output.split(separator: "\n").last!.utf8)) as! [String: Any]
+        XCTAssertEqual(json["params"] as? Int, 49_457, "UltraLight VM-UNet's published parameter count")
+    }
+}
