@@ -12,6 +12,7 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
+#include <torch/csrc/autograd/custom_function.h>
 #include <type_traits>
 #ifdef MT_WITH_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
@@ -111,6 +112,26 @@ void set_default_backend(const c10::intrusive_ptr<PG> &pg, typename PG::BackendT
 void wait(const c10::intrusive_ptr<c10d::Work> &work) {
     if (!work->wait()) throw std::runtime_error("collective did not complete");
 }
+
+at::Tensor allreduce_copy(mt_pg_s *group, const at::Tensor &t) {
+    std::vector<at::Tensor> tensors{t.clone(at::MemoryFormat::Contiguous)};
+    wait(group->pg->allreduce(tensors));
+    return tensors[0];
+}
+
+// y = sum over ranks of x. Every rank's loss depends on every rank's x through y, so the gradient
+// of x is the sum over ranks of the gradients of y: backward is the same all-reduce. Every rank
+// must run the backward of these calls in the same order (as for any collective).
+struct AllReduceSum : public torch::autograd::Function<AllReduceSum> {
+    static at::Tensor forward(torch::autograd::AutogradContext *ctx, const at::Tensor &x, int64_t group) {
+        ctx->saved_data["group"] = group;
+        return allreduce_copy(reinterpret_cast<mt_pg_s *>(group), x);
+    }
+    static torch::autograd::variable_list backward(torch::autograd::AutogradContext *ctx, torch::autograd::variable_list grads) {
+        auto *group = reinterpret_cast<mt_pg_s *>(ctx->saved_data["group"].toInt());
+        return {allreduce_copy(group, grads[0]), at::Tensor()};
+    }
+};
 } // namespace
 
 extern "C" {
@@ -189,6 +210,10 @@ mt_list_t mt_pg_allgather(mt_pg_t pg, mt_tensor_t t) {
 }
 
 int mt_pg_barrier(mt_pg_t pg) { MT_STATUS(wait(pg->pg->barrier())) }
+
+mt_tensor_t mt_pg_allreduce_differentiable(mt_pg_t pg, mt_tensor_t t) {
+    MT_TENSOR(AllReduceSum::apply(T(t), reinterpret_cast<int64_t>(pg)))
+}
 
 mt_reducer_t mt_reducer_create(mt_pg_t pg, const mt_tensor_t *params, size_t n, int64_t bucket_bytes,
                                int64_t first_bucket_bytes, int find_unused) {

@@ -10,8 +10,25 @@ extern "C" {
 mt_tensor_t mt_convolution(mt_tensor_t x, mt_tensor_t w, mt_tensor_t bias,
                            const int64_t *stride, const int64_t *padding, const int64_t *dilation,
                            int transposed, const int64_t *output_padding, size_t nspatial, int64_t groups) {
-    MT_TENSOR(at::convolution(T(x), T(w), opt(bias), ints(stride, nspatial), ints(padding, nspatial),
-                              ints(dilation, nspatial), transposed != 0, ints(output_padding, nspatial), groups))
+    // Through the per-rank ops (conv2d, conv_transpose3d, ...) rather than at::convolution: those are
+    // the ones on autocast's lists (libtorch 1.13's CPU autocast does not cast at::convolution).
+    MT_TRY(nullptr,
+        auto s = ints(stride, nspatial), p = ints(padding, nspatial), d = ints(dilation, nspatial), op = ints(output_padding, nspatial);
+        if (!transposed) {
+            switch (nspatial) {
+            case 1: return mt::wrap(at::conv1d(T(x), T(w), opt(bias), s, p, d, groups));
+            case 2: return mt::wrap(at::conv2d(T(x), T(w), opt(bias), s, p, d, groups));
+            case 3: return mt::wrap(at::conv3d(T(x), T(w), opt(bias), s, p, d, groups));
+            }
+        } else {
+            switch (nspatial) {
+            case 1: return mt::wrap(at::conv_transpose1d(T(x), T(w), opt(bias), s, p, op, groups, d));
+            case 2: return mt::wrap(at::conv_transpose2d(T(x), T(w), opt(bias), s, p, op, groups, d));
+            case 3: return mt::wrap(at::conv_transpose3d(T(x), T(w), opt(bias), s, p, op, groups, d));
+            }
+        }
+        return mt::wrap(at::convolution(T(x), T(w), opt(bias), s, p, d, transposed != 0, op, groups));
+    )
 }
 
 mt_tensor_t mt_max_pool(mt_tensor_t x, size_t nspatial, const int64_t *kernel, const int64_t *stride,

@@ -256,12 +256,32 @@ int mt_pg_allreduce(mt_pg_t pg, mt_tensor_t t);
 int mt_pg_broadcast(mt_pg_t pg, mt_tensor_t t, int root);
 mt_list_t mt_pg_allgather(mt_pg_t pg, mt_tensor_t t);
 int mt_pg_barrier(mt_pg_t pg);
+/* a differentiable sum across ranks (out of place): its backward all-reduces the gradient */
+mt_tensor_t mt_pg_allreduce_differentiable(mt_pg_t pg, mt_tensor_t t);
 mt_reducer_t mt_reducer_create(mt_pg_t pg, const mt_tensor_t *params, size_t n, int64_t bucket_bytes,
                                int64_t first_bucket_bytes, int find_unused);
 /* call after the forward pass, before backward, with the outputs the loss depends on */
 int mt_reducer_prepare_for_backward(mt_reducer_t r, const mt_tensor_t *outputs, size_t n);
 int mt_reducer_bucket_count(mt_reducer_t r);
 void mt_reducer_free(mt_reducer_t r);
+
+/* ---- mixed precision and memory layout ---- */
+/* memory formats (same numbering as c10::MemoryFormat) */
+enum { MT_FORMAT_CONTIGUOUS = 0, MT_FORMAT_PRESERVE = 1, MT_FORMAT_CHANNELS_LAST = 2, MT_FORMAT_CHANNELS_LAST_3D = 3 };
+/* autocast state of this thread for a device type (MT_CPU or MT_CUDA) */
+int mt_autocast_is_enabled(int device_type);
+int mt_autocast_get_dtype(int device_type);
+int mt_autocast_set(int device_type, int enabled, int dtype);
+/* nesting depth after the change; leaving the outermost scope (0) should clear the cast cache */
+int mt_autocast_increment_nesting(void);
+int mt_autocast_decrement_nesting(void);
+int mt_autocast_clear_cache(void);
+/* multiplies every gradient by inv_scale in place; *found_inf = 1 when any held inf or NaN */
+int mt_amp_unscale_(const mt_tensor_t *grads, size_t n, double inv_scale, int *found_inf);
+mt_tensor_t mt_contiguous_format(mt_tensor_t t, int memory_format);
+int mt_is_contiguous_format(mt_tensor_t t, int memory_format);
+int mt_cudnn_benchmark(void);
+void mt_set_cudnn_benchmark(int enabled);
 
 /* ---- selective scan (Mamba) ---- */
 /* The fused CPU selective scan of Mamba's selective_scan_fn (float32, time-invariant A):
