@@ -40,6 +40,12 @@ public final class ProcessGroup {
     public func allGather(_ tensor: Tensor) throws -> [Tensor] { try unpack(mt_pg_allgather(handle, tensor.handle)) }
 
     public func barrier() throws { try check(mt_pg_barrier(handle)) }
+
+    /// The sum of `tensor` across ranks as a new tensor that autograd differentiates through: its
+    /// backward all-reduces the gradient (every rank must run backward through the same calls).
+    public func allReduceSumDifferentiable(_ tensor: Tensor) throws -> Tensor {
+        try wrap(mt_pg_allreduce_differentiable(handle, tensor.handle))
+    }
 }
 
 /// Averages gradients across a process group during backward, as PyTorch's DistributedDataParallel:

@@ -10,6 +10,9 @@ public class BatchNorm: Module {
     public let runningMean: Tensor?
     public let runningVar: Tensor?
     public let numBatchesTracked: Tensor?
+    /// In training, statistics over the whole batch of this group's ranks (SyncBatchNorm); nil: this
+    /// process's batch only. Set by `SyncBatchNorm.convert(_:group:)`.
+    public var syncGroup: ProcessGroup?
     let expectedRanks: [Int]
 
     init(_ numFeatures: Int, eps: Double, momentum: Double?, affine: Bool, trackRunningStats: Bool, expectedRanks: [Int]) throws {
@@ -42,6 +45,9 @@ public class BatchNorm: Module {
         if isTraining, let tracked = numBatchesTracked {
             try withNoGrad { try tracked.add_(1) }
             if momentum == nil { factor = 1 / (try tracked.item()) }
+        }
+        if isTraining, let group = syncGroup, group.worldSize > 1 {
+            return try synchronizedForward(x, group: group, momentum: factor)
         }
         let useBatchStats = isTraining || runningMean == nil
         return try F.batchNorm(x, runningMean: runningMean, runningVar: runningVar, weight: weight, bias: bias, training: useBatchStats, momentum: factor, eps: eps)
