@@ -106,7 +106,7 @@ let package = Package(
         // Whole workflows through the medseg executable (synthesize, plan, train, resume, predict).
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["MedSegTrain", "MedSegData", "Torch", "TestSupport"]
+            dependencies: ["MedSegTrain", "MedSegModels", "MedSegData", "Torch", "TestSupport"]
         ),
         .testTarget(
             name: "MedSegDistTests",

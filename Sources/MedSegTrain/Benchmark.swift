@@ -19,6 +19,8 @@ public struct Benchmark {
         public var img_per_s: Double
         public var step_ms: Double
         public var peak_mem_mb: Double
+        public var precision: String?
+        public var channels_last: Bool?
         /// Data-parallel runs: processes, images per second of all of them together, the time of
         /// a blocking all-reduce of every gradient, and the fraction of it hidden behind backward.
         public var world_size: Int?
@@ -37,6 +39,10 @@ public struct Benchmark {
     public var device: Device
     /// Set in a launched rank: train data-parallel with the other ranks.
     public var distributed: DistributedEnvironment?
+    /// Autocast precision of the network passes (fp16 training with loss scaling).
+    public var precision = Precision.fp32
+    /// Channels-last weights and inputs.
+    public var channelsLast = false
 
     public init(spec: ModelFactory.Spec, batchSize: Int, size: [Int], mode: Mode, warmup: Int = 2, steps: Int = 5, device: Device = .cpu) {
         self.spec = spec; self.batchSize = batchSize; self.size = size; self.mode = mode
@@ -76,6 +82,8 @@ public struct Benchmark {
         Torch.manualSeed(0)
         let model = try ModelFactory.make(spec)
         try model.to(device: device)
+        let memoryFormat: MemoryFormat? = channelsLast ? .channelsLast(rank: size.count + 2) : nil
+        if let memoryFormat { try model.to(memoryFormat: memoryFormat) }
         let x = try Tensor.randn([batchSize, spec.inChannels] + size, device: device)
         let y = try Tensor.rand([batchSize, spec.outChannels] + size, device: device).gt(0.5).float()
         let optimizer = Adam(model.trainableParameters(), lr: 1e-4)
@@ -86,13 +94,15 @@ public struct Benchmark {
         }
 
         // The training step itself, as `medseg train` runs it (without reading the loss back).
-        let trainStep = TrainStep(model: model, ddp: ddp, optimizer: optimizer, loss: BCEWithLogitsLoss(), skipNonFinite: false)
+        let trainStep = try TrainStep(model: model, ddp: ddp, optimizer: optimizer, loss: BCEWithLogitsLoss(), skipNonFinite: false,
+                                      precision: precision, memoryFormat: memoryFormat)
         func step() throws {
             switch mode {
             case .train:
                 try trainStep(x, y)
             case .infer:
-                _ = try withNoGrad { try model(x) }
+                let input = try memoryFormat.map { try x.contiguous(memoryFormat: $0) } ?? x
+                _ = try withNoGrad { try Autocast.run(device: device, precision: precision) { try model(input) } }
             case .loader:
                 break
             }
@@ -106,6 +116,8 @@ public struct Benchmark {
         var result = Result(model: spec.name, mode: mode.rawValue, batch_size: batchSize, size: size, threads: Torch.threads,
                             params: model.parameterCount(), img_per_s: Double(batchSize) / seconds, step_ms: seconds * 1000,
                             peak_mem_mb: Self.peakResidentMB())
+        result.precision = precision.rawValue
+        result.channels_last = channelsLast
         if let ddp, mode == .train {
             // The same step without communication, and the communication alone: what the
             // overlapped step costs beyond the local step, against a blocking all-reduce.
@@ -119,7 +131,8 @@ public struct Benchmark {
             try ddp.group.barrier()
             let allReduce = try time(steps) { try ddp.group.allReduceSum(flat) }
             try ddp.group.barrier()
-            let localStep = TrainStep(model: model, optimizer: optimizer, loss: BCEWithLogitsLoss(), skipNonFinite: false)
+            let localStep = try TrainStep(model: model, optimizer: optimizer, loss: BCEWithLogitsLoss(), skipNonFinite: false,
+                                          precision: precision, memoryFormat: memoryFormat)
             let local = try time(steps) { try localStep(x, y) }
             let world = ddp.group.worldSize
             let exposed = max(0, result.step_ms - local)

@@ -23,7 +23,10 @@ struct BenchmarkCommand: ParsableCommand {
     @Option(help: "Base width (features of the first level; default: the model's published width, e.g. 64 for unet, 8 for ultralight_vmunet).") var features: Int?
     @Option(help: "Levels of the network (default: the model's).") var depth: Int?
     @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
-    @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
+    @Option(help: "auto (cuda:LOCAL_RANK where CUDA is available, else cpu), cpu, cuda or cuda:N.") var device = "auto"
+    @Option(help: "train/infer: fp32, or bf16/fp16 autocast (fp16 training with loss scaling).") var precision = Precision.fp32
+    @Flag(help: "train/infer: channels-last weights and inputs.") var channelsLast = false
+    @Flag(name: .customLong("cudnn-benchmark"), help: "cuDNN benchmark mode (GPU).") var cudnnBenchmark = false
     @Flag(help: "Print one JSON object.") var json = false
     @Option(help: "sliding-window: patch (window) size of each axis.") var patch = 64
     @Flag(inversion: .prefixedNo, help: "sliding-window: mirror test-time augmentation over every spatial axis.") var mirror = true
@@ -82,7 +85,7 @@ struct BenchmarkCommand: ParsableCommand {
         let spec = ModelFactory.Spec(name: model.rawValue, dims: dims, inChannels: inChannels, outChannels: classes,
                                      features: features ?? model.defaultFeatures, depth: depth ?? model.defaultDepth)
         let bench = SlidingWindowBenchmark(spec: spec, size: Array(repeating: size, count: dims), patch: Array(repeating: patch, count: dims),
-                                           mirror: mirror, windowBatch: windowBatch, warmup: warmup, runs: steps, device: try Device(parsing: device))
+                                           mirror: mirror, windowBatch: windowBatch, warmup: warmup, runs: steps, device: try Device.resolve(device))
         let r = try bench.run()
         if json {
             let encoder = JSONEncoder()
@@ -104,8 +107,11 @@ struct BenchmarkCommand: ParsableCommand {
         let spec = ModelFactory.Spec(name: model.rawValue, dims: dims, inChannels: inChannels, outChannels: classes,
                                      features: features ?? model.defaultFeatures, depth: depth ?? model.defaultDepth)
         var bench = Benchmark(spec: spec, batchSize: batchSize, size: Array(repeating: size, count: dims), mode: m,
-                              warmup: warmup, steps: steps, device: try Device(parsing: device))
+                              warmup: warmup, steps: steps, device: try Device.resolve(device, localRank: environment?.localRank ?? 0))
         bench.distributed = environment
+        bench.precision = precision
+        bench.channelsLast = channelsLast
+        if cudnnBenchmark { Torch.cudnnBenchmark = true }
         bench.workers = workers
         return try bench.run()
     }

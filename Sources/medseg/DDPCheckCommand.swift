@@ -30,7 +30,7 @@ struct DDPCheckCommand: ParsableCommand {
                                         bucketMegabytes: 0.001, firstBucketMegabytes: 0.001)
         }
         let optimizer = try SGD(model.parameters(), lr: 0.1, momentum: 0.9)
-        let trainStep = TrainStep(model: model, ddp: ddp, optimizer: optimizer, loss: BCEWithLogitsLoss(), skipNonFinite: false)
+        let trainStep = try TrainStep(model: model, ddp: ddp, optimizer: optimizer, loss: BCEWithLogitsLoss(), skipNonFinite: false)
         let local = globalBatch / world
         for step in 0..<steps {
             let start = step * globalBatch + rank * local

@@ -6,7 +6,14 @@ import Torch
 struct MedSegCommand: ParsableCommand {
     static func main() {
         OpenMPWaitPolicy.applyOnce()
-        main(nil)
+        var command: ParsableCommand
+        do { command = try parseAsRoot(nil) } catch { exit(withError: error) }
+        do {
+            try command.run()
+        } catch {
+            // Reported by the subcommand's type, so that a usage error shows that subcommand's usage.
+            type(of: command).exit(withError: error)
+        }
     }
 
     static let configuration = CommandConfiguration(

@@ -20,14 +20,15 @@ struct PredictCommand: ParsableCommand {
     @Flag(help: "Also write PNG overlays of 2D predictions.") var overlay = false
     @Flag(help: "Also write class probabilities (CASE_probabilities.safetensors), for `medseg ensemble`.") var saveProbabilities = false
     @Flag(help: "Disable mirror test-time augmentation.") var noMirror = false
-    @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
+    @Option(help: "auto (cuda where available, else cpu), cpu, cuda or cuda:N.") var device = "auto"
+    @Option(help: "fp32, or bf16/fp16 autocast for the network passes.") var precision = Precision.fp32
     @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
 
     func run() throws {
         if let threads { Torch.threads = threads }
-        let dev = try Device(parsing: device)
+        let dev = try Device.resolve(device)
         let (inference, used) = try TrainedModels.inference(run: URL(fileURLWithPath: runFolder), folds: folds, checkpoint: checkpoint,
-                                                   previousStage: previousStage.map { URL(fileURLWithPath: $0) }, mirror: !noMirror, device: dev)
+                                                   previousStage: previousStage.map { URL(fileURLWithPath: $0) }, mirror: !noMirror, device: dev, precision: precision)
         let spec = inference.spec
         let post = try postprocessing.map { try Postprocessing.load(URL(fileURLWithPath: $0)) }
 

@@ -40,7 +40,11 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Also write the final validation's probabilities (for ensembles in `medseg find-best`).") var saveProbabilities = false
     @Flag(help: "Final validation without mirror test-time augmentation (8x fewer passes in 3D).") var noMirror = false
     @Flag(help: "Start afresh in an --out folder that holds a run (its checkpoints are replaced).") var overwrite = false
-    @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
+    @Option(help: "auto (cuda:LOCAL_RANK where CUDA is available, else cpu), cpu, cuda or cuda:N.") var device = "auto"
+    @Option(help: "fp32, or mixed precision: bf16 or fp16 (autocast, float32 weights; fp16 with loss scaling).") var precision: Precision?
+    @Flag(help: "Channels-last memory layout of weights and batches.") var channelsLast = false
+    @Flag(help: "SyncBatchNorm: batch statistics over all ranks of a data-parallel run (BatchNorm models).") var syncBn = false
+    @Flag(name: .customLong("benchmark"), help: "cuDNN benchmark mode: the fastest convolution algorithms for the run's shapes (GPU).") var cudnnBenchmark = false
     @Option(help: "Pretrained encoder weights (.pth or .safetensors) for setr_mla's ViT-B/16.") var encoderWeights: String?
     @Option(help: "Processes to start on this node (data-parallel ranks; --batch-size is per process).") var nprocPerNode: Int?
     @Option(help: "Nodes taking part.") var nnodes = 1
@@ -99,6 +103,10 @@ struct TrainCommand: ParsableCommand {
         set(encoderWeights, "encoder_weights") { $0.encoder_weights = $1 }
         set(saveProbabilities ? true : nil, "save_probabilities") { $0.save_probabilities = $1 }
         set(noMirror ? false : nil, "validation_mirroring") { $0.validation_mirroring = $1 }
+        set(precision, "precision") { $0.precision = $1 }
+        set(channelsLast ? true : nil, "channels_last") { $0.channels_last = $1 }
+        set(syncBn ? true : nil, "sync_bn") { $0.sync_bn = $1 }
+        set(cudnnBenchmark ? true : nil, "cudnn_benchmark") { $0.cudnn_benchmark = $1 }
         set(previousStage, "previous_stage") { $0.previous_stage = URL(fileURLWithPath: $1).standardizedFileURL.path }
         try c.validate(source: "command line")
 
@@ -120,8 +128,7 @@ struct TrainCommand: ParsableCommand {
             throw ValidationError("--dataset DIR is required")
         }
         // Each local rank of a data-parallel run trains on its own GPU ("cuda" means cuda:LOCAL_RANK there).
-        var dev = try Device(parsing: device)
-        if let environment, dev.isCUDA, device.lowercased() == "cuda" { dev = .cuda(environment.localRank) }
+        let dev = try Device.resolve(device, localRank: environment?.localRank ?? 0)
         let start: TrainingRun.Start = validationOnly ? .validateOnly(resumeURL!) : resumeURL.map { .resume(from: $0, overrides: given) } ?? .fresh
         let run = TrainingRun(config: c, datasetFolder: datasetURL, runFolder: runFolder, start: start, device: dev,
                               options: .init(distributed: environment, distributedTimeout: distTimeout))

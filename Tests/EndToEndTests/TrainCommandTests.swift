@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import TestSupport
 import MedSegTrain
+import MedSegModels
 
 /// `medseg train`'s checks before anything is written: choices, an existing run, small data sets.
 final class TrainCommandTests: XCTestCase {
@@ -50,9 +51,13 @@ final class TrainCommandTests: XCTestCase {
         XCTAssertNotEqual(again.status, 0)
         XCTAssertTrue(again.output.contains(run.path) && again.output.contains("--overwrite"), again.output)
         XCTAssertEqual(try Data(contentsOf: final), before, "the finished run is untouched")
-        XCTAssertFalse(try String(contentsOf: RunFolder(run).config, encoding: .utf8).contains("lr: 0.5"))
+        XCTAssertTrue(again.output.contains("Usage: medseg train"), "the train command's usage: \(again.output)")
+        func savedLR() throws -> Double {
+            try TrainingConfig().merging(yaml: String(contentsOf: RunFolder(run).config, encoding: .utf8), source: "config.yaml").lr
+        }
+        XCTAssertNotEqual(try savedLR(), 0.5)
         try medseg(["train", "--dataset", data, "--out", run.path, "--lr", "0.5", "--overwrite"] + small)
-        XCTAssertTrue(try String(contentsOf: RunFolder(run).config, encoding: .utf8).contains("lr: 0.5"))
+        XCTAssertEqual(try savedLR(), 0.5)
     }
 
     func testARunThatCannotStartLeavesNothingBehind() throws {

@@ -1,5 +1,6 @@
 import MedSegData
 import MedSegModels
+import Torch
 
 /// The fixed choices of a training config, each a string in YAML and on the command line.
 public enum OptimizerName: String, Codable, CaseIterable, Sendable { case sgd, adam, adamw }
@@ -26,5 +27,6 @@ enum TrainingChoices {
         "best_metric": BestMetric.allCases.map(\.rawValue),
         "normalization": IntensityNormalization.allCases.map(\.rawValue),
         "augmentation": AugmentationPipeline.PresetName.allCases.map(\.rawValue),
+        "precision": Precision.allCases.map(\.rawValue),
     ]
 }

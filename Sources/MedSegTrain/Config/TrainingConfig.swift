@@ -1,6 +1,7 @@
 import Foundation
 import MedSegData
 import MedSegModels
+import Torch
 import Yams
 
 /// Everything that defines a training run. Written fully resolved to `config.yaml` in the run
@@ -57,6 +58,14 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var gamma = 0.1
     public var grad_clip = 12.0
     public var loss = LossName.auto
+    /// fp32, or mixed precision: bf16 or fp16 autocast (fp16 with loss scaling), float32 weights.
+    public var precision = Precision.fp32
+    /// Channels-last memory layout of weights and batches (faster convolutions on GPUs).
+    public var channels_last = false
+    /// Batch statistics over all ranks of a data-parallel run (SyncBatchNorm) for BatchNorm models.
+    public var sync_bn = false
+    /// cuDNN picks the fastest convolution algorithms for the run's shapes (GPU).
+    public var cudnn_benchmark = false
 
     // Validation, checkpoints, run control
     public var val_every = 1

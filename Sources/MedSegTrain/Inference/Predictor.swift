@@ -10,12 +10,15 @@ public struct Predictor {
     public let spec: ModelSpecRecord
     public var mirror: Bool
     public var device: Device
+    /// Network passes under bf16/fp16 autocast; the window sums and probabilities stay float32.
+    public var precision: Precision
 
-    public init(model: Module, spec: ModelSpecRecord, mirror: Bool = true, device: Device = .cpu) {
+    public init(model: Module, spec: ModelSpecRecord, mirror: Bool = true, device: Device = .cpu, precision: Precision = .fp32) {
         self.model = model
         self.spec = spec
         self.mirror = mirror
         self.device = device
+        self.precision = precision
     }
 
     /// Class probabilities [K, spatial...] (K = 1 for a binary model: the foreground probability).
@@ -37,7 +40,9 @@ public struct Predictor {
         let spatial = Array(image.shape.dropFirst())
         let patch = spec.patchSize.indices.map { a in min(spec.patchSize[a], (spatial[a] + divisors[a] - 1) / divisors[a] * divisors[a]) }
         let window = SlidingWindow(patchSize: patch, mirrorAxes: mirror ? Array(0..<spec.dims) : [])
-        return try window(image.to(device: device)) { try model($0) }
+        return try window(image.to(device: device)) { patch in
+            try Autocast.run(device: device, precision: precision) { try model(patch) }.to(dtype: .float32)
+        }
     }
 
     /// Label map [spatial...] (int64) from probabilities.

@@ -8,7 +8,7 @@ public enum TrainedModels {
     /// The networks of a run (or of its folds) with their preprocessing, and for a cascade stage
     /// the previous stage's inference in front; plus a line per checkpoint used.
     public static func inference(run: URL, folds: [String], checkpoint: String, previousStage: URL?, mirror: Bool,
-                          device dev: Device) throws -> (CaseInference, [String]) {
+                          device dev: Device, precision: Precision = .fp32) throws -> (CaseInference, [String]) {
         let modelFolders = folds.isEmpty ? [run] : folds.map { ExperimentFolder(run).fold(named: $0).url }
         var predictors: [Predictor] = []
         var used: [String] = []
@@ -19,7 +19,7 @@ public enum TrainedModels {
             let model = try ModelFactory.make(loaded.state.model.network)
             try model.loadState(loaded.model)
             try model.to(device: dev)
-            predictors.append(Predictor(model: model, spec: loaded.state.model, mirror: mirror, device: dev))
+            predictors.append(Predictor(model: model, spec: loaded.state.model, mirror: mirror, device: dev, precision: precision))
             used.append("\(folds.isEmpty ? "" : folder.lastPathComponent + "/")\(file.lastPathComponent), epoch \(loaded.state.epoch)")
         }
         let spec = predictors[0].spec
@@ -30,7 +30,7 @@ public enum TrainedModels {
             guard let previousStage else {
                 throw TrainingError("\(run.path) is a cascade stage trained on \(stage) segmentations: give that experiment with --previous-stage EXP")
             }
-            let (first, firstUsed) = try inference(run: previousStage, folds: folds, checkpoint: checkpoint, previousStage: nil, mirror: mirror, device: dev)
+            let (first, firstUsed) = try inference(run: previousStage, folds: folds, checkpoint: checkpoint, previousStage: nil, mirror: mirror, device: dev, precision: precision)
             previous = { files in try first.predict(files).label }
             used = firstUsed.map { "\(stage) \($0)" } + used
         }

@@ -14,6 +14,8 @@ public struct TrainerState: Codable, Equatable, Sendable {
     /// The optimizer's hyperparameters and step counts (its tensors are `optimizer.*`).
     public var optimizer: OptimizerState.Metadata
     public var scheduler: LRScheduler.State
+    /// fp16's loss scale and growth counter, so that a resumed run scales exactly as it would have.
+    public var gradScaler: GradScaler.State?
     public var model: ModelSpecRecord
 }
 

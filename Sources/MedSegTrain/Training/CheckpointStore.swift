@@ -33,7 +33,8 @@ public struct CheckpointStore {
     }
 
     /// Puts a checkpoint's weights, optimizer and scheduler state and RNG back.
-    public static func restore(_ loaded: Checkpoint.Loaded, model: Module, optimizer: Optimizer, scheduler: LRScheduler) throws {
+    public static func restore(_ loaded: Checkpoint.Loaded, model: Module, optimizer: Optimizer, scheduler: LRScheduler, scaler: GradScaler) throws {
+        if let saved = loaded.state.gradScaler { scaler.load(saved) }
         try model.loadState(loaded.model)
         try optimizer.loadStateDict(try loaded.optimizerState())
         try scheduler.loadState(loaded.state.scheduler)

@@ -117,16 +117,25 @@ public final class TrainingRun {
             if isMain { print("encoder weights \(c.encoder_weights):\n\(report)") }
         }
         try model.to(device: device)
+        let memoryFormat: MemoryFormat? = c.channels_last ? .channelsLast(rank: c.dims + 2) : nil
+        if let memoryFormat { try model.to(memoryFormat: memoryFormat) }
+        if device.isCUDA { Torch.cudnnBenchmark = c.cudnn_benchmark }
+        if c.sync_bn, let group {
+            // Before the gradient reducer is built: BatchNorm layers synchronize over the group.
+            let converted = SyncBatchNorm.convert(model, group: group)
+            if isMain && verbose { print("sync-bn: \(converted) BatchNorm layer(s) share batch statistics across \(world) ranks") }
+        }
         let optimizer = try TrainingSetup.makeOptimizer(c, model.trainableParameters())
         let scheduler = LRScheduler(optimizer, TrainingSetup.makeSchedule(c))
         let lossFunction = try TrainingSetup.makeLoss(c.loss, binary: setup.binary)
+        let scaler = try GradScaler(enabled: c.precision.needsGradScaler)
 
         var startEpoch = 0
         var best: Double? = nil
         var ema: Double? = nil
         var history: [EpochRecord] = []
         if let loaded {
-            try CheckpointStore.restore(loaded, model: model, optimizer: optimizer, scheduler: scheduler)
+            try CheckpointStore.restore(loaded, model: model, optimizer: optimizer, scheduler: scheduler, scaler: scaler)
             startEpoch = loaded.state.epoch
             best = loaded.state.bestMetric
             ema = loaded.state.emaDice
@@ -146,7 +155,7 @@ public final class TrainingRun {
             guard let logger else { return }
             try store.save(name, model: model, optimizer: optimizer, scheduler: scheduler) { optimizerState, schedulerState in
                 TrainerState(epoch: epoch, bestMetric: best, emaDice: ema, history: logger.history, config: c,
-                             optimizer: optimizerState, scheduler: schedulerState, model: spec)
+                             optimizer: optimizerState, scheduler: schedulerState, gradScaler: scaler.enabled ? scaler.state : nil, model: spec)
             }
         }
 
@@ -163,8 +172,9 @@ public final class TrainingRun {
         let patchCases = setup.trainCases.map(PatchCase.init)
         let patchSampler = PatchSampler(patchSize: c.patch_size, oversampleForeground: c.oversample_foreground)
         var sampler = DistributedSampler(count: setup.trainCases.count, replicas: world, rank: rank, seed: UInt64(c.seed))
-        let step = TrainStep(model: model, ddp: ddp, optimizer: optimizer, loss: lossFunction,
-                             maxGradNorm: c.grad_clip > 0 ? c.grad_clip : .infinity)
+        let step = try TrainStep(model: model, ddp: ddp, optimizer: optimizer, loss: lossFunction,
+                                 maxGradNorm: c.grad_clip > 0 ? c.grad_clip : .infinity, precision: c.precision, memoryFormat: memoryFormat,
+                                 scaler: scaler)
 
         var epochsThisRun = 0
         var lastDice: Double? = nil
@@ -186,6 +196,7 @@ public final class TrainingRun {
             for iteration in 0..<c.iterations {
                 guard let batch = try batches.next() else { break }
                 let outcome = try step(try batch.image.to(device: device), try batch.label.to(device: device))
+                if outcome.lossScaleOverflow { continue }
                 guard outcome.stepped else {
                     skippedSteps += 1
                     say("epoch \(epoch + 1) iteration \(iteration + 1): loss \(outcome.loss), gradient norm \(outcome.gradNorm ?? .nan); step skipped, weights unchanged")
@@ -245,7 +256,8 @@ public final class TrainingRun {
     /// Final validation: every validation case predicted in its raw grid and evaluated.
     private func validateFinal(model: Module, setup: TrainingSetup, say: (String) -> Void) throws -> EvaluationSummary {
         let c = setup.config
-        let inference = try CaseInference(predictors: [Predictor(model: model, spec: setup.spec, mirror: c.validation_mirroring, device: device)],
+        let inference = try CaseInference(predictors: [Predictor(model: model, spec: setup.spec, mirror: c.validation_mirroring, device: device,
+                                                                      precision: c.precision)],
                                           preprocessor: setup.planned?.preprocessor, previousStage: setup.previousStage)
         let summary = try Validation.writeSummary(inference: inference, cases: setup.validationFiles, dataset: setup.dataset,
                                                   folder: folder.validation, saveProbabilities: c.save_probabilities)

@@ -34,6 +34,16 @@ public enum Device: Equatable, Hashable, Codable, Sendable, CustomStringConverti
         throw TorchError("unknown device '\(text)' (expected cpu, cuda or cuda:N)")
     }
 
+    /// A device as the command line names it, for the process of local rank `localRank`:
+    /// "auto" is cuda:LOCAL_RANK where CUDA is available, else the CPU; "cuda" is cuda:LOCAL_RANK.
+    public static func resolve(_ text: String, localRank: Int = 0) throws -> Device {
+        switch text.lowercased() {
+        case "auto": return Torch.cudaAvailable ? .cuda(localRank) : .cpu
+        case "cuda": return .cuda(localRank)
+        default: return try Device(parsing: text)
+        }
+    }
+
     public var description: String {
         switch self {
         case .cpu: return "cpu"
