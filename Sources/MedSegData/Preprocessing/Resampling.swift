@@ -17,7 +17,7 @@ import Foundation
 /// Boundary: `mode='nearest'` (skimage `mode='edge'`): the spline prefilter runs on the line
 /// padded by 12 edge-replicated samples with mirror boundary conditions, exactly as
 /// scipy's `zoom`/`map_coordinates` do for `'nearest'`, and sample indices are clamped.
-/// New size per axis: `round(old size * old spacing / new spacing)`.
+/// New size per axis: `round(old size * old spacing / new spacing)`, halves to even as nnU-Net's `np.round`.
 public enum Resampling {
     public enum Order: Int, Codable, Sendable {
         case nearest = 0, linear = 1, cubic = 3
@@ -28,7 +28,7 @@ public enum Resampling {
 
     /// Output size for `spacing` -> `target` (same axis order as `size`).
     public static func newSize(_ size: [Int], spacing: [Double], target: [Double]) -> [Int] {
-        zip(size, zip(spacing, target)).map { max(1, Int((Double($0) * $1.0 / $1.1).rounded())) }
+        zip(size, zip(spacing, target)).map { max(1, Int((Double($0) * $1.0 / $1.1).rounded(.toNearestOrEven))) }
     }
 
     /// The axis to resample with order 0, or nil: nnU-Net's `get_do_separate_z` /

@@ -138,8 +138,9 @@ public struct ExperimentPlanner {
         let scale: Double = Foundation.pow(budgetVoxels / product, 1 / Double(dims))
         var patch: [Int] = []
         for (inv, m) in zip(inverse, median) {
-            let wanted: Double = (inv * scale).rounded()
-            patch.append(max(8, Int(min(wanted, m.rounded()))))
+            // Python's round / np.round: halves to even.
+            let wanted: Double = (inv * scale).rounded(.toNearestOrEven)
+            patch.append(max(8, Int(min(wanted, m.rounded(.toNearestOrEven)))))
         }
         var config = try PlainConvUNet.Config.fromPlan(patchSize: patch, spacing: spacing, dims: dims, inChannels: inChannels, classes: classes)
         func align() {
