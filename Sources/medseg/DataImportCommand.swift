@@ -3,6 +3,8 @@ import Foundation
 import MedSegData
 
 /// `medseg data import KIND SRC --out DIR`: a public data set's published layout to the raw layout.
+extension MaskLabels: ExpressibleByArgument {}
+
 struct DataImportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import",
@@ -25,7 +27,7 @@ struct DataImportCommand: ParsableCommand {
               })
     var kind: ImportKind
 
-    @Argument(help: "The unpacked data set folder.") var source: String
+    @Argument(help: "The unpacked data set folder (folder kind: optional when --images and --masks are given).") var source: String?
     @Option(help: "Output data set folder.") var out: String
     @Option(help: "folder: images folder (default SRC/images); a relative path is looked up under SRC first.") var images: String?
     @Option(help: "folder: masks folder (default SRC/masks or SRC/labels); relative paths as for --images.") var masks: String?
@@ -35,11 +37,24 @@ struct DataImportCommand: ParsableCommand {
     @Option(help: "File ending to write: .png (2D) or .nii.gz (default: .png for 8/16-bit 2D data, .nii.gz otherwise).") var format: String?
     @Option(help: "Channel names for dataset.json, comma-separated (e.g. CT); default from the data set.") var channelNames: String?
     @Flag(help: "ISIC: put the labelled validation split into the training cases instead of imagesTs/labelsTs.") var validationIntoTraining = false
+    @Option(help: "folder: masks with several whole-number values are 'binary' (foreground = value > 0) or 'multiclass' (each value a class); needed when a mask is ambiguous.")
+    var labels: MaskLabels?
     @Flag(help: "Replace a data set already in --out.") var overwrite = false
     @Flag(help: "Do not check the result.") var noCheck = false
 
+    func validate() throws {
+        if kind != .folder && (images != nil || masks != nil || testImages != nil || !maskSuffix.isEmpty || labels != nil) {
+            throw ValidationError("--images, --masks, --test-images, --mask-suffix and --labels apply to the folder kind only")
+        }
+        if source == nil && !(kind == .folder && images != nil && masks != nil) {
+            throw ValidationError("Missing expected argument '<source>' (the folder kind may give --images and --masks instead)")
+        }
+    }
+
     func run() throws {
-        let sourceURL = URL(fileURLWithPath: source)
+        // Without SRC, relative --images/--masks are taken as given and SRC is the images folder's parent.
+        let sourceURL = source.map { URL(fileURLWithPath: $0) }
+            ?? URL(fileURLWithPath: images ?? ".").standardizedFileURL.deletingLastPathComponent()
         func folder(_ path: String?) -> URL? {
             guard let path else { return nil }
             if !path.hasPrefix("/") {
@@ -48,9 +63,6 @@ struct DataImportCommand: ParsableCommand {
             }
             return URL(fileURLWithPath: path)
         }
-        if kind != .folder && (images != nil || masks != nil || testImages != nil || !maskSuffix.isEmpty) {
-            throw ValidationError("--images, --masks, --test-images and --mask-suffix apply to the folder kind only")
-        }
         let ending = format.map { $0.hasPrefix(".") ? $0.lowercased() : "." + $0.lowercased() }
         let progress = ProgressLine(label: "import")
         let options = ImportOptions(
@@ -58,7 +70,7 @@ struct DataImportCommand: ParsableCommand {
             maskSuffixes: maskSuffix.isEmpty ? nil : maskSuffix, fileEnding: ending,
             validationAsTraining: validationIntoTraining,
             channelNames: channelNames.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } },
-            overwrite: overwrite,
+            overwrite: overwrite, labels: labels,
             progress: { done, total in progress.update(done, total) })
         let outURL = URL(fileURLWithPath: out)
         let report = try DatasetImporter.run(kind: kind, source: sourceURL, out: outURL, options: options)

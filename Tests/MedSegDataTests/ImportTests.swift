@@ -438,6 +438,62 @@ final class ImportTests: XCTestCase {
 
     // MARK: folder
 
+    /// An instance map (one value per nucleus, more than 32 values) becomes foreground = value > 0,
+    /// with a warning naming the file; before, values above half the maximum were kept (most
+    /// nuclei vanished). Several small values are kept or binarized as --labels says.
+    func testFolderInstanceMasksAndLabelsOption() throws {
+        var instances = MedicalImage(size: [40, 30], voxels: Array(repeating: 0, count: 1200), pixelType: .uint16)
+        for k in 0..<60 {
+            let x = (k % 10) * 4, y = (k / 10) * 5
+            for dy in 0..<2 { for dx in 0..<2 { instances.voxels[(y + dy) * 40 + x + dx] = Float(k + 1) } }
+        }
+        try write(gray(40, 30, seed: 1), "inst/images/n1.png")
+        try write(instances, "inst/masks/n1.png")
+        let out = url("inst-out")
+        let report = try DatasetImporter.run(kind: .folder, source: url("inst"), out: out)
+        let label = try ImageIO.read(out.appendingPathComponent("labelsTr/n1.png"))
+        XCTAssertEqual(label.voxels, instances.voxels.map { $0 > 0 ? 1 : 0 })
+        XCTAssertEqual(label.voxels.filter { $0 == 1 }.count, 240)
+        XCTAssertEqual(try load(out).labels, ["background": 0, "foreground": 1])
+        XCTAssertTrue(report.warnings.contains { $0.contains("n1.png") && $0.contains("instance map") }, "\(report.warnings)")
+        assertChecked(out)
+
+        // 0/2/5 with --labels binary: foreground > 0; 0/255 needs no option.
+        var small = MedicalImage(size: [8, 6], voxels: Array(repeating: 0, count: 48), pixelType: .uint8)
+        small.voxels[3] = 2
+        small.voxels[10] = 5
+        try write(gray(8, 6, seed: 2), "few/images/a.png")
+        try write(small, "few/masks/a.png")
+        try write(gray(8, 6, seed: 3), "few/images/b.png")
+        var white = small
+        white.voxels = (0..<48).map { $0 % 5 == 0 ? 255 : 0 }
+        try write(white, "few/masks/b.png")
+        assertError({ _ = try DatasetImporter.run(kind: .folder, source: url("few"), out: url("few-none")) },
+                    contains: ["masks/a.png", "0, 2, 5", "--labels"])
+        let few = url("few-out")
+        _ = try DatasetImporter.run(kind: .folder, source: url("few"), out: few, options: ImportOptions(labels: .binary))
+        XCTAssertEqual(try ImageIO.read(few.appendingPathComponent("labelsTr/a.png")).voxels, small.voxels.map { $0 > 0 ? 1 : 0 })
+        XCTAssertEqual(try ImageIO.read(few.appendingPathComponent("labelsTr/b.png")).voxels, white.voxels.map { $0 > 0 ? 1 : 0 })
+    }
+
+    /// `data import folder --images --masks` needs no SRC; a subcommand's error shows its own usage.
+    func testFolderCommandLineWithoutSourceAndUsageOnError() throws {
+        guard Executables.medseg() != nil else { throw XCTSkip("medseg executable not built") }
+        try write(gray(8, 6, seed: 4), "cli/img/a.png")
+        try write(MedicalImage(size: [8, 6], voxels: (0..<48).map { $0 % 3 == 0 ? 255 : 0 }, pixelType: .uint8), "cli/msk/a.png")
+        let out = url("cli-out")
+        let (status, output) = try Executables.runMedSeg(["data", "import", "folder", "--images", url("cli/img").path,
+                                                          "--masks", url("cli/msk").path, "--out", out.path], expectSuccess: false)
+        XCTAssertEqual(status, 0, output)
+        XCTAssertEqual(names("cli-out/labelsTr"), ["a.png"])
+        let (bad, message) = try Executables.runMedSeg(["data", "import", "folder", "--images", url("cli/img").path], expectSuccess: false)
+        XCTAssertNotEqual(bad, 0)
+        XCTAssertTrue(message.contains("USAGE: medseg data import"), message)
+        let (noSource, text) = try Executables.runMedSeg(["data", "import", "folder", "--out", url("cli-none").path], expectSuccess: false)
+        XCTAssertNotEqual(noSource, 0)
+        XCTAssertTrue(text.contains("USAGE: medseg data import") && text.contains("<source>"), text)
+    }
+
     func testFolder() throws {
         // 2D gray PNGs with 0/255 masks named <stem>_mask; one image and one mask without partner.
         for (i, id) in ["a", "b", "c"].enumerated() { try write(gray(24, 20, seed: i), "set/images/\(id).png") }
@@ -465,7 +521,11 @@ final class ImportTests: XCTestCase {
         }
         try write(gray(24, 20, seed: 6), "multi/test/r.png")
         let multi = url("multi-out")
-        let options = ImportOptions(images: url("multi/img"), masks: url("multi/lab"), testImages: url("multi/test"), maskSuffixes: ["-seg"])
+        var options = ImportOptions(images: url("multi/img"), masks: url("multi/lab"), testImages: url("multi/test"), maskSuffixes: ["-seg"])
+        // Values 0, 1, 3 could be classes or not: without --labels the import names the file and its values.
+        assertError({ _ = try DatasetImporter.run(kind: .folder, source: url("multi"), out: url("multi-ambiguous"), options: options) },
+                    contains: ["-seg.png", "0, 1, 3", "--labels multiclass"])
+        options.labels = .multiclass
         XCTAssertEqual(try DatasetImporter.run(kind: .folder, source: url("multi"), out: multi, options: options).trainingCases, 2)
         d = try load(multi)
         XCTAssertEqual(d.labels, ["background": 0, "label_1": 1, "label_2": 2, "label_3": 3])

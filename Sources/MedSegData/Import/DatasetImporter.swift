@@ -49,12 +49,16 @@ public struct ImportOptions {
     public var channelNames: [String]?
     /// Replace a data set already in the output folder.
     public var overwrite = false
+    /// `folder`: how masks with several whole-number values are read; nil = only unambiguous masks
+    /// (0/1, 0/255, colour palettes, instance maps) are accepted.
+    public var labels: MaskLabels?
     /// Called after each case with (done, total).
     public var progress: ((Int, Int) -> Void)?
 
     public init(images: URL? = nil, masks: URL? = nil, testImages: URL? = nil, maskSuffixes: [String]? = nil,
                 fileEnding: String? = nil, validationAsTraining: Bool = false, channelNames: [String]? = nil,
-                overwrite: Bool = false, progress: ((Int, Int) -> Void)? = nil) {
+                overwrite: Bool = false, labels: MaskLabels? = nil, progress: ((Int, Int) -> Void)? = nil) {
+        self.labels = labels
         self.images = images
         self.masks = masks
         self.testImages = testImages
@@ -65,6 +69,14 @@ public struct ImportOptions {
         self.overwrite = overwrite
         self.progress = progress
     }
+}
+
+/// How the folder importer reads masks with several whole-number values.
+public enum MaskLabels: String, CaseIterable, Sendable {
+    /// Foreground = value > 0.
+    case binary
+    /// Each value is a class.
+    case multiclass
 }
 
 /// What an import did: counts, every source file it left out and why, and warnings.
@@ -428,6 +440,11 @@ enum ImportIO {
 
     /// A binary mask as labels {0, 1}: values above half the largest value are 1 (any non-zero for
     /// 0/1 and clean 0/255 masks; JPEG artefacts fall away). Colour masks use their brightest channel.
+    /// Foreground = value > 0 (instance maps, 0/255 masks).
+    static func foreground(_ mask: MedicalImage) -> MedicalImage {
+        MedicalImage(size: mask.size, voxels: mask.voxels.map { $0 > 0 ? 1 : 0 }, pixelType: .uint8, geometry: mask.geometry)
+    }
+
     static func binarize(_ mask: MedicalImage) -> MedicalImage {
         let n = mask.voxelCount
         var values = mask.voxels

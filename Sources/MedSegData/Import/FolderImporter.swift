@@ -7,9 +7,12 @@ import Foundation
 /// stem carries a suffix). Images named `CASE_0000`, `CASE_0001`, ... (every image in the folder)
 /// are the channels of case CASE, as in the raw layout.
 ///
-/// Label values are kept when a mask holds small whole numbers (0 ... `largestKeptLabel`; masks
-/// with a colour palette are read as their indices, gray ones by value); other masks (0/255,
-/// JPEG artefacts) are binarized, colour masks on their brightest channel.
+/// Masks with a colour palette are read as their indices, gray ones by value. 0/1 and 0/255 masks
+/// are binary; more than `largestKeptLabel` whole-number values are an instance map (foreground =
+/// value > 0, with a warning naming the file); other whole-number masks need `ImportOptions.labels`
+/// (binary or multiclass) unless palette-indexed, else the import fails naming the file and its
+/// values. JPEG and fractional masks are thresholded at half their maximum, colour masks on their
+/// brightest channel.
 /// dataset.json lists background 0 and "foreground" 1, or "label_1" ... "label_K".
 enum FolderImporter {
     static let defaultMaskSuffixes = ["_mask", "_masks", "_segmentation", "_seg", "_label", "_labels", "_gt", "_lesion",
@@ -64,6 +67,7 @@ enum FolderImporter {
 
         var seenLabels: Set<Int> = [0]
         var binarized: [String] = []
+        var instanceMaps: [(String, Int)] = []
         var dims: Int?
         for (c, isTest) in cases.map({ ($0, false) }) + testCases.map({ ($0, true) }) {
             defer { sink.step() }
@@ -74,18 +78,24 @@ enum FolderImporter {
                 if let maskURL = c.mask {
                     // Gray (or gray-palette) masks by value; colour-palette masks (VOC style) by index.
                     var mask = try ImportIO.read(maskURL)
+                    var fromPalette = false
                     if mask.channels > 1 {
                         let indexed = try ImportIO.read(maskURL, palette: .indices)
-                        if indexed.channels == 1 { mask = indexed }
+                        if indexed.channels == 1 { mask = indexed; fromPalette = true }
                     }
                     if mask.channels > 1 {
                         let n = mask.voxelCount
                         let equal = (1..<mask.channels).allSatisfy { ch in (0..<n).allSatisfy { mask.voxels[ch * n + $0] == mask.voxels[$0] } }
                         mask = equal ? mask.channel(0) : ImportIO.binarize(mask)
                     }
-                    if let values = smallLabels(mask) {
+                    switch try maskKind(mask, file: maskURL, labels: sink.options.labels, palette: fromPalette) {
+                    case .classes(let values):
                         seenLabels.formUnion(values)
-                    } else {
+                    case .foreground(let instances):
+                        mask = ImportIO.foreground(mask)
+                        if instances > 0 { instanceMaps.append((maskURL.lastPathComponent, instances)) }
+                        seenLabels.insert(1)
+                    case .threshold:
                         mask = ImportIO.binarize(mask)
                         binarized.append(maskURL.lastPathComponent)
                         seenLabels.insert(1)
@@ -96,6 +106,7 @@ enum FolderImporter {
                     label = mask
                 }
             } catch let error as DataError {
+                if error.problem.hasPrefix(ambiguousPrefix) { throw error }
                 sink.skip(c.images[0], unreadable: error)
                 continue
             }
@@ -115,21 +126,52 @@ enum FolderImporter {
             for v in 1...top { labels["label_\(v)"] = v }
         }
         sink.labels = labels
+        for (name, count) in instanceMaps.prefix(5) {
+            sink.warn("\(name): \(count) distinct whole-number values: read as an instance map, foreground = value > 0")
+        }
+        if instanceMaps.count > 5 { sink.warn("... and \(instanceMaps.count - 5) more instance map(s) read as foreground = value > 0") }
         if !binarized.isEmpty {
             sink.warn("\(binarized.count) mask(s) hold values other than whole numbers 0-\(largestKeptLabel) (e.g. \(binarized[0])): "
                       + "binarized, values above half the mask's maximum = 1")
         }
     }
 
-    /// The distinct values of a label map when they are whole numbers 0 ... largestKeptLabel.
-    static func smallLabels(_ mask: MedicalImage) -> Set<Int>? {
+    static let ambiguousPrefix = "ambiguous mask"
+
+    /// How one mask's values are read.
+    enum MaskKind: Equatable {
+        /// Values kept as classes.
+        case classes(Set<Int>)
+        /// Foreground = value > 0; `instances` > 0 when it was read as an instance map of that many values.
+        case foreground(instances: Int)
+        /// Lossy or non-integer values: above half the maximum = 1.
+        case threshold
+    }
+
+    /// Whole-number masks: 0/1 and 0/255 are binary, more than `largestKeptLabel` values an instance
+    /// map (foreground > 0), a palette's indices classes; other sets of values need `labels` and are
+    /// an error naming the file and its values without it. Lossy (JPEG) and fractional masks are thresholded.
+    static func maskKind(_ mask: MedicalImage, file: URL, labels: MaskLabels?, palette: Bool) throws -> MaskKind {
         var values: Set<Float> = []
-        for v in mask.voxels {
-            if values.insert(v).inserted {
-                guard v >= 0, v <= Float(largestKeptLabel), v == v.rounded() else { return nil }
-            }
+        var whole = true
+        for v in mask.voxels where values.insert(v).inserted {
+            if v < 0 || v != v.rounded() { whole = false; break }
         }
-        return Set(values.map { Int($0) })
+        let ending = ImageIO.fileEnding(of: file)
+        guard whole, ending != ".jpg", ending != ".jpeg" else { return .threshold }
+        let ints = Set(values.map { Int($0) })
+        if ints.count > largestKeptLabel { return .foreground(instances: ints.count) }
+        if ints.isSubset(of: [0, 1]) { return .classes(ints) }
+        if ints.isSubset(of: [0, 255]) && labels != .multiclass { return .foreground(instances: 0) }
+        switch labels {
+        case .binary: return .foreground(instances: 0)
+        case .multiclass: return .classes(ints)
+        case nil:
+            if palette { return .classes(ints) }
+            let shown = ints.sorted().prefix(12).map(String.init).joined(separator: ", ") + (ints.count > 12 ? ", ..." : "")
+            throw DataError(file: file, "\(ambiguousPrefix): \(ints.count) whole-number values (\(shown)); give --labels multiclass "
+                            + "to keep them as classes or --labels binary for foreground = value > 0")
+        }
     }
 
     /// Several channel files of one case as one multi-channel image.
