@@ -26,6 +26,10 @@ struct EvaluateCommand: ParsableCommand {
             guard FileManager.default.fileExists(atPath: p.path) else { throw ValidationError("\(p.path): missing prediction for reference \(name)") }
             let prediction = try ImageIO.read(p), reference = try ImageIO.read(refDir.appendingPathComponent(name))
             for v in Set(reference.voxels).union(prediction.voxels) where v > 0 { found.insert(Int(v.rounded())) }
+            if let warning = EvaluationSummary.instanceMapWarning(prediction: prediction, reference: reference,
+                                                                 referenceFile: refDir.appendingPathComponent(name).path) {
+                FileHandle.standardError.write(Data((warning + "\n").utf8))
+            }
             cases.append((prediction, reference, name, name))
         }
         let evaluated = labels.isEmpty ? found.sorted() : labels

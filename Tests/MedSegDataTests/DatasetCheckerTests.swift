@@ -56,6 +56,19 @@ final class DatasetCheckerTests: XCTestCase {
         assertOneProblem("synth_000_0000.nii.gz", ["geometry", "spacing"])
     }
 
+    /// Only the direction differs: the message shows both matrices (spacing and origin alone look equal).
+    func testDirectionMismatchShowsBothMatrices() throws {
+        var label = try ImageIO.read(file("labelsTr/synth_000.nii.gz"))
+        let image = try ImageIO.read(file("imagesTr/synth_000_0000.nii.gz"))
+        label.geometry = ImageGeometry(spacing: image.geometry.spacing, origin: image.geometry.origin, direction: [0, 1, 1, 0])
+        try ImageIO.write(label, to: file("labelsTr/synth_000.nii.gz"))
+        let expectedImage = DatasetChecker.matrix(image.geometry.direction)
+        let expectedLabel = DatasetChecker.matrix(try ImageIO.read(file("labelsTr/synth_000.nii.gz")).geometry.direction)
+        XCTAssertNotEqual(expectedImage, expectedLabel)
+        assertOneProblem("synth_000_0000.nii.gz", ["direction \(expectedImage)", "direction \(expectedLabel)"])
+        XCTAssertEqual(DatasetChecker.matrix([1, 0, 0, 0, 0, -1, 0, 1, 0]), "[[1, 0, 0], [0, 0, -1], [0, 1, 0]]")
+    }
+
     func testLabelValueNotInDatasetJSON() throws {
         var label = try ImageIO.read(file("labelsTr/synth_001.nii.gz"))
         label.voxels[0] = 7

@@ -3,6 +3,7 @@ import XCTest
 import MedSegData
 @testable import MedSegTrain
 import Torch
+import TestSupport
 
 final class EvaluationTests: XCTestCase {
     private func image(_ v: [Float], _ size: [Int]) -> MedicalImage {
@@ -39,6 +40,28 @@ final class EvaluationTests: XCTestCase {
     func testSizeMismatchIsAnError() {
         XCTAssertThrowsError(try EvaluationSummary.evaluate(cases: [(image([0, 1], [2, 1]), image([0, 1, 0], [3, 1]), "p.nii.gz", "r.nii.gz")],
                                                             labels: [1])) { XCTAssertTrue("\($0)".contains("p.nii.gz")) }
+    }
+
+    /// A reference with 40 instance values against a binary prediction is flagged (naming the file);
+    /// ordinary class maps and references with few values are not; `medseg evaluate` prints it.
+    func testInstanceMapReferenceIsFlagged() throws {
+        let instances = MedicalImage(size: [10, 8], voxels: (0..<80).map { Float($0 / 2) }, pixelType: .uint16)
+        let binary = image((0..<80).map { $0 > 1 ? 1 : 0 }, [10, 8])
+        let warning = try XCTUnwrap(EvaluationSummary.instanceMapWarning(prediction: binary, reference: instances, referenceFile: "ref/c1.png"))
+        XCTAssertTrue(warning.contains("ref/c1.png") && warning.contains("instance map") && warning.contains("39 labels"), warning)
+        XCTAssertNil(EvaluationSummary.instanceMapWarning(prediction: binary, reference: binary, referenceFile: "x"))
+        let threeClasses = image((0..<80).map { Float($0 % 4) }, [10, 8])
+        XCTAssertNil(EvaluationSummary.instanceMapWarning(prediction: binary, reference: threeClasses, referenceFile: "x"))
+
+        guard Executables.medseg() != nil else { throw XCTSkip("medseg executable not built") }
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("eval-inst-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        for dir in ["pred", "ref"] { try FileManager.default.createDirectory(at: root.appendingPathComponent(dir), withIntermediateDirectories: true) }
+        try ImageIO.write(binary, to: root.appendingPathComponent("pred/c1.png"))
+        try ImageIO.write(instances, to: root.appendingPathComponent("ref/c1.png"))
+        let (_, output) = try Executables.runMedSeg(["evaluate", "--pred", root.appendingPathComponent("pred").path,
+                                                     "--ref", root.appendingPathComponent("ref").path, "--no-hd95"])
+        XCTAssertTrue(output.contains("c1.png") && output.contains("looks like an instance map"), output)
     }
 
     func testAtomicWriteReplacesWholeFile() throws {

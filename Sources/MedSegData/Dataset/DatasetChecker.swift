@@ -71,11 +71,32 @@ public enum DatasetChecker {
                 if image.size != label.size {
                     problems.append(Problem(file: name, message: "size \(image.size) differs from its label's \(label.size)"))
                 } else if !sameGeometry(image.geometry, label.geometry) {
-                    problems.append(Problem(file: name, message: "geometry (spacing \(image.geometry.spacing), origin \(image.geometry.origin)) differs from its label's (spacing \(label.geometry.spacing), origin \(label.geometry.origin))"))
+                    problems.append(Problem(file: name, message: geometryMismatch(image.geometry, label.geometry)))
                 }
             }
         }
         return problems
+    }
+
+    /// The image's and label's spacing and origin, and both direction matrices when they differ.
+    static func geometryMismatch(_ image: ImageGeometry, _ label: ImageGeometry) -> String {
+        var text = "geometry (spacing \(image.spacing), origin \(image.origin)"
+        var labelText = "(spacing \(label.spacing), origin \(label.origin)"
+        let directionsDiffer = image.direction.count != label.direction.count
+            || zip(image.direction, label.direction).contains { abs($0 - $1) > 1e-4 * max(1, abs($0)) }
+        if directionsDiffer {
+            text += ", direction \(matrix(image.direction))"
+            labelText += ", direction \(matrix(label.direction))"
+        }
+        return text + ") differs from its label's " + labelText + ")"
+    }
+
+    /// A row-major square matrix as [[a, b], [c, d]] with values to 4 decimals.
+    static func matrix(_ values: [Double]) -> String {
+        let n = Int(Double(values.count).squareRoot().rounded())
+        guard n > 0, n * n == values.count else { return "\(values)" }
+        func f(_ v: Double) -> String { let r = (v * 10000).rounded() / 10000; return r == r.rounded() ? String(Int(r)) : String(r) }
+        return "[" + (0..<n).map { r in "[" + (0..<n).map { f(values[r * n + $0]) }.joined(separator: ", ") + "]" }.joined(separator: ", ") + "]"
     }
 
     static func sameGeometry(_ a: ImageGeometry, _ b: ImageGeometry) -> Bool {

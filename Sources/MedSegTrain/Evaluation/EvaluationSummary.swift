@@ -61,6 +61,16 @@ public struct EvaluationSummary: Codable, Equatable, Sendable {
     public var mean: [String: LabelMetrics]
     public var foreground_mean: LabelMetrics
 
+    /// A warning when `reference` holds far more labels than `prediction` (more than twice as many
+    /// non-zero values, and more than 32): it looks like an instance map, not a class map.
+    public static func instanceMapWarning(prediction: MedicalImage, reference: MedicalImage, referenceFile: String) -> String? {
+        let refLabels = Set(reference.voxels.map { Int($0.rounded()) }).subtracting([0])
+        let predLabels = Set(prediction.voxels.map { Int($0.rounded()) }).subtracting([0])
+        guard refLabels.count > 32, refLabels.count > 2 * predLabels.count else { return nil }
+        return "warning: \(referenceFile): the reference holds \(refLabels.count) labels, the prediction \(predLabels.count): "
+            + "looks like an instance map (each value one object), not class labels; convert it to classes (e.g. foreground = value > 0) to evaluate"
+    }
+
     /// Evaluates label maps (prediction, reference) for every label in `labels` (background excluded).
     public static func evaluate(cases: [(prediction: MedicalImage, reference: MedicalImage, predictionFile: String, referenceFile: String)],
                                 labels: [Int], surfaceDistance: Bool = true) throws -> EvaluationSummary {
