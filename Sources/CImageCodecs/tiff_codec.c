@@ -302,7 +302,8 @@ int mc_tiff_read(const char *path, mc_raster *out) {
 }
 
 int mc_tiff_write(const char *path, const void *pixels, int width, int height, int pages, int channels,
-                  int bits, int sample_format, int compress) {
+                  int bits, int sample_format, int compress, double x_resolution, double y_resolution,
+                  int resolution_unit, const char *description) {
     if (width <= 0 || height <= 0 || pages <= 0 || (channels != 1 && channels != 3) ||
         (bits != 8 && bits != 16 && bits != 32 && bits != 64) || sample_format < 1 || sample_format > 3) {
         mc_set_errorf("cannot write a TIFF of %dx%dx%d, %d channels, %d-bit format %d", width, height, pages,
@@ -335,6 +336,12 @@ int mc_tiff_write(const char *path, const void *pixels, int width, int height, i
         TIFFSetField(tif, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
         TIFFSetField(tif, TIFFTAG_COMPRESSION, compress ? COMPRESSION_ADOBE_DEFLATE : COMPRESSION_NONE);
         TIFFSetField(tif, TIFFTAG_ROWSPERSTRIP, TIFFDefaultStripSize(tif, 0));
+        if (x_resolution > 0 && y_resolution > 0) {
+            TIFFSetField(tif, TIFFTAG_XRESOLUTION, (float)x_resolution);
+            TIFFSetField(tif, TIFFTAG_YRESOLUTION, (float)y_resolution);
+            TIFFSetField(tif, TIFFTAG_RESOLUTIONUNIT, (uint16_t)resolution_unit);
+        }
+        if (description && p == 0) TIFFSetField(tif, TIFFTAG_IMAGEDESCRIPTION, description);
         if (pages > 1) {
             TIFFSetField(tif, TIFFTAG_SUBFILETYPE, FILETYPE_PAGE);
             TIFFSetField(tif, TIFFTAG_PAGENUMBER, (uint16_t)p, (uint16_t)pages);

@@ -71,8 +71,15 @@ struct DataCommand: ParsableCommand {
 
         func run() throws {
             let image = try ImageIO.read(URL(fileURLWithPath: input))
-            try ImageIO.write(image, to: URL(fileURLWithPath: output))
+            let outURL = URL(fileURLWithPath: output)
+            try ImageIO.write(image, to: outURL)
             print("wrote \(output)")
+            if [".tif", ".tiff"].contains(ImageIO.fileEnding(of: outURL)) {
+                let lost = PlanarImages.tiffLosses(image)
+                if !lost.isEmpty {
+                    FileHandle.standardError.write(Data("warning: \(output): TIFF keeps the x/y spacing (resolution tags) and the z spacing of gray stacks only; lost: \(lost.joined(separator: ", "))\n".utf8))
+                }
+            }
         }
     }
 

@@ -292,6 +292,85 @@ final class ImageIOTests: XCTestCase {
         assertClose(d["affine"] as! [Double], wantA, 1e-9, "nibabel affine of a NIfTI-2")
     }
 
+    /// sform_code 4 (MNI) and qform_code 2 survive read -> write, `medseg data convert`, and the
+    /// geometry's JSON form (which preprocessing stores and predict writes back with).
+    func testNIfTIFormCodesAreKept() throws {
+        _ = try runPython("""
+        import sys, numpy as np, nibabel as nib
+        a = np.array([[-2, 0, 0, 90], [0, 2, 0, -126], [0, 0, 2, -72], [0, 0, 0, 1]], float)
+        img = nib.Nifti1Image(np.arange(60, dtype=np.int16).reshape(3, 4, 5), a)
+        img.set_sform(a, code=4); img.set_qform(a, code=2)
+        nib.save(img, sys.argv[1])
+        """, arguments: [temp("mni.nii.gz").path])
+        let image = try ImageIO.read(temp("mni.nii.gz"))
+        XCTAssertEqual(image.geometry.niftiSformCode, 4)
+        XCTAssertEqual(image.geometry.niftiQformCode, 2)
+        try ImageIO.write(image, to: temp("rewritten.nii.gz"))
+        var viaJSON = image
+        viaJSON.geometry = try JSONDecoder().decode(ImageGeometry.self, from: JSONEncoder().encode(image.geometry))
+        viaJSON.voxels = viaJSON.voxels.map { $0 > 30 ? 1 : 0 }
+        viaJSON.pixelType = .uint8
+        try ImageIO.write(viaJSON, to: temp("prediction.nii.gz"))
+        var outputs = ["rewritten.nii.gz", "prediction.nii.gz"]
+        if Executables.medseg() != nil {
+            try Executables.runMedSeg(["data", "convert", temp("mni.nii.gz").path, temp("converted.nii").path])
+            outputs.append("converted.nii")
+        }
+        let codes = try runPython("""
+        import sys, nibabel as nib
+        for p in sys.argv[1:]:
+            h = nib.load(p).header
+            print(int(h['sform_code']), int(h['qform_code']))
+        """, arguments: outputs.map { temp($0).path })
+        XCTAssertEqual(codes.split(separator: "\n").map(String.init), Array(repeating: "4 2", count: outputs.count), "\(outputs)")
+    }
+
+    /// TIFF keeps the x/y spacing as resolution tags (pixels per cm in 2D; ImageJ's pixels per mm
+    /// with "spacing=" for the z spacing of a gray stack), read back by tifffile; `medseg data
+    /// convert` names what TIFF cannot hold (origin, direction).
+    func testTIFFKeepsSpacingAndConvertNamesWhatIsLost() throws {
+        let stack = MedicalImage(size: [6, 5, 4], voxels: ramp(120) { Float($0) }, pixelType: .uint16,
+                                 geometry: ImageGeometry(spacing: [0.5, 0.25, 2.5], origin: [10, -4, 7],
+                                                         direction: [0, 1, 0, 1, 0, 0, 0, 0, 1]))
+        let slice = MedicalImage(size: [6, 5], voxels: ramp(30) { Float($0) }, pixelType: .uint8,
+                                 geometry: ImageGeometry(spacing: [0.2, 0.4]))
+        try ImageIO.write(stack, to: temp("stack.nrrd"))
+        try ImageIO.write(slice, to: temp("slice.tif"))
+        var warning = ""
+        if Executables.medseg() != nil {
+            warning = try Executables.runMedSeg(["data", "convert", temp("stack.nrrd").path, temp("stack.tif").path]).output
+        } else {
+            try ImageIO.write(try ImageIO.read(temp("stack.nrrd")), to: temp("stack.tif"))
+        }
+        let output = try runPython("""
+        import sys, json, tifffile
+        out = []
+        for path in sys.argv[1:]:
+            with tifffile.TiffFile(path) as t:
+                tags = t.pages[0].tags
+                x = tags['XResolution'].value; y = tags['YResolution'].value
+                out.append({'x': x[0] / x[1], 'y': y[0] / y[1], 'unit': int(tags['ResolutionUnit'].value),
+                            'imagej': t.imagej_metadata or {}, 'shape': list(t.asarray().shape)})
+        print(json.dumps(out))
+        """, arguments: [temp("stack.tif").path, temp("slice.tif").path])
+        let result = try JSONSerialization.jsonObject(with: Data(output.utf8)) as! [[String: Any]]
+        XCTAssertEqual(result[0]["x"] as! Double, 2, accuracy: 1e-5)     // 1 / 0.5 mm
+        XCTAssertEqual(result[0]["y"] as! Double, 4, accuracy: 1e-5)
+        XCTAssertEqual(result[0]["unit"] as? Int, 1)
+        let imagej = result[0]["imagej"] as! [String: Any]
+        XCTAssertEqual(imagej["spacing"] as? Double, 2.5)
+        XCTAssertEqual(imagej["unit"] as? String, "mm")
+        XCTAssertEqual(result[0]["shape"] as? [Int], [4, 5, 6])
+        XCTAssertEqual(result[1]["x"] as! Double, 50, accuracy: 1e-3)    // 10 / 0.2 mm per cm
+        XCTAssertEqual(result[1]["y"] as! Double, 25, accuracy: 1e-3)
+        XCTAssertEqual(result[1]["unit"] as? Int, 3)
+        if Executables.medseg() != nil {
+            XCTAssertTrue(warning.contains("warning") && warning.contains("stack.tif") && warning.contains("origin [10.0, -4.0, 7.0]")
+                          && warning.contains("direction"), warning)
+        }
+        XCTAssertEqual(PlanarImages.tiffLosses(slice), [])
+    }
+
     private func runPython(_ script: String, arguments: [String]) throws -> String {
         func run(_ args: [String]) throws -> (Int32, String, String) {
             let process = Process()

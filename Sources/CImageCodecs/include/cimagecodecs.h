@@ -67,8 +67,11 @@ int mc_tiff_read(const char *path, mc_raster *out);
 
 /* Writes `pages` pages of height x width x channels samples (channels 1 or 3) with `bits` 8, 16,
  * 32 or 64 and `sample_format` 1 (unsigned), 2 (signed) or 3 (float), deflate-compressed when
- * `compress` is non-zero. BigTIFF is used when the data exceed 3.5 GiB. 0 / -1. */
+ * `compress` is non-zero. BigTIFF is used when the data exceed 3.5 GiB. X/YResolution (pixels per
+ * unit) and ResolutionUnit (1 none, 2 inch, 3 cm) are written on every page when both resolutions
+ * are > 0; `description` (ImageDescription, may be NULL) on the first page. 0 / -1. */
 int mc_tiff_write(const char *path, const void *pixels, int width, int height, int pages, int channels,
-                  int bits, int sample_format, int compress);
+                  int bits, int sample_format, int compress, double x_resolution, double y_resolution,
+                  int resolution_unit, const char *description);
 
 #endif

@@ -21,13 +21,21 @@ public struct ImageGeometry: Codable, Equatable, Sendable {
     /// The 4x4 voxel-to-world matrix a NIfTI file held (RAS), kept to write predictions back
     /// unchanged; nil for images that did not come from NIfTI.
     public var niftiAffine: [Double]?
+    /// The NIfTI sform_code and qform_code (1 scanner, 2 aligned, 3 Talairach, 4 MNI, 5 template)
+    /// the file held, written back so that a converted or predicted file keeps its space; nil for
+    /// images that did not come from NIfTI.
+    public var niftiSformCode: Int?
+    public var niftiQformCode: Int?
 
-    public init(spacing: [Double], origin: [Double]? = nil, direction: [Double]? = nil, niftiAffine: [Double]? = nil) {
+    public init(spacing: [Double], origin: [Double]? = nil, direction: [Double]? = nil, niftiAffine: [Double]? = nil,
+                niftiSformCode: Int? = nil, niftiQformCode: Int? = nil) {
         let n = spacing.count
         self.spacing = spacing
         self.origin = origin ?? Array(repeating: 0, count: n)
         self.direction = direction ?? (0..<(n * n)).map { $0 % (n + 1) == 0 ? 1 : 0 }
         self.niftiAffine = niftiAffine
+        self.niftiSformCode = niftiSformCode
+        self.niftiQformCode = niftiQformCode
     }
 
     public var dims: Int { spacing.count }

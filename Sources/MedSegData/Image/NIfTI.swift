@@ -167,9 +167,11 @@ public enum NIfTI {
         }
         if dims == 2 {
             return ImageGeometry(spacing: Array(spacing[0..<2]), origin: Array(origin[0..<2]),
-                                 direction: [direction[0], direction[1], direction[3], direction[4]], niftiAffine: a)
+                                 direction: [direction[0], direction[1], direction[3], direction[4]], niftiAffine: a,
+                                 niftiSformCode: h.sformCode, niftiQformCode: h.qformCode)
         }
-        return ImageGeometry(spacing: spacing, origin: origin, direction: direction, niftiAffine: a)
+        return ImageGeometry(spacing: spacing, origin: origin, direction: direction, niftiAffine: a,
+                             niftiSformCode: h.sformCode, niftiQformCode: h.qformCode)
     }
 
     /// ITK's origin and direction (LPS) for a RAS affine: the first two rows change sign and the
@@ -369,7 +371,8 @@ public enum NIfTI {
 
     /// Writes .nii.gz (gzip level 1) or .nii. The pixel type decides the datatype; channels
     /// become the 4th dimension (RGB/RGBA images with channels 3/4 are written as RGB24/RGBA32).
-    /// The sform and qform hold `niftiAffine` unchanged when it still matches the geometry's
+    /// sform_code and qform_code are the read file's (`ImageGeometry.niftiSformCode`/`niftiQformCode`)
+    /// when it had any, else 1 (scanner). The sform and qform hold `niftiAffine` unchanged when it still matches the geometry's
     /// origin, direction and spacing, else an affine built from the geometry. NIfTI-2 is written
     /// when a dimension exceeds NIfTI-1's 32767, or when `version` is 2.
     public static func write(_ image: MedicalImage, to url: URL, version: Int? = nil) throws {
@@ -430,8 +433,11 @@ public enum NIfTI {
         h.voxOffset = version == 2 ? 544 : 352
         h.sclSlope = 1
         h.sclInter = 0
-        h.qformCode = 1
-        h.sformCode = 1
+        // The file's own codes (e.g. sform 4 = MNI) when it came from NIfTI with one set, else scanner (1).
+        let keptCodes = [image.geometry.niftiSformCode ?? 0, image.geometry.niftiQformCode ?? 0]
+        let codesKept = keptCodes.contains { $0 > 0 } && keptCodes.allSatisfy { (0...32767).contains($0) }
+        h.sformCode = codesKept ? keptCodes[0] : 1
+        h.qformCode = codesKept ? keptCodes[1] : 1
         h.quatern = [q.b, q.c, q.d]
         h.qoffset = [a[3], a[7], a[11]]
         h.srow = (0..<3).map { Array(a[($0 * 4)..<($0 * 4 + 4)]) }

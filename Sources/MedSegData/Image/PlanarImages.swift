@@ -242,13 +242,46 @@ public enum PlanarImages {
         }
         let pages = image.dims == 3 ? image.size[2] : 1
         let bytes = encodeSamples(interleavedFromPlanar(image.voxels, channels: image.channels), type: sample)
+        let tags = tiffSpacingTags(image)
         try writeAtomically(to: url) { temporary in
-            let rc = bytes.withUnsafeBytes {
-                mc_tiff_write(temporary, $0.baseAddress, Int32(image.size[0]), Int32(image.size[1]), Int32(pages),
-                              Int32(image.channels), bits, format, 1)
+            let rc = bytes.withUnsafeBytes { raw in
+                tags.description.withOptionalCString { text in
+                    mc_tiff_write(temporary, raw.baseAddress, Int32(image.size[0]), Int32(image.size[1]), Int32(pages),
+                                  Int32(image.channels), bits, format, 1, tags.x, tags.y, tags.unit, text)
+                }
             }
             guard rc == 0 else { throw DataError(file: url, codecError()) }
         }
+    }
+
+    /// What a TIFF holds of the geometry: 2D (and RGB stacks) pixels per centimetre from the x/y
+    /// spacing (mm); a gray stack ImageJ's way: pixels per mm, unit none, and a description
+    /// "ImageJ=... unit=mm spacing=Z". Origin and direction are not stored (`tiffLosses`).
+    static func tiffSpacingTags(_ image: MedicalImage) -> (x: Double, y: Double, unit: Int32, description: String?) {
+        let g = image.geometry
+        guard g.spacing.count >= 2, g.spacing[0] > 0, g.spacing[1] > 0 else { return (0, 0, 1, nil) }
+        if image.dims == 3 && image.channels == 1 && g.spacing.count == 3 {
+            let z = image.size[2]
+            let text = "ImageJ=1.11a\nimages=\(z)\nslices=\(z)\nunit=mm\nspacing=\(g.spacing[2])\nloop=false\n"
+            return (1 / g.spacing[0], 1 / g.spacing[1], 1, text)
+        }
+        return (10 / g.spacing[0], 10 / g.spacing[1], 3, nil)
+    }
+
+    /// The parts of `image`'s geometry a TIFF written by `writeTIFF` cannot hold (empty when none
+    /// differ from the defaults): origin, direction, and the z spacing of an RGB stack.
+    public static func tiffLosses(_ image: MedicalImage) -> [String] {
+        let g = image.geometry
+        var lost: [String] = []
+        if g.origin.contains(where: { $0 != 0 }) { lost.append("origin \(g.origin)") }
+        let n = g.dims
+        if g.direction.enumerated().contains(where: { abs($0.element - ($0.offset % (n + 1) == 0 ? 1 : 0)) > 1e-9 }) {
+            lost.append("direction \(g.direction)")
+        }
+        if image.dims == 3 && image.channels != 1 && g.spacing.count == 3 && g.spacing[2] != 1 {
+            lost.append("z spacing \(g.spacing[2])")
+        }
+        return lost
     }
 
     /// Writes an uncompressed bottom-up BMP: 8-bit with a gray colour table (1 channel) or 24-bit (3).
@@ -330,5 +363,15 @@ public enum PlanarImages {
         }
         let depths = allowed.map { "\($0)" }.joined(separator: " or ")
         throw DataError(file: url, "\(format) holds \(depths)-bit unsigned integers; the \(image.pixelType.rawValue) image has values from \(low) to \(high)\(whole ? "" : " (not whole numbers)")")
+    }
+}
+
+private extension Optional where Wrapped == String {
+    /// Calls `body` with a C string, or with nil when there is no string.
+    func withOptionalCString<R>(_ body: (UnsafePointer<CChar>?) throws -> R) rethrows -> R {
+        switch self {
+        case .some(let text): return try text.withCString { try body($0) }
+        case .none: return try body(nil)
+        }
     }
 }
