@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import TestSupport
+import Torch
 @testable import MedSegData
 
 /// Fingerprint against numpy, cropping round trip, resampling against scipy.ndimage.zoom,
@@ -218,6 +219,16 @@ final class PreprocessingTests: XCTestCase {
         zip(a, b).map { abs(Double($0) - $1) }.max() ?? 0
     }
 
+    /// Target shapes round halves to even as nnU-Net's `np.round` does (32.5 -> 32, 33.5 -> 34).
+    func testNewSizeRoundsHalfToEvenLikeNumpy() throws {
+        XCTAssertEqual(Resampling.newSize([65], spacing: [1], target: [2]), [32])
+        XCTAssertEqual(Resampling.newSize([67], spacing: [1], target: [2]), [34])
+        let sizes = [65, 67, 69, 71, 13, 10]
+        let mine = Resampling.newSize(sizes, spacing: Array(repeating: 1, count: sizes.count), target: Array(repeating: 2, count: sizes.count))
+        let out = try Python.run("import sys, json, numpy as np; print(json.dumps([int(v) for v in np.round(np.array(json.loads(sys.argv[1])) * 1.0 / 2.0)]))", ["\(sizes)"])
+        XCTAssertEqual("\(mine)".replacingOccurrences(of: " ", with: ""), out.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: " ", with: ""))
+    }
+
     func testImageResamplingMatchesScipyOrder3() throws {
         for (size, newSize) in [([13, 17], [20, 9]), ([9, 11, 7], [14, 6, 10])] {
             let values = smoothField(size, seed: UInt64(size.count))
@@ -353,6 +364,43 @@ final class PreprocessingTests: XCTestCase {
         var other = preprocessor
         other.targetSpacing = [2.5, 1.0, 1.0]
         XCTAssertEqual(try other.run(dataset: dataset, out: out, workers: 2).processed.count, 3)
+    }
+
+    /// With the non-zero mask used for normalization, background outside it is -1 in the stored
+    /// label (nnU-Net's crop_to_nonzero); the training target (`labelTensor`) reads -1 as 0.
+    /// Without the mask the label keeps 0 there.
+    func testBackgroundOutsideNonZeroMaskIsMinusOneWhenMaskUsed() throws {
+        let dataset = try makeDataset(cases: 2)
+        let fingerprint = try DatasetFingerprint.compute(dataset: dataset, workers: 1)
+        let files = try dataset.trainingCases()[0]
+        // A hole of zeros inside the non-zero box (the mask is not hole-filled), label 0 there.
+        var raw = try ImageIO.read(files.images[0])
+        var rawLabel = try ImageIO.read(files.label!)
+        for z in 4..<6 { for y in 3..<5 { for x in 10..<12 { let k = (z * 32 + y) * 32 + x; raw.voxels[k] = 0; rawLabel.voxels[k] = 0 } } }
+        try ImageIO.write(raw, to: files.images[0])
+        try ImageIO.write(rawLabel, to: files.label!)
+
+        let masked = Preprocessor(targetSpacing: fingerprint.spacings[0], normalization: .zscore, fingerprint: fingerprint, useMaskForNorm: [true])
+        let result = try masked.process(files)
+        let box = result.properties.cropBox
+        let croppedImage = Cropping.crop(raw, to: box), croppedLabel = Cropping.crop(rawLabel, to: box)
+        XCTAssertEqual(result.label?.count, croppedLabel.voxelCount)
+        let expected: [Int8] = zip(croppedImage.voxels, croppedLabel.voxels).map { image, label in
+            label == 0 && image == 0 ? -1 : Int8(label)
+        }
+        XCTAssertEqual(result.label, expected)
+        XCTAssertGreaterThanOrEqual(expected.filter { $0 == -1 }.count, 8)
+        // Stored and read back for training: -1 becomes 0, the rest unchanged.
+        let out = scratch.appendingPathComponent("pp-masked")
+        try PreprocessedCase.write(image: result.image, label: result.label, properties: result.properties, to: out)
+        let stored = try PreprocessedCase.load(files.identifier, from: out)
+        XCTAssertEqual(stored.label, expected)
+        let target = try XCTUnwrap(stored.labelTensor()).toArray(Float.self)
+        XCTAssertEqual(target, expected.map { Float(max($0, 0)) })
+        XCTAssertTrue(result.properties.classLocations.values.joined().allSatisfy { expected[$0] > 0 })
+
+        let unmasked = Preprocessor(targetSpacing: fingerprint.spacings[0], normalization: .zscore, fingerprint: fingerprint, useMaskForNorm: [false])
+        XCTAssertEqual(try unmasked.process(files).label, croppedLabel.voxels.map { Int8($0) })
     }
 
     func testCTNormalizationWithoutResamplingUsesFingerprintStatistics() throws {

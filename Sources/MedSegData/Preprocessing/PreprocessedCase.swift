@@ -89,10 +89,12 @@ public struct PreprocessedCase {
     /// The image as a tensor [C, (Z,) Y, X].
     public func imageTensor() throws -> Tensor { try Tensor(image, shape: properties.shape) }
 
-    /// The label as a float tensor of class indices [1, (Z,) Y, X].
+    /// The label as a float tensor of class indices [1, (Z,) Y, X], the training target: -1
+    /// (background outside the non-zero mask, `Preprocessor.outsideNonZeroLabel`) is 0 here, as
+    /// nnU-Net's training transforms map it.
     public func labelTensor() throws -> Tensor? {
         guard let label else { return nil }
-        return try Tensor(label.map { Float($0) }, shape: [1] + properties.spatialShape)
+        return try Tensor(label.map { Float(max($0, 0)) }, shape: [1] + properties.spatialShape)
     }
 
     /// Per foreground label (index 0 = label 1, up to the largest stored label), the class

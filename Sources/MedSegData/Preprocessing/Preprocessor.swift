@@ -78,6 +78,10 @@ public struct Preprocessor {
             && stored.useMaskForNorm == Array(useMaskForNorm.prefix(stored.channels))
     }
 
+    /// Label value of background voxels outside the non-zero mask when `useMaskForNorm` holds
+    /// for a channel (nnU-Net's `nonzero_label`).
+    public static let outsideNonZeroLabel: Float = -1
+
     /// One case, preprocessed in memory: image [C, (Z,) Y, X] values, int8 label, properties.
     public func process(_ files: CaseFiles) throws -> (image: [Float], label: [Int8]?, properties: PreprocessedCase.Properties) {
         let (raw, rawLabel) = try CaseVolumes.read(files)
@@ -88,9 +92,15 @@ public struct Preprocessor {
         var (image, label, box) = Cropping.cropToNonZero(image: raw, label: rawLabel)
         // 2. Normalize (before resampling: nnU-Net resamples normalized intensities).
         let masked = (0..<image.channels).contains { $0 < useMaskForNorm.count && useMaskForNorm[$0] }
+        let nonZero = masked ? Cropping.nonZeroMask(image) : nil
+        // As nnU-Net: where the mask is used for normalization, background outside the non-zero
+        // region is -1 in the label (training reads it as 0: `PreprocessedCase.labelTensor`).
+        if let nonZero, var l = label, l.voxelCount == nonZero.count {
+            for i in 0..<nonZero.count where !nonZero[i] && l.voxels[i] == 0 { l.voxels[i] = Self.outsideNonZeroLabel }
+            label = l
+        }
         try PreprocessingNormalization.normalize(&image, schemes: normalization, statistics: fingerprint.intensityStatistics,
-                                                 useMask: useMaskForNorm, mask: masked ? Cropping.nonZeroMask(image) : nil,
-                                                 file: files.images[0])
+                                                 useMask: useMaskForNorm, mask: nonZero, file: files.images[0])
         // 3. Resample (target spacing is array order, images are x first).
         let target = Array(targetSpacing.reversed())
         let croppedSize = image.size
