@@ -380,7 +380,7 @@ final class PreprocessingTests: XCTestCase {
         try ImageIO.write(raw, to: files.images[0])
         try ImageIO.write(rawLabel, to: files.label!)
 
-        let masked = Preprocessor(targetSpacing: fingerprint.spacings[0], normalization: .zscore, fingerprint: fingerprint, useMaskForNorm: [true])
+        let masked = Preprocessor(targetSpacing: fingerprint.spacings[0], normalization: [.zscore], fingerprint: fingerprint, useMaskForNorm: [true])
         let result = try masked.process(files)
         let box = result.properties.cropBox
         let croppedImage = Cropping.crop(raw, to: box), croppedLabel = Cropping.crop(rawLabel, to: box)
@@ -399,7 +399,7 @@ final class PreprocessingTests: XCTestCase {
         XCTAssertEqual(target, expected.map { Float(max($0, 0)) })
         XCTAssertTrue(result.properties.classLocations.values.joined().allSatisfy { expected[$0] > 0 })
 
-        let unmasked = Preprocessor(targetSpacing: fingerprint.spacings[0], normalization: .zscore, fingerprint: fingerprint, useMaskForNorm: [false])
+        let unmasked = Preprocessor(targetSpacing: fingerprint.spacings[0], normalization: [.zscore], fingerprint: fingerprint, useMaskForNorm: [false])
         XCTAssertEqual(try unmasked.process(files).label, croppedLabel.voxels.map { Int8($0) })
     }
 

@@ -17,7 +17,7 @@ import Foundation
 enum FolderImporter {
     static let defaultMaskSuffixes = ["_mask", "_masks", "_segmentation", "_seg", "_label", "_labels", "_gt", "_lesion",
                                       "_Segmentation", "_Mask", "-mask", "_annotation"]
-    /// Masks whose values are whole numbers up to this are label maps; others are binarized.
+    /// Whole-number masks with more distinct values than this are instance maps (foreground = value > 0).
     static let largestKeptLabel = 32
 
     /// The images and masks folders an import reads (default SRC/images and SRC/masks or SRC/labels).
