@@ -488,10 +488,10 @@ final class ImportTests: XCTestCase {
         XCTAssertEqual(names("cli-out/labelsTr"), ["a.png"])
         let (bad, message) = try Executables.runMedSeg(["data", "import", "folder", "--images", url("cli/img").path], expectSuccess: false)
         XCTAssertNotEqual(bad, 0)
-        XCTAssertTrue(message.contains("USAGE: medseg data import"), message)
+        XCTAssertTrue(message.contains("Usage: medseg data import"), message)
         let (noSource, text) = try Executables.runMedSeg(["data", "import", "folder", "--out", url("cli-none").path], expectSuccess: false)
         XCTAssertNotEqual(noSource, 0)
-        XCTAssertTrue(text.contains("USAGE: medseg data import") && text.contains("<source>"), text)
+        XCTAssertTrue(text.contains("Usage: medseg data import") && text.contains("<source>"), text)
     }
 
     func testFolder() throws {
