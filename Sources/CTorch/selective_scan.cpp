@@ -18,10 +18,13 @@
 // scratch buffers and summed afterwards, so no two tasks write the same memory.
 #include "shim.hpp"
 #include <ATen/Parallel.h>
+#include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 using mt::T;
@@ -65,7 +68,8 @@ inline float fast_exp(float x) {
 
 
 void check_inputs(const at::Tensor &u, const at::Tensor &delta, const at::Tensor &A, const at::Tensor &B,
-                  const at::Tensor &C, const at::Tensor &D_, const at::Tensor &z_, const at::Tensor &bias_) {
+                  const at::Tensor &C, const at::Tensor &D_, const at::Tensor &z_, const at::Tensor &bias_,
+                  bool cpu_only = true) {
     auto present = [](const at::Tensor &t) { return t.defined() && t.numel() > 0 ? t : at::Tensor(); };
     const at::Tensor D = present(D_), z = present(z_), bias = present(bias_);
     auto need = [](bool ok, const std::string &what) {
@@ -74,7 +78,8 @@ void check_inputs(const at::Tensor &u, const at::Tensor &delta, const at::Tensor
     for (const at::Tensor *t : {&u, &delta, &A, &B, &C}) {
         need(t->defined(), "u, delta, A, B and C are required");
         need(t->scalar_type() == at::kFloat, "all tensors must be float32");
-        need(t->device().is_cpu(), "the fused scan runs on the CPU");
+        need(!cpu_only || t->device().is_cpu(), "the fused scan runs on the CPU");
+        need(t->device() == u.device(), "all tensors must be on one device");
     }
     need(u.dim() == 3, "u must be [batch, channels, length], got " + std::to_string(u.dim()) + " dimensions");
     const int64_t b = u.size(0), e = u.size(1), l = u.size(2);
@@ -86,11 +91,11 @@ void check_inputs(const at::Tensor &u, const at::Tensor &delta, const at::Tensor
     need(C.dim() == 3 && C.size(0) == b && C.size(1) == n && C.size(2) == l, "C must be [batch, state, length]");
     for (const at::Tensor *t : {&D, &bias}) {
         if (!t->defined()) continue;
-        need(t->scalar_type() == at::kFloat && t->device().is_cpu(), "D and delta_bias must be float32 CPU tensors");
+        need(t->scalar_type() == at::kFloat && t->device() == u.device(), "D and delta_bias must be float32 tensors on u's device");
         need(t->dim() == 1 && t->size(0) == e, "D and delta_bias must be [channels]");
     }
     if (z.defined()) {
-        need(z.scalar_type() == at::kFloat && z.device().is_cpu(), "z must be a float32 CPU tensor");
+        need(z.scalar_type() == at::kFloat && z.device() == u.device(), "z must be a float32 tensor on u's device");
         need(z.sizes() == u.sizes(), "z must have u's shape [batch, channels, length]");
     }
 }
@@ -337,20 +342,155 @@ struct SelectiveScanFunction : public torch::autograd::Function<SelectiveScanFun
 // device), so an absent optional input travels as an empty tensor and comes back as undefined.
 inline at::Tensor maybe(mt_tensor_t t) { return t ? T(t) : at::empty({0}, at::kFloat); }
 
+// The device-generic scan in ATen ops (Mamba's selective_scan_ref, chunked over time), with the
+// fused kernel's semantics; autograd differentiates it, so it runs wherever ATen runs (CUDA
+// included). Per chunk of `chunk` timesteps the decays exp(dt A) and inputs dt B u are made at
+// once ([b, E, chunk, N]), then a short loop carries the state; y is one reduction per chunk.
+at::Tensor scan_fallback(const at::Tensor &u, const at::Tensor &delta, const at::Tensor &A, const at::Tensor &B,
+                         const at::Tensor &C, const at::Tensor &D_, const at::Tensor &z_, const at::Tensor &bias_,
+                         bool use_softplus) {
+    check_inputs(u, delta, A, B, C, D_, z_, bias_, /*cpu_only=*/false);
+    auto present = [](const at::Tensor &t) { return t.defined() && t.numel() > 0 ? t : at::Tensor(); };
+    const at::Tensor D = present(D_), z = present(z_), bias = present(bias_);
+    const int64_t b = u.size(0), e = u.size(1), L = u.size(2), n = A.size(1);
+    at::Tensor raw = bias.defined() ? delta + bias.view({1, -1, 1}) : delta;
+    at::Tensor dt = use_softplus ? at::softplus(raw) : raw;              // [b, E, L]
+    at::Tensor dtu = dt * u;                                            // [b, E, L]
+    at::Tensor Bt = B.transpose(1, 2).unsqueeze(1);                     // [b, 1, L, N]
+    at::Tensor Ct = C.transpose(1, 2).unsqueeze(1);                     // [b, 1, L, N]
+    at::Tensor Ae = A.view({1, e, 1, n});
+    const int64_t chunk = 64;
+    at::Tensor h = at::zeros({b, e, n}, u.options());
+    std::vector<at::Tensor> ys;
+    for (int64_t t0 = 0; t0 < L; t0 += chunk) {
+        const int64_t len = std::min(chunk, L - t0);
+        at::Tensor dA = at::exp(dt.narrow(2, t0, len).unsqueeze(-1) * Ae);              // [b, E, len, N]
+        at::Tensor dBu = dtu.narrow(2, t0, len).unsqueeze(-1) * Bt.narrow(2, t0, len);  // [b, E, len, N]
+        std::vector<at::Tensor> hs;
+        hs.reserve(len);
+        for (int64_t t = 0; t < len; ++t) {
+            h = dA.select(2, t) * h + dBu.select(2, t);
+            hs.push_back(h);
+        }
+        ys.push_back((at::stack(hs, 2) * Ct.narrow(2, t0, len)).sum(-1));               // [b, E, len]
+    }
+    at::Tensor y = ys.size() == 1 ? ys[0] : at::cat(ys, 2);
+    if (D.defined()) y = y + u * D.view({1, -1, 1});
+    if (z.defined()) y = y * at::silu(z);
+    return y;
+}
+
+// Gradients of the ATen scan with respect to its defined inputs (autograd on fresh leaves);
+// zeros for absent D, delta_bias ([channels]) and z (u's shape).
+std::vector<at::Tensor> fallback_gradients(const at::Tensor &grad_out, const std::vector<at::Tensor> &inputs,
+                                           bool use_softplus) {
+    std::vector<at::Tensor> in;
+    for (const auto &t : inputs)
+        in.push_back(t.defined() && t.numel() > 0 ? t.detach().clone().requires_grad_(true) : at::Tensor());
+    at::Tensor out;
+    {
+        at::AutoGradMode grad_on(true);
+        out = scan_fallback(in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], use_softplus);
+    }
+    std::vector<at::Tensor> wrt;
+    for (auto &t : in)
+        if (t.defined()) wrt.push_back(t);
+    auto g = torch::autograd::grad({out}, wrt, {grad_out}, /*retain_graph=*/false, /*create_graph=*/false,
+                                   /*allow_unused=*/true);
+    std::vector<at::Tensor> res;
+    size_t k = 0;
+    for (size_t i = 0; i < in.size(); ++i) {
+        if (!in[i].defined()) {
+            res.push_back(at::zeros_like(i == 6 ? inputs[0] : inputs[0].select(2, 0).select(0, 0)));
+            continue;
+        }
+        at::Tensor gi = g[k++];
+        res.push_back(gi.defined() ? gi.contiguous() : at::zeros_like(in[i]));
+    }
+    return res;
+}
+
+// The CUDA forward kernel (selective_scan_cuda.cpp) as an autograd function; its backward
+// recomputes the scan through the ATen fallback and differentiates that (no CUDA backward kernel).
+struct CudaScanFunction : public torch::autograd::Function<CudaScanFunction> {
+    static at::Tensor forward(AutogradContext *ctx, const at::Tensor &u, const at::Tensor &delta, const at::Tensor &A,
+                              const at::Tensor &B, const at::Tensor &C, const at::Tensor &D_, const at::Tensor &z_,
+                              const at::Tensor &bias_, bool use_softplus) {
+        check_inputs(u, delta, A, B, C, D_, z_, bias_, /*cpu_only=*/false);
+        auto present = [](const at::Tensor &t) { return t.defined() && t.numel() > 0 ? t.contiguous() : at::Tensor(); };
+        const at::Tensor D = present(D_), z = present(z_), bias = present(bias_);
+        at::Tensor gate = z.defined() ? at::silu(z).contiguous() : at::Tensor();
+        at::Tensor out = mt::cuda_scan_forward(u.contiguous(), step_sizes(delta, bias, use_softplus), A.contiguous(),
+                                               B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(), D, gate);
+        if (!out.defined()) throw std::runtime_error("selective_scan: the CUDA kernel is unavailable");
+        ctx->save_for_backward({u, delta, A, B, C, D_, z_, bias_});
+        ctx->saved_data["softplus"] = use_softplus;
+        return out;
+    }
+
+    static variable_list backward(AutogradContext *ctx, variable_list grads) {
+        auto saved = ctx->get_saved_variables();
+        at::Tensor gout = grads[0].defined() ? grads[0] : at::zeros_like(saved[0]);
+        auto g = fallback_gradients(gout, saved, ctx->saved_data["softplus"].toBool());
+        auto keep = [&](size_t i) { return saved[i].defined() && saved[i].numel() > 0 ? g[i] : at::Tensor(); };
+        return {g[0], g[1], g[2], g[3], g[4], keep(5), keep(6), keep(7), at::Tensor()};
+    }
+};
+
+bool use_cuda_kernel(const at::Tensor &u, const at::Tensor &A) {
+    return u.is_cuda() && A.dim() == 2 && A.size(1) <= 64 && mt::cuda_scan_available(u.device().index());
+}
+
+// MEDSEG_SCAN=fallback forces the ATen scan (tests compare it with the fused kernel on the CPU).
+bool fallback_forced() {
+    const char *v = std::getenv("MEDSEG_SCAN");
+    return v && std::string(v) == "fallback";
+}
+
 } // namespace
+
 
 extern "C" {
 
 mt_tensor_t mt_selective_scan(mt_tensor_t u, mt_tensor_t delta, mt_tensor_t A, mt_tensor_t B, mt_tensor_t C,
                               mt_tensor_t D, mt_tensor_t z, mt_tensor_t delta_bias, int delta_softplus) {
-    MT_TENSOR(SelectiveScanFunction::apply(T(u), T(delta), T(A), T(B), T(C), maybe(D), maybe(z), maybe(delta_bias),
-                                           delta_softplus != 0))
+    MT_TENSOR(([&]() -> at::Tensor {
+        const at::Tensor &tu = T(u);
+        if (tu.device().is_cpu() && !fallback_forced())
+            return SelectiveScanFunction::apply(tu, T(delta), T(A), T(B), T(C), maybe(D), maybe(z), maybe(delta_bias),
+                                                delta_softplus != 0);
+        if (!fallback_forced() && use_cuda_kernel(tu, T(A))) {
+            // Absent optional inputs travel as empty tensors on u's device (as for the CPU function).
+            auto here = [&](mt_tensor_t t) { return t ? T(t) : at::empty({0}, tu.options()); };
+            return CudaScanFunction::apply(tu, T(delta), T(A), T(B), T(C), here(D), here(z), here(delta_bias),
+                                           delta_softplus != 0);
+        }
+        auto opt = [](mt_tensor_t t) { return t ? T(t) : at::Tensor(); };
+        return scan_fallback(tu, T(delta), T(A), T(B), T(C), opt(D), opt(z), opt(delta_bias), delta_softplus != 0);
+    })())
+}
+
+const char *mt_selective_scan_backend(mt_tensor_t u) {
+    try {
+        const at::Tensor &t = T(u);
+        if (fallback_forced()) return "ATen fallback";
+        if (t.device().is_cpu()) return "fused CPU kernel";
+        if (t.is_cuda() && mt::cuda_scan_available(t.device().index())) return "NVRTC CUDA kernel";
+        return "ATen fallback";
+    } catch (...) {
+        return "ATen fallback";
+    }
 }
 
 mt_list_t mt_selective_scan_backward(mt_tensor_t grad_out, mt_tensor_t u, mt_tensor_t delta, mt_tensor_t A,
                                      mt_tensor_t B, mt_tensor_t C, mt_tensor_t D, mt_tensor_t z,
                                      mt_tensor_t delta_bias, int delta_softplus) {
     MT_TRY(nullptr,
+        if (!T(u).device().is_cpu() || fallback_forced()) {
+            auto opt = [](mt_tensor_t t) { return t ? T(t) : at::Tensor(); };
+            return mt::wrap_list(fallback_gradients(T(grad_out), {T(u), T(delta), T(A), T(B), T(C), opt(D), opt(z),
+                                                                  opt(delta_bias)}, delta_softplus != 0));
+        }
         at::NoGradGuard no_grad;
         Prepared p = prepare(T(u), T(delta), T(A), T(B), T(C), maybe(D), maybe(z), maybe(delta_bias));
         at::Tensor gout = T(grad_out).contiguous();

@@ -30,6 +30,15 @@ inline at::TensorOptions options(int dtype, int device_type, int device_index) {
         .dtype(static_cast<at::ScalarType>(dtype))
         .device(at::Device(static_cast<at::DeviceType>(device_type), static_cast<c10::DeviceIndex>(device_index)));
 }
+
+// The selective scan's CUDA forward kernel (selective_scan_cuda.cpp), compiled at run time with
+// NVRTC and launched through the driver API, both loaded with dlopen.
+bool cuda_scan_available(int device_index);
+// out [b, E, L] for contiguous float32 CUDA inputs u, dt (step sizes after bias and softplus)
+// [b, E, L], A [E, N], Bt, Ct [b, L, N], D [E] and gate (silu(z)) [b, E, L], the last two optional
+// (undefined); an undefined tensor when the kernel is unavailable or N is too large for it.
+at::Tensor cuda_scan_forward(const at::Tensor &u, const at::Tensor &dt, const at::Tensor &A, const at::Tensor &Bt,
+                             const at::Tensor &Ct, const at::Tensor &D, const at::Tensor &gate);
 } // namespace mt
 
 // Every entry point runs its body inside MT_TRY so that no C++ exception reaches Swift.

@@ -80,6 +80,93 @@ final class SelectiveScanTests: XCTestCase {
         }
     }
 
+    /// Runs `body` with MEDSEG_SCAN=fallback (the ATen scan instead of the fused CPU kernel).
+    static func withFallback<R>(_ body: () throws -> R) rethrows -> R {
+        setenv("MEDSEG_SCAN", "fallback", 1)
+        defer { unsetenv("MEDSEG_SCAN") }
+        return try body()
+    }
+
+    /// Output and input gradients (autograd) of the scan for `x` on `device`, as CPU tensors, plus
+    /// the explicit backward's gradients.
+    static func run(_ x: Inputs, softplus: Bool, gy: Tensor, device: Device = .cpu) throws -> (y: Tensor, grads: [Tensor?], explicit: [Tensor]) {
+        func move(_ t: Tensor) throws -> Tensor { try t.detach().to(device: device).clone().requiresGrad(true) }
+        let m = Inputs(u: try move(x.u), delta: try move(x.delta), A: try move(x.A), B: try move(x.B), C: try move(x.C),
+                       D: try x.D.map(move), z: try x.z.map(move), bias: try x.bias.map(move))
+        let y = try fused(m, softplus: softplus)
+        XCTAssertEqual(y.device, device)
+        try y.backward(try gy.to(device: device))
+        let grads = try m.all.map { try $0.map { try XCTUnwrap($0.grad).to(device: .cpu) } }
+        func d(_ t: Tensor?) throws -> Tensor? { try t.map { try $0.detach().to(device: device) } }
+        let g = try F.selectiveScanBackward(try gy.to(device: device), u: try d(x.u)!, delta: try d(x.delta)!, A: try d(x.A)!,
+                                            B: try d(x.B)!, C: try d(x.C)!, D: try d(x.D), z: try d(x.z),
+                                            deltaBias: try d(x.bias), deltaSoftplus: softplus)
+        let explicit = try [g.u, g.delta, g.A, g.B, g.C, g.D, g.z, g.deltaBias].map { try $0.to(device: .cpu) }
+        return (try y.to(device: .cpu), grads, explicit)
+    }
+
+    /// Outputs within `tolerance` (absolute and relative); gradients within `tolerance` absolute
+    /// and 10 x `tolerance` relative: they are float32 sums over time and state taken in another
+    /// order (delta's, without softplus, differs by 6e-5 relative at length 70).
+    static func compare(_ a: (y: Tensor, grads: [Tensor?], explicit: [Tensor]), _ b: (y: Tensor, grads: [Tensor?], explicit: [Tensor]),
+                        tolerance: Double, _ what: String) throws {
+        try FixtureSupport.assertClose(a.y, b.y, rtol: tolerance, atol: tolerance, "\(what): output")
+        for i in 0..<Inputs.names.count {
+            if let ga = a.grads[i], let gb = b.grads[i] {
+                try FixtureSupport.assertClose(ga, gb, rtol: 10 * tolerance, atol: tolerance, "\(what): grad \(Inputs.names[i])")
+            }
+            try FixtureSupport.assertClose(a.explicit[i], b.explicit[i], rtol: 10 * tolerance, atol: tolerance,
+                                           "\(what): explicit grad \(Inputs.names[i])")
+        }
+    }
+
+    /// The shapes and optional inputs both back-ends are compared on (length 150 spans three of the
+    /// fallback's 64-step chunks).
+    static func variants() throws -> [(Inputs, Bool, String)] {
+        [(try random(batch: 2, channels: 6, length: 17, state: 16), true, "full"),
+         (try random(batch: 3, channels: 4, length: 9, state: 5, withZ: false, withD: false, withBias: false, softplus: false),
+          false, "no z, D, bias, softplus"),
+         (try random(batch: 2, channels: 3, length: 150, state: 16, withZ: false), true, "long, no z"),
+         (try random(batch: 2, channels: 5, length: 33, state: 8, withBias: false), true, "z and D, no bias"),
+         (try random(batch: 1, channels: 4, length: 70, state: 16, withD: false, softplus: false), false, "no D, no softplus"),
+         (try random(batch: 4, channels: 2, length: 1, state: 16), true, "length 1")]
+    }
+
+    func testATenFallbackMatchesTheFusedKernel() throws {
+        Torch.manualSeed(11)
+        for (x, softplus, what) in try Self.variants() {
+            let gy = try Tensor.randn(x.u.shape)
+            let fusedRun = try Self.run(x, softplus: softplus, gy: gy)
+            let fallbackRun = try Self.withFallback { try Self.run(x, softplus: softplus, gy: gy) }
+            try Self.compare(fallbackRun, fusedRun, tolerance: 1e-5, "fallback vs fused, \(what)")
+        }
+    }
+
+    func testBackendChoice() throws {
+        let u = try Tensor.randn([1, 2, 5])
+        XCTAssertEqual(F.selectiveScanBackend(u), "fused CPU kernel")
+        XCTAssertEqual(Self.withFallback { F.selectiveScanBackend(u) }, "ATen fallback")
+        XCTAssertEqual(F.selectiveScanBackend(u), "fused CPU kernel", "MEDSEG_SCAN is read on every call")
+        // The fallback checks the inputs as the fused kernel does.
+        let x = try Self.random(batch: 1, channels: 2, length: 5, state: 3)
+        XCTAssertThrowsError(try Self.withFallback { try F.selectiveScan(x.u, delta: x.delta, A: try Tensor.zeros([4, 4]), B: x.B, C: x.C) }) {
+            XCTAssertTrue("\($0)".contains("A must be [channels, state]"), "\($0)")
+        }
+    }
+
+    func testCUDAScanMatchesTheCPUKernel() throws {
+        guard Torch.cudaAvailable else { throw XCTSkip("no CUDA device") }
+        Torch.manualSeed(13)
+        for (x, softplus, what) in try Self.variants() {
+            let gy = try Tensor.randn(x.u.shape)
+            let cpu = try Self.run(x, softplus: softplus, gy: gy)
+            let cuda = try Self.run(x, softplus: softplus, gy: gy, device: .cuda(0))
+            try Self.compare(cuda, cpu, tolerance: 1e-4, "CUDA (\(F.selectiveScanBackend(x.u.to(device: .cuda(0))))) vs CPU, \(what)")
+            let fallback = try Self.withFallback { try Self.run(x, softplus: softplus, gy: gy, device: .cuda(0)) }
+            try Self.compare(fallback, cpu, tolerance: 1e-4, "CUDA ATen fallback vs CPU, \(what)")
+        }
+    }
+
     func testMatchesTheNaiveLoop() throws {
         Torch.manualSeed(7)
         try compareWithNaive(try Self.random(batch: 2, channels: 6, length: 17, state: 16), softplus: true, "full")

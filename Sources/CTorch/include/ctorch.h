@@ -284,7 +284,8 @@ int mt_cudnn_benchmark(void);
 void mt_set_cudnn_benchmark(int enabled);
 
 /* ---- selective scan (Mamba) ---- */
-/* The fused CPU selective scan of Mamba's selective_scan_fn (float32, time-invariant A):
+/* Mamba's selective_scan_fn (float32, time-invariant A); fused kernel on the CPU, NVRTC kernel or
+ * ATen fallback on CUDA (see mt_selective_scan_backend):
  * u, delta, z [B, E, L]; A [E, N]; B, C [B, N, L]; D, delta_bias [E]; returns y [B, E, L] with
  * y_t = sum_n C_t[n] h_t[n] + D u_t (times silu(z_t) when z is given),
  * h_t[n] = exp(dt_t A[n]) h_{t-1}[n] + dt_t B_t[n] u_t, dt_t = softplus(delta_t + delta_bias)
@@ -297,6 +298,10 @@ mt_tensor_t mt_selective_scan(mt_tensor_t u, mt_tensor_t delta, mt_tensor_t A, m
 mt_list_t mt_selective_scan_backward(mt_tensor_t grad_out, mt_tensor_t u, mt_tensor_t delta, mt_tensor_t A,
                                      mt_tensor_t B, mt_tensor_t C, mt_tensor_t D, mt_tensor_t z,
                                      mt_tensor_t delta_bias, int delta_softplus);
+/* Which implementation mt_selective_scan takes for inputs like u: "fused CPU kernel", "NVRTC CUDA
+ * kernel" or "ATen fallback" (CUDA without a loadable NVRTC/driver, other devices, or
+ * MEDSEG_SCAN=fallback); a static string. */
+const char *mt_selective_scan_backend(mt_tensor_t u);
 
 /* ---- misc ---- */
 int mt_allclose(mt_tensor_t a, mt_tensor_t b, double rtol, double atol);

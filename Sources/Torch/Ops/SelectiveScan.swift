@@ -15,20 +15,30 @@ public struct SelectiveScanGradients {
 }
 
 extension F {
-    /// Mamba's selective scan (`selective_scan_fn`) as one fused CPU kernel, forward and backward,
-    /// parallel over batch x channels; differentiable with respect to every tensor argument.
+    /// Mamba's selective scan (`selective_scan_fn`), differentiable with respect to every tensor
+    /// argument. CPU tensors: one fused kernel, forward and backward, parallel over batch x
+    /// channels. CUDA tensors: a kernel compiled at run time with NVRTC for the forward (the
+    /// backward recomputes through the ATen fallback), or the ATen fallback (a chunked loop over
+    /// time in libtorch ops) when NVRTC or the driver cannot be loaded. MEDSEG_SCAN=fallback
+    /// forces the fallback on every device.
     ///
     ///     dt_t   = softplus(delta_t + deltaBias)        (no softplus when deltaSoftplus is false)
     ///     h_t[n] = exp(dt_t A[n]) h_{t-1}[n] + dt_t B_t[n] u_t,   h_{-1} = 0
     ///     y_t    = sum_n C_t[n] h_t[n] + D u_t,   times silu(z_t) when z is given
     ///
     /// Shapes: u, delta, z [batch, E, L]; A [E, N]; B, C [batch, N, L]; D, deltaBias [E];
-    /// returns [batch, E, L]. float32 CPU tensors; B and C may be transposed views of
+    /// returns [batch, E, L]. float32 tensors on one device; B and C may be transposed views of
     /// [batch, L, N] tensors (read without a copy).
     public static func selectiveScan(_ u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor? = nil,
                                      z: Tensor? = nil, deltaBias: Tensor? = nil, deltaSoftplus: Bool = true) throws -> Tensor {
         try wrap(mt_selective_scan(u.handle, delta.handle, A.handle, B.handle, C.handle, D?.handle, z?.handle,
                                    deltaBias?.handle, deltaSoftplus ? 1 : 0))
+    }
+
+    /// The implementation `selectiveScan` takes for inputs like `u`: "fused CPU kernel",
+    /// "NVRTC CUDA kernel" or "ATen fallback" (MEDSEG_SCAN=fallback forces the last).
+    public static func selectiveScanBackend(_ u: Tensor) -> String {
+        String(cString: mt_selective_scan_backend(u.handle))
     }
 
     /// The scan's explicit backward for an output gradient `gradOutput` (no autograd involved).
