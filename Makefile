@@ -1,14 +1,33 @@
 # The two commands of the README: `make demo` and `make test`. Both run the set-up first.
 SWIFT ?= swift
-MEDSEG := .build/release/medseg
 
-.PHONY: setup build demo test bench clean
+# scripts/setup.sh writes the engine it chose (cpu: Debian's libtorch; cuda: PyPI's CUDA wheel in
+# .deps/torch-cuda) to .deps/libtorch.env. The CUDA variant builds into its own .build-cuda so that
+# the two never share build products.
+include .deps/libtorch.env
+ifeq ($(MEDSEG_ENGINE),cuda)
+BUILD_PATH := .build-cuda
+export LIBTORCH
+export LD_LIBRARY_PATH := $(MEDSEG_LD_LIBRARY_PATH)$(if $(LD_LIBRARY_PATH),:$(LD_LIBRARY_PATH))
+export MEDSEG_ENGINE_REASON
+else
+BUILD_PATH := .build
+endif
+SWIFT_BUILD_FLAGS := --build-path $(BUILD_PATH)
+MEDSEG := $(BUILD_PATH)/release/medseg
 
-setup:
+.PHONY: setup build demo test bench gpu-check clean
+
+# Make remakes the included .deps/libtorch.env first: the set-up runs before anything else.
+setup: .deps/libtorch.env
+
+.deps/libtorch.env: FORCE
 	@bash scripts/setup.sh
 
+FORCE:
+
 build: setup
-	$(SWIFT) build -c release --product medseg
+	$(SWIFT) build $(SWIFT_BUILD_FLAGS) -c release --product medseg
 
 DEMO := runs/demo
 
@@ -29,11 +48,14 @@ demo: build
 	@echo "  predictions      $(DEMO)/predictions  (masks, *_overlay.png, summary.json)"
 
 test: setup
-	$(SWIFT) build --build-tests
-	OMP_WAIT_POLICY=PASSIVE $(SWIFT) test --skip-build
+	$(SWIFT) build $(SWIFT_BUILD_FLAGS) --build-tests
+	OMP_WAIT_POLICY=PASSIVE $(SWIFT) test $(SWIFT_BUILD_FLAGS) --skip-build
 
 bench: build
 	bash bench/unet.sh
 
+gpu-check:
+	bash scripts/gpu-check.sh
+
 clean:
-	rm -rf .build
+	rm -rf .build .build-cuda

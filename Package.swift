@@ -31,6 +31,13 @@ if let root = libtorch {
         // Without --no-as-needed the CUDA backend is dropped at link time and CUDA looks absent.
         cxxFlags += ["-DMT_WITH_CUDA=1"]
         linkFlags += ["-Xlinker", "--no-as-needed", "\(root)/lib/libtorch_cuda.so", "\(root)/lib/libc10_cuda.so", "-Xlinker", "--as-needed"]
+        // A pip wheel's CUDA runtime (cudart, cuDNN, cuBLAS, NCCL, NVRTC...) lives in nvidia/*/lib
+        // beside torch/: on the rpath, so the binaries start without LD_LIBRARY_PATH.
+        let nvidia = URL(fileURLWithPath: root).deletingLastPathComponent().appendingPathComponent("nvidia").path
+        for package in ((try? FileManager.default.contentsOfDirectory(atPath: nvidia)) ?? []).sorted()
+        where FileManager.default.fileExists(atPath: "\(nvidia)/\(package)/lib") {
+            linkFlags += ["-Xlinker", "-rpath", "-Xlinker", "\(nvidia)/\(package)/lib"]
+        }
         // NCCL for CUDA tensors: its process group needs the CUDA, cuBLAS, cuSPARSE, cuSOLVER and
         // NCCL headers: CUDA_INCLUDE (folders separated by ':'), a pip wheel's nvidia/*/include
         // beside torch/, or /usr/local/cuda/include.

@@ -38,6 +38,56 @@ if ((${#missing_py[@]})); then
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "${missing_py[@]}"
 fi
 
+# The engine: Debian's CPU libtorch, or on a machine with an NVIDIA driver a CUDA libtorch from
+# PyPI's torch wheel (Linux x86_64's default wheel is the CUDA one; it pulls the nvidia-* runtime
+# wheels) installed into .deps/torch-cuda. MEDSEG_ENGINE=cpu|cuda overrides the detection.
+# The choice goes to .deps/libtorch.env, which the Makefile reads (LIBTORCH, build path, why).
+root="$(cd "$(dirname "$0")/.." && pwd)"
+deps="$root/.deps"
+engine="${MEDSEG_ENGINE:-}"
+reason="MEDSEG_ENGINE=$engine"
+if [ -z "$engine" ]; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    engine=cuda; reason="NVIDIA driver detected (nvidia-smi)"
+  elif [ -e /proc/driver/nvidia/version ]; then
+    engine=cuda; reason="NVIDIA driver detected (/proc/driver/nvidia/version)"
+  else
+    engine=cpu; reason="no NVIDIA driver"
+  fi
+fi
+case "$engine" in
+  cpu)
+    env_text="$(printf 'MEDSEG_ENGINE := cpu\nMEDSEG_ENGINE_REASON := %s' "$reason")"
+    ;;
+  cuda)
+    torch_version="${MEDSEG_TORCH_VERSION:-2.5.1}"
+    target="$deps/torch-cuda"
+    if [ ! -f "$target/torch/lib/libtorch_cuda.so" ]; then
+      echo "setup: $reason: installing the CUDA libtorch (PyPI torch==$torch_version, ~3 GB) into $target"
+      mkdir -p "$target"
+      python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+        --target "$target" "torch==$torch_version" \
+        || { echo "setup: error: pip could not install torch==$torch_version into $target" >&2; exit 1; }
+    fi
+    if [ ! -f "$target/torch/lib/libtorch_cuda.so" ]; then
+      echo "setup: error: $target/torch has no lib/libtorch_cuda.so (not a CUDA wheel?)" >&2; exit 1
+    fi
+    # The runtime libraries of the nvidia-* wheels (Package.swift adds them to the rpath too).
+    libs="$target/torch/lib"
+    for d in "$target"/nvidia/*/lib; do [ -d "$d" ] && libs="$libs:$d"; done
+    env_text="$(printf 'MEDSEG_ENGINE := cuda\nMEDSEG_ENGINE_REASON := %s\nLIBTORCH := %s\nMEDSEG_LD_LIBRARY_PATH := %s' \
+      "$reason" "$target/torch" "$libs")"
+    ;;
+  *)
+    echo "setup: error: MEDSEG_ENGINE must be cpu or cuda, not '$engine'" >&2; exit 1 ;;
+esac
+# Rewritten only when it changes: the Makefile includes it and restarts when it is remade.
+mkdir -p "$deps"
+if [ "$(cat "$deps/libtorch.env" 2>/dev/null)" != "$env_text" ]; then
+  printf '%s\n' "$env_text" > "$deps/libtorch.env"
+  echo "setup: engine $engine ($reason)"
+fi
+
 if ! command -v swift >/dev/null 2>&1; then
   echo "setup: error: the Swift toolchain (swift) is not on PATH" >&2
   exit 1

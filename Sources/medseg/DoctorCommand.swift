@@ -17,6 +17,7 @@ struct DoctorCommand: ParsableCommand {
         var rows: [(String, String)] = [
             ("MedSeg", MedSegVersion.string),
             ("libtorch", Torch.version),
+            ("engine", engineDescription()),
             ("intra-op threads", "\(Torch.threads) (\(cores) cores)"),
             ("OpenMP waiting", ProcessInfo.processInfo.environment["OMP_WAIT_POLICY"].map { "OMP_WAIT_POLICY=\($0)" } ?? "default (spinning)"),
             ("BLAS", describeBLAS(Torch.blasLibrary)),
@@ -35,6 +36,29 @@ struct DoctorCommand: ParsableCommand {
         for (key, value) in rows {
             print(key.padding(toLength: width + 2, withPad: " ", startingAt: 0) + value)
         }
+    }
+
+    /// CPU or CUDA libtorch, where it was loaded from, and why the set-up chose it.
+    private func engineDescription() -> String {
+        // /proc files report size 0: read them to the end rather than by their size.
+        let maps = FileHandle(forReadingAtPath: "/proc/self/maps").map { String(decoding: $0.readDataToEndOfFile(), as: UTF8.self) } ?? ""
+        let libs = Set(maps.split(separator: "\n").compactMap { line -> String? in
+            guard let slash = line.firstIndex(of: "/") else { return nil }
+            return String(line[slash...])
+        })
+        let cpuLib = libs.first { $0.hasSuffix("/libtorch_cpu.so") || $0.contains("/libtorch_cpu.so.") }
+        let cuda = libs.contains { $0.hasSuffix("/libtorch_cuda.so") }
+        let folder = cpuLib.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path } ?? "unknown path"
+        let env = ProcessInfo.processInfo.environment
+        let why: String
+        if let forced = env["MEDSEG_ENGINE"], !forced.isEmpty {
+            why = "MEDSEG_ENGINE=\(forced) (environment override)"
+        } else if FileManager.default.fileExists(atPath: "/proc/driver/nvidia/version") {
+            why = "NVIDIA driver detected (/proc/driver/nvidia/version)"
+        } else {
+            why = "no NVIDIA driver"
+        }
+        return "\(cuda ? "CUDA" : "CPU") libtorch \(Torch.version) in \(folder); \(why)"
     }
 
     private func describeBLAS(_ path: String) -> String {
