@@ -12,10 +12,15 @@
 #include <string>
 
 #ifdef MT_WITH_CUDA
+#include <ATen/Parallel.h>
 #include <c10/core/DeviceGuard.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <dlfcn.h>
 #include <map>
+#if __has_include(<c10/cuda/CUDAStream.h>) && __has_include(<cuda_runtime_api.h>) && __has_include(<crt/host_defines.h>)
+#include <c10/cuda/CUDAStream.h>
+#define MT_HAVE_CUDA_STREAM_HEADER 1
+#endif
 #include <vector>
 
 namespace {
@@ -85,7 +90,7 @@ void *open_nvrtc() {
         if (void *h = dlopen(name, RTLD_NOW | RTLD_LOCAL)) return h;
     // A pip wheel keeps it in nvidia/cuda_nvrtc/lib beside torch/ (libtorch is in torch/lib).
     Dl_info info;
-    if (dladdr(reinterpret_cast<void *>(&at::empty_like), &info) && info.dli_fname) {
+    if (dladdr(reinterpret_cast<void *>(&at::get_num_threads), &info) && info.dli_fname) {  // in libtorch_cpu
         std::string lib = info.dli_fname;
         lib = lib.substr(0, lib.find_last_of('/'));                       // .../torch/lib
         const std::string site = lib + "/../../nvidia/cuda_nvrtc/lib/";
@@ -181,10 +186,21 @@ Loaded &loaded(int device) {
     return l;
 }
 
-// libtorch's current stream for the device as a CUstream: c10::Stream::native_handle where the
-// headers have it (2.2 and later), else null, the legacy default stream libtorch also uses then.
+// libtorch's current stream for the device as a CUstream: from c10::cuda when the CUDA runtime's
+// header is on the include path (a wheel's nvidia/cuda_runtime/include, see Package.swift), else
+// c10::Stream::native_handle where the headers have it, else null (the legacy default stream,
+// libtorch's current stream unless a program switches streams).
 template <typename S> auto native_stream(const S &s, int) -> decltype(s.native_handle()) { return s.native_handle(); }
 template <typename S> void *native_stream(const S &, long) { return nullptr; }
+
+void *current_stream(const at::Device &device) {
+#ifdef MT_HAVE_CUDA_STREAM_HEADER
+    return reinterpret_cast<void *>(c10::cuda::getCurrentCUDAStream(device.index()).stream());
+#else
+    const c10::Stream stream = c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->getStream(device);
+    return native_stream(stream, 0);
+#endif
+}
 
 } // namespace
 
@@ -210,8 +226,7 @@ at::Tensor cuda_scan_forward(const at::Tensor &u, const at::Tensor &dt, const at
     Api &a = api();
     if (a.cuCtxSetCurrent(l.context) != 0) return at::Tensor();
     at::Tensor out = at::empty(u.sizes(), u.options());
-    const c10::Stream stream = c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->getStream(u.device());
-    void *cu_stream = native_stream(stream, 0);
+    void *cu_stream = current_stream(u.device());
     const float *pu = u.data_ptr<float>(), *pdt = dt.data_ptr<float>(), *pA = A.data_ptr<float>();
     const float *pB = Bt.data_ptr<float>(), *pC = Ct.data_ptr<float>();
     const float *pD = D.defined() ? D.data_ptr<float>() : nullptr;
