@@ -10,18 +10,23 @@ struct PlanCommand: ParsableCommand {
         abstract: "Fingerprint a data set and plan spacing, patch, batch and network per configuration (plans.json).")
 
     @Argument(help: "Data set folder (dataset.json, imagesTr, labelsTr).") var folder: String
-    @Option(help: "Memory budget for one training step, in GB.") var gpuMemory: Double = 8
+    @Option(help: "GPU memory target in GB (nnU-Net's gpu_memory_target_in_gb); default: the planner's own (8, ResEnc L 24, XL 40).") var gpuMemory: Double?
+    @Option(name: .customLong("planner"), help: "nnU-Net planner: ExperimentPlanner (default, plans nnUNetPlans), nnUNetPlannerResEncM, nnUNetPlannerResEncL, nnUNetPlannerResEncXL.")
+    var plannerName = "ExperimentPlanner"
     @Option(help: "Configurations to plan: 2d, 3d_fullres, 3d_lowres (with its cascade, only where the full-resolution patch covers under a quarter of the median image).") var configs = "2d,3d_fullres,3d_lowres"
     @Option(help: "Threads reading cases.") var workers = 2
 
     func run() throws {
+        guard let preset = PlannerPreset.named(plannerName) else {
+            throw ValidationError("unknown planner '\(plannerName)' (one of \(PlannerPreset.all.map(\.name).joined(separator: ", ")))")
+        }
         let root = URL(fileURLWithPath: folder)
         let dataset = try RawDataset(root)
         let fingerprint = try DatasetFingerprint.compute(dataset: dataset, workers: workers)
         try fingerprint.write(to: root)
         let d = dataset.description
         let dims = fingerprint.medianSpacing.count
-        let planner = ExperimentPlanner(memoryGB: gpuMemory)
+        let planner = ExperimentPlanner(memoryGB: gpuMemory, preset: preset)
         var configurations: [String: PlannedConfiguration] = [:]
         func fullres() throws -> PlannedConfiguration {
             try planner.plan(fingerprint, dims: 3, inChannels: d.channelCount, classes: d.labelValues.count, channelNames: d.orderedChannelNames)
@@ -49,13 +54,15 @@ struct PlanCommand: ParsableCommand {
             default: throw ValidationError("unknown configuration '\(name)' (planned here: 2d, 3d_fullres, 3d_lowres)")
             }
         }
-        let plans = ExperimentPlans(dataset_name: d.name ?? root.lastPathComponent, configurations: configurations)
+        let plans = ExperimentPlans(dataset_name: d.name ?? root.lastPathComponent, plans_name: preset.plansName,
+                                    configurations: configurations)
         let url = root.appendingPathComponent(ExperimentPlans.fileName)
         try plans.write(to: url)
         for (name, c) in configurations.sorted(by: { $0.key < $1.key }) {
             print("\(name): spacing [\(c.spacing.map { String(format: "%.3g", $0) }.joined(separator: ", "))], patch \(c.patch_size), batch \(c.batch_size), "
                   + "\(c.features_per_stage.count) stages, strides \(c.strides)")
         }
+        print("\(preset.name) (\(preset.plansName)), GPU memory target \(planner.memoryGB) GB")
         print("wrote \(url.path) and \(DatasetFingerprint.fileName)")
     }
 }

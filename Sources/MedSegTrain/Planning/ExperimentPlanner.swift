@@ -19,16 +19,26 @@ public struct PlannedConfiguration: Codable, Equatable, Sendable {
     /// ("3d_cascade_fullres"), which names its previous stage ("3d_lowres").
     public var next_stage: String?
     public var previous_stage: String?
+    /// nnU-Net's architecture class ("dynamic_network_architectures.architectures.unet.PlainConvUNet" or
+    /// "...residual_unet.ResidualEncoderUNet"); absent in older plans: PlainConvUNet.
+    public var network_class_name: String?
+    /// Encoder blocks (residual) or convolutions (plain) per stage and convolutions per decoder stage;
+    /// absent: nnU-Net's plain U-Net, 2 and 2.
+    public var n_blocks_per_stage: [Int]?
+    public var n_conv_per_stage_decoder: [Int]?
 }
 
 public struct ExperimentPlans: Codable, Equatable, Sendable {
     public var dataset_name: String
+    /// nnU-Net's plans identifier ("nnUNetPlans", "nnUNetResEncUNetMPlans", ...); absent in older plans.
+    public var plans_name: String?
     public var configurations: [String: PlannedConfiguration]
 
     public static let fileName = "plans.json"
 
-    public init(dataset_name: String, configurations: [String: PlannedConfiguration]) {
+    public init(dataset_name: String, plans_name: String? = nil, configurations: [String: PlannedConfiguration]) {
         self.dataset_name = dataset_name
+        self.plans_name = plans_name
         self.configurations = configurations
     }
 
@@ -45,49 +55,279 @@ public struct ExperimentPlans: Codable, Equatable, Sendable {
     }
 }
 
-/// nnU-Net's experiment planning rules, from a data set fingerprint:
+/// nnU-Net v2's planners (ExperimentPlanner and the residual encoder presets nnUNetPlannerResEncM/L/XL)
+/// and their constants.
+public struct PlannerPreset: Equatable, Sendable {
+    public enum Network: String, Sendable { case plainConvUNet, residualEncoderUNet }
+    /// nnU-Net's class name of the planner, as `--planner` takes it.
+    public var name: String
+    public var plansName: String
+    public var network: Network
+    /// Feature map sizes (`compute_conv_feature_map_size`) that fit `referenceGB` of GPU memory at the
+    /// reference batch sizes (2 in 3D, 12 in 2D).
+    public var referenceValue3D: Double
+    public var referenceValue2D: Double
+    public var referenceGB: Double
+    public var defaultGPUMemoryGB: Double
+    /// The largest part of the data set one batch may cover.
+    public var maxDatasetCovered: Double
+    public var blocksPerStageEncoder: [Int]
+    public var blocksPerStageDecoder: [Int]
+
+    public static let referenceBatch3D = 2
+    public static let referenceBatch2D = 12
+    public static let baseFeatures = 32
+    public static let featureMapMinEdgeLength = 4
+    public static let minBatchSize = 2
+    public static let maxFeatures3D = 320
+    public static let maxFeatures2D = 512
+
+    public static let `default` = PlannerPreset(
+        name: "ExperimentPlanner", plansName: "nnUNetPlans", network: .plainConvUNet, referenceValue3D: 560_000_000,
+        referenceValue2D: 85_000_000, referenceGB: 8, defaultGPUMemoryGB: 8, maxDatasetCovered: 0.05,
+        blocksPerStageEncoder: Array(repeating: 2, count: 14), blocksPerStageDecoder: Array(repeating: 2, count: 13))
+    private static let resEncBlocks = [1, 3, 4] + Array(repeating: 6, count: 10)
+    public static let resEncM = PlannerPreset(
+        name: "nnUNetPlannerResEncM", plansName: "nnUNetResEncUNetMPlans", network: .residualEncoderUNet, referenceValue3D: 680_000_000,
+        referenceValue2D: 135_000_000, referenceGB: 8, defaultGPUMemoryGB: 8, maxDatasetCovered: 1,
+        blocksPerStageEncoder: resEncBlocks, blocksPerStageDecoder: Array(repeating: 1, count: 12))
+    public static let resEncL = PlannerPreset(
+        name: "nnUNetPlannerResEncL", plansName: "nnUNetResEncUNetLPlans", network: .residualEncoderUNet, referenceValue3D: 2_100_000_000,
+        referenceValue2D: 380_000_000, referenceGB: 24, defaultGPUMemoryGB: 24, maxDatasetCovered: 1,
+        blocksPerStageEncoder: resEncBlocks, blocksPerStageDecoder: Array(repeating: 1, count: 12))
+    public static let resEncXL = PlannerPreset(
+        name: "nnUNetPlannerResEncXL", plansName: "nnUNetResEncUNetXLPlans", network: .residualEncoderUNet, referenceValue3D: 3_600_000_000,
+        referenceValue2D: 560_000_000, referenceGB: 40, defaultGPUMemoryGB: 40, maxDatasetCovered: 1,
+        blocksPerStageEncoder: resEncBlocks, blocksPerStageDecoder: Array(repeating: 1, count: 12))
+    public static let all = [PlannerPreset.default, resEncM, resEncL, resEncXL]
+
+    public static func named(_ name: String) -> PlannerPreset? {
+        all.first { $0.name == name || (name == "nnUNetPlanner" && $0 == .default) }
+    }
+
+    public var networkClassName: String {
+        switch network {
+        case .plainConvUNet: return "dynamic_network_architectures.architectures.unet.PlainConvUNet"
+        case .residualEncoderUNet: return "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet"
+        }
+    }
+}
+
+/// nnU-Net's estimate of a network's training memory: the number of values all convolutions (and
+/// transposed convolutions, and the final 1x1 of the decoder) output for one patch
+/// (`compute_conv_feature_map_size` of dynamic_network_architectures, without deep supervision, as
+/// the planner builds the network).
+public enum FeatureMapSize {
+    private static func product(_ s: [Int]) -> Int64 { s.reduce(Int64(1)) { $0 * Int64($1) } }
+
+    /// Sizes of the encoder stages' outputs.
+    private static func stageSizes(_ patch: [Int], strides: [[Int]]) -> [[Int]] {
+        var size = patch
+        return strides.map { stride in
+            size = zip(size, stride).map { $0 / $1 }
+            return size
+        }
+    }
+
+    private static func decoder(_ sizes: [[Int]], features: [Int], convs: [Int], classes: Int) -> Int64 {
+        let n = features.count
+        var total: Int64 = 0
+        for s in 0..<(n - 1) {
+            let skip = sizes[n - 2 - s], f = Int64(features[n - 2 - s]), v = product(skip)
+            total += Int64(convs[s]) * f * v   // the stage's convolutions
+            total += f * v                     // the transposed convolution
+            if s == n - 2 { total += Int64(classes) * v }  // segmentation output
+        }
+        return total
+    }
+
+    public static func plainConvUNet(patch: [Int], features: [Int], strides: [[Int]], convsEncoder: [Int], convsDecoder: [Int],
+                                     classes: Int) -> Int64 {
+        let sizes = stageSizes(patch, strides: strides)
+        var total: Int64 = 0
+        for s in features.indices { total += Int64(convsEncoder[s]) * Int64(features[s]) * product(sizes[s]) }
+        return total + decoder(sizes, features: features, convs: convsDecoder, classes: classes)
+    }
+
+    /// The stem (one conv to features[0]), then BasicBlockD residual blocks (two convolutions, plus the
+    /// skip's 1x1 convolution where the block changes size or channels).
+    public static func residualEncoderUNet(patch: [Int], features: [Int], strides: [[Int]], blocksEncoder: [Int], convsDecoder: [Int],
+                                           classes: Int) -> Int64 {
+        let sizes = stageSizes(patch, strides: strides)
+        var total = Int64(features[0]) * product(patch)
+        var input = patch
+        for s in features.indices {
+            let f = Int64(features[s]), v = product(sizes[s])
+            let inChannels = s == 0 ? features[0] : features[s - 1]
+            total += 2 * f * v
+            if inChannels != features[s] || input != sizes[s] { total += f * v }
+            total += Int64(blocksEncoder[s] - 1) * 2 * f * v
+            input = sizes[s]
+        }
+        return total + decoder(sizes, features: features, convs: convsDecoder, classes: classes)
+    }
+}
+
+/// nnU-Net v2's experiment planning (`ExperimentPlanner.plan_experiment` and
+/// `get_plans_for_configuration`), from a data set fingerprint:
 /// - target spacing: the median spacing; when one axis is more than 3x coarser than the others and
 ///   also has under a third of their voxels, that axis takes the 10th percentile of its spacings;
-/// - patch: the median shape's aspect at about 256^3 (3D) / 2048^2 (2D) voxels, capped by the median
-///   shape, then shrunk along the axis largest relative to the median shape until the estimated
-///   activation memory of a batch of 2 fits `memoryGB`;
-/// - topology from `PlainConvUNet.Config.fromPlan` (pooling per axis until ~4 voxels, kernel 1
-///   along far coarser axes, features 32 * 2^i capped 320/512);
-/// - batch: as many as fit the memory estimate, at least 2, at most 5% of the data set's voxels.
-/// The memory estimate (activations of every stage, forward and backward, float32) is MedSeg's own
-/// approximation, not nnU-Net's measured VRAM table.
+/// - median shape: the median of the cases' shapes resampled to the target spacing (rounded per case);
+/// - patch: the spacing's aspect at 256^3 (3D) / 2048^2 (2D) voxels, clipped to the median shape,
+///   padded to the pooling's divisor (`get_pool_and_conv_props`: pooling per axis until 4 voxels,
+///   kernel 1 along far coarser axes); while the network's feature map size (`FeatureMapSize`) at batch
+///   2 exceeds the preset's reference scaled to `gpuMemoryGB`, the axis largest relative to the median
+///   shape shrinks by one divisor step;
+/// - batch: reference / estimate times the reference batch, at most the preset's share of the data
+///   set (5%: median image voxels x cases), at least 2;
+/// - features 32 * 2^i capped 320 (3D) / 512 (2D).
+/// The axes are used in array order; nnU-Net first moves the coarsest axis to the front, which
+/// MedSeg's volumes ((z,) y, x) already have in the usual case.
 public struct ExperimentPlanner {
-    public var memoryGB: Double = 8
+    /// nnU-Net's `gpu_memory_target_in_gb`.
+    public var memoryGB: Double
+    public var preset: PlannerPreset
 
-    public init(memoryGB: Double = 8) { self.memoryGB = memoryGB }
+    public init(memoryGB: Double? = nil, preset: PlannerPreset = .default) {
+        self.preset = preset
+        self.memoryGB = memoryGB ?? preset.defaultGPUMemoryGB
+    }
+
+    private static func median(_ values: [Double]) -> Double {
+        let v = values.sorted()
+        return v.count % 2 == 1 ? v[v.count / 2] : (v[v.count / 2 - 1] + v[v.count / 2]) / 2
+    }
+
+    /// numpy's default (linear) percentile.
+    private static func percentile(_ values: [Double], _ q: Double) -> Double {
+        let v = values.sorted()
+        let position = q / 100 * Double(v.count - 1)
+        let lo = Int(position), hi = min(lo + 1, v.count - 1)
+        return v[lo] + (v[hi] - v[lo]) * (position - Double(lo))
+    }
 
     public func targetSpacing(_ fp: DatasetFingerprint) -> [Double] {
-        var target = fp.medianSpacing
-        guard target.count == 3, let worst = target.indices.max(by: { target[$0] < target[$1] }) else { return target }
+        let axes = fp.spacings.first?.indices ?? fp.medianSpacing.indices
+        guard !fp.spacings.isEmpty else { return fp.medianSpacing }
+        var target = axes.map { a in Self.median(fp.spacings.map { $0[a] }) }
+        let size = axes.map { a in Self.median(fp.shapesAfterCrop.map { Double($0[a]) }) }
+        guard target.count == 3 else { return target }
+        var worst = 0
+        for a in target.indices where target[a] > target[worst] { worst = a }
         let others = target.indices.filter { $0 != worst }
-        let anisotropicSpacing = target[worst] > 3 * others.map { target[$0] }.max()!
-        let anisotropicVoxels = fp.medianShape[worst] * 3 < others.map { fp.medianShape[$0] }.min()!
+        let maxOther = others.map { target[$0] }.max()!
+        let anisotropicSpacing = target[worst] > 3 * maxOther
+        let anisotropicVoxels = size[worst] * 3 < others.map { size[$0] }.min()!
         if anisotropicSpacing && anisotropicVoxels {
-            let values = fp.spacings.map { $0[worst] }.sorted()
-            let position = 0.1 * Double(values.count - 1)
-            let lo = Int(position), hi = min(lo + 1, values.count - 1)
-            let p10 = values[lo] + (values[hi] - values[lo]) * (position - Double(lo))
-            target[worst] = max(p10, others.map { target[$0] }.max()! + 1e-5)
+            var p10 = Self.percentile(fp.spacings.map { $0[worst] }, 10)
+            if p10 < maxOther { p10 = max(maxOther, p10) + 1e-5 }
+            target[worst] = p10
         }
         return target
     }
 
-    /// Bytes of activations for one training step (forward + backward) of `batch` patches.
-    func memoryEstimate(_ c: PlainConvUNet.Config, patch: [Int], batch: Int) -> Double {
-        var size = patch.map(Double.init)
-        var total = 0.0
-        for (stage, stride) in c.strides.enumerated() {
-            size = zip(size, stride).map { $0 / Double($1) }
-            let voxels = size.reduce(1, *)
-            // Encoder and decoder convolutions, each keeping conv, norm and activation outputs.
-            total += Double(c.featuresPerStage[stage]) * voxels * Double(c.nConvPerStage + c.nConvPerStageDecoder) * 3
+    /// The median of the cases' shapes resampled to `spacing` (nnU-Net's `compute_new_shape`, rounded per case).
+    public func medianShape(_ fp: DatasetFingerprint, at spacing: [Double]) -> [Double] {
+        let shapes = zip(fp.shapesAfterCrop, fp.spacings).map { shape, old in
+            spacing.indices.map { a in (old[a] / spacing[a] * Double(shape[a])).rounded(.toNearestOrEven) }
         }
-        return total * Double(batch) * 4 * 2
+        return spacing.indices.map { a in Self.median(shapes.map { $0[a] }) }
+    }
+
+    /// nnU-Net's `get_pool_and_conv_props` (without a limit on the poolings): strides and kernels per
+    /// stage, the patch padded to the divisor, and the divisor per axis.
+    public static func poolAndConvProps(spacing: [Double], patch: [Double], minEdge: Int = PlannerPreset.featureMapMinEdgeLength)
+        -> (strides: [[Int]], kernels: [[Int]], patch: [Double], divisor: [Int]) {
+        let dims = spacing.count
+        var currentSpacing = spacing, size = patch
+        var strides: [[Int]] = [Array(repeating: 1, count: dims)], kernels: [[Int]] = []
+        var pools = Array(repeating: 0, count: dims), kernel = Array(repeating: 1, count: dims)
+        let m = Double(minEdge)
+        while true {
+            var valid = (0..<dims).filter { size[$0] >= 2 * m }
+            guard !valid.isEmpty else { break }
+            let minValid = valid.map { currentSpacing[$0] }.min()!
+            valid = valid.filter { currentSpacing[$0] / minValid < 2 }
+            if valid.count == 1 && size[valid[0]] < 3 * m { break }
+            guard !valid.isEmpty else { break }
+            let minSpacing = currentSpacing.min()!
+            for d in 0..<dims where kernel[d] != 3 && currentSpacing[d] / minSpacing < 2 { kernel[d] = 3 }
+            var stride = Array(repeating: 1, count: dims)
+            for v in valid {
+                stride[v] = 2
+                pools[v] += 1
+                currentSpacing[v] *= 2
+                size[v] = (size[v] / 2).rounded(.up)
+            }
+            strides.append(stride)
+            kernels.append(kernel)
+        }
+        kernels.append(Array(repeating: 3, count: dims))
+        let divisor = pools.map { 1 << $0 }
+        let padded = zip(patch, divisor).map { p, d -> Double in
+            let r = p.truncatingRemainder(dividingBy: Double(d))
+            return r == 0 ? p : p + Double(d) - r
+        }
+        return (strides, kernels, padded, divisor)
+    }
+
+    func estimate(patch: [Int], strides: [[Int]], features: [Int], classes: Int) -> Int64 {
+        let n = features.count
+        switch preset.network {
+        case .plainConvUNet:
+            return FeatureMapSize.plainConvUNet(patch: patch, features: features, strides: strides,
+                                                convsEncoder: Array(preset.blocksPerStageEncoder.prefix(n)),
+                                                convsDecoder: Array(preset.blocksPerStageDecoder.prefix(n - 1)), classes: classes)
+        case .residualEncoderUNet:
+            return FeatureMapSize.residualEncoderUNet(patch: patch, features: features, strides: strides,
+                                                      blocksEncoder: Array(preset.blocksPerStageEncoder.prefix(n)),
+                                                      convsDecoder: Array(preset.blocksPerStageDecoder.prefix(n - 1)), classes: classes)
+        }
+    }
+
+    /// nnU-Net's `get_plans_for_configuration` at `spacing` for a median shape `median` (both of the
+    /// configuration's dimensions) and `datasetVoxels` (median image voxels x cases).
+    public func configuration(spacing: [Double], median: [Double], datasetVoxels: Double, classes: Int,
+                              channelNames: [String]) -> PlannedConfiguration {
+        let dims = spacing.count
+        let maxFeatures = dims == 2 ? PlannerPreset.maxFeatures2D : PlannerPreset.maxFeatures3D
+        func features(_ n: Int) -> [Int] { (0..<n).map { min(maxFeatures, PlannerPreset.baseFeatures << min($0, 20)) } }
+        let inverse = spacing.map { 1 / $0 }
+        let budget: Double = dims == 3 ? 256 * 256 * 256 : 2048 * 2048
+        let scale = Foundation.pow(budget / inverse.reduce(1, *), 1 / Double(dims))
+        let initial = zip(inverse, median).map { inv, m in min((inv * scale).rounded(.toNearestOrEven), m) }
+        var props = Self.poolAndConvProps(spacing: spacing, patch: initial)
+        var patch = props.patch
+        func intPatch() -> [Int] { patch.map { Int($0) } }
+        var estimate = self.estimate(patch: intPatch(), strides: props.strides, features: features(props.strides.count), classes: classes)
+        let reference = (dims == 2 ? preset.referenceValue2D : preset.referenceValue3D) * (memoryGB / preset.referenceGB)
+        let referenceBatch = Double(dims == 2 ? PlannerPreset.referenceBatch2D : PlannerPreset.referenceBatch3D)
+        func tooLarge(_ e: Int64) -> Bool {
+            // The plain planner asks for a batch of 2 at the reference; the residual ones compare directly.
+            preset.network == .plainConvUNet ? Double(e) / referenceBatch * 2 > reference : Double(e) > reference
+        }
+        while tooLarge(estimate) {
+            var axis = 0
+            for a in patch.indices where patch[a] / median[a] >= patch[axis] / median[axis] { axis = a }
+            var trial = patch
+            trial[axis] -= Double(props.divisor[axis])
+            let divisor = Self.poolAndConvProps(spacing: spacing, patch: trial).divisor
+            patch[axis] -= Double(divisor[axis])
+            props = Self.poolAndConvProps(spacing: spacing, patch: patch)
+            patch = props.patch
+            estimate = self.estimate(patch: intPatch(), strides: props.strides, features: features(props.strides.count), classes: classes)
+        }
+        var batch = Int((reference / Double(estimate) * referenceBatch).rounded(.toNearestOrEven))
+        let cap = Int((datasetVoxels * preset.maxDatasetCovered / patch.reduce(1, *)).rounded(.toNearestOrEven))
+        batch = max(min(batch, cap), PlannerPreset.minBatchSize)
+        let n = props.strides.count
+        let schemes = channelNames.map { $0.uppercased() == "CT" ? "CTNormalization" : "ZScoreNormalization" }
+        return PlannedConfiguration(spacing: spacing, patch_size: intPatch(), batch_size: batch, median_image_size_in_voxels: median,
+                                    features_per_stage: features(n), kernel_sizes: props.kernels, strides: props.strides,
+                                    normalization_schemes: schemes, next_stage: nil, previous_stage: nil,
+                                    network_class_name: preset.networkClassName,
+                                    n_blocks_per_stage: Array(preset.blocksPerStageEncoder.prefix(n)),
+                                    n_conv_per_stage_decoder: Array(preset.blocksPerStageDecoder.prefix(n - 1)))
     }
 
     /// nnU-Net's 3d_lowres, for data whose median image the full-resolution patch covers less
@@ -99,74 +339,38 @@ public struct ExperimentPlanner {
         let threshold = 0.25
         let median = fullres.median_image_size_in_voxels
         let fullVoxels = median.reduce(1, *)
-        guard fullres.spacing.count == 3, Double(fullres.patch_size.reduce(1, *)) / fullVoxels < threshold else { return nil }
+        guard fullres.spacing.count == 3 else { return nil }
         var spacing = fullres.spacing
-        var plan = fullres
+        var plan: PlannedConfiguration?
         var voxels = fullVoxels
-        for _ in 0..<10_000 {
+        var patchVoxels = Double(fullres.patch_size.reduce(1, *))
+        var steps = 0
+        while patchVoxels / voxels < threshold, steps < 10_000 {
+            steps += 1
             let coarsest = spacing.max()!
             let fine = spacing.map { coarsest / $0 > 2 }
             spacing = spacing.indices.map { fine.contains(true) && !fine[$0] ? spacing[$0] : spacing[$0] * 1.03 }
-            voxels = spacing.indices.map { fullres.spacing[$0] / spacing[$0] * median[$0] }.reduce(1, *)
-            plan = try self.plan(fp, dims: 3, inChannels: inChannels, classes: classes, channelNames: channelNames, spacing: spacing)
-            if Double(plan.patch_size.reduce(1, *)) / voxels >= threshold { break }
+            let shape = spacing.indices.map { fullres.spacing[$0] / spacing[$0] * median[$0] }
+            voxels = shape.reduce(1, *)
+            let p = configuration(spacing: spacing, median: shape.map { $0.rounded(.toNearestOrEven) },
+                                  datasetVoxels: voxels * Double(fp.spacings.count), classes: classes, channelNames: channelNames)
+            patchVoxels = Double(p.patch_size.reduce(1, *))
+            plan = p
         }
-        guard fullVoxels / voxels >= 2 else { return nil }
-        plan.next_stage = "3d_cascade_fullres"
-        return plan
+        guard var low = plan, fullVoxels / voxels >= 2 else { return nil }
+        low.next_stage = "3d_cascade_fullres"
+        return low
     }
 
     /// A configuration of `dims` dimensions at the target spacing (or `spacing`, array order).
     public func plan(_ fp: DatasetFingerprint, dims: Int, inChannels: Int, classes: Int, channelNames: [String],
                      spacing override: [Double]? = nil) throws -> PlannedConfiguration {
         let fullSpacing = override ?? targetSpacing(fp)
-        let spacing = dims == 3 ? fullSpacing : Array(fullSpacing.suffix(2))
-        let medianAtTarget: [Double] = {
-            let shapes = fp.shapesAfterCrop.enumerated().map { i, shape in
-                zip(zip(shape, fp.spacings[i]), fullSpacing).map { Double($0.0) * $0.1 / $1 }
-            }
-            return (0..<fullSpacing.count).map { axis in
-                let v = shapes.map { $0[axis] }.sorted()
-                return v.count % 2 == 1 ? v[v.count / 2] : (v[v.count / 2 - 1] + v[v.count / 2]) / 2
-            }
-        }()
-        let median = dims == 3 ? medianAtTarget : Array(medianAtTarget.suffix(2))
-        // Start from the median shape's aspect ratio at a fixed voxel budget.
-        let inverse = spacing.map { 1 / $0 }
-        let budgetVoxels: Double = dims == 3 ? 256 * 256 * 256 : 2048 * 2048
-        let product: Double = inverse.reduce(1, *)
-        let scale: Double = Foundation.pow(budgetVoxels / product, 1 / Double(dims))
-        var patch: [Int] = []
-        for (inv, m) in zip(inverse, median) {
-            // Python's round / np.round: halves to even.
-            let wanted: Double = (inv * scale).rounded(.toNearestOrEven)
-            patch.append(max(8, Int(min(wanted, m.rounded(.toNearestOrEven)))))
-        }
-        var config = try PlainConvUNet.Config.fromPlan(patchSize: patch, spacing: spacing, dims: dims, inChannels: inChannels, classes: classes)
-        func align() {
-            for axis in patch.indices {
-                let d = config.divisor[axis]
-                patch[axis] = max(d, (patch[axis] + d - 1) / d * d)
-            }
-        }
-        align()
-        config = try PlainConvUNet.Config.fromPlan(patchSize: patch, spacing: spacing, dims: dims, inChannels: inChannels, classes: classes)
-        let budget = memoryGB * 1_073_741_824
-        while memoryEstimate(config, patch: patch, batch: 2) > budget {
-            let axis = patch.indices.max { Double(patch[$0]) / median[$0] < Double(patch[$1]) / median[$1] }!
-            let step = config.divisor[axis]
-            guard patch[axis] - step >= step else { break }
-            patch[axis] -= step
-            config = try PlainConvUNet.Config.fromPlan(patchSize: patch, spacing: spacing, dims: dims, inChannels: inChannels, classes: classes)
-            align()
-        }
-        let fits = Int(budget / memoryEstimate(config, patch: patch, batch: 1))
-        let datasetVoxels = fp.shapesAfterCrop.map { Double($0.reduce(1, *)) }.reduce(0, +)
-        let capByData = Int(0.05 * datasetVoxels / Double(patch.reduce(1, *)))
-        let batch = max(2, min(fits, capByData))
-        let schemes = channelNames.map { $0.uppercased() == "CT" ? "CTNormalization" : "ZScoreNormalization" }
-        return PlannedConfiguration(spacing: spacing, patch_size: patch, batch_size: batch, median_image_size_in_voxels: median,
-                                    features_per_stage: config.featuresPerStage, kernel_sizes: config.kernelSizes,
-                                    strides: config.strides, normalization_schemes: schemes)
+        let median = medianShape(fp, at: fullSpacing)
+        let datasetVoxels = median.reduce(1, *) * Double(fp.spacings.count)
+        let k = fullSpacing.count - dims
+        guard k >= 0 else { throw ConfigError("cannot plan \(dims)D patches for \(fullSpacing.count)D images") }
+        return configuration(spacing: Array(fullSpacing.suffix(dims)), median: Array(median.suffix(dims)),
+                             datasetVoxels: datasetVoxels, classes: classes, channelNames: channelNames)
     }
 }
