@@ -27,9 +27,15 @@ public enum ModelFactory {
         public var featuresPerStage: [Int]
         public var kernelSizes: [[Int]]
         public var strides: [[Int]]
+        /// resencunet: residual blocks per encoder stage and convolutions per decoder stage (nil:
+        /// nnU-Net's 1, 3, 4, 6, 6, ... and 1).
+        public var blocksPerStage: [Int]?
+        public var convsPerDecoderStage: Int?
 
-        public init(featuresPerStage: [Int], kernelSizes: [[Int]], strides: [[Int]]) {
+        public init(featuresPerStage: [Int], kernelSizes: [[Int]], strides: [[Int]], blocksPerStage: [Int]? = nil,
+                    convsPerDecoderStage: Int? = nil) {
             self.featuresPerStage = featuresPerStage; self.kernelSizes = kernelSizes; self.strides = strides
+            self.blocksPerStage = blocksPerStage; self.convsPerDecoderStage = convsPerDecoderStage
         }
     }
 
@@ -43,6 +49,15 @@ public enum ModelFactory {
                                     deepSupervision: spec.deepSupervision)
     }
 
+    /// nnU-Net's residual encoder U-Net of a planned topology (or the regular one of `depth` stages).
+    static func residualConfig(_ spec: Spec) -> ResidualEncoderUNet.Config {
+        let plain = plainConfig(spec)
+        return ResidualEncoderUNet.Config(dims: plain.dims, inChannels: plain.inChannels, classes: plain.classes,
+                                          featuresPerStage: plain.featuresPerStage, kernelSizes: plain.kernelSizes, strides: plain.strides,
+                                          blocksPerStage: spec.topology?.blocksPerStage ?? ResidualEncoderUNet.Config.nnUNetBlocks(stages: plain.stages),
+                                          nConvPerStageDecoder: spec.topology?.convsPerDecoderStage ?? 1, deepSupervision: spec.deepSupervision)
+    }
+
     public static func make(_ spec: Spec) throws -> Module {
         switch spec.name {
         case "unet":
@@ -50,6 +65,8 @@ public enum ModelFactory {
                                   depth: spec.depth, dims: spec.dims))
         case "plainunet":
             return try PlainConvUNet(plainConfig(spec))
+        case "resencunet":
+            return try ResidualEncoderUNet(residualConfig(spec))
         case "unetpp":
             return try UNetPlusPlus(.init(dims: spec.dims, inChannels: spec.inChannels, classes: spec.outChannels,
                                           baseFeatures: spec.features, depth: spec.depth, deepSupervision: spec.deepSupervision))
@@ -77,7 +94,7 @@ public enum ModelFactory {
         switch spec.name {
         case "setr_mla": return Array(repeating: 16, count: spec.dims)
         case "ultralight_vmunet": return Array(repeating: UltraLightVMUNet.sizeDivisor, count: spec.dims)
-        case "plainunet" where spec.topology != nil: return plainConfig(spec).divisor
+        case "plainunet" where spec.topology != nil, "resencunet" where spec.topology != nil: return plainConfig(spec).divisor
         default: return Array(repeating: 1 << (spec.depth - 1), count: spec.dims)
         }
     }

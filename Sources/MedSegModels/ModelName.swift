@@ -1,14 +1,14 @@
 /// The networks MedSeg builds; the raw value is the name used on the command line, in configs
 /// and in checkpoints.
 public enum ModelName: String, Codable, CaseIterable, Sendable {
-    case unet, unetpp, plainunet, ultralight_vmunet, setr_mla
+    case unet, unetpp, plainunet, resencunet, ultralight_vmunet, setr_mla
 
     /// The published width of each network: what `--features` means when it is not given
-    /// (classic U-Net 64, nnU-Net 32, UltraLight VM-UNet's [8, 16, 24, 32, 48, 64], ViT-B/16 768).
+    /// (classic U-Net 64, nnU-Net's plain and residual-encoder U-Nets 32, UltraLight VM-UNet's [8, 16, 24, 32, 48, 64], ViT-B/16 768).
     public var defaultFeatures: Int {
         switch self {
         case .unet: return 64
-        case .unetpp, .plainunet: return 32
+        case .unetpp, .plainunet, .resencunet: return 32
         case .ultralight_vmunet: return 8
         case .setr_mla: return 768
         }
@@ -18,7 +18,7 @@ public enum ModelName: String, Codable, CaseIterable, Sendable {
     public var defaultDepth: Int {
         switch self {
         case .unet, .unetpp: return 5
-        case .plainunet: return 5
+        case .plainunet, .resencunet: return 5
         case .ultralight_vmunet: return 6
         case .setr_mla: return 12
         }

@@ -27,3 +27,17 @@ final class ResidualEncoderUNetTests: XCTestCase {
 
     func testMatches3DDynamicNetworkArchitectures() throws { try checkParity("resencunet_3d.json") }
 }
+
+final class ResidualEncoderUNetFactoryTests: XCTestCase {
+    func testFactoryBuildsThePlannedTopology() throws {
+        let topology = ModelFactory.Topology(featuresPerStage: [4, 8, 16], kernelSizes: [[1, 3, 3], [3, 3, 3], [3, 3, 3]],
+                                             strides: [[1, 1, 1], [1, 2, 2], [2, 2, 2]], blocksPerStage: [1, 3, 4], convsPerDecoderStage: 1)
+        let spec = ModelFactory.Spec(name: "resencunet", dims: 3, inChannels: 2, outChannels: 3, features: 4, depth: 3,
+                                     deepSupervision: true, topology: topology)
+        let net = try XCTUnwrap(try ModelFactory.make(spec) as? ResidualEncoderUNet)
+        XCTAssertEqual(net.config.blocksPerStage, [1, 3, 4])
+        XCTAssertEqual(ModelFactory.sizeDivisors(spec), [2, 4, 4])
+        let outs = try net.outputs(try Tensor.randn([1, 2, 4, 8, 8]))
+        XCTAssertEqual(outs.map(\.shape), [[1, 3, 4, 8, 8], [1, 3, 4, 4, 4]])
+    }
+}

@@ -42,8 +42,16 @@ public struct PlannedSetup: Sendable {
     }
 
     public var topology: ModelFactory.Topology {
-        ModelFactory.Topology(featuresPerStage: plan.features_per_stage, kernelSizes: plan.kernel_sizes, strides: plan.strides)
+        ModelFactory.Topology(featuresPerStage: plan.features_per_stage, kernelSizes: plan.kernel_sizes, strides: plan.strides,
+                              blocksPerStage: isResidual ? plan.n_blocks_per_stage : nil,
+                              convsPerDecoderStage: isResidual ? plan.n_conv_per_stage_decoder?.first : nil)
     }
+
+    /// Whether the plan's network is nnU-Net's ResidualEncoderUNet (the ResEnc planners' plans).
+    public var isResidual: Bool { plan.network_class_name?.hasSuffix("ResidualEncoderUNet") ?? false }
+
+    /// MedSeg's model name of the planned network.
+    public var modelName: ModelName { isResidual ? .resencunet : .plainunet }
 
     /// Where `medseg preprocess` stores the cases of this configuration.
     public func preprocessedFolder(dataset root: URL) -> URL {
@@ -68,7 +76,7 @@ extension TrainingConfig {
     /// Options given after this (on the command line) still win.
     public func applying(_ setup: PlannedSetup, plansFile: URL) -> TrainingConfig {
         var c = self
-        c.model = .plainunet
+        c.model = setup.modelName
         c.dims = setup.plan.patch_size.count
         c.patch_size = setup.plan.patch_size
         c.batch_size = setup.plan.batch_size

@@ -89,7 +89,7 @@ public struct TrainingSetup {
         let valIDs = self.valIDs
         valCases = try allCases.filter { valIDs.contains($0.identifier) }.map(load)
         guard let first = trainCases.first else { throw TrainingError("fold \(c.fold < 0 ? "all" : String(c.fold)) has no training cases") }
-        var topology = c.model == .plainunet ? planned?.topology : nil
+        var topology = [.plainunet, .resencunet].contains(c.model) ? planned?.topology : nil
         // A width given for a planned network scales every stage, keeping the plan's ratios.
         if let t = topology, let planFirst = t.featuresPerStage.first, c.width != planFirst {
             topology!.featuresPerStage = t.featuresPerStage.map { max(1, $0 * c.width / planFirst) }
