@@ -37,11 +37,12 @@ if ((${#missing_py[@]})); then
   python3 -m pip install --quiet --disable-pip-version-check "${missing_py[@]}" \
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "${missing_py[@]}"
 fi
-# nnU-Net's own planner and networks for the parity tests (their torch is the system one: no dependencies pulled).
-if ! python3 -c "import nnunetv2, dynamic_network_architectures" >/dev/null 2>&1; then
-  echo "setup: installing nnunetv2 and dynamic_network_architectures (reference planner and networks)"
-  python3 -m pip install --quiet --disable-pip-version-check --no-deps nnunetv2 dynamic_network_architectures \
-    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages --no-deps nnunetv2 dynamic_network_architectures
+# nnU-Net's own planner, losses and networks for the parity tests, beside Debian's torch (the tests run
+# them with /usr/bin/python3); --no-deps, so that no second torch is pulled.
+if [ -x /usr/bin/python3 ] && ! /usr/bin/python3 -c "import nnunetv2, dynamic_network_architectures" >/dev/null 2>&1; then
+  echo "setup: installing nnunetv2 and dynamic_network_architectures (reference planner, losses and networks)"
+  /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --no-deps nnunetv2 dynamic_network_architectures \
+    || /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --break-system-packages --no-deps nnunetv2 dynamic_network_architectures
 fi
 
 # The engine: Debian's CPU libtorch, or on a machine with an NVIDIA driver a CUDA libtorch from

@@ -35,7 +35,7 @@ final class LabelTargetsTests: XCTestCase {
         let arg: [String: Any] = ["logits": logits, "ls": logitShape, "labels": labels, "ys": labelShape,
                                   "regions": regions as Any? ?? NSNull(), "ignore": ignore as Any? ?? NSNull()]
         let json = String(decoding: try JSONSerialization.data(withJSONObject: arg), as: UTF8.self)
-        return try JSONDecoder().decode(Double.self, from: Data(try Python.run(script, [json]).utf8))
+        return try JSONDecoder().decode(Double.self, from: Data(try Python.run(script, [json], interpreter: "/usr/bin/python3").utf8))
     }
 
     func testIgnoreLabelMasksCrossEntropyAndDice() throws {

@@ -97,7 +97,7 @@ final class PlannerParityTests: XCTestCase {
             out.append(int(cls(**kw).compute_conv_feature_map_size((20, 192, 160))))
         print(json.dumps(out))
         """
-        let output = try Python.run(script)
+        let output = try Python.run(script, interpreter: "/usr/bin/python3")  // Debian's torch
         let ref = try JSONDecoder().decode([Int64].self, from: Data(output.utf8))
         let features = [32, 64, 128, 256, 320, 320]
         let strides = [[1, 1, 1], [1, 2, 2], [1, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]]
