@@ -53,12 +53,8 @@ struct BenchmarkCommand: ParsableCommand {
         if mode == "sliding-window" { try runSlidingWindow(); return }
         let environment = try DistributedEnvironment.fromEnvironment()
         if environment == nil, let nproc = nprocPerNode {
-            var args = Array(CommandLine.arguments.dropFirst())
-            if let i = args.firstIndex(of: "--nproc-per-node") { args.removeSubrange(i..<min(i + 2, args.count)) }
-            let launcher = Launcher(executable: URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath(),
-                                    options: .init(nprocPerNode: nproc, masterPort: try Launcher.freePort())) { _ in args }
-            let status = try launcher.run()
-            if status != 0 { throw ExitCode(status) }
+            let args = SelfLaunch.arguments(removing: ["--nproc-per-node"])
+            try SelfLaunch.ranks(.init(nprocPerNode: nproc, masterPort: try Launcher.freePort())) { _ in args }
             return
         }
         // Launched ranks print only from rank 0.

@@ -19,24 +19,18 @@ struct EvaluateCommand: ParsableCommand {
         let names = try FileManager.default.contentsOfDirectory(atPath: refDir.path)
             .filter { name in ImageIO.readableEndings.contains { name.lowercased().hasSuffix($0) } && !name.hasPrefix(".") }.sorted()
         guard !names.isEmpty else { throw ValidationError("\(ref): no label images found") }
-        var cases: [(prediction: MedicalImage, reference: MedicalImage, predictionFile: String, referenceFile: String)] = []
-        var found = Set<Int>()
+        var files: [(prediction: URL, reference: URL)] = []
         for name in names {
             let p = predDir.appendingPathComponent(name)
             guard FileManager.default.fileExists(atPath: p.path) else { throw ValidationError("\(p.path): missing prediction for reference \(name)") }
-            let prediction = try ImageIO.read(p), reference = try ImageIO.read(refDir.appendingPathComponent(name))
-            for v in Set(reference.voxels).union(prediction.voxels) where v > 0 { found.insert(Int(v.rounded())) }
-            if let warning = EvaluationSummary.instanceMapWarning(prediction: prediction, reference: reference,
-                                                                 referenceFile: refDir.appendingPathComponent(name).path) {
-                FileHandle.standardError.write(Data((warning + "\n").utf8))
-            }
-            cases.append((prediction, reference, name, name))
+            files.append((p, refDir.appendingPathComponent(name)))
         }
-        let evaluated = labels.isEmpty ? found.sorted() : labels
-        let summary = try EvaluationSummary.evaluate(cases: cases, labels: evaluated, surfaceDistance: !noHd95)
+        let summary = try EvaluationSummary.evaluate(files: files, labels: labels.isEmpty ? nil : labels, surfaceDistance: !noHd95) {
+            FileHandle.standardError.write(Data(($0 + "\n").utf8))
+        }
         let outURL = out.map { URL(fileURLWithPath: $0) } ?? predDir.appendingPathComponent("summary.json")
         try summary.write(to: outURL)
-        print("\(cases.count) cases")
+        print("\(files.count) cases")
         print(summary.table())
         print("wrote \(outURL.path)")
     }

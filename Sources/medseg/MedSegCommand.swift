@@ -6,14 +6,7 @@ import Torch
 struct MedSegCommand: ParsableCommand {
     static func main() {
         OpenMPWaitPolicy.applyOnce()
-        var command: ParsableCommand
-        do { command = try parseAsRoot(nil) } catch { exit(withError: error) }
-        do {
-            try command.run()
-        } catch {
-            // Reported by the subcommand's type, so that a usage error shows that subcommand's usage.
-            type(of: command).exit(withError: error)
-        }
+        main(nil)
     }
 
     static let configuration = CommandConfiguration(

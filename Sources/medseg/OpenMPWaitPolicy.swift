@@ -11,6 +11,6 @@ enum OpenMPWaitPolicy {
         guard ProcessInfo.processInfo.environment["OMP_WAIT_POLICY"] == nil else { return }
         setenv("OMP_WAIT_POLICY", "PASSIVE", 1)
         // Only returns when the new image could not start; then this one carries on as it is.
-        execv("/proc/self/exe", CommandLine.unsafeArgv)
+        execv(SelfLaunch.executablePath, CommandLine.unsafeArgv)
     }
 }

@@ -24,38 +24,11 @@ struct PlanCommand: ParsableCommand {
         let dataset = try RawDataset(root)
         let fingerprint = try DatasetFingerprint.compute(dataset: dataset, workers: workers)
         try fingerprint.write(to: root)
-        let d = dataset.description
-        let dims = fingerprint.medianSpacing.count
         let planner = ExperimentPlanner(memoryGB: gpuMemory, preset: preset)
-        var configurations: [String: PlannedConfiguration] = [:]
-        func fullres() throws -> PlannedConfiguration {
-            try planner.plan(fingerprint, dims: 3, inChannels: d.channelCount, classes: d.labelValues.count, channelNames: d.orderedChannelNames)
-        }
-        for name in configs.split(separator: ",").map({ String($0).trimmingCharacters(in: .whitespaces) }) {
-            switch name {
-            case "2d": configurations[name] = try planner.plan(fingerprint, dims: 2, inChannels: d.channelCount, classes: d.labelValues.count,
-                                                              channelNames: d.orderedChannelNames)
-            case "3d_fullres":
-                guard dims == 3 else { continue }
-                configurations[name] = try fullres()
-            case "3d_lowres":
-                guard dims == 3 else { continue }
-                let full = try fullres()
-                guard let low = try planner.planLowResolution(fingerprint, fullres: full, inChannels: d.channelCount, classes: d.labelValues.count,
-                                                              channelNames: d.orderedChannelNames) else {
-                    print(String(format: "3d_lowres: not needed, the full-resolution patch covers %.0f%% of the median image",
-                                 100 * Double(full.patch_size.reduce(1, *)) / full.median_image_size_in_voxels.reduce(1, *)))
-                    continue
-                }
-                configurations[name] = low
-                var cascade = full
-                cascade.previous_stage = name
-                configurations["3d_cascade_fullres"] = cascade
-            default: throw ValidationError("unknown configuration '\(name)' (planned here: 2d, 3d_fullres, 3d_lowres)")
-            }
-        }
-        let plans = ExperimentPlans(dataset_name: d.name ?? root.lastPathComponent, plans_name: preset.plansName,
-                                    configurations: configurations)
+        let names = configs.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+        let plans = try planner.planExperiment(fingerprint, description: dataset.description,
+                                               datasetName: dataset.description.name ?? root.lastPathComponent, configurations: names) { print($0) }
+        let configurations = plans.configurations
         let url = root.appendingPathComponent(ExperimentPlans.fileName)
         try plans.write(to: url)
         for (name, c) in configurations.sorted(by: { $0.key < $1.key }) {

@@ -146,28 +146,17 @@ struct TrainCommand: ParsableCommand {
         guard nproc >= 1, nnodes >= 1, (0..<nnodes).contains(nodeRank) else {
             throw ValidationError("--nproc-per-node must be at least 1 and --node-rank within 0..<--nnodes")
         }
-        var args = Array(CommandLine.arguments.dropFirst())
-        var i = 0
-        while i < args.count {
-            let a = args[i]
-            if let eq = a.firstIndex(of: "="), Self.launcherOptions.contains(String(a[..<eq])) { args.remove(at: i); continue }
-            if Self.launcherOptions.contains(a) { args.removeSubrange(i..<min(i + 2, args.count)); continue }
-            i += 1
-        }
+        let args = SelfLaunch.arguments(removing: Self.launcherOptions)
         let planned = plannedName != nil
         let runFolder = out.map { planned ? ExperimentFolder(URL(fileURLWithPath: $0)).fold(fold ?? 0).url : URL(fileURLWithPath: $0) }
             ?? resume.map { RunFolder.containing(URL(fileURLWithPath: $0)).url }
         if let runFolder, resume == nil, !continueTraining, !validationOnly { try Self.refuseToReplace(RunFolder(runFolder), overwrite: overwrite) }
-        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        let launcher = Launcher(executable: executable,
-                                options: .init(nprocPerNode: nproc, nnodes: nnodes, nodeRank: nodeRank, masterAddress: masterAddr,
-                                               masterPort: masterPort, maxRestarts: maxRestarts)) { restart in
+        try SelfLaunch.ranks(.init(nprocPerNode: nproc, nnodes: nnodes, nodeRank: nodeRank, masterAddress: masterAddr,
+                                   masterPort: masterPort, maxRestarts: maxRestarts)) { restart in
             // After a failure the group continues from the latest checkpoint of the run.
             guard restart > 0, let runFolder, resume == nil, !continueTraining, RunFolder(runFolder).hasCheckpoint(.latest) else { return args }
             return args + (planned ? ["--continue"] : ["--resume", runFolder.path])
         }
-        let status = try launcher.run()
-        if status != 0 { throw ExitCode(status) }
     }
 
     /// --config names a configuration of plans.json (else it is a YAML file).

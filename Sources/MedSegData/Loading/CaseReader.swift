@@ -28,15 +28,8 @@ public struct IntensityStatistics: Codable, Equatable, Sendable {
             for k in stride(from: 0, to: fg.count, by: step) { values.append(Double(image[fg[k]])) }
         }
         guard !values.isEmpty else { return IntensityStatistics(mean: 0, std: 1, percentile00_5: 0, percentile99_5: 0) }
-        values.sort()
-        func pct(_ p: Double) -> Double {
-            let x = p / 100 * Double(values.count - 1)
-            let lo = Int(x), hi = min(lo + 1, values.count - 1)
-            return values[lo] + (values[hi] - values[lo]) * (x - Double(lo))
-        }
-        let mean = values.reduce(0, +) / Double(values.count)
-        let variance = values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(values.count)
-        return IntensityStatistics(mean: mean, std: variance.squareRoot(), percentile00_5: pct(0.5), percentile99_5: pct(99.5))
+        let p = DatasetFingerprint.IntensityProperties(values: values)
+        return IntensityStatistics(mean: p.mean, std: p.std, percentile00_5: p.percentile00_5, percentile99_5: p.percentile99_5)
     }
 }
 

@@ -71,6 +71,21 @@ public struct EvaluationSummary: Codable, Equatable, Sendable {
             + "looks like an instance map (each value one object), not class labels; convert it to classes (e.g. foreground = value > 0) to evaluate"
     }
 
+    /// Reads and evaluates prediction and reference files (the summary names them by file name);
+    /// `labels` nil: every non-zero value found in either. Instance-map references are reported to `warn`.
+    public static func evaluate(files: [(prediction: URL, reference: URL)], labels: [Int]?, surfaceDistance: Bool = true,
+                                warn: (String) -> Void = { _ in }) throws -> EvaluationSummary {
+        var cases: [(prediction: MedicalImage, reference: MedicalImage, predictionFile: String, referenceFile: String)] = []
+        var found = Set<Int>()
+        for (p, r) in files {
+            let prediction = try ImageIO.read(p), reference = try ImageIO.read(r)
+            if labels == nil { for v in Set(reference.voxels).union(prediction.voxels) where v > 0 { found.insert(Int(v.rounded())) } }
+            if let warning = instanceMapWarning(prediction: prediction, reference: reference, referenceFile: r.path) { warn(warning) }
+            cases.append((prediction, reference, p.lastPathComponent, r.lastPathComponent))
+        }
+        return try evaluate(cases: cases, labels: labels ?? found.sorted(), surfaceDistance: surfaceDistance)
+    }
+
     /// Evaluates label maps (prediction, reference) for every label in `labels` (background excluded).
     public static func evaluate(cases: [(prediction: MedicalImage, reference: MedicalImage, predictionFile: String, referenceFile: String)],
                                 labels: [Int], surfaceDistance: Bool = true) throws -> EvaluationSummary {

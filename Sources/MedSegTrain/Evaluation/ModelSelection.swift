@@ -47,13 +47,12 @@ public struct ModelSelection {
     /// Evaluates every prediction image in `folder` against the data set's labels into folder/summary.json.
     func evaluate(_ folder: URL, cases: [String]) throws -> EvaluationSummary {
         let refs = try references()
-        var pairs: [(prediction: MedicalImage, reference: MedicalImage, predictionFile: String, referenceFile: String)] = []
-        for id in cases {
+        let files: [(prediction: URL, reference: URL)] = try cases.map { id in
             guard let ref = refs[id] else { throw DataError(file: folder, "case \(id) is not a labelled case of \(dataset.root.path)") }
             guard let pred = ProbabilityEnsemble.predictionFile(id, in: folder) else { throw DataError(file: folder, "has no prediction for case \(id)") }
-            pairs.append((try ImageIO.read(pred), try ImageIO.read(ref), pred.lastPathComponent, ref.lastPathComponent))
+            return (pred, ref)
         }
-        let summary = try EvaluationSummary.evaluate(cases: pairs, labels: dataset.description.foregroundLabels)
+        let summary = try EvaluationSummary.evaluate(files: files, labels: dataset.description.foregroundLabels)
         try summary.write(to: folder.appendingPathComponent("summary.json"))
         return summary
     }
