@@ -170,10 +170,7 @@ struct TrainCommand: ParsableCommand {
             throw ValidationError("\(folder.url.path) already holds a training run (\(folder.hasCheckpoint(.final) ? "finished" : "checkpoints, config.yaml")); "
                                   + "continue it with --continue (planned --config) or --resume \(folder.url.path), or start afresh with --overwrite")
         }
-        let fm = FileManager.default
-        for name in (try? fm.contentsOfDirectory(atPath: folder.url.path)) ?? [] where name.hasPrefix("checkpoint_") {
-            try fm.removeItem(at: folder.url.appendingPathComponent(name))
-        }
+        try folder.removeCheckpoints()
     }
 
     static func isLostPeer(_ message: String) -> Bool {

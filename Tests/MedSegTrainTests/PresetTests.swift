@@ -80,6 +80,9 @@ final class PresetTests: XCTestCase {
         let h = try train("brats-nnunet-2d", data: .init(dims: 2, size: [32, 32], classes: 3, channels: 4, seed: 5),
                           overrides: "features: 4\ndepth: 3\npatch_size: [32, 32]\nbatch_size: 4\nepochs: 4\niterations: 3\nlr: 0.01")
         assertLossGoesDown(h, "brats-nnunet-2d")
+        // The seed's recipe trains under bf16 autocast (on the CPU here too).
+        let saved = try String(contentsOf: temp.appendingPathComponent("brats-nnunet-2d/config.yaml"), encoding: .utf8)
+        XCTAssertEqual(try TrainingConfig().merging(yaml: saved, source: "config.yaml").precision, .bf16)
     }
 
     func testEveryPresetIsValid() throws {

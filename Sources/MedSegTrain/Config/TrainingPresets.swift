@@ -89,7 +89,7 @@ public enum TrainingPresets {
         normalization: rgb
         """,
         // Seed 003: nnU-Net's plain U-Net, 2D, on BraTS: batch 64, AdamW 1e-3, deep supervision,
-        // 5 folds, fixed seed.
+        // 5 folds, fixed seed, bf16 mixed precision.
         "brats-nnunet-2d": """
         model: plainunet
         dims: 2
@@ -107,6 +107,7 @@ public enum TrainingPresets {
         loss: dice_ce
         augmentation: nnunet
         normalization: zscore
+        precision: bf16
         seed: 1
         """,
         // The built-in synthetic 2D data set, small enough for a CPU demo.

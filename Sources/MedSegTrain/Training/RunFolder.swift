@@ -47,6 +47,14 @@ public struct RunFolder: Equatable, Sendable {
         hasCheckpoint(.latest) || hasCheckpoint(.final) || FileManager.default.fileExists(atPath: config.path)
     }
 
+    /// Deletes every checkpoint of the folder (a run started afresh over an old one).
+    public func removeCheckpoints() throws {
+        let fm = FileManager.default
+        for name in (try? fm.contentsOfDirectory(atPath: url.path)) ?? [] where name.hasPrefix("checkpoint_") {
+            try fm.removeItem(at: url.appendingPathComponent(name))
+        }
+    }
+
     public var savedDataset: URL? {
         (try? String(contentsOf: datasetPath, encoding: .utf8)).map { URL(fileURLWithPath: $0) }
     }
