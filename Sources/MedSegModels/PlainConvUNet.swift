@@ -101,31 +101,7 @@ public final class PlainConvUNet: Module {
             guard patchSize.allSatisfy({ $0 >= 1 }), spacing.allSatisfy({ $0 > 0 }) else {
                 throw TorchError("patch size \(patchSize) and spacing \(spacing) must be positive")
             }
-            let minEdge = 4
-            var size = patchSize
-            var currentSpacing = spacing
-            var strides: [[Int]] = [Array(repeating: 1, count: dims)]
-            var kernels: [[Int]] = []
-            var kernel = Array(repeating: 1, count: dims)
-            while true {
-                var valid = (0..<dims).filter { size[$0] >= 2 * minEdge }
-                guard !valid.isEmpty else { break }
-                let minValidSpacing = valid.map { currentSpacing[$0] }.min()!
-                valid = valid.filter { currentSpacing[$0] / minValidSpacing < 2 }
-                if valid.count == 1 && size[valid[0]] < 3 * minEdge { break }
-                guard !valid.isEmpty else { break }
-                let minSpacing = currentSpacing.min()!
-                for d in 0..<dims where kernel[d] != 3 && currentSpacing[d] / minSpacing < 2 { kernel[d] = 3 }
-                var stride = Array(repeating: 1, count: dims)
-                for v in valid {
-                    stride[v] = 2
-                    currentSpacing[v] *= 2
-                    size[v] = (size[v] + 1) / 2
-                }
-                strides.append(stride)
-                kernels.append(kernel)
-            }
-            kernels.append(Array(repeating: 3, count: dims))
+            let (strides, kernels, _, _) = PlainConvUNet.poolAndConvProps(spacing: spacing, patch: patchSize.map(Double.init))
             let cap = maxFeatures(dims: dims)
             return Config(dims: dims, inChannels: inChannels, classes: classes,
                           featuresPerStage: (0..<strides.count).map { min(32 << min($0, 20), cap) },
@@ -367,5 +343,44 @@ public final class PlainConvDecoder: Module {
             if deepSupervision || s == stages.count - 1 { outs.append(try segLayers[s](h)) }
         }
         return outs.reversed()
+    }
+}
+
+extension PlainConvUNet {
+    /// nnU-Net's `get_pool_and_conv_props` (without a limit on the poolings): strides and kernels per
+    /// stage, the patch padded to the divisor, and the divisor per axis.
+    public static func poolAndConvProps(spacing: [Double], patch: [Double], minEdge: Int = 4)
+        -> (strides: [[Int]], kernels: [[Int]], patch: [Double], divisor: [Int]) {
+        let dims = spacing.count
+        var currentSpacing = spacing, size = patch
+        var strides: [[Int]] = [Array(repeating: 1, count: dims)], kernels: [[Int]] = []
+        var pools = Array(repeating: 0, count: dims), kernel = Array(repeating: 1, count: dims)
+        let m = Double(minEdge)
+        while true {
+            var valid = (0..<dims).filter { size[$0] >= 2 * m }
+            guard !valid.isEmpty else { break }
+            let minValid = valid.map { currentSpacing[$0] }.min()!
+            valid = valid.filter { currentSpacing[$0] / minValid < 2 }
+            if valid.count == 1 && size[valid[0]] < 3 * m { break }
+            guard !valid.isEmpty else { break }
+            let minSpacing = currentSpacing.min()!
+            for d in 0..<dims where kernel[d] != 3 && currentSpacing[d] / minSpacing < 2 { kernel[d] = 3 }
+            var stride = Array(repeating: 1, count: dims)
+            for v in valid {
+                stride[v] = 2
+                pools[v] += 1
+                currentSpacing[v] *= 2
+                size[v] = (size[v] / 2).rounded(.up)
+            }
+            strides.append(stride)
+            kernels.append(kernel)
+        }
+        kernels.append(Array(repeating: 3, count: dims))
+        let divisor = pools.map { 1 << $0 }
+        let padded = zip(patch, divisor).map { p, d -> Double in
+            let r = p.truncatingRemainder(dividingBy: Double(d))
+            return r == 0 ? p : p + Double(d) - r
+        }
+        return (strides, kernels, padded, divisor)
     }
 }

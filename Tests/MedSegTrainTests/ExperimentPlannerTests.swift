@@ -5,22 +5,7 @@ import MedSegData
 
 final class ExperimentPlannerTests: XCTestCase {
     private func fingerprint(spacings: [[Double]], shapes: [[Int]]) throws -> DatasetFingerprint {
-        func median(_ v: [Double]) -> Double {
-            let s = v.sorted()
-            return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-        }
-        let axes = spacings[0].indices
-        let json: [String: Any] = [
-            "case_identifiers": spacings.indices.map { "c\($0)" },
-            "spacings": spacings, "shapes_after_crop": shapes,
-            "foreground_intensity_properties_per_channel": ["0": ["mean": 0, "median": 0, "std": 1, "min": -1, "max": 1,
-                                                                  "percentile_99_5": 1, "percentile_00_5": -1]],
-            "median_relative_size_after_cropping": 1,
-            "median_spacing": axes.map { a in median(spacings.map { $0[a] }) },
-            "median_shape": axes.map { a in median(shapes.map { Double($0[a]) }) },
-            "samples_per_case": 100,
-        ]
-        return try JSONDecoder().decode(DatasetFingerprint.self, from: JSONSerialization.data(withJSONObject: json))
+        try PlannerParityTests.fingerprint(spacings: spacings, shapes: shapes)
     }
 
     func testIsotropicVolumeKeepsTheMedianSpacingAndFitsTheBudget() throws {

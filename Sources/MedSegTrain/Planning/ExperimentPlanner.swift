@@ -234,41 +234,10 @@ public struct ExperimentPlanner {
         return spacing.indices.map { a in Self.median(shapes.map { $0[a] }) }
     }
 
-    /// nnU-Net's `get_pool_and_conv_props` (without a limit on the poolings): strides and kernels per
-    /// stage, the patch padded to the divisor, and the divisor per axis.
+    /// nnU-Net's `get_pool_and_conv_props` at the preset's smallest feature map edge.
     public static func poolAndConvProps(spacing: [Double], patch: [Double], minEdge: Int = PlannerPreset.featureMapMinEdgeLength)
         -> (strides: [[Int]], kernels: [[Int]], patch: [Double], divisor: [Int]) {
-        let dims = spacing.count
-        var currentSpacing = spacing, size = patch
-        var strides: [[Int]] = [Array(repeating: 1, count: dims)], kernels: [[Int]] = []
-        var pools = Array(repeating: 0, count: dims), kernel = Array(repeating: 1, count: dims)
-        let m = Double(minEdge)
-        while true {
-            var valid = (0..<dims).filter { size[$0] >= 2 * m }
-            guard !valid.isEmpty else { break }
-            let minValid = valid.map { currentSpacing[$0] }.min()!
-            valid = valid.filter { currentSpacing[$0] / minValid < 2 }
-            if valid.count == 1 && size[valid[0]] < 3 * m { break }
-            guard !valid.isEmpty else { break }
-            let minSpacing = currentSpacing.min()!
-            for d in 0..<dims where kernel[d] != 3 && currentSpacing[d] / minSpacing < 2 { kernel[d] = 3 }
-            var stride = Array(repeating: 1, count: dims)
-            for v in valid {
-                stride[v] = 2
-                pools[v] += 1
-                currentSpacing[v] *= 2
-                size[v] = (size[v] / 2).rounded(.up)
-            }
-            strides.append(stride)
-            kernels.append(kernel)
-        }
-        kernels.append(Array(repeating: 3, count: dims))
-        let divisor = pools.map { 1 << $0 }
-        let padded = zip(patch, divisor).map { p, d -> Double in
-            let r = p.truncatingRemainder(dividingBy: Double(d))
-            return r == 0 ? p : p + Double(d) - r
-        }
-        return (strides, kernels, padded, divisor)
+        PlainConvUNet.poolAndConvProps(spacing: spacing, patch: patch, minEdge: minEdge)
     }
 
     func estimate(patch: [Int], strides: [[Int]], features: [Int], classes: Int) -> Int64 {
