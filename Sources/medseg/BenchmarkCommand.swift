@@ -76,11 +76,15 @@ struct BenchmarkCommand: ParsableCommand {
         }
     }
 
+    /// The model at its published width and depth unless --features/--depth say otherwise.
+    private var networkSpec: ModelFactory.Spec {
+        ModelFactory.Spec(name: model.rawValue, dims: dims, inChannels: inChannels, outChannels: classes,
+                          features: features ?? model.defaultFeatures, depth: depth ?? model.defaultDepth)
+    }
+
     private func runSlidingWindow() throws {
         if let threads { Torch.threads = threads }
-        let spec = ModelFactory.Spec(name: model.rawValue, dims: dims, inChannels: inChannels, outChannels: classes,
-                                     features: features ?? model.defaultFeatures, depth: depth ?? model.defaultDepth)
-        let bench = SlidingWindowBenchmark(spec: spec, size: Array(repeating: size, count: dims), patch: Array(repeating: patch, count: dims),
+        let bench = SlidingWindowBenchmark(spec: networkSpec, size: Array(repeating: size, count: dims), patch: Array(repeating: patch, count: dims),
                                            mirror: mirror, windowBatch: windowBatch, warmup: warmup, runs: steps, device: try Device.resolve(device))
         let r = try bench.run()
         if json {
@@ -100,9 +104,7 @@ struct BenchmarkCommand: ParsableCommand {
     private func runBenchmark(environment: DistributedEnvironment?) throws -> Benchmark.Result {
         if let threads { Torch.threads = threads }
         guard let m = Benchmark.Mode(rawValue: mode) else { throw ValidationError("--mode must be train, infer, loader or sliding-window, got '\(mode)'") }
-        let spec = ModelFactory.Spec(name: model.rawValue, dims: dims, inChannels: inChannels, outChannels: classes,
-                                     features: features ?? model.defaultFeatures, depth: depth ?? model.defaultDepth)
-        var bench = Benchmark(spec: spec, batchSize: batchSize, size: Array(repeating: size, count: dims), mode: m,
+        var bench = Benchmark(spec: networkSpec, batchSize: batchSize, size: Array(repeating: size, count: dims), mode: m,
                               warmup: warmup, steps: steps, device: try Device.resolve(device, localRank: environment?.localRank ?? 0))
         bench.distributed = environment
         bench.precision = precision

@@ -24,12 +24,16 @@ public struct CheckpointStore {
         return file
     }
 
-    /// `progress`: the trainer's state with `optimizer` and `scheduler` filled in from them here.
-    public func save(_ name: CheckpointName, model: Module, optimizer: Optimizer, scheduler: LRScheduler,
-                     progress: (OptimizerState.Metadata, LRScheduler.State) -> TrainerState) throws {
+    /// Writes the weights and the optimizer, scheduler and loss-scaler state with the trainer's
+    /// progress: what `restore` puts back.
+    public func save(_ name: CheckpointName, model: Module, optimizer: Optimizer, scheduler: LRScheduler, scaler: GradScaler,
+                     epoch: Int, bestMetric: Double?, emaDice: Double?, history: [EpochRecord], config: TrainingConfig,
+                     spec: ModelSpecRecord) throws {
         let optimizerState = optimizer.stateDict()
-        try Checkpoint.save(to: folder.checkpoint(name), model: model, optimizer: optimizerState.tensors,
-                            state: progress(optimizerState.metadata, scheduler.state))
+        let state = TrainerState(epoch: epoch, bestMetric: bestMetric, emaDice: emaDice, history: history, config: config,
+                                 optimizer: optimizerState.metadata, scheduler: scheduler.state,
+                                 gradScaler: scaler.enabled ? scaler.state : nil, model: spec)
+        try Checkpoint.save(to: folder.checkpoint(name), model: model, optimizer: optimizerState.tensors, state: state)
     }
 
     /// Puts a checkpoint's weights, optimizer and scheduler state and RNG back.

@@ -153,10 +153,8 @@ public final class TrainingRun {
         let store = CheckpointStore(folder)
         func save(_ name: CheckpointName, epoch: Int) throws {
             guard let logger else { return }
-            try store.save(name, model: model, optimizer: optimizer, scheduler: scheduler) { optimizerState, schedulerState in
-                TrainerState(epoch: epoch, bestMetric: best, emaDice: ema, history: logger.history, config: c,
-                             optimizer: optimizerState, scheduler: schedulerState, gradScaler: scaler.enabled ? scaler.state : nil, model: spec)
-            }
+            try store.save(name, model: model, optimizer: optimizer, scheduler: scheduler, scaler: scaler, epoch: epoch,
+                           bestMetric: best, emaDice: ema, history: logger.history, config: c, spec: spec)
         }
 
         if case .validateOnly = start {
