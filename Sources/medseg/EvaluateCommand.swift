@@ -11,6 +11,8 @@ struct EvaluateCommand: ParsableCommand {
     @Option(help: "Folder of predictions.") var pred: String
     @Option(help: "Folder of reference labels (same file names).") var ref: String
     @Option(parsing: .upToNextOption, help: "Label values to evaluate (default: every non-zero value found).") var labels: [Int] = []
+    @Option(name: .customLong("dataset-json"), help: "A dataset.json whose labels (or regions) and ignore label are evaluated, as nnU-Net's -djfile.")
+    var datasetJSON: String?
     @Option(help: "Where to write the summary (default: PRED/summary.json).") var out: String?
     @Flag(help: "Skip HD95 (faster on large volumes).") var noHd95 = false
 
@@ -25,7 +27,12 @@ struct EvaluateCommand: ParsableCommand {
             guard FileManager.default.fileExists(atPath: p.path) else { throw ValidationError("\(p.path): missing prediction for reference \(name)") }
             files.append((p, refDir.appendingPathComponent(name)))
         }
-        let summary = try EvaluationSummary.evaluate(files: files, labels: labels.isEmpty ? nil : labels, surfaceDistance: !noHd95) {
+        var classes: EvaluationClasses? = labels.isEmpty ? nil : EvaluationClasses(labels: labels)
+        if let datasetJSON {
+            guard labels.isEmpty else { throw ValidationError("give --labels or --dataset-json, not both") }
+            classes = EvaluationClasses(try DatasetDescription.load(URL(fileURLWithPath: datasetJSON)))
+        }
+        let summary = try EvaluationSummary.evaluate(files: files, classes: classes, surfaceDistance: !noHd95) {
             FileHandle.standardError.write(Data(($0 + "\n").utf8))
         }
         let outURL = out.map { URL(fileURLWithPath: $0) } ?? predDir.appendingPathComponent("summary.json")

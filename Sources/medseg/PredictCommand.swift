@@ -41,7 +41,9 @@ struct PredictCommand: ParsableCommand {
             var (label, probabilities) = try inference.predict(CaseFiles(identifier: id, images: files))
             if let post { label = post.apply(to: label) }
             try ImageIO.write(label, to: outURL.appendingPathComponent(id + ending))
-            if saveProbabilities { try ProbabilityFile.write(probabilities, to: ProbabilityFile.url(for: id, in: outURL)) }
+            if saveProbabilities {
+                try ProbabilityFile.write(probabilities, regionsClassOrder: spec.regionsClassOrder, to: ProbabilityFile.url(for: id, in: outURL))
+            }
             if overlay && spec.dims == 2 {
                 try ImageIO.write(LabelOverlay.make(image: ImageIO.read(files[0]), label: label), to: outURL.appendingPathComponent(id + "_overlay.png"))
             }

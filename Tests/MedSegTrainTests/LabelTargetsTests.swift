@@ -39,8 +39,8 @@ final class LabelTargetsTests: XCTestCase {
     }
 
     func testIgnoreLabelMasksCrossEntropyAndDice() throws {
-        let data = Data(#"{"labels": {"background": 0, "liver": 1, "tumor": 2, "ignore": 3}, "channel_names": {"0": "CT"}}"#.utf8)
-        let t = try LabelTargets.parse(datasetJSON: data)
+        let data = #"{"labels": {"background": 0, "liver": 1, "tumor": 2, "ignore": 3}}"#
+        let t = try layout(data)
         XCTAssertEqual(t.ignoreLabel, 3)
         XCTAssertFalse(t.usesRegions)
         XCTAssertEqual(t.outputChannels, 3)
@@ -52,7 +52,7 @@ final class LabelTargetsTests: XCTestCase {
         // nnU-Net's Dice term is -Dice, MedSeg's 1 - Dice (same gradient).
         XCTAssertEqual(try swiftLoss.item(), ref + 1, accuracy: 1e-5)
         // Without the ignore label (no voxel 3) the loss is nnU-Net's plain one.
-        let plain = try LabelTargets.parse(datasetJSON: Data(#"{"labels": {"background": 0, "a": 1, "b": 2}}"#.utf8))
+        let plain = try layout(#"{"labels": {"background": 0, "a": 1, "b": 2}}"#)
         let labels3 = labels.map { $0 % 3 }
         let l2 = try plain.loss(Tensor(logits, shape: shape), plain.target(from: Tensor(labels3.map(Int64.init), shape: [2, 1, 4, 5])))
         XCTAssertEqual(try l2.item(), try reference(logits: logits, logitShape: shape, labels: labels3, labelShape: [2, 1, 4, 5],
@@ -62,7 +62,7 @@ final class LabelTargetsTests: XCTestCase {
     func testRegionsWithAndWithoutIgnoreLabel() throws {
         let text = #"{"labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing": [3], "ignore": 4},"#
             + #" "regions_class_order": [1, 2, 3]}"#
-        let t = try LabelTargets.parse(datasetJSON: Data(text.utf8))
+        let t = try layout(text)
         XCTAssertTrue(t.usesRegions)
         XCTAssertEqual(t.regions, [[1, 2, 3], [2, 3], [3]])
         XCTAssertEqual(t.regionsClassOrder, [1, 2, 3])
@@ -85,23 +85,36 @@ final class LabelTargetsTests: XCTestCase {
 
     func testRegionsBackToLabelsInRegionsClassOrder() throws {
         let text = #"{"labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing": [3]}, "regions_class_order": [1, 2, 3]}"#
-        let t = try LabelTargets.parse(datasetJSON: Data(text.utf8))
+        let t = try layout(text)
         // Four voxels: nothing, whole tumor only, whole + core, all three.
         let probs: [Float] = [0.1, 0.9, 0.8, 0.7,   0.2, 0.3, 0.6, 0.9,   0.4, 0.1, 0.2, 0.51]
-        let labels = try t.labels(fromProbabilities: Tensor(probs, shape: [1, 3, 4]))
+        let labels = try LabelTargets.paint(Tensor(probs, shape: [1, 3, 4]), regionsClassOrder: t.regionsClassOrder)
         XCTAssertEqual(try labels.toArray(Int64.self), [0, 1, 2, 3])
         // And the round trip of a label map through the region targets.
         let map: [Int64] = [0, 1, 2, 3, 3, 2]
         let target = try t.target(from: Tensor(map, shape: [1, 1, 6]))
-        XCTAssertEqual(try t.labels(fromProbabilities: target).toArray(Int64.self), map)
+        XCTAssertEqual(try LabelTargets.paint(target, regionsClassOrder: t.regionsClassOrder).toArray(Int64.self), map)
         // Softmax labels: argmax mapped to the label values.
-        let plain = try LabelTargets.parse(datasetJSON: Data(#"{"labels": {"background": 0, "a": 1, "b": 2}}"#.utf8))
+        let plain = try layout(#"{"labels": {"background": 0, "a": 1, "b": 2}}"#)
         let logits: [Float] = [3, 0, 0,   0, 3, 0,   0, 0, 3]
         XCTAssertEqual(try plain.labels(fromLogits: Tensor(logits, shape: [1, 3, 3])).toArray(Int64.self), [0, 1, 2])
     }
 
     func testInvalidLayoutsAreNamed() {
-        XCTAssertThrowsError(try LabelTargets.parse(datasetJSON: Data(#"{"labels": {"background": 0, "a": 2, "ignore": 1}}"#.utf8)))
-        XCTAssertThrowsError(try LabelTargets.parse(datasetJSON: Data(#"{"labels": {"background": 0, "a": [1, 2]}}"#.utf8)))
+        XCTAssertThrowsError(try layout(#"{"labels": {"background": 0, "a": 2, "ignore": 1}}"#)) {
+            XCTAssertTrue("\($0)".contains("ignore label (1) must be higher"), "\($0)")
+        }
+        XCTAssertThrowsError(try layout(#"{"labels": {"background": 0, "a": [1, 2]}}"#)) {
+            XCTAssertTrue("\($0)".contains("regions_class_order"), "\($0)")
+        }
+        XCTAssertThrowsError(try layout(#"{"labels": {"background": 0, "a": "x"}}"#)) {
+            XCTAssertTrue("\($0)".contains("labels"), "\($0)")
+        }
+    }
+
+    /// A dataset.json's text with `labelsJSON`'s keys and the required others.
+    private func layout(_ labelsJSON: String) throws -> LabelTargets {
+        try LabelTargets.parse(datasetJSON: Data(("{\"channel_names\": {\"0\": \"CT\"}, \"numTraining\": 1, \"file_ending\": \".nii.gz\", "
+                                                  + labelsJSON.dropFirst()).utf8))
     }
 }

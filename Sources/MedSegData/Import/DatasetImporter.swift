@@ -113,7 +113,7 @@ public struct ImportReport: CustomStringConvertible, Sendable {
         var lines = ["imported \(kind.rawValue) from \(source.path) into \(output.path): \(trainingCases) training case(s), "
                      + "\(testCases) test case(s)" + (testLabels > 0 ? " (\(testLabels) with labels in labelsTs)" : "")]
         if let d = dataset {
-            let labels = d.labels.sorted { $0.value < $1.value }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            let labels = d.labelOrder.map { "\($0)=\(d.labels[$0]!.values.map(String.init).joined(separator: ","))" }.joined(separator: " ")
             lines.append("  files \(d.file_ending), channels \(d.orderedChannelNames.joined(separator: " ")), labels \(labels)")
         }
         if !skipped.isEmpty {
@@ -389,8 +389,9 @@ final class ImportSink {
                             + (reasons.isEmpty ? "" : "; skipped \(report.skipped.count): \(reasons)"))
         }
         var d = try writer.finish(description: datasetDescription)
-        if d.labels != labels || reference != nil || licence != nil {
-            d.labels = labels
+        if d.labels != labels.mapValues({ .value($0) }) || reference != nil || licence != nil {
+            d.labels = labels.mapValues { .value($0) }
+            d.labelOrder = DatasetDescription(channelNames: [], labels: labels, numTraining: 0, fileEnding: "").labelOrder
             d.reference = reference
             d.licence = licence
             try d.write(to: out.appendingPathComponent("dataset.json"))

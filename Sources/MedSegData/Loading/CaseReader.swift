@@ -40,7 +40,7 @@ public struct LoadedCase {
     public let image: Tensor
     public let label: Tensor?
     /// Per foreground class (index 0 = label 1), flat voxel indices (subsampled).
-    public let foreground: [[Int]]
+    public var foreground: [[Int]]
     public let geometry: ImageGeometry
     /// Spatial size in tensor order ((D,) H, W).
     public let shape: [Int]
@@ -64,7 +64,8 @@ public struct CaseReader {
     }
 
     /// Reads the image channels of `files` (and its label when present) and normalizes them.
-    public func load(_ files: CaseFiles, classes: Int, maxForegroundSamples: Int = 10_000) throws -> LoadedCase {
+    /// Voxels of `ignoreLabel` are kept in the label but are not foreground.
+    public func load(_ files: CaseFiles, classes: Int, ignoreLabel: Int? = nil, maxForegroundSamples: Int = 10_000) throws -> LoadedCase {
         var channels: [MedicalImage] = []
         for url in files.images {
             let image = try ImageIO.read(url)
@@ -93,6 +94,7 @@ public struct CaseReader {
             var perClass: [[Int]] = Array(repeating: [], count: classes)
             for (i, v) in label.voxels.enumerated() where v > 0 {
                 let cls = Int(v.rounded())
+                if cls == ignoreLabel { continue }
                 guard cls <= classes else {
                     throw DataError(file: labelURL, "label value \(cls) is above the data set's largest label \(classes)")
                 }

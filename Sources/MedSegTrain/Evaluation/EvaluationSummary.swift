@@ -72,46 +72,51 @@ public struct EvaluationSummary: Codable, Equatable, Sendable {
     }
 
     /// Reads and evaluates prediction and reference files (the summary names them by file name);
-    /// `labels` nil: every non-zero value found in either. Instance-map references are reported to `warn`.
-    public static func evaluate(files: [(prediction: URL, reference: URL)], labels: [Int]?, surfaceDistance: Bool = true,
+    /// `classes` nil: every non-zero value found in either. Instance-map references are reported to `warn`.
+    public static func evaluate(files: [(prediction: URL, reference: URL)], classes: EvaluationClasses?, surfaceDistance: Bool = true,
                                 warn: (String) -> Void = { _ in }) throws -> EvaluationSummary {
         var cases: [(prediction: MedicalImage, reference: MedicalImage, predictionFile: String, referenceFile: String)] = []
         var found = Set<Int>()
         for (p, r) in files {
             let prediction = try ImageIO.read(p), reference = try ImageIO.read(r)
-            if labels == nil { for v in Set(reference.voxels).union(prediction.voxels) where v > 0 { found.insert(Int(v.rounded())) } }
+            if classes == nil { for v in Set(reference.voxels).union(prediction.voxels) where v > 0 { found.insert(Int(v.rounded())) } }
             if let warning = instanceMapWarning(prediction: prediction, reference: reference, referenceFile: r.path) { warn(warning) }
             cases.append((prediction, reference, p.lastPathComponent, r.lastPathComponent))
         }
-        return try evaluate(cases: cases, labels: labels ?? found.sorted(), surfaceDistance: surfaceDistance)
+        return try evaluate(cases: cases, classes: classes ?? EvaluationClasses(labels: found.sorted()), surfaceDistance: surfaceDistance)
     }
 
     /// Evaluates label maps (prediction, reference) for every label in `labels` (background excluded).
     public static func evaluate(cases: [(prediction: MedicalImage, reference: MedicalImage, predictionFile: String, referenceFile: String)],
                                 labels: [Int], surfaceDistance: Bool = true) throws -> EvaluationSummary {
+        try evaluate(cases: cases, classes: EvaluationClasses(labels: labels), surfaceDistance: surfaceDistance)
+    }
+
+    /// Evaluates label maps (prediction, reference) for every label or region of `classes`.
+    public static func evaluate(cases: [(prediction: MedicalImage, reference: MedicalImage, predictionFile: String, referenceFile: String)],
+                                classes: EvaluationClasses, surfaceDistance: Bool = true) throws -> EvaluationSummary {
         var perCase: [CaseEvaluation] = []
+        let keys = classes.keys
         for c in cases {
             guard c.prediction.size == c.reference.size else {
                 throw EvaluationError(description: "\(c.predictionFile): prediction size \(c.prediction.size) differs from reference \(c.referenceFile) size \(c.reference.size)")
             }
             let pred = c.prediction.voxels.map { Int32($0.rounded()) }, ref = c.reference.voxels.map { Int32($0.rounded()) }
             var metrics: [String: LabelMetrics] = [:]
-            for label in labels {
-                let counts = ConfusionCounts(prediction: pred, reference: ref, label: Int32(label))
+            for (k, counts) in classes.counts(prediction: pred, reference: ref).enumerated() {
                 let hd = surfaceDistance && counts.nPred > 0 && counts.nRef > 0
-                    ? SurfaceDistance.hd95(prediction: pred.map { $0 == Int32(label) }, reference: ref.map { $0 == Int32(label) },
+                    ? SurfaceDistance.hd95(prediction: classes.mask(pred, k, reference: ref), reference: classes.mask(ref, k, reference: ref),
                                            size: c.reference.size, spacing: c.reference.geometry.spacing)
                     : nil
-                metrics[String(label)] = LabelMetrics(counts: counts, hd95: hd)
+                metrics[keys[k]] = LabelMetrics(counts: counts, hd95: hd)
             }
             perCase.append(CaseEvaluation(prediction_file: c.predictionFile, reference_file: c.referenceFile, metrics: metrics))
         }
         var mean: [String: LabelMetrics] = [:]
-        for label in labels.map(String.init) {
-            mean[label] = LabelMetrics.mean(perCase.compactMap { $0.metrics[label] })
+        for key in keys {
+            mean[key] = LabelMetrics.mean(perCase.compactMap { $0.metrics[key] })
         }
-        return EvaluationSummary(metric_per_case: perCase, mean: mean,
-                                 foreground_mean: LabelMetrics.mean(labels.map { mean[String($0)]! }))
+        return EvaluationSummary(metric_per_case: perCase, mean: mean, foreground_mean: LabelMetrics.mean(keys.map { mean[$0]! }))
     }
 
     public func write(to url: URL) throws {
@@ -124,7 +129,7 @@ public struct EvaluationSummary: Codable, Equatable, Sendable {
     public func table(labelNames: [Int: String] = [:]) -> String {
         func f(_ v: Double?) -> String { v.map { String(format: "%.4f", $0) } ?? "   -  " }
         var lines = ["label            Dice    IoU     Sens    Spec    HD95"]
-        let keys = mean.keys.sorted { (Int($0) ?? 0) < (Int($1) ?? 0) }
+        let keys = mean.keys.sorted { (Int($0) ?? Int.max, $0) < (Int($1) ?? Int.max, $1) }
         for k in keys {
             let m = mean[k]!
             let name = (Int(k).flatMap { labelNames[$0] }.map { "\(k) \($0)" } ?? k).padding(toLength: 14, withPad: " ", startingAt: 0)

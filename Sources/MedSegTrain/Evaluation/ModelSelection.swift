@@ -52,7 +52,7 @@ public struct ModelSelection {
             guard let pred = ProbabilityEnsemble.predictionFile(id, in: folder) else { throw DataError(file: folder, "has no prediction for case \(id)") }
             return (pred, ref)
         }
-        let summary = try EvaluationSummary.evaluate(files: files, labels: dataset.description.foregroundLabels)
+        let summary = try EvaluationSummary.evaluate(files: files, classes: EvaluationClasses(dataset.description))
         try summary.write(to: folder.appendingPathComponent("summary.json"))
         return summary
     }

@@ -17,7 +17,7 @@ public struct CaseInference {
     public init(predictors: [Predictor], preprocessor: Preprocessor?, previousStage: CascadeInput.PreviousStage? = nil) throws {
         guard let first = predictors.first else { throw TrainingError("inference needs at least one network") }
         for p in predictors.dropFirst() where p.spec.outChannels != first.spec.outChannels || p.spec.inChannels != first.spec.inChannels
-            || p.spec.binary != first.spec.binary {
+            || p.spec.binary != first.spec.binary || p.spec.regionsClassOrder != first.spec.regionsClassOrder {
             throw TrainingError("the networks of an ensemble must have the same input channels and outputs")
         }
         guard previousStage == nil || preprocessor != nil else { throw TrainingError("a cascade stage needs its plan's preprocessing") }
@@ -69,7 +69,7 @@ public struct CaseInference {
         for c in 0..<k {
             let channel = MedicalImage(size: cropped, voxels: Array(resampled[(c * n)..<((c + 1) * n)]))
             // Outside the crop there is only background: probability 1 for the background channel.
-            let background: Float = (!spec.binary && c == 0) ? 1 : 0
+            let background: Float = (!spec.sigmoidOutputs && c == 0) ? 1 : 0
             full += Cropping.uncrop(channel, from: properties.cropBox, fill: background).voxels
         }
         let size = properties.shapeBeforeCropping.reversed() as [Int]

@@ -4,7 +4,8 @@ import MedSegModels
 import Torch
 
 /// One trained network's probabilities for a prepared image: sliding-window inference and
-/// softmax (or the sigmoid of one output), and labels from them by argmax (or a 0.5 threshold).
+/// softmax (or sigmoids: one binary output, or one per region), and labels from them by argmax
+/// (or a 0.5 threshold, regions painted in their class order).
 public struct Predictor {
     public let model: Module
     public let spec: ModelSpecRecord
@@ -28,7 +29,7 @@ public struct Predictor {
 
     /// Sigmoid of a binary model's one output, softmax over a multi-class model's channels (dim 0).
     public func probabilities(fromLogits logits: Tensor) throws -> Tensor {
-        spec.binary ? try logits.sigmoid() : try logits.softmax(dim: 0)
+        spec.sigmoidOutputs ? try logits.sigmoid() : try logits.softmax(dim: 0)
     }
 
     /// Network outputs [K, spatial...] over the whole image (sliding window, optional mirroring).
@@ -46,7 +47,7 @@ public struct Predictor {
     }
 
     /// Label map [spatial...] (int64) from probabilities.
-    public func labels(fromProbabilities p: Tensor) throws -> Tensor { try ProbabilityFile.labels(p) }
+    public func labels(fromProbabilities p: Tensor) throws -> Tensor { try ProbabilityFile.labels(p, regionsClassOrder: spec.regionsClassOrder) }
 }
 
 extension CaseReader {

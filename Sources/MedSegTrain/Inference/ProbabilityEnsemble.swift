@@ -33,10 +33,15 @@ public enum ProbabilityEnsemble {
     /// Averaged probabilities of one case and the label image made from them.
     public static func merge(_ identifier: String, folders: [URL]) throws -> (label: MedicalImage, ending: String, probabilities: Tensor) {
         var sum: Tensor? = nil
-        for folder in folders {
-            let p = try ProbabilityFile.read(ProbabilityFile.url(for: identifier, in: folder))
+        var order: [Int]?
+        for (i, folder) in folders.enumerated() {
+            let url = ProbabilityFile.url(for: identifier, in: folder)
+            let (p, regions) = try ProbabilityFile.load(url)
             if let s = sum, s.shape != p.shape {
-                throw DataError(file: ProbabilityFile.url(for: identifier, in: folder), "probabilities of shape \(p.shape), the first folder's are \(s.shape)")
+                throw DataError(file: url, "probabilities of shape \(p.shape), the first folder's are \(s.shape)")
+            }
+            if i == 0 { order = regions } else if regions != order {
+                throw DataError(file: url, "holds \(regions == nil ? "label" : "region") probabilities, the first folder's are \(order == nil ? "label" : "region") probabilities (or in another order)")
             }
             sum = try sum.map { try $0 + p } ?? p
         }
@@ -45,7 +50,7 @@ public enum ProbabilityEnsemble {
             throw DataError(file: folders[0], "has probabilities but no prediction image for case \(identifier)")
         }
         let reference = try ImageIO.read(template)
-        let labels = try ProbabilityFile.labels(mean).to(dtype: .float32).floats()
+        let labels = try ProbabilityFile.labels(mean, regionsClassOrder: order).to(dtype: .float32).floats()
         guard labels.count == reference.voxelCount else {
             throw DataError(file: template, "has \(reference.voxelCount) voxels, its probabilities \(labels.count)")
         }
@@ -62,7 +67,10 @@ public enum ProbabilityEnsemble {
             var (label, ending, probabilities) = try merge(id, folders: folders)
             if let postprocessing { label = postprocessing.apply(to: label) }
             try ImageIO.write(label, to: out.appendingPathComponent(id + ending))
-            if saveProbabilities { try ProbabilityFile.write(probabilities, to: ProbabilityFile.url(for: id, in: out)) }
+            if saveProbabilities {
+                let order = try ProbabilityFile.load(ProbabilityFile.url(for: id, in: folders[0])).regionsClassOrder
+                try ProbabilityFile.write(probabilities, regionsClassOrder: order, to: ProbabilityFile.url(for: id, in: out))
+            }
         }
         return ids
     }

@@ -4,7 +4,8 @@ import Torch
 
 /// Class probabilities of one case, `CASE_probabilities.safetensors` beside its prediction: one
 /// float32 tensor "probabilities" [K, (z,) y, x] in the raw image's grid (K = 1 for a binary
-/// model: the foreground probability). What `predict --save-probabilities` and validation write,
+/// model: the foreground probability; R sigmoid channels for a region-based model, whose
+/// `regions_class_order` the file's metadata keeps so labels can be painted back). What `predict --save-probabilities` and validation write,
 /// and what `medseg ensemble` and `find-best` average.
 public enum ProbabilityFile {
     public static let suffix = "_probabilities.safetensors"
@@ -13,15 +14,27 @@ public enum ProbabilityFile {
         folder.appendingPathComponent(identifier + suffix)
     }
 
-    public static func write(_ probabilities: Tensor, to url: URL) throws {
-        try Safetensors.save(StateDict([("probabilities", try probabilities.to(device: .cpu).to(dtype: .float32).contiguous())]), to: url)
+    static let regionsKey = "regions_class_order"
+
+    public static func write(_ probabilities: Tensor, regionsClassOrder: [Int]? = nil, to url: URL) throws {
+        let metadata = regionsClassOrder.map { [regionsKey: $0.map(String.init).joined(separator: ",")] } ?? [:]
+        try Safetensors.save(StateDict([("probabilities", try probabilities.to(device: .cpu).to(dtype: .float32).contiguous())]),
+                             metadata: metadata, to: url)
     }
 
-    public static func read(_ url: URL) throws -> Tensor {
-        let tensors: StateDict
-        do { tensors = try Safetensors.load(url).tensors } catch { throw DataError(file: url, "not a readable probabilities file: \(error)") }
-        guard let p = tensors["probabilities"] else { throw DataError(file: url, "has no tensor 'probabilities'") }
-        return p
+    public static func read(_ url: URL) throws -> Tensor { try load(url).probabilities }
+
+    /// The probabilities and, for a region-based model, the label each channel paints.
+    public static func load(_ url: URL) throws -> (probabilities: Tensor, regionsClassOrder: [Int]?) {
+        let file: (tensors: StateDict, metadata: [String: String])
+        do { file = try Safetensors.load(url) } catch { throw DataError(file: url, "not a readable probabilities file: \(error)") }
+        guard let p = file.tensors["probabilities"] else { throw DataError(file: url, "has no tensor 'probabilities'") }
+        guard let text = file.metadata[regionsKey] else { return (p, nil) }
+        let order = text.split(separator: ",").compactMap { Int($0) }
+        guard order.count == p.size(0) else {
+            throw DataError(file: url, "\(regionsKey) '\(text)' does not give one label per channel (\(p.size(0)))")
+        }
+        return (p, order)
     }
 
     /// Case identifiers with a probabilities file in `folder`, sorted.
@@ -33,8 +46,10 @@ public enum ProbabilityFile {
         return names.filter { $0.hasSuffix(suffix) }.map { String($0.dropLast(suffix.count)) }.sorted()
     }
 
-    /// Labels from probabilities: argmax, or a 0.5 threshold of a single foreground channel.
-    public static func labels(_ p: Tensor) throws -> Tensor {
-        p.size(0) == 1 ? try p[0].gt(0.5).long() : try p.argmax(dim: 0)
+    /// Labels from probabilities [K, spatial...]: argmax, or a 0.5 threshold of a single foreground
+    /// channel, or for regions each channel over 0.5 painted in `regionsClassOrder`.
+    public static func labels(_ p: Tensor, regionsClassOrder: [Int]? = nil) throws -> Tensor {
+        if let regionsClassOrder { return try LabelTargets.paint(p.unsqueeze(0), regionsClassOrder: regionsClassOrder)[0][0] }
+        return p.size(0) == 1 ? try p[0].gt(0.5).long() : try p.argmax(dim: 0)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import MedSegData
 import Torch
 
 /// nnU-Net v2's label layout of a dataset.json: plain labels (softmax, one channel per label) or
@@ -9,7 +10,7 @@ import Torch
 /// Use: `target(from:)` turns a label map [B, 1, spatial...] into what `loss(_:_:)` takes;
 /// `loss(_:_:)` is nnU-Net's DC_and_CE_loss (labels) or DC_and_BCE_loss (regions), masked where the
 /// ignore label is set; `labels(fromLogits:)` turns network logits into a label map.
-public struct LabelTargets: Equatable, Sendable {
+public struct LabelTargets: Codable, Equatable, Sendable {
     /// Foreground regions (each a set of label values), in dataset.json order; labels: one region per
     /// foreground label.
     public var regions: [[Int]]
@@ -31,49 +32,20 @@ public struct LabelTargets: Equatable, Sendable {
     /// Network output channels: regions, or labels (background included, ignore label excluded).
     public var outputChannels: Int { usesRegions ? regions.count : labelValues.count }
 
-    /// From dataset.json's text: "labels" (name -> value or list of values; "ignore" -> the ignore
-    /// label) and "regions_class_order". The order of the regions is the order of the keys in the file.
-    public static func parse(datasetJSON data: Data, batchDice: Bool = true) throws -> LabelTargets {
-        guard let root = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let labels = root["labels"] as? [String: Any] else { throw ConfigError("dataset.json has no \"labels\" object") }
-        let text = String(decoding: data, as: UTF8.self)
-        let start = text.range(of: "\"labels\"")?.upperBound ?? text.startIndex
-        func position(_ key: String) -> Int {
-            guard let r = text.range(of: "\"\(key)\"", range: start..<text.endIndex) else { return Int.max }
-            return text.distance(from: text.startIndex, to: r.lowerBound)
-        }
-        var ignore: Int?
-        var regions: [[Int]] = []
-        var usesRegions = false
-        var values = Set<Int>()
-        for key in labels.keys.sorted(by: { position($0) < position($1) }) {
-            let v = labels[key]!
-            let list: [Int]
-            if let n = v as? Int { list = [n] } else if let a = v as? [Int] { list = a; usesRegions = true } else {
-                throw ConfigError("dataset.json label '\(key)' must be an integer or a list of integers")
-            }
-            if key == "ignore" {
-                guard list.count == 1 else { throw ConfigError("dataset.json: the ignore label must be one integer") }
-                ignore = list[0]
-                continue
-            }
-            values.formUnion(list)
-            if key == "background" || list == [0] { continue }
-            regions.append(list)
-        }
-        if let ignore, let top = values.max(), ignore <= top {
-            throw ConfigError("dataset.json: the ignore label (\(ignore)) must be the highest label (\(top))")
-        }
-        var order = regions.map { $0.max()! }
-        if usesRegions {
-            guard let o = root["regions_class_order"] as? [Int], o.count == regions.count else {
-                throw ConfigError("dataset.json with region labels needs \"regions_class_order\" with one label per region (\(regions.count))")
-            }
-            order = o
-        }
-        return LabelTargets(regions: regions, usesRegions: usesRegions, regionsClassOrder: order, ignoreLabel: ignore,
-                            labelValues: values.union([0]).sorted(), batchDice: batchDice)
+    /// The layout of a data set's labels (plain labels, binary when `binary`: one sigmoid output).
+    public init(_ d: DatasetDescription, batchDice: Bool = true) {
+        let regions = d.regions
+        self.init(regions: regions, usesRegions: d.hasRegions, regionsClassOrder: d.regions_class_order ?? regions.map { $0.max()! },
+                  ignoreLabel: d.ignoreLabel, labelValues: d.labelValues.filter { $0 != d.ignoreLabel }, batchDice: batchDice)
     }
+
+    /// From dataset.json's text (checked as `DatasetDescription.decode` does).
+    public static func parse(datasetJSON data: Data, batchDice: Bool = true) throws -> LabelTargets {
+        LabelTargets(try DatasetDescription.decode(data), batchDice: batchDice)
+    }
+
+    /// Whether the plain softmax-over-labels losses do (no regions, no ignore label).
+    public var isPlain: Bool { !usesRegions && ignoreLabel == nil }
 
     /// What `loss` takes from a label map [B, 1, spatial...]: labels: the map itself (int64);
     /// regions: [B, R(+1), spatial...] float, channel r = (label in region r), plus a last channel
@@ -146,17 +118,26 @@ public struct LabelTargets: Equatable, Sendable {
             for (i, v) in labelValues.enumerated() where i > 0 { out = try out + index.eq(Double(i)).long() * Double(v) }
             return out
         }
-        return try labels(fromProbabilities: logits.sigmoid())
+        return try Self.paint(logits.sigmoid(), regionsClassOrder: regionsClassOrder)
     }
 
-    /// Regions: sigmoid probabilities [B, R, spatial...] to labels (> 0.5, later regions of
-    /// `regionsClassOrder` painted over earlier ones).
-    public func labels(fromProbabilities probs: Tensor) throws -> Tensor {
+    /// Regions: sigmoid probabilities [B, R, spatial...] to labels [B, 1, spatial...] (> 0.5, later
+    /// regions of `regionsClassOrder` painted over earlier ones, as nnU-Net).
+    public static func paint(_ probs: Tensor, regionsClassOrder: [Int]) throws -> Tensor {
         var out = try Tensor.zeros(like: probs.slice(dim: 1, start: 0, end: 1)).long()
         for (i, c) in regionsClassOrder.enumerated() {
             let hit = try probs.slice(dim: 1, start: i, end: i + 1).gt(0.5)
             out = try out.maskedFill(hit, Double(c))
         }
         return out
+    }
+}
+
+/// As a training loss: the label map is turned into the loss's target first (after deep
+/// supervision has resized it).
+extension LabelTargets: SegmentationLoss {
+    public func callAsFunction(_ logits: Tensor, _ labels: Tensor) throws -> Tensor {
+        let map = labels.rank == logits.rank ? labels : try labels.unsqueeze(1)
+        return try loss(logits, target(from: map))
     }
 }

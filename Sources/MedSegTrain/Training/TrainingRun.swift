@@ -127,7 +127,7 @@ public final class TrainingRun {
         }
         let optimizer = try TrainingSetup.makeOptimizer(c, model.trainableParameters())
         let scheduler = LRScheduler(optimizer, TrainingSetup.makeSchedule(c))
-        let lossFunction = try TrainingSetup.makeLoss(c.loss, binary: setup.binary)
+        let lossFunction = try TrainingSetup.makeLoss(c.loss, binary: setup.binary, targets: setup.targets)
         let scaler = try GradScaler(enabled: c.precision.needsGradScaler)
 
         var startEpoch = 0
@@ -163,7 +163,7 @@ public final class TrainingRun {
         }
         if loaded != nil { say("resuming \(runFolder.path) after epoch \(startEpoch)") }
         say("\(c.model.rawValue) \(c.dims)D: \(model.parameterCount()) parameters, \(spec.inChannels) input channel(s), " +
-            "\(setup.binary ? "binary" : "\(setup.classes) classes"); fold \(setup.foldName): \(setup.trainCases.count) training, \(setup.valCases.count) validation cases; " +
+            "\(setup.layoutDescription); fold \(setup.foldName): \(setup.trainCases.count) training, \(setup.valCases.count) validation cases; " +
             "batch \(c.batch_size)\(world > 1 ? " per process x \(world) processes = \(c.batch_size * world)" : ""), patch \(c.patch_size), \(c.optimizer.rawValue) lr \(c.lr), \(c.scheduler.rawValue) schedule, \(Torch.threads) thread(s)")
 
         let pipeline = AugmentationPipeline.preset(c.augmentation, dims: c.dims)

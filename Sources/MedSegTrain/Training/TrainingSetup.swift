@@ -16,12 +16,20 @@ public struct TrainingSetup {
     public let foldName: String
     public let classes: Int
     public let binary: Bool
+    /// The data set's ignore label and regions (plain labels when it has neither).
+    public let targets: LabelTargets
     public let planned: PlannedSetup?
     public let previousStage: CascadeInput.PreviousStage?
     public let trainCases: [LoadedCase]
     public let valCases: [LoadedCase]
     public let network: ModelFactory.Spec
     public let spec: ModelSpecRecord
+
+    /// "binary", "3 classes", "3 regions", with the ignore label when there is one (for the log).
+    public var layoutDescription: String {
+        let base = targets.usesRegions ? "\(targets.regions.count) regions (sigmoid)" : binary ? "binary" : "\(classes) classes"
+        return base + (targets.ignoreLabel.map { ", label \($0) ignored" } ?? "")
+    }
 
     /// The validation cases' files, for the final validation in their raw grids.
     public var validationFiles: [CaseFiles] { allCases.filter { valIDs.contains($0.identifier) } }
@@ -51,7 +59,9 @@ public struct TrainingSetup {
         foldName = c.fold < 0 ? "all" : String(c.fold)
         let classes = max(1, dataset.description.foregroundLabels.max() ?? 1)
         self.classes = classes
-        binary = classes == 1 && c.loss != .dice_ce && c.loss != .ce
+        let targets = LabelTargets(dataset.description)
+        self.targets = targets
+        binary = targets.isPlain && classes == 1 && c.loss != .dice_ce && c.loss != .ce
         let trainIDs = self.trainIDs, dataset = self.dataset, allCases = self.allCases
         let ctStats: [IntensityStatistics]? = c.normalization != .ct ? nil : try (0..<dataset.description.channelCount).map { ch in
             try IntensityStatistics.foreground(of: allCases.filter { trainIDs.contains($0.identifier) }.prefix(50).map { files in
@@ -75,14 +85,16 @@ public struct TrainingSetup {
             }
             load = { [previousStage] files in
                 let stored = try PreprocessedCase.load(files.identifier, from: folder)
-                let loaded = try LoadedCase(stored)
+                var loaded = try LoadedCase(stored)
+                // The ignore label is stored as a class but is never sampled as foreground.
+                if targets.ignoreLabel != nil { loaded.foreground = Array(loaded.foreground.prefix(classes)) }
                 guard let previousStage else { return loaded }
                 return try CascadeInput.appending(try CascadeInput.channels(previous: previousStage(files), properties: stored.properties, classes: classes),
                                                   classes: classes, to: loaded)
             }
         } else {
             let reader = CaseReader(dataset: dataset, normalization: c.normalization, ctStatistics: ctStats)
-            load = { files in try reader.load(files, classes: classes) }
+            load = { files in try reader.load(files, classes: classes, ignoreLabel: targets.ignoreLabel) }
         }
         self.previousStage = previousStage
         trainCases = try allCases.filter { trainIDs.contains($0.identifier) }.map(load)
@@ -102,17 +114,26 @@ public struct TrainingSetup {
         if first.shape.count != c.dims {
             throw ConfigError("key 'dims': the data set's images have \(first.shape.count) spatial dimensions, the config says \(c.dims)")
         }
-        network = ModelFactory.Spec(name: c.model.rawValue, dims: c.dims, inChannels: first.image.size(0), outChannels: binary ? 1 : classes + 1,
+        let outChannels = targets.usesRegions ? targets.regions.count : (binary ? 1 : classes + 1)
+        network = ModelFactory.Spec(name: c.model.rawValue, dims: c.dims, inChannels: first.image.size(0), outChannels: outChannels,
                                     features: c.width, depth: c.levels, deepSupervision: c.deep_supervision, topology: topology)
         spec = ModelSpecRecord(network: network, patchSize: c.patch_size, normalization: c.normalization.rawValue,
                                intensityStatistics: ctStats, labels: dataset.description.labelValues, binary: binary,
-                               configuration: planned?.name)
+                               configuration: planned?.name, labelTargets: targets.isPlain ? nil : targets)
     }
 
     // MARK: components
 
-    /// Loss for the run's output layout.
-    public static func makeLoss(_ name: LossName, binary: Bool) throws -> any SegmentationLoss {
+    /// Loss for the run's output layout; with an ignore label or regions, nnU-Net's masked
+    /// Dice + CE (labels) or Dice + BCE (regions).
+    public static func makeLoss(_ name: LossName, binary: Bool, targets: LabelTargets? = nil) throws -> any SegmentationLoss {
+        if let targets, !targets.isPlain {
+            let fits: [LossName] = [.auto, targets.usesRegions ? .bce_dice : .dice_ce]
+            guard fits.contains(name) else {
+                throw ConfigError("key 'loss': '\(name.rawValue)' cannot leave out an ignore label or train regions; use 'auto' or '\(fits[1].rawValue)'")
+            }
+            return targets
+        }
         switch (name, binary) {
         case (.auto, true), (.bce_dice, _): return CompoundLoss.bceDice()
         case (.auto, false), (.dice_ce, _): return CompoundLoss.diceCE()

@@ -41,8 +41,8 @@ enum Validation {
     /// Whole-case sliding-window inference (no mirroring, for speed) on the given validation cases.
     static func tally(model: Module, cases: [LoadedCase], spec: ModelSpecRecord, loss: any SegmentationLoss, device: Device) throws -> Tallies {
         let predictor = Predictor(model: model, spec: spec, mirror: false, device: device)
-        let classes = spec.foregroundClasses
-        var counts = [ConfusionCounts](repeating: ConfusionCounts(), count: classes)
+        let classes = spec.evaluationClasses
+        var counts = [ConfusionCounts](repeating: ConfusionCounts(), count: classes.groups.count)
         var lossSum = 0.0
         defer { model.train() }
         try withNoGrad {
@@ -52,9 +52,7 @@ enum Validation {
                 lossSum += try loss(logits.unsqueeze(0), label.unsqueeze(0).to(device: device)).item()
                 let predicted = try predictor.labels(fromProbabilities: predictor.probabilities(fromLogits: logits)).to(device: .cpu).to(dtype: .int32).toArray(Int32.self)
                 let reference = try label.to(dtype: .int32).toArray(Int32.self)
-                for k in 0..<classes {
-                    counts[k] = counts[k] + ConfusionCounts(prediction: predicted, reference: reference, label: Int32(k + 1))
-                }
+                for (k, c) in classes.counts(prediction: predicted, reference: reference).enumerated() { counts[k] = counts[k] + c }
             }
         }
         return Tallies(counts: counts, lossSum: lossSum, cases: cases.count)
@@ -78,10 +76,13 @@ enum Validation {
             prediction.geometry = reference.geometry
             let out = folder.appendingPathComponent(files.identifier + ending)
             try ImageIO.write(prediction, to: out)
-            if saveProbabilities { try ProbabilityFile.write(probabilities, to: ProbabilityFile.url(for: files.identifier, in: folder)) }
+            if saveProbabilities {
+                try ProbabilityFile.write(probabilities, regionsClassOrder: inference.spec.regionsClassOrder,
+                                          to: ProbabilityFile.url(for: files.identifier, in: folder))
+            }
             pairs.append((prediction, reference, out.lastPathComponent, labelURL.lastPathComponent))
         }
-        let summary = try EvaluationSummary.evaluate(cases: pairs, labels: dataset.description.foregroundLabels)
+        let summary = try EvaluationSummary.evaluate(cases: pairs, classes: EvaluationClasses(dataset.description))
         try summary.write(to: folder.appendingPathComponent("summary.json"))
         return summary
     }
