@@ -14,7 +14,7 @@ final class EvaluationTests: XCTestCase {
         let ref1 = image([0, 1, 1, 0, 2, 2, 0, 0, 0], [3, 3]), pred1 = image([0, 1, 0, 0, 2, 2, 2, 0, 0], [3, 3])
         let ref2 = image([1, 1, 0, 0, 0, 0, 0, 0, 0], [3, 3]), pred2 = image([1, 1, 0, 0, 0, 0, 0, 0, 0], [3, 3])
         let summary = try EvaluationSummary.evaluate(cases: [(pred1, ref1, "a.png", "a_ref.png"), (pred2, ref2, "b.png", "b_ref.png")],
-                                                     labels: [1, 2])
+                                                     classes: EvaluationClasses(labels: [1, 2]))
         let c1 = summary.metric_per_case[0].metrics
         XCTAssertEqual(c1["1"]?.Dice ?? -1, 2.0 / 3.0, accuracy: 1e-12)   // tp 1, fn 1
         XCTAssertEqual(c1["2"]?.Dice ?? -1, 0.8, accuracy: 1e-12)        // tp 2, fp 1
@@ -39,7 +39,7 @@ final class EvaluationTests: XCTestCase {
 
     func testSizeMismatchIsAnError() {
         XCTAssertThrowsError(try EvaluationSummary.evaluate(cases: [(image([0, 1], [2, 1]), image([0, 1, 0], [3, 1]), "p.nii.gz", "r.nii.gz")],
-                                                            labels: [1])) { XCTAssertTrue("\($0)".contains("p.nii.gz")) }
+                                                            classes: EvaluationClasses(labels: [1]))) { XCTAssertTrue("\($0)".contains("p.nii.gz")) }
     }
 
     /// A reference with 40 instance values against a binary prediction is flagged (naming the file);

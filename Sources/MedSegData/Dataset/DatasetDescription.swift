@@ -88,7 +88,7 @@ public struct DatasetDescription: Codable, Equatable, Sendable {
     }
 
     /// Without the file's text: by smallest value, then name.
-    private static func defaultOrder(_ labels: [String: LabelValue]) -> [String] {
+    static func defaultOrder(_ labels: [String: LabelValue]) -> [String] {
         labels.keys.sorted { (labels[$0]!.values.min()!, $0) < (labels[$1]!.values.min()!, $1) }
     }
 

@@ -391,7 +391,7 @@ final class ImportSink {
         var d = try writer.finish(description: datasetDescription)
         if d.labels != labels.mapValues({ .value($0) }) || reference != nil || licence != nil {
             d.labels = labels.mapValues { .value($0) }
-            d.labelOrder = DatasetDescription(channelNames: [], labels: labels, numTraining: 0, fileEnding: "").labelOrder
+            d.labelOrder = DatasetDescription.defaultOrder(d.labels)
             d.reference = reference
             d.licence = licence
             try d.write(to: out.appendingPathComponent("dataset.json"))

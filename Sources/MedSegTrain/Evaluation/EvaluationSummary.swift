@@ -86,12 +86,6 @@ public struct EvaluationSummary: Codable, Equatable, Sendable {
         return try evaluate(cases: cases, classes: classes ?? EvaluationClasses(labels: found.sorted()), surfaceDistance: surfaceDistance)
     }
 
-    /// Evaluates label maps (prediction, reference) for every label in `labels` (background excluded).
-    public static func evaluate(cases: [(prediction: MedicalImage, reference: MedicalImage, predictionFile: String, referenceFile: String)],
-                                labels: [Int], surfaceDistance: Bool = true) throws -> EvaluationSummary {
-        try evaluate(cases: cases, classes: EvaluationClasses(labels: labels), surfaceDistance: surfaceDistance)
-    }
-
     /// Evaluates label maps (prediction, reference) for every label or region of `classes`.
     public static func evaluate(cases: [(prediction: MedicalImage, reference: MedicalImage, predictionFile: String, referenceFile: String)],
                                 classes: EvaluationClasses, surfaceDistance: Bool = true) throws -> EvaluationSummary {

@@ -87,7 +87,7 @@ public struct Postprocessing: Codable, Equatable, Sendable {
                 cases: zip(predictions, references).enumerated().map { index, pair in
                     (prediction: pair.0, reference: pair.1, predictionFile: "case \(index)", referenceFile: "case \(index)")
                 },
-                labels: labels, surfaceDistance: false)
+                classes: EvaluationClasses(labels: labels), surfaceDistance: false)
         }
 
         var chosen = Postprocessing()

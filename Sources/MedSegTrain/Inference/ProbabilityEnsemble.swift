@@ -30,8 +30,10 @@ public enum ProbabilityEnsemble {
         return ids
     }
 
-    /// Averaged probabilities of one case and the label image made from them.
-    public static func merge(_ identifier: String, folders: [URL]) throws -> (label: MedicalImage, ending: String, probabilities: Tensor) {
+    /// Averaged probabilities of one case, the label image made from them and, for region
+    /// probabilities, the label each channel paints.
+    public static func merge(_ identifier: String, folders: [URL])
+        throws -> (label: MedicalImage, ending: String, probabilities: Tensor, regionsClassOrder: [Int]?) {
         var sum: Tensor? = nil
         var order: [Int]?
         for (i, folder) in folders.enumerated() {
@@ -55,7 +57,7 @@ public enum ProbabilityEnsemble {
             throw DataError(file: template, "has \(reference.voxelCount) voxels, its probabilities \(labels.count)")
         }
         let label = MedicalImage(size: reference.size, voxels: labels, pixelType: .uint8, geometry: reference.geometry)
-        return (label, ImageIO.fileEnding(of: template), mean)
+        return (label, ImageIO.fileEnding(of: template), mean, order)
     }
 
     /// Writes the ensemble of `folders` into `out`; returns the cases written.
@@ -64,13 +66,10 @@ public enum ProbabilityEnsemble {
         let ids = try commonCases(folders)
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         for id in ids {
-            var (label, ending, probabilities) = try merge(id, folders: folders)
+            var (label, ending, probabilities, order) = try merge(id, folders: folders)
             if let postprocessing { label = postprocessing.apply(to: label) }
             try ImageIO.write(label, to: out.appendingPathComponent(id + ending))
-            if saveProbabilities {
-                let order = try ProbabilityFile.load(ProbabilityFile.url(for: id, in: folders[0])).regionsClassOrder
-                try ProbabilityFile.write(probabilities, regionsClassOrder: order, to: ProbabilityFile.url(for: id, in: out))
-            }
+            if saveProbabilities { try ProbabilityFile.write(probabilities, regionsClassOrder: order, to: ProbabilityFile.url(for: id, in: out)) }
         }
         return ids
     }

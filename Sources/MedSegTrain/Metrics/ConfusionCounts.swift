@@ -9,15 +9,17 @@ public struct ConfusionCounts: Codable, Equatable, Sendable {
 
     /// Counts for `label` in two label maps of the same size.
     public init(prediction: [Int32], reference: [Int32], label: Int32) {
+        self.init(prediction: prediction.map { $0 == label }, reference: reference.map { $0 == label })
+    }
+
+    /// Counts of two masks of the same size; `voxels`: how many voxels count (the masks' size, less
+    /// those left out, which must be false in both), for the true negatives.
+    public init(prediction: [Bool], reference: [Bool], voxels: Int? = nil) {
         precondition(prediction.count == reference.count, "prediction and reference differ in size")
-        for i in prediction.indices {
-            switch (prediction[i] == label, reference[i] == label) {
-            case (true, true): tp += 1
-            case (true, false): fp += 1
-            case (false, true): fn += 1
-            case (false, false): tn += 1
-            }
+        for i in prediction.indices where prediction[i] || reference[i] {
+            if prediction[i] && reference[i] { tp += 1 } else if prediction[i] { fp += 1 } else { fn += 1 }
         }
+        tn = (voxels ?? prediction.count) - tp - fp - fn
     }
 
     public static func + (a: ConfusionCounts, b: ConfusionCounts) -> ConfusionCounts {

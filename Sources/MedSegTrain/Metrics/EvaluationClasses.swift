@@ -42,13 +42,7 @@ public struct EvaluationClasses: Equatable, Sendable {
         let ignore = ignoreLabel.map(Int32.init)
         let kept = ignore.map { i in reference.reduce(0) { $0 + ($1 == i ? 0 : 1) } } ?? reference.count
         return groups.indices.map { k in
-            let p = mask(prediction, k, reference: reference), r = mask(reference, k, reference: reference)
-            var c = ConfusionCounts()
-            for i in p.indices where p[i] || r[i] {
-                if p[i] && r[i] { c.tp += 1 } else if p[i] { c.fp += 1 } else { c.fn += 1 }
-            }
-            c.tn = kept - c.tp - c.fp - c.fn
-            return c
+            ConfusionCounts(prediction: mask(prediction, k, reference: reference), reference: mask(reference, k, reference: reference), voxels: kept)
         }
     }
 }
