@@ -88,6 +88,16 @@ case "$engine" in
   *)
     echo "setup: error: MEDSEG_ENGINE must be cpu or cuda, not '$engine'" >&2; exit 1 ;;
 esac
+# NVRTC alone (PyPI's nvidia-cuda-nvrtc-cu12, the version torch==2.5.1 pulls, ~60 MB) on every
+# machine: a test compiles the selective scan's CUDA kernels to PTX with it, which needs no GPU.
+nvrtc_version="${MEDSEG_NVRTC_VERSION:-12.4.127}"
+if [ ! -f "$deps/nvrtc/nvidia/cuda_nvrtc/lib/libnvrtc.so.12" ]; then
+  echo "setup: fetching NVRTC $nvrtc_version into $deps/nvrtc (compiles the scan's CUDA kernels in a test)"
+  mkdir -p "$deps"
+  /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --no-deps --no-warn-script-location \
+    --target "$deps/nvrtc" "nvidia-cuda-nvrtc-cu12==$nvrtc_version" \
+    || echo "setup: warning: could not fetch NVRTC; SelectiveScanTests.testNVRTCCompilesTheKernels will skip" >&2
+fi
 # Rewritten only when it changes: the Makefile includes it and restarts when it is remade.
 mkdir -p "$deps"
 if [ "$(cat "$deps/libtorch.env" 2>/dev/null)" != "$env_text" ]; then

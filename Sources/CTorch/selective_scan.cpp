@@ -17,6 +17,7 @@
 // channels) and of A, D, delta_bias (shared across the batch) are written per task into
 // scratch buffers and summed afterwards, so no two tasks write the same memory.
 #include "shim.hpp"
+#include "selective_scan_kernels.h"
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -306,8 +307,9 @@ struct Prepared {
 };
 
 Prepared prepare(const at::Tensor &u, const at::Tensor &delta, const at::Tensor &A, const at::Tensor &B,
-                 const at::Tensor &C, const at::Tensor &D, const at::Tensor &z, const at::Tensor &bias) {
-    check_inputs(u, delta, A, B, C, D, z, bias);
+                 const at::Tensor &C, const at::Tensor &D, const at::Tensor &z, const at::Tensor &bias,
+                 bool cpu_only = true) {
+    check_inputs(u, delta, A, B, C, D, z, bias, cpu_only);
     // Absent optional inputs arrive undefined or as empty placeholders (see mt_selective_scan).
     auto c = [](const at::Tensor &t) { return t.defined() && t.numel() > 0 ? t.contiguous() : at::Tensor(); };
     // [batch, state, length] -> [batch, length, state]; free when the caller's B already is a
@@ -410,42 +412,81 @@ std::vector<at::Tensor> fallback_gradients(const at::Tensor &grad_out, const std
     return res;
 }
 
-// The CUDA forward kernel (selective_scan_cuda.cpp) as an autograd function; its backward
-// recomputes the scan through the ATen fallback and differentiates that (no CUDA backward kernel).
-struct CudaScanFunction : public torch::autograd::Function<CudaScanFunction> {
+// Where the kernels of selective_scan_kernels.h run: launched on a CUDA device, or emulated on the
+// host (MEDSEG_SCAN=emulated; tests compare them with the fused CPU kernel).
+enum class KernelTarget { cuda, emulated };
+
+// The scan's gradients from the backward kernel plus the elementwise terms around it (the D skip,
+// the gate, softplus and the bias), in ATen ops on the inputs' device. Bt, Ct are [b, L, N].
+Grads kernel_backward(KernelTarget target, const at::Tensor &gout, const at::Tensor &u, const at::Tensor &delta,
+                      const at::Tensor &A, const at::Tensor &Bt, const at::Tensor &Ct, const at::Tensor &D,
+                      const at::Tensor &z, const at::Tensor &bias, bool use_softplus) {
+    at::Tensor raw = bias.defined() ? delta + bias.view({1, -1, 1}) : delta;
+    at::Tensor dt = (use_softplus ? at::softplus(raw) : raw).contiguous();
+    at::Tensor gate = z.defined() ? at::silu(z) : at::Tensor();
+    at::Tensor gy = (gate.defined() ? gout * gate : gout).contiguous();
+    mt::ScanKernelGradients k{at::empty_like(u), at::empty_like(u), at::empty_like(u), at::zeros_like(A),
+                              at::zeros_like(Bt), at::zeros_like(Ct)};
+    const bool ran = target == KernelTarget::cuda ? mt::cuda_scan_backward(k, u, dt, A, Bt, Ct, gy)
+                                                  : mt::emulated_scan_backward(k, u, dt, A, Bt, Ct, gy);
+    if (!ran) throw std::runtime_error("selective_scan: the backward kernel is unavailable");
+    Grads g;
+    g.du = D.defined() ? k.du + gy * D.view({1, -1, 1}) : k.du;
+    g.ddelta = use_softplus ? k.ddt * at::sigmoid(raw) : k.ddt;
+    g.dA = k.dA;
+    g.dBt = k.dBt;
+    g.dCt = k.dCt;
+    if (D.defined()) g.dD = (gy * u).sum(at::IntArrayRef{0, 2});
+    if (bias.defined()) g.dbias = g.ddelta.sum(at::IntArrayRef{0, 2});
+    if (z.defined()) {
+        // d silu(z) / dz = s (1 + z (1 - s)) with s = sigmoid(z)
+        at::Tensor y = D.defined() ? k.ych + u * D.view({1, -1, 1}) : k.ych;
+        at::Tensor s = at::sigmoid(z);
+        g.dz = gout * y * s * (1 + z * (1 - s));
+    }
+    return g;
+}
+
+// The kernels as an autograd function: forward and backward each one kernel launch.
+struct KernelScanFunction : public torch::autograd::Function<KernelScanFunction> {
     static at::Tensor forward(AutogradContext *ctx, const at::Tensor &u, const at::Tensor &delta, const at::Tensor &A,
-                              const at::Tensor &B, const at::Tensor &C, const at::Tensor &D_, const at::Tensor &z_,
-                              const at::Tensor &bias_, bool use_softplus) {
-        check_inputs(u, delta, A, B, C, D_, z_, bias_, /*cpu_only=*/false);
-        auto present = [](const at::Tensor &t) { return t.defined() && t.numel() > 0 ? t.contiguous() : at::Tensor(); };
-        const at::Tensor D = present(D_), z = present(z_), bias = present(bias_);
-        at::Tensor gate = z.defined() ? at::silu(z).contiguous() : at::Tensor();
-        at::Tensor out = mt::cuda_scan_forward(u.contiguous(), step_sizes(delta, bias, use_softplus), A.contiguous(),
-                                               B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(), D, gate);
-        if (!out.defined()) throw std::runtime_error("selective_scan: the CUDA kernel is unavailable");
-        ctx->save_for_backward({u, delta, A, B, C, D_, z_, bias_});
+                              const at::Tensor &B, const at::Tensor &C, const at::Tensor &D, const at::Tensor &z,
+                              const at::Tensor &bias, bool use_softplus, bool emulated) {
+        Prepared p = prepare(u, delta, A, B, C, D, z, bias, /*cpu_only=*/false);
+        at::Tensor gate = p.z.defined() ? at::silu(p.z).contiguous() : at::Tensor();
+        at::Tensor dt = step_sizes(p.delta, p.bias, use_softplus);
+        at::Tensor out = emulated ? mt::emulated_scan_forward(p.u, dt, p.A, p.Bt, p.Ct, p.D, gate)
+                                  : mt::cuda_scan_forward(p.u, dt, p.A, p.Bt, p.Ct, p.D, gate);
+        if (!out.defined()) throw std::runtime_error("selective_scan: the forward kernel is unavailable");
+        ctx->save_for_backward({p.u, p.delta, p.A, p.Bt, p.Ct, p.D, p.z, p.bias});
         ctx->saved_data["softplus"] = use_softplus;
+        ctx->saved_data["emulated"] = emulated;
         return out;
     }
 
     static variable_list backward(AutogradContext *ctx, variable_list grads) {
         auto saved = ctx->get_saved_variables();
-        at::Tensor gout = grads[0].defined() ? grads[0] : at::zeros_like(saved[0]);
-        auto g = fallback_gradients(gout, saved, ctx->saved_data["softplus"].toBool());
-        auto keep = [&](size_t i) { return saved[i].defined() && saved[i].numel() > 0 ? g[i] : at::Tensor(); };
-        return {g[0], g[1], g[2], g[3], g[4], keep(5), keep(6), keep(7), at::Tensor()};
+        const KernelTarget target = ctx->saved_data["emulated"].toBool() ? KernelTarget::emulated : KernelTarget::cuda;
+        at::Tensor gout = grads[0].defined() ? grads[0].contiguous() : at::zeros_like(saved[0]);
+        Grads g = kernel_backward(target, gout, saved[0], saved[1], saved[2], saved[3], saved[4], saved[5], saved[6],
+                                  saved[7], ctx->saved_data["softplus"].toBool());
+        return {g.du, g.ddelta, g.dA, g.dBt.transpose(1, 2), g.dCt.transpose(1, 2), g.dD, g.dz, g.dbias, at::Tensor(),
+                at::Tensor()};
     }
 };
 
 bool use_cuda_kernel(const at::Tensor &u, const at::Tensor &A) {
-    return u.is_cuda() && A.dim() == 2 && A.size(1) <= 64 && mt::cuda_scan_available(u.device().index());
+    return u.is_cuda() && A.dim() == 2 && A.size(1) <= MT_SCAN_MAX_STATE && mt::cuda_scan_available(u.device().index());
 }
 
-// MEDSEG_SCAN=fallback forces the ATen scan (tests compare it with the fused kernel on the CPU).
-bool fallback_forced() {
+// MEDSEG_SCAN=fallback forces the ATen scan, MEDSEG_SCAN=emulated the CUDA kernels run on the host
+// (CPU tensors only); tests compare both with the fused kernel on the CPU.
+std::string forced_backend() {
     const char *v = std::getenv("MEDSEG_SCAN");
-    return v && std::string(v) == "fallback";
+    return v ? std::string(v) : std::string();
 }
+bool fallback_forced() { return forced_backend() == "fallback"; }
+bool emulation_forced(const at::Tensor &u) { return forced_backend() == "emulated" && u.device().is_cpu(); }
 
 } // namespace
 
@@ -456,14 +497,15 @@ mt_tensor_t mt_selective_scan(mt_tensor_t u, mt_tensor_t delta, mt_tensor_t A, m
                               mt_tensor_t D, mt_tensor_t z, mt_tensor_t delta_bias, int delta_softplus) {
     MT_TENSOR(([&]() -> at::Tensor {
         const at::Tensor &tu = T(u);
-        if (tu.device().is_cpu() && !fallback_forced())
+        const bool emulated = emulation_forced(tu);
+        if (tu.device().is_cpu() && forced_backend().empty())
             return SelectiveScanFunction::apply(tu, T(delta), T(A), T(B), T(C), maybe(D), maybe(z), maybe(delta_bias),
                                                 delta_softplus != 0);
-        if (!fallback_forced() && use_cuda_kernel(tu, T(A))) {
+        if (emulated || (!fallback_forced() && use_cuda_kernel(tu, T(A)))) {
             // Absent optional inputs travel as empty tensors on u's device (as for the CPU function).
             auto here = [&](mt_tensor_t t) { return t ? T(t) : at::empty({0}, tu.options()); };
-            return CudaScanFunction::apply(tu, T(delta), T(A), T(B), T(C), here(D), here(z), here(delta_bias),
-                                           delta_softplus != 0);
+            return KernelScanFunction::apply(tu, T(delta), T(A), T(B), T(C), here(D), here(z), here(delta_bias),
+                                             delta_softplus != 0, emulated);
         }
         auto opt = [](mt_tensor_t t) { return t ? T(t) : at::Tensor(); };
         return scan_fallback(tu, T(delta), T(A), T(B), T(C), opt(D), opt(z), opt(delta_bias), delta_softplus != 0);
@@ -474,8 +516,9 @@ const char *mt_selective_scan_backend(mt_tensor_t u) {
     try {
         const at::Tensor &t = T(u);
         if (fallback_forced()) return "ATen fallback";
+        if (emulation_forced(t)) return "CUDA kernels emulated on the CPU";
         if (t.device().is_cpu()) return "fused CPU kernel";
-        if (t.is_cuda() && mt::cuda_scan_available(t.device().index())) return "NVRTC CUDA kernel";
+        if (t.is_cuda() && mt::cuda_scan_available(t.device().index())) return "NVRTC CUDA kernels";
         return "ATen fallback";
     } catch (...) {
         return "ATen fallback";
@@ -486,21 +529,32 @@ mt_list_t mt_selective_scan_backward(mt_tensor_t grad_out, mt_tensor_t u, mt_ten
                                      mt_tensor_t B, mt_tensor_t C, mt_tensor_t D, mt_tensor_t z,
                                      mt_tensor_t delta_bias, int delta_softplus) {
     MT_TRY(nullptr,
-        if (!T(u).device().is_cpu() || fallback_forced()) {
+        const at::Tensor &tu = T(u);
+        const bool emulated = emulation_forced(tu), cuda = !fallback_forced() && use_cuda_kernel(tu, T(A));
+        if (!emulated && !cuda && (!tu.device().is_cpu() || !forced_backend().empty())) {
             auto opt = [](mt_tensor_t t) { return t ? T(t) : at::Tensor(); };
-            return mt::wrap_list(fallback_gradients(T(grad_out), {T(u), T(delta), T(A), T(B), T(C), opt(D), opt(z),
+            return mt::wrap_list(fallback_gradients(T(grad_out), {tu, T(delta), T(A), T(B), T(C), opt(D), opt(z),
                                                                   opt(delta_bias)}, delta_softplus != 0));
         }
         at::NoGradGuard no_grad;
-        Prepared p = prepare(T(u), T(delta), T(A), T(B), T(C), maybe(D), maybe(z), maybe(delta_bias));
+        Prepared p = prepare(tu, T(delta), T(A), T(B), T(C), maybe(D), maybe(z), maybe(delta_bias), /*cpu_only=*/false);
         at::Tensor gout = T(grad_out).contiguous();
-        if (gout.sizes() != p.u.sizes() || gout.scalar_type() != at::kFloat)
-            throw std::invalid_argument("selective_scan: the output gradient must be float32 shaped like u");
-        Grads g = scan_backward(gout, p.u, p.delta, p.A, p.Bt, p.Ct, p.D, p.z, p.bias, delta_softplus != 0);
+        if (gout.sizes() != p.u.sizes() || gout.scalar_type() != at::kFloat || gout.device() != p.u.device())
+            throw std::invalid_argument("selective_scan: the output gradient must be float32 shaped like u, on its device");
+        Grads g = emulated || cuda
+                      ? kernel_backward(emulated ? KernelTarget::emulated : KernelTarget::cuda, gout, p.u, p.delta, p.A,
+                                        p.Bt, p.Ct, p.D, p.z, p.bias, delta_softplus != 0)
+                      : scan_backward(gout, p.u, p.delta, p.A, p.Bt, p.Ct, p.D, p.z, p.bias, delta_softplus != 0);
         auto orZeros = [](const at::Tensor &t, const at::Tensor &like) { return t.defined() ? t : at::zeros_like(like); };
         return mt::wrap_list({g.du, g.ddelta, g.dA, g.dBt.transpose(1, 2).contiguous(), g.dCt.transpose(1, 2).contiguous(),
                               orZeros(g.dD, p.u.select(2, 0).select(0, 0)), orZeros(g.dz, p.u),
                               orZeros(g.dbias, p.u.select(2, 0).select(0, 0))});
+    )
+}
+
+char *mt_selective_scan_kernels_ptx(const char *nvrtc_library, const char *architecture) {
+    MT_TRY(nullptr,
+        return strdup(mt::scan_kernels_ptx(nvrtc_library ? nvrtc_library : "", architecture ? architecture : "compute_80").c_str());
     )
 }
 

@@ -1,71 +1,53 @@
-// The selective scan's forward on CUDA: a kernel compiled at run time with NVRTC and launched on
-// libtorch's current stream through the CUDA driver API. Both libraries are opened with dlopen
-// (libnvrtc from the nvidia-cuda-nvrtc wheel beside torch/, found through the rpath; libcuda.so.1
-// from the driver), so building needs no CUDA toolkit. Without MT_WITH_CUDA (Debian's CPU
-// libtorch) the kernel is simply unavailable and CUDA tensors, if any, take the ATen fallback.
-//
-// One thread walks one (batch, channel) sequence through time, holding its N <= 64 states in
-// registers; B and C come laid out [b, L, N] so a thread reads one timestep's states contiguously.
+// The selective scan's kernels on CUDA: the text of selective_scan_kernels.h compiled at run time
+// with NVRTC and launched on libtorch's current stream through the CUDA driver API. Both libraries
+// are opened with dlopen (libnvrtc from the nvidia-cuda-nvrtc wheel beside torch/, found through
+// the rpath; libcuda.so.1 from the driver), so building needs no CUDA toolkit. NVRTC alone needs
+// no GPU: scan_kernels_ptx compiles on any machine (a test does, with the wheel set-up fetches).
+// Without MT_WITH_CUDA (Debian's CPU libtorch) the kernels cannot be launched and CUDA tensors, if
+// any, take the ATen fallback.
 #include "shim.hpp"
+#include "selective_scan_kernels.h"
+#include <ATen/Parallel.h>
+#include <dlfcn.h>
 #include <cstdlib>
 #include <mutex>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #ifdef MT_WITH_CUDA
-#include <ATen/Parallel.h>
 #include <c10/core/DeviceGuard.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
-#include <dlfcn.h>
 #include <map>
 #if __has_include(<c10/cuda/CUDAStream.h>) && __has_include(<cuda_runtime_api.h>) && __has_include(<crt/host_defines.h>)
 #include <c10/cuda/CUDAStream.h>
 #define MT_HAVE_CUDA_STREAM_HEADER 1
 #endif
-#include <vector>
+#endif
 
 namespace {
 
-const char *kernel_source = R"(
-extern "C" __global__ void mt_scan_forward(const float *u, const float *dt, const float *A, const float *Bt,
-                                           const float *Ct, const float *D, const float *gate, float *out,
-                                           long long batch, long long channels, long long length, int state) {
-    const long long task = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (task >= batch * channels) return;
-    const long long b = task / channels, e = task % channels;
-    float h[64], a[64];
-    for (int n = 0; n < state; ++n) { h[n] = 0.f; a[n] = A[e * state + n]; }
-    const float d_e = D ? D[e] : 0.f;
-    const float *pu = u + task * length, *pdt = dt + task * length;
-    const float *pg = gate ? gate + task * length : 0;
-    float *py = out + task * length;
-    for (long long t = 0; t < length; ++t) {
-        const float x = pu[t], d = pdt[t], dx = d * x;
-        const float *bn = Bt + (b * length + t) * state, *cn = Ct + (b * length + t) * state;
-        float y = 0.f;
-        for (int n = 0; n < state; ++n) {
-            h[n] = __expf(d * a[n]) * h[n] + dx * bn[n];
-            y += cn[n] * h[n];
-        }
-        y += d_e * x;
-        py[t] = pg ? y * pg[t] : y;
-    }
+#define MT_STRINGIFY(...) #__VA_ARGS__
+#define MT_EXPAND_AND_STRINGIFY(...) MT_STRINGIFY(__VA_ARGS__)
+
+// The kernels for NVRTC: the device's meaning of the four names, then the kernels' text (the names
+// are not defined in this file, so they stay names in the string).
+std::string kernel_source() {
+    return "#define MT_KERNEL extern \"C\" __global__\n"
+           "#define MT_TASK ((long long)blockIdx.x * blockDim.x + threadIdx.x)\n"
+           "#define MT_EXP(x) __expf(x)\n"
+           "#define MT_ATOMIC_ADD(p, v) atomicAdd((p), (v))\n" +
+           std::string(MT_EXPAND_AND_STRINGIFY(MT_SCAN_KERNELS)) + "\n";
 }
-)";
 
-constexpr int kMaxState = 64;
+template <typename F> bool bind(void *lib, const char *name, F &fn) {
+    fn = reinterpret_cast<F>(dlsym(lib, name));
+    return fn != nullptr;
+}
 
-// The driver and NVRTC entry points used, declared with plain C types (CUresult and nvrtcResult
-// are ints, handles are pointers).
-struct Api {
-    int (*cuInit)(unsigned) = nullptr;
-    int (*cuDeviceGet)(int *, int) = nullptr;
-    int (*cuDeviceGetAttribute)(int *, int, int) = nullptr;
-    int (*cuDevicePrimaryCtxRetain)(void **, int) = nullptr;
-    int (*cuCtxSetCurrent)(void *) = nullptr;
-    int (*cuModuleLoadData)(void **, const void *) = nullptr;
-    int (*cuModuleGetFunction)(void **, void *, const char *) = nullptr;
-    int (*cuLaunchKernel)(void *, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void *,
-                          void **, void **) = nullptr;
+// The NVRTC entry points used, declared with plain C types (nvrtcResult is an int, programs are
+// pointers).
+struct Nvrtc {
     int (*nvrtcCreateProgram)(void **, const char *, const char *, int, const char *const *,
                               const char *const *) = nullptr;
     int (*nvrtcCompileProgram)(void *, int, const char *const *) = nullptr;
@@ -75,20 +57,22 @@ struct Api {
     int (*nvrtcGetProgramLog)(void *, char *) = nullptr;
     int (*nvrtcDestroyProgram)(void **) = nullptr;
     bool ok = false;
-    std::string why;
+
+    explicit Nvrtc(void *lib) {
+        ok = lib && bind(lib, "nvrtcCreateProgram", nvrtcCreateProgram) &&
+             bind(lib, "nvrtcCompileProgram", nvrtcCompileProgram) && bind(lib, "nvrtcGetPTXSize", nvrtcGetPTXSize) &&
+             bind(lib, "nvrtcGetPTX", nvrtcGetPTX) && bind(lib, "nvrtcGetProgramLogSize", nvrtcGetProgramLogSize) &&
+             bind(lib, "nvrtcGetProgramLog", nvrtcGetProgramLog) && bind(lib, "nvrtcDestroyProgram", nvrtcDestroyProgram);
+    }
 };
 
-template <typename F> bool bind(void *lib, const char *name, F &fn) {
-    fn = reinterpret_cast<F>(dlsym(lib, name));
-    return fn != nullptr;
-}
-
-void *open_nvrtc() {
+// MEDSEG_NVRTC, then the loader's search path, then a pip wheel's nvidia/cuda_nvrtc/lib beside
+// torch/ (libtorch is in torch/lib).
+void *find_nvrtc() {
     if (const char *path = std::getenv("MEDSEG_NVRTC"))
         if (void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL)) return h;
     for (const char *name : {"libnvrtc.so.12", "libnvrtc.so.13", "libnvrtc.so.11.2", "libnvrtc.so"})
         if (void *h = dlopen(name, RTLD_NOW | RTLD_LOCAL)) return h;
-    // A pip wheel keeps it in nvidia/cuda_nvrtc/lib beside torch/ (libtorch is in torch/lib).
     Dl_info info;
     if (dladdr(reinterpret_cast<void *>(&at::get_num_threads), &info) && info.dli_fname) {  // in libtorch_cpu
         std::string lib = info.dli_fname;
@@ -100,50 +84,24 @@ void *open_nvrtc() {
     return nullptr;
 }
 
-Api &api() {
-    static Api a;
-    static std::once_flag once;
-    std::call_once(once, [] {
-        void *cuda = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
-        if (!cuda) { a.why = "libcuda.so.1 not found"; return; }
-        void *nvrtc = open_nvrtc();
-        if (!nvrtc) { a.why = "libnvrtc not found"; return; }
-        bool ok = bind(cuda, "cuInit", a.cuInit) && bind(cuda, "cuDeviceGet", a.cuDeviceGet) &&
-                  bind(cuda, "cuDeviceGetAttribute", a.cuDeviceGetAttribute) &&
-                  bind(cuda, "cuDevicePrimaryCtxRetain", a.cuDevicePrimaryCtxRetain) &&
-                  bind(cuda, "cuCtxSetCurrent", a.cuCtxSetCurrent) && bind(cuda, "cuModuleLoadData", a.cuModuleLoadData) &&
-                  bind(cuda, "cuModuleGetFunction", a.cuModuleGetFunction) && bind(cuda, "cuLaunchKernel", a.cuLaunchKernel) &&
-                  bind(nvrtc, "nvrtcCreateProgram", a.nvrtcCreateProgram) &&
-                  bind(nvrtc, "nvrtcCompileProgram", a.nvrtcCompileProgram) &&
-                  bind(nvrtc, "nvrtcGetPTXSize", a.nvrtcGetPTXSize) && bind(nvrtc, "nvrtcGetPTX", a.nvrtcGetPTX) &&
-                  bind(nvrtc, "nvrtcGetProgramLogSize", a.nvrtcGetProgramLogSize) &&
-                  bind(nvrtc, "nvrtcGetProgramLog", a.nvrtcGetProgramLog) &&
-                  bind(nvrtc, "nvrtcDestroyProgram", a.nvrtcDestroyProgram);
-        if (!ok) { a.why = "a driver or NVRTC entry point is missing"; return; }
-        if (a.cuInit(0) != 0) { a.why = "cuInit failed"; return; }
-        a.ok = true;
-    });
-    return a;
-}
-
-// PTX for the device's compute capability; an older virtual architecture when this NVRTC does not
-// know the device's (the driver compiles PTX forward).
-std::string compile(Api &a, int major, int minor) {
-    const std::string archs[] = {"--gpu-architecture=compute_" + std::to_string(major * 10 + minor),
-                                 "--gpu-architecture=compute_80", "--gpu-architecture=compute_70"};
+// PTX for the first of `archs` this NVRTC compiles for; throws with every log when none works.
+std::string compile(const Nvrtc &a, const std::vector<std::string> &archs) {
+    const std::string source = kernel_source();
     std::string log;
     for (const std::string &arch : archs) {
         void *prog = nullptr;
-        if (a.nvrtcCreateProgram(&prog, kernel_source, "mt_scan.cu", 0, nullptr, nullptr) != 0)
+        if (a.nvrtcCreateProgram(&prog, source.c_str(), "mt_scan.cu", 0, nullptr, nullptr) != 0)
             throw std::runtime_error("selective_scan: nvrtcCreateProgram failed");
-        const char *opts[] = {arch.c_str(), "--use_fast_math", "-default-device"};
+        const std::string arch_option = "--gpu-architecture=" + arch;
+        const char *opts[] = {arch_option.c_str(), "--use_fast_math", "-default-device"};
         const int rc = a.nvrtcCompileProgram(prog, 3, opts);
         std::string ptx;
         if (rc == 0) {
             size_t n = 0;
             a.nvrtcGetPTXSize(prog, &n);
             ptx.resize(n);
-            a.nvrtcGetPTX(prog, &ptx[0]);
+            if (n) a.nvrtcGetPTX(prog, &ptx[0]);
+            while (!ptx.empty() && ptx.back() == '\0') ptx.pop_back();
         } else {
             size_t n = 0;
             a.nvrtcGetProgramLogSize(prog, &n);
@@ -154,15 +112,69 @@ std::string compile(Api &a, int major, int minor) {
         a.nvrtcDestroyProgram(&prog);
         if (!ptx.empty()) return ptx;
     }
-    throw std::runtime_error("selective_scan: NVRTC could not compile the scan kernel:\n" + log);
+    throw std::runtime_error("selective_scan: NVRTC could not compile the scan kernels:\n" + log);
+}
+
+} // namespace
+
+namespace mt {
+
+std::string scan_kernels_ptx(const std::string &nvrtc_path, const std::string &architecture) {
+    void *lib = nvrtc_path.empty() ? find_nvrtc() : dlopen(nvrtc_path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        const char *why = dlerror();
+        throw std::runtime_error("selective_scan: cannot load NVRTC" + (nvrtc_path.empty() ? "" : " from " + nvrtc_path) +
+                                 (why ? std::string(": ") + why : std::string()));
+    }
+    Nvrtc nvrtc(lib);
+    if (!nvrtc.ok) throw std::runtime_error("selective_scan: " + nvrtc_path + " lacks an NVRTC entry point");
+    return compile(nvrtc, {architecture});
+}
+
+} // namespace mt
+
+#ifdef MT_WITH_CUDA
+
+namespace {
+
+// The driver entry points used (CUresult is an int, handles are pointers).
+struct Driver {
+    int (*cuInit)(unsigned) = nullptr;
+    int (*cuDeviceGet)(int *, int) = nullptr;
+    int (*cuDeviceGetAttribute)(int *, int, int) = nullptr;
+    int (*cuDevicePrimaryCtxRetain)(void **, int) = nullptr;
+    int (*cuCtxSetCurrent)(void *) = nullptr;
+    int (*cuModuleLoadData)(void **, const void *) = nullptr;
+    int (*cuModuleGetFunction)(void **, void *, const char *) = nullptr;
+    int (*cuLaunchKernel)(void *, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void *,
+                          void **, void **) = nullptr;
+    bool ok = false;
+};
+
+Driver &driver() {
+    static Driver d;
+    static std::once_flag once;
+    std::call_once(once, [] {
+        void *cuda = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+        d.ok = cuda && bind(cuda, "cuInit", d.cuInit) && bind(cuda, "cuDeviceGet", d.cuDeviceGet) &&
+               bind(cuda, "cuDeviceGetAttribute", d.cuDeviceGetAttribute) &&
+               bind(cuda, "cuDevicePrimaryCtxRetain", d.cuDevicePrimaryCtxRetain) &&
+               bind(cuda, "cuCtxSetCurrent", d.cuCtxSetCurrent) && bind(cuda, "cuModuleLoadData", d.cuModuleLoadData) &&
+               bind(cuda, "cuModuleGetFunction", d.cuModuleGetFunction) &&
+               bind(cuda, "cuLaunchKernel", d.cuLaunchKernel) && d.cuInit(0) == 0;
+    });
+    return d;
 }
 
 struct Loaded {
     void *context = nullptr;
-    void *function = nullptr;
+    void *forward = nullptr;
+    void *backward = nullptr;
 };
 
-// The kernel for one device, compiled and loaded once (null function: it failed).
+// The kernels for one device, compiled and loaded once (null functions: that failed). PTX for the
+// device's compute capability, or an older virtual architecture when this NVRTC does not know it
+// (the driver compiles PTX forward).
 Loaded &loaded(int device) {
     static std::mutex mutex;
     static std::map<int, Loaded> cache;
@@ -170,19 +182,22 @@ Loaded &loaded(int device) {
     auto it = cache.find(device);
     if (it != cache.end()) return it->second;
     Loaded &l = cache[device];
-    Api &a = api();
-    if (!a.ok) return l;
+    Driver &d = driver();
+    static Nvrtc nvrtc(find_nvrtc());
+    if (!d.ok || !nvrtc.ok) return l;
     int dev = 0, major = 0, minor = 0;
-    void *ctx = nullptr, *module = nullptr, *fn = nullptr;
-    if (a.cuDeviceGet(&dev, device) != 0 || a.cuDeviceGetAttribute(&major, 75, dev) != 0 ||
-        a.cuDeviceGetAttribute(&minor, 76, dev) != 0 || a.cuDevicePrimaryCtxRetain(&ctx, dev) != 0 ||
-        a.cuCtxSetCurrent(ctx) != 0)
+    void *ctx = nullptr, *module = nullptr, *forward = nullptr, *backward = nullptr;
+    if (d.cuDeviceGet(&dev, device) != 0 || d.cuDeviceGetAttribute(&major, 75, dev) != 0 ||
+        d.cuDeviceGetAttribute(&minor, 76, dev) != 0 || d.cuDevicePrimaryCtxRetain(&ctx, dev) != 0 ||
+        d.cuCtxSetCurrent(ctx) != 0)
         return l;
-    const std::string ptx = compile(a, major, minor);
-    if (a.cuModuleLoadData(&module, ptx.c_str()) != 0 || a.cuModuleGetFunction(&fn, module, "mt_scan_forward") != 0)
+    const std::string ptx = compile(nvrtc, {"compute_" + std::to_string(major * 10 + minor), "compute_80", "compute_70"});
+    if (d.cuModuleLoadData(&module, ptx.c_str()) != 0 || d.cuModuleGetFunction(&forward, module, "mt_scan_forward") != 0 ||
+        d.cuModuleGetFunction(&backward, module, "mt_scan_backward") != 0)
         return l;
     l.context = ctx;
-    l.function = fn;
+    l.forward = forward;
+    l.backward = backward;
     return l;
 }
 
@@ -202,13 +217,31 @@ void *current_stream(const at::Device &device) {
 #endif
 }
 
+// Launches `function` with one thread per (batch, channel) sequence of u on u's device.
+bool launch(void *Loaded::*which, const at::Tensor &u, const at::Tensor &A, std::vector<void *> args) {
+    if (A.size(1) > MT_SCAN_MAX_STATE || !u.is_cuda()) return false;
+    c10::DeviceGuard guard(u.device());
+    Loaded &l = loaded(u.device().index());
+    void *function = l.*which;
+    if (!function || driver().cuCtxSetCurrent(l.context) != 0) return false;
+    const unsigned threads = 128;
+    const unsigned blocks = static_cast<unsigned>((u.size(0) * u.size(1) + threads - 1) / threads);
+    const int rc = driver().cuLaunchKernel(function, blocks, 1, 1, threads, 1, 1, 0, current_stream(u.device()),
+                                           args.data(), nullptr);
+    if (rc != 0) throw std::runtime_error("selective_scan: cuLaunchKernel failed (CUresult " + std::to_string(rc) + ")");
+    return true;
+}
+
+const float *ptr_or_null(const at::Tensor &t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
+
 } // namespace
 
 namespace mt {
 
 bool cuda_scan_available(int device_index) {
     try {
-        return loaded(device_index < 0 ? 0 : device_index).function != nullptr;
+        const Loaded &l = loaded(device_index < 0 ? 0 : device_index);
+        return l.forward && l.backward;
     } catch (...) {
         return false;
     }
@@ -216,29 +249,30 @@ bool cuda_scan_available(int device_index) {
 
 at::Tensor cuda_scan_forward(const at::Tensor &u, const at::Tensor &dt, const at::Tensor &A, const at::Tensor &Bt,
                              const at::Tensor &Ct, const at::Tensor &D, const at::Tensor &gate) {
-    const int64_t batch = u.size(0), channels = u.size(1), length = u.size(2);
-    int state = static_cast<int>(A.size(1));
-    if (state > kMaxState || !u.is_cuda()) return at::Tensor();
-    c10::DeviceGuard guard(u.device());
-    const int device = u.device().index();
-    Loaded &l = loaded(device);
-    if (!l.function) return at::Tensor();
-    Api &a = api();
-    if (a.cuCtxSetCurrent(l.context) != 0) return at::Tensor();
     at::Tensor out = at::empty(u.sizes(), u.options());
-    void *cu_stream = current_stream(u.device());
     const float *pu = u.data_ptr<float>(), *pdt = dt.data_ptr<float>(), *pA = A.data_ptr<float>();
-    const float *pB = Bt.data_ptr<float>(), *pC = Ct.data_ptr<float>();
-    const float *pD = D.defined() ? D.data_ptr<float>() : nullptr;
-    const float *pg = gate.defined() ? gate.data_ptr<float>() : nullptr;
+    const float *pB = Bt.data_ptr<float>(), *pC = Ct.data_ptr<float>(), *pD = ptr_or_null(D), *pg = ptr_or_null(gate);
     float *py = out.data_ptr<float>();
-    long long b = batch, e = channels, len = length;
-    void *args[] = {&pu, &pdt, &pA, &pB, &pC, &pD, &pg, &py, &b, &e, &len, &state};
-    const unsigned threads = 128;
-    const unsigned blocks = static_cast<unsigned>((batch * channels + threads - 1) / threads);
-    const int rc = a.cuLaunchKernel(l.function, blocks, 1, 1, threads, 1, 1, 0, cu_stream, args, nullptr);
-    if (rc != 0) throw std::runtime_error("selective_scan: cuLaunchKernel failed (CUresult " + std::to_string(rc) + ")");
+    long long b = u.size(0), e = u.size(1), len = u.size(2);
+    int state = static_cast<int>(A.size(1));
+    if (!launch(&Loaded::forward, u, A, {&pu, &pdt, &pA, &pB, &pC, &pD, &pg, &py, &b, &e, &len, &state}))
+        return at::Tensor();
     return out;
+}
+
+bool cuda_scan_backward(const ScanKernelGradients &g, const at::Tensor &u, const at::Tensor &dt, const at::Tensor &A,
+                        const at::Tensor &Bt, const at::Tensor &Ct, const at::Tensor &gy) {
+    long long b = u.size(0), e = u.size(1), len = u.size(2);
+    int state = static_cast<int>(A.size(1));
+    // Every state of every sequence, for the backward sweep (from libtorch's caching allocator).
+    at::Tensor states = at::empty({b * e * len * state}, u.options());
+    const float *pu = u.data_ptr<float>(), *pdt = dt.data_ptr<float>(), *pA = A.data_ptr<float>();
+    const float *pB = Bt.data_ptr<float>(), *pC = Ct.data_ptr<float>(), *pgy = gy.data_ptr<float>();
+    float *ps = states.data_ptr<float>(), *pdu = g.du.data_ptr<float>(), *pddt = g.ddt.data_ptr<float>();
+    float *pych = g.ych.data_ptr<float>(), *pdA = g.dA.data_ptr<float>(), *pdB = g.dBt.data_ptr<float>();
+    float *pdC = g.dCt.data_ptr<float>();
+    return launch(&Loaded::backward, u, A,
+                  {&pu, &pdt, &pA, &pB, &pC, &pgy, &ps, &pdu, &pddt, &pych, &pdA, &pdB, &pdC, &b, &e, &len, &state});
 }
 
 } // namespace mt
@@ -250,6 +284,10 @@ bool cuda_scan_available(int) { return false; }
 at::Tensor cuda_scan_forward(const at::Tensor &, const at::Tensor &, const at::Tensor &, const at::Tensor &,
                              const at::Tensor &, const at::Tensor &, const at::Tensor &) {
     return at::Tensor();
+}
+bool cuda_scan_backward(const ScanKernelGradients &, const at::Tensor &, const at::Tensor &, const at::Tensor &,
+                        const at::Tensor &, const at::Tensor &, const at::Tensor &) {
+    return false;
 }
 } // namespace mt
 

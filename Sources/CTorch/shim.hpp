@@ -31,14 +31,32 @@ inline at::TensorOptions options(int dtype, int device_type, int device_index) {
         .device(at::Device(static_cast<at::DeviceType>(device_type), static_cast<c10::DeviceIndex>(device_index)));
 }
 
-// The selective scan's CUDA forward kernel (selective_scan_cuda.cpp), compiled at run time with
-// NVRTC and launched through the driver API, both loaded with dlopen.
+// The selective scan's kernels (selective_scan_kernels.h): compiled at run time with NVRTC and
+// launched through the driver API on CUDA (selective_scan_cuda.cpp, both libraries loaded with
+// dlopen), or emulated on the host for tests (selective_scan_emulated.cpp).
 bool cuda_scan_available(int device_index);
-// out [b, E, L] for contiguous float32 CUDA inputs u, dt (step sizes after bias and softplus)
+// out [b, E, L] for contiguous float32 inputs u, dt (step sizes after bias and softplus)
 // [b, E, L], A [E, N], Bt, Ct [b, L, N], D [E] and gate (silu(z)) [b, E, L], the last two optional
 // (undefined); an undefined tensor when the kernel is unavailable or N is too large for it.
 at::Tensor cuda_scan_forward(const at::Tensor &u, const at::Tensor &dt, const at::Tensor &A, const at::Tensor &Bt,
                              const at::Tensor &Ct, const at::Tensor &D, const at::Tensor &gate);
+at::Tensor emulated_scan_forward(const at::Tensor &u, const at::Tensor &dt, const at::Tensor &A, const at::Tensor &Bt,
+                                 const at::Tensor &Ct, const at::Tensor &D, const at::Tensor &gate);
+// What the backward kernel writes: du (without the D term), ddt and y before D and the gate
+// ([b, E, L], any contents), and dA [E, N], dBt, dCt [b, L, N], which it adds to (zeros).
+struct ScanKernelGradients {
+    at::Tensor du, ddt, ych, dA, dBt, dCt;
+};
+// The backward kernel for the same inputs plus gy, the gradient of y before D and the gate;
+// false when the kernel is unavailable.
+bool cuda_scan_backward(const ScanKernelGradients &g, const at::Tensor &u, const at::Tensor &dt, const at::Tensor &A,
+                        const at::Tensor &Bt, const at::Tensor &Ct, const at::Tensor &gy);
+bool emulated_scan_backward(const ScanKernelGradients &g, const at::Tensor &u, const at::Tensor &dt, const at::Tensor &A,
+                            const at::Tensor &Bt, const at::Tensor &Ct, const at::Tensor &gy);
+// PTX of the kernels from the NVRTC library at `nvrtc_path` (empty: the one the CUDA path finds)
+// for a virtual architecture such as "compute_80"; throws with NVRTC's log when it fails. Needs
+// no GPU and no driver.
+std::string scan_kernels_ptx(const std::string &nvrtc_path, const std::string &architecture);
 } // namespace mt
 
 // Every entry point runs its body inside MT_TRY so that no C++ exception reaches Swift.

@@ -27,8 +27,13 @@ struct DoctorCommand: ParsableCommand {
             let names = (0..<Torch.cudaDeviceCount).map { "cuda:\($0) \(Torch.cudaDeviceName($0))" }
             rows.append(("CUDA", "\(Torch.cudaDeviceCount) device(s): " + names.joined(separator: ", ")))
             rows.append(("cuDNN", Torch.cudnnAvailable ? "available" : "not available"))
+            // Loading the scan's kernels compiles them with NVRTC: the fallback here means NVRTC or
+            // the driver API could not be loaded.
+            let probe = try Tensor.zeros([1, 1, 1]).to(device: .cuda(0))
+            rows.append(("selective scan", "cuda:0 " + F.selectiveScanBackend(probe)))
         } else {
             rows.append(("CUDA", "not available (CPU build or no GPU)"))
+            rows.append(("selective scan", F.selectiveScanBackend(try Tensor.zeros([1, 1, 1]))))
         }
         rows.append(("Gloo (CPU collectives)", Torch.glooAvailable ? "available" : "not available"))
         rows.append(("NCCL (GPU collectives)", Torch.ncclAvailable ? "available" : "not available"))

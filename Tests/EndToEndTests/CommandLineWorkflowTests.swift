@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import TestSupport
 import MedSegData
+import Torch
 @testable import MedSegTrain
 
 /// The user's workflow through the `medseg` executable: synthesize, train, SIGKILL the training,
@@ -79,6 +80,9 @@ final class CommandLineWorkflowTests: XCTestCase {
         XCTAssertTrue(plain.output.contains("OMP_WAIT_POLICY=PASSIVE"), plain.output)
         let chosen = try Executables.runMedSeg(["doctor"], environment: ["OMP_WAIT_POLICY": "ACTIVE"])
         XCTAssertTrue(chosen.output.contains("OMP_WAIT_POLICY=ACTIVE"), chosen.output)
+        // The scan's implementation on the training device is named (the fused kernel on a CPU build).
+        XCTAssertTrue(plain.output.contains("selective scan"), plain.output)
+        XCTAssertTrue(plain.output.contains(Torch.cudaAvailable ? "cuda:0 " : "fused CPU kernel"), plain.output)
     }
 
     func testPlanThenPreprocessTwice() throws {

@@ -142,10 +142,61 @@ final class SelectiveScanTests: XCTestCase {
         }
     }
 
+    /// Runs `body` with MEDSEG_SCAN=emulated (the CUDA kernels' code run on the host).
+    static func withEmulatedKernels<R>(_ body: () throws -> R) rethrows -> R {
+        setenv("MEDSEG_SCAN", "emulated", 1)
+        defer { unsetenv("MEDSEG_SCAN") }
+        return try body()
+    }
+
+    /// The CUDA kernels' arithmetic (the text NVRTC compiles, built for the host) against the
+    /// fused CPU kernel: forward, autograd backward and explicit backward.
+    func testEmulatedCUDAKernelsMatchTheFusedKernel() throws {
+        Torch.manualSeed(17)
+        for (x, softplus, what) in try Self.variants() {
+            let gy = try Tensor.randn(x.u.shape)
+            let fusedRun = try Self.run(x, softplus: softplus, gy: gy)
+            let emulatedRun = try Self.withEmulatedKernels { try Self.run(x, softplus: softplus, gy: gy) }
+            try Self.compare(emulatedRun, fusedRun, tolerance: 1e-5, "emulated CUDA kernels vs fused, \(what)")
+        }
+    }
+
+    /// The NVRTC library set-up fetches (.deps/nvrtc, from PyPI's nvidia-cuda-nvrtc-cu12) or
+    /// MEDSEG_NVRTC; nil when neither is there.
+    static func nvrtcLibrary() -> String? {
+        if let path = ProcessInfo.processInfo.environment["MEDSEG_NVRTC"] { return path }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let path = root.appendingPathComponent(".deps/nvrtc/nvidia/cuda_nvrtc/lib/libnvrtc.so.12").path
+        return FileManager.default.fileExists(atPath: path) ? path : nil
+    }
+
+    /// NVRTC compiles both kernels to PTX without a GPU (the device path's first step, checked on
+    /// every machine); a bad architecture is an error carrying NVRTC's log.
+    func testNVRTCCompilesTheKernels() throws {
+        guard let library = Self.nvrtcLibrary() else {
+            throw XCTSkip("no NVRTC library: scripts/setup.sh fetches it into .deps/nvrtc (or set MEDSEG_NVRTC)")
+        }
+        for arch in ["compute_70", "compute_80", "compute_90"] {
+            let ptx = try F.selectiveScanKernelsPTX(nvrtcLibrary: library, architecture: arch)
+            XCTAssertTrue(ptx.contains(".target sm_\(arch.dropFirst("compute_".count))"), "\(arch): \(ptx.prefix(400))")
+            XCTAssertTrue(ptx.contains(".entry mt_scan_forward("), arch)
+            XCTAssertTrue(ptx.contains(".entry mt_scan_backward("), arch)
+            // dA, dB and dC are accumulated with atomic adds (B, C and A are shared across sequences).
+            XCTAssertTrue(ptx.contains("atom.global.add.f32") || ptx.contains("red.global.add.f32"), arch)
+        }
+        XCTAssertThrowsError(try F.selectiveScanKernelsPTX(nvrtcLibrary: library, architecture: "compute_1")) {
+            XCTAssertTrue("\($0)".contains("could not compile the scan kernels"), "\($0)")
+        }
+        XCTAssertThrowsError(try F.selectiveScanKernelsPTX(nvrtcLibrary: "/nonexistent/libnvrtc.so.12")) {
+            XCTAssertTrue("\($0)".contains("cannot load NVRTC from /nonexistent/libnvrtc.so.12"), "\($0)")
+        }
+    }
+
     func testBackendChoice() throws {
         let u = try Tensor.randn([1, 2, 5])
         XCTAssertEqual(F.selectiveScanBackend(u), "fused CPU kernel")
         XCTAssertEqual(Self.withFallback { F.selectiveScanBackend(u) }, "ATen fallback")
+        XCTAssertEqual(Self.withEmulatedKernels { F.selectiveScanBackend(u) }, "CUDA kernels emulated on the CPU")
         XCTAssertEqual(F.selectiveScanBackend(u), "fused CPU kernel", "MEDSEG_SCAN is read on every call")
         // The fallback checks the inputs as the fused kernel does.
         let x = try Self.random(batch: 1, channels: 2, length: 5, state: 3)
@@ -156,6 +207,8 @@ final class SelectiveScanTests: XCTestCase {
 
     func testCUDAScanMatchesTheCPUKernel() throws {
         guard Torch.cudaAvailable else { throw XCTSkip("no CUDA device") }
+        // The CUDA wheel ships NVRTC: the kernels, not the fallback, must be what runs.
+        XCTAssertEqual(F.selectiveScanBackend(try Tensor.zeros([1, 1, 1]).to(device: .cuda(0))), "NVRTC CUDA kernels")
         Torch.manualSeed(13)
         for (x, softplus, what) in try Self.variants() {
             let gy = try Tensor.randn(x.u.shape)

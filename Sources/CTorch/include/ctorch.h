@@ -284,7 +284,7 @@ int mt_cudnn_benchmark(void);
 void mt_set_cudnn_benchmark(int enabled);
 
 /* ---- selective scan (Mamba) ---- */
-/* Mamba's selective_scan_fn (float32, time-invariant A); fused kernel on the CPU, NVRTC kernel or
+/* Mamba's selective_scan_fn (float32, time-invariant A); fused kernel on the CPU, NVRTC kernels or
  * ATen fallback on CUDA (see mt_selective_scan_backend):
  * u, delta, z [B, E, L]; A [E, N]; B, C [B, N, L]; D, delta_bias [E]; returns y [B, E, L] with
  * y_t = sum_n C_t[n] h_t[n] + D u_t (times silu(z_t) when z is given),
@@ -299,9 +299,14 @@ mt_list_t mt_selective_scan_backward(mt_tensor_t grad_out, mt_tensor_t u, mt_ten
                                      mt_tensor_t B, mt_tensor_t C, mt_tensor_t D, mt_tensor_t z,
                                      mt_tensor_t delta_bias, int delta_softplus);
 /* Which implementation mt_selective_scan takes for inputs like u: "fused CPU kernel", "NVRTC CUDA
- * kernel" or "ATen fallback" (CUDA without a loadable NVRTC/driver, other devices, or
- * MEDSEG_SCAN=fallback); a static string. */
+ * kernels", "CUDA kernels emulated on the CPU" (MEDSEG_SCAN=emulated, CPU tensors) or "ATen
+ * fallback" (CUDA without a loadable NVRTC/driver, other devices, or MEDSEG_SCAN=fallback); a
+ * static string. */
 const char *mt_selective_scan_backend(mt_tensor_t u);
+/* The PTX NVRTC makes of the scan's CUDA kernels for a virtual architecture ("compute_80"), with
+ * the NVRTC library at nvrtc_library (NULL: the one the CUDA path finds); needs no GPU. Free with
+ * mt_free_string; NULL with mt_last_error (NVRTC's log) on failure. */
+char *mt_selective_scan_kernels_ptx(const char *nvrtc_library, const char *architecture);
 
 /* ---- misc ---- */
 int mt_allclose(mt_tensor_t a, mt_tensor_t b, double rtol, double atol);

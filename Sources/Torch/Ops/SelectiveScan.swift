@@ -17,10 +17,11 @@ public struct SelectiveScanGradients {
 extension F {
     /// Mamba's selective scan (`selective_scan_fn`), differentiable with respect to every tensor
     /// argument. CPU tensors: one fused kernel, forward and backward, parallel over batch x
-    /// channels. CUDA tensors: a kernel compiled at run time with NVRTC for the forward (the
-    /// backward recomputes through the ATen fallback), or the ATen fallback (a chunked loop over
-    /// time in libtorch ops) when NVRTC or the driver cannot be loaded. MEDSEG_SCAN=fallback
-    /// forces the fallback on every device.
+    /// channels. CUDA tensors: forward and backward kernels compiled at run time with NVRTC, or
+    /// the ATen fallback (a chunked loop over time in libtorch ops) when NVRTC or the driver cannot
+    /// be loaded. MEDSEG_SCAN=fallback forces the fallback on every device; MEDSEG_SCAN=emulated
+    /// runs the CUDA kernels' code on the host for CPU tensors (slow; tests check it against the
+    /// fused kernel).
     ///
     ///     dt_t   = softplus(delta_t + deltaBias)        (no softplus when deltaSoftplus is false)
     ///     h_t[n] = exp(dt_t A[n]) h_{t-1}[n] + dt_t B_t[n] u_t,   h_{-1} = 0
@@ -36,9 +37,18 @@ extension F {
     }
 
     /// The implementation `selectiveScan` takes for inputs like `u`: "fused CPU kernel",
-    /// "NVRTC CUDA kernel" or "ATen fallback" (MEDSEG_SCAN=fallback forces the last).
+    /// "NVRTC CUDA kernels", "CUDA kernels emulated on the CPU" or "ATen fallback".
     public static func selectiveScanBackend(_ u: Tensor) -> String {
         String(cString: mt_selective_scan_backend(u.handle))
+    }
+
+    /// The PTX that NVRTC makes of the scan's CUDA kernels for a virtual architecture such as
+    /// "compute_80", with the NVRTC library at `nvrtcLibrary` (nil: the one the CUDA path would
+    /// load). Needs no GPU or driver; throws with NVRTC's log when the kernels do not compile.
+    public static func selectiveScanKernelsPTX(nvrtcLibrary: String? = nil, architecture: String = "compute_80") throws -> String {
+        guard let p = mt_selective_scan_kernels_ptx(nvrtcLibrary, architecture) else { throw TorchError.last() }
+        defer { mt_free_string(p) }
+        return String(cString: p)
     }
 
     /// The scan's explicit backward for an output gradient `gradOutput` (no autograd involved).
