@@ -3,7 +3,8 @@
 # minutes once the CUDA torch wheel is installed): builds the CUDA variant through the set-up,
 # runs every CUDA test, checks AMP against fp32 when `medseg benchmark` has --precision, and prints
 # MedSeg vs PyTorch (the same wheel, bench/ref_plain_unet.py) training img/s for nnU-Net's plain
-# conv U-Net, 2D batch 64 and 3D batch 2, beside NVIDIA's published A100 AMP figures.
+# conv U-Net, 2D batch 64 and 3D batch 2, beside NVIDIA's published A100 AMP figures; then the
+# data pipeline with augmentation on CPU and GPU, and UltraLight VM-UNet training (scan kernels).
 # Usage: bash scripts/gpu-check.sh [--dry-run]   (--dry-run: print the steps, run nothing on a GPU)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,6 +55,8 @@ step build-release 300 swift build --build-path "$build" -c release --product me
 medseg=$build/release/medseg
 step doctor 60 "$medseg" doctor
 [ "$dry" = 1 ] || { cat "$log_dir/doctor.log"; grep -q "CUDA libtorch" "$log_dir/doctor.log" || fail "medseg doctor does not report the CUDA libtorch"; }
+[ "$dry" = 1 ] || grep -q "selective scan *cuda:0 NVRTC CUDA kernels" "$log_dir/doctor.log" \
+  || fail "the selective scan's NVRTC kernels did not load on cuda:0 (doctor: $(grep 'selective scan' "$log_dir/doctor.log"))"
 
 # 3. Every CUDA test (their names say CUDA or GPU; they skip without a device, so count skips).
 step cuda-tests 240 env OMP_WAIT_POLICY=PASSIVE swift test --build-path "$build" --skip-build \
@@ -92,6 +95,18 @@ for prec in $precisions; do
   bench 2 64 192 6 "$prec"
   bench 3 2 128 6 "$prec"
 done
+
+# 5. The data pipeline (patch sampling + nnU-Net augmentation, 3D 128^3 batch 2) with the
+# augmentation on the CPU and on the GPU, and UltraLight VM-UNet training on the scan kernels.
+for dev in cpu cuda; do
+  step "loader-$dev" 120 "$medseg" benchmark --mode loader --dim 3 --batch-size 2 --size 128 --workers 4 \
+    --warmup 2 --steps 6 --device "$dev" --json
+done
+step vmunet-train 120 "$medseg" benchmark --model ultralight_vmunet --mode train --size 256 --batch-size 8 \
+  --in-channels 3 --warmup 3 --steps 10 --device cuda --json
+if [ "$dry" = 0 ]; then
+  for name in loader-cpu loader-cuda vmunet-train; do say "$name: $(tail -1 "$log_dir/$name.log")"; done
+fi
 
 [ "$dry" = 1 ] && { say "dry run: nothing was run"; exit 0; }
 python3 - "$results" "$has_precision" <<'PY'

@@ -97,9 +97,18 @@ mt_tensor_t mt_eye(int64_t n, int dtype, int device_type, int device_index) {
 mt_tensor_t mt_zeros_like(mt_tensor_t t) { MT_TENSOR(at::zeros_like(T(t))) }
 mt_tensor_t mt_ones_like(mt_tensor_t t) { MT_TENSOR(at::ones_like(T(t))) }
 
-mt_tensor_t mt_to(mt_tensor_t t, int dtype, int device_type, int device_index, int copy) {
+mt_tensor_t mt_to(mt_tensor_t t, int dtype, int device_type, int device_index, int copy, int non_blocking) {
     MT_TENSOR(T(t).to(at::Device(static_cast<at::DeviceType>(device_type), static_cast<c10::DeviceIndex>(device_index)),
-                      static_cast<at::ScalarType>(dtype), /*non_blocking=*/false, copy != 0))
+                      static_cast<at::ScalarType>(dtype), non_blocking != 0, copy != 0))
+}
+
+mt_tensor_t mt_pin_memory(mt_tensor_t t) { MT_TENSOR(T(t).pin_memory()) }
+int mt_is_pinned(mt_tensor_t t) {
+    try {
+        return T(t).is_pinned() ? 1 : 0;
+    } catch (...) {
+        return 0;
+    }
 }
 
 mt_tensor_t mt_contiguous(mt_tensor_t t) { MT_TENSOR(T(t).contiguous()) }

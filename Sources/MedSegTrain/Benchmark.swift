@@ -53,7 +53,8 @@ public struct Benchmark {
     public var workers = 2
 
     /// Batches per second of the training data pipeline (patch sampling with foreground
-    /// oversampling and the full nnU-Net augmentation) on synthetic cases of the benchmark size.
+    /// oversampling and the full nnU-Net augmentation, run on `device` as training runs it) on
+    /// synthetic cases of the benchmark size.
     func runLoader() throws -> Result {
         let synth = try SyntheticCases(.init(dims: spec.dims, size: Array(size.reversed()).map { $0 + $0 / 4 }, classes: 1, seed: 0))
         let reader = CaseReader(dataset: nil, normalization: .zscore)
@@ -66,14 +67,16 @@ public struct Benchmark {
                               shape: Array(image.size.reversed()))
         }
         let source = TrainingBatches(cases: cases.map(PatchCase.init), batchSize: batchSize,
-                                     sampler: PatchSampler(patchSize: size), pipeline: .nnUNet(dims: spec.dims))
+                                     sampler: PatchSampler(patchSize: size), pipeline: .nnUNet(dims: spec.dims), device: device)
         let batches = BatchLoader(source: source, batches: warmup + steps, workers: workers, prefetch: 2, seed: 0, epoch: 0)
         defer { batches.stop() }
         for _ in 0..<warmup { _ = try batches.next() }
+        try Torch.synchronize(device)
         let start = DispatchTime.now().uptimeNanoseconds
         for _ in 0..<steps { _ = try batches.next() }
+        try Torch.synchronize(device)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 / Double(steps)
-        return Result(model: "loader (\(workers) workers)", mode: mode.rawValue, batch_size: batchSize, size: size, threads: Torch.threads,
+        return Result(model: "loader (\(workers) workers, \(device))", mode: mode.rawValue, batch_size: batchSize, size: size, threads: Torch.threads,
                       params: 0, img_per_s: Double(batchSize) / seconds, step_ms: seconds * 1000, peak_mem_mb: Self.peakResidentMB())
     }
 

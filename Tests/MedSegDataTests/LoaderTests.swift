@@ -295,4 +295,31 @@ final class LoaderTests: XCTestCase {
             XCTAssertEqual(a.1, b.1)
         }
     }
+
+    // MARK: batch transfer
+
+    func smallBatch() throws -> Batch {
+        var rng = RandomSource(seed: 5)
+        return Batch(image: try rng.uniformTensor([2, 1, 8, 8]), label: try Tensor.zeros([2, 1, 8, 8]), caseIdentifiers: ["a", "b"])
+    }
+
+    /// A batch already on the target device is handed on as it is, without a copy.
+    func testABatchOnItsDeviceIsNotCopied() throws {
+        let batch = try smallBatch()
+        let same = try batch.moved(to: .cpu)
+        XCTAssertTrue(same.image === batch.image && same.label === batch.label, "no copy on the device it is on")
+        XCTAssertEqual(same.caseIdentifiers, ["a", "b"])
+    }
+
+    /// To a GPU the tensors arrive with the same values (pinned and non-blocking on the way).
+    func testBatchesMoveToTheGPU() throws {
+        guard Torch.cudaAvailable else { throw XCTSkip("no CUDA device for the pinned, non-blocking path") }
+        let batch = try smallBatch()
+        let moved = try batch.moved(to: .cuda(0))
+        XCTAssertEqual(moved.image.device, .cuda(0))
+        XCTAssertEqual(moved.label.device, .cuda(0))
+        XCTAssertTrue(try moved.image.to(device: .cpu).equal(batch.image))
+        XCTAssertTrue(try moved.label.to(device: .cpu).equal(batch.label))
+        XCTAssertEqual(moved.caseIdentifiers, ["a", "b"])
+    }
 }

@@ -151,4 +151,25 @@ final class TensorTests: XCTestCase {
         XCTAssertFalse(Torch.version.isEmpty)
         XCTAssertGreaterThanOrEqual(Torch.threads, 1)
     }
+
+    /// Pinned host memory needs CUDA: on a CPU build pinning is a clear error and nothing is
+    /// pinned; with a GPU the pinned copy holds the same values and a non-blocking copy from it
+    /// arrives intact once the stream is synchronized.
+    func testPinnedMemoryAndNonBlockingGPUCopies() throws {
+        let t = try Tensor.arange(0, 12).view([3, 4]).float()
+        XCTAssertFalse(t.isPinned)
+        // A copy to where the tensor already is, non-blocking or not, is the tensor itself.
+        XCTAssertTrue(try t.to(device: .cpu, nonBlocking: true).equal(t))
+        guard Torch.cudaAvailable else {
+            XCTAssertThrowsError(try t.pinnedMemory())
+            return
+        }
+        let pinned = try t.pinnedMemory()
+        XCTAssertTrue(pinned.isPinned)
+        XCTAssertTrue(try pinned.equal(t))
+        let onGPU = try pinned.to(device: .cuda(0), nonBlocking: true)
+        XCTAssertEqual(onGPU.device, .cuda(0))
+        try Torch.synchronize(.cuda(0))
+        XCTAssertTrue(try onGPU.to(device: .cpu).equal(t))
+    }
 }

@@ -93,7 +93,12 @@ mt_tensor_t mt_zeros_like(mt_tensor_t t);
 mt_tensor_t mt_ones_like(mt_tensor_t t);
 
 /* ---- conversion ---- */
-mt_tensor_t mt_to(mt_tensor_t t, int dtype, int device_type, int device_index, int copy);
+/* non_blocking: a copy from pinned host memory to a GPU (or back) is queued on the current stream
+ * and returns at once. */
+mt_tensor_t mt_to(mt_tensor_t t, int dtype, int device_type, int device_index, int copy, int non_blocking);
+/* A copy of a CPU tensor in page-locked memory (fails without CUDA); whether a tensor is in it. */
+mt_tensor_t mt_pin_memory(mt_tensor_t t);
+int mt_is_pinned(mt_tensor_t t);
 mt_tensor_t mt_contiguous(mt_tensor_t t);
 mt_tensor_t mt_clone(mt_tensor_t t);
 mt_tensor_t mt_detach(mt_tensor_t t);

@@ -184,7 +184,7 @@ public final class TrainingRun {
             // This rank's share of the training cases for the epoch, as DistributedSampler deals them.
             sampler.setEpoch(epoch)
             let source = TrainingBatches(cases: sampler.indices().map { patchCases[$0] }, batchSize: c.batch_size,
-                                         sampler: patchSampler, pipeline: pipeline)
+                                         sampler: patchSampler, pipeline: pipeline, device: device)
             let batches = BatchLoader(source: source, batches: c.iterations, workers: c.workers, prefetch: 2,
                                       seed: UInt64(c.seed) &+ UInt64(rank) &* 0x9E37_79B9, epoch: epoch)
             defer { batches.stop() }
@@ -193,7 +193,7 @@ public final class TrainingRun {
             var lossSum = 0.0, steps = 0
             for iteration in 0..<c.iterations {
                 guard let batch = try batches.next() else { break }
-                let outcome = try step(try batch.image.to(device: device), try batch.label.to(device: device))
+                let outcome = try step(batch.image, batch.label) // already on the device (TrainingBatches)
                 if outcome.lossScaleOverflow { continue }
                 guard outcome.stepped else {
                     skippedSteps += 1

@@ -181,10 +181,20 @@ public final class Tensor: CustomStringConvertible {
 
     // MARK: conversion
 
-    public func to(device: Device? = nil, dtype: DType? = nil, copy: Bool = false) throws -> Tensor {
+    /// This tensor on `device` with `dtype` (itself when nothing changes and `copy` is false).
+    /// `nonBlocking`: a copy between pinned host memory and a GPU is queued on the current stream
+    /// and this returns at once (as PyTorch's `non_blocking=True`); elsewhere it has no effect.
+    public func to(device: Device? = nil, dtype: DType? = nil, copy: Bool = false, nonBlocking: Bool = false) throws -> Tensor {
         let d = device ?? self.device
-        return try wrap(mt_to(handle, (dtype ?? self.dtype).rawValue, d.typeCode, d.indexCode, copy ? 1 : 0))
+        return try wrap(mt_to(handle, (dtype ?? self.dtype).rawValue, d.typeCode, d.indexCode, copy ? 1 : 0, nonBlocking ? 1 : 0))
     }
+
+    /// A copy of this CPU tensor in page-locked (pinned) host memory, which the GPU reads by DMA,
+    /// so copies from it can overlap compute. Needs CUDA; throws libtorch's error without it.
+    public func pinnedMemory() throws -> Tensor { try wrap(mt_pin_memory(handle)) }
+
+    /// Whether this tensor lives in pinned host memory (always false on a CPU-only build).
+    public var isPinned: Bool { mt_is_pinned(handle) != 0 }
 
     public func to(dtype: DType) throws -> Tensor { try to(device: nil, dtype: dtype) }
     public func float() throws -> Tensor { try to(dtype: .float32) }
