@@ -425,17 +425,18 @@ Grads kernel_backward(KernelTarget target, const at::Tensor &gout, const at::Ten
     at::Tensor dt = (use_softplus ? at::softplus(raw) : raw).contiguous();
     at::Tensor gate = z.defined() ? at::silu(z) : at::Tensor();
     at::Tensor gy = (gate.defined() ? gout * gate : gout).contiguous();
-    mt::ScanKernelGradients k{at::empty_like(u), at::empty_like(u), at::empty_like(u), at::zeros_like(A),
-                              at::zeros_like(Bt), at::zeros_like(Ct)};
+    const int64_t b = u.size(0), e = u.size(1), L = u.size(2), n = A.size(1);
+    mt::ScanKernelGradients k{at::empty_like(u), at::empty_like(u), at::empty_like(u), at::empty({b * e, n}, u.options()),
+                              at::empty({b, e, L, n}, u.options()), at::empty({b, e, L, n}, u.options())};
     const bool ran = target == KernelTarget::cuda ? mt::cuda_scan_backward(k, u, dt, A, Bt, Ct, gy)
                                                   : mt::emulated_scan_backward(k, u, dt, A, Bt, Ct, gy);
     if (!ran) throw std::runtime_error("selective_scan: the backward kernel is unavailable");
     Grads g;
     g.du = D.defined() ? k.du + gy * D.view({1, -1, 1}) : k.du;
     g.ddelta = use_softplus ? k.ddt * at::sigmoid(raw) : k.ddt;
-    g.dA = k.dA;
-    g.dBt = k.dBt;
-    g.dCt = k.dCt;
+    g.dA = k.dA_part.view({b, e, n}).sum(0);
+    g.dBt = k.dB_part.sum(1);
+    g.dCt = k.dC_part.sum(1);
     if (D.defined()) g.dD = (gy * u).sum(at::IntArrayRef{0, 2});
     if (bias.defined()) g.dbias = g.ddelta.sum(at::IntArrayRef{0, 2});
     if (z.defined()) {

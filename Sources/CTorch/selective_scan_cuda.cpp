@@ -30,13 +30,12 @@ namespace {
 #define MT_STRINGIFY(...) #__VA_ARGS__
 #define MT_EXPAND_AND_STRINGIFY(...) MT_STRINGIFY(__VA_ARGS__)
 
-// The kernels for NVRTC: the device's meaning of the four names, then the kernels' text (the names
+// The kernels for NVRTC: the device's meaning of the three names, then the kernels' text (the names
 // are not defined in this file, so they stay names in the string).
 std::string kernel_source() {
     return "#define MT_KERNEL extern \"C\" __global__\n"
            "#define MT_TASK ((long long)blockIdx.x * blockDim.x + threadIdx.x)\n"
-           "#define MT_EXP(x) __expf(x)\n"
-           "#define MT_ATOMIC_ADD(p, v) atomicAdd((p), (v))\n" +
+           "#define MT_EXP(x) __expf(x)\n" +
            std::string(MT_EXPAND_AND_STRINGIFY(MT_SCAN_KERNELS)) + "\n";
 }
 
@@ -264,15 +263,12 @@ bool cuda_scan_backward(const ScanKernelGradients &g, const at::Tensor &u, const
                         const at::Tensor &Bt, const at::Tensor &Ct, const at::Tensor &gy) {
     long long b = u.size(0), e = u.size(1), len = u.size(2);
     int state = static_cast<int>(A.size(1));
-    // Every state of every sequence, for the backward sweep (from libtorch's caching allocator).
-    at::Tensor states = at::empty({b * e * len * state}, u.options());
     const float *pu = u.data_ptr<float>(), *pdt = dt.data_ptr<float>(), *pA = A.data_ptr<float>();
     const float *pB = Bt.data_ptr<float>(), *pC = Ct.data_ptr<float>(), *pgy = gy.data_ptr<float>();
-    float *ps = states.data_ptr<float>(), *pdu = g.du.data_ptr<float>(), *pddt = g.ddt.data_ptr<float>();
-    float *pych = g.ych.data_ptr<float>(), *pdA = g.dA.data_ptr<float>(), *pdB = g.dBt.data_ptr<float>();
-    float *pdC = g.dCt.data_ptr<float>();
+    float *ps = g.dC_part.data_ptr<float>(), *pdu = g.du.data_ptr<float>(), *pddt = g.ddt.data_ptr<float>();
+    float *pych = g.ych.data_ptr<float>(), *pdA = g.dA_part.data_ptr<float>(), *pdB = g.dB_part.data_ptr<float>();
     return launch(&Loaded::backward, u, A,
-                  {&pu, &pdt, &pA, &pB, &pC, &pgy, &ps, &pdu, &pddt, &pych, &pdA, &pdB, &pdC, &b, &e, &len, &state});
+                  {&pu, &pdt, &pA, &pB, &pC, &pgy, &ps, &pdu, &pddt, &pych, &pdA, &pdB, &b, &e, &len, &state});
 }
 
 } // namespace mt

@@ -1,7 +1,7 @@
 // The selective scan's CUDA kernels (selective_scan_kernels.h) compiled for the host and run one
 // sequence after another, so that tests check the arithmetic NVRTC compiles for the GPU against
-// the fused CPU kernel on machines without one (MEDSEG_SCAN=emulated). Serial, hence the plain
-// adds standing in for atomicAdd are safe; slow, and meant only for tests.
+// the fused CPU kernel on machines without one (MEDSEG_SCAN=emulated). Serial and slow: meant
+// only for tests.
 #include "shim.hpp"
 #include "selective_scan_kernels.h"
 #include <cmath>
@@ -13,12 +13,10 @@ thread_local long long emulated_task = 0; // the "thread" the kernel body runs a
 #define MT_KERNEL static
 #define MT_TASK emulated_task
 #define MT_EXP(x) std::exp(x)
-#define MT_ATOMIC_ADD(p, v) (*(p) += (v))
 MT_SCAN_KERNELS
 #undef MT_KERNEL
 #undef MT_TASK
 #undef MT_EXP
-#undef MT_ATOMIC_ADD
 
 template <typename Kernel> void run_all(long long tasks, Kernel kernel) {
     for (emulated_task = 0; emulated_task < tasks; ++emulated_task) kernel();
@@ -49,12 +47,11 @@ bool emulated_scan_backward(const ScanKernelGradients &g, const at::Tensor &u, c
     const long long batch = u.size(0), channels = u.size(1), length = u.size(2);
     const int state = static_cast<int>(A.size(1));
     if (state > MT_SCAN_MAX_STATE || !u.device().is_cpu()) return false;
-    at::Tensor states = at::empty({batch * channels * length * state}, u.options());
     run_all(batch * channels, [&] {
         mt_scan_backward(u.data_ptr<float>(), dt.data_ptr<float>(), A.data_ptr<float>(), Bt.data_ptr<float>(),
-                         Ct.data_ptr<float>(), gy.data_ptr<float>(), states.data_ptr<float>(), g.du.data_ptr<float>(),
-                         g.ddt.data_ptr<float>(), g.ych.data_ptr<float>(), g.dA.data_ptr<float>(),
-                         g.dBt.data_ptr<float>(), g.dCt.data_ptr<float>(), batch, channels, length, state);
+                         Ct.data_ptr<float>(), gy.data_ptr<float>(), g.dC_part.data_ptr<float>(), g.du.data_ptr<float>(),
+                         g.ddt.data_ptr<float>(), g.ych.data_ptr<float>(), g.dA_part.data_ptr<float>(),
+                         g.dB_part.data_ptr<float>(), batch, channels, length, state);
     });
     return true;
 }

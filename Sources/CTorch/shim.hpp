@@ -42,10 +42,11 @@ at::Tensor cuda_scan_forward(const at::Tensor &u, const at::Tensor &dt, const at
                              const at::Tensor &Ct, const at::Tensor &D, const at::Tensor &gate);
 at::Tensor emulated_scan_forward(const at::Tensor &u, const at::Tensor &dt, const at::Tensor &A, const at::Tensor &Bt,
                                  const at::Tensor &Ct, const at::Tensor &D, const at::Tensor &gate);
-// What the backward kernel writes: du (without the D term), ddt and y before D and the gate
-// ([b, E, L], any contents), and dA [E, N], dBt, dCt [b, L, N], which it adds to (zeros).
+// What the backward kernel writes (all allocated by the caller, contents ignored): du (without
+// the D term), ddt and y before D and the gate [b, E, L]; each sequence's share of dA [b * E, N]
+// and of dBt and dCt [b, E, L, N] (summed by the caller; dC_part first holds the states).
 struct ScanKernelGradients {
-    at::Tensor du, ddt, ych, dA, dBt, dCt;
+    at::Tensor du, ddt, ych, dA_part, dB_part, dC_part;
 };
 // The backward kernel for the same inputs plus gy, the gradient of y before D and the gate;
 // false when the kernel is unavailable.
