@@ -80,9 +80,10 @@ final class SelectiveScanTests: XCTestCase {
         }
     }
 
-    /// Runs `body` with MEDSEG_SCAN=fallback (the ATen scan instead of the fused CPU kernel).
-    static func withFallback<R>(_ body: () throws -> R) rethrows -> R {
-        setenv("MEDSEG_SCAN", "fallback", 1)
+    /// Runs `body` with MEDSEG_SCAN=`backend`: "fallback" (the ATen scan instead of the fused CPU
+    /// kernel) or "emulated" (the CUDA kernels' code run on the host).
+    static func withScan<R>(_ backend: String, _ body: () throws -> R) rethrows -> R {
+        setenv("MEDSEG_SCAN", backend, 1)
         defer { unsetenv("MEDSEG_SCAN") }
         return try body()
     }
@@ -132,33 +133,25 @@ final class SelectiveScanTests: XCTestCase {
          (try random(batch: 4, channels: 2, length: 1, state: 16), true, "length 1")]
     }
 
-    func testATenFallbackMatchesTheFusedKernel() throws {
-        Torch.manualSeed(11)
+    /// The scan under MEDSEG_SCAN=`backend` against the fused CPU kernel on every variant.
+    func assertMatchesTheFusedKernel(underScan backend: String, seed: UInt64) throws {
+        Torch.manualSeed(seed)
         for (x, softplus, what) in try Self.variants() {
             let gy = try Tensor.randn(x.u.shape)
             let fusedRun = try Self.run(x, softplus: softplus, gy: gy)
-            let fallbackRun = try Self.withFallback { try Self.run(x, softplus: softplus, gy: gy) }
-            try Self.compare(fallbackRun, fusedRun, tolerance: 1e-5, "fallback vs fused, \(what)")
+            let otherRun = try Self.withScan(backend) { try Self.run(x, softplus: softplus, gy: gy) }
+            try Self.compare(otherRun, fusedRun, tolerance: 1e-5, "\(backend) vs fused, \(what)")
         }
     }
 
-    /// Runs `body` with MEDSEG_SCAN=emulated (the CUDA kernels' code run on the host).
-    static func withEmulatedKernels<R>(_ body: () throws -> R) rethrows -> R {
-        setenv("MEDSEG_SCAN", "emulated", 1)
-        defer { unsetenv("MEDSEG_SCAN") }
-        return try body()
+    func testATenFallbackMatchesTheFusedKernel() throws {
+        try assertMatchesTheFusedKernel(underScan: "fallback", seed: 11)
     }
 
     /// The CUDA kernels' arithmetic (the text NVRTC compiles, built for the host) against the
     /// fused CPU kernel: forward, autograd backward and explicit backward.
     func testEmulatedCUDAKernelsMatchTheFusedKernel() throws {
-        Torch.manualSeed(17)
-        for (x, softplus, what) in try Self.variants() {
-            let gy = try Tensor.randn(x.u.shape)
-            let fusedRun = try Self.run(x, softplus: softplus, gy: gy)
-            let emulatedRun = try Self.withEmulatedKernels { try Self.run(x, softplus: softplus, gy: gy) }
-            try Self.compare(emulatedRun, fusedRun, tolerance: 1e-5, "emulated CUDA kernels vs fused, \(what)")
-        }
+        try assertMatchesTheFusedKernel(underScan: "emulated", seed: 17)
     }
 
     /// The NVRTC library set-up fetches (.deps/nvrtc, from PyPI's nvidia-cuda-nvrtc-cu12) or
@@ -195,12 +188,12 @@ final class SelectiveScanTests: XCTestCase {
     func testBackendChoice() throws {
         let u = try Tensor.randn([1, 2, 5])
         XCTAssertEqual(F.selectiveScanBackend(u), "fused CPU kernel")
-        XCTAssertEqual(Self.withFallback { F.selectiveScanBackend(u) }, "ATen fallback")
-        XCTAssertEqual(Self.withEmulatedKernels { F.selectiveScanBackend(u) }, "CUDA kernels emulated on the CPU")
+        XCTAssertEqual(Self.withScan("fallback") { F.selectiveScanBackend(u) }, "ATen fallback")
+        XCTAssertEqual(Self.withScan("emulated") { F.selectiveScanBackend(u) }, "CUDA kernels emulated on the CPU")
         XCTAssertEqual(F.selectiveScanBackend(u), "fused CPU kernel", "MEDSEG_SCAN is read on every call")
         // The fallback checks the inputs as the fused kernel does.
         let x = try Self.random(batch: 1, channels: 2, length: 5, state: 3)
-        XCTAssertThrowsError(try Self.withFallback { try F.selectiveScan(x.u, delta: x.delta, A: try Tensor.zeros([4, 4]), B: x.B, C: x.C) }) {
+        XCTAssertThrowsError(try Self.withScan("fallback") { try F.selectiveScan(x.u, delta: x.delta, A: try Tensor.zeros([4, 4]), B: x.B, C: x.C) }) {
             XCTAssertTrue("\($0)".contains("A must be [channels, state]"), "\($0)")
         }
     }
@@ -218,7 +211,7 @@ final class SelectiveScanTests: XCTestCase {
             // No atomics in the kernels: a second run gives the same gradients to the bit.
             let again = try Self.run(x, softplus: softplus, gy: gy, device: .cuda(0))
             for (a, b) in zip(cuda.explicit, again.explicit) { XCTAssertTrue(try a.equal(b), "\(what): CUDA gradients differ between runs") }
-            let fallback = try Self.withFallback { try Self.run(x, softplus: softplus, gy: gy, device: .cuda(0)) }
+            let fallback = try Self.withScan("fallback") { try Self.run(x, softplus: softplus, gy: gy, device: .cuda(0)) }
             try Self.compare(fallback, cpu, tolerance: 1e-4, "CUDA ATen fallback vs CPU, \(what)")
         }
     }
