@@ -25,6 +25,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -156,6 +157,27 @@ struct Grads {
     at::Tensor du, ddelta, dA, dBt, dCt, dD, dz, dbias;
 };
 
+// The elementwise pieces of a backward, vectorized by libtorch: dt, d dt / d raw (softplus'
+// derivative, 1 above its threshold of 20, as at::softplus; undefined without softplus), and for
+// the gate silu(z) and silu'(z) (undefined without z). All contiguous.
+struct ElementwisePieces {
+    at::Tensor dt, softplus_grad, gate, gate_grad;
+};
+
+ElementwisePieces elementwise_pieces(const at::Tensor &delta, const at::Tensor &z, const at::Tensor &bias,
+                                     bool use_softplus) {
+    ElementwisePieces p;
+    at::Tensor raw = bias.defined() ? delta + bias.view({1, -1, 1}) : delta;
+    p.dt = (use_softplus ? at::softplus(raw) : raw).contiguous();
+    if (use_softplus) p.softplus_grad = at::where(raw > 20, at::ones_like(raw), at::sigmoid(raw)).contiguous();
+    if (z.defined()) {
+        at::Tensor sz = at::sigmoid(z);
+        p.gate = (z * sz).contiguous();
+        p.gate_grad = (sz * (1 + z * (1 - sz))).contiguous();
+    }
+    return p;
+}
+
 // Backward over contiguous buffers. Bt, Ct are [batch, length, state]; so are dBt, dCt.
 Grads scan_backward(const at::Tensor &gout, const at::Tensor &u, const at::Tensor &delta, const at::Tensor &A,
                     const at::Tensor &Bt, const at::Tensor &Ct, const at::Tensor &D, const at::Tensor &z,
@@ -166,18 +188,9 @@ Grads scan_backward(const at::Tensor &gout, const at::Tensor &u, const at::Tenso
     Grads g;
     g.du = at::empty(u.sizes(), u.options());
     g.ddelta = at::empty(u.sizes(), u.options());
-    // Elementwise pieces, vectorized by libtorch: dt, d dt / d raw (softplus' derivative, 1 above
-    // its threshold of 20, as at::softplus), and for the gate silu(z) and silu'(z).
-    at::Tensor raw = bias.defined() ? delta + bias.view({1, -1, 1}) : delta;
-    at::Tensor dt = (use_softplus ? at::softplus(raw) : raw).contiguous();
-    at::Tensor ddt = use_softplus ? at::where(raw > 20, at::ones_like(raw), at::sigmoid(raw)).contiguous() : at::Tensor();
-    at::Tensor gate, dgate;
-    if (z.defined()) {
-        at::Tensor sz = at::sigmoid(z);
-        gate = (z * sz).contiguous();
-        dgate = (sz * (1 + z * (1 - sz))).contiguous();
-        g.dz = at::empty(u.sizes(), u.options());
-    }
+    const ElementwisePieces pieces = elementwise_pieces(delta, z, bias, use_softplus);
+    const at::Tensor &dt = pieces.dt, &ddt = pieces.softplus_grad, &gate = pieces.gate, &dgate = pieces.gate_grad;
+    if (z.defined()) g.dz = at::empty(u.sizes(), u.options());
     // Per-task partial sums: B and C are shared by the channels, A, D and delta_bias by the batch.
     at::Tensor dB_part = at::empty({s.batch, E, L, N}, u.options());
     at::Tensor dC_part = at::empty({s.batch, E, L, N}, u.options());
@@ -412,39 +425,48 @@ std::vector<at::Tensor> fallback_gradients(const at::Tensor &grad_out, const std
     return res;
 }
 
-// Where the kernels of selective_scan_kernels.h run: launched on a CUDA device, or emulated on the
-// host (MEDSEG_SCAN=emulated; tests compare them with the fused CPU kernel).
-enum class KernelTarget { cuda, emulated };
+// The implementation a scan takes (the mt_selective_scan_backend strings).
+enum class Backend { fused_cpu, cuda_kernels, emulated_kernels, fallback };
 
-// The scan's gradients from the backward kernel plus the elementwise terms around it (the D skip,
-// the gate, softplus and the bias), in ATen ops on the inputs' device. Bt, Ct are [b, L, N].
-Grads kernel_backward(KernelTarget target, const at::Tensor &gout, const at::Tensor &u, const at::Tensor &delta,
+// MEDSEG_SCAN=fallback forces the ATen scan on every device, MEDSEG_SCAN=emulated runs the CUDA
+// kernels' code on the host for CPU tensors; tests compare both with the fused kernel. CUDA takes
+// the kernels when they load and the state (N) fits them.
+Backend backend_for(const at::Tensor &u, int64_t state) {
+    const char *v = std::getenv("MEDSEG_SCAN");
+    const std::string forced = v ? v : "";
+    if (forced == "fallback") return Backend::fallback;
+    if (u.device().is_cpu()) return forced == "emulated" ? Backend::emulated_kernels : Backend::fused_cpu;
+    if (u.is_cuda() && state <= MT_SCAN_MAX_STATE && mt::cuda_scan_available(u.device().index()))
+        return Backend::cuda_kernels;
+    return Backend::fallback;
+}
+Backend backend_for(const at::Tensor &u, const at::Tensor &A) {
+    return backend_for(u, A.dim() == 2 ? A.size(1) : std::numeric_limits<int64_t>::max());
+}
+
+// The scan's gradients from the backward kernel (cuda_kernels or emulated_kernels) plus the
+// elementwise terms around it (the D skip, the gate, softplus and the bias), in ATen ops on the
+// inputs' device. Bt, Ct are [b, L, N].
+Grads kernel_backward(Backend backend, const at::Tensor &gout, const at::Tensor &u, const at::Tensor &delta,
                       const at::Tensor &A, const at::Tensor &Bt, const at::Tensor &Ct, const at::Tensor &D,
                       const at::Tensor &z, const at::Tensor &bias, bool use_softplus) {
-    at::Tensor raw = bias.defined() ? delta + bias.view({1, -1, 1}) : delta;
-    at::Tensor dt = (use_softplus ? at::softplus(raw) : raw).contiguous();
-    at::Tensor gate = z.defined() ? at::silu(z) : at::Tensor();
-    at::Tensor gy = (gate.defined() ? gout * gate : gout).contiguous();
+    const ElementwisePieces pieces = elementwise_pieces(delta, z, bias, use_softplus);
+    at::Tensor gy = (pieces.gate.defined() ? gout * pieces.gate : gout).contiguous();
     const int64_t b = u.size(0), e = u.size(1), L = u.size(2), n = A.size(1);
     mt::ScanKernelGradients k{at::empty_like(u), at::empty_like(u), at::empty_like(u), at::empty({b * e, n}, u.options()),
                               at::empty({b, e, L, n}, u.options()), at::empty({b, e, L, n}, u.options())};
-    const bool ran = target == KernelTarget::cuda ? mt::cuda_scan_backward(k, u, dt, A, Bt, Ct, gy)
-                                                  : mt::emulated_scan_backward(k, u, dt, A, Bt, Ct, gy);
+    const bool ran = backend == Backend::cuda_kernels ? mt::cuda_scan_backward(k, u, pieces.dt, A, Bt, Ct, gy)
+                                                      : mt::emulated_scan_backward(k, u, pieces.dt, A, Bt, Ct, gy);
     if (!ran) throw std::runtime_error("selective_scan: the backward kernel is unavailable");
     Grads g;
     g.du = D.defined() ? k.du + gy * D.view({1, -1, 1}) : k.du;
-    g.ddelta = use_softplus ? k.ddt * at::sigmoid(raw) : k.ddt;
+    g.ddelta = pieces.softplus_grad.defined() ? k.ddt * pieces.softplus_grad : k.ddt;
     g.dA = k.dA_part.view({b, e, n}).sum(0);
     g.dBt = k.dB_part.sum(1);
     g.dCt = k.dC_part.sum(1);
     if (D.defined()) g.dD = (gy * u).sum(at::IntArrayRef{0, 2});
     if (bias.defined()) g.dbias = g.ddelta.sum(at::IntArrayRef{0, 2});
-    if (z.defined()) {
-        // d silu(z) / dz = s (1 + z (1 - s)) with s = sigmoid(z)
-        at::Tensor y = D.defined() ? k.ych + u * D.view({1, -1, 1}) : k.ych;
-        at::Tensor s = at::sigmoid(z);
-        g.dz = gout * y * s * (1 + z * (1 - s));
-    }
+    if (z.defined()) g.dz = gout * (D.defined() ? k.ych + u * D.view({1, -1, 1}) : k.ych) * pieces.gate_grad;
     return g;
 }
 
@@ -467,27 +489,14 @@ struct KernelScanFunction : public torch::autograd::Function<KernelScanFunction>
 
     static variable_list backward(AutogradContext *ctx, variable_list grads) {
         auto saved = ctx->get_saved_variables();
-        const KernelTarget target = ctx->saved_data["emulated"].toBool() ? KernelTarget::emulated : KernelTarget::cuda;
+        const Backend backend = ctx->saved_data["emulated"].toBool() ? Backend::emulated_kernels : Backend::cuda_kernels;
         at::Tensor gout = grads[0].defined() ? grads[0].contiguous() : at::zeros_like(saved[0]);
-        Grads g = kernel_backward(target, gout, saved[0], saved[1], saved[2], saved[3], saved[4], saved[5], saved[6],
+        Grads g = kernel_backward(backend, gout, saved[0], saved[1], saved[2], saved[3], saved[4], saved[5], saved[6],
                                   saved[7], ctx->saved_data["softplus"].toBool());
         return {g.du, g.ddelta, g.dA, g.dBt.transpose(1, 2), g.dCt.transpose(1, 2), g.dD, g.dz, g.dbias, at::Tensor(),
                 at::Tensor()};
     }
 };
-
-bool use_cuda_kernel(const at::Tensor &u, const at::Tensor &A) {
-    return u.is_cuda() && A.dim() == 2 && A.size(1) <= MT_SCAN_MAX_STATE && mt::cuda_scan_available(u.device().index());
-}
-
-// MEDSEG_SCAN=fallback forces the ATen scan, MEDSEG_SCAN=emulated the CUDA kernels run on the host
-// (CPU tensors only); tests compare both with the fused kernel on the CPU.
-std::string forced_backend() {
-    const char *v = std::getenv("MEDSEG_SCAN");
-    return v ? std::string(v) : std::string();
-}
-bool fallback_forced() { return forced_backend() == "fallback"; }
-bool emulation_forced(const at::Tensor &u) { return forced_backend() == "emulated" && u.device().is_cpu(); }
 
 } // namespace
 
@@ -498,15 +507,15 @@ mt_tensor_t mt_selective_scan(mt_tensor_t u, mt_tensor_t delta, mt_tensor_t A, m
                               mt_tensor_t D, mt_tensor_t z, mt_tensor_t delta_bias, int delta_softplus) {
     MT_TENSOR(([&]() -> at::Tensor {
         const at::Tensor &tu = T(u);
-        const bool emulated = emulation_forced(tu);
-        if (tu.device().is_cpu() && forced_backend().empty())
+        const Backend backend = backend_for(tu, T(A));
+        if (backend == Backend::fused_cpu)
             return SelectiveScanFunction::apply(tu, T(delta), T(A), T(B), T(C), maybe(D), maybe(z), maybe(delta_bias),
                                                 delta_softplus != 0);
-        if (emulated || (!fallback_forced() && use_cuda_kernel(tu, T(A)))) {
+        if (backend != Backend::fallback) {
             // Absent optional inputs travel as empty tensors on u's device (as for the CPU function).
             auto here = [&](mt_tensor_t t) { return t ? T(t) : at::empty({0}, tu.options()); };
             return KernelScanFunction::apply(tu, T(delta), T(A), T(B), T(C), here(D), here(z), here(delta_bias),
-                                             delta_softplus != 0, emulated);
+                                             delta_softplus != 0, backend == Backend::emulated_kernels);
         }
         auto opt = [](mt_tensor_t t) { return t ? T(t) : at::Tensor(); };
         return scan_fallback(tu, T(delta), T(A), T(B), T(C), opt(D), opt(z), opt(delta_bias), delta_softplus != 0);
@@ -515,11 +524,12 @@ mt_tensor_t mt_selective_scan(mt_tensor_t u, mt_tensor_t delta, mt_tensor_t A, m
 
 const char *mt_selective_scan_backend(mt_tensor_t u) {
     try {
-        const at::Tensor &t = T(u);
-        if (fallback_forced()) return "ATen fallback";
-        if (emulation_forced(t)) return "CUDA kernels emulated on the CPU";
-        if (t.device().is_cpu()) return "fused CPU kernel";
-        if (t.is_cuda() && mt::cuda_scan_available(t.device().index())) return "NVRTC CUDA kernels";
+        switch (backend_for(T(u), /*state=*/0)) {
+        case Backend::fused_cpu: return "fused CPU kernel";
+        case Backend::cuda_kernels: return "NVRTC CUDA kernels";
+        case Backend::emulated_kernels: return "CUDA kernels emulated on the CPU";
+        case Backend::fallback: break;
+        }
         return "ATen fallback";
     } catch (...) {
         return "ATen fallback";
@@ -531,8 +541,8 @@ mt_list_t mt_selective_scan_backward(mt_tensor_t grad_out, mt_tensor_t u, mt_ten
                                      mt_tensor_t delta_bias, int delta_softplus) {
     MT_TRY(nullptr,
         const at::Tensor &tu = T(u);
-        const bool emulated = emulation_forced(tu), cuda = !fallback_forced() && use_cuda_kernel(tu, T(A));
-        if (!emulated && !cuda && (!tu.device().is_cpu() || !forced_backend().empty())) {
+        const Backend backend = backend_for(tu, T(A));
+        if (backend == Backend::fallback) {
             auto opt = [](mt_tensor_t t) { return t ? T(t) : at::Tensor(); };
             return mt::wrap_list(fallback_gradients(T(grad_out), {tu, T(delta), T(A), T(B), T(C), opt(D), opt(z),
                                                                   opt(delta_bias)}, delta_softplus != 0));
@@ -542,10 +552,9 @@ mt_list_t mt_selective_scan_backward(mt_tensor_t grad_out, mt_tensor_t u, mt_ten
         at::Tensor gout = T(grad_out).contiguous();
         if (gout.sizes() != p.u.sizes() || gout.scalar_type() != at::kFloat || gout.device() != p.u.device())
             throw std::invalid_argument("selective_scan: the output gradient must be float32 shaped like u, on its device");
-        Grads g = emulated || cuda
-                      ? kernel_backward(emulated ? KernelTarget::emulated : KernelTarget::cuda, gout, p.u, p.delta, p.A,
-                                        p.Bt, p.Ct, p.D, p.z, p.bias, delta_softplus != 0)
-                      : scan_backward(gout, p.u, p.delta, p.A, p.Bt, p.Ct, p.D, p.z, p.bias, delta_softplus != 0);
+        Grads g = backend == Backend::fused_cpu
+                      ? scan_backward(gout, p.u, p.delta, p.A, p.Bt, p.Ct, p.D, p.z, p.bias, delta_softplus != 0)
+                      : kernel_backward(backend, gout, p.u, p.delta, p.A, p.Bt, p.Ct, p.D, p.z, p.bias, delta_softplus != 0);
         auto orZeros = [](const at::Tensor &t, const at::Tensor &like) { return t.defined() ? t : at::zeros_like(like); };
         return mt::wrap_list({g.du, g.ddelta, g.dA, g.dBt.transpose(1, 2).contiguous(), g.dCt.transpose(1, 2).contiguous(),
                               orZeros(g.dD, p.u.select(2, 0).select(0, 0)), orZeros(g.dz, p.u),
