@@ -6,6 +6,10 @@ import Foundation
 // unpacked libtorch 2.x distribution instead (CUDA libraries are linked when it ships them).
 let env = ProcessInfo.processInfo.environment
 let libtorch = env["LIBTORCH"].flatMap { $0.isEmpty ? nil : $0 }
+// MEDSEG_RELOCATABLE=1 (make gpu-bundle): no absolute run path into LIBTORCH's folders; the
+// binaries find libtorch and the CUDA libraries of the machine they run on through the bundle's
+// launcher (LD_LIBRARY_PATH), and the libraries packed beside them through $ORIGIN/../lib.
+let relocatable = env["MEDSEG_RELOCATABLE"] == "1"
 
 var cxxFlags: [String] = ["-Wno-deprecated-declarations", "-Wno-unused-parameter", "-fPIC",
                           // c10d's headers need these to expose the process groups libtorch was built with.
@@ -22,8 +26,12 @@ if let root = libtorch {
     cxxFlags += ["-I\(root)/include", "-I\(root)/include/torch/csrc/api/include", "-D_GLIBCXX_USE_CXX11_ABI=\(abi)"]
     // Full paths, so that a system libtorch on the default search path cannot win.
     torchLibs = []
-    linkFlags += ["\(root)/lib/libtorch.so", "\(root)/lib/libtorch_cpu.so", "\(root)/lib/libc10.so",
-                  "-Xlinker", "-rpath", "-Xlinker", "\(root)/lib"]
+    linkFlags += ["\(root)/lib/libtorch.so", "\(root)/lib/libtorch_cpu.so", "\(root)/lib/libc10.so"]
+    // -rpath is recorded in the binaries; -rpath-link only lets the linker resolve libtorch's own
+    // dependencies now.
+    let runPath = relocatable ? "-rpath-link" : "-rpath"
+    linkFlags += ["-Xlinker", runPath, "-Xlinker", "\(root)/lib"]
+    if relocatable { linkFlags += ["-Xlinker", "-rpath", "-Xlinker", "$ORIGIN/../lib"] }
     // Recent libtorch headers refuse anything older than C++20.
     let aten = (try? String(contentsOfFile: "\(root)/include/ATen/ATen.h", encoding: .utf8)) ?? ""
     if aten.contains("C++20") { cxxStandard = .cxx20 }
@@ -36,11 +44,13 @@ if let root = libtorch {
         let nvidia = URL(fileURLWithPath: root).deletingLastPathComponent().appendingPathComponent("nvidia").path
         for package in ((try? FileManager.default.contentsOfDirectory(atPath: nvidia)) ?? []).sorted()
         where FileManager.default.fileExists(atPath: "\(nvidia)/\(package)/lib") {
-            linkFlags += ["-Xlinker", "-rpath", "-Xlinker", "\(nvidia)/\(package)/lib"]
+            linkFlags += ["-Xlinker", runPath, "-Xlinker", "\(nvidia)/\(package)/lib"]
         }
         // NCCL for CUDA tensors: its process group needs the CUDA, cuBLAS, cuSPARSE, cuSOLVER and
         // NCCL headers: CUDA_INCLUDE (folders separated by ':'), a pip wheel's nvidia/*/include
-        // beside torch/, or /usr/local/cuda/include.
+        // beside torch/ (CUDA 13's wheels: nvidia/cu13/include, with crt/ and nv/ from the
+        // nvidia-cuda-crt and nvidia-cuda-cccl wheels, which the set-up adds), or
+        // /usr/local/cuda/include. Nothing else in MedSeg includes a CUDA header.
         let fm = FileManager.default
         if fm.fileExists(atPath: "\(root)/include/torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp") {
             var includes = (env["CUDA_INCLUDE"] ?? "").split(separator: ":").map(String.init)

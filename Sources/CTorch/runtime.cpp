@@ -1,5 +1,6 @@
 // Runtime queries: version, threads, seeding, devices, BLAS and distributed availability.
 #include "shim.hpp"
+#include "cuda_driver.hpp"
 #include <ATen/Parallel.h>
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -10,12 +11,7 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
-// Device names need the CUDA runtime's header, which libtorch distributions do not ship (a CUDA
-// toolkit does); without it the names are reported as unavailable.
-#if defined(MT_WITH_CUDA) && __has_include(<cuda_runtime_api.h>)
-#include <cuda_runtime_api.h>
-#define MT_HAVE_CUDA_RUNTIME_HEADER 1
-#endif
+#include <cstdio>
 
 namespace {
 thread_local std::string last_error;
@@ -70,18 +66,26 @@ int mt_cuda_device_count(void) { MT_TRY(0, return at::detail::getCUDAHooks().get
 
 int mt_cudnn_is_available(void) { MT_TRY(0, return at::detail::getCUDAHooks().hasCuDNN() ? 1 : 0;) }
 
+// Through the driver API (libtorch's CUDA device index is the driver's ordinal: both follow
+// CUDA_VISIBLE_DEVICES), so no CUDA runtime header or library is needed to build.
 int mt_cuda_device_name(int index, char *buffer, size_t capacity) {
-#ifdef MT_HAVE_CUDA_RUNTIME_HEADER
-    cudaDeviceProp prop;
-    if (cudaGetDeviceProperties(&prop, index) != cudaSuccess) {
-        mt::set_error("cudaGetDeviceProperties failed");
+    mt::CudaDriver &d = mt::cuda_driver();
+    int device = 0;
+    char name[256] = {0};
+    if (!d.ok || d.cuDeviceGet(&device, index) != 0 || d.cuDeviceGetName(name, sizeof name - 1, device) != 0) {
+        mt::set_error("the CUDA driver (libcuda.so.1) cannot name device " + std::to_string(index));
         return -1;
     }
-    return copy_string(prop.name, buffer, capacity);
-#else
-    (void)index;
-    return copy_string("(name unavailable: built without the CUDA toolkit's headers)", buffer, capacity);
-#endif
+    int major = 0, minor = 0;
+    size_t bytes = 0;
+    std::string text = name;
+    if (d.cuDeviceGetAttribute(&major, mt::kComputeCapabilityMajor, device) == 0 &&
+        d.cuDeviceGetAttribute(&minor, mt::kComputeCapabilityMinor, device) == 0 && d.cuDeviceTotalMem(&bytes, device) == 0) {
+        char extra[96];
+        std::snprintf(extra, sizeof extra, " (compute %d.%d, %.0f GiB)", major, minor, bytes / 1073741824.0);
+        text += extra;
+    }
+    return copy_string(text, buffer, capacity);
 }
 
 int mt_cuda_synchronize(int index) {

@@ -6,6 +6,7 @@
 // Without MT_WITH_CUDA (Debian's CPU libtorch) the kernels cannot be launched and CUDA tensors, if
 // any, take the ATen fallback.
 #include "shim.hpp"
+#include "cuda_driver.hpp"
 #include "selective_scan_kernels.h"
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
@@ -19,10 +20,6 @@
 #include <c10/core/DeviceGuard.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <map>
-#if __has_include(<c10/cuda/CUDAStream.h>) && __has_include(<cuda_runtime_api.h>) && __has_include(<crt/host_defines.h>)
-#include <c10/cuda/CUDAStream.h>
-#define MT_HAVE_CUDA_STREAM_HEADER 1
-#endif
 #endif
 
 namespace {
@@ -39,10 +36,7 @@ std::string kernel_source() {
            std::string(MT_EXPAND_AND_STRINGIFY(MT_SCAN_KERNELS)) + "\n";
 }
 
-template <typename F> bool bind(void *lib, const char *name, F &fn) {
-    fn = reinterpret_cast<F>(dlsym(lib, name));
-    return fn != nullptr;
-}
+using mt::bind;
 
 // The NVRTC entry points used, declared with plain C types (nvrtcResult is an int, programs are
 // pointers).
@@ -136,35 +130,6 @@ std::string scan_kernels_ptx(const std::string &nvrtc_path, const std::string &a
 
 namespace {
 
-// The driver entry points used (CUresult is an int, handles are pointers).
-struct Driver {
-    int (*cuInit)(unsigned) = nullptr;
-    int (*cuDeviceGet)(int *, int) = nullptr;
-    int (*cuDeviceGetAttribute)(int *, int, int) = nullptr;
-    int (*cuDevicePrimaryCtxRetain)(void **, int) = nullptr;
-    int (*cuCtxSetCurrent)(void *) = nullptr;
-    int (*cuModuleLoadData)(void **, const void *) = nullptr;
-    int (*cuModuleGetFunction)(void **, void *, const char *) = nullptr;
-    int (*cuLaunchKernel)(void *, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void *,
-                          void **, void **) = nullptr;
-    bool ok = false;
-};
-
-Driver &driver() {
-    static Driver d;
-    static std::once_flag once;
-    std::call_once(once, [] {
-        void *cuda = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
-        d.ok = cuda && bind(cuda, "cuInit", d.cuInit) && bind(cuda, "cuDeviceGet", d.cuDeviceGet) &&
-               bind(cuda, "cuDeviceGetAttribute", d.cuDeviceGetAttribute) &&
-               bind(cuda, "cuDevicePrimaryCtxRetain", d.cuDevicePrimaryCtxRetain) &&
-               bind(cuda, "cuCtxSetCurrent", d.cuCtxSetCurrent) && bind(cuda, "cuModuleLoadData", d.cuModuleLoadData) &&
-               bind(cuda, "cuModuleGetFunction", d.cuModuleGetFunction) &&
-               bind(cuda, "cuLaunchKernel", d.cuLaunchKernel) && d.cuInit(0) == 0;
-    });
-    return d;
-}
-
 struct Loaded {
     void *context = nullptr;
     void *forward = nullptr;
@@ -181,13 +146,13 @@ Loaded &loaded(int device) {
     auto it = cache.find(device);
     if (it != cache.end()) return it->second;
     Loaded &l = cache[device];
-    Driver &d = driver();
+    mt::CudaDriver &d = mt::cuda_driver();
     static Nvrtc nvrtc(find_nvrtc());
     if (!d.ok || !nvrtc.ok) return l;
     int dev = 0, major = 0, minor = 0;
     void *ctx = nullptr, *module = nullptr, *forward = nullptr, *backward = nullptr;
-    if (d.cuDeviceGet(&dev, device) != 0 || d.cuDeviceGetAttribute(&major, 75, dev) != 0 ||
-        d.cuDeviceGetAttribute(&minor, 76, dev) != 0 || d.cuDevicePrimaryCtxRetain(&ctx, dev) != 0 ||
+    if (d.cuDeviceGet(&dev, device) != 0 || d.cuDeviceGetAttribute(&major, mt::kComputeCapabilityMajor, dev) != 0 ||
+        d.cuDeviceGetAttribute(&minor, mt::kComputeCapabilityMinor, dev) != 0 || d.cuDevicePrimaryCtxRetain(&ctx, dev) != 0 ||
         d.cuCtxSetCurrent(ctx) != 0)
         return l;
     const std::string ptx = compile(nvrtc, {"compute_" + std::to_string(major * 10 + minor), "compute_80", "compute_70"});
@@ -200,20 +165,15 @@ Loaded &loaded(int device) {
     return l;
 }
 
-// libtorch's current stream for the device as a CUstream: from c10::cuda when the CUDA runtime's
-// header is on the include path (a wheel's nvidia/cuda_runtime/include, see Package.swift), else
-// c10::Stream::native_handle where the headers have it, else null (the legacy default stream,
-// libtorch's current stream unless a program switches streams).
+// libtorch's current stream for the device as a CUstream, through c10::Stream::native_handle (no
+// CUDA header needed); where the headers lack it, null: the legacy default stream, libtorch's
+// current stream unless a program switches streams.
 template <typename S> auto native_stream(const S &s, int) -> decltype(s.native_handle()) { return s.native_handle(); }
 template <typename S> void *native_stream(const S &, long) { return nullptr; }
 
 void *current_stream(const at::Device &device) {
-#ifdef MT_HAVE_CUDA_STREAM_HEADER
-    return reinterpret_cast<void *>(c10::cuda::getCurrentCUDAStream(device.index()).stream());
-#else
     const c10::Stream stream = c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->getStream(device);
     return native_stream(stream, 0);
-#endif
 }
 
 // Launches `function` with one thread per (batch, channel) sequence of u on u's device.
@@ -222,10 +182,10 @@ bool launch(void *Loaded::*which, const at::Tensor &u, const at::Tensor &A, std:
     c10::DeviceGuard guard(u.device());
     Loaded &l = loaded(u.device().index());
     void *function = l.*which;
-    if (!function || driver().cuCtxSetCurrent(l.context) != 0) return false;
+    if (!function || mt::cuda_driver().cuCtxSetCurrent(l.context) != 0) return false;
     const unsigned threads = 128;
     const unsigned blocks = static_cast<unsigned>((u.size(0) * u.size(1) + threads - 1) / threads);
-    const int rc = driver().cuLaunchKernel(function, blocks, 1, 1, threads, 1, 1, 0, current_stream(u.device()),
+    const int rc = mt::cuda_driver().cuLaunchKernel(function, blocks, 1, 1, threads, 1, 1, 0, current_stream(u.device()),
                                            args.data(), nullptr);
     if (rc != 0) throw std::runtime_error("selective_scan: cuLaunchKernel failed (CUresult " + std::to_string(rc) + ")");
     return true;

@@ -2,6 +2,18 @@ import XCTest
 @testable import Torch
 
 final class TensorTests: XCTestCase {
+    /// Device names come from the CUDA driver (no CUDA runtime header at build time): a real name
+    /// with its compute capability where a GPU is, else a line that says the driver cannot name it.
+    func testCUDADeviceNameComesFromTheDriver() throws {
+        let name = Torch.cudaDeviceName(0)
+        if Torch.cudaAvailable {
+            XCTAssertTrue(name.contains("(compute "), name)
+            XCTAssertFalse(name.hasPrefix("(unnamed"), name)
+        } else if !FileManager.default.fileExists(atPath: "/proc/driver/nvidia/version") {
+            XCTAssertEqual(name, "(unnamed: the CUDA driver (libcuda.so.1) cannot name device 0)")
+        }
+    }
+
     func testCreationAndReadBack() throws {
         let t = try Tensor([1, 2, 3, 4, 5, 6] as [Float], shape: [2, 3])
         XCTAssertEqual(t.shape, [2, 3])

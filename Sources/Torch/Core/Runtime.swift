@@ -39,9 +39,13 @@ public enum Torch {
     public static var glooAvailable: Bool { mt_has_gloo() == 1 }
     public static var ncclAvailable: Bool { mt_has_nccl() == 1 }
 
+    /// The device's name with its compute capability and memory, e.g. "NVIDIA H200 (compute 9.0,
+    /// 140 GiB)", read from the CUDA driver; why not, when the driver cannot say.
     public static func cudaDeviceName(_ index: Int) -> String {
         var buffer = [CChar](repeating: 0, count: 256)
-        _ = mt_cuda_device_name(Int32(index), &buffer, buffer.count)
+        guard mt_cuda_device_name(Int32(index), &buffer, buffer.count) == 0 else {
+            return "(unnamed: \(String(cString: mt_last_error())))"
+        }
         return String(cString: buffer)
     }
 
