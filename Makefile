@@ -16,7 +16,7 @@ endif
 SWIFT_BUILD_FLAGS := --build-path $(BUILD_PATH)
 MEDSEG := $(BUILD_PATH)/release/medseg
 
-.PHONY: setup build demo test bench gpu-check clean
+.PHONY: setup build demo test bench gpu-bundle gpu-bundle-check gpu-check clean
 
 # Make remakes the included .deps/libtorch.env first: the set-up runs before anything else.
 setup: .deps/libtorch.env
@@ -54,8 +54,20 @@ test: setup
 bench: build
 	bash bench/unet.sh
 
+# The GPU half, for GPU machines without network or Swift: `make gpu-bundle` builds medseg and the
+# test runner for the CUDA engine on this (CPU) machine into one archive (.gpu-bundle/, <= 60 MiB);
+# `make gpu-bundle-check` runs it here on the CPU; a GPU machine runs `make gpu-check` (or
+# scripts/gpu-check.sh --bundle ...) with it, and writes runs/gpu-check/report.md.
+GPU_BUNDLE := .gpu-bundle/medseg-gpu-bundle.tar.xz
+
+gpu-bundle:
+	bash scripts/gpu-bundle.sh
+
+gpu-bundle-check: gpu-bundle
+	bash scripts/gpu-bundle-check.sh $(GPU_BUNDLE)
+
 gpu-check:
-	bash scripts/gpu-check.sh
+	bash scripts/gpu-check.sh --bundle $(GPU_BUNDLE) --report runs/gpu-check
 
 clean:
-	rm -rf .build .build-cuda
+	rm -rf .build .build-cuda .build-gpu-bundle .build-gpu-tests .gpu-bundle

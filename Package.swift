@@ -31,7 +31,14 @@ if let root = libtorch {
     // dependencies now.
     let runPath = relocatable ? "-rpath-link" : "-rpath"
     linkFlags += ["-Xlinker", runPath, "-Xlinker", "\(root)/lib"]
-    if relocatable { linkFlags += ["-Xlinker", "-rpath", "-Xlinker", "$ORIGIN/../lib"] }
+    // The test runner links the Swift runtime dynamically (XCTest is only a shared library): the
+    // bundle carries it in lib/swift, instead of the toolchain's absolute path.
+    if relocatable {
+        // libtorch's assertion messages name its headers: by their path inside the wheel, not this machine's.
+        cxxFlags += ["-ffile-prefix-map=\(URL(fileURLWithPath: root).deletingLastPathComponent().path)/="]
+        linkFlags += ["-Xlinker", "-rpath", "-Xlinker", "$ORIGIN/../lib", "-Xlinker", "-rpath", "-Xlinker", "$ORIGIN/../lib/swift",
+                      "-no-toolchain-stdlib-rpath"]
+    }
     // Recent libtorch headers refuse anything older than C++20.
     let aten = (try? String(contentsOfFile: "\(root)/include/ATen/ATen.h", encoding: .utf8)) ?? ""
     if aten.contains("C++20") { cxxStandard = .cxx20 }

@@ -4,7 +4,7 @@ timed like `medseg benchmark --mode sliding-window`: nnU-Net's window positions
 maximum 1, zeros replaced by the smallest positive value), mirroring over every combination of the
 spatial axes, windows batched per network call; nnU-Net v2's plain conv U-Net (the parity tests'
 reference, scripts/fixtures/make_zoo_fixtures_unet.py) in eval mode under torch.no_grad.
-Usage: python3 bench/sliding_window_ref.py DIMS SIZE PATCH FEATURES DEPTH MIRROR(0|1) WINDOW_BATCH THREADS WARMUP RUNS"""
+Usage: python3 bench/sliding_window_ref.py DIMS SIZE PATCH FEATURES DEPTH MIRROR(0|1) WINDOW_BATCH THREADS WARMUP RUNS [DEVICE]"""
 import itertools, json, math, os, sys, time
 import torch
 
@@ -42,7 +42,7 @@ def sliding_window(image, network, patch, mirror_axes, batch, counter):
     """Logits [K, spatial...] of an image [C, spatial...] (no padding needed: image >= patch here)."""
     spatial = list(image.shape[1:])
     positions = list(itertools.product(*[steps(s, p, 0.5) for s, p in zip(spatial, patch)]))
-    weight = importance_map(patch)
+    weight = importance_map(patch).to(image.device)
     combos = [[a + 2 for a in c] for r in range(1, len(mirror_axes) + 1) for c in itertools.combinations(mirror_axes, r)]
 
     def net(x):
@@ -53,7 +53,7 @@ def sliding_window(image, network, patch, mirror_axes, batch, counter):
     def crop(t, start, leading):
         return t[(slice(None),) * leading + tuple(slice(s, s + p) for s, p in zip(start, patch))]
 
-    total, counts = None, torch.zeros(spatial)
+    total, counts = None, torch.zeros(spatial, device=image.device)
     for i in range(0, len(positions), batch):
         chunk = positions[i:i + batch]
         windows = torch.stack([crop(image, p, 1) for p in chunk])
@@ -63,7 +63,7 @@ def sliding_window(image, network, patch, mirror_axes, batch, counter):
             logits += torch.flip(net(torch.flip(windows, dims)), dims)
         logits /= len(combos) + 1
         if total is None:
-            total = torch.zeros([logits.shape[1]] + spatial)
+            total = torch.zeros([logits.shape[1]] + spatial, device=image.device)
         for k, start in enumerate(chunk):
             crop(total, start, 1).add_(logits[k] * weight)  # nnU-Net: predicted_logits[sl] += prediction * gaussian
             crop(counts, start, 0).add_(weight)
@@ -72,6 +72,8 @@ def sliding_window(image, network, patch, mirror_axes, batch, counter):
 
 def main():
     dims, size, patch, features, depth, mirror, batch, threads, warmup, runs = map(int, sys.argv[1:11])
+    device = torch.device(sys.argv[11] if len(sys.argv) > 11 else "cpu")
+    torch.backends.cudnn.benchmark = True
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     # MedSeg's ModelFactory "plainunet": PlainConvUNet.Config.regular (kernels 3, stride 1 then 2,
@@ -79,8 +81,8 @@ def main():
     cap = 320 if dims == 3 else 512
     feats = [min(features * 2 ** i, cap) for i in range(depth)]
     model = PlainConvUNet(dims, 1, 1, feats, [[3] * dims] * depth, [[1] * dims] + [[2] * dims] * (depth - 1),
-                          deep_supervision=False).eval()
-    image = torch.randn([1] + [size] * dims)
+                          deep_supervision=False).eval().to(device)
+    image = torch.randn([1] + [size] * dims).to(device)
     counter = {"calls": 0, "windows": 0}
 
     def volume():
@@ -88,11 +90,16 @@ def main():
         with torch.no_grad():
             return sliding_window(image, lambda x: model(x)[0], [patch] * dims, list(range(dims)) if mirror else [], batch, counter)
 
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
     for _ in range(warmup):
         volume()
+    sync()
     t = time.perf_counter()
     for _ in range(max(1, runs)):
         _, positions = volume()
+    sync()
     dt = (time.perf_counter() - t) / max(1, runs)
     print(json.dumps({"model": "plainunet", "mode": "sliding-window", "params": sum(p.numel() for p in model.parameters()),
                       "seconds_per_volume": dt, "positions": positions, "windows": counter["windows"],

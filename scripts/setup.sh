@@ -67,29 +67,8 @@ case "$engine" in
     env_text="$(printf 'MEDSEG_ENGINE := cpu\nMEDSEG_ENGINE_REASON := %s' "$reason")"
     ;;
   cuda)
-    torch_version="${MEDSEG_TORCH_VERSION:-2.11.0}"
     target="$deps/torch-cuda"
-    if [ ! -f "$target/torch/lib/libtorch_cuda.so" ]; then
-      echo "setup: $reason: installing the CUDA libtorch (PyPI torch==$torch_version, ~3 GB) into $target"
-      mkdir -p "$target"
-      python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
-        --target "$target" "torch==$torch_version" \
-        || { echo "setup: error: pip could not install torch==$torch_version into $target" >&2; exit 1; }
-    fi
-    if [ ! -f "$target/torch/lib/libtorch_cuda.so" ]; then
-      echo "setup: error: $target/torch has no lib/libtorch_cuda.so (not a CUDA wheel?)" >&2; exit 1
-    fi
-    # CUDA 13's wheels ship cuda_runtime_api.h without crt/ and nv/ (nvidia-cuda-crt and
-    # nvidia-cuda-cccl, of the toolkit version torch pulls): NCCL's process-group headers need them.
-    toolkit=$(sed -n 's/^Version: //p' "$target"/cuda_toolkit-*.dist-info/METADATA 2>/dev/null | head -1)
-    if [ -n "$toolkit" ] && [ ! -f "$target/nvidia/cu13/include/crt/host_defines.h" ]; then
-      echo "setup: adding the CUDA $toolkit crt/cccl headers to $target"
-      tmp=$(mktemp -d)
-      python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location --no-deps --target "$tmp" \
-        $(sed -n "s/^Requires-Dist: \(nvidia-cuda-c\(rt\|ccl\)==[^;]*\);.*extra == '\(crt\|cccl\)'.*/\1/p" "$target"/cuda_toolkit-*.dist-info/METADATA | tr -d '*' | sed 's/\.$//') \
-        || { echo "setup: error: could not install the CUDA crt/cccl headers" >&2; exit 1; }
-      cp -rn "$tmp"/. "$target"/ && rm -rf "$tmp"
-    fi
+    bash "$root/scripts/torch-cuda.sh" "$target"
     # The runtime libraries of the nvidia-* wheels (Package.swift adds them to the rpath too).
     libs="$target/torch/lib"
     for d in "$target"/nvidia/*/lib; do [ -d "$d" ] && libs="$libs:$d"; done

@@ -6,6 +6,10 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/GradMode.h>
 #include <torch/version.h>
+#if defined(MT_WITH_CUDA) && __has_include(<c10/core/CachingDeviceAllocator.h>)
+#include <c10/core/CachingDeviceAllocator.h>
+#define MT_WITH_DEVICE_STATS 1
+#endif
 #include <dlfcn.h>
 #include <malloc.h>
 #include <climits>
@@ -94,6 +98,25 @@ int mt_cuda_synchronize(int index) {
 #else
     (void)index;
     return 0;
+#endif
+}
+
+// The most memory libtorch's caching allocator held for tensors on device `index` since the last
+// reset (torch.cuda.max_memory_allocated); reset != 0 starts a new peak. Through c10's device
+// allocator interface (libtorch 2.8 and later), so no CUDA header is needed.
+int64_t mt_cuda_peak_allocated(int index, int reset) {
+#ifdef MT_WITH_DEVICE_STATS
+    MT_TRY(-1, {
+        auto *allocator = c10::getDeviceAllocator(c10::DeviceType::CUDA);
+        const auto device = static_cast<c10::DeviceIndex>(index);
+        if (reset) { allocator->resetPeakStats(device); return 0; }
+        const auto stats = allocator->getDeviceStats(device);
+        return stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak;
+    })
+#else
+    (void)index; (void)reset;
+    mt::set_error("this libtorch reports no device memory statistics (CPU build, or older than 2.8)");
+    return -1;
 #endif
 }
 

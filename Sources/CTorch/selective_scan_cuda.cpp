@@ -59,8 +59,8 @@ struct Nvrtc {
     }
 };
 
-// MEDSEG_NVRTC, then the loader's search path, then a pip wheel's nvidia/cuda_nvrtc/lib beside
-// torch/ (libtorch is in torch/lib).
+// MEDSEG_NVRTC, then the loader's search path, then a pip wheel's NVRTC beside torch/ (libtorch
+// is in torch/lib): nvidia/cuda_nvrtc/lib (CUDA 12 wheels) or nvidia/cu13/lib (CUDA 13).
 void *find_nvrtc() {
     if (const char *path = std::getenv("MEDSEG_NVRTC"))
         if (void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL)) return h;
@@ -70,9 +70,9 @@ void *find_nvrtc() {
     if (dladdr(reinterpret_cast<void *>(&at::get_num_threads), &info) && info.dli_fname) {  // in libtorch_cpu
         std::string lib = info.dli_fname;
         lib = lib.substr(0, lib.find_last_of('/'));                       // .../torch/lib
-        const std::string site = lib + "/../../nvidia/cuda_nvrtc/lib/";
-        for (const char *name : {"libnvrtc.so.12", "libnvrtc.so.13", "libnvrtc.so.11.2"})
-            if (void *h = dlopen((site + name).c_str(), RTLD_NOW | RTLD_LOCAL)) return h;
+        for (const char *folder : {"/../../nvidia/cuda_nvrtc/lib/", "/../../nvidia/cu13/lib/"})
+            for (const char *name : {"libnvrtc.so.12", "libnvrtc.so.13", "libnvrtc.so.11.2"})
+                if (void *h = dlopen((lib + folder + name).c_str(), RTLD_NOW | RTLD_LOCAL)) return h;
     }
     return nullptr;
 }

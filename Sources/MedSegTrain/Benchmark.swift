@@ -19,6 +19,9 @@ public struct Benchmark {
         public var img_per_s: Double
         public var step_ms: Double
         public var peak_mem_mb: Double
+        /// On a GPU: the most memory libtorch's allocator held for tensors during the timed steps
+        /// (torch.cuda.max_memory_allocated after a reset).
+        public var gpu_peak_mem_mb: Double?
         public var precision: String?
         public var channels_last: Bool?
         /// Data-parallel runs: processes, images per second of all of them together, the time of
@@ -112,13 +115,16 @@ public struct Benchmark {
         }
         for _ in 0..<warmup { try step() }
         try Torch.synchronize(device)
+        Torch.resetCUDAPeakMemory(device)
         let start = DispatchTime.now().uptimeNanoseconds
         for _ in 0..<steps { try step() }
         try Torch.synchronize(device)
+        let gpuPeak = Torch.cudaPeakMemoryBytes(device)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 / Double(steps)
         var result = Result(model: spec.name, mode: mode.rawValue, batch_size: batchSize, size: size, threads: Torch.threads,
                             params: model.parameterCount(), img_per_s: Double(batchSize) / seconds, step_ms: seconds * 1000,
                             peak_mem_mb: Self.peakResidentMB())
+        result.gpu_peak_mem_mb = gpuPeak.map { Double($0) / 1_048_576 }
         result.precision = precision.rawValue
         result.channels_last = channelsLast
         if let ddp, mode == .train {

@@ -13,7 +13,7 @@ struct BenchmarkCommand: ParsableCommand {
     @Option(help: "Model: \(ModelName.allCases.map(\.rawValue).joined(separator: ", ")).") var model = ModelName.unet
     @Option(name: .customLong("dim"), help: "2 or 3 spatial dimensions.") var dims = 2
     @Option(help: "Images per step.") var batchSize = 4
-    @Option(help: "Spatial size of each axis.") var size = 256
+    @Option(help: "Spatial size: one value for every axis, or one per axis (e.g. 192,160).", transform: parseInts) var size = [256]
     @Option(help: "train (forward, BCE loss, backward, Adam step), infer (forward without gradients), loader (batches of augmented patches) or sliding-window (whole-volume inference, eval mode, no gradients; --steps volumes timed).") var mode: String = "train"
     @Option(help: "Loader mode: background workers making batches.") var workers = 2
     @Option(help: "Untimed steps first.") var warmup = 2
@@ -28,7 +28,7 @@ struct BenchmarkCommand: ParsableCommand {
     @Flag(help: "train/infer: channels-last weights and inputs.") var channelsLast = false
     @Flag(name: .customLong("cudnn-benchmark"), help: "cuDNN benchmark mode (GPU).") var cudnnBenchmark = false
     @Flag(help: "Print one JSON object.") var json = false
-    @Option(help: "sliding-window: patch (window) size of each axis.") var patch = 64
+    @Option(help: "sliding-window: patch (window) size, one value for every axis or one per axis.", transform: parseInts) var patch = [64]
     @Flag(inversion: .prefixedNo, help: "sliding-window: mirror test-time augmentation over every spatial axis.") var mirror = true
     @Option(help: "sliding-window: windows per network call.") var windowBatch = 1
     @Option(help: "Data-parallel ranks to start on this machine (training mode; batch size per rank).") var nprocPerNode: Int?
@@ -70,6 +70,7 @@ struct BenchmarkCommand: ParsableCommand {
             print(String(format: "img/s       %.3f", r.img_per_s))
             print(String(format: "step        %.1f ms", r.step_ms))
             print(String(format: "peak memory %.0f MB", r.peak_mem_mb))
+            if let gpu = r.gpu_peak_mem_mb { print(String(format: "GPU memory  %.0f MB (most held by tensors while timed)", gpu)) }
             if let w = r.world_size, let g = r.global_img_per_s, let a = r.allreduce_ms, let h = r.hidden_fraction {
                 print(String(format: "ranks       %d, %.3f img/s together; all-reduce %.1f ms, %.0f%% hidden behind backward", w, g, a, h * 100))
             }
@@ -77,6 +78,14 @@ struct BenchmarkCommand: ParsableCommand {
     }
 
     /// The model at its published width and depth unless --features/--depth say otherwise.
+    /// One value for every spatial axis, or exactly one per axis.
+    private func spatial(_ values: [Int], _ option: String) throws -> [Int] {
+        guard values.allSatisfy({ $0 > 0 }) else { throw ValidationError("\(option) must be positive, got \(values)") }
+        if values.count == 1 { return Array(repeating: values[0], count: dims) }
+        guard values.count == dims else { throw ValidationError("\(option) needs 1 or \(dims) values for --dim \(dims), got \(values.count)") }
+        return values
+    }
+
     private var networkSpec: ModelFactory.Spec {
         ModelFactory.Spec(name: model.rawValue, dims: dims, inChannels: inChannels, outChannels: classes,
                           features: features ?? model.defaultFeatures, depth: depth ?? model.defaultDepth)
@@ -84,7 +93,7 @@ struct BenchmarkCommand: ParsableCommand {
 
     private func runSlidingWindow() throws {
         if let threads { Torch.threads = threads }
-        let bench = SlidingWindowBenchmark(spec: networkSpec, size: Array(repeating: size, count: dims), patch: Array(repeating: patch, count: dims),
+        let bench = SlidingWindowBenchmark(spec: networkSpec, size: try spatial(size, "--size"), patch: try spatial(patch, "--patch"),
                                            mirror: mirror, windowBatch: windowBatch, warmup: warmup, runs: steps, device: try Device.resolve(device))
         let r = try bench.run()
         if json {
@@ -104,7 +113,7 @@ struct BenchmarkCommand: ParsableCommand {
     private func runBenchmark(environment: DistributedEnvironment?) throws -> Benchmark.Result {
         if let threads { Torch.threads = threads }
         guard let m = Benchmark.Mode(rawValue: mode) else { throw ValidationError("--mode must be train, infer, loader or sliding-window, got '\(mode)'") }
-        var bench = Benchmark(spec: networkSpec, batchSize: batchSize, size: Array(repeating: size, count: dims), mode: m,
+        var bench = Benchmark(spec: networkSpec, batchSize: batchSize, size: try spatial(size, "--size"), mode: m,
                               warmup: warmup, steps: steps, device: try Device.resolve(device, localRank: environment?.localRank ?? 0))
         bench.distributed = environment
         bench.precision = precision

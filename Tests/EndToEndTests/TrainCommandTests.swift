@@ -90,4 +90,16 @@ final class TrainCommandTests: XCTestCase {
         let json = try JSONSerialization.jsonObject(with: Data(r.output.split(separator: "\n").last!.utf8)) as! [String: Any]
         XCTAssertEqual(json["params"] as? Int, 49_457, "UltraLight VM-UNet's published parameter count")
     }
+
+    /// nnU-Net's 2D patches are not square (BraTS: 192x160): --size takes one value per axis.
+    func testBenchmarkTakesOneSizePerAxis() throws {
+        let r = try medseg(["benchmark", "--model", "plainunet", "--dim", "2", "--size", "40,24", "--depth", "3", "--features", "4",
+                            "--in-channels", "4", "--classes", "4", "--warmup", "0", "--steps", "1", "--threads", "1", "--json"])
+        let json = try JSONSerialization.jsonObject(with: Data(r.output.split(separator: "\n").last!.utf8)) as! [String: Any]
+        XCTAssertEqual(json["size"] as? [Int], [40, 24])
+        XCTAssertNil(json["gpu_peak_mem_mb"], "no GPU figure on the CPU")
+        let bad = try medseg(["benchmark", "--dim", "2", "--size", "40,24,8", "--steps", "1"], expectSuccess: false)
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.output.contains("--size needs 1 or 2 values for --dim 2, got 3"), bad.output)
+    }
 }

@@ -89,6 +89,54 @@ final class DistributedRunTests: XCTestCase {
         }
     }
 
+    /// NCCL between ranks on the GPU: a world of one equals a process without a group, and two
+    /// ranks sharing the GPU equal it too, where NCCL allows two ranks on one device; where it
+    /// refuses, both ranks stop with NCCL's reason instead of hanging.
+    func testNCCLRanksOnTheGPUEqualOneProcess() throws {
+        guard Torch.cudaAvailable, Torch.ncclAvailable else { throw XCTSkip("no CUDA device with NCCL") }
+        let single = temp.appendingPathComponent("single.safetensors")
+        let one = try start(["ddp-check", "--device", "cuda:0", "--out", single.path])
+        try finish(one, within: 120, "one process on cuda:0")
+        XCTAssertEqual(one.terminationStatus, 0)
+        let (reference, _) = try Safetensors.load(single)
+        for world in [1, 2] {
+            let out = temp.appendingPathComponent("nccl\(world).safetensors")
+            let port = try Launcher.freePort()
+            let logs = (0..<world).map { temp.appendingPathComponent("nccl\(world)-rank\($0).log") }
+            let ranks = try (0..<world).map { r in
+                try start(["ddp-check", "--device", "cuda:0", "--out", out.path],
+                          env: ["RANK": "\(r)", "WORLD_SIZE": "\(world)", "LOCAL_RANK": "\(r)", "MASTER_ADDR": "127.0.0.1",
+                                "MASTER_PORT": "\(port)"], output: logs[r])
+            }
+            for (r, p) in ranks.enumerated() { try finish(p, within: 180, "NCCL world \(world), rank \(r)") }
+            let output = try logs.map { try String(contentsOf: $0, encoding: .utf8) }.joined(separator: "\n")
+            if world == 2, ranks.contains(where: { $0.terminationStatus != 0 }) {
+                XCTAssertTrue(output.contains("NCCL") && output.lowercased().contains("duplicate"),
+                              "two ranks on one GPU failed for another reason than NCCL's duplicate-GPU refusal:\n\(output)")
+                print("NCCL refuses two ranks on one GPU: \(output.split(separator: "\n").first { $0.contains("uplicate") } ?? "")")
+                continue
+            }
+            for p in ranks { XCTAssertEqual(p.terminationStatus, 0, output) }
+            let (weights, meta) = try Safetensors.load(out)
+            XCTAssertEqual(meta["world"], "\(world)")
+            XCTAssertEqual(meta["device"], "cuda:0")
+            for (name, t) in reference {
+                XCTAssertTrue(try t.allClose(XCTUnwrap(weights[name]), rtol: 1e-4, atol: 1e-5), "NCCL world \(world): \(name)")
+            }
+        }
+    }
+
+    /// Waits for `process`; one still running after `seconds` is killed and fails the test.
+    private func finish(_ process: Process, within seconds: TimeInterval, _ what: String) throws {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            XCTFail("\(what) still ran after \(Int(seconds)) s")
+        }
+    }
+
     private func dataset() throws -> String {
         let root = temp.appendingPathComponent("data")
         try SyntheticCases(SyntheticCases.Options(dims: 2, size: [48, 48], classes: 1, seed: 2)).write(to: root, training: 10, test: 0)

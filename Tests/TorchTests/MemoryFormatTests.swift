@@ -35,9 +35,17 @@ final class MemoryFormatTests: XCTestCase {
         try checkChannelsLast(dims: 3)
     }
 
+    /// On the GPU (cuDNN's channels-last kernels, 2D and 3D), against the default layout there and
+    /// against the CPU. cuDNN convolutions may use TF32, hence the looser tolerance.
+    func testChannelsLastOnCUDAMatchesContiguous() throws {
+        guard Torch.cudaAvailable else { throw XCTSkip("no CUDA device") }
+        for dims in [2, 3] { try checkChannelsLast(dims: dims, device: .cuda(0)) }
+    }
+
     /// The same net and batch, once in the default layout and once channels-last (weights and
-    /// input): outputs and every gradient agree to 1e-5.
-    private func checkChannelsLast(dims: Int) throws {
+    /// input): outputs and every gradient agree (to 1e-5 on the CPU); on a GPU both also agree
+    /// with the CPU.
+    private func checkChannelsLast(dims: Int, device: Device = .cpu) throws {
         Torch.manualSeed(11)
         func net() throws -> Sequential {
             if dims == 2 {
@@ -47,10 +55,14 @@ final class MemoryFormatTests: XCTestCase {
             return Sequential(try Conv3d(3, 8, kernelSize: 3, padding: 1), try BatchNorm3d(8), ReLU(),
                               try Conv3d(8, 4, kernelSize: 3, stride: 2, padding: 1), ReLU(), try Conv3d(4, 2, kernelSize: 1))
         }
-        let plain = try net(), last = try net()
+        let plain = try net(), last = try net(), reference = try net()
         try withNoGrad {
             for (a, b) in zip(plain.parameters(), last.parameters()) { try b.copy_(a) }
+            for (a, b) in zip(plain.parameters(), reference.parameters()) { try b.copy_(a) }
         }
+        try plain.to(device: device)
+        try last.to(device: device)
+        let (rtol, atol) = device.isCUDA ? (1e-2, 2e-3) : (1e-5, 1e-5)
         let format: MemoryFormat = dims == 2 ? .channelsLast : .channelsLast3d
         try last.to(memoryFormat: format)
         let convWeights = last.namedParameters().filter { $0.tensor.rank == dims + 2 }
@@ -63,21 +75,30 @@ final class MemoryFormatTests: XCTestCase {
 
         let shape = dims == 2 ? [2, 3, 10, 10] : [2, 3, 6, 8, 8]
         let x = try Tensor.randn(shape)
-        let xPlain = try x.clone(), xLast = try x.contiguous(memoryFormat: format)
+        let xPlain = try x.to(device: device, copy: true), xLast = try x.to(device: device).contiguous(memoryFormat: format)
         xPlain.requiresGrad = true
         xLast.requiresGrad = true
         let yPlain = try plain(xPlain), yLast = try last(xLast)
-        if dims == 2 {
+        if dims == 2 || device.isCUDA {
             // (libtorch 1.13's CPU 3D convolutions return the default layout; cuDNN's keep channels-last.)
             XCTAssertTrue(yLast.isContiguous(memoryFormat: format), "channels-last convolutions keep the layout")
         }
-        XCTAssertTrue(try yLast.allClose(yPlain, rtol: 1e-5, atol: 1e-5))
-        let g = try Tensor.randn(yPlain.shape)
+        XCTAssertTrue(try yLast.allClose(yPlain, rtol: rtol, atol: atol))
+        let g = try Tensor.randn(yPlain.shape).to(device: device)
         try (yPlain * g).sum().backward()
         try (yLast * g).sum().backward()
-        XCTAssertTrue(try xLast.grad!.allClose(xPlain.grad!, rtol: 1e-5, atol: 1e-5))
+        XCTAssertTrue(try xLast.grad!.allClose(xPlain.grad!, rtol: rtol, atol: atol))
         for ((name, a), (_, b)) in zip(plain.namedParameters(), last.namedParameters()) {
-            XCTAssertTrue(try b.grad!.allClose(a.grad!, rtol: 1e-5, atol: 1e-5), name)
+            XCTAssertTrue(try b.grad!.allClose(a.grad!, rtol: rtol, atol: atol), name)
+        }
+        guard device.isCUDA else { return }
+        let xCPU = try x.clone()
+        xCPU.requiresGrad = true
+        let yCPU = try reference(xCPU)
+        XCTAssertTrue(try yLast.to(device: .cpu).allClose(yCPU, rtol: rtol, atol: atol), "channels-last on \(device) vs the CPU")
+        try (yCPU * g.to(device: .cpu)).sum().backward()
+        for ((name, a), (_, b)) in zip(reference.namedParameters(), last.namedParameters()) {
+            XCTAssertTrue(try b.grad!.to(device: .cpu).allClose(a.grad!, rtol: rtol, atol: atol), "\(name) on \(device) vs the CPU")
         }
     }
 }

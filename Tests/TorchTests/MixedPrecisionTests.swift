@@ -45,6 +45,18 @@ final class MixedPrecisionTests: XCTestCase {
 
     /// A small conv net trained 20 steps under bf16 autocast follows the same net in float32.
     func testBFloat16AutocastTrainingTracksFloat32() throws {
+        try assertAutocastTrainingTracksFloat32(device: .cpu, dtype: .bfloat16)
+    }
+
+    /// The same on the GPU: bf16, and fp16 with loss scaling (torch.amp's CUDA recipe).
+    func testCUDAAutocastTrainingTracksFloat32() throws {
+        guard Torch.cudaAvailable else { throw XCTSkip("no CUDA device") }
+        try assertAutocastTrainingTracksFloat32(device: .cuda(0), dtype: .bfloat16)
+        try assertAutocastTrainingTracksFloat32(device: .cuda(0), dtype: .float16)
+    }
+
+    private func assertAutocastTrainingTracksFloat32(device: Device, dtype: DType,
+                                                     file: StaticString = #filePath, line: UInt = #line) throws {
         Torch.manualSeed(7)
         func net() throws -> Sequential {
             Sequential(try Conv2d(1, 8, kernelSize: 3, padding: 1), ReLU(), try Conv2d(8, 1, kernelSize: 3, padding: 1))
@@ -53,10 +65,13 @@ final class MixedPrecisionTests: XCTestCase {
         try withNoGrad {
             for (a, b) in zip(full.parameters(), mixed.parameters()) { try b.copy_(a) }
         }
-        let x = try Tensor.randn([4, 1, 12, 12])
+        try full.to(device: device)
+        try mixed.to(device: device)
+        let x = try Tensor.randn([4, 1, 12, 12]).to(device: device)
         let target = try (x * 0.5).detach()
         let optFull = try SGD(full.parameters(), lr: 0.05)
         let optMixed = try SGD(mixed.parameters(), lr: 0.05)
+        let scaler = try GradScaler(initScale: 1024, enabled: dtype == .float16)
         var lossesFull: [Double] = [], lossesMixed: [Double] = []
         for _ in 0..<20 {
             try optFull.zeroGrad()
@@ -66,21 +81,51 @@ final class MixedPrecisionTests: XCTestCase {
             lossesFull.append(try l32.item())
 
             try optMixed.zeroGrad()
-            let l16 = try Autocast.run(device: .cpu, dtype: .bfloat16) { () throws -> Tensor in
+            let l16 = try Autocast.run(device: device, dtype: dtype) { () throws -> Tensor in
                 let y = try mixed(x)
-                XCTAssertEqual(y.dtype, .bfloat16)
+                XCTAssertEqual(y.dtype, dtype, "\(device) autocast", file: file, line: line)
                 return try F.mseLoss(y.to(dtype: .float32), target: target)
             }
-            try l16.backward()
-            XCTAssertEqual(mixed.parameters()[0].grad?.dtype, .float32)
-            try optMixed.step()
+            try scaler.scale(l16).backward()
+            XCTAssertEqual(mixed.parameters()[0].grad?.dtype, .float32, file: file, line: line)
+            XCTAssertTrue(try scaler.step(optMixed), "no step may be skipped on this problem", file: file, line: line)
+            try scaler.update()
             lossesMixed.append(try l16.item())
         }
-        XCTAssertLessThan(lossesFull.last!, lossesFull.first! * 0.8, "the float32 net should learn: \(lossesFull)")
+        XCTAssertLessThan(lossesFull.last!, lossesFull.first! * 0.8, "the float32 net should learn: \(lossesFull)", file: file, line: line)
         for (a, b) in zip(lossesFull, lossesMixed) {
-            XCTAssertEqual(b, a, accuracy: 0.03 * a + 1e-3, "fp32 \(lossesFull)\nbf16 \(lossesMixed)")
+            XCTAssertEqual(b, a, accuracy: 0.03 * a + 1e-3, "\(device) fp32 \(lossesFull)\n\(dtype) \(lossesMixed)", file: file, line: line)
         }
-        for p in mixed.parameters() { XCTAssertEqual(p.dtype, .float32) }
+        for p in mixed.parameters() {
+            XCTAssertEqual(p.dtype, .float32, file: file, line: line)
+            XCTAssertEqual(p.device, device, file: file, line: line)
+        }
+    }
+
+    /// GradScaler with its parameters and gradients on the GPU: an inf gradient skips the step and
+    /// backs off, the next clean step unscales to the true gradient.
+    func testCUDAGradScalerSkipsInfAndUnscales() throws {
+        guard Torch.cudaAvailable else { throw XCTSkip("no CUDA device") }
+        let p = try Tensor([Float(1), 2, 3]).to(device: .cuda(0))
+        p.requiresGrad = true
+        let optimizer = try SGD([p], lr: 0.1)
+        let scaler = try GradScaler(initScale: 1024, growthInterval: 1)
+        try scaler.scale((p * p).sum()).backward()
+        p.grad = try Tensor([Float(1), .infinity, 3]).to(device: .cuda(0))
+        XCTAssertFalse(try scaler.step(optimizer))
+        try scaler.update()
+        XCTAssertEqual(try p.to(device: .cpu).floats(), [1, 2, 3])
+        XCTAssertEqual(scaler.currentScale, 512)
+        try optimizer.zeroGrad()
+        try scaler.scale((p * p).sum()).backward()
+        XCTAssertFalse(try scaler.unscale(optimizer))
+        XCTAssertEqual(try p.grad!.to(device: .cpu).floats(), [2, 4, 6])
+        XCTAssertTrue(try scaler.step(optimizer))
+        try scaler.update()
+        XCTAssertEqual(scaler.currentScale, 1024)
+        for (value, expected) in zip(try p.to(device: .cpu).floats(), [Float(0.8), 1.6, 2.4]) {
+            XCTAssertEqual(value, expected, accuracy: 1e-6)
+        }
     }
 
     func testGradScalerSkipsNonFiniteStepsBacksOffAndGrowsBack() throws {

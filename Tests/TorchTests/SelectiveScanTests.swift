@@ -169,7 +169,8 @@ final class SelectiveScanTests: XCTestCase {
         guard let library = Self.nvrtcLibrary() else {
             throw XCTSkip("no NVRTC library: scripts/setup.sh fetches it into .deps/nvrtc (or set MEDSEG_NVRTC)")
         }
-        for arch in ["compute_70", "compute_80", "compute_90"] {
+        // (CUDA 13's NVRTC no longer targets compute_70: the GPU check runs this with that one.)
+        for arch in ["compute_80", "compute_90"] {
             let ptx = try F.selectiveScanKernelsPTX(nvrtcLibrary: library, architecture: arch)
             XCTAssertTrue(ptx.contains(".target sm_\(arch.dropFirst("compute_".count))"), "\(arch): \(ptx.prefix(400))")
             XCTAssertTrue(ptx.contains(".entry mt_scan_forward("), arch)

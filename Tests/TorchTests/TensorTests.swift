@@ -14,6 +14,19 @@ final class TensorTests: XCTestCase {
         }
     }
 
+    /// torch.cuda.max_memory_allocated's figure: a 64 MiB tensor made after a reset raises the peak
+    /// by at least that much; the CPU has no such figure.
+    func testCUDAPeakMemoryCountsTensors() throws {
+        XCTAssertNil(Torch.cudaPeakMemoryBytes(.cpu))
+        guard Torch.cudaAvailable else { throw XCTSkip("no CUDA device") }
+        Torch.resetCUDAPeakMemory(.cuda(0))
+        let before = try XCTUnwrap(Torch.cudaPeakMemoryBytes(.cuda(0)))
+        let t = try Tensor.zeros([16, 1024, 1024], device: .cuda(0))
+        let after = try XCTUnwrap(Torch.cudaPeakMemoryBytes(.cuda(0)))
+        XCTAssertGreaterThanOrEqual(after - before, 64 << 20)
+        withExtendedLifetime(t) {}
+    }
+
     func testCreationAndReadBack() throws {
         let t = try Tensor([1, 2, 3, 4, 5, 6] as [Float], shape: [2, 3])
         XCTAssertEqual(t.shape, [2, 3])

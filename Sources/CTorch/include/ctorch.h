@@ -46,6 +46,7 @@ int mt_cuda_device_count(void);
 int mt_cudnn_is_available(void);
 int mt_cuda_device_name(int index, char *buffer, size_t capacity);
 int mt_cuda_synchronize(int index);
+int64_t mt_cuda_peak_allocated(int index, int reset);
 int mt_has_gloo(void);
 int mt_has_nccl(void);
 const char *mt_config(void);

@@ -49,6 +49,19 @@ public enum Torch {
         return String(cString: buffer)
     }
 
+    /// The most memory libtorch's caching allocator has held for tensors on `device` since the last
+    /// `resetCUDAPeakMemory` (as torch.cuda.max_memory_allocated); nil on the CPU or where this
+    /// libtorch keeps no statistics.
+    public static func cudaPeakMemoryBytes(_ device: Device) -> Int? {
+        guard case .cuda(let i) = device else { return nil }
+        let bytes = mt_cuda_peak_allocated(Int32(i), 0)
+        return bytes >= 0 ? Int(bytes) : nil
+    }
+
+    public static func resetCUDAPeakMemory(_ device: Device) {
+        if case .cuda(let i) = device { _ = mt_cuda_peak_allocated(Int32(i), 1) }
+    }
+
     /// Waits for queued GPU work (a no-op on CPU), so timings measure finished work.
     public static func synchronize(_ device: Device) throws {
         if case .cuda(let i) = device { try check(mt_cuda_synchronize(Int32(i))) }

@@ -70,7 +70,11 @@ public final class GradScaler {
         var found: Int32 = 0
         // The reciprocal in float32, as PyTorch's scaler computes it.
         let inverse = Double(Float(1) / Float(scale))
-        try withNoGrad { try check(mt_amp_unscale_(handles, handles.count, inverse, &found)) }
+        // `grad` makes a new wrapper each time: keep them alive, or an optimized build frees the
+        // handles before the call.
+        try withExtendedLifetime(grads) {
+            try withNoGrad { try check(mt_amp_unscale_(handles, handles.count, inverse, &found)) }
+        }
         stages[id] = .unscaled(foundInf: found != 0)
         return found != 0
     }
