@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <netdb.h>
+#include <csignal>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <torch/version.h>
@@ -135,6 +137,14 @@ struct AllReduceSum : public torch::autograd::Function<AllReduceSum> {
 } // namespace
 
 extern "C" {
+// A launched rank ends with its launcher: the kernel kills it when its parent dies (prctl is
+// variadic, so Swift cannot call it). 0 when bound; 1 when `parent` is no longer the parent, i.e.
+// the launcher died before the binding was set.
+int mt_end_with_parent(int parent) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return -1;
+    return getppid() == parent ? 0 : 1;
+}
+
 
 mt_pg_t mt_pg_create(const char *master_addr, int master_port, int rank, int world_size, int timeout_ms, int use_nccl) {
     MT_TRY(nullptr,

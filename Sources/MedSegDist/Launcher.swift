@@ -87,6 +87,7 @@ public final class Launcher {
             p.executableURL = executable
             p.arguments = args
             p.environment = ProcessInfo.processInfo.environment.merging(vars) { _, new in new }
+                .merging([LauncherBinding.variable: String(getpid())]) { _, new in new }
             let pipe = Pipe()
             p.standardOutput = pipe
             p.standardError = pipe

@@ -19,10 +19,18 @@ struct DataCommand: ParsableCommand {
         @Option(help: "File ending: .png or .nii.gz (2D), .nii.gz or .nrrd (3D).") var format: String?
         @Option(help: "Output folder.") var out: String
         @Option(help: "Random seed.") var seed: UInt64 = 0
+        @Flag(help: "Replace a data set already in --out.") var overwrite = false
+
+        func validate() throws {
+            guard cases >= 1 else { throw ValidationError("--cases must be at least 1, got \(cases)") }
+            if let testCases, testCases < 0 { throw ValidationError("--test-cases cannot be negative, got \(testCases)") }
+        }
 
         func run() throws {
             let synth = try SyntheticCases(.init(dims: dims, size: size, classes: classes, seed: seed))
             let root = URL(fileURLWithPath: out)
+            try RawDatasetWriter.refuseExistingDataset(in: root, overwrite: overwrite)
+            try RawDatasetWriter.removeExistingDataset(in: root)
             let test = testCases ?? max(1, cases / 5)
             let progress = ProgressLine(label: "synth")
             let d = try synth.write(to: root, training: cases, test: test, fileEnding: format) { done, total in
@@ -70,8 +78,11 @@ struct DataCommand: ParsableCommand {
         @Argument(help: "Output image; the format follows its ending.") var output: String
 
         func run() throws {
-            let image = try ImageIO.read(URL(fileURLWithPath: input))
             let outURL = URL(fileURLWithPath: output)
+            var inputs = InputFiles()
+            inputs.add([URL(fileURLWithPath: input)], as: "the input image")
+            try inputs.refuseOverwriting(outURL, option: "output")
+            let image = try ImageIO.read(URL(fileURLWithPath: input))
             try ImageIO.write(image, to: outURL)
             print("wrote \(output)")
             if [".tif", ".tiff"].contains(ImageIO.fileEnding(of: outURL)) {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MedSegData
 import MedSegTrain
 
 /// `medseg ensemble --inputs A B --out C`: averages the probabilities of finished predictions.
@@ -15,6 +16,10 @@ struct EnsembleCommand: ParsableCommand {
 
     func run() throws {
         guard inputs.count >= 2 else { throw ValidationError("--inputs needs at least two prediction folders") }
+        for folder in inputs {
+            try InputFiles.refuseSameFolder(output: URL(fileURLWithPath: out), outputOption: "--out",
+                                            input: URL(fileURLWithPath: folder), inputOption: "--inputs")
+        }
         let post = try postprocessing.map { try Postprocessing.load(URL(fileURLWithPath: $0)) }
         let ids = try ProbabilityEnsemble.run(folders: inputs.map { URL(fileURLWithPath: $0) }, out: URL(fileURLWithPath: out),
                                               postprocessing: post, saveProbabilities: saveProbabilities)

@@ -32,10 +32,15 @@ struct EvaluateCommand: ParsableCommand {
             guard labels.isEmpty else { throw ValidationError("give --labels or --dataset-json, not both") }
             classes = EvaluationClasses(try DatasetDescription.load(URL(fileURLWithPath: datasetJSON)))
         }
+        let outURL = out.map { URL(fileURLWithPath: $0) } ?? predDir.appendingPathComponent("summary.json")
+        var inputs = InputFiles()
+        inputs.add(files.map(\.prediction), as: "a prediction")
+        inputs.add(files.map(\.reference), as: "a reference label")
+        inputs.add(datasetJSON.map { [URL(fileURLWithPath: $0)] } ?? [], as: "the --dataset-json")
+        try inputs.refuseOverwriting(outURL, option: "--out")
         let summary = try EvaluationSummary.evaluate(files: files, classes: classes, surfaceDistance: !noHd95) {
             FileHandle.standardError.write(Data(($0 + "\n").utf8))
         }
-        let outURL = out.map { URL(fileURLWithPath: $0) } ?? predDir.appendingPathComponent("summary.json")
         try summary.write(to: outURL)
         print("\(files.count) cases")
         print(summary.table())

@@ -1,4 +1,5 @@
 import ArgumentParser
+import MedSegDist
 import Foundation
 import Torch
 
@@ -6,6 +7,7 @@ import Torch
 struct MedSegCommand: ParsableCommand {
     static func main() {
         OpenMPWaitPolicy.applyOnce()
+        do { try LauncherBinding.bindToLauncher() } catch { exit(withError: error) }
         main(nil)
     }
 

@@ -33,19 +33,32 @@ struct PredictCommand: ParsableCommand {
         let post = try postprocessing.map { try Postprocessing.load(URL(fileURLWithPath: $0)) }
 
         let inputURL = URL(fileURLWithPath: input), outURL = URL(fileURLWithPath: out)
-        try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
+        try InputFiles.refuseSameFolder(output: outURL, outputOption: "--out", input: inputURL, inputOption: "--input")
         let groups = try Self.cases(in: inputURL, channels: inference.imageChannels)
         guard !groups.isEmpty else { throw ValidationError("\(input): no images found") }
+        // Every output is checked against every input before the first is written.
+        var inputs = InputFiles()
+        inputs.add(groups.flatMap(\.1), as: "an input image")
+        let outputs = groups.map { id, _, ending in
+            (mask: outURL.appendingPathComponent(id + ending), probabilities: ProbabilityFile.url(for: id, in: outURL),
+             overlay: outURL.appendingPathComponent(id + "_overlay.png"))
+        }
+        for o in outputs {
+            try inputs.refuseOverwriting(o.mask, option: "--out")
+            if saveProbabilities { try inputs.refuseOverwriting(o.probabilities, option: "--out") }
+            if overlay && spec.dims == 2 { try inputs.refuseOverwriting(o.overlay, option: "--out") }
+        }
+        try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
         let progress = ProgressLine(label: "predict")
-        for (i, (id, files, ending)) in groups.enumerated() {
+        for (i, ((id, files, _), output)) in zip(groups, outputs).enumerated() {
             var (label, probabilities) = try inference.predict(CaseFiles(identifier: id, images: files))
             if let post { label = post.apply(to: label) }
-            try ImageIO.write(label, to: outURL.appendingPathComponent(id + ending))
+            try ImageIO.write(label, to: output.mask)
             if saveProbabilities {
-                try ProbabilityFile.write(probabilities, regionsClassOrder: spec.regionsClassOrder, to: ProbabilityFile.url(for: id, in: outURL))
+                try ProbabilityFile.write(probabilities, regionsClassOrder: spec.regionsClassOrder, to: output.probabilities)
             }
             if overlay && spec.dims == 2 {
-                try ImageIO.write(LabelOverlay.make(image: ImageIO.read(files[0]), label: label), to: outURL.appendingPathComponent(id + "_overlay.png"))
+                try ImageIO.write(LabelOverlay.make(image: ImageIO.read(files[0]), label: label), to: output.overlay)
             }
             progress.update(i + 1, groups.count)
         }

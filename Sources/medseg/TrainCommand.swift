@@ -57,6 +57,14 @@ struct TrainCommand: ParsableCommand {
     /// Options that concern only the launcher; launched ranks get the rest of the command line.
     static let launcherOptions: Set<String> = ["--nproc-per-node", "--nnodes", "--node-rank", "--master-addr", "--master-port", "--max-restarts"]
 
+    func validate() throws {
+        if let nprocPerNode, nprocPerNode < 1 { throw ValidationError("--nproc-per-node must be at least 1, got \(nprocPerNode)") }
+        guard nnodes >= 1 else { throw ValidationError("--nnodes must be at least 1, got \(nnodes)") }
+        guard (0..<nnodes).contains(nodeRank) else { throw ValidationError("--node-rank must be 0 to \(nnodes - 1) for --nnodes \(nnodes), got \(nodeRank)") }
+        guard (0...65535).contains(masterPort) else { throw ValidationError("--master-port must be a TCP port, 0 to 65535 (0: a free one), got \(masterPort)") }
+        if let numFolds, numFolds < 2 { throw ValidationError("--num-folds must be at least 2 (train on every case with --fold all), got \(numFolds)") }
+    }
+
     func run() throws {
         let environment = try DistributedEnvironment.fromEnvironment()
         if environment == nil, nprocPerNode != nil || nnodes > 1 {

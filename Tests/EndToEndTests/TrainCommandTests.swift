@@ -91,6 +91,29 @@ final class TrainCommandTests: XCTestCase {
         XCTAssertEqual(json["params"] as? Int, 49_457, "UltraLight VM-UNet's published parameter count")
     }
 
+    /// Numbers no run can use are refused in one line naming the option or key, before any data
+    /// is read or any folder made.
+    func testImpossibleNumbersAreRefusedBeforeAnythingRuns() throws {
+        let yaml = temp.appendingPathComponent("bad.yaml")
+        let cases: [([String], String)] = [
+            (["--num-folds", "1"], "--num-folds must be at least 2"),
+            (["--master-port", "70000"], "--master-port must be a TCP port"),
+            (["--nnodes", "0"], "--nnodes must be at least 1"),
+            (["--nproc-per-node", "0"], "--nproc-per-node must be at least 1"),
+            (["--lr", "inf"], "key 'lr': must be a positive number"),
+            (["--threads", "100000"], "key 'threads'"),
+            (["--config", yaml.path], "key 'grad_clip': must be a finite number"),
+        ]
+        try "grad_clip: .nan\n".write(to: yaml, atomically: true, encoding: .utf8)
+        for (i, (args, message)) in cases.enumerated() {
+            let out = temp.appendingPathComponent("run\(i)")
+            let r = try medseg(["train", "--dataset", "/no/such/dataset", "--out", out.path] + args, expectSuccess: false)
+            XCTAssertNotEqual(r.status, 0, "\(args)")
+            XCTAssertTrue(r.output.contains(message), "\(args): \(r.output)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "\(args)")
+        }
+    }
+
     /// nnU-Net's 2D patches are not square (BraTS: 192x160): --size takes one value per axis.
     func testBenchmarkTakesOneSizePerAxis() throws {
         let r = try medseg(["benchmark", "--model", "plainunet", "--dim", "2", "--size", "40,24", "--depth", "3", "--features", "4",

@@ -126,6 +126,50 @@ final class DistributedRunTests: XCTestCase {
         }
     }
 
+    /// Killing the launcher with SIGKILL (as the OOM killer or a scheduler does: it cannot stop its
+    /// ranks itself) ends its ranks too, instead of leaving them training into the run folder.
+    func testRanksEndWhenTheLauncherIsKilled() throws {
+        let data = try dataset(), run = temp.appendingPathComponent("run"), log = temp.appendingPathComponent("launcher.log")
+        // Long epochs: ranks that print nothing for a while would not even notice the closed pipe.
+        var args = trainArgs(data, run, epochs: 2) + ["--nproc-per-node", "2"]
+        args[args.firstIndex(of: "--iterations")! + 1] = "100000"
+        let launcher = try start(args, output: log)
+        var ranks: [Int32] = []
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            ranks = Self.children(of: launcher.processIdentifier)
+            // Both started, and past their rendezvous (rank 0 has begun the run folder): bound long before.
+            if ranks.count == 2 && FileManager.default.fileExists(atPath: run.appendingPathComponent("dataset_path.txt").path) { break }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        XCTAssertEqual(ranks.count, 2, "the launcher's ranks")
+        Thread.sleep(forTimeInterval: 0.5)
+        kill(launcher.processIdentifier, SIGKILL)
+        launcher.waitUntilExit()
+        let end = Date().addingTimeInterval(5)
+        while ranks.contains(where: Self.isAlive) && Date() < end { Thread.sleep(forTimeInterval: 0.1) }
+        let orphans = ranks.filter(Self.isAlive)
+        for pid in orphans { kill(pid, SIGKILL) }
+        XCTAssertEqual(orphans, [], "ranks still running after their launcher was killed")
+    }
+
+    /// Process ids whose parent is `parent` (from /proc).
+    static func children(of parent: Int32) -> [Int32] {
+        let pids = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap(Int32.init)
+        return pids.filter { pid in
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return false }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 2 && Int32(fields[1]) == parent && isAlive(pid)
+        }.sorted()
+    }
+
+    /// Running (a zombie, killed but not yet reaped, is not).
+    static func isAlive(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return false }
+        return stat[stat.index(after: close)...].split(separator: " ").first != "Z"
+    }
+
     /// Waits for `process`; one still running after `seconds` is killed and fails the test.
     private func finish(_ process: Process, within seconds: TimeInterval, _ what: String) throws {
         let deadline = Date().addingTimeInterval(seconds)

@@ -255,6 +255,7 @@ typedef struct mt_pg_s *mt_pg_t;
 typedef struct mt_reducer_s *mt_reducer_t;
 /* rank 0 hosts the TCPStore at master_addr:master_port; every call waits at most timeout_ms */
 /* use_nccl: CUDA tensors through NCCL (builds against a CUDA libtorch only), CPU tensors through Gloo. */
+int mt_end_with_parent(int parent);
 mt_pg_t mt_pg_create(const char *master_addr, int master_port, int rank, int world_size, int timeout_ms, int use_nccl);
 void mt_pg_free(mt_pg_t pg);
 /* sums in place across ranks */

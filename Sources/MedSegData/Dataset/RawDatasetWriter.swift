@@ -11,6 +11,27 @@ public final class RawDatasetWriter {
     public private(set) var trainingCount = 0
     public private(set) var testCount = 0
 
+    /// What a data set writer writes into its folder (and removes there on overwrite).
+    public static let managedEntries = ["dataset.json", "imagesTr", "labelsTr", "imagesTs", "labelsTs", "fovTr", "fovTs"]
+
+    /// The raw-layout entries already in `root`.
+    public static func existingEntries(in root: URL) -> [String] {
+        managedEntries.filter { FileManager.default.fileExists(atPath: root.appendingPathComponent($0).path) }
+    }
+
+    /// Refuses a folder that already holds a data set unless `overwrite` is set: new cases would
+    /// mix with the old ones and dataset.json would describe neither.
+    public static func refuseExistingDataset(in root: URL, overwrite: Bool) throws {
+        let present = existingEntries(in: root)
+        guard !present.isEmpty, !overwrite else { return }
+        throw DataError(file: root, "already holds a data set (\(present.joined(separator: ", "))); choose an empty folder or pass --overwrite")
+    }
+
+    /// Removes the data set in `root` (its managed entries only).
+    public static func removeExistingDataset(in root: URL) throws {
+        for name in existingEntries(in: root) { try FileManager.default.removeItem(at: root.appendingPathComponent(name)) }
+    }
+
     public init(root: URL, channelNames: [String], labels: [String: Int], fileEnding: String, name: String? = nil) throws {
         guard ImageIO.writableEndings.contains(fileEnding) else {
             throw DataError("cannot write \(fileEnding) files; writable endings: \(ImageIO.writableEndings.joined(separator: ", "))")

@@ -209,7 +209,7 @@ final class ImportSink {
             inputs += [folders.images] + [folders.masks, options.testImages?.standardizedFileURL].compactMap { $0 }
         }
         for input in inputs {
-            for name in Self.managed {
+            for name in RawDatasetWriter.managedEntries {
                 let path = out.appendingPathComponent(name).path
                 if input.path == path || input.path.hasPrefix(path + "/") {
                     throw DataError(file: input, "lies inside the output data set's \(name); an import replaces it, so choose another --out")
@@ -219,26 +219,16 @@ final class ImportSink {
         try checkOutput()
     }
 
-    /// What an import writes into the output folder (and removes there with `overwrite`).
-    static let managed = ["dataset.json", "imagesTr", "labelsTr", "imagesTs", "labelsTs", "fovTr", "fovTs"]
-
-    /// Raw-layout entries already in the output folder.
-    private var existing: [String] {
-        Self.managed.filter { FileManager.default.fileExists(atPath: out.appendingPathComponent($0).path) }
-    }
-
     /// Refuses to mix into an existing data set unless `overwrite` is set (checked before anything
     /// is read, so a mistake costs nothing).
     private func checkOutput() throws {
-        let present = existing
-        guard !present.isEmpty, !options.overwrite else { return }
-        throw DataError(file: out, "already holds a data set (\(present.joined(separator: ", "))); choose an empty folder or pass --overwrite")
+        try RawDatasetWriter.refuseExistingDataset(in: out, overwrite: options.overwrite)
     }
 
     /// With `overwrite`, removes the old data set's folders and dataset.json; called when the first
     /// case is about to be written, so a source with the wrong layout leaves the old data set alone.
     private func clearOutput() throws {
-        for name in existing { try FileManager.default.removeItem(at: out.appendingPathComponent(name)) }
+        try RawDatasetWriter.removeExistingDataset(in: out)
     }
 
     /// `url` relative to SRC when it lies inside it.

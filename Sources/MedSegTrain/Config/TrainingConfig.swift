@@ -141,8 +141,19 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         if batch_size < 1 { try fail("batch_size", "must be positive, got \(batch_size)") }
         if epochs < 1 { try fail("epochs", "must be positive, got \(epochs)") }
         if iterations < 1 { try fail("iterations", "must be positive, got \(iterations)") }
-        if !(lr > 0) { try fail("lr", "must be positive, got \(lr)") }
+        if !(lr > 0) || !lr.isFinite { try fail("lr", "must be a positive number, got \(lr)") }
+        for (key, value) in [("momentum", momentum), ("weight_decay", weight_decay), ("eta_min", eta_min), ("grad_clip", grad_clip)]
+        where !value.isFinite {
+            try fail(key, "must be a finite number, got \(value)")
+        }
+        if !(0..<1).contains(momentum) { try fail("momentum", "must be in [0, 1), got \(momentum)") }
+        if weight_decay < 0 { try fail("weight_decay", "cannot be negative, got \(weight_decay)") }
+        if num_folds < 2 { try fail("num_folds", "must be at least 2 (train on every case with fold -1 / --fold all), got \(num_folds)") }
         if fold < -1 || fold >= num_folds { try fail("fold", "must be 0 to \(num_folds - 1), or -1 for all, got \(fold)") }
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        if threads < 0 || threads > max(64, 4 * cores) {
+            try fail("threads", "must be 0 (all cores) to \(max(64, 4 * cores)) on this machine of \(cores) cores, got \(threads)")
+        }
         if !(0...1).contains(oversample_foreground) { try fail("oversample_foreground", "must be in [0, 1], got \(oversample_foreground)") }
         if val_every < 1 { try fail("val_every", "must be positive, got \(val_every)") }
         if save_every < 1 { try fail("save_every", "must be positive, got \(save_every)") }

@@ -76,12 +76,29 @@ public final class TrainingRun {
         case .resume(let source, let overrides):
             let file = try CheckpointStore.file(for: source, validation: false)
             let loaded = try Checkpoint.load(file)
+            try refuseForeignCheckpoint(file, config: loaded.state.config)
             var c = loaded.state.config
             if overrides.contains("epochs") { c.epochs = config.epochs }
             ignoredOverrides = try TrainingConfig.differences(requested: config.resolved, saved: c, keys: overrides.subtracting(["epochs"]))
                 .map { "\($0.key): \($0.requested) was asked for, the run continues with its saved \($0.saved) (\(file.lastPathComponent))" }
             return (c, loaded)
         }
+    }
+
+    /// The settings that decide the network: a checkpoint whose values differ from the run
+    /// folder's config.yaml was not made by this run.
+    static let networkKeys: Set<String> = ["model", "dims", "features", "depth", "deep_supervision", "configuration"]
+
+    /// Refuses to resume this run from a checkpoint of another network (before anything in the
+    /// run folder is rewritten).
+    private func refuseForeignCheckpoint(_ file: URL, config saved: TrainingConfig) throws {
+        guard let text = try? String(contentsOf: folder.config, encoding: .utf8) else { return }
+        let runConfig = try TrainingConfig().merging(yaml: text, source: folder.config.path)
+        let clashes = try TrainingConfig.differences(requested: runConfig.resolved, saved: saved.resolved, keys: Self.networkKeys)
+        guard !clashes.isEmpty else { return }
+        let what = clashes.map { "\($0.key) \($0.saved) in the checkpoint, \($0.requested) in the run" }.joined(separator: "; ")
+        throw TrainingError("cannot resume \(runFolder.path) from \(file.path): the checkpoint holds another network (\(what)); "
+                            + "resume from this run's own checkpoint, or train the other model into its own --out")
     }
 
     @discardableResult
@@ -243,7 +260,10 @@ public final class TrainingRun {
         }
         let done = startEpoch + epochsThisRun
         if let ddp { try Self.checkReplicasAgree(model: model, ddp: ddp, say: say) }
-        if done >= c.epochs && options.stopAfterEpochs == nil && isMain {
+        // A resumed run that had already finished keeps its final checkpoint: nothing was trained.
+        let finishedBefore = epochsThisRun == 0 && folder.hasCheckpoint(.final)
+        if finishedBefore && isMain { say("\(runFolder.path) had already finished its \(c.epochs) epochs: its checkpoints are left as they are") }
+        if done >= c.epochs && options.stopAfterEpochs == nil && isMain && !finishedBefore {
             try save(.final, epoch: done)
             if !setup.valCases.isEmpty { lastDice = try validateFinal(model: model, setup: setup, say: say).foreground_mean.Dice }
             say("finished: outputs in \(runFolder.path)")
