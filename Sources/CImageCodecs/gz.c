@@ -32,7 +32,7 @@ static size_t content_size_hint(const char *path) {
     return hint + 1; /* one spare byte lets the first read see the end without growing */
 }
 
-int mc_gz_read_file(const char *path, uint8_t **data, size_t *length) {
+int mc_gz_read_file(const char *path, size_t limit, int prefix, uint8_t **data, size_t *length) {
     *data = NULL;
     *length = 0;
     struct stat st;
@@ -51,6 +51,8 @@ int mc_gz_read_file(const char *path, uint8_t **data, size_t *length) {
     }
     gzbuffer(gz, 1 << 17);
     size_t capacity = content_size_hint(path), used = 0;
+    /* Never more than the limit and one byte beyond it (which tells that the content goes on). */
+    if (limit > 0 && capacity > limit + 1) capacity = limit + 1;
     uint8_t *buffer = malloc(capacity);
     if (!buffer) {
         gzclose(gz);
@@ -60,6 +62,7 @@ int mc_gz_read_file(const char *path, uint8_t **data, size_t *length) {
     for (;;) {
         if (used == capacity) {
             size_t grown = capacity * 2;
+            if (limit > 0 && grown > limit + 1) grown = limit + 1;
             uint8_t *bigger = realloc(buffer, grown);
             if (!bigger) {
                 free(buffer);
@@ -72,10 +75,21 @@ int mc_gz_read_file(const char *path, uint8_t **data, size_t *length) {
         }
         size_t want = capacity - used;
         if (want > (1u << 30)) want = 1u << 30;
+        if (limit > 0 && want > limit + 1 - used) want = limit + 1 - used;
         int got = gzread(gz, buffer + used, (unsigned)want);
         if (got < 0) break;
         if (got == 0) break;
         used += (size_t)got;
+        if (limit > 0 && used > limit) {
+            if (prefix) {
+                used = limit;
+                break;
+            }
+            free(buffer);
+            gzclose(gz);
+            mc_set_errorf("holds more than the %zu bytes its header describes (a decompression bomb, or not the file the header says)", limit);
+            return -1;
+        }
     }
     int code = Z_OK;
     const char *message = gzerror(gz, &code);
@@ -129,10 +143,10 @@ int mc_gz_write_file(const char *path, const void *data, size_t length, int leve
     return 0;
 }
 
-int mc_inflate(const void *source, size_t source_length, size_t size_hint, uint8_t **data, size_t *length) {
+int mc_inflate(const void *source, size_t source_length, size_t limit, uint8_t **data, size_t *length) {
     *data = NULL;
     *length = 0;
-    size_t capacity = size_hint > 0 ? size_hint + 1 : (source_length < 1024 ? 4096 : source_length * 4);
+    size_t capacity = limit > 0 ? limit + 1 : (source_length < 1024 ? 4096 : source_length * 4);
     uint8_t *buffer = malloc(capacity);
     if (!buffer) {
         mc_set_error("out of memory");
@@ -150,6 +164,12 @@ int mc_inflate(const void *source, size_t source_length, size_t size_hint, uint8
     int status = Z_OK;
     for (;;) {
         if (used == capacity) {
+            if (limit > 0) { /* limit + 1 bytes came out: more than allowed */
+                inflateEnd(&zs);
+                free(buffer);
+                mc_set_errorf("inflates to more than the %zu bytes its header describes (a decompression bomb, or not the data the header says)", limit);
+                return -1;
+            }
             size_t grown = capacity * 2;
             uint8_t *bigger = realloc(buffer, grown);
             if (!bigger) {

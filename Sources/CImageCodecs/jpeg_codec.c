@@ -73,6 +73,12 @@ int mc_jpeg_read(const char *path, mc_raster *out) {
     jpeg_start_decompress(&cinfo);
     int width = (int)cinfo.output_width, height = (int)cinfo.output_height, channels = cinfo.output_components;
     size_t stride = (size_t)width * channels;
+    /* A JPEG block of 64 pixels takes a few bits at least: no more than ~1000x its bytes. */
+    if (mc_declared_fits(path, (size_t)height, stride, 1024) != 0) {
+        jpeg_destroy_decompress(&cinfo);
+        fclose(fp);
+        return -1;
+    }
     pixels = malloc(stride * height);
     if (!pixels) {
         jpeg_destroy_decompress(&cinfo);

@@ -83,6 +83,12 @@ int mc_png_read(const char *path, mc_raster *out) {
     int channels = png_get_channels(png, info);
     int out_bits = png_get_bit_depth(png, info);
     size_t rowbytes = png_get_rowbytes(png, info);
+    /* Deflate expands at most ~1032x: a header declaring more pixels than that is a lie. */
+    if (mc_declared_fits(path, height, rowbytes, 1032) != 0) {
+        png_destroy_read_struct(&png, &info, NULL);
+        fclose(fp);
+        return -1;
+    }
     buffer = malloc(rowbytes * height);
     rows = malloc(sizeof(png_bytep) * height);
     if (!buffer || !rows) png_error(png, "out of memory");

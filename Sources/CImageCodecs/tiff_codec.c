@@ -221,6 +221,11 @@ int mc_tiff_read(const char *path, mc_raster *out) {
         return -1;
     }
     size_t page_bytes = (size_t)first.width * first.height * first.out_channels * (first.out_bits / 8);
+    /* Pages may share strips, and LZW/deflate expand their data at most a few thousand times. */
+    if (mc_declared_fits(path, (size_t)pages, page_bytes, 4096) != 0) {
+        TIFFClose(tif);
+        return -1;
+    }
     uint8_t *pixels = malloc(page_bytes * pages);
     if (!pixels) {
         TIFFClose(tif);

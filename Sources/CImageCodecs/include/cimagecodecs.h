@@ -15,16 +15,19 @@ void mc_free(void *pointer);
 /* ---- gzip ---------------------------------------------------------------------------------- */
 
 /* Reads a whole file, inflating it when it is gzip-compressed (plain files are read as they are).
+ * `limit` (0: none) bounds the content: with `prefix` the first `limit` bytes are returned, else
+ * content beyond `limit` bytes is an error, found without ever holding more than limit + 1 bytes.
  * On success *data (free with mc_free) holds *length bytes; returns 0, or -1 with a message
- * (missing file, corrupt or truncated gzip data). */
-int mc_gz_read_file(const char *path, uint8_t **data, size_t *length);
+ * (missing file, corrupt or truncated gzip data, content over the limit). */
+int mc_gz_read_file(const char *path, size_t limit, int prefix, uint8_t **data, size_t *length);
 
 /* Writes `length` bytes as a gzip file at `path` (level 1 fast .. 9 small; -1 default). 0 / -1. */
 int mc_gz_write_file(const char *path, const void *data, size_t length, int level);
 
-/* Inflates gzip or zlib data in memory (concatenated gzip members too). `size_hint` (may be 0)
- * is the expected output size. 0 / -1 (corrupt or truncated data). */
-int mc_inflate(const void *source, size_t source_length, size_t size_hint, uint8_t **data, size_t *length);
+/* Inflates gzip or zlib data in memory (concatenated gzip members too). `limit` (0: none) is the
+ * most output allowed: more is an error, found holding at most limit + 1 bytes. 0 / -1 (corrupt or
+ * truncated data, over the limit). */
+int mc_inflate(const void *source, size_t source_length, size_t limit, uint8_t **data, size_t *length);
 
 /* Compresses bytes into one gzip member in memory. 0 / -1. */
 int mc_gzip_compress(const void *source, size_t source_length, int level, uint8_t **data, size_t *length);

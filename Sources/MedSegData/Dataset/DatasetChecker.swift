@@ -8,18 +8,30 @@ public enum DatasetChecker {
         public var description: String { "\(file): \(message)" }
     }
 
+    /// Throws when `check` finds anything: one line with the count, the first problem and the
+    /// command that lists them all. Training and preprocessing refuse what `data check` refuses.
+    public static func refuseProblems(in root: URL) throws {
+        let problems = check(root)
+        guard let first = problems.first else { return }
+        throw DataError("data set \(root.path) has \(problems.count) problem(s), first \(first); `medseg data check \(root.path)` lists them all")
+    }
+
     /// Checks pairs, sizes, geometry, label values, channel counts and image contents.
     public static func check(_ root: URL) -> [Problem] {
         var problems: [Problem] = []
         let dataset: RawDataset
         do { dataset = try RawDataset(root) } catch {
-            return [Problem(file: root.appendingPathComponent("dataset.json").path, message: "\(error)")]
+            return [Problem(file: (error as? DataError)?.file ?? root.appendingPathComponent("dataset.json").path,
+                            message: (error as? DataError)?.problem ?? "\(error)")]
         }
         let d = dataset.description
         let allowed = Set(d.labelValues.map(Float.init))
         let cases: [CaseFiles]
         do { cases = try dataset.trainingCases() } catch {
-            return [Problem(file: dataset.labelsTr.path, message: "\(error)")]
+            return [Problem(file: (error as? DataError)?.file ?? dataset.labelsTr.path, message: (error as? DataError)?.problem ?? "\(error)")]
+        }
+        if cases.isEmpty {
+            problems.append(Problem(file: dataset.labelsTr.path, message: "no training cases: labelsTr holds no label with the data set's file ending \(d.file_ending)"))
         }
         if cases.count != d.numTraining {
             problems.append(Problem(file: "dataset.json", message: "numTraining is \(d.numTraining) but labelsTr holds \(cases.count) labels"))
@@ -41,10 +53,12 @@ public enum DatasetChecker {
             var label: MedicalImage?
             do { label = try ImageIO.read(c.label!) } catch { problems.append(Problem(file: labelName, message: "\(error)")) }
             if let label {
-                let values = Set(label.voxels)
-                let unknown = values.subtracting(allowed).sorted()
+                // NaN is never equal to itself: counted apart, not put in the set.
+                let values = Set(label.voxels.lazy.filter { !$0.isNaN })
+                let unknown = values.subtracting(allowed).sorted().map { LabelValues.describe($0) }
+                    + (label.voxels.contains { $0.isNaN } ? ["NaN"] : [])
                 if !unknown.isEmpty {
-                    problems.append(Problem(file: labelName, message: "label values [\(unknown.prefix(8).map { formatValue($0) }.joined(separator: ", "))] are not in dataset.json labels \(d.labelValues)"))
+                    problems.append(Problem(file: labelName, message: "label values [\(unknown.prefix(8).joined(separator: ", "))] are not in dataset.json labels \(d.labelValues)"))
                 }
                 if label.channels != 1 {
                     problems.append(Problem(file: labelName, message: "label map has \(label.channels) channels, expected 1"))
@@ -62,7 +76,7 @@ public enum DatasetChecker {
                     problems.append(Problem(file: name, message: "contains NaN or infinite values"))
                 }
                 if let lo = image.voxels.min(), lo == image.voxels.max() {
-                    problems.append(Problem(file: name, message: "image is constant (\(formatValue(lo))): empty or unreadable content"))
+                    problems.append(Problem(file: name, message: "image is constant (\(LabelValues.describe(lo))): empty or unreadable content"))
                 }
                 if image.channels != 1 && d.channelCount == 1 {
                     problems.append(Problem(file: name, message: "image has \(image.channels) channels; split them into _0000, _0001, ... files and list them in channel_names"))
@@ -106,7 +120,4 @@ public enum DatasetChecker {
         return close(a.spacing, b.spacing, 1e-4) && close(a.origin, b.origin, 1e-3) && close(a.direction, b.direction, 1e-4)
     }
 
-    private static func formatValue(_ v: Float) -> String {
-        v == v.rounded() ? String(Int(v)) : String(v)
-    }
 }

@@ -24,8 +24,15 @@ public struct DatasetDescription: Codable, Equatable, Sendable {
 
         public init(from decoder: Decoder) throws {
             let c = try decoder.singleValueContainer()
-            if let v = try? c.decode(Int.self) { self = .value(v); return }
-            if let r = try? c.decode([Int].self), !r.isEmpty { self = .region(r); return }
+            // Label values size arrays (one channel per class): the range is checked here.
+            func inRange(_ v: Int) throws -> Int {
+                guard (0...LabelValues.largest).contains(v) else {
+                    throw DecodingError.dataCorruptedError(in: c, debugDescription: "label value \(v) is outside 0 to \(LabelValues.largest)")
+                }
+                return v
+            }
+            if let v = try? c.decode(Int.self) { self = .value(try inRange(v)); return }
+            if let r = try? c.decode([Int].self), !r.isEmpty { self = .region(try r.map(inRange)); return }
             throw DecodingError.typeMismatch(LabelValue.self, .init(codingPath: decoder.codingPath,
                                                                      debugDescription: "a label must be an integer or a non-empty list of integers"))
         }
@@ -144,6 +151,8 @@ public struct DatasetDescription: Codable, Equatable, Sendable {
             throw DataError("missing key \"\(key.stringValue)\"")
         } catch let DecodingError.typeMismatch(_, context) {
             throw DataError("wrong type at \(context.codingPath.map(\.stringValue).joined(separator: ".")): \(context.debugDescription)")
+        } catch let DecodingError.dataCorrupted(context) where !context.codingPath.isEmpty {
+            throw DataError("\(context.codingPath.map(\.stringValue).joined(separator: ".")): \(context.debugDescription)")
         } catch {
             throw DataError("not a valid dataset.json (\(error))")
         }

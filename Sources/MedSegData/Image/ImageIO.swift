@@ -249,11 +249,15 @@ func codecError() -> String {
     String(cString: mc_last_error())
 }
 
-/// A file's bytes, inflated when gzip-compressed (plain files are returned as they are).
-func readFileInflating(_ url: URL) throws -> Data {
+/// A file's bytes, inflated when gzip-compressed (plain files are returned as they are). With
+/// `limit`, content beyond that many bytes is an error (a header's promise caps what inflates);
+/// with `prefix`, only the first `limit` bytes are read.
+func readFileInflating(_ url: URL, limit: Int? = nil, prefix: Bool = false) throws -> Data {
     var pointer: UnsafeMutablePointer<UInt8>?
     var length = 0
-    guard mc_gz_read_file(url.path, &pointer, &length) == 0 else { throw DataError(file: url, codecError()) }
+    guard mc_gz_read_file(url.path, limit.map { max($0, 1) } ?? 0, prefix ? 1 : 0, &pointer, &length) == 0 else {
+        throw DataError(file: url, codecError())
+    }
     guard let pointer, length > 0 else {
         mc_free(pointer)
         return Data()
@@ -275,12 +279,12 @@ func readFileRaw(_ url: URL) throws -> Data {
     }
 }
 
-/// Inflates gzip (or zlib) bytes; `expected` is the size they should have, when known.
-func inflateBytes(_ bytes: Data, expected: Int = 0, file: URL) throws -> Data {
+/// Inflates gzip (or zlib) bytes; more than `limit` bytes of output (when given) is an error.
+func inflateBytes(_ bytes: Data, limit: Int? = nil, file: URL) throws -> Data {
     var pointer: UnsafeMutablePointer<UInt8>?
     var length = 0
     let rc = bytes.withUnsafeBytes { raw in
-        mc_inflate(raw.baseAddress, raw.count, max(expected, 0), &pointer, &length)
+        mc_inflate(raw.baseAddress, raw.count, limit.map { max($0, 1) } ?? 0, &pointer, &length)
     }
     guard rc == 0 else { throw DataError(file: file, codecError()) }
     guard let pointer, length > 0 else {

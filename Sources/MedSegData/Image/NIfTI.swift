@@ -12,24 +12,36 @@ public enum NIfTI {
 
     public static func read(_ url: URL) throws -> MedicalImage {
         let ending = ImageIO.fileEnding(of: url)
-        let headerBytes = try readFileInflating(url)
-        let header = try Header(parsing: headerBytes, file: url)
-        let data: Data
+        // The header first: what it declares caps how much of the file is inflated.
+        let header = try Header(parsing: try readFileInflating(url, limit: 544, prefix: true), file: url)
         var offset = header.voxOffset
-        var dataFile = url
-        if ending == ".hdr" || ending == ".hdr.gz" || header.isPair {
-            if ending == ".hdr" || ending == ".hdr.gz" {
-                dataFile = try imageFile(pairedWith: url)
-                data = try readFileInflating(dataFile)
-            } else {
-                data = headerBytes // "ni1" magic in a .nii: data still follows in the same file
-                offset = max(offset, header.headerSize + 4)
-            }
-        } else {
-            data = headerBytes
-            offset = max(offset, header.headerSize + 4)
+        if ending == ".hdr" || ending == ".hdr.gz" {
+            let dataFile = try imageFile(pairedWith: url)
+            let data = try readFileInflating(dataFile, limit: try header.dataBytes(offset: offset, file: url))
+            return try decode(header, data: data, offset: offset, file: dataFile)
         }
-        return try decode(header, data: data, offset: offset, file: dataFile)
+        // A single file (also with the pair magic "ni1": the data still follows the header).
+        offset = max(offset, header.headerSize + 4)
+        let data = try readFileInflating(url, limit: try header.dataBytes(offset: offset, file: url))
+        return try decode(header, data: data, offset: offset, file: url)
+    }
+
+    /// Bytes tolerated after the image a header describes (padding some writers leave).
+    static let slack = 1 << 20
+
+    /// The spatial size and the volume count a header's dim declares.
+    static func shape(_ h: Header, file: URL) throws -> (spatial: [Int], volumes: Int) {
+        let rank = h.dim[0]
+        guard (1...7).contains(rank) else { throw DataError(file: file, "corrupt header: dim[0] (the rank) is \(rank), expected 1 to 7") }
+        let spatial: [Int]
+        switch rank {
+        case 1: spatial = [h.dim[1], 1]
+        case 2: spatial = [h.dim[1], h.dim[2]]
+        default: spatial = [h.dim[1], h.dim[2], h.dim[3]]
+        }
+        _ = try DeclaredSize.elements(spatial, file: file)
+        let volumes = rank > 3 ? try DeclaredSize.elements(Array(h.dim[4...rank]), file: file) : 1
+        return (spatial, volumes)
     }
 
     /// The .img (or .img.gz) next to a .hdr.
@@ -44,38 +56,33 @@ public enum NIfTI {
         throw DataError(file: url, "the image file \(stem).img that goes with this header does not exist")
     }
 
-    private static func decode(_ h: Header, data: Data, offset: Int, file: URL) throws -> MedicalImage {
-        let rank = h.dim[0]
-        let spatial: [Int]
-        switch rank {
-        case 1: spatial = [h.dim[1], 1]
-        case 2: spatial = [h.dim[1], h.dim[2]]
-        default: spatial = [h.dim[1], h.dim[2], h.dim[3]]
+    /// The sample type of a header's datatype and the samples per voxel (3 for RGB, 4 for RGBA).
+    static func sampleType(_ h: Header, file: URL) throws -> (SampleType, Int) {
+        switch h.datatype {
+        case 2: return (.uint8, 1)
+        case 4: return (.int16, 1)
+        case 8: return (.int32, 1)
+        case 16: return (.float32, 1)
+        case 64: return (.float64, 1)
+        case 128: return (.uint8, 3)
+        case 256: return (.int8, 1)
+        case 512: return (.uint16, 1)
+        case 768: return (.uint32, 1)
+        case 1024: return (.int64, 1)
+        case 1280: return (.uint64, 1)
+        case 2304: return (.uint8, 4)
+        default:
+            let names = [1: " (binary)", 32: " (complex64)", 1536: " (float128)", 1792: " (complex128)", 2048: " (complex256)"]
+            throw DataError(file: file, "unsupported NIfTI datatype \(h.datatype)\(names[h.datatype] ?? "")")
         }
-        let volumes = rank > 3 ? h.dim[4...rank].reduce(1, *) : 1
-        let (sample, perVoxel): (SampleType, Int) = try {
-            switch h.datatype {
-            case 2: return (.uint8, 1)
-            case 4: return (.int16, 1)
-            case 8: return (.int32, 1)
-            case 16: return (.float32, 1)
-            case 64: return (.float64, 1)
-            case 128: return (.uint8, 3)
-            case 256: return (.int8, 1)
-            case 512: return (.uint16, 1)
-            case 768: return (.uint32, 1)
-            case 1024: return (.int64, 1)
-            case 1280: return (.uint64, 1)
-            case 2304: return (.uint8, 4)
-            default:
-                let names = [1: " (binary)", 32: " (complex64)", 1536: " (float128)", 1792: " (complex128)", 2048: " (complex256)"]
-                throw DataError(file: file, "unsupported NIfTI datatype \(h.datatype)\(names[h.datatype] ?? "")")
-            }
-        }()
-        let voxelsPerVolume = spatial.reduce(1, *)
-        let (samples, overflow1) = voxelsPerVolume.multipliedReportingOverflow(by: volumes * perVoxel)
-        let (byteCount, overflow2) = samples.multipliedReportingOverflow(by: sample.byteCount)
-        guard !overflow1, !overflow2 else { throw DataError(file: file, "corrupt header: dimensions \(h.dim) are too large") }
+    }
+
+    private static func decode(_ h: Header, data: Data, offset: Int, file: URL) throws -> MedicalImage {
+        let (spatial, volumes) = try shape(h, file: file)
+        let (sample, perVoxel) = try sampleType(h, file: file)
+        let voxelsPerVolume = try DeclaredSize.elements(spatial, file: file)
+        let samples = try DeclaredSize.elements([voxelsPerVolume, volumes, perVoxel], file: file)
+        let byteCount = try DeclaredSize.bytes(samples, of: sample.byteCount, file: file)
         let available = max(0, data.count - offset)
         guard available >= byteCount else {
             throw DataError(file: file, "truncated: header says \(byteCount) voxel bytes, file has \(available)")
@@ -291,6 +298,14 @@ public enum NIfTI {
         var srow = [[Double]](repeating: [0, 0, 0, 0], count: 3)
 
         var headerSize: Int { version == 2 ? 540 : 348 }
+
+        /// The bytes a file must hold up to the end of the image this header declares.
+        func dataBytes(offset: Int, file: URL) throws -> Int {
+            let (spatial, volumes) = try NIfTI.shape(self, file: file)
+            let (sample, perVoxel) = try NIfTI.sampleType(self, file: file)
+            let samples = try DeclaredSize.elements(spatial + [volumes, perVoxel], file: file)
+            return try DeclaredSize.bytes(samples, of: sample.byteCount, plus: max(offset, 0) + NIfTI.slack, file: file)
+        }
 
         init() {}
 

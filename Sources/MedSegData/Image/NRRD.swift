@@ -7,6 +7,16 @@ import Foundation
 public enum NRRD {
     // MARK: Reading
 
+    /// A detached header may name any file, and its bytes would end up in converted output: only
+    /// files in the header's folder (or below it) are read, unless MEDSEG_NRRD_ANY_DATA_FILE=1.
+    static func refuseDataFileOutsideFolder(_ dataFile: URL, named name: String, header: URL) throws {
+        if ProcessInfo.processInfo.environment["MEDSEG_NRRD_ANY_DATA_FILE"] == "1" { return }
+        let folder = InputFiles.canonicalPath(header.deletingLastPathComponent()) + "/"
+        guard InputFiles.canonicalPath(dataFile).hasPrefix(folder) else {
+            throw DataError(file: header, "its data file \(name) lies outside the header's folder; MedSeg reads detached data only beside its header (MEDSEG_NRRD_ANY_DATA_FILE=1 allows any file)")
+        }
+    }
+
     public static func read(_ url: URL) throws -> MedicalImage {
         let file = try readFileRaw(url)
         // The header ends at the first empty line (or at the end of a detached header).
@@ -65,8 +75,8 @@ public enum NRRD {
         let channelAxes = (0..<dimension).filter { !spatialAxes.contains($0) }
 
         // Data.
-        let count = sizes.reduce(1, *)
-        let byteCount = count * sample.byteCount
+        let count = try DeclaredSize.elements(sizes, file: url, what: "sizes")
+        let byteCount = try DeclaredSize.bytes(count, of: sample.byteCount, file: url)
         var payload: Data
         var payloadFile = url
         if let dataFile = field("data file", "datafile") {
@@ -79,6 +89,7 @@ public enum NRRD {
             guard FileManager.default.fileExists(atPath: payloadFile.path) else {
                 throw DataError(file: url, "the data file \(dataFile) it names does not exist")
             }
+            try refuseDataFileOutsideFolder(payloadFile, named: dataFile, header: url)
             payload = try readFileRaw(payloadFile)
         } else {
             guard let dataStart else { throw DataError(file: url, "truncated: the NRRD header never ends (no empty line)") }
@@ -103,15 +114,20 @@ public enum NRRD {
             }
             values = payload.withUnsafeBytes { decodeSamples($0, offset: start, count: count, type: sample, bigEndian: bigEndian) }
         case "gzip", "gz":
-            let inflated = try inflateBytes(payload, expected: byteCount + max(byteSkip, 0), file: payloadFile)
+            let expected = try DeclaredSize.bytes(count, of: sample.byteCount, plus: max(byteSkip, 0), file: url)
+            try DeclaredSize.refuseUnless(expected, fitsIn: payload.count, compressed: true, file: url)
+            let inflated = try inflateBytes(payload, limit: byteSkip == -1 ? nil : expected, file: payloadFile)
             let start = byteSkip == -1 ? inflated.count - byteCount : byteSkip
             guard start >= 0, inflated.count - start >= byteCount else {
                 throw DataError(file: payloadFile, "truncated: header says \(byteCount) voxel bytes, data has \(max(0, inflated.count - max(start, 0)))")
             }
             values = inflated.withUnsafeBytes { decodeSamples($0, offset: start, count: count, type: sample, bigEndian: bigEndian) }
         case "ascii", "txt", "text":
+            // Every value takes a digit and a separator at least.
+            try DeclaredSize.refuseUnless(count, fitsIn: (payload.count + 1) / 2, file: url, unit: "values")
             values = try parseASCII(payload, count: count, url: payloadFile)
         case "hex":
+            try DeclaredSize.refuseUnless(byteCount, fitsIn: payload.count / 2, file: url)
             let bytes = try parseHex(payload, byteCount: byteCount, url: payloadFile)
             values = bytes.withUnsafeBytes { decodeSamples($0, count: count, type: sample, bigEndian: bigEndian) }
         default:

@@ -88,6 +88,7 @@ public struct CaseReader {
         var foreground: [[Int]] = Array(repeating: [], count: classes)
         if let labelURL = files.label {
             let label = try ImageIO.read(labelURL)
+            try LabelValues.check(label, file: labelURL)
             guard label.size == first.size else {
                 throw DataError(file: labelURL, "label size \(label.size) differs from the image's \(first.size)")
             }

@@ -117,6 +117,9 @@ public struct DatasetFingerprint: Codable, Equatable, Sendable {
         }
         let spacings = results.map(\.spacing), shapes = results.map(\.shape)
         let dims = spacings[0].count
+        if let odd = spacings.indices.first(where: { spacings[$0].count != dims }) {
+            throw DataError(file: cases[odd].images[0], "is \(spacings[odd].count)D, but case \(cases[0].identifier) is \(dims)D: a data set holds images of one dimensionality")
+        }
         return DatasetFingerprint(
             caseIdentifiers: cases.map(\.identifier), spacings: spacings, shapesAfterCrop: shapes,
             foregroundIntensityPropertiesPerChannel: properties,
@@ -179,9 +182,12 @@ enum CaseVolumes {
         let image = MedicalImage(size: first.size, channels: channels, voxels: voxels, pixelType: .float32, geometry: first.geometry)
         var label: MedicalImage? = nil
         if let url = files.label {
-            var l = try ImageIO.read(url)
+            let l = try ImageIO.read(url)
             guard l.size == first.size else { throw DataError(file: url, "label size \(l.size) differs from the image's \(first.size)") }
-            if l.channels > 1 { l = l.channel(0) }
+            guard l.channels == 1 else {
+                throw DataError(file: url, "the label map has \(l.channels) channels (a colour image?); labels are one channel of class values")
+            }
+            try LabelValues.check(l, file: url)
             label = l
         }
         return (image, label)

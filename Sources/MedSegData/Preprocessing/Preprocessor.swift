@@ -41,6 +41,8 @@ public struct Preprocessor {
     /// `progress(done, total)` is called (serialized) after each case.
     @discardableResult
     public func run(dataset: RawDataset, out: URL, workers: Int = 1, progress: ((Int, Int) -> Void)? = nil) throws -> Summary {
+        // What `data check` refuses is not preprocessed (nor trained on).
+        try DatasetChecker.refuseProblems(in: dataset.root)
         let cases = try dataset.trainingCases()
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         let lock = NSLock()
@@ -104,6 +106,7 @@ public struct Preprocessor {
         // 3. Resample (target spacing is array order, images are x first).
         let target = Array(targetSpacing.reversed())
         let croppedSize = image.size
+        try Resampling.checkResampling(size: image.size, spacing: image.geometry.spacing, target: target, file: files.images[0])
         image = Resampling.resampleImage(image, to: target)
         label = label.map { Resampling.resampleLabel($0, to: target, order: labelOrder) }
 

@@ -26,6 +26,26 @@ public enum Resampling {
     /// nnU-Net's anisotropy threshold for resampling the coarse axis separately.
     public static let anisotropyThreshold = 3.0
 
+    /// The most voxels a resampled image may have (2^31: about 8 GiB of float32 per channel).
+    public static let largestResampledVoxels = 1 << 31
+
+    /// Refuses resampling that cannot work: a spacing (the image's or the target) that is not a
+    /// positive number, or a target so fine that the image would exceed `largestResampledVoxels`.
+    /// `file` is named in the error, `source` says where the target came from.
+    public static func checkResampling(size: [Int], spacing: [Double], target: [Double], file: URL, source: String = "the plans") throws {
+        if let bad = spacing.first(where: { !($0.isFinite && $0 > 0) }) {
+            throw DataError(file: file, "its spacing \(spacing) holds \(bad): each must be a positive number (fix the image header)")
+        }
+        if let bad = target.first(where: { !($0.isFinite && $0 > 0) }) {
+            throw DataError(file: file, "the target spacing \(target) from \(source) holds \(bad): each must be a positive number")
+        }
+        var voxels = 1.0
+        for (n, (s, t)) in zip(size, zip(spacing, target)) { voxels *= max(1, (Double(n) * s / t).rounded()) }
+        guard voxels <= Double(largestResampledVoxels) else {
+            throw DataError(file: file, "resampling from spacing \(spacing) to \(target) (\(source)) would make \(Int64(min(voxels, 9e18))) voxels from \(size.reduce(1, *)); check the target spacing")
+        }
+    }
+
     /// Output size for `spacing` -> `target` (same axis order as `size`).
     public static func newSize(_ size: [Int], spacing: [Double], target: [Double]) -> [Int] {
         zip(size, zip(spacing, target)).map { max(1, Int((Double($0) * $1.0 / $1.1).rounded(.toNearestOrEven))) }

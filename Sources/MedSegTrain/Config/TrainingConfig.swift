@@ -98,8 +98,22 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// Applies the keys of a YAML document on top of this config. Unknown keys and values of the
     /// wrong type are errors that name the key (and the file).
     public func merging(yaml text: String, source: String) throws -> TrainingConfig {
+        try Self.refuseDeepNesting(text, source: source)
         let loaded: Any?
-        do { loaded = try Yams.load(yaml: text) } catch {
+        do {
+            // Composed first: a key given twice would otherwise silently take its last value.
+            if let mapping = try Yams.compose(yaml: text)?.mapping {
+                var seen = Set<String>()
+                for (key, _) in mapping {
+                    if let name = key.string, !seen.insert(name).inserted {
+                        throw ConfigError("\(source): key '\(name)' twice; give each key once")
+                    }
+                }
+            }
+            loaded = try Yams.load(yaml: text)
+        } catch let error as ConfigError {
+            throw error
+        } catch {
             throw ConfigError("\(source): not valid YAML: \(error)")
         }
         guard let loaded else { return self }
@@ -127,6 +141,33 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
             throw ConfigError("\(source): key '\(key)': '\(mapping[key].map { "\($0)" } ?? "")' is not allowed\(choices)")
         } catch let error as DecodingError {
             throw ConfigError("\(source): \(error)")
+        }
+    }
+
+    /// A settings file is flat: lists and mappings nested deeper than this are refused before the
+    /// YAML parser, whose recursion a 100,000-deep list overflows.
+    static let maximumNesting = 32
+
+    static func refuseDeepNesting(_ text: String, source: String) throws {
+        var depth = 0, deepest = 0, quote: Character? = nil
+        for c in text {
+            if let q = quote { if c == q { quote = nil }; continue }
+            switch c {
+            case "\"", "'": quote = c
+            case "[", "{": depth += 1; deepest = max(deepest, depth)
+            case "]", "}": depth = max(0, depth - 1)
+            case "\n": quote = nil
+            default: break
+            }
+            if deepest > maximumNesting { break }
+        }
+        // Block collections nest by indentation.
+        var indent = 0
+        for line in text.components(separatedBy: "\n") {
+            indent = max(indent, line.prefix(while: { $0 == " " || $0 == "-" }).count)
+        }
+        if deepest > maximumNesting || indent > 2 * maximumNesting {
+            throw ConfigError("\(source): nested too deep (more than \(maximumNesting) levels); a settings file holds keys with plain values and short lists")
         }
     }
 

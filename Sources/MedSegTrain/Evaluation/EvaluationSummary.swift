@@ -79,6 +79,8 @@ public struct EvaluationSummary: Codable, Equatable, Sendable {
         var found = Set<Int>()
         for (p, r) in files {
             let prediction = try ImageIO.read(p), reference = try ImageIO.read(r)
+            try LabelValues.check(prediction, file: p)
+            try LabelValues.check(reference, file: r)
             if classes == nil { for v in Set(reference.voxels).union(prediction.voxels) where v > 0 { found.insert(Int(v.rounded())) } }
             if let warning = instanceMapWarning(prediction: prediction, reference: reference, referenceFile: r.path) { warn(warning) }
             cases.append((prediction, reference, p.lastPathComponent, r.lastPathComponent))

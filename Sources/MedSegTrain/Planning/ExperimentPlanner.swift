@@ -49,8 +49,33 @@ public struct ExperimentPlans: Codable, Equatable, Sendable {
     }
 
     public static func load(_ url: URL) throws -> ExperimentPlans {
-        do { return try JSONDecoder().decode(ExperimentPlans.self, from: Data(contentsOf: url)) } catch {
+        let plans: ExperimentPlans
+        do { plans = try JSONDecoder().decode(ExperimentPlans.self, from: Data(contentsOf: url)) } catch {
             throw ConfigError("\(url.path): not a valid plans file (\(error))")
+        }
+        for name in plans.configurations.keys.sorted() {
+            try plans.configurations[name]!.validate(source: "\(url.path): configuration '\(name)'")
+        }
+        return plans
+    }
+}
+
+extension PlannedConfiguration {
+    /// nnU-Net's normalization class names and MedSeg's schemes.
+    public static let normalizationNames: [String: IntensityNormalization] = [
+        "ZScoreNormalization": .zscore, "CTNormalization": .ct, "NoNormalization": .none, "RGBTo01Normalization": .rgb,
+    ]
+
+    /// Checks what a hand-edited plans file could get wrong; the message names the key.
+    public func validate(source: String) throws {
+        func fail(_ key: String, _ why: String) throws -> Never { throw ConfigError("\(source): \(key) \(why)") }
+        if ![2, 3].contains(spacing.count) { try fail("spacing", "needs 2 or 3 values, got \(spacing)") }
+        if let bad = spacing.first(where: { !($0.isFinite && $0 > 0) }) { try fail("spacing", "must be positive numbers, got \(bad) in \(spacing)") }
+        if patch_size.count != spacing.count { try fail("patch_size", "needs \(spacing.count) values like spacing, got \(patch_size)") }
+        if patch_size.contains(where: { $0 < 1 }) { try fail("patch_size", "must be positive, got \(patch_size)") }
+        if batch_size < 1 { try fail("batch_size", "must be positive, got \(batch_size)") }
+        if let bad = normalization_schemes.first(where: { Self.normalizationNames[$0] == nil }) {
+            try fail("normalization_schemes", "has '\(bad)'; known: \(Self.normalizationNames.keys.sorted().joined(separator: ", "))")
         }
     }
 }

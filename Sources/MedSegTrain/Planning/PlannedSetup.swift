@@ -37,7 +37,7 @@ public struct PlannedSetup: Sendable {
 
     /// The plan's preprocessing (crop, normalize per channel, resample to the target spacing).
     public var preprocessor: Preprocessor {
-        let schemes: [IntensityNormalization] = plan.normalization_schemes.map { $0 == "CTNormalization" ? .ct : .zscore }
+        let schemes: [IntensityNormalization] = plan.normalization_schemes.map { PlannedConfiguration.normalizationNames[$0] ?? .zscore }
         return Preprocessor(targetSpacing: plan.spacing, normalization: schemes, fingerprint: fingerprint)
     }
 

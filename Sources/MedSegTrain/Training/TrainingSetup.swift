@@ -38,6 +38,9 @@ public struct TrainingSetup {
     /// distributed run, which would write the same files at once).
     public init(config c: TrainingConfig, datasetFolder: URL, mayPreprocess: Bool, say: (String) -> Void) throws {
         config = c
+        // Raw cases train as they are read: what `data check` refuses is refused first (planned
+        // configurations check when they preprocess).
+        if c.configuration.isEmpty { try DatasetChecker.refuseProblems(in: datasetFolder) }
         dataset = try RawDataset(datasetFolder)
         allCases = try dataset.trainingCases()
         guard allCases.count >= 2 else { throw DataError(file: dataset.labelsTr, "at least 2 labelled cases are needed, found \(allCases.count)") }

@@ -1,0 +1,254 @@
+"""Writes MedSeg's malformed-input corpus: files whose headers lie, overflow, point elsewhere or
+inflate without end, for every image reader. `make test` runs it (Tests/EndToEndTests/
+MalformedCorpusTests.swift) and reads each file with `medseg data info`: none may crash, hang,
+allocate what its real content does not need, or read outside its folder; each refusal is one
+line naming the file. Standard library only (struct, zlib, gzip).
+
+Usage: python3 scripts/malformed/make_corpus.py OUT_DIR
+Writes OUT_DIR/manifest.json: [{"file", "expect": "error" | "any", "fragment"}], where "error"
+means a refusal that contains `fragment`, and "any" a clean read or a one-line refusal."""
+import gzip, json, os, struct, sys, zlib
+
+OUT = sys.argv[1] if len(sys.argv) > 1 else "corpus"
+os.makedirs(OUT, exist_ok=True)
+MANIFEST = []
+
+
+def put(name, data, expect="error", fragment=""):
+    path = os.path.join(OUT, name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    MANIFEST.append({"file": name, "expect": expect, "fragment": fragment})
+
+
+# ---- NIfTI-1 / NIfTI-2 ----
+
+def nifti1(dim, datatype=2, bitpix=8, vox_offset=352.0, pixdim=None, sform=None, scl=(0.0, 0.0)):
+    h = bytearray(348)
+    struct.pack_into("<i", h, 0, 348)
+    d = list(dim) + [1] * (8 - len(dim))
+    struct.pack_into("<8h", h, 40, *d)
+    struct.pack_into("<hh", h, 70, datatype, bitpix)
+    struct.pack_into("<8f", h, 76, *(pixdim or [1.0] * 8))
+    struct.pack_into("<f", h, 108, vox_offset)
+    struct.pack_into("<ff", h, 112, *scl)
+    if sform:
+        struct.pack_into("<h", h, 254, 1)
+        struct.pack_into("<12f", h, 280, *sform)
+    h[344:348] = b"n+1\0"
+    return bytes(h) + b"\0\0\0\0"
+
+
+def nifti2(dim, datatype=2, bitpix=8, vox_offset=544):
+    h = bytearray(540)
+    struct.pack_into("<i", h, 0, 540)
+    h[4:12] = b"n+2\0\r\n\x1a\n"
+    struct.pack_into("<hh", h, 12, datatype, bitpix)
+    d = list(dim) + [1] * (8 - len(dim))
+    struct.pack_into("<8q", h, 16, *d)
+    struct.pack_into("<8d", h, 104, *([1.0] * 8))
+    struct.pack_into("<q", h, 168, vox_offset)
+    return bytes(h) + b"\0\0\0\0"
+
+
+def make_nifti():
+    put("nifti/empty.nii", b"", fragment="empty")
+    put("nifti/short_header.nii", nifti1([3, 4, 4, 4])[:100], fragment="truncated")
+    put("nifti/not_nifti.nii", b"hello world, this is no image" * 20, fragment="not a NIfTI")
+    put("nifti/negative_dim.nii", nifti1([3, 4, -4, 4]) + bytes(64), fragment="corrupt header")
+    put("nifti/zero_dim.nii", nifti1([3, 4, 0, 4]), fragment="corrupt header")
+    put("nifti/rank_zero.nii", nifti1([0, 4, 4, 4]) + bytes(64), fragment="corrupt header")
+    put("nifti/rank_nine.nii", nifti1([9, 4, 4, 4]) + bytes(64), fragment="corrupt header")
+    put("nifti/huge_dims_small_data.nii", nifti1([3, 32767, 32767, 32767], 4, 16) + bytes(100), fragment="truncated")
+    put("nifti/complex64.nii", nifti1([3, 2, 2, 2], 32, 64) + bytes(64), fragment="unsupported NIfTI datatype 32")
+    put("nifti/vox_offset_huge.nii", nifti1([3, 2, 2, 2], vox_offset=1e12) + bytes(8), fragment="")
+    put("nifti/vox_offset_negative.nii", nifti1([3, 2, 2, 2], vox_offset=-1e6) + bytes(8), expect="any")
+    put("nifti/pixdim_nan.nii", nifti1([3, 2, 2, 2], pixdim=[1.0, float("nan"), 0.0, -1.0, 1, 1, 1, 1]) + bytes(8), expect="any")
+    put("nifti/sform_nan.nii", nifti1([3, 2, 2, 2], sform=[float("nan")] * 12) + bytes(8), expect="any")
+    put("nifti/scl_inf.nii", nifti1([3, 2, 2, 2], scl=(float("inf"), 1.0)) + bytes(8), expect="any")
+    put("nifti/float_nan_inf.nii", nifti1([3, 2, 2, 1], 16, 32) + struct.pack("<4f", float("nan"), float("inf"), -float("inf"), 1e38), expect="any")
+    put("nifti/nifti2_dims_2e31.nii", nifti2([3, 2**31, 2**31, 2**31]) + bytes(64), fragment="corrupt header")
+    put("nifti/nifti2_dims_2e62.nii", nifti2([4, 2**62, 2**62, 4, 4]) + bytes(64), fragment="corrupt header")
+    put("nifti/nifti2_negative.nii", nifti2([3, -(2**40), 2, 2]) + bytes(64), fragment="corrupt header")
+    # gzip: a bomb (header says 8^3 bytes, 64 MiB inflate), truncated, trailing megabytes.
+    small = nifti1([3, 8, 8, 8]) + bytes(512)
+    put("nifti/bomb.nii.gz", gzip.compress(small + bytes(64 << 20), 9), fragment="more than")
+    put("nifti/truncated.nii.gz", gzip.compress(small)[:-30], fragment="")
+    put("nifti/trailing_2mib.nii.gz", gzip.compress(small + bytes(2 << 20), 9), fragment="more than")
+    put("nifti/ok_small.nii.gz", gzip.compress(small), expect="any")
+    # A .hdr/.img pair whose .img is a bomb.
+    put("nifti/pair_bomb.hdr", nifti1([3, 8, 8, 8], vox_offset=0.0)[:344] + b"ni1\0", fragment="more than")
+    put("nifti/pair_bomb.img.gz", gzip.compress(bytes(64 << 20), 9), expect="skip")
+
+
+# ---- NRRD ----
+
+def nrrd(fields, data=b"", magic="NRRD0004"):
+    text = magic + "\n" + "".join(f"{k}: {v}\n" for k, v in fields) + "\n"
+    return text.encode() + data
+
+
+def make_nrrd():
+    base = [("type", "uint8"), ("dimension", "3"), ("sizes", "2 2 2"), ("encoding", "raw")]
+
+    def with_(**kv):
+        out = []
+        for k, v in base:
+            out.append((k, kv.pop(k.replace(" ", "_"), v)))
+        out += [(k.replace("_", " "), v) for k, v in kv.items()]
+        return out
+    put("nrrd/ok.nrrd", nrrd(base, bytes(8)), expect="any")
+    put("nrrd/sizes_2e32.nrrd", nrrd(with_(sizes="4294967296 4294967296 4294967296"), bytes(8)), fragment="corrupt header")
+    put("nrrd/sizes_negative.nrrd", nrrd(with_(sizes="2 -2 2"), bytes(8)), fragment="sizes")
+    put("nrrd/sizes_zero.nrrd", nrrd(with_(sizes="2 0 2"), bytes(8)), fragment="sizes")
+    put("nrrd/dimension_wrong.nrrd", nrrd(with_(dimension="5"), bytes(8)), fragment="sizes")
+    put("nrrd/ascii_65535_cubed.nrrd", nrrd(with_(sizes="65535 65535 65535", encoding="ascii"), b"1 2 3\n"), fragment="corrupt header")
+    put("nrrd/hex_65535_cubed.nrrd", nrrd(with_(sizes="65535 65535 65535", encoding="hex"), b"00ff\n"), fragment="corrupt header")
+    put("nrrd/gzip_1000_cubed.nrrd", nrrd(with_(sizes="1000 1000 1000", encoding="gzip"), gzip.compress(bytes(100))), fragment="corrupt header")
+    put("nrrd/gzip_bomb.nrrd", nrrd(with_(encoding="gzip"), gzip.compress(bytes(64 << 20), 9)), fragment="more than")
+    put("nrrd/byte_skip_max_raw.nrrd", nrrd(with_(byte_skip="9223372036854775807"), bytes(8)), fragment="")
+    put("nrrd/byte_skip_max_gzip.nrrd", nrrd(with_(encoding="gzip", byte_skip="9223372036854775807"), gzip.compress(bytes(8))), fragment="corrupt header")
+    put("nrrd/byte_skip_negative.nrrd", nrrd(with_(byte_skip="-5"), bytes(8)), fragment="")
+    put("nrrd/unknown_encoding.nrrd", nrrd(with_(encoding="bzip9"), bytes(8)), fragment="encoding")
+    put("nrrd/unknown_type.nrrd", nrrd(with_(type="quaternion"), bytes(8)), fragment="type")
+    put("nrrd/no_header_end.nrrd", b"NRRD0004\ntype: uint8\ndimension: 1\nsizes: 4", fragment="")
+    put("nrrd/truncated_raw.nrrd", nrrd(base, bytes(3)), fragment="truncated")
+    put("nrrd/directions_nan.nrrd", nrrd(with_(space="left-posterior-superior", space_directions="(nan,0,0) (0,1,0) (0,0,1)"), bytes(8)), expect="any")
+    put("nrrd/spacings_zero.nrrd", nrrd(with_(spacings="0 -1 nan"), bytes(8)), expect="any")
+    # Detached headers naming files elsewhere: never read.
+    put("nrrd/detached_etc.nhdr", nrrd(with_(data_file="/etc/hostname", sizes="2 2 1")), fragment="outside the header's folder")
+    put("nrrd/detached_parent.nhdr", nrrd(with_(data_file="../../../../../../etc/hostname", sizes="2 2 1")), fragment="outside the header's folder")
+    put("nrrd/detached_proc.nhdr", nrrd(with_(data_file="/proc/self/environ", sizes="2 2 1")), fragment="outside the header's folder")
+    put("nrrd/detached_ok.raw", bytes(8), expect="skip")
+    put("nrrd/detached_ok.nhdr", nrrd(with_(data_file="detached_ok.raw")), expect="any")
+    put("nrrd/deep_header.nrrd", b"NRRD0004\n" + b"# comment\n" * 200000 + b"type: uint8\ndimension: 1\nsizes: 1\nencoding: raw\n\n\0", expect="any")
+
+
+# ---- PNG / TIFF / JPEG / BMP / GIF: declared sizes far beyond their data ----
+
+def png_chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def png(width, height, bit_depth=8, color=0, idat=None):
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color, 0, 0, 0)
+    raw = idat if idat is not None else zlib.compress(b"\0" * 4)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", raw) + png_chunk(b"IEND", b"")
+
+
+def tiff(width, height, strips=1, pages=1, compression=1, data=b"\0" * 16):
+    # Little-endian baseline gray TIFF; every page points at the same strip.
+    entries = lambda: [(256, 4, 1, width), (257, 4, 1, height), (258, 3, 1, 8), (259, 3, 1, compression),
+                       (262, 3, 1, 1), (273, 4, 1, 8), (277, 3, 1, 1), (278, 4, 1, height), (279, 4, 1, len(data))]
+    out = bytearray(b"II*\0" + struct.pack("<I", 8 + len(data)))
+    out[8:8] = data
+    offset = 8 + len(data)
+    for p in range(pages):
+        e = entries()
+        ifd = struct.pack("<H", len(e)) + b"".join(struct.pack("<HHII", t, ty, n, v) for t, ty, n, v in e)
+        nxt = offset + len(ifd) + 4 if p + 1 < pages else 0
+        out += ifd + struct.pack("<I", nxt)
+        offset = len(out)
+    return bytes(out)
+
+
+def bmp(width, height, bits=24):
+    header = b"BM" + struct.pack("<IHHI", 54 + 16, 0, 0, 54)
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, bits, 0, 16, 2835, 2835, 0, 0)
+    return header + info + bytes(16)
+
+
+def gif(width, height):
+    return (b"GIF89a" + struct.pack("<HHBBB", width, height, 0, 0, 0) + b"," + struct.pack("<HHHHB", 0, 0, width, height, 0)
+            + b"\x08\x02\x4c\x01\x00;")
+
+
+def make_2d():
+    put("png/huge_declared.png", png(100000, 100000), fragment="corrupt header")
+    put("png/max_declared.png", png(0x7FFFFFFF, 0x7FFFFFFF), fragment="")
+    put("png/zero_width.png", png(0, 10), fragment="")
+    put("png/bad_crc.png", png(4, 4)[:-5] + b"XXXXX", fragment="")
+    put("png/idat_bomb.png", png(1024, 1024, idat=zlib.compress(bytes(64 << 20), 9)), expect="any")
+    put("png/truncated.png", png(64, 64)[:40], fragment="")
+    put("tiff/huge_declared.tif", tiff(100000, 100000), fragment="corrupt header")
+    put("tiff/thousand_pages_one_strip.tif", tiff(64, 64, pages=1000, data=bytes(64 * 64)), expect="any")
+    put("tiff/strip_past_end.tif", tiff(64, 64, data=b"\0" * 4)[:-4], fragment="")
+    put("tiff/not_tiff.tif", b"II*\0" + b"\xff" * 20, fragment="")
+    put("jpeg/truncated.jpg", b"\xff\xd8\xff\xe0\0\x10JFIF\0\1\1\0\0\1\0\1\0\0\xff\xc0\0\x0b\x08\xff\xff\xff\xff\x01\x01\x11\0", fragment="")
+    put("jpeg/not_jpeg.jpg", b"\xff\xd8garbage" * 10, fragment="")
+    put("bmp/huge_declared.bmp", bmp(100000, 100000), fragment="truncated")
+    put("bmp/negative_width.bmp", bmp(-5, 5), fragment="")
+    put("gif/huge_declared.gif", gif(65535, 65535), fragment="")
+    put("gif/empty.gif", b"GIF89a", fragment="")
+
+
+# ---- broken data sets and configs, through `data check`, `train` and `plan` ----
+
+TRAIN = ["train", "--dataset", "{file}", "--out", "{tmp}/run", "--epochs", "1", "--iterations", "1", "--batch-size", "2",
+         "--patch-size", "8,8", "--features", "4", "--depth", "2", "--threads", "1"]
+
+
+def dataset(name, cases, labels=None, num_training=None, ending=".nii.gz"):
+    """cases: {id: (image bytes, label bytes or None)}; images are written as CASE_0000."""
+    root = f"datasets/{name}"
+    for cid, (image, label) in cases.items():
+        put(f"{root}/imagesTr/{cid}_0000{ending}", image, expect="skip")
+        if label is not None:
+            put(f"{root}/labelsTr/{cid}{ending}", label, expect="skip")
+    meta = {"channel_names": {"0": "MRI"}, "labels": labels or {"background": 0, "tumour": 1},
+            "numTraining": len([c for c in cases.values() if c[1] is not None]) if num_training is None else num_training,
+            "file_ending": ending}
+    put(f"{root}/dataset.json", json.dumps(meta).encode(), expect="skip")
+    return root
+
+
+def img2d(values, datatype=16, bitpix=32, fmt="<f", dims=(8, 8)):
+    n = dims[0] * dims[1] * (dims[2] if len(dims) > 2 else 1)
+    data = b"".join(struct.pack(fmt, values[i % len(values)]) for i in range(n))
+    return gzip.compress(nifti1([len(dims)] + list(dims), datatype, bitpix) + data)
+
+
+def check_and_train(name, cases, fragment, **kw):
+    root = dataset(name, cases, **kw)
+    MANIFEST.append({"file": root, "expect": "error", "fragment": fragment, "args": ["data", "check", "{file}"]})
+    MANIFEST.append({"file": root, "expect": "error", "fragment": fragment, "args": TRAIN})
+
+
+def make_datasets():
+    good = img2d([0.0, 1.0, 5.0, 3.0])
+    label = lambda v: img2d(v, 2, 8, "<B")
+    fg = label([0, 1])
+    check_and_train("label_nan", {"a": (good, img2d([0.0, float("nan")])), "b": (good, fg)}, "NaN")
+    check_and_train("label_inf", {"a": (good, img2d([0.0, float("inf")])), "b": (good, fg)}, "inf")
+    check_and_train("label_1e20", {"a": (good, img2d([0.0, 1e20])), "b": (good, fg)}, "1e+20")
+    check_and_train("label_fraction", {"a": (good, img2d([0.0, 0.5])), "b": (good, fg)}, "0.5")
+    check_and_train("image_nan", {"a": (img2d([1.0, float("nan")]), fg), "b": (good, fg)}, "NaN or infinite")
+    check_and_train("label_rgb", {"a": (good, gzip.compress(nifti1([5, 8, 8, 1, 1, 3], 2, 8) + bytes(192))), "b": (good, fg)}, "channels")
+    check_and_train("label_2e40_json", {"a": (good, fg), "b": (good, fg)}, "outside 0 to 65535",
+                    labels={"background": 0, "huge": 2**40})
+    check_and_train("num_training_wrong", {"a": (good, fg), "b": (good, fg)}, "numTraining", num_training=7)
+    check_and_train("image_without_label", {"a": (good, fg), "b": (good, fg), "c": (good, None)}, "no label")
+    check_and_train("empty", {}, "labelsTr")
+    check_and_train("size_mismatch", {"a": (good, label([0, 1]) and img2d([0, 1], 2, 8, "<B", dims=(8, 4))), "b": (good, fg)}, "size")
+    root = dataset("mixed_dims", {"a": (good, fg), "b": (img2d([1.0, 2.0], dims=(8, 8, 2)), label([0, 1]) and img2d([0, 1], 2, 8, "<B", dims=(8, 8, 2)))})
+    MANIFEST.append({"file": root, "expect": "error", "fragment": "", "args": ["plan", "{file}"]})
+    # Configs.
+    put("configs/deep_list.yaml", b"patch_size: " + b"[" * 100000 + b"]" * 100000 + b"\n", expect="skip")
+    MANIFEST.append({"file": "configs/deep_list.yaml", "expect": "error", "fragment": "deep",
+                     "args": ["train", "--dataset", "/nonexistent", "--out", "{tmp}/run", "--config", "{file}"]})
+    put("configs/duplicate_keys.yaml", b"lr: 0.01\nepochs: 3\nlr: 0.5\n", expect="skip")
+    MANIFEST.append({"file": "configs/duplicate_keys.yaml", "expect": "error", "fragment": "'lr' twice",
+                     "args": ["train", "--dataset", "/nonexistent", "--out", "{tmp}/run", "--config", "{file}"]})
+    put("configs/grad_clip_nan.yaml", b"grad_clip: .nan\n", expect="skip")
+    MANIFEST.append({"file": "configs/grad_clip_nan.yaml", "expect": "error", "fragment": "finite",
+                     "args": ["train", "--dataset", "/nonexistent", "--out", "{tmp}/run", "--config", "{file}"]})
+
+
+make_nifti()
+make_nrrd()
+make_2d()
+make_datasets()
+with open(os.path.join(OUT, "manifest.json"), "w") as f:
+    json.dump([m for m in MANIFEST if m["expect"] != "skip"], f, indent=1)
+print(f"{len([m for m in MANIFEST if m['expect'] != 'skip'])} malformed inputs in {OUT}")
