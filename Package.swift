@@ -101,7 +101,7 @@ let package = Package(
         ),
         .target(
             name: "CImageCodecs",
-            linkerSettings: [.linkedLibrary("png"), .linkedLibrary("jpeg"), .linkedLibrary("tiff"), .linkedLibrary("z")]
+            linkerSettings: [.linkedLibrary("png"), .linkedLibrary("jpeg"), .linkedLibrary("tiff"), .linkedLibrary("gif"), .linkedLibrary("z")]
         ),
         .target(name: "MedSegData", dependencies: ["Torch", "CImageCodecs"]),
         .target(name: "MedSegModels", dependencies: ["Torch"]),

@@ -6,7 +6,7 @@ packages=(
   libtorch-dev          # the compute engine (libtorch 1.13, CPU)
   libgloo-dev           # collectives on CPU for distributed training
   libopenblas0-pthread  # fast BLAS (the reference BLAS is ~28x slower)
-  zlib1g-dev libpng-dev libjpeg-dev libtiff-dev  # image codecs
+  zlib1g-dev libpng-dev libjpeg-dev libtiff-dev libgif-dev  # image codecs
   python3-torch         # PyTorch, only for reference tests and benchmarks
 )
 

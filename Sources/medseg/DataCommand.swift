@@ -83,6 +83,7 @@ struct DataCommand: ParsableCommand {
             inputs.add([URL(fileURLWithPath: input)], as: "the input image")
             try inputs.refuseOverwriting(outURL, option: "output")
             let image = try ImageIO.read(URL(fileURLWithPath: input))
+            try ImageIO.checkWritableGeometry(image, file: URL(fileURLWithPath: input))
             try ImageIO.write(image, to: outURL)
             print("wrote \(output)")
             if [".tif", ".tiff"].contains(ImageIO.fileEnding(of: outURL)) {

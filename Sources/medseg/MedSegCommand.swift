@@ -8,7 +8,13 @@ struct MedSegCommand: ParsableCommand {
     static func main() {
         OpenMPWaitPolicy.applyOnce()
         do { try LauncherBinding.bindToLauncher() } catch { exit(withError: error) }
-        main(nil)
+        // As ParsableCommand.main, with Foundation's file errors in one readable line.
+        do {
+            var command = try parseAsRoot(nil)
+            try command.run()
+        } catch {
+            exit(withError: FileErrorText.readable(error) ?? error)
+        }
     }
 
     static let configuration = CommandConfiguration(

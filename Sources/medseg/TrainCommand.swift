@@ -18,22 +18,22 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "plans.json for --config NAME (default: DATASET/plans.json).") var plans: String?
     @Option(help: "For --config 3d_cascade_fullres: the experiment folder of the trained 3d_lowres folds.") var previousStage: String?
     @Option(help: "Named recipe: \(TrainingPresets.names.joined(separator: ", ")).") var preset: String?
-    @Option(help: "Epochs.") var epochs: Int?
-    @Option(help: "Iterations per epoch.") var iterations: Int?
-    @Option(help: "Batch size (per process).") var batchSize: Int?
+    @Option(parsing: .unconditional, help: "Epochs.") var epochs: Int?
+    @Option(parsing: .unconditional, help: "Iterations per epoch.") var iterations: Int?
+    @Option(parsing: .unconditional, help: "Batch size (per process).") var batchSize: Int?
     @Option(help: "Patch size, e.g. 128,128.", transform: parseInts) var patchSize: [Int]?
-    @Option(help: "Base width of the network (ViT width for setr_mla; default: the model's published width).") var features: Int?
-    @Option(help: "Levels of the network (ViT blocks for setr_mla; default: the model's).") var depth: Int?
+    @Option(parsing: .unconditional, help: "Base width of the network (ViT width for setr_mla; default: the model's published width).") var features: Int?
+    @Option(parsing: .unconditional, help: "Levels of the network (ViT blocks for setr_mla; default: the model's).") var depth: Int?
     @Flag(help: "Train the lower-resolution outputs too (unetpp, plainunet).") var deepSupervision = false
-    @Option(help: "Learning rate.") var lr: Double?
+    @Option(parsing: .unconditional, help: "Learning rate.") var lr: Double?
     @Option(help: "sgd, adam or adamw.") var optimizer: OptimizerName?
     @Option(help: "poly, cosine, step or constant.") var scheduler: SchedulerName?
     @Option(help: "Cross-validation fold: 0..4, or all (train and validate on every case).", transform: parseFold) var fold: Int?
-    @Option(help: "Cross-validation folds (default 5; data sets with fewer cases get one fold per case).") var numFolds: Int?
-    @Option(help: "Validate every N epochs.") var valEvery: Int?
-    @Option(help: "Keep a checkpoint every N epochs.") var saveEvery: Int?
-    @Option(help: "Random seed.") var seed: Int?
-    @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
+    @Option(parsing: .unconditional, help: "Cross-validation folds (default 5; data sets with fewer cases get one fold per case).") var numFolds: Int?
+    @Option(parsing: .unconditional, help: "Validate every N epochs.") var valEvery: Int?
+    @Option(parsing: .unconditional, help: "Keep a checkpoint every N epochs.") var saveEvery: Int?
+    @Option(parsing: .unconditional, help: "Random seed.") var seed: Int?
+    @Option(parsing: .unconditional, help: "Intra-op threads (default: all cores).") var threads: Int?
     @Option(help: "Continue a run: its folder or a checkpoint file.") var resume: String?
     @Flag(name: .customLong("continue"), help: "Continue the run in --out (OUT/fold_N with a planned --config) from its latest checkpoint.") var continueTraining = false
     @Flag(help: "Only validate the trained run in --out (final checkpoint, else latest) into its validation/ folder.") var validationOnly = false
@@ -46,12 +46,12 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "SyncBatchNorm: batch statistics over all ranks of a data-parallel run (BatchNorm models).") var syncBn = false
     @Flag(name: .customLong("benchmark"), help: "cuDNN benchmark mode: the fastest convolution algorithms for the run's shapes (GPU).") var cudnnBenchmark = false
     @Option(help: "Pretrained encoder weights (.pth or .safetensors) for setr_mla's ViT-B/16.") var encoderWeights: String?
-    @Option(help: "Processes to start on this node (data-parallel ranks; --batch-size is per process).") var nprocPerNode: Int?
-    @Option(help: "Nodes taking part.") var nnodes = 1
-    @Option(help: "This node's index, 0..nnodes-1.") var nodeRank = 0
+    @Option(parsing: .unconditional, help: "Processes to start on this node (data-parallel ranks; --batch-size is per process).") var nprocPerNode: Int?
+    @Option(parsing: .unconditional, help: "Nodes taking part.") var nnodes = 1
+    @Option(parsing: .unconditional, help: "This node's index, 0..nnodes-1.") var nodeRank = 0
     @Option(help: "Address of node 0, where rank 0 hosts the rendezvous.") var masterAddr = "127.0.0.1"
-    @Option(help: "Rendezvous port on the master (0: pick a free one, single node only).") var masterPort = 29500
-    @Option(help: "Restart the whole group from the latest checkpoint up to this many times when a rank fails.") var maxRestarts = 0
+    @Option(parsing: .unconditional, help: "Rendezvous port on the master (0: pick a free one, single node only).") var masterPort = 29500
+    @Option(parsing: .unconditional, help: "Restart the whole group from the latest checkpoint up to this many times when a rank fails.") var maxRestarts = 0
     @Option(help: "Seconds a rank waits for the others in a collective before it gives up.") var distTimeout: Double = 120
 
     /// Options that concern only the launcher; launched ranks get the rest of the command line.

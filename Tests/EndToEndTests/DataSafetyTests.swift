@@ -104,6 +104,12 @@ final class DataSafetyTests: XCTestCase {
         XCTAssertEqual(try RawDataset(data).description.numTraining, 3)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: data.appendingPathComponent("imagesTr").path).count, 3)
         XCTAssertFalse(FileManager.default.fileExists(atPath: data.appendingPathComponent("imagesTs").path))
+        // A file where the output folder should be: one line naming it, not Foundation's error dump.
+        let file = temp.appendingPathComponent("a-file")
+        try Data("x".utf8).write(to: file)
+        let blocked = try medseg(["data", "synth", "--cases", "2", "--out", file.path], expectSuccess: false)
+        assertRefused(blocked, naming: "a file is in the way where a folder is expected")
+        XCTAssertFalse(blocked.output.contains("NSCocoaErrorDomain"), blocked.output)
         for (flag, value) in [("--cases", "0"), ("--test-cases", "-3")] {
             let r = try medseg(["data", "synth", flag, value, "--out", temp.appendingPathComponent("x\(value)").path], expectSuccess: false)
             assertRefused(r, naming: flag)

@@ -97,6 +97,7 @@ final class TrainCommandTests: XCTestCase {
         let yaml = temp.appendingPathComponent("bad.yaml")
         let cases: [([String], String)] = [
             (["--num-folds", "1"], "--num-folds must be at least 2"),
+            (["--epochs", "-1"], "key 'epochs': must be positive, got -1"),
             (["--master-port", "70000"], "--master-port must be a TCP port"),
             (["--nnodes", "0"], "--nnodes must be at least 1"),
             (["--nproc-per-node", "0"], "--nproc-per-node must be at least 1"),

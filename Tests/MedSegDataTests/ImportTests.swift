@@ -328,7 +328,7 @@ final class ImportTests: XCTestCase {
 
     /// GIF decoding against Pillow: an interlaced 256-colour frame (long LZW codes, table resets)
     /// and a small non-interlaced gray one.
-    func testGIFDecoderMatchesPillow() throws {
+    func testGIFReaderMatchesPillow() throws {
         try python("""
         rng = np.random.default_rng(3)
         a = rng.integers(0, 256, (61, 97), dtype=np.uint8)
@@ -343,19 +343,19 @@ final class ImportTests: XCTestCase {
         g.save(mk('small.gif'))
         g.save(mk('small.png'))
         """)
-        let indices = try GIFDecoder.read(url("noise.gif"), palette: .indices)
+        let indices = try GIFImage.read(url("noise.gif"), palette: .indices)
         XCTAssertEqual(indices.size, [97, 61])
         XCTAssertEqual(indices.voxels, try ImageIO.read(url("noise_indices.png")).voxels)
-        let colours = try GIFDecoder.read(url("noise.gif"))
+        let colours = try GIFImage.read(url("noise.gif"))
         XCTAssertEqual(colours.channels, 3)
         XCTAssertEqual(colours.voxels, try ImageIO.read(url("noise_rgb.png")).voxels)
-        let small = try GIFDecoder.read(url("small.gif"))
+        let small = try GIFImage.read(url("small.gif"))
         XCTAssertEqual(small.channels, 1)
         XCTAssertEqual(small.voxels, try ImageIO.read(url("small.png")).voxels)
         // A truncated file is a one-line error naming it.
         let bytes = try Data(contentsOf: url("noise.gif"))
         try bytes.prefix(bytes.count / 2).write(to: url("cut.gif"))
-        assertError({ _ = try GIFDecoder.read(url("cut.gif")) }, contains: ["cut.gif", "truncated"])
+        assertError({ _ = try GIFImage.read(url("cut.gif")) }, contains: ["cut.gif", "truncated"])
     }
 
     // MARK: MSD

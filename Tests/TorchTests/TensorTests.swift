@@ -27,6 +27,21 @@ final class TensorTests: XCTestCase {
         withExtendedLifetime(t) {}
     }
 
+    /// --device values: a CUDA device the machine lacks is one clear error, not libtorch's dump.
+    func testDeviceResolution() throws {
+        XCTAssertEqual(try Device.resolve("cpu"), .cpu)
+        XCTAssertEqual(try Device.resolve("auto"), Torch.cudaAvailable ? .cuda(0) : .cpu)
+        XCTAssertThrowsError(try Device.resolve("tpu")) { XCTAssertTrue("\($0)".contains("unknown device 'tpu'"), "\($0)") }
+        if Torch.cudaAvailable {
+            XCTAssertEqual(try Device.resolve("cuda"), .cuda(0))
+            XCTAssertThrowsError(try Device.resolve("cuda:99")) { XCTAssertTrue("\($0)".contains("cuda:99 does not exist"), "\($0)") }
+        } else {
+            for text in ["cuda", "cuda:1"] {
+                XCTAssertThrowsError(try Device.resolve(text)) { XCTAssertTrue("\($0)".contains("no CUDA device is visible"), "\($0)") }
+            }
+        }
+    }
+
     func testCreationAndReadBack() throws {
         let t = try Tensor([1, 2, 3, 4, 5, 6] as [Float], shape: [2, 3])
         XCTAssertEqual(t.shape, [2, 3])

@@ -20,6 +20,13 @@ final class WeightsTests: XCTestCase {
 
     private func url(_ name: String) -> URL { fixtures.root.appendingPathComponent("weights/\(name)") }
 
+    /// A PyTorch .pth handed to the safetensors reader (e.g. as a checkpoint) is named as such.
+    func testAPyTorchFileIsNotReadAsSafetensors() throws {
+        XCTAssertThrowsError(try Safetensors.load(url("ddp_nested.pth"))) {
+            XCTAssertTrue("\($0)".contains("is a PyTorch checkpoint (.pth/.pt), not a safetensors file"), "\($0)")
+        }
+    }
+
     /// Names, dtypes, shapes and values exactly as torch had them. Values travel as decimal text
     /// (Python's repr of the float64 value, which every float16/bfloat16/float32/int32 value is
     /// exactly; int64 as the integer), since JSON number parsing may round the last bit.

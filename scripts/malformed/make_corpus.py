@@ -114,7 +114,7 @@ def make_nrrd():
     put("nrrd/unknown_type.nrrd", nrrd(with_(type="quaternion"), bytes(8)), fragment="type")
     put("nrrd/no_header_end.nrrd", b"NRRD0004\ntype: uint8\ndimension: 1\nsizes: 4", fragment="")
     put("nrrd/truncated_raw.nrrd", nrrd(base, bytes(3)), fragment="truncated")
-    put("nrrd/directions_nan.nrrd", nrrd(with_(space="left-posterior-superior", space_directions="(nan,0,0) (0,1,0) (0,0,1)"), bytes(8)), expect="any")
+    put("nrrd/directions_nan.nrrd", nrrd(with_(space="left-posterior-superior", space_directions="(nan,0,0) (0,1,0) (0,0,1)"), bytes(8)), fragment="NaN")
     put("nrrd/spacings_zero.nrrd", nrrd(with_(spacings="0 -1 nan"), bytes(8)), expect="any")
     # Detached headers naming files elsewhere: never read.
     put("nrrd/detached_etc.nhdr", nrrd(with_(data_file="/etc/hostname", sizes="2 2 1")), fragment="outside the header's folder")
@@ -245,8 +245,15 @@ def make_datasets():
                      "args": ["train", "--dataset", "/nonexistent", "--out", "{tmp}/run", "--config", "{file}"]})
 
 
+def make_conversions():
+    # Broken geometry read in is never written out.
+    for name in ["nifti/sform_nan.nii", "nrrd/directions_nan.nrrd"]:
+        MANIFEST.append({"file": name, "expect": "error", "fragment": "NaN", "args": ["data", "convert", "{file}", "{tmp}.nrrd"]})
+
+
 make_nifti()
 make_nrrd()
+make_conversions()
 make_2d()
 make_datasets()
 with open(os.path.join(OUT, "manifest.json"), "w") as f:

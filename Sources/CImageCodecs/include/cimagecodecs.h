@@ -58,6 +58,17 @@ int mc_png_read(const char *path, mc_raster *out);
  * height x width x channels samples (uint8_t or native-endian uint16_t). 0 / -1. */
 int mc_png_write(const char *path, const void *pixels, int width, int height, int channels, int bits);
 
+/* The first frame of a GIF (87a/89a) as palette indices on its logical screen (pixels outside
+ * the frame take the background index), and the frame's colour table. */
+typedef struct {
+    int width;
+    int height;
+    uint8_t *indices;      /* height x width; free with mc_free */
+    int palette_entries;
+    uint8_t palette[768];  /* RGB triplets */
+} mc_gif;
+int mc_gif_read(const char *path, mc_gif *out);
+
 /* Baseline or progressive JPEG, decoded to gray (1 channel) or RGB (3 channels), 8 bits. */
 int mc_jpeg_read(const char *path, mc_raster *out);
 

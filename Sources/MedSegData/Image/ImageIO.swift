@@ -61,8 +61,22 @@ public enum ImageIO {
         }
     }
 
+    /// Geometry that is not a set of finite numbers with positive spacing is refused (naming
+    /// `file`: the source, or the target), so that a broken header read in is never written out
+    /// as if it were real.
+    public static func checkWritableGeometry(_ image: MedicalImage, file: URL) throws {
+        let g = image.geometry
+        if let bad = g.spacing.first(where: { !($0.isFinite && $0 > 0) }) {
+            throw DataError(file: file, "its spacing \(g.spacing) holds \(bad) (spacing must be positive): fix the header before writing it out")
+        }
+        if (g.origin + g.direction + (g.niftiAffine ?? [])).contains(where: { !$0.isFinite }) {
+            throw DataError(file: file, "its origin or direction holds NaN or infinity (origin \(g.origin)): fix the header before writing it out")
+        }
+    }
+
     /// Writes an image in the format its file ending names, replacing any file there atomically.
     public static func write(_ image: MedicalImage, to url: URL) throws {
+        try checkWritableGeometry(image, file: url)
         switch fileEnding(of: url) {
         case ".nii.gz", ".nii": try NIfTI.write(image, to: url)
         case ".nrrd": try NRRD.write(image, to: url)

@@ -243,6 +243,9 @@ public enum NRRD {
         guard values.count == parts.count, !values.isEmpty else {
             throw DataError(file: url, "corrupt NRRD vector \"\(text)\"")
         }
+        guard values.allSatisfy(\.isFinite) else {
+            throw DataError(file: url, "corrupt header: the NRRD vector \"\(text)\" holds NaN or infinity (geometry must be finite numbers)")
+        }
         return values
     }
 

@@ -9,7 +9,7 @@ import Foundation
 ///     test/1st_manual/01_manual1.gif           (in the full release; optional)
 ///     test/mask/01_test_mask.gif               (optional)
 ///
-/// GIFs are decoded by `GIFDecoder`; PNG or TIFF replacements of the annotations (as some mirrors
+/// GIFs are read by `GIFImage` (giflib); PNG or TIFF replacements of the annotations (as some mirrors
 /// ship) are accepted too. Training cases go to imagesTr/labelsTr, test cases to imagesTs with
 /// their first observer's annotation in labelsTs. Field-of-view masks, which DRIVE's metrics are
 /// computed within, are written as {0, 1} maps to fovTr/ and fovTs/ (not used for training).

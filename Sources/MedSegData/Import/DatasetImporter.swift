@@ -396,7 +396,7 @@ final class ImportSink {
 enum ImportIO {
     /// Reads any image MedSeg knows, and GIF (DRIVE).
     static func read(_ url: URL, palette: PaletteMode = .rgb) throws -> MedicalImage {
-        if ImageIO.fileEnding(of: url) == ".gif" { return try GIFDecoder.read(url, palette: palette) }
+        if ImageIO.fileEnding(of: url) == ".gif" { return try GIFImage.read(url, palette: palette) }
         return try ImageIO.read(url, palette: palette)
     }
 

@@ -36,12 +36,26 @@ public enum Device: Equatable, Hashable, Codable, Sendable, CustomStringConverti
 
     /// A device as the command line names it, for the process of local rank `localRank`:
     /// "auto" is cuda:LOCAL_RANK where CUDA is available, else the CPU; "cuda" is cuda:LOCAL_RANK.
+    /// A CUDA device this machine does not have is an error here, in one line, rather than
+    /// libtorch's dispatcher dump at the first tensor.
     public static func resolve(_ text: String, localRank: Int = 0) throws -> Device {
+        let device: Device
         switch text.lowercased() {
-        case "auto": return Torch.cudaAvailable ? .cuda(localRank) : .cpu
-        case "cuda": return .cuda(localRank)
-        default: return try Device(parsing: text)
+        case "auto":
+            guard Torch.cudaAvailable else { return .cpu }
+            device = .cuda(localRank)
+        case "cuda": device = .cuda(localRank)
+        default: device = try Device(parsing: text)
         }
+        if case .cuda(let index) = device {
+            guard Torch.cudaAvailable else {
+                throw TorchError("--device \(text): no CUDA device is visible to this MedSeg (a CPU build, or no GPU and driver); use --device cpu or auto (`medseg doctor` shows the engine)")
+            }
+            guard index < Torch.cudaDeviceCount else {
+                throw TorchError("--device \(text): cuda:\(index) does not exist; this machine has \(Torch.cudaDeviceCount) CUDA device(s), cuda:0 to cuda:\(Torch.cudaDeviceCount - 1)")
+            }
+        }
+        return device
     }
 
     public var description: String {

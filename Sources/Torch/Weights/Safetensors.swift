@@ -31,6 +31,10 @@ public enum Safetensors {
         }
         let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
         guard headerLength <= UInt64(data.count - 8) else {
+            // A PyTorch checkpoint is a zip (or, before 1.6, a pickle): say so instead of a nonsense length.
+            if data.starts(with: [0x50, 0x4B, 0x03, 0x04]) || (data[data.startIndex] == 0x80 && (2...5).contains(data[data.startIndex + 1])) {
+                throw failure("is a PyTorch checkpoint (.pth/.pt), not a safetensors file; PyTorch weights load with `medseg weights` or where an option takes a .pth")
+            }
             throw failure("header length \(headerLength) exceeds the file size (\(data.count) bytes): truncated or not a safetensors file")
         }
         guard headerLength <= maxHeaderLength else { throw failure("header length \(headerLength) is larger than the 100 MB the format allows") }
