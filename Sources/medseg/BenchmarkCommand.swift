@@ -37,6 +37,8 @@ struct BenchmarkCommand: ParsableCommand {
     @Option(help: "selective-scan: sequence length L.") var length = 1024
     @Option(help: "selective-scan: state size N.") var state = 16
 
+    func validate() throws { try checkThreads(threads) }
+
     func run() throws {
         if let op {
             guard op == "selective-scan" else { throw ValidationError("--op must be selective-scan, got '\(op)'") }

@@ -11,6 +11,8 @@ struct DoctorCommand: ParsableCommand {
     @Option(help: "Intra-op threads to use (default: all cores).")
     var threads: Int?
 
+    func validate() throws { try checkThreads(threads) }
+
     func run() throws {
         if let threads { Torch.threads = threads }
         let cores = ProcessInfo.processInfo.activeProcessorCount

@@ -24,6 +24,8 @@ struct PredictCommand: ParsableCommand {
     @Option(help: "fp32, or bf16/fp16 autocast for the network passes.") var precision = Precision.fp32
     @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
 
+    func validate() throws { try checkThreads(threads) }
+
     func run() throws {
         if let threads { Torch.threads = threads }
         let dev = try Device.resolve(device)

@@ -241,8 +241,42 @@ def make_datasets():
     MANIFEST.append({"file": "configs/duplicate_keys.yaml", "expect": "error", "fragment": "'lr' twice",
                      "args": ["train", "--dataset", "/nonexistent", "--out", "{tmp}/run", "--config", "{file}"]})
     put("configs/grad_clip_nan.yaml", b"grad_clip: .nan\n", expect="skip")
+    for command in (["predict", "--run", "{tmp}", "--input", "{tmp}", "--out", "{tmp}/out"], ["benchmark", "--steps", "1"]):
+        MANIFEST.append({"file": "configs/grad_clip_nan.yaml", "expect": "error", "fragment": "--threads must be",
+                         "args": command + ["--threads", "100000"]})
     MANIFEST.append({"file": "configs/grad_clip_nan.yaml", "expect": "error", "fragment": "finite",
                      "args": ["train", "--dataset", "/nonexistent", "--out", "{tmp}/run", "--config", "{file}"]})
+
+
+def make_weights():
+    """PyTorch checkpoints made with torch (Debian's python3-torch), then made to lie."""
+    try:
+        import io, torch
+    except ImportError:  # without torch, the weight cases are left out
+        return
+    def save(obj):
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
+        return bytearray(buffer.getvalue())
+    ls = lambda: ["weights", "inspect", "{file}"]
+    # A 1-element storage viewed as 2^40 elements (stride 0): never copied out.
+    put("pth/stride0_2e40.pth", bytes(save({"w": torch.zeros(1).expand(2 ** 40)})), expect="skip")
+    MANIFEST.append({"file": "pth/stride0_2e40.pth", "expect": "error", "fragment": "would expand", "args": ls()})
+    # A stored entry whose zip directory claims 4 GiB.
+    data = save({"w": torch.ones(4)})
+    central = data.rfind(b"PK\x01\x02")
+    while central >= 0:
+        name_len = struct.unpack_from("<H", data, central + 28)[0]
+        name = bytes(data[central + 46:central + 46 + name_len])
+        if name.endswith(b"data/0"):
+            struct.pack_into("<I", data, central + 24, 0xFFFFFFF0)
+        central = data.rfind(b"PK\x01\x02", 0, central)
+    put("pth/entry_claims_4gib.pth", bytes(data), expect="skip")
+    MANIFEST.append({"file": "pth/entry_claims_4gib.pth", "expect": "error", "fragment": "", "args": ls()})
+    put("pth/truncated.pth", bytes(save({"w": torch.ones(64)})[:300]), expect="skip")
+    MANIFEST.append({"file": "pth/truncated.pth", "expect": "error", "fragment": "", "args": ls()})
+    put("pth/not_a_zip.pth", b"\x80\x02}q\x00.", expect="skip")
+    MANIFEST.append({"file": "pth/not_a_zip.pth", "expect": "error", "fragment": "", "args": ls()})
 
 
 def make_conversions():
@@ -254,6 +288,7 @@ def make_conversions():
 make_nifti()
 make_nrrd()
 make_conversions()
+make_weights()
 make_2d()
 make_datasets()
 with open(os.path.join(OUT, "manifest.json"), "w") as f:

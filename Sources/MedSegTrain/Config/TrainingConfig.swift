@@ -171,6 +171,9 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         }
     }
 
+    /// More intra-op threads than this only makes a machine thrash (thousands would be spawned).
+    public static var maximumThreads: Int { max(64, 4 * ProcessInfo.processInfo.activeProcessorCount) }
+
     /// Checks ranges and choices; the message names the key.
     public func validate(source: String = "config") throws {
         func fail(_ key: String, _ why: String) throws -> Never { throw ConfigError("\(source): key '\(key)': \(why)") }
@@ -191,9 +194,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         if weight_decay < 0 { try fail("weight_decay", "cannot be negative, got \(weight_decay)") }
         if num_folds < 2 { try fail("num_folds", "must be at least 2 (train on every case with fold -1 / --fold all), got \(num_folds)") }
         if fold < -1 || fold >= num_folds { try fail("fold", "must be 0 to \(num_folds - 1), or -1 for all, got \(fold)") }
-        let cores = ProcessInfo.processInfo.activeProcessorCount
-        if threads < 0 || threads > max(64, 4 * cores) {
-            try fail("threads", "must be 0 (all cores) to \(max(64, 4 * cores)) on this machine of \(cores) cores, got \(threads)")
+        if threads < 0 || threads > Self.maximumThreads {
+            try fail("threads", "must be 0 (all cores) to \(Self.maximumThreads) on this machine of \(ProcessInfo.processInfo.activeProcessorCount) cores, got \(threads)")
         }
         if !(0...1).contains(oversample_foreground) { try fail("oversample_foreground", "must be in [0, 1], got \(oversample_foreground)") }
         if val_every < 1 { try fail("val_every", "must be positive, got \(val_every)") }

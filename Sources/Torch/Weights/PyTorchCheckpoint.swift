@@ -187,8 +187,14 @@ public enum PyTorchCheckpoint {
 
     /// An entry's bytes, with its CRC checked.
     static func read(_ entry: Entry, from archive: Archive, file: String) throws -> Data {
+        // The zip directory's sizes are only claims: stored entries hold at most their compressed
+        // bytes, deflated ones at most ~1032 times them.
+        let (limit, overflow) = max(entry.compressedSize, 1).multipliedReportingOverflow(by: entry.isCompressed ? 1032 : 1)
+        guard overflow || entry.uncompressedSize <= limit else {
+            throw TorchError("\(file): \(entry.path) claims \(entry.uncompressedSize) bytes from \(entry.compressedSize) stored: a corrupt or hostile archive")
+        }
         var out = Data()
-        if entry.uncompressedSize < UInt64(Int.max) { out.reserveCapacity(Int(entry.uncompressedSize)) }
+        out.reserveCapacity(Int(entry.uncompressedSize))
         let crc: CRC32
         do { crc = try archive.extract(entry, bufferSize: 1 << 20) { out.append($0) } } catch {
             throw TorchError("\(file): cannot read \(entry.path) from the archive (\(error))")
@@ -228,6 +234,11 @@ public enum PyTorchCheckpoint {
             count = c
         }
         if count == 0 { return try Tensor.zeros(size, dtype: dtype) }
+        // A view may repeat elements (stride 0), but its copy must stay in proportion to the file.
+        let storageElements = storage.count / max(element, 1)
+        guard count <= storageElements || count <= (1 << 28) / max(element, 1) else {
+            throw TorchError("\(file): tensor view (\(describe)) would expand \(storageElements) stored elements to \(count): a corrupt or hostile file")
+        }
         // The farthest element the view touches must lie inside the storage.
         var last = offset
         for (s, st) in zip(size, strides) {
