@@ -14,6 +14,8 @@ public enum ModelFactory {
         public var deepSupervision: Bool
         /// A planned plainunet's stages (from plans.json); nil for the regular one of `depth` stages.
         public var topology: Topology?
+        /// setr_mla: whether its encoder is frozen; nil (older checkpoints) is frozen.
+        public var freezeEncoder: Bool?
 
         public init(name: String, dims: Int, inChannels: Int, outChannels: Int, features: Int, depth: Int, deepSupervision: Bool = false,
                     topology: Topology? = nil) {
@@ -83,7 +85,7 @@ public enum ModelFactory {
             // features = ViT width (768 for ViT-B/16), depth = its blocks (12); heads of 64 channels.
             let encoder = VisionTransformer.Config(inChannels: spec.inChannels, hidden: spec.features, depth: spec.depth,
                                                    heads: max(1, spec.features / 64), mlpDim: 4 * spec.features)
-            return try SETRMLA(.init(encoder: encoder, classes: spec.outChannels))
+            return try SETRMLA(.init(encoder: encoder, classes: spec.outChannels, freezeEncoder: spec.freezeEncoder ?? true))
         default:
             throw TorchError("unknown model '\(spec.name)'; available: \(ModelName.allCases.map(\.rawValue).joined(separator: ", "))")
         }

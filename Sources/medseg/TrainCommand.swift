@@ -46,6 +46,8 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "SyncBatchNorm: batch statistics over all ranks of a data-parallel run (BatchNorm models).") var syncBn = false
     @Flag(name: .customLong("benchmark"), help: "cuDNN benchmark mode: the fastest convolution algorithms for the run's shapes (GPU).") var cudnnBenchmark = false
     @Option(help: "Pretrained encoder weights (.pth or .safetensors) for setr_mla's ViT-B/16.") var encoderWeights: String?
+    @Flag(inversion: .prefixedNo, help: "setr_mla: keep the ViT encoder fixed (default), or train it too (--no-freeze-encoder, e.g. from scratch).")
+    var freezeEncoder: Bool?
     @Option(parsing: .unconditional, help: "Processes to start on this node (data-parallel ranks; --batch-size is per process).") var nprocPerNode: Int?
     @Option(parsing: .unconditional, help: "Nodes taking part.") var nnodes = 1
     @Option(parsing: .unconditional, help: "This node's index, 0..nnodes-1.") var nodeRank = 0
@@ -109,6 +111,7 @@ struct TrainCommand: ParsableCommand {
         set(seed, "seed") { $0.seed = $1 }
         set(threads, "threads") { $0.threads = $1 }
         set(encoderWeights, "encoder_weights") { $0.encoder_weights = $1 }
+        set(freezeEncoder, "freeze_encoder") { $0.freeze_encoder = $1 }
         set(saveProbabilities ? true : nil, "save_probabilities") { $0.save_probabilities = $1 }
         set(noMirror ? false : nil, "validation_mirroring") { $0.validation_mirroring = $1 }
         set(precision, "precision") { $0.precision = $1 }

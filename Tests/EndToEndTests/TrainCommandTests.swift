@@ -3,6 +3,7 @@ import XCTest
 import TestSupport
 import MedSegTrain
 import MedSegModels
+import Torch
 
 /// `medseg train`'s checks before anything is written: choices, an existing run, small data sets.
 final class TrainCommandTests: XCTestCase {
@@ -113,6 +114,31 @@ final class TrainCommandTests: XCTestCase {
             XCTAssertTrue(r.output.contains(message), "\(args): \(r.output)")
             XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "\(args)")
         }
+    }
+
+    /// SETR-MLA (seed 002): the encoder is frozen by default, with a warning when it has no
+    /// pretrained weights; `freeze_encoder: false` (or --no-freeze-encoder) trains it too, as the
+    /// seed's `default` config trains from scratch.
+    func testSETREncoderFreezesOnlyWhenAsked() throws {
+        let data = try synth(4)
+        let setr = ["--model", "setr_mla", "--features", "64", "--depth", "4", "--epochs", "1", "--iterations", "2", "--batch-size", "2",
+                    "--patch-size", "32,32", "--threads", "1", "--seed", "3"]
+        let frozen = temp.appendingPathComponent("frozen"), trained = temp.appendingPathComponent("trained")
+        let a = try medseg(["train", "--dataset", data, "--out", frozen.path] + setr)
+        XCTAssertTrue(a.output.contains("encoder is frozen but has no pretrained weights") && a.output.contains("--no-freeze-encoder"), a.output)
+        let yaml = temp.appendingPathComponent("scratch.yaml")
+        try "freeze_encoder: false\n".write(to: yaml, atomically: true, encoding: .utf8)
+        let b = try medseg(["train", "--dataset", data, "--out", trained.path, "--config", yaml.path] + setr)
+        XCTAssertFalse(b.output.contains("encoder is frozen"), b.output)
+        func encoderWeight(_ run: URL) throws -> Tensor {
+            let (tensors, _) = try Safetensors.load(RunFolder(run).checkpoint(.final))
+            let key = try XCTUnwrap(tensors.keys.first { $0.hasSuffix("encoder.patch_embed.proj.weight") }, "\(tensors.keys.sorted().prefix(5))")
+            return tensors[key]!
+        }
+        XCTAssertFalse(try encoderWeight(frozen).allClose(encoderWeight(trained), rtol: 0, atol: 0), "the unfrozen encoder trained")
+        let config = try String(contentsOf: RunFolder(trained).config, encoding: .utf8)
+        XCTAssertTrue(config.contains("freeze_encoder: false"), config)
+        XCTAssertTrue(try medseg(["train", "--help"]).output.contains("--freeze-encoder/--no-freeze-encoder"))
     }
 
     /// nnU-Net's 2D patches are not square (BraTS: 192x160): --size takes one value per axis.

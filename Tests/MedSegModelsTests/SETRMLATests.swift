@@ -146,6 +146,46 @@ final class SETRMLATests: XCTestCase {
         XCTAssertTrue(setr.encoderIsFrozen)
     }
 
+    /// A full-size ViT-B/16 saved by torch in timm's layout (as VFM_Fundus_weights.pth is: blocks.N.attn.qkv,
+    /// mlp.fc1/fc2, a classifier head the segmentation model does not use) loads into SETR-MLA's
+    /// ViT-B/16 with every encoder tensor matched, bit-exactly.
+    func testFullSizeTimmViTB16Loads() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("vitb16-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("vit_b16_timm.pth")
+        let printed = try Python.run("""
+        import sys, torch
+        torch.manual_seed(0)
+        d, sd = 768, {}
+        sd["cls_token"] = torch.randn(1, 1, d); sd["pos_embed"] = torch.randn(1, 197, d)
+        sd["patch_embed.proj.weight"] = torch.randn(d, 3, 16, 16); sd["patch_embed.proj.bias"] = torch.randn(d)
+        for i in range(12):
+            p = f"blocks.{i}."
+            for n in ["norm1", "norm2"]:
+                sd[p + n + ".weight"] = torch.randn(d); sd[p + n + ".bias"] = torch.randn(d)
+            sd[p + "attn.qkv.weight"] = torch.randn(3 * d, d); sd[p + "attn.qkv.bias"] = torch.randn(3 * d)
+            sd[p + "attn.proj.weight"] = torch.randn(d, d); sd[p + "attn.proj.bias"] = torch.randn(d)
+            sd[p + "mlp.fc1.weight"] = torch.randn(4 * d, d); sd[p + "mlp.fc1.bias"] = torch.randn(4 * d)
+            sd[p + "mlp.fc2.weight"] = torch.randn(d, 4 * d); sd[p + "mlp.fc2.bias"] = torch.randn(d)
+        sd["norm.weight"] = torch.randn(d); sd["norm.bias"] = torch.randn(d)
+        sd["head.weight"] = torch.randn(1000, d); sd["head.bias"] = torch.randn(1000)
+        torch.save(sd, sys.argv[1])
+        print(float(sd["blocks.11.mlp.fc2.weight"][767, 3071]))
+        """, [url.path], interpreter: "/usr/bin/python3")
+        let setr = try SETRMLA(.init(encoder: .init(), classes: 1))
+        let report = try setr.loadEncoderWeights(url: url)
+        XCTAssertTrue(report.isComplete, "\(report)")
+        XCTAssertEqual(report.load.missingKeys, [], "\(report)")
+        XCTAssertEqual(report.load.shapeMismatches, [], "\(report)")
+        XCTAssertEqual(report.load.loadedCount, setr.encoder.namedStateTensors().count, "\(report)")
+        XCTAssertEqual(setr.encoder.namedStateTensors().count, 4 + 12 * 12 + 2)
+        XCTAssertTrue(setr.encoderIsFrozen)
+        let fc2 = try XCTUnwrap(setr.encoder.namedStateTensors().first { $0.name == "blocks.11.mlp.fc2.weight" }?.tensor)
+        let value = try fc2.floats()[767 * 3072 + 3071]
+        XCTAssertEqual(Double(value), Double(printed.trimmingCharacters(in: .whitespacesAndNewlines)))
+    }
+
     func testRGBWeightsAdaptToGrayInput() throws {
         let fx = try fixtures.json("setr_weights.json")
         let c = fx["encoder"] as! [String: Int]

@@ -18,6 +18,9 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var deep_supervision = false
     /// Pretrained encoder weights (.pth or .safetensors) for models with one (setr_mla's ViT-B/16).
     public var encoder_weights = ""
+    /// Keep the pretrained encoder fixed (setr_mla; seed 002's `vitb16_frozen`); false trains it
+    /// too (seed 002's `default`, from scratch when there are no weights).
+    public var freeze_encoder = true
 
     // Data
     public var patch_size: [Int] = [128, 128]

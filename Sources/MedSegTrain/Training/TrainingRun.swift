@@ -126,6 +126,11 @@ public final class TrainingRun {
 
         // Model, optimizer, schedule, loss.
         let model = try ModelFactory.make(setup.network)
+        if c.model == .setr_mla && c.freeze_encoder && c.encoder_weights.isEmpty && loaded == nil && isMain {
+            // A random encoder that never trains: almost certainly not what was meant.
+            print("warning: setr_mla's encoder is frozen but has no pretrained weights, so it stays random; give them with --encoder-weights "
+                  + "(key 'encoder_weights'), or train the encoder too with --no-freeze-encoder (key 'freeze_encoder: false')")
+        }
         if !c.encoder_weights.isEmpty && loaded == nil {
             guard let setr = model as? SETRMLA else {
                 throw ConfigError("key 'encoder_weights': model '\(c.model.rawValue)' has no pretrained encoder to load")

@@ -118,9 +118,11 @@ public struct TrainingSetup {
             throw ConfigError("key 'dims': the data set's images have \(first.shape.count) spatial dimensions, the config says \(c.dims)")
         }
         let outChannels = targets.usesRegions ? targets.regions.count : (binary ? 1 : classes + 1)
-        network = ModelFactory.Spec(name: c.model.rawValue, dims: c.dims, inChannels: first.image.size(0), outChannels: outChannels,
-                                    features: c.width, depth: c.levels, deepSupervision: c.deep_supervision, topology: topology)
-        spec = ModelSpecRecord(network: network, patchSize: c.patch_size, normalization: c.normalization.rawValue,
+        var network = ModelFactory.Spec(name: c.model.rawValue, dims: c.dims, inChannels: first.image.size(0), outChannels: outChannels,
+                                        features: c.width, depth: c.levels, deepSupervision: c.deep_supervision, topology: topology)
+        if c.model == .setr_mla { network.freezeEncoder = c.freeze_encoder }
+        self.network = network
+        spec = ModelSpecRecord(network: self.network, patchSize: c.patch_size, normalization: c.normalization.rawValue,
                                intensityStatistics: ctStats, labels: dataset.description.labelValues, binary: binary,
                                configuration: planned?.name, labelTargets: targets.isPlain ? nil : targets)
     }
