@@ -5,6 +5,11 @@ import Torch
 
 // Choices parsed by ArgumentParser: a bad value fails before anything loads, and --help lists them.
 extension ModelName: ExpressibleByArgument {}
-extension OptimizerName: ExpressibleByArgument {}
+extension OptimizerName: ExpressibleByArgument {
+    /// Also "sophia", as seed 000 names it.
+    public init?(argument: String) {
+        self.init(rawValue: argument.lowercased() == "sophia" ? "sophiag" : argument.lowercased())
+    }
+}
 extension SchedulerName: ExpressibleByArgument {}
 extension Precision: ExpressibleByArgument {}

@@ -26,7 +26,7 @@ struct TrainCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Levels of the network (ViT blocks for setr_mla; default: the model's).") var depth: Int?
     @Flag(help: "Train the lower-resolution outputs too (unetpp, plainunet).") var deepSupervision = false
     @Option(parsing: .unconditional, help: "Learning rate.") var lr: Double?
-    @Option(help: "sgd, adam or adamw.") var optimizer: OptimizerName?
+    @Option(help: "sgd, adam, adamw or sophiag (Sophia-G, also \"sophia\"; keys rho and hessian_interval).") var optimizer: OptimizerName?
     @Option(help: "poly, cosine, step or constant.") var scheduler: SchedulerName?
     @Option(help: "Cross-validation fold: 0..4, or all (train and validate on every case).", transform: parseFold) var fold: Int?
     @Option(parsing: .unconditional, help: "Cross-validation folds (default 5; data sets with fewer cases get one fold per case).") var numFolds: Int?

@@ -141,6 +141,22 @@ final class TrainCommandTests: XCTestCase {
         XCTAssertTrue(try medseg(["train", "--help"]).output.contains("--freeze-encoder/--no-freeze-encoder"))
     }
 
+    /// Sophia-G is a choice on the command line (seed 000 calls it "sophia") and in YAML.
+    func testSophiaIsAnOptimizerChoice() throws {
+        let data = try synth(4)
+        let cli = temp.appendingPathComponent("cli"), yamlRun = temp.appendingPathComponent("yaml")
+        try medseg(["train", "--dataset", data, "--out", cli.path, "--optimizer", "sophia", "--lr", "0.0003"] + small)
+        let saved = try TrainingConfig().merging(yaml: String(contentsOf: RunFolder(cli).config, encoding: .utf8), source: "config.yaml")
+        XCTAssertEqual(saved.optimizer, .sophiag)
+        XCTAssertEqual(saved.rho, 0.01)
+        let yaml = temp.appendingPathComponent("sophia.yaml")
+        try "optimizer: sophiag\nrho: 0.02\nhessian_interval: 1\n".write(to: yaml, atomically: true, encoding: .utf8)
+        try medseg(["train", "--dataset", data, "--out", yamlRun.path, "--config", yaml.path] + small)
+        let (state, _) = try Safetensors.load(RunFolder(yamlRun).checkpoint(.final))
+        XCTAssertTrue(state.keys.contains { $0.contains("hessian") }, "Sophia's Hessian is checkpointed: \(state.keys.sorted().prefix(8))")
+        XCTAssertTrue(try medseg(["train", "--help"]).output.contains("sophiag"))
+    }
+
     /// nnU-Net's 2D patches are not square (BraTS: 192x160): --size takes one value per axis.
     func testBenchmarkTakesOneSizePerAxis() throws {
         let r = try medseg(["benchmark", "--model", "plainunet", "--dim", "2", "--size", "40,24", "--depth", "3", "--features", "4",

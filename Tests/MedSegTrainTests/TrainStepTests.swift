@@ -1,5 +1,6 @@
 import XCTest
 import Torch
+import TestSupport
 @testable import MedSegTrain
 
 /// The one training step: loss scaling that leaves the update unchanged, overflow and
@@ -67,6 +68,62 @@ final class TrainStepTests: XCTestCase {
             XCTAssertFalse(outcome.lossScaleOverflow, "a bad loss is not an expected overflow")
             XCTAssertEqual(try weights(m), before)
             if scaler.enabled { XCTAssertEqual(scaler.currentScale, 512) }
+        }
+    }
+
+    /// Sophia-G in training (seed 000): steps with its Hessian estimate refreshed every 2 steps by
+    /// the Gauss-Newton-Bartlett estimator (labels drawn from the model's own sigmoid outputs, as
+    /// the reference loop draws them from its softmax) match a PyTorch loop with the reference
+    /// SophiaG: weights, moments and Hessian after 5 steps.
+    func testSophiaGTrainingRefreshesItsHessianAsPyTorchDoes() throws {
+        let (x, y) = try batch()
+        let net = try model(seed: 1)
+        let initial = try weights(net)
+        let sophia = SophiaG(net.parameters(), lr: 0.05, betas: (0.965, 0.99), rho: 0.01, weightDecay: 0.1, hessianBatchSize: 100)
+        let step = try TrainStep(model: net, optimizer: sophia, loss: BCEWithLogitsLoss(), skipNonFinite: false)
+        step.hessianInterval = 2
+        step.predictions = .sigmoid
+        // The draws come from the default generator, seeded here and in the reference alike.
+        Torch.manualSeed(11)
+        for _ in 0..<5 { try step(x, y) }
+        let script = """
+        import json, os, sys, torch
+        import torch.nn as nn, torch.nn.functional as F
+        sys.path.insert(0, sys.argv[2])
+        from make_ultralight_fixtures import SophiaG
+        a = json.loads(sys.argv[1])
+        net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 1, 1))
+        with torch.no_grad():
+            for p, w in zip(net.parameters(), a["init"]): p.copy_(torch.tensor(w, dtype=torch.float32).reshape(p.shape))
+        x = torch.tensor(a["x"], dtype=torch.float32).reshape(2, 1, 8, 8); y = torch.tensor(a["y"], dtype=torch.float32).reshape(2, 1, 8, 8)
+        opt = SophiaG(net.parameters(), lr=0.05, betas=(0.965, 0.99), rho=0.01, weight_decay=0.1)
+        torch.manual_seed(11)
+        for it in range(5):
+            opt.zero_grad()
+            F.binary_cross_entropy_with_logits(net(x), y).backward()
+            opt.step(bs=100)
+            if it % 2 == 1:  # the reference loop: after every hess_interval-th step
+                opt.zero_grad()
+                logits = net(x)
+                sample = (torch.rand(logits.shape) < torch.sigmoid(logits)).float()
+                F.binary_cross_entropy_with_logits(logits, sample).backward()
+                opt.update_hessian()
+                opt.zero_grad(set_to_none=True)
+        print(json.dumps({"params": [p.detach().flatten().tolist() for p in net.parameters()],
+                          "hessian": [opt.state[p]["hessian"].flatten().tolist() for p in net.parameters()]}))
+        """
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let input = String(decoding: try JSONSerialization.data(withJSONObject: [
+            "init": initial, "x": try x.floats(), "y": try y.floats()]), as: UTF8.self)
+        let out = try Python.run(script, [input, root.appendingPathComponent("scripts/fixtures").path], interpreter: "/usr/bin/python3")
+        let reference = try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [String: [[Double]]]
+        for (i, (ours, theirs)) in zip(try weights(net), reference["params"]!).enumerated() {
+            for (a, b) in zip(ours, theirs) { XCTAssertEqual(Double(a), b, accuracy: 1e-6, "parameter \(i)") }
+        }
+        for (i, theirs) in reference["hessian"]!.enumerated() {
+            let ours = try XCTUnwrap(sophia.state[i]?.tensors["hessian"], "hessian \(i)").floats()
+            XCTAssertGreaterThan(theirs.map(abs).max() ?? 0, 0, "the reference refreshed its Hessian")
+            for (a, b) in zip(ours, theirs) { XCTAssertEqual(Double(a), b, accuracy: 1e-6 + 1e-4 * abs(b), "hessian \(i)") }
         }
     }
 }

@@ -3,7 +3,8 @@ import MedSegModels
 import Torch
 
 /// The fixed choices of a training config, each a string in YAML and on the command line.
-public enum OptimizerName: String, Codable, CaseIterable, Sendable { case sgd, adam, adamw }
+/// sophiag: Sophia-G (seed 000) with its Hessian estimate refreshed every `hessian_interval` steps.
+public enum OptimizerName: String, Codable, CaseIterable, Sendable { case sgd, adam, adamw, sophiag }
 
 public enum SchedulerName: String, Codable, CaseIterable, Sendable { case poly, cosine, step, constant }
 

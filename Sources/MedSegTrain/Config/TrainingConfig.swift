@@ -53,6 +53,10 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var lr = 1e-3
     public var momentum = 0.99
     public var nesterov = true
+    /// sophiag: the clipping scale rho (seed 000: 0.01; betas are its 0.965, 0.99) and how often
+    /// (in steps) the Gauss-Newton-Bartlett Hessian estimate is refreshed (Sophia's 10).
+    public var rho = 0.01
+    public var hessian_interval = 10
     public var weight_decay = 3e-5
     public var scheduler = SchedulerName.poly
     public var warmup_epochs = 0
@@ -194,6 +198,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
             try fail(key, "must be a finite number, got \(value)")
         }
         if !(0..<1).contains(momentum) { try fail("momentum", "must be in [0, 1), got \(momentum)") }
+        if !(rho.isFinite && rho > 0) { try fail("rho", "must be a positive number, got \(rho)") }
+        if hessian_interval < 1 { try fail("hessian_interval", "must be at least 1, got \(hessian_interval)") }
         if weight_decay < 0 { try fail("weight_decay", "cannot be negative, got \(weight_decay)") }
         if num_folds < 2 { try fail("num_folds", "must be at least 2 (train on every case with fold -1 / --fold all), got \(num_folds)") }
         if fold < -1 || fold >= num_folds { try fail("fold", "must be 0 to \(num_folds - 1), or -1 for all, got \(fold)") }

@@ -23,6 +23,14 @@ public final class TrainStep {
     /// Batches are made channels-last in this format (the model's weights should be too).
     public var memoryFormat: MemoryFormat?
 
+    /// Sophia-G only: the Hessian estimate is refreshed after every `hessianInterval`-th step.
+    public var hessianInterval = 10
+    /// How labels are drawn from the model's predictions for that estimate: one sigmoid per
+    /// channel (binary and region outputs) or a softmax over the channels.
+    public enum PredictionKind: Sendable { case sigmoid, softmax }
+    public var predictions: PredictionKind = .softmax
+    private var stepsTaken = 0
+
     public struct Outcome: Sendable {
         /// The loss (NaN when it was not read back).
         public var loss: Double
@@ -54,8 +62,53 @@ public final class TrainStep {
 
     @discardableResult
     public func callAsFunction(_ input: Tensor, _ target: Tensor) throws -> Outcome {
-        try optimizer.zeroGrad()
         let x = try memoryFormat.map { try input.contiguous(memoryFormat: $0) } ?? input
+        let outcome = try update(x, target)
+        stepsTaken += 1
+        if let sophia = optimizer as? SophiaG, stepsTaken % hessianInterval == 0 { try refreshHessian(sophia, x) }
+        return outcome
+    }
+
+    /// Sophia's Gauss-Newton-Bartlett estimate, as its reference training loop takes it after a
+    /// step: a loss on labels drawn from the model's own predictions for the same batch, back-
+    /// propagated (through the gradient all-reduce when data-parallel) and folded into the Hessian
+    /// EMA; then the gradients are cleared. In float32, without loss scaling.
+    func refreshHessian(_ sophia: SophiaG, _ x: Tensor) throws {
+        try optimizer.zeroGrad()
+        // Every output of a multi-output network, weighted as in training, so that every trained
+        // parameter has a gradient (the data-parallel all-reduce needs them all).
+        let outputs: [Tensor], weights: [Double]
+        if let multi = model as? MultiOutputModel {
+            outputs = try ddp?.outputs(x) ?? multi.outputs(x)
+            weights = multi.outputWeights
+        } else {
+            outputs = [try ddp?.forward(x) ?? model(x)]
+            weights = [1]
+        }
+        var loss: Tensor?
+        for (output, weight) in zip(outputs, weights) {
+            let logits = try output.to(dtype: .float32)
+            let sampled: Tensor = try withNoGrad {
+                switch predictions {
+                case .sigmoid:
+                    return try Tensor.rand(logits.shape, device: logits.device).lt(logits.sigmoid()).float()
+                case .softmax:
+                    // Gumbel-max: argmax(logits + Gumbel noise) is a draw from softmax(logits).
+                    let u = try Tensor.rand(logits.shape, device: logits.device).clamp(min: 1e-20, max: 1 - 1e-7)
+                    return try (logits.detach() - (u.log() * -1).log()).argmax(dim: 1)
+                }
+            }
+            let term = try (predictions == .sigmoid ? F.binaryCrossEntropyWithLogits(logits, target: sampled)
+                                                    : F.crossEntropy(logits, target: sampled)) * weight
+            loss = try loss.map { try $0 + term } ?? term
+        }
+        try loss?.backward()
+        try sophia.updateHessian()
+        try optimizer.zeroGrad()
+    }
+
+    private func update(_ x: Tensor, _ target: Tensor) throws -> Outcome {
+        try optimizer.zeroGrad()
         let lossTensor = try Autocast.run(device: x.device, precision: precision) { try computeLoss(x, target) }
         let value = skipNonFinite ? try lossTensor.item() : .nan
         // Backward runs on every rank (the gradient all-reduce needs all of them); a non-finite

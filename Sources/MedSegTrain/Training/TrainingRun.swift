@@ -195,6 +195,8 @@ public final class TrainingRun {
         let step = try TrainStep(model: model, ddp: ddp, optimizer: optimizer, loss: lossFunction,
                                  maxGradNorm: c.grad_clip > 0 ? c.grad_clip : .infinity, precision: c.precision, memoryFormat: memoryFormat,
                                  scaler: scaler)
+        step.hessianInterval = c.hessian_interval
+        step.predictions = setup.binary || setup.targets.usesRegions ? .sigmoid : .softmax
 
         var epochsThisRun = 0
         var lastDice: Double? = nil

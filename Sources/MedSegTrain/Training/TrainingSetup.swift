@@ -167,6 +167,7 @@ public struct TrainingSetup {
         case .sgd: return try SGD(groups: [group], momentum: c.momentum, nesterov: c.nesterov && c.momentum > 0)
         case .adamw: return AdamW(groups: [group])
         case .adam: return Adam(groups: [group])
+        case .sophiag: return SophiaG(groups: [group], betas: (0.965, 0.99), rho: c.rho, weightDecay: c.weight_decay)
         }
     }
 
