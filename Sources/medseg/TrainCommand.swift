@@ -21,6 +21,10 @@ struct TrainCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Epochs.") var epochs: Int?
     @Option(parsing: .unconditional, help: "Iterations per epoch.") var iterations: Int?
     @Option(parsing: .unconditional, help: "Batch size (per process).") var batchSize: Int?
+    @Option(parsing: .unconditional, help: "Data-parallel runs: the batch of all processes together, split over them (nnU-Net's DDP trainer).")
+    var globalBatchSize: Int?
+    @Flag(name: .customLong("dbs"), help: "Data-parallel runs: the configured (or planned) batch size is the global batch, split over the processes (seed 001's --dbs).")
+    var distributeBatch = false
     @Option(help: "Patch size, e.g. 128,128.", transform: parseInts) var patchSize: [Int]?
     @Option(parsing: .unconditional, help: "Base width of the network (ViT width for setr_mla; default: the model's published width).") var features: Int?
     @Option(parsing: .unconditional, help: "Levels of the network (ViT blocks for setr_mla; default: the model's).") var depth: Int?
@@ -119,6 +123,11 @@ struct TrainCommand: ParsableCommand {
         set(syncBn ? true : nil, "sync_bn") { $0.sync_bn = $1 }
         set(cudnnBenchmark ? true : nil, "cudnn_benchmark") { $0.cudnn_benchmark = $1 }
         set(previousStage, "previous_stage") { $0.previous_stage = URL(fileURLWithPath: $1).standardizedFileURL.path }
+        set(globalBatchSize, "global_batch_size") { $0.global_batch_size = $1 }
+        if distributeBatch {
+            guard globalBatchSize == nil else { throw ValidationError("give --global-batch-size N or --dbs, not both") }
+            set(c.batch_size, "global_batch_size") { $0.global_batch_size = $1 }
+        }
         try c.validate(source: "command line")
 
         // A planned configuration's runs are folds of one experiment folder, as nnU-Net lays them out.

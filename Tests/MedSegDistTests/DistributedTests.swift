@@ -192,6 +192,22 @@ final class DistributedRunTests: XCTestCase {
          "--patch-size", "32,32", "--features", "4", "--lr", "0.01"]
     }
 
+    /// --global-batch-size (and seed 001's --dbs) split one batch over the ranks; the log says how.
+    func testGlobalBatchIsSplitOverTheRanks() throws {
+        let data = try dataset()
+        for (name, extra) in [("global", ["--global-batch-size", "4"]), ("dbs", ["--batch-size", "4", "--dbs"])] {
+            let run = temp.appendingPathComponent(name)
+            var args = trainArgs(data, run, epochs: 1) + ["--nproc-per-node", "2"]
+            if name == "dbs" { let i = args.firstIndex(of: "--batch-size")!; args.removeSubrange(i...(i + 1)) }
+            let p = try start(args + extra, output: temp.appendingPathComponent("\(name).log"))
+            p.waitUntilExit()
+            let output = (try? String(contentsOf: temp.appendingPathComponent("\(name).log"), encoding: .utf8)) ?? ""
+            XCTAssertEqual(p.terminationStatus, 0, output)
+            let log = try String(contentsOf: run.appendingPathComponent("log.txt"), encoding: .utf8)
+            XCTAssertTrue(log.contains("global batch 4 split over 2 processes (2 on rank 0 and every other)"), log)
+        }
+    }
+
     /// Two "nodes" (two launchers, --nnodes 2), two ranks each, train together and agree.
     func testTwoNodesOfTwoRanksTrainTogether() throws {
         let data = try dataset(), run = temp.appendingPathComponent("run")

@@ -36,4 +36,20 @@ final class TrainingConfigTests: XCTestCase {
         XCTAssertEqual(editDistance("kitten", "sitting"), 3)
         XCTAssertEqual(editDistance("", "abc"), 3)
     }
+
+    /// A global batch is split over the ranks as nnU-Net splits it: the first global % world
+    /// ranks take one more; without one, batch_size is per process.
+    func testGlobalBatchSplitsOverTheRanks() throws {
+        var c = TrainingConfig()
+        c.batch_size = 3
+        XCTAssertEqual(try c.batchPerProcess(rank: 1, world: 4), 3)
+        c.global_batch_size = 16
+        XCTAssertEqual(try (0..<8).map { try c.batchPerProcess(rank: $0, world: 8) }, Array(repeating: 2, count: 8))
+        c.global_batch_size = 5
+        XCTAssertEqual(try (0..<2).map { try c.batchPerProcess(rank: $0, world: 2) }, [3, 2])
+        c.global_batch_size = 1
+        XCTAssertThrowsError(try c.batchPerProcess(rank: 0, world: 2)) { XCTAssertTrue("\($0)".contains("cannot be split over 2"), "\($0)") }
+        c.global_batch_size = -2
+        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("global_batch_size"), "\($0)") }
+    }
 }

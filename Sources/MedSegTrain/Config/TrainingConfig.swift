@@ -25,6 +25,9 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     // Data
     public var patch_size: [Int] = [128, 128]
     public var batch_size = 8
+    /// Data-parallel runs: the batch of all processes together, split over them (nnU-Net's DDP
+    /// trainer, seed 001's --dbs); 0: batch_size is per process.
+    public var global_batch_size = 0
     /// Cross-validation fold, or -1 for "all" (train on every case, validate on them too, as nnU-Net's fold all).
     public var fold = 0
     public var num_folds = 5
@@ -178,6 +181,16 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         }
     }
 
+    /// The batch of process `rank` of `world`: batch_size, or with a global batch its share (the
+    /// first `global % world` ranks take one more, as nnU-Net splits it).
+    public func batchPerProcess(rank: Int, world: Int) throws -> Int {
+        guard global_batch_size > 0 else { return batch_size }
+        guard global_batch_size >= world else {
+            throw ConfigError("key 'global_batch_size': \(global_batch_size) cannot be split over \(world) processes (each needs at least 1)")
+        }
+        return global_batch_size / world + (rank < global_batch_size % world ? 1 : 0)
+    }
+
     /// More intra-op threads than this only makes a machine thrash (thousands would be spawned).
     public static var maximumThreads: Int { max(64, 4 * ProcessInfo.processInfo.activeProcessorCount) }
 
@@ -190,6 +203,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         if width < 1 { try fail("features", "must be positive, got \(width)") }
         if levels < 2 || levels > 32 { try fail("depth", "must be 2 to 32 (levels of a U-Net, blocks of a ViT), got \(levels)") }
         if batch_size < 1 { try fail("batch_size", "must be positive, got \(batch_size)") }
+        if global_batch_size < 0 { try fail("global_batch_size", "cannot be negative (0: batch_size per process), got \(global_batch_size)") }
         if epochs < 1 { try fail("epochs", "must be positive, got \(epochs)") }
         if iterations < 1 { try fail("iterations", "must be positive, got \(iterations)") }
         if !(lr > 0) || !lr.isFinite { try fail("lr", "must be a positive number, got \(lr)") }

@@ -184,9 +184,14 @@ public final class TrainingRun {
             return TrainingSummary(epochsCompleted: startEpoch, bestMetric: best, finalValidationDice: summary?.foreground_mean.Dice, runFolder: runFolder)
         }
         if loaded != nil { say("resuming \(runFolder.path) after epoch \(startEpoch)") }
+        let localBatch = try c.batchPerProcess(rank: rank, world: world)
+        let globalBatch = c.global_batch_size > 0 ? c.global_batch_size : c.batch_size * world
+        let batchText = world == 1 ? "batch \(localBatch)"
+            : c.global_batch_size > 0 ? "global batch \(globalBatch) split over \(world) processes (\(localBatch) on rank \(rank)\(globalBatch % world == 0 ? " and every other" : "; \(globalBatch / world) or \(globalBatch / world + 1) per process"))"
+            : "batch \(localBatch) per process x \(world) processes = \(globalBatch)"
         say("\(c.model.rawValue) \(c.dims)D: \(model.parameterCount()) parameters, \(spec.inChannels) input channel(s), " +
             "\(setup.layoutDescription); fold \(setup.foldName): \(setup.trainCases.count) training, \(setup.valCases.count) validation cases; " +
-            "batch \(c.batch_size)\(world > 1 ? " per process x \(world) processes = \(c.batch_size * world)" : ""), patch \(c.patch_size), \(c.optimizer.rawValue) lr \(c.lr), \(c.scheduler.rawValue) schedule, \(Torch.threads) thread(s)")
+            "\(batchText), patch \(c.patch_size), \(c.optimizer.rawValue) lr \(c.lr), \(c.scheduler.rawValue) schedule, \(Torch.threads) thread(s)")
 
         let pipeline = AugmentationPipeline.preset(c.augmentation, dims: c.dims)
         let patchCases = setup.trainCases.map(PatchCase.init)
@@ -207,7 +212,7 @@ public final class TrainingRun {
             model.train()
             // This rank's share of the training cases for the epoch, as DistributedSampler deals them.
             sampler.setEpoch(epoch)
-            let source = TrainingBatches(cases: sampler.indices().map { patchCases[$0] }, batchSize: c.batch_size,
+            let source = TrainingBatches(cases: sampler.indices().map { patchCases[$0] }, batchSize: localBatch,
                                          sampler: patchSampler, pipeline: pipeline, device: device)
             let batches = BatchLoader(source: source, batches: c.iterations, workers: c.workers, prefetch: 2,
                                       seed: UInt64(c.seed) &+ UInt64(rank) &* 0x9E37_79B9, epoch: epoch)
@@ -230,14 +235,14 @@ public final class TrainingRun {
                 lossSum += outcome.loss
                 steps += 1
                 progress.update(iteration + 1, loss: lossSum / Double(steps), lr: optimizer.paramGroups[0].lr,
-                                imagesPerSecond: Double((iteration + 1) * c.batch_size) / (Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9))
+                                imagesPerSecond: Double((iteration + 1) * localBatch) / (Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9))
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
             progress.finish()
             let trained = try ddp?.sum([lossSum, Double(steps)]) ?? [lossSum, Double(steps)]
             var record = EpochRecord(epoch: epoch + 1, trainLoss: trained[1] > 0 ? trained[0] / trained[1] : .nan,
                                      learningRate: optimizer.paramGroups[0].lr, seconds: seconds,
-                                     imagesPerSecond: Double(c.iterations * c.batch_size * world) / seconds)
+                                     imagesPerSecond: Double(c.iterations * globalBatch) / seconds)
             if (epoch + 1) % c.val_every == 0 || epoch + 1 == c.epochs, !setup.valCases.isEmpty {
                 // Each rank validates its share of the cases; the counts are summed over ranks.
                 let mine = setup.valCases.enumerated().filter { $0.offset % world == rank }.map(\.element)
