@@ -6,6 +6,14 @@ public enum DatasetChecker {
         public let file: String
         public let message: String
         public var description: String { "\(file): \(message)" }
+
+        public init(file: String, message: String) { self.file = file; self.message = message }
+
+        /// An error as a problem: a DataError's own file and problem, else `file` and the error.
+        init(_ error: Error, file: String) {
+            let data = error as? DataError
+            self.init(file: data?.file ?? file, message: data?.problem ?? "\(error)")
+        }
     }
 
     /// Throws when `check` finds anything: one line with the count, the first problem and the
@@ -21,14 +29,13 @@ public enum DatasetChecker {
         var problems: [Problem] = []
         let dataset: RawDataset
         do { dataset = try RawDataset(root) } catch {
-            return [Problem(file: (error as? DataError)?.file ?? root.appendingPathComponent("dataset.json").path,
-                            message: (error as? DataError)?.problem ?? "\(error)")]
+            return [Problem(error, file: root.appendingPathComponent("dataset.json").path)]
         }
         let d = dataset.description
         let allowed = Set(d.labelValues.map(Float.init))
         let cases: [CaseFiles]
         do { cases = try dataset.trainingCases() } catch {
-            return [Problem(file: (error as? DataError)?.file ?? dataset.labelsTr.path, message: (error as? DataError)?.problem ?? "\(error)")]
+            return [Problem(error, file: dataset.labelsTr.path)]
         }
         if cases.isEmpty {
             problems.append(Problem(file: dataset.labelsTr.path, message: "no training cases: labelsTr holds no label with the data set's file ending \(d.file_ending)"))

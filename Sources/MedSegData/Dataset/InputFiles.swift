@@ -13,7 +13,8 @@ public struct InputFiles {
     /// Records `urls` as inputs, described as `role` in a refusal (e.g. "an input image").
     public mutating func add(_ urls: [URL], as role: String) {
         for url in urls {
-            roles[Self.canonicalPath(url)] = roles[Self.canonicalPath(url)] ?? role
+            let path = Self.canonicalPath(url)
+            roles[path] = roles[path] ?? role
             if let id = Self.identity(url) { identities[id] = identities[id] ?? role }
         }
     }

@@ -7,11 +7,11 @@ enum DeclaredSize {
     /// Deflate expands at most about 1032:1; more declared content than that is a lie.
     static let maximumInflation = 1032
 
-    /// The product of `sizes`, each at least 1 (at least 0 with `allowEmpty`).
-    static func elements(_ sizes: [Int], file: URL, what: String = "dimensions", allowEmpty: Bool = false) throws -> Int {
+    /// The product of `sizes`, each at least 1.
+    static func elements(_ sizes: [Int], file: URL, what: String = "dimensions") throws -> Int {
         var product = 1
         for s in sizes {
-            guard s >= (allowEmpty ? 0 : 1) else { throw DataError(file: file, "corrupt header: \(what) \(sizes) include \(s)") }
+            guard s >= 1 else { throw DataError(file: file, "corrupt header: \(what) \(sizes) include \(s)") }
             let (next, overflow) = product.multipliedReportingOverflow(by: s)
             guard !overflow else { throw DataError(file: file, "corrupt header: \(what) \(sizes) are too large") }
             product = next
@@ -27,9 +27,8 @@ enum DeclaredSize {
         return total
     }
 
-    /// Refuses a declared size that `available` bytes of data cannot hold when every value needs
-    /// at least `minimumBytesPerValue` of it (text encodings) or, compressed, at most
-    /// `maximumInflation` times as many.
+    /// Refuses a declared size (in `unit`s) larger than `available` (the units the data can hold;
+    /// for `compressed` data, `maximumInflation` times its bytes).
     static func refuseUnless(_ declared: Int, fitsIn available: Int, compressed: Bool = false, file: URL, unit: String = "bytes") throws {
         let (capacity, overflow) = available.multipliedReportingOverflow(by: compressed ? maximumInflation : 1)
         guard overflow || declared <= capacity else {

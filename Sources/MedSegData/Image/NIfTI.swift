@@ -30,7 +30,7 @@ public enum NIfTI {
     static let slack = 1 << 20
 
     /// The spatial size and the volume count a header's dim declares.
-    static func shape(_ h: Header, file: URL) throws -> (spatial: [Int], volumes: Int) {
+    private static func shape(_ h: Header, file: URL) throws -> (spatial: [Int], volumes: Int) {
         let rank = h.dim[0]
         guard (1...7).contains(rank) else { throw DataError(file: file, "corrupt header: dim[0] (the rank) is \(rank), expected 1 to 7") }
         let spatial: [Int]
@@ -39,9 +39,23 @@ public enum NIfTI {
         case 2: spatial = [h.dim[1], h.dim[2]]
         default: spatial = [h.dim[1], h.dim[2], h.dim[3]]
         }
-        _ = try DeclaredSize.elements(spatial, file: file)
         let volumes = rank > 3 ? try DeclaredSize.elements(Array(h.dim[4...rank]), file: file) : 1
         return (spatial, volumes)
+    }
+
+    /// What a header declares, checked: the shape, the sample type, and the samples and bytes of
+    /// the image. Shared by the read's inflation limit and by decoding.
+    struct Layout {
+        let spatial: [Int], volumes: Int, sample: SampleType, perVoxel: Int, voxelsPerVolume: Int, samples: Int, byteCount: Int
+    }
+
+    static func layout(_ h: Header, file: URL) throws -> Layout {
+        let (spatial, volumes) = try shape(h, file: file)
+        let (sample, perVoxel) = try sampleType(h, file: file)
+        let voxelsPerVolume = try DeclaredSize.elements(spatial, file: file)
+        let samples = try DeclaredSize.elements([voxelsPerVolume, volumes, perVoxel], file: file)
+        return Layout(spatial: spatial, volumes: volumes, sample: sample, perVoxel: perVoxel, voxelsPerVolume: voxelsPerVolume,
+                      samples: samples, byteCount: try DeclaredSize.bytes(samples, of: sample.byteCount, file: file))
     }
 
     /// The .img (or .img.gz) next to a .hdr.
@@ -57,7 +71,7 @@ public enum NIfTI {
     }
 
     /// The sample type of a header's datatype and the samples per voxel (3 for RGB, 4 for RGBA).
-    static func sampleType(_ h: Header, file: URL) throws -> (SampleType, Int) {
+    private static func sampleType(_ h: Header, file: URL) throws -> (SampleType, Int) {
         switch h.datatype {
         case 2: return (.uint8, 1)
         case 4: return (.int16, 1)
@@ -78,11 +92,9 @@ public enum NIfTI {
     }
 
     private static func decode(_ h: Header, data: Data, offset: Int, file: URL) throws -> MedicalImage {
-        let (spatial, volumes) = try shape(h, file: file)
-        let (sample, perVoxel) = try sampleType(h, file: file)
-        let voxelsPerVolume = try DeclaredSize.elements(spatial, file: file)
-        let samples = try DeclaredSize.elements([voxelsPerVolume, volumes, perVoxel], file: file)
-        let byteCount = try DeclaredSize.bytes(samples, of: sample.byteCount, file: file)
+        let layout = try layout(h, file: file)
+        let (spatial, volumes, sample, perVoxel) = (layout.spatial, layout.volumes, layout.sample, layout.perVoxel)
+        let (voxelsPerVolume, samples, byteCount) = (layout.voxelsPerVolume, layout.samples, layout.byteCount)
         let available = max(0, data.count - offset)
         guard available >= byteCount else {
             throw DataError(file: file, "truncated: header says \(byteCount) voxel bytes, file has \(available)")
@@ -301,10 +313,7 @@ public enum NIfTI {
 
         /// The bytes a file must hold up to the end of the image this header declares.
         func dataBytes(offset: Int, file: URL) throws -> Int {
-            let (spatial, volumes) = try NIfTI.shape(self, file: file)
-            let (sample, perVoxel) = try NIfTI.sampleType(self, file: file)
-            let samples = try DeclaredSize.elements(spatial + [volumes, perVoxel], file: file)
-            return try DeclaredSize.bytes(samples, of: sample.byteCount, plus: max(offset, 0) + NIfTI.slack, file: file)
+            try DeclaredSize.bytes(NIfTI.layout(self, file: file).byteCount, of: 1, plus: max(offset, 0) + NIfTI.slack, file: file)
         }
 
         init() {}
