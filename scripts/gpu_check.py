@@ -6,7 +6,8 @@ machine's own PyTorch. Within a time budget (default 450 s, under the 8 minutes 
      sees the GPU, NCCL and the scan's NVRTC kernels;
   2. every CUDA/GPU/NCCL test of the suite, from the bundled test runner: one that fails or skips
      fails the check (NCCL between 2 ranks on one GPU, world 1, AMP parity, GradScaler,
-     channels-last, scan kernels against the CPU kernel, pinned copies, GPU augmentation);
+     channels-last, scan kernels against the CPU kernel, pinned copies, GPU augmentation), and
+     the machine's own torchrun starting medseg ranks (libtorch 2 ranks join its agent's store);
   3. a real `medseg train` / `predict` on the device;
   4. benchmarks side by side with this machine's PyTorch on the same device: nnU-Net's plain U-Net
      2D batch 64 (192x160, 4 channels) and 3D batch 2 (128^3), fp32 and AMP (fp16 with loss
@@ -23,6 +24,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # NVIDIA's published nnU-Net figures (DeepLearningExamples, PyTorch nnU-Net, A100 80GB, AMP).
 A100 = {"2d-train": 1238.68, "3d-train": 27.48, "3d-infer": 68.45}
 GPU_TESTS = re.compile(r"CUDA|GPU|NCCL|SelectiveScanTests/testNVRTCCompilesTheKernels")
+# With the machine's own torchrun: ranks of the CUDA engine (libtorch 2) join the agent's store.
+TORCHRUN_TEST = "DistributedRunTests/testTorchrunStartsRanksThatTrainAndAgree"
 
 
 class Check:
@@ -128,6 +131,17 @@ class Check:
         found = [f for f in found if "builtins" not in f and ".alt." not in f]
         return found[0] if found else None
 
+    def torchrun(self):
+        """torchrun of the torch the launcher found (the venv beside it), else one on PATH."""
+        candidates = [os.environ.get("MEDSEG_TORCHRUN", ""), os.path.join(os.path.dirname(sys.executable), "torchrun")]
+        if self.torch_dir:
+            prefix = self.torch_dir
+            for _ in range(5):
+                prefix = os.path.dirname(prefix)
+                candidates.append(os.path.join(prefix, "bin", "torchrun"))
+        candidates.append(shutil.which("torchrun") or "")
+        return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
+
     def tests(self):
         status, text = self.run("list-tests", self.medseg("--tests", "--list-tests"), 60)
         names = [l.strip() for l in text.splitlines() if re.match(r"^\s*\w+\.\w+/test\w+\s*$", l)]
@@ -140,6 +154,11 @@ class Check:
             self.record("GPU tests", False, f"the test runner listed {len(names)} tests, {len(chosen)} GPU tests (exit {status})")
             return
         env = {}
+        torchrun = self.torchrun()
+        if torchrun and any(n.endswith(TORCHRUN_TEST) for n in names):
+            env["MEDSEG_TORCHRUN"] = torchrun
+            chosen.append(next(n for n in names if n.endswith(TORCHRUN_TEST)))
+            self.info["torchrun"] = torchrun
         lib = self.nvrtc()
         if lib:
             env["MEDSEG_NVRTC"] = lib

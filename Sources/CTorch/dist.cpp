@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <torch/version.h>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
 #include <torch/csrc/autograd/custom_function.h>
@@ -146,15 +147,17 @@ int mt_end_with_parent(int parent) {
 }
 
 
-mt_pg_t mt_pg_create(const char *master_addr, int master_port, int rank, int world_size, int timeout_ms, int use_nccl) {
+mt_pg_t mt_pg_create(const char *master_addr, int master_port, int rank, int world_size, int timeout_ms, int use_nccl,
+                     int host_store, const char *key_prefix) {
     MT_TRY(nullptr,
         c10d::TCPStoreOptions options;
         options.port = static_cast<uint16_t>(master_port);
-        options.isServer = rank == 0;
+        options.isServer = host_store != 0;
         options.numWorkers = world_size;
         options.waitWorkers = true;
         options.timeout = std::chrono::milliseconds(timeout_ms);
-        auto store = c10::make_intrusive<c10d::TCPStore>(std::string(master_addr), options);
+        c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::TCPStore>(std::string(master_addr), options);
+        if (key_prefix && *key_prefix) store = c10::make_intrusive<c10d::PrefixStore>(std::string(key_prefix), store);
         auto gloo = c10d::ProcessGroupGloo::Options::create();
         gloo->timeout = std::chrono::milliseconds(timeout_ms);
         gloo->devices.push_back(gloo_device(master_addr));

@@ -1,4 +1,5 @@
 import Foundation
+import Torch
 
 /// Where this process stands in a distributed run, from the variables torchrun (or MedSeg's own
 /// launcher) sets: RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR, MASTER_PORT.
@@ -11,11 +12,41 @@ public struct DistributedEnvironment: Equatable, Sendable {
     public var masterAddress: String
     public var masterPort: Int
     public var restartCount: Int
+    /// torchrun's agent serves the rendezvous store itself (TORCHELASTIC_USE_AGENT_STORE), so rank 0
+    /// joins it as a client instead of hosting one on the same port.
+    public var agentServesStore: Bool
 
     public init(rank: Int, localRank: Int, worldSize: Int, localWorldSize: Int, nodeRank: Int, masterAddress: String,
-                masterPort: Int, restartCount: Int = 0) {
+                masterPort: Int, restartCount: Int = 0, agentServesStore: Bool = false) {
         self.rank = rank; self.localRank = localRank; self.worldSize = worldSize; self.localWorldSize = localWorldSize
         self.nodeRank = nodeRank; self.masterAddress = masterAddress; self.masterPort = masterPort; self.restartCount = restartCount
+        self.agentServesStore = agentServesStore
+    }
+
+    /// Joins the run's process group (rank 0 hosts the rendezvous unless torchrun's agent does).
+    public func joinProcessGroup(timeout: TimeInterval = 60, nccl: Bool) throws -> ProcessGroup {
+        switch Self.rendezvous(agentServesStore: agentServesStore, libtorchVersion: Torch.version, masterPort: masterPort) {
+        case .agentStore:
+            // The agent's store outlives restarts: each attempt keeps its keys apart, as PyTorch's env:// rendezvous.
+            return try ProcessGroup(masterAddress: masterAddress, masterPort: masterPort, rank: rank, worldSize: worldSize, timeout: timeout,
+                                    nccl: nccl, storeServedElsewhere: true, storePrefix: "/worker/attempt_\(restartCount)")
+        case .ownStore(let port):
+            return try ProcessGroup(masterAddress: masterAddress, masterPort: port, rank: rank, worldSize: worldSize, timeout: timeout, nccl: nccl)
+        }
+    }
+
+    public enum Rendezvous: Equatable, Sendable {
+        case agentStore
+        /// Rank 0 hosts a store on this port of the master.
+        case ownStore(port: Int)
+    }
+
+    /// Where the ranks meet. libtorch 1.x speaks an older store protocol than the agent of a
+    /// current torchrun (whose libuv store never answers it), so under torchrun such a build
+    /// leaves the agent's port alone and meets on the next one, which every rank derives alike.
+    public static func rendezvous(agentServesStore: Bool, libtorchVersion: String, masterPort: Int) -> Rendezvous {
+        guard agentServesStore else { return .ownStore(port: masterPort) }
+        return libtorchVersion.hasPrefix("1.") ? .ownStore(port: masterPort + 1) : .agentStore
     }
 
     /// The environment of a launched rank, or nil when this process was not started as one.
@@ -34,7 +65,8 @@ public struct DistributedEnvironment: Equatable, Sendable {
                                       localWorldSize: try env["LOCAL_WORLD_SIZE"].map { try int("LOCAL_WORLD_SIZE", $0) } ?? world,
                                       nodeRank: try env["GROUP_RANK"].map { try int("GROUP_RANK", $0) } ?? 0,
                                       masterAddress: addr, masterPort: port,
-                                      restartCount: Int(env["TORCHELASTIC_RESTART_COUNT"] ?? "0") ?? 0)
+                                      restartCount: Int(env["TORCHELASTIC_RESTART_COUNT"] ?? "0") ?? 0,
+                                      agentServesStore: env["TORCHELASTIC_USE_AGENT_STORE"] == "True")
     }
 
     /// The variables a launcher hands to local rank `localRank` of node `nodeRank`.

@@ -95,8 +95,7 @@ public struct Benchmark {
         let optimizer = Adam(model.trainableParameters(), lr: 1e-4)
         model.train(mode == .train)
         let ddp = try distributed.map {
-            try DistributedDataParallel(model: model, group: ProcessGroup(masterAddress: $0.masterAddress, masterPort: $0.masterPort,
-                                                                          rank: $0.rank, worldSize: $0.worldSize, nccl: device.isCUDA))
+            try DistributedDataParallel(model: model, group: $0.joinProcessGroup(nccl: device.isCUDA))
         }
 
         // The training step itself, as `medseg train` runs it (without reading the loss back).

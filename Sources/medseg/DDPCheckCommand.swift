@@ -29,9 +29,7 @@ struct DDPCheckCommand: ParsableCommand {
                                GELU(), try Conv2d(6, 1, kernelSize: 1))
         try model.to(device: device)
         let ddp = try env.map {
-            try DistributedDataParallel(model: model, group: ProcessGroup(masterAddress: $0.masterAddress, masterPort: $0.masterPort,
-                                                                          rank: $0.rank, worldSize: $0.worldSize, timeout: 60,
-                                                                          nccl: device.isCUDA),
+            try DistributedDataParallel(model: model, group: $0.joinProcessGroup(timeout: 60, nccl: device.isCUDA),
                                         bucketMegabytes: 0.001, firstBucketMegabytes: 0.001)
         }
         let optimizer = try SGD(model.parameters(), lr: 0.1, momentum: 0.9)

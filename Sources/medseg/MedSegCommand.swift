@@ -6,6 +6,8 @@ import Torch
 @main
 struct MedSegCommand: ParsableCommand {
     static func main() {
+        // Each line reaches a redirected log (`> train.log`, `tee`) as it is printed, not at exit.
+        setvbuf(stdout, nil, _IOLBF, 0)
         OpenMPWaitPolicy.applyOnce()
         do { try LauncherBinding.bindToLauncher() } catch { exit(withError: error) }
         // As ParsableCommand.main, with Foundation's file errors in one readable line.

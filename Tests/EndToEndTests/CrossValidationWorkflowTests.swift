@@ -120,6 +120,17 @@ final class CrossValidationWorkflowTests: XCTestCase {
         let missing = try medseg(["train", "--dataset", data, "--config", "3d_fullres", "--fold", "2", "--out", exp, "--continue"],
                                  expectSuccess: false)
         XCTAssertTrue(missing.output.contains("fold_2 holds no checkpoint to continue from"), missing.output)
+        // predict --run on the experiment folder (as nnU-Net's) uses the folds it holds.
+        let preds = temp.appendingPathComponent("preds").path
+        let predicted = try medseg(["predict", "--run", exp, "--checkpoint", "final", "--input", data + "/imagesTs", "--out", preds, "--no-mirror"])
+        XCTAssertTrue(predicted.output.contains("fold_all/checkpoint_final.safetensors"), predicted.output)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: preds + "/synth_010.nii.gz"), predicted.output)
+        let unfinished = temp.appendingPathComponent("unfinished")
+        try FileManager.default.createDirectory(at: unfinished.appendingPathComponent("fold_3"), withIntermediateDirectories: true)
+        let untrained = try medseg(["predict", "--run", unfinished.path, "--input", data + "/imagesTs", "--out", preds + "2"], expectSuccess: false)
+        XCTAssertTrue(untrained.output.contains("none of its folds (fold_3) has checkpoint_best.safetensors"), untrained.output)
+        let nothing = try medseg(["predict", "--run", data, "--input", data + "/imagesTs", "--out", preds + "3"], expectSuccess: false)
+        XCTAssertTrue(nothing.output.contains("no checkpoint_best.safetensors here and no fold_N folders"), nothing.output)
     }
 
     /// Images too large for the full-resolution patch get a 3d_lowres stage; the cascade's full

@@ -30,6 +30,35 @@ final class TrainCommandTests: XCTestCase {
     private let small = ["--epochs", "1", "--iterations", "1", "--batch-size", "2", "--patch-size", "32,32", "--features", "4",
                          "--depth", "3", "--threads", "1"]
 
+    /// `medseg train > train.log`: lines reach the file as they are printed, so a run killed
+    /// mid-way (or watched with tail -f) has its log up to that point.
+    func testEveryLineReachesARedirectedLogAsItIsPrinted() throws {
+        let data = try synth(6)
+        let run = temp.appendingPathComponent("run")
+        let redirected = temp.appendingPathComponent("train.log")
+        XCTAssertTrue(FileManager.default.createFile(atPath: redirected.path, contents: nil))
+        let process = Process()
+        process.executableURL = try XCTUnwrap(Executables.medseg())
+        process.arguments = ["train", "--dataset", data, "--out", run.path, "--epochs", "1000", "--iterations", "1", "--batch-size", "2",
+                             "--patch-size", "32,32", "--features", "4", "--depth", "3", "--threads", "1", "--val-every", "1000"]
+        let output = try FileHandle(forWritingTo: redirected)
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer { try? output.close() }
+        let runLog = RunFolder(run).url.appendingPathComponent("log.txt")
+        let deadline = Date().addingTimeInterval(120)
+        while process.isRunning, Date() < deadline,
+              !((try? String(contentsOf: runLog, encoding: .utf8))?.contains("epoch 3:") ?? false) {
+            usleep(50_000)
+        }
+        XCTAssertTrue(process.isRunning, "the run is still training")
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        let written = try String(contentsOf: redirected, encoding: .utf8)
+        XCTAssertTrue(written.contains("parameters") && written.contains("epoch 2:"), "killed after epoch 3, the log holds: \(written)")
+    }
+
     func testUnknownModelFailsBeforeAnyDataLoads() throws {
         let out = temp.appendingPathComponent("run")
         let r = try medseg(["train", "--dataset", "/no/such/dataset", "--model", "resnet9000", "--out", out.path], expectSuccess: false)

@@ -22,6 +22,14 @@ final class DistributedEnvironmentTests: XCTestCase {
                                                     restartCount: 0, maxRestarts: 1, threadsPerRank: 1)
         XCTAssertEqual(vars["RANK"], "3")
         XCTAssertEqual(vars["WORLD_SIZE"], "4")
+        // Under a current torchrun the agent serves the store on MASTER_PORT.
+        let agent = try XCTUnwrap(try DistributedEnvironment.fromEnvironment(
+            ["RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "h", "MASTER_PORT": "29500", "TORCHELASTIC_USE_AGENT_STORE": "True"]))
+        XCTAssertTrue(agent.agentServesStore)
+        XCTAssertFalse(e.agentServesStore)
+        XCTAssertEqual(DistributedEnvironment.rendezvous(agentServesStore: true, libtorchVersion: "2.11.0", masterPort: 29500), .agentStore)
+        XCTAssertEqual(DistributedEnvironment.rendezvous(agentServesStore: true, libtorchVersion: "1.13.1", masterPort: 29500), .ownStore(port: 29501))
+        XCTAssertEqual(DistributedEnvironment.rendezvous(agentServesStore: false, libtorchVersion: "2.11.0", masterPort: 29500), .ownStore(port: 29500))
     }
 
     func testFreePortAndLineBuffer() throws {
@@ -208,6 +216,42 @@ final class DistributedRunTests: XCTestCase {
         }
     }
 
+    /// A current torchrun (PyTorch 2's elastic agent serves the rendezvous store itself) starts
+    /// medseg ranks with --no-python, as the README says: on one node, and as two nodes of two.
+    func testTorchrunStartsRanksThatTrainAndAgree() throws {
+        guard let torchrun = CurrentTorchrun.find() else {
+            throw XCTSkip("no current torchrun here: set MEDSEG_TORCHRUN, or install PyTorch 2 into .deps/torch-cuda (scripts/torch-cuda.sh)")
+        }
+        let medseg = try XCTUnwrap(Executables.medseg())
+        let data = try dataset()
+        for nnodes in [1, 2] {
+            let run = temp.appendingPathComponent("torchrun\(nnodes)")
+            let port = try Launcher.freePort()
+            let logs = (0..<nnodes).map { temp.appendingPathComponent("torchrun\(nnodes)-node\($0).log") }
+            let agents = try (0..<nnodes).map { node in
+                let p = Process()
+                p.executableURL = torchrun.executable
+                p.arguments = torchrun.arguments + ["--nproc-per-node", "2", "--nnodes", "\(nnodes)", "--node-rank", "\(node)",
+                                                    "--master-addr", "127.0.0.1", "--master-port", "\(port)", "--no-python", medseg.path]
+                    + trainArgs(data, run, epochs: 2) + ["--threads", "1"]
+                p.environment = ProcessInfo.processInfo.environment.merging(torchrun.environment) { _, new in new }
+                _ = FileManager.default.createFile(atPath: logs[node].path, contents: nil)
+                let h = try FileHandle(forWritingTo: logs[node])
+                p.standardOutput = h
+                p.standardError = h
+                try p.run()
+                return p
+            }
+            for (node, agent) in agents.enumerated() { try finish(agent, within: 300, "torchrun, \(nnodes) node(s): node \(node)") }
+            let log0 = try String(contentsOf: logs[0], encoding: .utf8)
+            for agent in agents { XCTAssertEqual(agent.terminationStatus, 0, log0) }
+            let world = 2 * nnodes
+            XCTAssertTrue(log0.contains("batch 2 per process x \(world) processes = \(2 * world)"), log0)
+            XCTAssertTrue(log0.contains("all \(world) ranks agree on the weights"), log0)
+            XCTAssertTrue(FileManager.default.fileExists(atPath: RunFolder(run).checkpoint(.final).path), log0)
+        }
+    }
+
     /// Two "nodes" (two launchers, --nnodes 2), two ranks each, train together and agree.
     func testTwoNodesOfTwoRanksTrainTogether() throws {
         let data = try dataset(), run = temp.appendingPathComponent("run")
@@ -352,6 +396,26 @@ final class RendezvousErrorTests: XCTestCase {
 
 /// Two test hosts on this machine: network namespaces with their own addresses, joined by a
 /// veth pair (needs root and iproute2; tests skip where they cannot be made).
+/// torchrun of PyTorch 2 or later: MEDSEG_TORCHRUN (a torchrun executable), else the one in the
+/// CUDA wheel that the set-up or `make gpu-bundle` installs into .deps/torch-cuda.
+struct CurrentTorchrun {
+    let executable: URL
+    let arguments: [String]
+    let environment: [String: String]
+
+    static func find() -> CurrentTorchrun? {
+        if let path = ProcessInfo.processInfo.environment["MEDSEG_TORCHRUN"], FileManager.default.isExecutableFile(atPath: path) {
+            return CurrentTorchrun(executable: URL(fileURLWithPath: path), arguments: [], environment: [:])
+        }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let wheel = root.appendingPathComponent(".deps/torch-cuda")
+        let script = wheel.appendingPathComponent("bin/torchrun")
+        guard FileManager.default.fileExists(atPath: script.path) else { return nil }
+        return CurrentTorchrun(executable: URL(fileURLWithPath: "/usr/bin/env"), arguments: ["python3", script.path],
+                               environment: ["PYTHONPATH": wheel.path])
+    }
+}
+
 struct TestHosts {
     static let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "ip"
     let namespaces: [String]

@@ -256,7 +256,10 @@ typedef struct mt_reducer_s *mt_reducer_t;
 /* rank 0 hosts the TCPStore at master_addr:master_port; every call waits at most timeout_ms */
 /* use_nccl: CUDA tensors through NCCL (builds against a CUDA libtorch only), CPU tensors through Gloo. */
 int mt_end_with_parent(int parent);
-mt_pg_t mt_pg_create(const char *master_addr, int master_port, int rank, int world_size, int timeout_ms, int use_nccl);
+/// `host_store`: this process serves the TCPStore (rank 0 of MedSeg's launcher; nobody under
+/// torchrun, whose agent serves it). `key_prefix` (may be empty) keeps this group's keys apart.
+mt_pg_t mt_pg_create(const char *master_addr, int master_port, int rank, int world_size, int timeout_ms, int use_nccl,
+                     int host_store, const char *key_prefix);
 void mt_pg_free(mt_pg_t pg);
 /* sums in place across ranks */
 int mt_pg_allreduce(mt_pg_t pg, mt_tensor_t t);

@@ -9,6 +9,7 @@ public enum TrainedModels {
     /// the previous stage's inference in front; plus a line per checkpoint used.
     public static func inference(run: URL, folds: [String], checkpoint: String, previousStage: URL?, mirror: Bool,
                           device dev: Device, precision: Precision = .fp32) throws -> (CaseInference, [String]) {
+        let folds = try defaultFolds(run: run, folds: folds, checkpoint: checkpoint)
         let modelFolders = folds.isEmpty ? [run] : folds.map { ExperimentFolder(run).fold(named: $0).url }
         var predictors: [Predictor] = []
         var used: [String] = []
@@ -35,5 +36,21 @@ public enum TrainedModels {
             used = firstUsed.map { "\(stage) \($0)" } + used
         }
         return (try CaseInference(predictors: predictors, preprocessor: setup?.preprocessor, previousStage: previous), used)
+    }
+
+    /// The folds asked for; without any, a run folder's own checkpoint, else (an experiment
+    /// folder holding fold_N, as nnU-Net's predict) every fold that has that checkpoint.
+    static func defaultFolds(run: URL, folds: [String], checkpoint: String) throws -> [String] {
+        guard folds.isEmpty, let name = CheckpointName(named: checkpoint) else { return folds }
+        if FileManager.default.fileExists(atPath: RunFolder(run).checkpoint(name).path) { return [] }
+        let experiment = ExperimentFolder(run)
+        var present = experiment.numberedFolds.map(String.init)
+        if FileManager.default.fileExists(atPath: experiment.fold(-1).url.path) { present.append("all") }
+        let trained = present.filter { FileManager.default.fileExists(atPath: experiment.fold(named: $0).checkpoint(name).path) }
+        if !trained.isEmpty { return trained }
+        if present.isEmpty {
+            throw TrainingError("\(run.path): no \(name.fileName) here and no fold_N folders: give a run folder of `medseg train` (or --checkpoint FILE)")
+        }
+        throw TrainingError("\(run.path): none of its folds (\(present.map { "fold_\($0)" }.joined(separator: ", "))) has \(name.fileName) yet: train them, or give --checkpoint latest")
     }
 }

@@ -111,8 +111,7 @@ public final class TrainingRun {
         let rank = distributed?.rank ?? 0, world = distributed?.worldSize ?? 1
         let isMain = rank == 0
         let group = try distributed.map {
-            try ProcessGroup(masterAddress: $0.masterAddress, masterPort: $0.masterPort, rank: $0.rank, worldSize: $0.worldSize,
-                             timeout: options.distributedTimeout, nccl: device.isCUDA)
+            try $0.joinProcessGroup(timeout: options.distributedTimeout, nccl: device.isCUDA)
         }
         let verbose = options.verbose
         let setup = try TrainingSetup(config: c, datasetFolder: datasetFolder, mayPreprocess: world == 1, say: verbose ? { print($0) } : { _ in })

@@ -9,13 +9,17 @@ public final class ProcessGroup {
     public let rank: Int
     public let worldSize: Int
 
-    /// Joins (rank 0: hosts) the rendezvous at `masterAddress:masterPort`.
-    public init(masterAddress: String, masterPort: Int, rank: Int, worldSize: Int, timeout: TimeInterval = 60, nccl: Bool = false) throws {
+    /// Joins the rendezvous at `masterAddress:masterPort`, which rank 0 hosts unless another
+    /// process (torchrun's agent) already serves it: then every rank joins as a client and keeps
+    /// its keys under `storePrefix`, as PyTorch's ranks do.
+    public init(masterAddress: String, masterPort: Int, rank: Int, worldSize: Int, timeout: TimeInterval = 60, nccl: Bool = false,
+                storeServedElsewhere: Bool = false, storePrefix: String = "") throws {
         Torch.initialize()
         guard (0..<worldSize).contains(rank) else { throw TorchError("rank \(rank) is outside the world of \(worldSize) processes") }
-        guard let h = mt_pg_create(masterAddress, Int32(masterPort), Int32(rank), Int32(worldSize), Int32(timeout * 1000), nccl ? 1 : 0) else {
+        guard let h = mt_pg_create(masterAddress, Int32(masterPort), Int32(rank), Int32(worldSize), Int32(timeout * 1000), nccl ? 1 : 0,
+                                   rank == 0 && !storeServedElsewhere ? 1 : 0, storePrefix) else {
             let message = TorchError.last().message
-            if rank == 0 && (message.contains("Address already in use") || message.contains("EADDRINUSE")) {
+            if rank == 0 && !storeServedElsewhere && (message.contains("Address already in use") || message.contains("EADDRINUSE")) {
                 throw TorchError("cannot host the rendezvous on \(masterAddress):\(masterPort): the port is already in use (choose another --master-port, or 0 for a free one)")
             }
             if message.lowercased().contains("timed out") || message.lowercased().contains("timeout") || message.contains("Connection refused") {
