@@ -24,6 +24,8 @@ public struct Benchmark {
         public var gpu_peak_mem_mb: Double?
         public var precision: String?
         public var channels_last: Bool?
+        /// The data set whose batches were timed (nil: random tensors).
+        public var dataset: String?
         /// Data-parallel runs: processes, images per second of all of them together, the time of
         /// a blocking all-reduce of every gradient, and the fraction of it hidden behind backward.
         public var world_size: Int?
@@ -55,13 +57,24 @@ public struct Benchmark {
     /// Workers making batches in loader mode.
     public var workers = 2
 
-    /// Batches per second of the training data pipeline (patch sampling with foreground
-    /// oversampling and the full nnU-Net augmentation, run on `device` as training runs it) on
-    /// synthetic cases of the benchmark size.
-    func runLoader() throws -> Result {
+    /// A data set's training cases and the loss its training uses: steps then take augmented
+    /// patches of these cases, made by `workers` background threads as training makes them,
+    /// instead of random tensors (seed 003's --benchmark on real data).
+    public var cases: [LoadedCase]?
+    public var loss: (any SegmentationLoss)?
+
+    /// `count` training batches of `cases` (or of synthetic cases of the benchmark size).
+    private func batches(_ count: Int) throws -> BatchLoader {
+        let cases = try self.cases ?? syntheticCases()
+        let source = TrainingBatches(cases: cases.map(PatchCase.init), batchSize: batchSize,
+                                     sampler: PatchSampler(patchSize: size), pipeline: .nnUNet(dims: spec.dims), device: device)
+        return BatchLoader(source: source, batches: count, workers: workers, prefetch: 2, seed: 0, epoch: 0)
+    }
+
+    private func syntheticCases() throws -> [LoadedCase] {
         let synth = try SyntheticCases(.init(dims: spec.dims, size: Array(size.reversed()).map { $0 + $0 / 4 }, classes: 1, seed: 0))
         let reader = CaseReader(dataset: nil, normalization: .zscore)
-        let cases: [LoadedCase] = try (0..<4).map { i in
+        return try (0..<4).map { i in
             let (image, label) = synth.makeCase(i)
             let t = try Tensor(try reader.normalize(image.voxels, channel: 0, file: URL(fileURLWithPath: "synthetic")), shape: [1] + image.size.reversed())
             var foreground: [Int] = []
@@ -69,9 +82,13 @@ public struct Benchmark {
             return LoadedCase(identifier: "s\(i)", image: t, label: try label.tensor(), foreground: [foreground], geometry: image.geometry,
                               shape: Array(image.size.reversed()))
         }
-        let source = TrainingBatches(cases: cases.map(PatchCase.init), batchSize: batchSize,
-                                     sampler: PatchSampler(patchSize: size), pipeline: .nnUNet(dims: spec.dims), device: device)
-        let batches = BatchLoader(source: source, batches: warmup + steps, workers: workers, prefetch: 2, seed: 0, epoch: 0)
+    }
+
+    /// Batches per second of the training data pipeline (patch sampling with foreground
+    /// oversampling and the full nnU-Net augmentation, run on `device` as training runs it) on
+    /// synthetic cases of the benchmark size (or the data set's cases).
+    func runLoader() throws -> Result {
+        let batches = try batches(warmup + steps)
         defer { batches.stop() }
         for _ in 0..<warmup { _ = try batches.next() }
         try Torch.synchronize(device)
@@ -90,8 +107,12 @@ public struct Benchmark {
         try model.to(device: device)
         let memoryFormat: MemoryFormat? = channelsLast ? .channelsLast(rank: size.count + 2) : nil
         if let memoryFormat { try model.to(memoryFormat: memoryFormat) }
-        let x = try Tensor.randn([batchSize, spec.inChannels] + size, device: device)
-        let y = try Tensor.rand([batchSize, spec.outChannels] + size, device: device).gt(0.5).float()
+        var x = try Tensor.randn([batchSize, spec.inChannels] + size, device: device)
+        var y = try Tensor.rand([batchSize, spec.outChannels] + size, device: device).gt(0.5).float()
+        // With a data set, every step takes the loader's next batch (its wait is part of the step).
+        let real = try cases.map { _ in try batches(warmup + steps) }
+        defer { real?.stop() }
+        let loss = self.loss ?? BCEWithLogitsLoss()
         let optimizer = Adam(model.trainableParameters(), lr: 1e-4)
         model.train(mode == .train)
         let ddp = try distributed.map {
@@ -99,9 +120,10 @@ public struct Benchmark {
         }
 
         // The training step itself, as `medseg train` runs it (without reading the loss back).
-        let trainStep = try TrainStep(model: model, ddp: ddp, optimizer: optimizer, loss: BCEWithLogitsLoss(), skipNonFinite: false,
+        let trainStep = try TrainStep(model: model, ddp: ddp, optimizer: optimizer, loss: loss, skipNonFinite: false,
                                       precision: precision, memoryFormat: memoryFormat)
         func step() throws {
+            if let batch = try real?.next() { (x, y) = (batch.image, batch.label) }
             switch mode {
             case .train:
                 try trainStep(x, y)
@@ -139,7 +161,7 @@ public struct Benchmark {
             try ddp.group.barrier()
             let allReduce = try time(steps) { try ddp.group.allReduceSum(flat) }
             try ddp.group.barrier()
-            let localStep = try TrainStep(model: model, optimizer: optimizer, loss: BCEWithLogitsLoss(), skipNonFinite: false,
+            let localStep = try TrainStep(model: model, optimizer: optimizer, loss: loss, skipNonFinite: false,
                                           precision: precision, memoryFormat: memoryFormat)
             let local = try time(steps) { try localStep(x, y) }
             let world = ddp.group.worldSize

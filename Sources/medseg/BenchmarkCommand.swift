@@ -8,9 +8,11 @@ import Torch
 struct BenchmarkCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "benchmark",
-        abstract: "Time training or inference steps of a model, or whole-volume sliding-window inference, on random data (parameters, img/s, peak memory).")
+        abstract: "Time training or inference steps of a model, or whole-volume sliding-window inference, on random data or a data set's batches (parameters, img/s, peak memory).")
 
     @Option(help: "Model: \(ModelName.allCases.map(\.rawValue).joined(separator: ", ")).") var model = ModelName.unet
+    @Option(help: "train/infer/loader: time real batches, augmented patches of --size from this data set's cases (its channels and classes), made by --workers threads as training makes them, with its training loss.")
+    var dataset: String?
     @Option(name: .customLong("dim"), help: "2 or 3 spatial dimensions.") var dims = 2
     @Option(help: "Images per step.") var batchSize = 4
     @Option(help: "Spatial size: one value for every axis, or one per axis (e.g. 192,160).", transform: parseInts) var size = [256]
@@ -67,7 +69,8 @@ struct BenchmarkCommand: ParsableCommand {
             encoder.outputFormatting = [.sortedKeys]
             print(String(decoding: try encoder.encode(r), as: UTF8.self))
         } else {
-            print("\(r.model) \(dims)D \(r.mode), batch \(r.batch_size), \(r.size.map(String.init).joined(separator: "x")), \(r.threads) thread(s)")
+            print("\(r.model) \(dims)D \(r.mode), batch \(r.batch_size), \(r.size.map(String.init).joined(separator: "x")), \(r.threads) thread(s)"
+                  + (r.dataset.map { ", batches of \($0)" } ?? ", random data"))
             print("parameters  \(r.params)")
             print(String(format: "img/s       %.3f", r.img_per_s))
             print(String(format: "step        %.1f ms", r.step_ms))
@@ -122,6 +125,24 @@ struct BenchmarkCommand: ParsableCommand {
         bench.channelsLast = channelsLast
         if cudnnBenchmark { Torch.cudnnBenchmark = true }
         bench.workers = workers
-        return try bench.run()
+        if let dataset {
+            // The data set decides channels, classes and loss, exactly as `medseg train` would.
+            var c = TrainingConfig()
+            c.model = model
+            c.patch_size = try spatial(size, "--size")
+            c.dims = dims
+            c.batch_size = batchSize
+            c.features = features
+            c.depth = depth
+            c.fold = -1
+            try c.validate(source: "command line")
+            let setup = try TrainingSetup(config: c, datasetFolder: URL(fileURLWithPath: dataset), mayPreprocess: false, say: { _ in })
+            bench.spec = setup.network
+            bench.cases = setup.trainCases
+            bench.loss = try TrainingSetup.makeLoss(c.loss, binary: setup.binary, targets: setup.targets)
+        }
+        var result = try bench.run()
+        result.dataset = dataset
+        return result
     }
 }

@@ -12,4 +12,5 @@ extension OptimizerName: ExpressibleByArgument {
     }
 }
 extension SchedulerName: ExpressibleByArgument {}
+extension LossName: ExpressibleByArgument {}
 extension Precision: ExpressibleByArgument {}

@@ -32,6 +32,19 @@ struct TrainCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Learning rate.") var lr: Double?
     @Option(help: "sgd, adam, adamw or sophiag (Sophia-G, also \"sophia\"; keys rho and hessian_interval).") var optimizer: OptimizerName?
     @Option(help: "poly, cosine, step or constant.") var scheduler: SchedulerName?
+    @Option(parsing: .unconditional, help: "Weight decay (L2 for sgd/adam, decoupled for adamw/sophiag).") var weightDecay: Double?
+    @Option(help: "\(LossName.allCases.map(\.rawValue).joined(separator: ", ")) (auto: dice_ce for classes, bce_dice for binary or region outputs).")
+    var loss: LossName?
+    @Option(parsing: .unconditional, help: "Micro-batches whose gradients add up to one optimizer step (effective batch: batch size x N).")
+    var gradAccumulation: Int?
+    @Option(parsing: .unconditional, help: "Background threads making training batches (0: on the training thread).") var workers: Int?
+    @Option(parsing: .unconditional, help: "Windows per network call when validating.") var valBatchSize: Int?
+    @Option(parsing: .unconditional, help: "Early stopping: end the run when the validation metric has not improved for N epochs (0: never).")
+    var patience: Int?
+    @Flag(help: "Record 5 training iterations with libtorch's profiler into RUN/profile_trace.json (Chrome trace; key profile_steps for another count).")
+    var profile = false
+    @Flag(help: "Deterministic algorithms only: the same seed gives bit-identical weights (slower on GPUs; no --cudnn-benchmark).")
+    var deterministic = false
     @Option(help: "Cross-validation fold: 0..4, or all (train and validate on every case).", transform: parseFold) var fold: Int?
     @Option(parsing: .unconditional, help: "Cross-validation folds (default 5; data sets with fewer cases get one fold per case).") var numFolds: Int?
     @Option(parsing: .unconditional, help: "Validate every N epochs.") var valEvery: Int?
@@ -48,7 +61,9 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "fp32, or mixed precision: bf16 or fp16 (autocast, float32 weights; fp16 with loss scaling).") var precision: Precision?
     @Flag(help: "Channels-last memory layout of weights and batches.") var channelsLast = false
     @Flag(help: "SyncBatchNorm: batch statistics over all ranks of a data-parallel run (BatchNorm models).") var syncBn = false
-    @Flag(name: .customLong("benchmark"), help: "cuDNN benchmark mode: the fastest convolution algorithms for the run's shapes (GPU).") var cudnnBenchmark = false
+    @Flag(help: "cuDNN benchmark mode: the fastest convolution algorithms for the run's shapes (GPU).") var cudnnBenchmark = false
+    /// Seed 003's --benchmark is a throughput run: that is `medseg benchmark --dataset`.
+    @Flag(name: .customLong("benchmark"), help: .hidden) var throughputRun = false
     @Option(help: "Pretrained encoder weights (.pth or .safetensors) for setr_mla's ViT-B/16.") var encoderWeights: String?
     @Flag(inversion: .prefixedNo, help: "setr_mla: keep the ViT encoder fixed (default), or train it too (--no-freeze-encoder, e.g. from scratch).")
     var freezeEncoder: Bool?
@@ -69,6 +84,10 @@ struct TrainCommand: ParsableCommand {
         guard (0..<nnodes).contains(nodeRank) else { throw ValidationError("--node-rank must be 0 to \(nnodes - 1) for --nnodes \(nnodes), got \(nodeRank)") }
         guard (0...65535).contains(masterPort) else { throw ValidationError("--master-port must be a TCP port, 0 to 65535 (0: a free one), got \(masterPort)") }
         if let numFolds, numFolds < 2 { throw ValidationError("--num-folds must be at least 2 (train on every case with --fold all), got \(numFolds)") }
+        if throughputRun {
+            throw ValidationError("train has no --benchmark: time training on a data set's batches with `medseg benchmark --dataset DIR`, "
+                                  + "or pick cuDNN's fastest convolutions with --cudnn-benchmark")
+        }
     }
 
     func run() throws {
@@ -122,6 +141,14 @@ struct TrainCommand: ParsableCommand {
         set(channelsLast ? true : nil, "channels_last") { $0.channels_last = $1 }
         set(syncBn ? true : nil, "sync_bn") { $0.sync_bn = $1 }
         set(cudnnBenchmark ? true : nil, "cudnn_benchmark") { $0.cudnn_benchmark = $1 }
+        set(weightDecay, "weight_decay") { $0.weight_decay = $1 }
+        set(loss, "loss") { $0.loss = $1 }
+        set(gradAccumulation, "grad_accumulation") { $0.grad_accumulation = $1 }
+        set(workers, "workers") { $0.workers = $1 }
+        set(valBatchSize, "val_batch_size") { $0.val_batch_size = $1 }
+        set(patience, "patience") { $0.patience = $1 }
+        set(profile && c.profile_steps == 0 ? 5 : nil, "profile_steps") { $0.profile_steps = $1 }
+        set(deterministic ? true : nil, "deterministic") { $0.deterministic = $1 }
         set(previousStage, "previous_stage") { $0.previous_stage = URL(fileURLWithPath: $1).standardizedFileURL.path }
         set(globalBatchSize, "global_batch_size") { $0.global_batch_size = $1 }
         if distributeBatch {

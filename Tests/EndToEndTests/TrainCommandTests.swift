@@ -197,4 +197,100 @@ final class TrainCommandTests: XCTestCase {
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.output.contains("--size needs 1 or 2 values for --dim 2, got 3"), bad.output)
     }
+
+    private func saved(_ run: URL) throws -> TrainingConfig {
+        try TrainingConfig().merging(yaml: String(contentsOf: RunFolder(run).config, encoding: .utf8), source: "config.yaml")
+    }
+
+    private let tiny = ["--batch-size", "2", "--patch-size", "32,32", "--features", "4", "--depth", "3", "--threads", "1"]
+
+    /// Options that were YAML-only or missing (seeds 000, 002, 003): they reach the run, and the
+    /// profiler writes a Chrome trace of real training iterations.
+    func testPerRunOptionsReachTheRun() throws {
+        let data = try synth(6)
+        let run = temp.appendingPathComponent("run")
+        let r = try medseg(["train", "--dataset", data, "--out", run.path, "--epochs", "1", "--iterations", "3", "--workers", "0",
+                            "--loss", "dice_ce", "--weight-decay", "0.001", "--val-batch-size", "4", "--grad-accumulation", "2", "--profile"] + tiny)
+        let c = try saved(run)
+        XCTAssertEqual(c.workers, 0)
+        XCTAssertEqual(c.loss, .dice_ce)
+        XCTAssertEqual(c.weight_decay, 0.001)
+        XCTAssertEqual(c.val_batch_size, 4)
+        XCTAssertEqual(c.grad_accumulation, 2)
+        XCTAssertEqual(c.profile_steps, 5)
+        XCTAssertTrue(r.output.contains("batch 2, 2 accumulated per step (4 images a step)"), r.output)
+        let trace = run.appendingPathComponent("profile_trace.json")
+        XCTAssertTrue(r.output.contains(trace.path), r.output)
+        let events = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: trace)) as? [[String: Any]])
+        let names = Set(events.compactMap { $0["name"] as? String })
+        XCTAssertTrue(names.contains("aten::convolution") && names.contains("aten::convolution_backward"), "\(names.sorted().prefix(20))")
+        for (args, expected) in [(["--grad-accumulation", "0"], "key 'grad_accumulation': must be at least 1"),
+                                 (["--patience", "-1"], "key 'patience': cannot be negative"),
+                                 (["--loss", "focal"], "focal"),
+                                 (["--deterministic", "--cudnn-benchmark"], "choose one"),
+                                 (["--benchmark"], "medseg benchmark --dataset")] {
+            let bad = try medseg(["train", "--dataset", data, "--out", temp.appendingPathComponent("bad").path] + args + tiny, expectSuccess: false)
+            XCTAssertNotEqual(bad.status, 0, "\(args)")
+            XCTAssertTrue(bad.output.contains(expected), "\(args): \(bad.output)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: temp.appendingPathComponent("bad").path))
+    }
+
+    /// --patience ends a run whose validation metric stopped improving; the run is finished
+    /// (final checkpoint, final validation), and resuming it trains no further.
+    func testPatienceStopsARunThatNoLongerImproves() throws {
+        let data = try synth(6)
+        let run = temp.appendingPathComponent("run")
+        // A learning rate too small to change any prediction: the EMA Dice settles at once.
+        let r = try medseg(["train", "--dataset", data, "--out", run.path, "--epochs", "30", "--iterations", "1", "--lr", "1e-12",
+                            "--patience", "2"] + tiny)
+        XCTAssertTrue(r.output.contains("early stop after epoch"), r.output)
+        let log = try String(contentsOf: run.appendingPathComponent("training_log.csv"), encoding: .utf8)
+        let epochs = log.split(separator: "\n").count - 1
+        XCTAssertLessThan(epochs, 30, log)
+        XCTAssertGreaterThanOrEqual(epochs, 3, log)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: RunFolder(run).checkpoint(.final).path))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run.appendingPathComponent("validation/summary.json").path), r.output)
+        let again = try medseg(["train", "--resume", run.path])
+        XCTAssertTrue(again.output.contains("had already finished (stopped early)"), again.output)
+        XCTAssertEqual(try String(contentsOf: run.appendingPathComponent("training_log.csv"), encoding: .utf8), log)
+    }
+
+    /// --deterministic: the same seed gives bit-identical weights (with background workers making
+    /// the batches); another seed does not.
+    func testDeterministicRunsWithOneSeedGiveIdenticalWeights() throws {
+        let data = try synth(6)
+        func weights(seed: Int, _ name: String) throws -> [String: [Float]] {
+            let run = temp.appendingPathComponent(name)
+            try medseg(["train", "--dataset", data, "--out", run.path, "--epochs", "2", "--iterations", "2", "--workers", "2",
+                        "--deterministic", "--seed", "\(seed)"] + tiny)
+            XCTAssertTrue(try saved(run).deterministic)
+            let (tensors, _) = try Safetensors.load(RunFolder(run).checkpoint(.final))
+            return Dictionary(uniqueKeysWithValues: try tensors.keys.filter { $0.hasPrefix("model.") }.map { ($0, try tensors[$0]!.floats()) })
+        }
+        let a = try weights(seed: 5, "a"), b = try weights(seed: 5, "b"), c = try weights(seed: 6, "c")
+        XCTAssertFalse(a.isEmpty)
+        XCTAssertEqual(a, b, "same seed, same weights, bit for bit")
+        XCTAssertNotEqual(a, c, "another seed trains other weights")
+    }
+
+    /// `medseg benchmark --dataset` times training on a data set's own batches (seed 003's
+    /// --benchmark): its channels and classes decide the network.
+    func testBenchmarkTimesADataSetsBatches() throws {
+        let data = try synth(4)
+        let args = ["benchmark", "--size", "32", "--batch-size", "2", "--features", "4", "--depth", "3", "--warmup", "1", "--steps", "2",
+                    "--threads", "1", "--json"]
+        func result(_ extra: [String]) throws -> [String: Any] {
+            let r = try medseg(args + extra)
+            return try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.output.split(separator: "\n").last!.utf8)) as? [String: Any])
+        }
+        let real = try result(["--dataset", data]), random = try result(["--in-channels", "3"])
+        XCTAssertEqual(real["dataset"] as? String, data)
+        XCTAssertGreaterThan(real["img_per_s"] as? Double ?? 0, 0)
+        XCTAssertNil(random["dataset"])
+        XCTAssertNotEqual(real["params"] as? Int, random["params"] as? Int, "the data set's one channel, not --in-channels 3")
+        let missing = try medseg(args + ["--dataset", temp.appendingPathComponent("none").path], expectSuccess: false)
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.output.contains(temp.appendingPathComponent("none").path), missing.output)
+    }
 }

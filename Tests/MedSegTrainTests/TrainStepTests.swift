@@ -40,6 +40,31 @@ final class TrainStepTests: XCTestCase {
         XCTAssertEqual(b.scaler.currentScale, 2048, "one growth after 2 clean steps, the third counts towards the next")
     }
 
+    /// Gradient accumulation: two micro-batches of 2 step as one batch of 4 does (a per-sample
+    /// mean loss, no batch statistics), with clipping on the summed gradient.
+    func testAccumulatedMicroBatchesStepAsTheirWholeBatch() throws {
+        Torch.manualSeed(11)
+        let x = try Tensor.randn([4, 1, 8, 8]), y = try Tensor.rand([4, 1, 8, 8]).gt(0.5).float()
+        let whole = try model(seed: 3), accumulated = try model(seed: 3), single = try model(seed: 3)
+        let a = try TrainStep(model: whole, optimizer: try SGD(whole.parameters(), lr: 0.5, momentum: 0.9), loss: BCEWithLogitsLoss(), maxGradNorm: 1)
+        let b = try TrainStep(model: accumulated, optimizer: try SGD(accumulated.parameters(), lr: 0.5, momentum: 0.9), loss: BCEWithLogitsLoss(),
+                              maxGradNorm: 1)
+        let c = try TrainStep(model: single, optimizer: try SGD(single.parameters(), lr: 0.5, momentum: 0.9), loss: BCEWithLogitsLoss(),
+                              maxGradNorm: 1)
+        let (xs, ys) = (try x.chunk(2), try y.chunk(2))
+        for _ in 0..<3 {
+            let full = try a(x, y)
+            let micro = try b(microBatches: [(xs[0], ys[0]), (xs[1], ys[1])])
+            XCTAssertEqual(full.loss, micro.loss, accuracy: 1e-6, "the step reports the whole batch's loss")
+            try c(xs[0], ys[0])
+        }
+        for (p, q) in zip(try weights(whole), try weights(accumulated)) {
+            for (u, v) in zip(p, q) { XCTAssertEqual(u, v, accuracy: 1e-5) }
+        }
+        let differs = zip(try weights(whole), try weights(single)).contains { zip($0, $1).contains { abs($0 - $1) > 1e-4 } }
+        XCTAssertTrue(differs, "half the batch alone steps elsewhere: the comparison can fail")
+    }
+
     func testOverflowingScaledGradientsSkipTheStepAndBackOff() throws {
         let (x, y) = try batch()
         let m = try model(seed: 2)

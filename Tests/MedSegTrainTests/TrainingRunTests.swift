@@ -116,6 +116,32 @@ final class TrainingRunTests: XCTestCase {
         for (name, values) in a { XCTAssertEqual(values, b[name], name) }
     }
 
+    /// A checkpoint written before some settings existed (its config lacks their keys) resumes,
+    /// with those settings at their defaults.
+    func testCheckpointWithoutNewerSettingsResumes() throws {
+        let data = try smallDataset()
+        let run = temp.appendingPathComponent("older")
+        try TrainingRun(config: try smallConfig(), datasetFolder: data, runFolder: run, options: .init(verbose: false, stopAfterEpochs: 2)).run()
+        let latest = RunFolder(run).checkpoint(.latest)
+        let (tensors, metadata) = try Safetensors.load(latest)
+        var state = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(try XCTUnwrap(metadata["trainer"]).utf8)) as? [String: Any])
+        var config = try XCTUnwrap(state["config"] as? [String: Any])
+        for key in ["patience", "val_batch_size", "grad_accumulation", "profile_steps"] { XCTAssertNotNil(config.removeValue(forKey: key), key) }
+        state["config"] = config
+        state.removeValue(forKey: "bestEpoch")
+        var older = metadata
+        older["trainer"] = String(decoding: try JSONSerialization.data(withJSONObject: state), as: UTF8.self)
+        try Safetensors.save(tensors, metadata: older, to: latest)
+
+        let loaded = try Checkpoint.load(latest)
+        XCTAssertEqual(loaded.state.config.patience, 0)
+        XCTAssertEqual(loaded.state.config.grad_accumulation, 1)
+        XCTAssertEqual(loaded.state.config.lr, 0.01, "the saved settings stay")
+        let summary = try TrainingRun(config: try smallConfig(), datasetFolder: data, runFolder: run, start: .resume(from: run),
+                                      options: .init(verbose: false)).run()
+        XCTAssertEqual(summary.epochsCompleted, 4)
+    }
+
     /// SIGKILL in the middle of writing a checkpoint leaves the previous one loadable and whole.
     func testKilledWriterLeavesAWholeCheckpoint() throws {
         let binary = try XCTUnwrap(Executables.medseg(), "the medseg executable is built next to the tests")

@@ -292,6 +292,12 @@ mt_tensor_t mt_contiguous_format(mt_tensor_t t, int memory_format);
 int mt_is_contiguous_format(mt_tensor_t t, int memory_format);
 int mt_cudnn_benchmark(void);
 void mt_set_cudnn_benchmark(int enabled);
+/* deterministic algorithms only (and deterministic cuDNN without benchmark mode, cuBLAS's fixed workspace) */
+int mt_set_deterministic(int enabled);
+int mt_deterministic(void);
+/* libtorch's (Kineto) profiler: CPU ops, and CUDA kernels with `cuda`; stop writes a Chrome trace */
+int mt_profiler_start(int cuda);
+int mt_profiler_stop(const char *trace_path);
 
 /* ---- selective scan (Mamba) ---- */
 /* Mamba's selective_scan_fn (float32, time-invariant A); fused kernel on the CPU, NVRTC kernels or

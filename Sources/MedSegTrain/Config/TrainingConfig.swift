@@ -67,6 +67,9 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var step_size = 30
     public var gamma = 0.1
     public var grad_clip = 12.0
+    /// Micro-batches whose gradients add up to one optimizer step (an effective batch of
+    /// batch_size x grad_accumulation per process, as seed 002's accumulation).
+    public var grad_accumulation = 1
     public var loss = LossName.auto
     /// fp32, or mixed precision: bf16 or fp16 autocast (fp16 with loss scaling), float32 weights.
     public var precision = Precision.fp32
@@ -79,12 +82,23 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
 
     // Validation, checkpoints, run control
     public var val_every = 1
+    /// Windows per network call when validating (seed 003's val_batch_size).
+    public var val_batch_size = 1
+    /// Early stopping: the run ends when best_metric has not improved for this many epochs
+    /// (the best checkpoint is kept, the final steps run); 0: never.
+    public var patience = 0
+    /// Training iterations recorded with libtorch's profiler into profile_trace.json (Chrome's
+    /// trace format, for chrome://tracing or Perfetto), after one untraced iteration; 0: none.
+    public var profile_steps = 0
     public var save_every = 50
     /// Metric that picks checkpoint_best: "dice" (EMA of validation Dice) or "loss" (validation loss).
     public var best_metric = BestMetric.dice
     public var seed = 42
     public var threads = 0
-    public var deterministic = true
+    /// Deterministic algorithms only (cuDNN's too, without its benchmark mode; cuBLAS with a fixed
+    /// workspace): the same seed gives bit-identical weights, at some speed on GPUs. Off by
+    /// default, as in nnU-Net and PyTorch. Batches are seeded either way.
+    public var deterministic = false
 
     public init() {}
 
@@ -227,6 +241,13 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         if step_size < 1 { try fail("step_size", "must be positive, got \(step_size)") }
         if !(0...1).contains(gamma) { try fail("gamma", "must be in [0, 1], got \(gamma)") }
         if grad_clip < 0 { try fail("grad_clip", "cannot be negative (0 turns clipping off), got \(grad_clip)") }
+        if grad_accumulation < 1 { try fail("grad_accumulation", "must be at least 1 (micro-batches per optimizer step), got \(grad_accumulation)") }
+        if val_batch_size < 1 { try fail("val_batch_size", "must be at least 1 (windows per network call), got \(val_batch_size)") }
+        if patience < 0 { try fail("patience", "cannot be negative (0: no early stopping), got \(patience)") }
+        if profile_steps < 0 { try fail("profile_steps", "cannot be negative (0: no profile), got \(profile_steps)") }
+        if deterministic && cudnn_benchmark {
+            try fail("cudnn_benchmark", "cuDNN's benchmark mode picks algorithms by timing them, which deterministic: true rules out; choose one")
+        }
     }
 
     public func yaml() throws -> String { try YAMLEncoder().encode(self) }

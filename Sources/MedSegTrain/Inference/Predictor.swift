@@ -13,13 +13,17 @@ public struct Predictor {
     public var device: Device
     /// Network passes under bf16/fp16 autocast; the window sums and probabilities stay float32.
     public var precision: Precision
+    /// Windows per network call.
+    public var windowBatch: Int
 
-    public init(model: Module, spec: ModelSpecRecord, mirror: Bool = true, device: Device = .cpu, precision: Precision = .fp32) {
+    public init(model: Module, spec: ModelSpecRecord, mirror: Bool = true, device: Device = .cpu, precision: Precision = .fp32,
+                windowBatch: Int = 1) {
         self.model = model
         self.spec = spec
         self.mirror = mirror
         self.device = device
         self.precision = precision
+        self.windowBatch = windowBatch
     }
 
     /// Class probabilities [K, spatial...] (K = 1 for a binary model: the foreground probability).
@@ -40,7 +44,7 @@ public struct Predictor {
         // (rounded up to what the network accepts).
         let spatial = Array(image.shape.dropFirst())
         let patch = spec.patchSize.indices.map { a in min(spec.patchSize[a], (spatial[a] + divisors[a] - 1) / divisors[a] * divisors[a]) }
-        let window = SlidingWindow(patchSize: patch, mirrorAxes: mirror ? Array(0..<spec.dims) : [])
+        let window = SlidingWindow(patchSize: patch, mirrorAxes: mirror ? Array(0..<spec.dims) : [], batchSize: windowBatch)
         return try window(image.to(device: device)) { patch in
             try Autocast.run(device: device, precision: precision) { try model(patch) }.to(dtype: .float32)
         }

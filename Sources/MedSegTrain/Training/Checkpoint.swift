@@ -7,6 +7,8 @@ public struct TrainerState: Codable, Equatable, Sendable {
     /// Epochs completed.
     public var epoch: Int
     public var bestMetric: Double?
+    /// The epoch that reached `bestMetric` (early stopping counts from it).
+    public var bestEpoch: Int?
     public var emaDice: Double?
     public var history: [EpochRecord]
     /// The run's settings, fully resolved: a resumed run continues with them.
@@ -59,7 +61,7 @@ public enum Checkpoint {
         do {
             let decoder = JSONDecoder()
             decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
-            state = try decoder.decode(TrainerState.self, from: Data(json.utf8))
+            state = try decoder.decode(TrainerState.self, from: try withDefaultSettings(Data(json.utf8)))
         } catch {
             throw TrainingError("\(url.path): damaged trainer state: \(error)")
         }
@@ -70,5 +72,15 @@ public enum Checkpoint {
             else if name == "rng.cpu" { loaded.rng = tensor }
         }
         return loaded
+    }
+
+    /// The trainer state with the keys that its saved config lacks (settings added after the run
+    /// was written) at their defaults, so that an older run still resumes.
+    static func withDefaultSettings(_ json: Data) throws -> Data {
+        guard var state = try JSONSerialization.jsonObject(with: json) as? [String: Any],
+              let saved = state["config"] as? [String: Any],
+              let defaults = try JSONSerialization.jsonObject(with: JSONEncoder().encode(TrainingConfig())) as? [String: Any] else { return json }
+        state["config"] = defaults.merging(saved) { _, saved in saved }
+        return try JSONSerialization.data(withJSONObject: state)
     }
 }

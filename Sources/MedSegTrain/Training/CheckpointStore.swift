@@ -27,10 +27,10 @@ public struct CheckpointStore {
     /// Writes the weights and the optimizer, scheduler and loss-scaler state with the trainer's
     /// progress: what `restore` puts back.
     public func save(_ name: CheckpointName, model: Module, optimizer: Optimizer, scheduler: LRScheduler, scaler: GradScaler,
-                     epoch: Int, bestMetric: Double?, emaDice: Double?, history: [EpochRecord], config: TrainingConfig,
+                     epoch: Int, bestMetric: Double?, bestEpoch: Int? = nil, emaDice: Double?, history: [EpochRecord], config: TrainingConfig,
                      spec: ModelSpecRecord) throws {
         let optimizerState = optimizer.stateDict()
-        let state = TrainerState(epoch: epoch, bestMetric: bestMetric, emaDice: emaDice, history: history, config: config,
+        let state = TrainerState(epoch: epoch, bestMetric: bestMetric, bestEpoch: bestEpoch, emaDice: emaDice, history: history, config: config,
                                  optimizer: optimizerState.metadata, scheduler: scheduler.state,
                                  gradScaler: scaler.enabled ? scaler.state : nil, model: spec)
         try Checkpoint.save(to: folder.checkpoint(name), model: model, optimizer: optimizerState.tensors, state: state)

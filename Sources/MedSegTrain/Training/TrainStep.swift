@@ -62,10 +62,21 @@ public final class TrainStep {
 
     @discardableResult
     public func callAsFunction(_ input: Tensor, _ target: Tensor) throws -> Outcome {
-        let x = try memoryFormat.map { try input.contiguous(memoryFormat: $0) } ?? input
-        let outcome = try update(x, target)
+        try callAsFunction(microBatches: [(input, target)])
+    }
+
+    /// One optimizer step on the gradients of several micro-batches (gradient accumulation):
+    /// each contributes its loss divided by their number, so equal micro-batches step as one
+    /// batch of all of them would (with per-sample losses and no batch statistics).
+    @discardableResult
+    public func callAsFunction(microBatches: [(image: Tensor, label: Tensor)]) throws -> Outcome {
+        precondition(!microBatches.isEmpty, "a step needs at least one batch")
+        let prepared = try microBatches.map { batch in
+            (try memoryFormat.map { try batch.image.contiguous(memoryFormat: $0) } ?? batch.image, batch.label)
+        }
+        let outcome = try update(prepared)
         stepsTaken += 1
-        if let sophia = optimizer as? SophiaG, stepsTaken % hessianInterval == 0 { try refreshHessian(sophia, x) }
+        if let sophia = optimizer as? SophiaG, stepsTaken % hessianInterval == 0 { try refreshHessian(sophia, prepared[prepared.count - 1].0) }
         return outcome
     }
 
@@ -107,14 +118,19 @@ public final class TrainStep {
         try optimizer.zeroGrad()
     }
 
-    private func update(_ x: Tensor, _ target: Tensor) throws -> Outcome {
+    private func update(_ microBatches: [(Tensor, Tensor)]) throws -> Outcome {
         try optimizer.zeroGrad()
-        let lossTensor = try Autocast.run(device: x.device, precision: precision) { try computeLoss(x, target) }
-        let value = skipNonFinite ? try lossTensor.item() : .nan
-        // Backward runs on every rank (the gradient all-reduce needs all of them); a non-finite
-        // loss anywhere makes the averaged gradient non-finite on every rank, and then no rank
-        // steps: the weights never see it.
-        try scaler.scale(lossTensor).backward()
+        let share = 1.0 / Double(microBatches.count)
+        var value = skipNonFinite ? 0.0 : .nan
+        for (x, target) in microBatches {
+            var lossTensor = try Autocast.run(device: x.device, precision: precision) { try computeLoss(x, target) }
+            if microBatches.count > 1 { lossTensor = try lossTensor * share }
+            if skipNonFinite { value += try lossTensor.item() }
+            // Backward runs on every rank (the gradient all-reduce needs all of them); a non-finite
+            // loss anywhere makes the averaged gradient non-finite on every rank, and then no rank
+            // steps: the weights never see it.
+            try scaler.scale(lossTensor).backward()
+        }
         if maxGradNorm != nil { try scaler.unscale(optimizer) }
         let norm = try maxGradNorm.map { try clipGradNorm(model.trainableParameters(), maxNorm: $0) }
         if skipNonFinite, !value.isFinite {

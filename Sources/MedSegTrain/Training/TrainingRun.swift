@@ -107,6 +107,7 @@ public final class TrainingRun {
         if config.threads > 0 { Torch.threads = config.threads }
         let (c, loaded) = try resolveStart()
         Torch.manualSeed(UInt64(c.seed))
+        try Torch.setDeterministic(c.deterministic)
         let distributed = options.distributed
         let rank = distributed?.rank ?? 0, world = distributed?.worldSize ?? 1
         let isMain = rank == 0
@@ -153,12 +154,14 @@ public final class TrainingRun {
 
         var startEpoch = 0
         var best: Double? = nil
+        var bestEpoch: Int? = nil
         var ema: Double? = nil
         var history: [EpochRecord] = []
         if let loaded {
             try CheckpointStore.restore(loaded, model: model, optimizer: optimizer, scheduler: scheduler, scaler: scaler)
             startEpoch = loaded.state.epoch
             best = loaded.state.bestMetric
+            bestEpoch = loaded.state.bestEpoch
             ema = loaded.state.emaDice
             history = loaded.state.history
         }
@@ -175,7 +178,7 @@ public final class TrainingRun {
         func save(_ name: CheckpointName, epoch: Int) throws {
             guard let logger else { return }
             try store.save(name, model: model, optimizer: optimizer, scheduler: scheduler, scaler: scaler, epoch: epoch,
-                           bestMetric: best, emaDice: ema, history: logger.history, config: c, spec: spec)
+                           bestMetric: best, bestEpoch: bestEpoch, emaDice: ema, history: logger.history, config: c, spec: spec)
         }
 
         if case .validateOnly = start {
@@ -185,9 +188,11 @@ public final class TrainingRun {
         if loaded != nil { say("resuming \(runFolder.path) after epoch \(startEpoch)") }
         let localBatch = try c.batchPerProcess(rank: rank, world: world)
         let globalBatch = c.global_batch_size > 0 ? c.global_batch_size : c.batch_size * world
-        let batchText = world == 1 ? "batch \(localBatch)"
+        var batchText = world == 1 ? "batch \(localBatch)"
             : c.global_batch_size > 0 ? "global batch \(globalBatch) split over \(world) processes (\(localBatch) on rank \(rank)\(globalBatch % world == 0 ? " and every other" : "; \(globalBatch / world) or \(globalBatch / world + 1) per process"))"
             : "batch \(localBatch) per process x \(world) processes = \(globalBatch)"
+        let accumulation = c.grad_accumulation
+        if accumulation > 1 { batchText += ", \(accumulation) accumulated per step (\(globalBatch * accumulation) images a step)" }
         say("\(c.model.rawValue) \(c.dims)D: \(model.parameterCount()) parameters, \(spec.inChannels) input channel(s), " +
             "\(setup.layoutDescription); fold \(setup.foldName): \(setup.trainCases.count) training, \(setup.valCases.count) validation cases; " +
             "\(batchText), patch \(c.patch_size), \(c.optimizer.rawValue) lr \(c.lr), \(c.scheduler.rawValue) schedule, \(Torch.threads) thread(s)")
@@ -205,23 +210,38 @@ public final class TrainingRun {
         var epochsThisRun = 0
         var lastDice: Double? = nil
         var skippedSteps = 0
+        var stoppedEarly = false
+        /// Early stopping: best_metric has not improved for `patience` epochs after `epoch`.
+        func outOfPatience(after epoch: Int) -> Bool {
+            guard c.patience > 0, let bestEpoch, epoch - bestEpoch >= c.patience else { return false }
+            say("early stop after epoch \(epoch): no better \(c.best_metric == .loss ? "validation loss" : "EMA Dice") in \(epoch - bestEpoch) epochs "
+                + "(patience \(c.patience)); the best was epoch \(bestEpoch), kept in \(folder.checkpoint(.best).lastPathComponent)")
+            return true
+        }
+        var profiler = c.profile_steps > 0 ? TrainingProfile(steps: c.profile_steps, iterations: c.iterations, folder: runFolder, rank: rank, world: world, device: device) : nil
         for epoch in startEpoch..<c.epochs {
             if let stop = options.stopAfterEpochs, epochsThisRun >= stop { break }
+            // A run resumed after it stopped early stops again before training more.
+            if outOfPatience(after: epoch) { stoppedEarly = true; break }
             scheduler.set(step: epoch)
             model.train()
             // This rank's share of the training cases for the epoch, as DistributedSampler deals them.
             sampler.setEpoch(epoch)
             let source = TrainingBatches(cases: sampler.indices().map { patchCases[$0] }, batchSize: localBatch,
                                          sampler: patchSampler, pipeline: pipeline, device: device)
-            let batches = BatchLoader(source: source, batches: c.iterations, workers: c.workers, prefetch: 2,
+            let batches = BatchLoader(source: source, batches: c.iterations * accumulation, workers: c.workers, prefetch: 2,
                                       seed: UInt64(c.seed) &+ UInt64(rank) &* 0x9E37_79B9, epoch: epoch)
             defer { batches.stop() }
             let progress = EpochProgress(epoch: epoch + 1, epochs: c.epochs, iterations: c.iterations, enabled: verbose)
             let started = DispatchTime.now().uptimeNanoseconds
             var lossSum = 0.0, steps = 0
             for iteration in 0..<c.iterations {
-                guard let batch = try batches.next() else { break }
-                let outcome = try step(batch.image, batch.label) // already on the device (TrainingBatches)
+                var micro: [(image: Tensor, label: Tensor)] = []
+                while micro.count < accumulation, let batch = try batches.next() { micro.append((batch.image, batch.label)) }
+                guard micro.count == accumulation else { break }
+                try profiler?.willRun(iteration: iteration)
+                let outcome = try step(microBatches: micro) // already on the device (TrainingBatches)
+                if let trace = try profiler?.didRun(iteration: iteration) { say("profile of \(c.profile_steps) iteration(s): \(trace.path)") }
                 if outcome.lossScaleOverflow { continue }
                 guard outcome.stepped else {
                     skippedSteps += 1
@@ -234,18 +254,21 @@ public final class TrainingRun {
                 lossSum += outcome.loss
                 steps += 1
                 progress.update(iteration + 1, loss: lossSum / Double(steps), lr: optimizer.paramGroups[0].lr,
-                                imagesPerSecond: Double((iteration + 1) * localBatch) / (Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9))
+                                imagesPerSecond: Double((iteration + 1) * localBatch * accumulation) / (Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9))
             }
+            if let trace = try profiler?.finishEpoch() { say("profile of the epoch's last iteration(s): \(trace.path)") }
+            profiler = nil
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
             progress.finish()
             let trained = try ddp?.sum([lossSum, Double(steps)]) ?? [lossSum, Double(steps)]
             var record = EpochRecord(epoch: epoch + 1, trainLoss: trained[1] > 0 ? trained[0] / trained[1] : .nan,
                                      learningRate: optimizer.paramGroups[0].lr, seconds: seconds,
-                                     imagesPerSecond: Double(c.iterations * globalBatch) / seconds)
+                                     imagesPerSecond: Double(c.iterations * globalBatch * accumulation) / seconds)
             if (epoch + 1) % c.val_every == 0 || epoch + 1 == c.epochs, !setup.valCases.isEmpty {
                 // Each rank validates its share of the cases; the counts are summed over ranks.
                 let mine = setup.valCases.enumerated().filter { $0.offset % world == rank }.map(\.element)
-                var tallies = try Validation.tally(model: model, cases: mine, spec: spec, loss: lossFunction, device: device)
+                var tallies = try Validation.tally(model: model, cases: mine, spec: spec, loss: lossFunction, device: device,
+                                                   windowBatch: c.val_batch_size)
                 if let ddp { tallies = Validation.Tallies(flattened: try ddp.sum(tallies.flattened)) }
                 let v = tallies.result
                 record.valLoss = v.loss
@@ -259,6 +282,7 @@ public final class TrainingRun {
                 let metric = c.best_metric == .loss ? -v.loss : ema!
                 if best == nil || metric > best! {
                     best = metric
+                    bestEpoch = epoch + 1
                     try save(.best, epoch: epoch + 1)
                     say(String(format: "new best %@ %.4f", c.best_metric == .loss ? "validation loss" : "EMA Dice", c.best_metric == .loss ? v.loss : ema!))
                 }
@@ -273,8 +297,8 @@ public final class TrainingRun {
         if let ddp { try Self.checkReplicasAgree(model: model, ddp: ddp, say: say) }
         // A resumed run that had already finished keeps its final checkpoint: nothing was trained.
         let finishedBefore = epochsThisRun == 0 && folder.hasCheckpoint(.final)
-        if finishedBefore && isMain { say("\(runFolder.path) had already finished its \(c.epochs) epochs: its checkpoints are left as they are") }
-        if done >= c.epochs && options.stopAfterEpochs == nil && isMain && !finishedBefore {
+        if finishedBefore && isMain { say("\(runFolder.path) had already finished\(stoppedEarly ? " (stopped early)" : " its \(c.epochs) epochs"): its checkpoints are left as they are") }
+        if done >= c.epochs || stoppedEarly, options.stopAfterEpochs == nil && isMain && !finishedBefore {
             try save(.final, epoch: done)
             if !setup.valCases.isEmpty { lastDice = try validateFinal(model: model, setup: setup, say: say).foreground_mean.Dice }
             say("finished: outputs in \(runFolder.path)")
@@ -286,7 +310,7 @@ public final class TrainingRun {
     private func validateFinal(model: Module, setup: TrainingSetup, say: (String) -> Void) throws -> EvaluationSummary {
         let c = setup.config
         let inference = try CaseInference(predictors: [Predictor(model: model, spec: setup.spec, mirror: c.validation_mirroring, device: device,
-                                                                      precision: c.precision)],
+                                                                      precision: c.precision, windowBatch: c.val_batch_size)],
                                           preprocessor: setup.planned?.preprocessor, previousStage: setup.previousStage)
         let summary = try Validation.writeSummary(inference: inference, cases: setup.validationFiles, dataset: setup.dataset,
                                                   folder: folder.validation, saveProbabilities: c.save_probabilities)
