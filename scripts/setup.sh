@@ -26,8 +26,8 @@ if ((${#missing[@]})); then
 fi
 
 # Reference packages for the tests (PyPI): read back what MedSeg writes with the tools users have.
-python_packages=(tensorboard safetensors nibabel pynrrd pillow tifffile)
-python_modules=(tensorboard safetensors nibabel nrrd PIL tifffile)
+python_packages=(tensorboard safetensors nibabel pynrrd pillow tifffile scipy)
+python_modules=(tensorboard safetensors nibabel nrrd PIL tifffile scipy)
 missing_py=()
 for i in "${!python_packages[@]}"; do
   if ! python3 -c "import ${python_modules[$i]}" >/dev/null 2>&1; then missing_py+=("${python_packages[$i]}"); fi

@@ -12,7 +12,8 @@ public enum ModelFactory {
         public var depth: Int
         /// Extra outputs at lower resolutions, trained with weighted losses (unetpp, plainunet).
         public var deepSupervision: Bool
-        /// A planned plainunet's stages (from plans.json); nil for the regular one of `depth` stages.
+        /// A planned network's stages (plainunet, resencunet, unetpp; from plans.json); nil for the
+        /// regular one of `depth` stages.
         public var topology: Topology?
         /// setr_mla: whether its encoder is frozen; nil (older checkpoints) is frozen.
         public var freezeEncoder: Bool?
@@ -60,6 +61,16 @@ public enum ModelFactory {
                                           nConvPerStageDecoder: spec.topology?.convsPerDecoderStage ?? 1, deepSupervision: spec.deepSupervision)
     }
 
+    /// UNet++ on a planned topology (its widths, kernels and strides), or the regular one of `depth` levels.
+    static func unetppConfig(_ spec: Spec) -> UNetPlusPlus.Config {
+        guard let t = spec.topology else {
+            return .init(dims: spec.dims, inChannels: spec.inChannels, classes: spec.outChannels, baseFeatures: spec.features,
+                         depth: spec.depth, deepSupervision: spec.deepSupervision)
+        }
+        return .init(dims: spec.dims, inChannels: spec.inChannels, classes: spec.outChannels, featuresPerStage: t.featuresPerStage,
+                     kernelSizes: t.kernelSizes, strides: t.strides, deepSupervision: spec.deepSupervision)
+    }
+
     public static func make(_ spec: Spec) throws -> Module {
         switch spec.name {
         case "unet":
@@ -70,8 +81,7 @@ public enum ModelFactory {
         case "resencunet":
             return try ResidualEncoderUNet(residualConfig(spec))
         case "unetpp":
-            return try UNetPlusPlus(.init(dims: spec.dims, inChannels: spec.inChannels, classes: spec.outChannels,
-                                          baseFeatures: spec.features, depth: spec.depth, deepSupervision: spec.deepSupervision))
+            return try UNetPlusPlus(unetppConfig(spec))
         case "ultralight_vmunet":
             // Widths f, 2f, 3f, 4f, 6f, 8f: the published [8, 16, 24, 32, 48, 64] for f = 8. Logits out
             // (the published sigmoid is folded into the loss), so training and prediction treat it
@@ -97,6 +107,7 @@ public enum ModelFactory {
         case "setr_mla": return Array(repeating: 16, count: spec.dims)
         case "ultralight_vmunet": return Array(repeating: UltraLightVMUNet.sizeDivisor, count: spec.dims)
         case "plainunet" where spec.topology != nil, "resencunet" where spec.topology != nil: return plainConfig(spec).divisor
+        case "unetpp": return unetppConfig(spec).divisor
         default: return Array(repeating: 1 << (spec.depth - 1), count: spec.dims)
         }
     }

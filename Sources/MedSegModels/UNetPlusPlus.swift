@@ -27,6 +27,12 @@ public final class UNetPlusPlus: Module {
         public var deepSupervision: Bool
         /// Width cap; nil means nnU-Net's (320 for 3D, 512 for 2D).
         public var maxFeatures: Int?
+        /// A plan's stages (nnU-Net's plans.json): per level its width, convolution kernel and the
+        /// stride that reaches it (level 0's is 1), so pooling may be anisotropic; nil: widths
+        /// doubling per level, kernels 3 and strides 2 on every axis.
+        public var featuresPerStage: [Int]?
+        public var kernelSizes: [[Int]]?
+        public var strides: [[Int]]?
 
         public init(dims: Int = 3, inChannels: Int = 1, classes: Int = 2, baseFeatures: Int = 32, depth: Int = 5,
                     deepSupervision: Bool = true, maxFeatures: Int? = nil) {
@@ -39,9 +45,31 @@ public final class UNetPlusPlus: Module {
             self.maxFeatures = maxFeatures
         }
 
+        /// On a planned topology: as many levels as the plan has stages.
+        public init(dims: Int, inChannels: Int, classes: Int, featuresPerStage: [Int], kernelSizes: [[Int]], strides: [[Int]],
+                    deepSupervision: Bool = true) {
+            self.init(dims: dims, inChannels: inChannels, classes: classes, baseFeatures: featuresPerStage.first ?? 1,
+                      depth: featuresPerStage.count, deepSupervision: deepSupervision)
+            self.featuresPerStage = featuresPerStage
+            self.kernelSizes = kernelSizes
+            self.strides = strides
+        }
+
         public var widths: [Int] {
+            if let featuresPerStage { return featuresPerStage }
             let cap = maxFeatures ?? (dims == 3 ? 320 : 512)
             return (0..<depth).map { min(baseFeatures << $0, cap) }
+        }
+
+        /// The convolution kernel of level `i`, per axis.
+        func kernel(_ i: Int) -> [Int] { kernelSizes?[i] ?? Array(repeating: 3, count: dims) }
+
+        /// The stride from level `i - 1` to level `i`, per axis (level 0: 1).
+        func stride(_ i: Int) -> [Int] { strides?[i] ?? Array(repeating: i == 0 ? 1 : 2, count: dims) }
+
+        /// Per axis, what every input size must be divisible by: the product of the strides.
+        public var divisor: [Int] {
+            (0..<dims).map { axis in (0..<depth).reduce(1) { $0 * stride($1)[axis] } }
         }
     }
 
@@ -56,23 +84,35 @@ public final class UNetPlusPlus: Module {
     public init(_ config: Config = Config()) throws {
         guard config.dims == 2 || config.dims == 3 else { throw TorchError("UNet++ supports 2 or 3 spatial dimensions, got \(config.dims)") }
         guard config.depth >= 2 else { throw TorchError("UNet++ depth must be at least 2, got \(config.depth)") }
-        guard config.baseFeatures >= 1, config.inChannels >= 1, config.classes >= 1, (config.maxFeatures ?? 1) >= 1 else {
-            throw TorchError("UNet++ channels must be positive (base \(config.baseFeatures), in \(config.inChannels), classes \(config.classes))")
+        guard config.baseFeatures >= 1, config.inChannels >= 1, config.classes >= 1, (config.maxFeatures ?? 1) >= 1,
+              config.widths.allSatisfy({ $0 >= 1 }) else {
+            throw TorchError("UNet++ channels must be positive (widths \(config.widths), in \(config.inChannels), classes \(config.classes))")
+        }
+        for (name, perLevel) in [("kernel sizes", config.kernelSizes), ("strides", config.strides)] {
+            guard let perLevel else { continue }
+            guard perLevel.count == config.depth, perLevel.allSatisfy({ $0.count == config.dims && $0.allSatisfy { $0 >= 1 } }) else {
+                throw TorchError("UNet++ \(name) need \(config.depth) entries of \(config.dims) positive values, got \(perLevel)")
+            }
         }
         self.config = config
         let d = config.dims, w = config.widths, depth = config.depth
 
-        func block(_ i: Int, _ o: Int, stride: Int) throws -> Sequential {
-            Sequential(try ConvNormNonlin(dims: d, i, o, kernelSize: [3], stride: [stride], bias: true),
-                       try ConvNormNonlin(dims: d, o, o, kernelSize: [3], stride: [1], bias: true))
+        // A block of level `level`: two conv-norm-nonlin units with that level's kernel, the first
+        // with `stride` (nnU-Net's convolutional pooling).
+        func block(_ i: Int, _ o: Int, level: Int, stride: [Int]) throws -> Sequential {
+            let kernel = config.kernel(level), one = Array(repeating: 1, count: d)
+            return Sequential(try ConvNormNonlin(dims: d, i, o, kernelSize: kernel, stride: stride, bias: true),
+                              try ConvNormNonlin(dims: d, o, o, kernelSize: kernel, stride: one, bias: true))
         }
         var nodes: [[Sequential]] = [], ups: [[ConvNd?]] = []
         for i in 0..<depth {
             var row: [Sequential] = [], upRow: [ConvNd?] = [nil]
-            row.append(try block(i == 0 ? config.inChannels : w[i - 1], w[i], stride: i == 0 ? 1 : 2))
+            row.append(try block(i == 0 ? config.inChannels : w[i - 1], w[i], level: i, stride: config.stride(i)))
             for j in 1..<max(1, depth - i) {
-                upRow.append(try ConvNd(dims: d, w[i + 1], w[i], kernelSize: [2], stride: [2], transposed: true))
-                row.append(try block(w[i] * (j + 1), w[i], stride: 1))
+                // Undoes the stride into level i + 1 (kernel = stride, as nnU-Net's decoder).
+                let up = config.stride(i + 1)
+                upRow.append(try ConvNd(dims: d, w[i + 1], w[i], kernelSize: up, stride: up, transposed: true))
+                row.append(try block(w[i] * (j + 1), w[i], level: i, stride: Array(repeating: 1, count: d)))
             }
             nodes.append(row)
             ups.append(upRow)
@@ -108,10 +148,10 @@ public final class UNetPlusPlus: Module {
 
     private func run(_ x: Tensor, deepSupervision: Bool) throws -> [Tensor] {
         let depth = config.depth
-        let factor = 1 << (depth - 1)
+        let divisor = config.divisor
         guard x.rank == config.dims + 2, x.shape[1] == config.inChannels,
-              x.shape.dropFirst(2).allSatisfy({ $0 % factor == 0 }) else {
-            throw TorchError("UNet++ input must be (N, \(config.inChannels), \(config.dims == 2 ? "H, W" : "D, H, W")) with sizes divisible by \(factor), got \(x.shape)")
+              zip(x.shape.dropFirst(2), divisor).allSatisfy({ $0 % $1 == 0 }) else {
+            throw TorchError("UNet++ input must be (N, \(config.inChannels), \(config.dims == 2 ? "H, W" : "D, H, W")) with sizes divisible by \(divisor), got \(x.shape)")
         }
         var X: [[Tensor]] = Array(repeating: [], count: depth)
         var h = x

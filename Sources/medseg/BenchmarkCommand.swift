@@ -139,7 +139,7 @@ struct BenchmarkCommand: ParsableCommand {
             let setup = try TrainingSetup(config: c, datasetFolder: URL(fileURLWithPath: dataset), mayPreprocess: false, say: { _ in })
             bench.spec = setup.network
             bench.cases = setup.trainCases
-            bench.loss = try TrainingSetup.makeLoss(c.loss, binary: setup.binary, targets: setup.targets)
+            bench.loss = try TrainingSetup.makeLoss(c.loss, binary: setup.binary, targets: setup.targets, batchDice: c.batch_dice)
         }
         var result = try bench.run()
         result.dataset = dataset

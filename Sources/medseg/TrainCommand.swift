@@ -97,13 +97,21 @@ struct TrainCommand: ParsableCommand {
             return
         }
         var c = TrainingConfig()
-        if let preset { c = try TrainingPresets.config(preset) }
+        var notes: [String] = []
+        if let preset, plannedName == nil { c = try TrainingPresets.config(preset) }
         if let plannedName {
             guard let dataset else { throw ValidationError("--config \(plannedName) needs --dataset DIR (where plans.json is)") }
             let root = URL(fileURLWithPath: dataset)
             let plansURL = plans.map { URL(fileURLWithPath: $0) } ?? root.appendingPathComponent("plans.json")
-            c = c.applying(try PlannedSetup.load(plans: plansURL, configuration: plannedName,
-                                                 fingerprint: root.appendingPathComponent("dataset_fingerprint.json")), plansFile: plansURL)
+            let setup = try PlannedSetup.load(plans: plansURL, configuration: plannedName,
+                                              fingerprint: root.appendingPathComponent("dataset_fingerprint.json"))
+            if let preset {
+                let merged = try PresetOnPlan(preset: preset, setup: setup, plansFile: plansURL)
+                c = merged.config
+                notes = merged.report.map { "preset \(preset) on plan \(plannedName): \($0)" }
+            } else {
+                c = c.applying(setup, plansFile: plansURL)
+            }
         } else if let config {
             let text: String
             do { text = try String(contentsOfFile: config, encoding: .utf8) } catch { throw ValidationError("\(config): cannot read the config file") }
@@ -178,7 +186,7 @@ struct TrainCommand: ParsableCommand {
         let dev = try Device.resolve(device, localRank: environment?.localRank ?? 0)
         let start: TrainingRun.Start = validationOnly ? .validateOnly(resumeURL!) : resumeURL.map { .resume(from: $0, overrides: given) } ?? .fresh
         let run = TrainingRun(config: c, datasetFolder: datasetURL, runFolder: runFolder, start: start, device: dev,
-                              options: .init(distributed: environment, distributedTimeout: distTimeout))
+                              options: .init(distributed: environment, distributedTimeout: distTimeout, notes: notes))
         do {
             try run.run()
         } catch let error as TorchError where environment != nil && Self.isLostPeer(error.message) {

@@ -170,4 +170,144 @@ final class CrossValidationWorkflowTests: XCTestCase {
         let prediction = try ImageIO.read(URL(fileURLWithPath: preds + "/synth_006.nii.gz"))
         XCTAssertEqual(prediction.size, [48, 48, 24])
     }
+
+    /// A planned configuration trains with nnU-Net's recipe (SGD 0.01 Nesterov 0.99, weight decay
+    /// 3e-5, poly, Dice + CE on a softmax over background and classes, the plan's batch Dice),
+    /// and plans.json carries what nnU-Net's plans carry for it.
+    func testPlannedConfigurationTrainsWithNNUNetsRecipe() throws {
+        let (data, planned) = try plannedDataset(batch: 2)
+        XCTAssertEqual(planned.batch_dice, false, "3d_fullres without a 3d_lowres stage: per-sample Dice, as nnU-Net")
+        XCTAssertEqual(planned.use_mask_for_norm?.count, 1)
+        XCTAssertEqual(planned.resampling_fn_data_kwargs, .data)
+        XCTAssertEqual(planned.resampling_fn_seg_kwargs, .seg)
+        let plans = try ExperimentPlans.load(URL(fileURLWithPath: data + "/plans.json"))
+        XCTAssertEqual(plans.configurations["2d"]?.batch_dice, true)
+        let exp = temp.appendingPathComponent("exp").path
+        _ = try train(data, exp, fold: "0")
+        let run = RunFolder(ExperimentFolder(URL(fileURLWithPath: exp)).fold(0).url)
+        let c = try TrainingConfig().merging(yaml: String(contentsOf: run.config, encoding: .utf8), source: "config.yaml")
+        XCTAssertEqual(c.optimizer, .sgd)
+        XCTAssertEqual(c.lr, 0.01)
+        XCTAssertEqual(c.momentum, 0.99)
+        XCTAssertTrue(c.nesterov)
+        XCTAssertEqual(c.weight_decay, 3e-5)
+        XCTAssertEqual(c.scheduler, .poly)
+        XCTAssertEqual(c.loss, .dice_ce)
+        XCTAssertFalse(c.batch_dice)
+        XCTAssertEqual(c.epochs, 1, "options still win over the recipe")
+        let spec = try Checkpoint.load(run.checkpoint(.final)).state.model
+        XCTAssertFalse(spec.binary)
+        XCTAssertEqual(spec.network.outChannels, 3, "a softmax over background and the 2 classes")
+        // A binary data set too: softmax over background and foreground, not one sigmoid.
+        let binary = temp.appendingPathComponent("binary").path
+        try medseg(["data", "synth", "--dim", "3", "--cases", "4", "--test-cases", "0", "--classes", "1", "--size", "32,32,16", "--out", binary])
+        try medseg(["plan", binary])
+        let binaryExp = temp.appendingPathComponent("binary-exp")
+        try medseg(["train", "--dataset", binary, "--config", "3d_fullres", "--fold", "all", "--out", binaryExp.path, "--epochs", "1",
+                    "--iterations", "1", "--features", "4", "--no-mirror"])
+        let binarySpec = try Checkpoint.load(ExperimentFolder(binaryExp).fold(-1).checkpoint(.final)).state.model
+        XCTAssertFalse(binarySpec.binary)
+        XCTAssertEqual(binarySpec.network.outChannels, 2)
+    }
+
+    /// seed 001's `--preset liver-unetpp-3d --config 3d_fullres`: UNet++ on the plan's patch,
+    /// stages and strides, the preset's recipe; the log says where each disputed value came from.
+    func testPresetOnAPlanTrainsItsModelOnThePlannedTopology() throws {
+        let (data, planned) = try plannedDataset(batch: 2)
+        let exp = temp.appendingPathComponent("unetpp").path
+        let log = try medseg(["train", "--dataset", data, "--config", "3d_fullres", "--preset", "liver-unetpp-3d", "--fold", "0", "--out", exp,
+                              "--epochs", "1", "--iterations", "1", "--features", "4", "--no-mirror"]).output
+        XCTAssertTrue(log.contains("model: unetpp from preset liver-unetpp-3d (the plan's network: plainunet)"), log)
+        XCTAssertTrue(log.contains("patch_size: \(planned.patch_size) from plan 3d_fullres (preset liver-unetpp-3d says [128, 128, 128])"), log)
+        XCTAssertTrue(log.contains("normalization: none from plan 3d_fullres (preset liver-unetpp-3d says ct)"), log)
+        XCTAssertTrue(log.contains("unetpp is built on plan 3d_fullres's \(planned.strides.count) stages"), log)
+        let run = RunFolder(ExperimentFolder(URL(fileURLWithPath: exp)).fold(0).url)
+        let runLog = try String(contentsOf: run.url.appendingPathComponent("log.txt"), encoding: .utf8)
+        XCTAssertTrue(runLog.contains("model: unetpp from preset"), "the run's own log keeps the provenance")
+        let state = try Checkpoint.load(run.checkpoint(.final)).state
+        XCTAssertEqual(state.model.network.name, "unetpp")
+        XCTAssertEqual(state.model.network.topology?.strides, planned.strides)
+        XCTAssertEqual(state.model.network.topology?.featuresPerStage.count, planned.features_per_stage.count)
+        XCTAssertEqual(state.model.patchSize, planned.patch_size)
+        XCTAssertEqual(state.config.save_every, 50, "the preset's own keys apply")
+        XCTAssertEqual(state.config.optimizer, .sgd)
+    }
+
+    /// Seed 003 on an MSD Task01-style data set (4D images: four MRI modalities per case):
+    /// imported, planned, nnU-Net's 2d configuration trained on the volumes slice by slice with
+    /// the brats-nnunet-2d recipe, validated and predicted slice by slice into each volume's own
+    /// grid, and ensembled with 3d_fullres by find-best.
+    func testBraTSStyle2DConfigurationTrainsSliceBySlice() throws {
+        let source = temp.appendingPathComponent("Task01_BrainTumour")
+        _ = try Python.run("""
+        import json, os, sys, numpy as np, nibabel as nib
+        root = sys.argv[1]
+        for d in ("imagesTr", "labelsTr", "imagesTs"): os.makedirs(os.path.join(root, d))
+        rng = np.random.default_rng(1)
+        affine = np.diag([1.0, 1.0, 1.5, 1.0]); affine[:3, 3] = [-20, 10, 3]
+        def case(i):
+            shape = (32, 32, 6 + i % 3)
+            label = np.zeros(shape, np.uint8)
+            c = rng.integers(9, 23, 2)
+            label[c[0]-6:c[0]+6, c[1]-6:c[1]+6, 1:-1] = 1
+            label[c[0]-3:c[0]+3, c[1]-3:c[1]+3, 2:-2] = 2
+            label[c[0]-1:c[0]+1, c[1]-1:c[1]+1, 2:-2] = 3
+            image = np.stack([label * (20.0 + 5 * m) + rng.normal(100 + 10 * m, 5, shape) for m in range(4)], -1).astype(np.float32)
+            return image, label
+        training = []
+        for i in range(6):
+            image, label = case(i)
+            nib.save(nib.Nifti1Image(image, affine), os.path.join(root, "imagesTr", "BRATS_%03d.nii.gz" % i))
+            nib.save(nib.Nifti1Image(label, affine), os.path.join(root, "labelsTr", "BRATS_%03d.nii.gz" % i))
+            training.append({"image": "./imagesTr/BRATS_%03d.nii.gz" % i, "label": "./labelsTr/BRATS_%03d.nii.gz" % i})
+        nib.save(nib.Nifti1Image(case(7)[0], affine), os.path.join(root, "imagesTs", "BRATS_900.nii.gz"))
+        json.dump({"name": "BRATS", "tensorImageSize": "4D", "modality": {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"},
+                   "labels": {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"},
+                   "numTraining": 6, "numTest": 1, "training": training, "test": ["./imagesTs/BRATS_900.nii.gz"]},
+                  open(os.path.join(root, "dataset.json"), "w"))
+        """, [source.path])
+        let data = temp.appendingPathComponent("Dataset001_BrainTumour").path
+        try medseg(["data", "import", "msd", source.path, "--out", data])
+        try medseg(["plan", data])
+        let plans = try ExperimentPlans.load(URL(fileURLWithPath: data + "/plans.json"))
+        let twoD = try XCTUnwrap(plans.configurations["2d"])
+        XCTAssertEqual(twoD.patch_size.count, 2)
+
+        let exp2d = temp.appendingPathComponent("2d").path, exp3d = temp.appendingPathComponent("3d").path
+        let log = try medseg(["train", "--dataset", data, "--config", "2d", "--preset", "brats-nnunet-2d", "--fold", "0", "--out", exp2d,
+                              "--epochs", "1", "--iterations", "2", "--batch-size", "8", "--features", "4", "--save-probabilities"]).output
+        XCTAssertTrue(log.contains("plainunet 2D (volumes slice by slice)"), log)
+        XCTAssertTrue(log.contains("4 input channel(s)"), log)
+        let run = RunFolder(ExperimentFolder(URL(fileURLWithPath: exp2d)).fold(0).url)
+        let state = try Checkpoint.load(run.checkpoint(.final)).state
+        XCTAssertEqual(state.config.precision, .bf16, "the recipe's bf16")
+        XCTAssertEqual(state.config.optimizer, .adamw, "the recipe's optimizer, over nnU-Net's SGD")
+        XCTAssertTrue(state.config.deep_supervision)
+        XCTAssertEqual(state.model.network.dims, 2)
+        XCTAssertEqual(state.model.network.outChannels, 4)
+        // Validation: every validation case predicted whole, in its own grid.
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: run.validation.appendingPathComponent("summary.json"))) as? [String: Any]
+        let perCase = try XCTUnwrap(summary?["metric_per_case"] as? [[String: Any]])
+        XCTAssertFalse(perCase.isEmpty)
+        for entry in perCase {
+            let file = try XCTUnwrap(entry["prediction_file"] as? String)
+            let prediction = try ImageIO.read(run.validation.appendingPathComponent(file))
+            let reference = try ImageIO.read(URL(fileURLWithPath: data + "/labelsTr/" + file))
+            XCTAssertEqual(prediction.size, reference.size, file)
+            XCTAssertEqual(prediction.geometry.spacing, reference.geometry.spacing, file)
+        }
+
+        try medseg(["train", "--dataset", data, "--config", "3d_fullres", "--fold", "0", "--out", exp3d, "--epochs", "1", "--iterations", "1",
+                    "--features", "4", "--no-mirror", "--save-probabilities"])
+        let best = try medseg(["find-best", "--dataset", data, exp2d, exp3d, "--folds", "0"]).output
+        XCTAssertTrue(best.contains("ensemble(2d, 3d)"), "the 2d and 3d_fullres probabilities, in one grid, average: \(best)")
+
+        let preds = temp.appendingPathComponent("preds").path
+        try medseg(["predict", "--run", exp2d, "--checkpoint", "final", "--input", data + "/imagesTs", "--out", preds])
+        let prediction = try ImageIO.read(URL(fileURLWithPath: preds + "/BRATS_900.nii.gz"))
+        let image = try ImageIO.read(URL(fileURLWithPath: data + "/imagesTs/BRATS_900_0000.nii.gz"))
+        XCTAssertEqual(prediction.size, image.size)
+        XCTAssertEqual(prediction.geometry.spacing, image.geometry.spacing)
+        XCTAssertEqual(prediction.geometry.origin, image.geometry.origin)
+    }
 }

@@ -165,5 +165,30 @@ final class ConnectedComponentsTests: XCTestCase {
             }
         }
     }
-}
 
+    /// Holes filled as scipy.ndimage.binary_fill_holes fills them (nnU-Net's non-zero mask), on
+    /// random masks dense enough to enclose background.
+    func testFillingHolesAgreesWithScipy() throws {
+        guard (try? Python.run("import scipy.ndimage, numpy")) != nil else {
+            throw XCTSkip("python3 has no scipy (optional reference check)")
+        }
+        var generator = SplitMix64(seed: 77)
+        for size in [[19, 15], [9, 8, 7], [13, 11, 3]] {
+            let count = size.reduce(1, *)
+            let m = (0..<count).map { _ in generator.next() % 100 < 62 }
+            let script = """
+            import sys, numpy, scipy.ndimage
+            shape = [int(s) for s in sys.argv[2].split(",")][::-1]
+            mask = numpy.array([c == "1" for c in sys.argv[1]]).reshape(shape)
+            print("".join("1" if v else "0" for v in scipy.ndimage.binary_fill_holes(mask).ravel()))
+            """
+            let output = try Python.run(script, [m.map { $0 ? "1" : "0" }.joined(), size.map(String.init).joined(separator: ",")])
+            let expected = output.trimmingCharacters(in: .whitespacesAndNewlines).map { $0 == "1" }
+            let filled = ConnectedComponents.fillingHoles(m, size: size)
+            XCTAssertEqual(filled, expected, "size \(size)")
+            XCTAssertGreaterThan(zip(filled, m).filter { $0 != $1 }.count, 0, "size \(size): some holes to fill")
+        }
+        let ring = [true, true, true, true, false, true, true, true, true]
+        XCTAssertEqual(ConnectedComponents.fillingHoles(ring, size: [3, 3]), Array(repeating: true, count: 9))
+    }
+}

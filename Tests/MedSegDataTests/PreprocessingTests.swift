@@ -366,41 +366,57 @@ final class PreprocessingTests: XCTestCase {
         XCTAssertEqual(try other.run(dataset: dataset, out: out, workers: 2).processed.count, 3)
     }
 
-    /// With the non-zero mask used for normalization, background outside it is -1 in the stored
-    /// label (nnU-Net's crop_to_nonzero); the training target (`labelTensor`) reads -1 as 0.
-    /// Without the mask the label keeps 0 there.
-    func testBackgroundOutsideNonZeroMaskIsMinusOneWhenMaskUsed() throws {
+    /// As nnU-Net's crop_to_nonzero, background outside the hole-filled non-zero mask is -1 in the
+    /// stored label whenever cases are cropped, whether or not the mask normalizes; an enclosed
+    /// hole of zeros is filled and keeps 0. The training target (`labelTensor`) reads -1 as 0.
+    /// Checked against scipy's binary_fill_holes.
+    func testBackgroundOutsideNonZeroMaskIsMinusOneWheneverCropped() throws {
         let dataset = try makeDataset(cases: 2)
         let fingerprint = try DatasetFingerprint.compute(dataset: dataset, workers: 1)
         let files = try dataset.trainingCases()[0]
-        // A hole of zeros inside the non-zero box (the mask is not hole-filled), label 0 there.
         var raw = try ImageIO.read(files.images[0])
         var rawLabel = try ImageIO.read(files.label!)
-        for z in 4..<6 { for y in 3..<5 { for x in 10..<12 { let k = (z * 32 + y) * 32 + x; raw.voxels[k] = 0; rawLabel.voxels[k] = 0 } } }
+        func zero(_ zs: Range<Int>, _ ys: Range<Int>, _ xs: Range<Int>) {
+            for z in zs { for y in ys { for x in xs { let k = (z * 32 + y) * 32 + x; raw.voxels[k] = 0; rawLabel.voxels[k] = 0 } } }
+        }
+        zero(4..<6, 10..<12, 14..<16) // enclosed: filled, stays 0
+        zero(0..<16, 3..<6, 20..<32)  // reaches the crop box's border: -1
         try ImageIO.write(raw, to: files.images[0])
         try ImageIO.write(rawLabel, to: files.label!)
 
-        let masked = Preprocessor(targetSpacing: fingerprint.spacings[0], normalization: [.zscore], fingerprint: fingerprint, useMaskForNorm: [true])
-        let result = try masked.process(files)
-        let box = result.properties.cropBox
-        let croppedImage = Cropping.crop(raw, to: box), croppedLabel = Cropping.crop(rawLabel, to: box)
-        XCTAssertEqual(result.label?.count, croppedLabel.voxelCount)
-        let expected: [Int8] = zip(croppedImage.voxels, croppedLabel.voxels).map { image, label in
-            label == 0 && image == 0 ? -1 : Int8(label)
+        for useMask in [true, false] {
+            let preprocessor = Preprocessor(targetSpacing: fingerprint.spacings[0], normalization: [.zscore], fingerprint: fingerprint,
+                                            useMaskForNorm: [useMask])
+            let result = try preprocessor.process(files)
+            let box = result.properties.cropBox
+            let croppedImage = Cropping.crop(raw, to: box), croppedLabel = Cropping.crop(rawLabel, to: box)
+            let script = """
+            import sys, numpy, scipy.ndimage
+            shape = [int(s) for s in sys.argv[3].split(",")][::-1]
+            image = numpy.array([c == "1" for c in sys.argv[1]]).reshape(shape)
+            label = numpy.array([int(v) for v in sys.argv[2].split(",")]).reshape(shape)
+            label[(label == 0) & ~scipy.ndimage.binary_fill_holes(image)] = -1
+            print(",".join(str(v) for v in label.ravel()))
+            """
+            let output = try Python.run(script, [croppedImage.voxels.map { $0 != 0 ? "1" : "0" }.joined(),
+                                                 croppedLabel.voxels.map { String(Int($0)) }.joined(separator: ","),
+                                                 croppedImage.size.map(String.init).joined(separator: ",")])
+            let expected = output.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ",").map { Int8($0)! }
+            XCTAssertEqual(result.label, expected, "use_mask_for_norm \(useMask)")
+            XCTAssertGreaterThanOrEqual(expected.filter { $0 == -1 }.count, 100)
+            XCTAssertEqual(zip(croppedImage.voxels, expected).filter { $0 == 0 && $1 == 0 }.count, 8, "the enclosed hole keeps 0")
+            // A masked z-score leaves the outside at 0.
+            if useMask {
+                XCTAssertTrue(zip(result.image, expected).allSatisfy { $1 != -1 || $0 == 0 })
+            }
+            // Stored and read back for training: -1 becomes 0, the rest unchanged.
+            let out = scratch.appendingPathComponent("pp-\(useMask)")
+            try PreprocessedCase.write(image: result.image, label: result.label, properties: result.properties, to: out)
+            let stored = try PreprocessedCase.load(files.identifier, from: out)
+            XCTAssertEqual(stored.label, expected)
+            XCTAssertEqual(try XCTUnwrap(stored.labelTensor()).toArray(Float.self), expected.map { Float(max($0, 0)) })
+            XCTAssertTrue(result.properties.classLocations.values.joined().allSatisfy { expected[$0] > 0 })
         }
-        XCTAssertEqual(result.label, expected)
-        XCTAssertGreaterThanOrEqual(expected.filter { $0 == -1 }.count, 8)
-        // Stored and read back for training: -1 becomes 0, the rest unchanged.
-        let out = scratch.appendingPathComponent("pp-masked")
-        try PreprocessedCase.write(image: result.image, label: result.label, properties: result.properties, to: out)
-        let stored = try PreprocessedCase.load(files.identifier, from: out)
-        XCTAssertEqual(stored.label, expected)
-        let target = try XCTUnwrap(stored.labelTensor()).toArray(Float.self)
-        XCTAssertEqual(target, expected.map { Float(max($0, 0)) })
-        XCTAssertTrue(result.properties.classLocations.values.joined().allSatisfy { expected[$0] > 0 })
-
-        let unmasked = Preprocessor(targetSpacing: fingerprint.spacings[0], normalization: [.zscore], fingerprint: fingerprint, useMaskForNorm: [false])
-        XCTAssertEqual(try unmasked.process(files).label, croppedLabel.voxels.map { Int8($0) })
     }
 
     func testCTNormalizationWithoutResamplingUsesFingerprintStatistics() throws {

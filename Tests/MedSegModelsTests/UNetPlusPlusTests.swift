@@ -7,6 +7,10 @@ import TestSupport
 final class UNetPlusPlusTests: XCTestCase {
     private func config(_ fx: [String: Any], deepSupervision: Bool = true) -> UNetPlusPlus.Config {
         let c = fx["config"] as! [String: Any]
+        if let features = c["features"] as? [Int] {
+            return .init(dims: c["dims"] as! Int, inChannels: c["in"] as! Int, classes: c["classes"] as! Int, featuresPerStage: features,
+                         kernelSizes: c["kernels"] as! [[Int]], strides: c["strides"] as! [[Int]], deepSupervision: deepSupervision)
+        }
         return .init(dims: c["dims"] as! Int, inChannels: c["in"] as! Int, classes: c["classes"] as! Int,
                      baseFeatures: c["base"] as! Int, depth: c["depth"] as! Int, deepSupervision: deepSupervision,
                      maxFeatures: c["max_features"] as? Int)
@@ -29,6 +33,14 @@ final class UNetPlusPlusTests: XCTestCase {
     func testMatches2DPyTorchReference() throws { try checkParity("unetpp_2d.json") }
 
     func testMatches3DPyTorchReference() throws { try checkParity("unetpp_3d.json") }
+
+    /// On a plan's stages: anisotropic kernels and strides (no pooling along z at first).
+    func testMatchesPyTorchOnAPlannedAnisotropicTopology() throws {
+        try checkParity("unetpp_3d_planned.json")
+        let net = try UNetPlusPlus(config(try fixtures.json("unetpp_3d_planned.json")))
+        XCTAssertEqual(net.config.divisor, [2, 4, 4])
+        XCTAssertThrowsError(try net(Tensor.zeros([1, 1, 4, 8, 6]))) { XCTAssertTrue("\($0)".contains("[2, 4, 4]"), "\($0)") }
+    }
 
     func testDefaultParameterCounts() throws {
         let fx = try fixtures.json("unetpp_2d.json")
@@ -58,7 +70,7 @@ final class UNetPlusPlusTests: XCTestCase {
 
     func testBadInputIsAClearError() throws {
         let net = try UNetPlusPlus(.init(dims: 2, baseFeatures: 2, depth: 3))
-        XCTAssertThrowsError(try net(Tensor.randn([1, 1, 10, 10]))) { XCTAssertTrue("\($0)".contains("divisible by 4"), "\($0)") }
+        XCTAssertThrowsError(try net(Tensor.randn([1, 1, 10, 10]))) { XCTAssertTrue("\($0)".contains("divisible by [4, 4]"), "\($0)") }
         XCTAssertThrowsError(try UNetPlusPlus(.init(dims: 4)))
         XCTAssertThrowsError(try UNetPlusPlus(.init(depth: 1)))
     }

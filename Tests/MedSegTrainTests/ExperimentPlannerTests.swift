@@ -52,6 +52,34 @@ final class ExperimentPlannerTests: XCTestCase {
         XCTAssertNil(try planner.planLowResolution(small, fullres: smallFull, inChannels: 1, classes: 2, channelNames: ["CT"]))
     }
 
+    /// What nnU-Net's plans carry per configuration: batch Dice (2d; 3d_fullres only beside a
+    /// 3d_lowres stage), use_mask_for_norm, resampling orders; preprocessing honours an edited plan.
+    func testPlansCarryBatchDiceMaskAndResampling() throws {
+        let planner = ExperimentPlanner(memoryGB: 8)
+        let description = try DatasetDescription.decode(Data(#"{"channel_names": {"0": "MRI"}, "labels": {"background": 0, "a": 1}, "numTraining": 5, "file_ending": ".nii.gz"}"#.utf8))
+        let large = try fingerprint(spacings: Array(repeating: [1, 1, 1], count: 5), shapes: Array(repeating: [320, 320, 320], count: 5))
+        let plans = try planner.planExperiment(large, description: description, datasetName: "d", configurations: ["2d", "3d_fullres", "3d_lowres"])
+        XCTAssertEqual(plans.configurations["2d"]?.batch_dice, true)
+        XCTAssertEqual(plans.configurations["3d_fullres"]?.batch_dice, true)
+        XCTAssertEqual(plans.configurations["3d_lowres"]?.batch_dice, false)
+        XCTAssertEqual(plans.configurations["3d_cascade_fullres"]?.batch_dice, true)
+        let small = try fingerprint(spacings: Array(repeating: [1, 1, 1], count: 5), shapes: Array(repeating: [64, 64, 64], count: 5))
+        let smallPlans = try planner.planExperiment(small, description: description, datasetName: "d", configurations: ["3d_fullres"])
+        var plan = try XCTUnwrap(smallPlans.configurations["3d_fullres"])
+        XCTAssertEqual(plan.batch_dice, false)
+        XCTAssertEqual(plan.use_mask_for_norm, [false], "the crop kept the whole image (median relative size 1)")
+        XCTAssertEqual(plan.resampling_fn_data_kwargs, ResamplingSettings(is_seg: false, order: 3, order_z: 0))
+        XCTAssertEqual(plan.resampling_fn_seg_kwargs, ResamplingSettings(is_seg: true, order: 1, order_z: 0))
+
+        plan.use_mask_for_norm = [true]
+        plan.resampling_fn_seg_kwargs?.order = 0
+        let edited = PlannedSetup(name: "3d_fullres", plans: smallPlans, plan: plan, fingerprint: small)
+        XCTAssertEqual(edited.preprocessor.useMaskForNorm, [true])
+        XCTAssertEqual(edited.preprocessor.labelOrder, .nearest)
+        plan.use_mask_for_norm = [true, false]
+        XCTAssertThrowsError(try plan.validate(source: "plans.json")) { XCTAssertTrue("\($0)".contains("use_mask_for_norm"), "\($0)") }
+    }
+
     func testLowResolutionGrowsOnlyTheFineAxesOfAnisotropicData() throws {
         let fp = try fingerprint(spacings: Array(repeating: [3, 1, 1], count: 5), shapes: Array(repeating: [100, 400, 400], count: 5))
         let planner = ExperimentPlanner(memoryGB: 4)

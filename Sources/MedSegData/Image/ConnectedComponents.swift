@@ -65,6 +65,24 @@ public struct ConnectedComponents: Sendable {
         return best.map { Int32($0 + 1) }
     }
 
+    /// `mask` with its holes filled: every component of the background that does not reach the
+    /// grid's border becomes part of the mask (scipy.ndimage.binary_fill_holes, face connectivity).
+    public static func fillingHoles(_ mask: [Bool], size: [Int]) -> [Bool] {
+        let background = ConnectedComponents(mask: mask.map { !$0 }, size: size)
+        guard background.count > 0 else { return mask }
+        var reachesBorder = [Bool](repeating: false, count: background.count + 1)
+        var strides: [Int] = []
+        var stride = 1
+        for n in size { strides.append(stride); stride *= n }
+        for (voxel, id) in background.labels.enumerated() where id > 0 && !reachesBorder[Int(id)] {
+            for axis in 0..<size.count {
+                let coordinate = (voxel / strides[axis]) % size[axis]
+                if coordinate == 0 || coordinate == size[axis] - 1 { reachesBorder[Int(id)] = true; break }
+            }
+        }
+        return zip(mask, background.labels).map { inside, id in inside || !reachesBorder[Int(id)] }
+    }
+
     /// `mask` with every component but the largest cleared (an empty mask stays empty).
     public static func largestComponentMask(_ mask: [Bool], size: [Int]) -> [Bool] {
         let components = ConnectedComponents(mask: mask, size: size)

@@ -31,8 +31,7 @@ public struct CropBox: Codable, Equatable, Sendable {
 
 /// Cropping to the non-zero region (nnU-Net's `crop_to_nonzero`): the bounding box of the
 /// voxels where any channel is non-zero. nnU-Net fills holes in that mask first, which does not
-/// change its bounding box; labels keep their values (nnU-Net's -1 "outside the non-zero mask"
-/// marker is not written, so stored labels are always valid class indices).
+/// change its bounding box; the preprocessor marks background outside the filled mask -1.
 public enum Cropping {
     /// Bounding box of the voxels where any channel != 0; the whole image when every voxel is 0.
     public static func nonZeroBox(_ image: MedicalImage) -> CropBox {
@@ -64,15 +63,15 @@ public enum Cropping {
         return any ? CropBox(lower: lower, upper: upper, originalSize: size) : .whole(size)
     }
 
-    /// Per voxel of `image` (all channels), whether any channel is non-zero: nnU-Net's non-zero
-    /// mask (without hole filling), used for `use_mask_for_norm`.
+    /// Per voxel of `image`, whether any channel is non-zero, with the holes filled: nnU-Net's
+    /// non-zero mask (`create_nonzero_mask`).
     public static func nonZeroMask(_ image: MedicalImage) -> [Bool] {
         let n = image.voxelCount
         var mask = [Bool](repeating: false, count: n)
         for c in 0..<image.channels {
             for i in 0..<n where image.voxels[c * n + i] != 0 { mask[i] = true }
         }
-        return mask
+        return ConnectedComponents.fillingHoles(mask, size: image.size)
     }
 
     /// Crops `image` (every channel) to `box`; the origin moves to the box's first voxel.

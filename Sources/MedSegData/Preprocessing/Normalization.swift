@@ -16,7 +16,7 @@ public enum PreprocessingNormalization {
     ///   - schemes: one per channel (the last one repeats when there are fewer).
     ///   - statistics: the fingerprint's foreground statistics per channel (needed for CT).
     ///   - useMask: per channel, z-score over `mask` only (nnU-Net's `use_mask_for_norm`).
-    ///   - mask: the non-zero mask (`Cropping.nonZeroMask`), required where `useMask` is true.
+    ///   - mask: the voxels inside the non-zero mask (`Cropping.nonZeroMask`), required where `useMask` is true.
     public static func normalize(_ image: inout MedicalImage, schemes: [IntensityNormalization], statistics: [IntensityStatistics]?,
                                  useMask: [Bool], mask: [Bool]?, file: URL) throws {
         let n = image.voxelCount

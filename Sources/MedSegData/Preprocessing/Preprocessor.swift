@@ -80,31 +80,35 @@ public struct Preprocessor {
             && stored.useMaskForNorm == Array(useMaskForNorm.prefix(stored.channels))
     }
 
-    /// Label value of background voxels outside the non-zero mask when `useMaskForNorm` holds
-    /// for a channel (nnU-Net's `nonzero_label`).
+    /// Label value of background voxels outside the non-zero mask (nnU-Net's `nonzero_label`).
     public static let outsideNonZeroLabel: Float = -1
 
     /// One case, preprocessed in memory: image [C, (Z,) Y, X] values, int8 label, properties.
     public func process(_ files: CaseFiles) throws -> (image: [Float], label: [Int8]?, properties: PreprocessedCase.Properties) {
         let (raw, rawLabel) = try CaseVolumes.read(files)
-        guard targetSpacing.count == raw.dims else {
+        // A 2D configuration of volumes (nnU-Net's 2d) resamples in plane only: each case keeps
+        // its own slice spacing.
+        guard targetSpacing.count == raw.dims || (raw.dims == 3 && targetSpacing.count == 2) else {
             throw DataError(file: files.images[0], "target spacing \(targetSpacing) does not have the image's \(raw.dims) dimensions")
         }
+        let caseSpacing = targetSpacing.count == raw.dims ? targetSpacing : [raw.geometry.spacing[2]] + targetSpacing
         // 1. Crop to the non-zero region.
         var (image, label, box) = Cropping.cropToNonZero(image: raw, label: rawLabel)
-        // 2. Normalize (before resampling: nnU-Net resamples normalized intensities).
-        let masked = (0..<image.channels).contains { $0 < useMaskForNorm.count && useMaskForNorm[$0] }
-        let nonZero = masked ? Cropping.nonZeroMask(image) : nil
-        // As nnU-Net: where the mask is used for normalization, background outside the non-zero
-        // region is -1 in the label (training reads it as 0: `PreprocessedCase.labelTensor`).
-        if let nonZero, var l = label, l.voxelCount == nonZero.count {
+        // As nnU-Net's cropping: background outside the (hole-filled) non-zero mask is -1 in the
+        // label (training reads it as 0: `PreprocessedCase.labelTensor`).
+        let nonZero = Cropping.nonZeroMask(image)
+        if var l = label, l.voxelCount == nonZero.count {
             for i in 0..<nonZero.count where !nonZero[i] && l.voxels[i] == 0 { l.voxels[i] = Self.outsideNonZeroLabel }
             label = l
         }
+        // 2. Normalize (before resampling: nnU-Net resamples normalized intensities). A masked
+        // z-score takes the voxels not marked outside (nnU-Net's `seg >= 0`).
+        let masked = (0..<image.channels).contains { $0 < useMaskForNorm.count && useMaskForNorm[$0] }
+        let normalizationMask = !masked ? nil : label.map { l in l.voxels.map { $0 >= 0 } } ?? nonZero
         try PreprocessingNormalization.normalize(&image, schemes: normalization, statistics: fingerprint.intensityStatistics,
-                                                 useMask: useMaskForNorm, mask: nonZero, file: files.images[0])
+                                                 useMask: useMaskForNorm, mask: normalizationMask, file: files.images[0])
         // 3. Resample (target spacing is array order, images are x first).
-        let target = Array(targetSpacing.reversed())
+        let target = Array(caseSpacing.reversed())
         let croppedSize = image.size
         try Resampling.checkResampling(size: image.size, spacing: image.geometry.spacing, target: target, file: files.images[0])
         image = Resampling.resampleImage(image, to: target)

@@ -71,6 +71,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// batch_size x grad_accumulation per process, as seed 002's accumulation).
     public var grad_accumulation = 1
     public var loss = LossName.auto
+    /// Dice over the whole batch as one volume (nnU-Net's batch_dice) rather than per sample.
+    public var batch_dice = true
     /// fp32, or mixed precision: bf16 or fp16 autocast (fp16 with loss scaling), float32 weights.
     public var precision = Precision.fp32
     /// Channels-last memory layout of weights and batches (faster convolutions on GPUs).
@@ -149,10 +151,10 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
             throw ConfigError("\(source): unknown key '\(key)'\(suggestion)")
         }
         // Re-encode the current config, overlay the file's keys, decode: type errors name the key.
-        var base = try YAMLDecoder().decode([String: AnyCodable].self, from: try YAMLEncoder().encode(self))
+        var base = try self.mapping()
         for (k, v) in mapping { base[k] = AnyCodable(v) }
         do {
-            let merged = try YAMLDecoder().decode(TrainingConfig.self, from: try YAMLEncoder().encode(base))
+            let merged = try Self.decoding(base)
             try merged.validate(source: source)
             return merged
         } catch let DecodingError.typeMismatch(type, context) {
@@ -213,7 +215,9 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         func fail(_ key: String, _ why: String) throws -> Never { throw ConfigError("\(source): key '\(key)': \(why)") }
         if ![2, 3].contains(dims) { try fail("dims", "must be 2 or 3, got \(dims)") }
         if patch_size.count != dims { try fail("patch_size", "needs \(dims) values for dims \(dims), got \(patch_size)") }
-        if patch_size.contains(where: { $0 < 8 }) { try fail("patch_size", "every value must be at least 8, got \(patch_size)") }
+        // A plan may give a thin axis (a median of 7 slices) a patch as thin, with no pooling along it.
+        let smallest = configuration.isEmpty ? 8 : 1
+        if patch_size.contains(where: { $0 < smallest }) { try fail("patch_size", "every value must be at least \(smallest), got \(patch_size)") }
         if width < 1 { try fail("features", "must be positive, got \(width)") }
         if levels < 2 || levels > 32 { try fail("depth", "must be 2 to 32 (levels of a U-Net, blocks of a ViT), got \(levels)") }
         if batch_size < 1 { try fail("batch_size", "must be positive, got \(batch_size)") }
@@ -252,13 +256,19 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
 
     public func yaml() throws -> String { try YAMLEncoder().encode(self) }
 
+    /// Every key with its value, as config.yaml holds them.
+    func mapping() throws -> [String: AnyCodable] {
+        try YAMLDecoder().decode([String: AnyCodable].self, from: try YAMLEncoder().encode(self))
+    }
+
+    static func decoding(_ mapping: [String: AnyCodable]) throws -> TrainingConfig {
+        try YAMLDecoder().decode(TrainingConfig.self, from: try YAMLEncoder().encode(mapping))
+    }
+
     /// The keys among `keys` whose values differ between two configs, with both values as YAML.
     public static func differences(requested: TrainingConfig, saved: TrainingConfig, keys: Set<String>) throws
         -> [(key: String, requested: String, saved: String)] {
-        func values(_ c: TrainingConfig) throws -> [String: String] {
-            let mapping = try YAMLDecoder().decode([String: AnyCodable].self, from: try c.yaml())
-            return mapping.mapValues { "\($0.value)" }
-        }
+        func values(_ c: TrainingConfig) throws -> [String: String] { try c.mapping().mapValues { "\($0.value)" } }
         let a = try values(requested), b = try values(saved)
         return keys.sorted().compactMap { key in
             let (x, y) = (a[key] ?? "none", b[key] ?? "none")

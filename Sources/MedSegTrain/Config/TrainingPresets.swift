@@ -1,3 +1,5 @@
+import Yams
+
 /// The seed recipes as named training presets (YAML, like a user's --config file). Data-set
 /// specific sizes (patch, batch) are the seeds'; override them on the command line as needed.
 public enum TrainingPresets {
@@ -130,6 +132,12 @@ public enum TrainingPresets {
     ]
 
     public static var names: [String] { yaml.keys.sorted() }
+
+    /// The keys preset `name` sets.
+    public static func keys(_ name: String) throws -> Set<String> {
+        guard let text = yaml[name] else { throw ConfigError("unknown preset '\(name)'; available: \(names.joined(separator: ", "))") }
+        return Set(((try Yams.load(yaml: text)) as? [String: Any] ?? [:]).keys)
+    }
 
     /// The preset applied on top of the defaults.
     public static func config(_ name: String) throws -> TrainingConfig {

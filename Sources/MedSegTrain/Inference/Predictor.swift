@@ -37,7 +37,12 @@ public struct Predictor {
     }
 
     /// Network outputs [K, spatial...] over the whole image (sliding window, optional mirroring).
+    /// A 2D network predicts a volume slice by slice (nnU-Net's 2d configuration), stacked back.
     public func logits(normalizedImage image: Tensor) throws -> Tensor {
+        if image.rank == spec.dims + 2 {
+            let slices = try (0..<image.shape[1]).map { z in try logits(normalizedImage: image.select(dim: 1, index: z)) }
+            return try Tensor.stack(slices, dim: 1)
+        }
         model.eval()
         let divisors = ModelFactory.sizeDivisors(spec.network)
         // Windows are the training patch, but never larger than needed for a small image

@@ -26,6 +26,34 @@ public struct PlannedConfiguration: Codable, Equatable, Sendable {
     /// absent: nnU-Net's plain U-Net, 2 and 2.
     public var n_blocks_per_stage: [Int]?
     public var n_conv_per_stage_decoder: [Int]?
+    /// Dice over the whole batch (nnU-Net: 2d; 3d_fullres where a 3d_lowres exists) or per
+    /// sample; absent in older plans: true.
+    public var batch_dice: Bool?
+    /// Per channel, z-score statistics over the non-zero mask only; absent: the planner's rule
+    /// on the fingerprint.
+    public var use_mask_for_norm: [Bool]?
+    /// Interpolation of images, labels and probabilities when resampling (nnU-Net's
+    /// resample_data_or_seg_to_shape keyword arguments); absent: nnU-Net's defaults.
+    public var resampling_fn_data_kwargs: ResamplingSettings?
+    public var resampling_fn_seg_kwargs: ResamplingSettings?
+    public var resampling_fn_probabilities_kwargs: ResamplingSettings?
+}
+
+/// One resampling's interpolation as nnU-Net's plans write it: spline `order` in plane, `order_z`
+/// along a separately resampled (anisotropic) axis.
+public struct ResamplingSettings: Codable, Equatable, Sendable {
+    public var is_seg: Bool
+    public var order: Int
+    public var order_z: Int
+
+    public init(is_seg: Bool, order: Int, order_z: Int = 0) {
+        self.is_seg = is_seg; self.order = order; self.order_z = order_z
+    }
+
+    /// nnU-Net's defaults: images cubic, labels and probabilities linear, order 0 along z.
+    public static let data = ResamplingSettings(is_seg: false, order: 3)
+    public static let seg = ResamplingSettings(is_seg: true, order: 1)
+    public static let probabilities = ResamplingSettings(is_seg: false, order: 1)
 }
 
 public struct ExperimentPlans: Codable, Equatable, Sendable {
@@ -76,6 +104,15 @@ extension PlannedConfiguration {
         if batch_size < 1 { try fail("batch_size", "must be positive, got \(batch_size)") }
         if let bad = normalization_schemes.first(where: { Self.normalizationNames[$0] == nil }) {
             try fail("normalization_schemes", "has '\(bad)'; known: \(Self.normalizationNames.keys.sorted().joined(separator: ", "))")
+        }
+        if let mask = use_mask_for_norm, mask.count != normalization_schemes.count {
+            try fail("use_mask_for_norm", "needs one value per channel like normalization_schemes (\(normalization_schemes.count)), got \(mask)")
+        }
+        if let data = resampling_fn_data_kwargs, ![0, 1, 3].contains(data.order) {
+            try fail("resampling_fn_data_kwargs", "order must be 0, 1 or 3, got \(data.order)")
+        }
+        if let seg = resampling_fn_seg_kwargs, ![0, 1].contains(seg.order) {
+            try fail("resampling_fn_seg_kwargs", "order must be 0 (nearest) or 1 (per-label linear), got \(seg.order)")
         }
     }
 }
@@ -321,7 +358,9 @@ public struct ExperimentPlanner {
                                     normalization_schemes: schemes, next_stage: nil, previous_stage: nil,
                                     network_class_name: preset.networkClassName,
                                     n_blocks_per_stage: Array(preset.blocksPerStageEncoder.prefix(n)),
-                                    n_conv_per_stage_decoder: Array(preset.blocksPerStageDecoder.prefix(n - 1)))
+                                    n_conv_per_stage_decoder: Array(preset.blocksPerStageDecoder.prefix(n - 1)),
+                                    batch_dice: dims == 2, use_mask_for_norm: nil,
+                                    resampling_fn_data_kwargs: .data, resampling_fn_seg_kwargs: .seg, resampling_fn_probabilities_kwargs: .probabilities)
     }
 
     /// nnU-Net's 3d_lowres, for data whose median image the full-resolution patch covers less

@@ -24,9 +24,9 @@ public struct PlannedSetup: Sendable {
         }
         let fpURL = fingerprintURL ?? plansURL.deletingLastPathComponent().appendingPathComponent(DatasetFingerprint.fileName)
         let fingerprint = try DatasetFingerprint.load(fpURL)
-        guard plan.spacing.count == fingerprint.medianSpacing.count else {
-            throw ConfigError("configuration '\(name)' of \(plansURL.path) plans \(plan.spacing.count)D patches for \(fingerprint.medianSpacing.count)D images; "
-                              + "slice-wise training of volumes is not supported yet")
+        // Equal dimensions, or a 2d configuration of volumes (trained and predicted slice by slice).
+        guard plan.spacing.count == fingerprint.medianSpacing.count || (plan.spacing.count == 2 && fingerprint.medianSpacing.count == 3) else {
+            throw ConfigError("configuration '\(name)' of \(plansURL.path) plans \(plan.spacing.count)D patches for \(fingerprint.medianSpacing.count)D images")
         }
         guard plan.patch_size.count == plan.spacing.count, plan.features_per_stage.count == plan.strides.count,
               plan.kernel_sizes.count == plan.strides.count, plan.batch_size >= 1 else {
@@ -38,7 +38,10 @@ public struct PlannedSetup: Sendable {
     /// The plan's preprocessing (crop, normalize per channel, resample to the target spacing).
     public var preprocessor: Preprocessor {
         let schemes: [IntensityNormalization] = plan.normalization_schemes.map { PlannedConfiguration.normalizationNames[$0] ?? .zscore }
-        return Preprocessor(targetSpacing: plan.spacing, normalization: schemes, fingerprint: fingerprint)
+        var preprocessor = Preprocessor(targetSpacing: plan.spacing, normalization: schemes, fingerprint: fingerprint,
+                                        useMaskForNorm: plan.use_mask_for_norm)
+        if let seg = plan.resampling_fn_seg_kwargs { preprocessor.labelOrder = seg.order == 0 ? .nearest : .linear }
+        return preprocessor
     }
 
     public var topology: ModelFactory.Topology {
@@ -71,21 +74,48 @@ public struct PlannedSetup: Sendable {
 }
 
 extension TrainingConfig {
-    /// The settings a planned configuration decides: nnU-Net's plain conv U-Net with deep
-    /// supervision, the plan's patch and batch, on preprocessed (already normalized) cases.
-    /// Options given after this (on the command line) still win.
+    /// The settings a planned configuration decides: its network (nnU-Net's plain or residual
+    /// U-Net), patch, batch and batch Dice, on preprocessed (already normalized) cases, trained
+    /// with nnU-Net's recipe (`nnUNetTraining`). Options given after this still win.
     public func applying(_ setup: PlannedSetup, plansFile: URL) -> TrainingConfig {
-        var c = self
+        var c = self.applyingNNUNetTraining()
         c.model = setup.modelName
         c.dims = setup.plan.patch_size.count
         c.patch_size = setup.plan.patch_size
         c.batch_size = setup.plan.batch_size
         c.features = setup.plan.features_per_stage.first ?? c.width
         c.depth = setup.plan.features_per_stage.count
-        c.deep_supervision = true
+        c.batch_dice = setup.plan.batch_dice ?? true
         c.normalization = .none
         c.configuration = setup.name
         c.plans = plansFile.standardizedFileURL.path
+        return c
+    }
+
+    /// nnU-Net v2's trainer: SGD 0.01 (Nesterov, momentum 0.99, weight decay 3e-5), poly 0.9
+    /// over 1000 epochs of 250 iterations, gradients clipped at 12, Dice + CE on a softmax over
+    /// background and classes with deep supervision, a third of the patches on foreground.
+    public static let nnUNetTrainingKeys: Set<String> = ["optimizer", "lr", "momentum", "nesterov", "weight_decay", "scheduler",
+                                                         "warmup_epochs", "epochs", "iterations", "grad_clip", "loss", "deep_supervision",
+                                                         "oversample_foreground", "augmentation", "best_metric"]
+
+    public func applyingNNUNetTraining() -> TrainingConfig {
+        var c = self
+        c.optimizer = .sgd
+        c.lr = 0.01
+        c.momentum = 0.99
+        c.nesterov = true
+        c.weight_decay = 3e-5
+        c.scheduler = .poly
+        c.warmup_epochs = 0
+        c.epochs = 1000
+        c.iterations = 250
+        c.grad_clip = 12
+        c.loss = .dice_ce
+        c.deep_supervision = true
+        c.oversample_foreground = 0.33
+        c.augmentation = .nnUNet
+        c.best_metric = .dice
         return c
     }
 }

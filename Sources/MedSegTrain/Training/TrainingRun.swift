@@ -36,11 +36,13 @@ public final class TrainingRun {
         public var distributed: DistributedEnvironment?
         /// Longest wait for another rank in a collective before giving up.
         public var distributedTimeout: TimeInterval = 120
+        /// Lines for the start of the log (where settings came from).
+        public var notes: [String] = []
 
         public init(verbose: Bool = true, stopAfterEpochs: Int? = nil, distributed: DistributedEnvironment? = nil,
-                    distributedTimeout: TimeInterval = 120) {
+                    distributedTimeout: TimeInterval = 120, notes: [String] = []) {
             self.verbose = verbose; self.stopAfterEpochs = stopAfterEpochs
-            self.distributed = distributed; self.distributedTimeout = distributedTimeout
+            self.distributed = distributed; self.distributedTimeout = distributedTimeout; self.notes = notes
         }
     }
 
@@ -149,7 +151,7 @@ public final class TrainingRun {
         }
         let optimizer = try TrainingSetup.makeOptimizer(c, model.trainableParameters())
         let scheduler = LRScheduler(optimizer, TrainingSetup.makeSchedule(c))
-        let lossFunction = try TrainingSetup.makeLoss(c.loss, binary: setup.binary, targets: setup.targets)
+        let lossFunction = try TrainingSetup.makeLoss(c.loss, binary: setup.binary, targets: setup.targets, batchDice: c.batch_dice)
         let scaler = try GradScaler(enabled: c.precision.needsGradScaler)
 
         var startEpoch = 0
@@ -172,7 +174,7 @@ public final class TrainingRun {
             try setup.planned?.writeCopies(to: runFolder)
         }
         let say: (String) -> Void = { message in logger?.log(message, console: verbose) }
-        for line in ignoredOverrides { say("resume: \(line)") }
+        for line in options.notes + ignoredOverrides.map({ "resume: \($0)" }) { say(line) }
         let ddp = try group.map { try DistributedDataParallel(model: model, group: $0) }
         let store = CheckpointStore(folder)
         func save(_ name: CheckpointName, epoch: Int) throws {
@@ -193,7 +195,8 @@ public final class TrainingRun {
             : "batch \(localBatch) per process x \(world) processes = \(globalBatch)"
         let accumulation = c.grad_accumulation
         if accumulation > 1 { batchText += ", \(accumulation) accumulated per step (\(globalBatch * accumulation) images a step)" }
-        say("\(c.model.rawValue) \(c.dims)D: \(model.parameterCount()) parameters, \(spec.inChannels) input channel(s), " +
+        let sliceWise = (setup.trainCases.first?.shape.count ?? c.dims) > c.dims ? " (volumes slice by slice)" : ""
+        say("\(c.model.rawValue) \(c.dims)D\(sliceWise): \(model.parameterCount()) parameters, \(spec.inChannels) input channel(s), " +
             "\(setup.layoutDescription); fold \(setup.foldName): \(setup.trainCases.count) training, \(setup.valCases.count) validation cases; " +
             "\(batchText), patch \(c.patch_size), \(c.optimizer.rawValue) lr \(c.lr), \(c.scheduler.rawValue) schedule, \(Torch.threads) thread(s)")
 

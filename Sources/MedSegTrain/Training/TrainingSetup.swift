@@ -62,7 +62,7 @@ public struct TrainingSetup {
         foldName = c.fold < 0 ? "all" : String(c.fold)
         let classes = max(1, dataset.description.foregroundLabels.max() ?? 1)
         self.classes = classes
-        let targets = LabelTargets(dataset.description)
+        let targets = LabelTargets(dataset.description, batchDice: c.batch_dice)
         self.targets = targets
         binary = targets.isPlain && classes == 1 && c.loss != .dice_ce && c.loss != .ce
         let trainIDs = self.trainIDs, dataset = self.dataset, allCases = self.allCases
@@ -104,7 +104,7 @@ public struct TrainingSetup {
         let valIDs = self.valIDs
         valCases = try allCases.filter { valIDs.contains($0.identifier) }.map(load)
         guard let first = trainCases.first else { throw TrainingError("fold \(c.fold < 0 ? "all" : String(c.fold)) has no training cases") }
-        var topology = [.plainunet, .resencunet].contains(c.model) ? planned?.topology : nil
+        var topology = PresetOnPlan.plannedNetworks.contains(c.model) ? planned?.topology : nil
         // A width given for a planned network scales every stage, keeping the plan's ratios.
         if let t = topology, let planFirst = t.featuresPerStage.first, c.width != planFirst {
             topology!.featuresPerStage = t.featuresPerStage.map { max(1, $0 * c.width / planFirst) }
@@ -114,7 +114,8 @@ public struct TrainingSetup {
         if let axis = c.patch_size.indices.first(where: { c.patch_size[$0] % divisors[min($0, divisors.count - 1)] != 0 }) {
             throw ConfigError("key 'patch_size': \(c.patch_size[axis]) is not divisible by \(divisors[min(axis, divisors.count - 1)]), which the network needs along axis \(axis)")
         }
-        if first.shape.count != c.dims {
+        // A 2D network trains on volumes slice by slice (nnU-Net's 2d configuration).
+        if first.shape.count != c.dims && !(first.shape.count == 3 && c.dims == 2) {
             throw ConfigError("key 'dims': the data set's images have \(first.shape.count) spatial dimensions, the config says \(c.dims)")
         }
         let outChannels = targets.usesRegions ? targets.regions.count : (binary ? 1 : classes + 1)
@@ -131,7 +132,7 @@ public struct TrainingSetup {
 
     /// Loss for the run's output layout; with an ignore label or regions, nnU-Net's masked
     /// Dice + CE (labels) or Dice + BCE (regions).
-    public static func makeLoss(_ name: LossName, binary: Bool, targets: LabelTargets? = nil) throws -> any SegmentationLoss {
+    public static func makeLoss(_ name: LossName, binary: Bool, targets: LabelTargets? = nil, batchDice: Bool = true) throws -> any SegmentationLoss {
         if let targets, !targets.isPlain {
             let fits: [LossName] = [.auto, targets.usesRegions ? .bce_dice : .dice_ce]
             guard fits.contains(name) else {
@@ -141,7 +142,7 @@ public struct TrainingSetup {
         }
         switch (name, binary) {
         case (.auto, true), (.bce_dice, _): return CompoundLoss.bceDice()
-        case (.auto, false), (.dice_ce, _): return CompoundLoss.diceCE()
+        case (.auto, false), (.dice_ce, _): return CompoundLoss.diceCE(batchDice: batchDice)
         case (.bce, _): return BCEWithLogitsLoss()
         case (.dice, _): return SoftDiceLoss(includeBackground: binary)
         case (.ce, false): return CrossEntropyLoss()
