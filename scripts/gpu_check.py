@@ -132,15 +132,20 @@ class Check:
         return found[0] if found else None
 
     def torchrun(self):
-        """torchrun of the torch the launcher found (the venv beside it), else one on PATH."""
-        candidates = [os.environ.get("MEDSEG_TORCHRUN", ""), os.path.join(os.path.dirname(sys.executable), "torchrun")]
+        """torchrun of the torch the launcher found (the venv beside it) and the path its
+        interpreter needs for that torch, else one on PATH (this interpreter's may be another
+        torch, e.g. Debian's 1.13, whose torchrun is too old)."""
+        if os.environ.get("MEDSEG_TORCHRUN"):
+            return os.environ["MEDSEG_TORCHRUN"], None
         if self.torch_dir:
             prefix = self.torch_dir
             for _ in range(5):
                 prefix = os.path.dirname(prefix)
-                candidates.append(os.path.join(prefix, "bin", "torchrun"))
-        candidates.append(shutil.which("torchrun") or "")
-        return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
+                candidate = os.path.join(prefix, "bin", "torchrun")
+                if os.access(candidate, os.X_OK):
+                    return candidate, os.path.dirname(self.torch_dir)
+        found = shutil.which("torchrun")
+        return (found, None) if found else (None, None)
 
     def tests(self):
         status, text = self.run("list-tests", self.medseg("--tests", "--list-tests"), 60)
@@ -154,9 +159,11 @@ class Check:
             self.record("GPU tests", False, f"the test runner listed {len(names)} tests, {len(chosen)} GPU tests (exit {status})")
             return
         env = {}
-        torchrun = self.torchrun()
+        torchrun, torch_path = self.torchrun()
         if torchrun and any(n.endswith(TORCHRUN_TEST) for n in names):
             env["MEDSEG_TORCHRUN"] = torchrun
+            if torch_path:
+                env["MEDSEG_TORCHRUN_PYTHONPATH"] = torch_path
             chosen.append(next(n for n in names if n.endswith(TORCHRUN_TEST)))
             self.info["torchrun"] = torchrun
         lib = self.nvrtc()
@@ -195,13 +202,24 @@ class Check:
         status, text = self.run("synth", self.medseg("data", "synth", "--dim", "2", "--cases", "12", "--test-cases", "3", "--out", data), 60)
         if status == 0:
             status, text = self.run("train", self.medseg("train", "--dataset", data, "--preset", "synthetic-2d", "--epochs", "2",
-                                                         "--device", self.device, "--out", run), 240)
+                                                         "--device", self.device, "--out", run, "--profile"), 240)
         if status == 0:
             status, text = self.run("predict", self.medseg("predict", "--run", run, "--input", os.path.join(data, "imagesTs"),
                                                            "--out", pred, "--device", self.device), 120)
         masks = len(glob.glob(os.path.join(pred, "*.png"))) + len(glob.glob(os.path.join(pred, "*.nii.gz")))
         self.record(f"medseg train + predict on {self.device}", status == 0 and masks >= 3,
                     f"{masks} predicted masks" if status == 0 else text.strip().splitlines()[-1] if text.strip() else "no output")
+        # --profile's Chrome trace: Kineto's CUDA kernels on a GPU, the operators elsewhere.
+        try:
+            with open(os.path.join(run, "profile_trace.json")) as f:
+                trace = json.load(f)
+            events = trace.get("traceEvents", []) if isinstance(trace, dict) else trace
+            kernels = sum(1 for e in events if e.get("cat") == "kernel")
+            convs = sum(1 for e in events if "convolution" in str(e.get("name", "")))
+            ok = convs > 0 and (kernels > 0 or self.args.cpu)
+            self.record("train --profile trace", ok, f"{len(events)} events, {convs} convolution ops, {kernels} CUDA kernels")
+        except (OSError, ValueError) as e:
+            self.record("train --profile trace", False, f"no readable profile_trace.json ({e})")
 
     def python(self):
         return sys.executable

@@ -396,16 +396,19 @@ final class RendezvousErrorTests: XCTestCase {
 
 /// Two test hosts on this machine: network namespaces with their own addresses, joined by a
 /// veth pair (needs root and iproute2; tests skip where they cannot be made).
-/// torchrun of PyTorch 2 or later: MEDSEG_TORCHRUN (a torchrun executable), else the one in the
-/// CUDA wheel that the set-up or `make gpu-bundle` installs into .deps/torch-cuda.
+/// torchrun of PyTorch 2 or later: MEDSEG_TORCHRUN (a torchrun executable; with
+/// MEDSEG_TORCHRUN_PYTHONPATH where its interpreter finds that torch), else the one in the CUDA
+/// wheel that the set-up or `make gpu-bundle` installs into .deps/torch-cuda.
 struct CurrentTorchrun {
     let executable: URL
     let arguments: [String]
     let environment: [String: String]
 
     static func find() -> CurrentTorchrun? {
-        if let path = ProcessInfo.processInfo.environment["MEDSEG_TORCHRUN"], FileManager.default.isExecutableFile(atPath: path) {
-            return CurrentTorchrun(executable: URL(fileURLWithPath: path), arguments: [], environment: [:])
+        let env = ProcessInfo.processInfo.environment
+        if let path = env["MEDSEG_TORCHRUN"], FileManager.default.isExecutableFile(atPath: path) {
+            return CurrentTorchrun(executable: URL(fileURLWithPath: path), arguments: [],
+                                   environment: env["MEDSEG_TORCHRUN_PYTHONPATH"].map { ["PYTHONPATH": $0] } ?? [:])
         }
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let wheel = root.appendingPathComponent(".deps/torch-cuda")
