@@ -65,6 +65,8 @@ struct TrainCommand: ParsableCommand {
     /// Seed 003's --benchmark is a throughput run: that is `medseg benchmark --dataset`.
     @Flag(name: .customLong("benchmark"), help: .hidden) var throughputRun = false
     @Option(help: "Pretrained encoder weights (.pth or .safetensors) for setr_mla's ViT-B/16.") var encoderWeights: String?
+    @Option(help: "Fine-tune: start the whole network from these weights (a MedSeg checkpoint, .safetensors, or a PyTorch .pth such as nnU-Net's checkpoint_final.pth); tensors whose name and shape match are loaded, the log lists the rest.")
+    var pretrainedWeights: String?
     @Flag(inversion: .prefixedNo, help: "setr_mla: keep the ViT encoder fixed (default), or train it too (--no-freeze-encoder, e.g. from scratch).")
     var freezeEncoder: Bool?
     @Option(parsing: .unconditional, help: "Processes to start on this node (data-parallel ranks; --batch-size is per process).") var nprocPerNode: Int?
@@ -142,6 +144,7 @@ struct TrainCommand: ParsableCommand {
         set(seed, "seed") { $0.seed = $1 }
         set(threads, "threads") { $0.threads = $1 }
         set(encoderWeights, "encoder_weights") { $0.encoder_weights = $1 }
+        set(pretrainedWeights, "pretrained_weights") { $0.pretrained_weights = URL(fileURLWithPath: $1).standardizedFileURL.path }
         set(freezeEncoder, "freeze_encoder") { $0.freeze_encoder = $1 }
         set(saveProbabilities ? true : nil, "save_probabilities") { $0.save_probabilities = $1 }
         set(noMirror ? false : nil, "validation_mirroring") { $0.validation_mirroring = $1 }

@@ -310,4 +310,67 @@ final class CrossValidationWorkflowTests: XCTestCase {
         XCTAssertEqual(prediction.geometry.spacing, image.geometry.spacing)
         XCTAssertEqual(prediction.geometry.origin, image.geometry.origin)
     }
+
+    /// nnU-Net's -pretrained_weights: a checkpoint_final.pth saved by PyTorch from
+    /// dynamic_network_architectures' PlainConvUNet (another label count) loads into the planned
+    /// network bit-exactly, head aside, and fine-tunes.
+    func testFineTunesFromAnNNUNetCheckpoint() throws {
+        let (data, _) = try plannedDataset(batch: 2)
+        let pth = temp.appendingPathComponent("checkpoint_final.pth"), raw = temp.appendingPathComponent("weights.f32")
+        let names = try Python.run("""
+        import json, sys, numpy as np, torch
+        from torch import nn
+        from dynamic_network_architectures.architectures.unet import PlainConvUNet
+        p = json.load(open(sys.argv[1]))["configurations"]["3d_fullres"]
+        n = len(p["features_per_stage"])
+        torch.manual_seed(3)
+        net = PlainConvUNet(1, n, p["features_per_stage"], nn.Conv3d, p["kernel_sizes"], p["strides"], [2] * n, 5, [2] * (n - 1),
+                            conv_bias=True, norm_op=nn.InstanceNorm3d, norm_op_kwargs={"eps": 1e-5, "affine": True},
+                            nonlin=nn.LeakyReLU, nonlin_kwargs={"inplace": True}, deep_supervision=True)
+        with torch.no_grad():
+            for name, t in net.named_parameters(): t.uniform_(-0.5, 0.5)
+        torch.save({"network_weights": net.state_dict(), "optimizer_state": None, "grad_scaler_state": None, "current_epoch": 1000,
+                    "trainer_name": "nnUNetTrainer", "init_args": {"configuration": "3d_fullres", "fold": 0}}, sys.argv[2])
+        keep = [k for k, _ in net.named_parameters() if ".seg_layers." not in k]
+        np.concatenate([net.state_dict()[k].numpy().ravel() for k in keep]).astype("<f4").tofile(sys.argv[3])
+        print(json.dumps(keep))
+        """, [data + "/plans.json", pth.path, raw.path], interpreter: "/usr/bin/python3")
+        let keep = try JSONDecoder().decode([String].self, from: Data(names.split(separator: "\n").last!.utf8))
+        let reference = try Data(contentsOf: raw).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+
+        // A learning rate far below every weight's last bit: the run's weights are the loaded ones.
+        let exp = temp.appendingPathComponent("tuned").path
+        let log = try medseg(["train", "--dataset", data, "--config", "3d_fullres", "--fold", "0", "--out", exp, "--epochs", "1", "--iterations", "1",
+                              "--lr", "1e-30", "--pretrained-weights", pth.path, "--no-mirror"]).output
+        XCTAssertTrue(log.contains("pretrained weights \(pth.path): loaded \(keep.count) of the network's"), log)
+        XCTAssertTrue(log.contains("skipped, another shape") && log.contains("decoder.seg_layers.0.weight [5,"), log)
+        let run = RunFolder(ExperimentFolder(URL(fileURLWithPath: exp)).fold(0).url)
+        let loaded = try Checkpoint.load(run.checkpoint(.final))
+        let tensors = Dictionary(uniqueKeysWithValues: loaded.model.map { ($0.name, $0.tensor) })
+        var offset = 0
+        for name in keep {
+            let values = try XCTUnwrap(tensors[name], name).floats()
+            XCTAssertEqual(values, Array(reference[offset..<offset + values.count]), name)
+            offset += values.count
+        }
+        XCTAssertEqual(offset, reference.count)
+
+        // And it fine-tunes: a real learning rate moves the loaded weights.
+        let tuned = temp.appendingPathComponent("tuned2").path
+        try medseg(["train", "--dataset", data, "--config", "3d_fullres", "--fold", "0", "--out", tuned, "--epochs", "1", "--iterations", "2",
+                    "--pretrained-weights", pth.path, "--no-mirror"])
+        let moved = try Checkpoint.load(RunFolder(ExperimentFolder(URL(fileURLWithPath: tuned)).fold(0).url).checkpoint(.final))
+        let first = try XCTUnwrap(moved.model.first { $0.name == keep[0] }).tensor.floats()
+        XCTAssertNotEqual(first, Array(reference[0..<first.count]))
+
+        let wrong = temp.appendingPathComponent("other.safetensors")
+        try Safetensors.save(StateDict([("classifier.weight", try Tensor.zeros([2, 2]))]), to: wrong)
+        let refused = try medseg(["train", "--dataset", data, "--config", "3d_fullres", "--fold", "1", "--out", temp.appendingPathComponent("x").path,
+                                  "--pretrained-weights", wrong.path], expectSuccess: false)
+        XCTAssertTrue(refused.output.contains("none of its 1 tensors matches the network"), refused.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: temp.appendingPathComponent("x/fold_1").path), "nothing written")
+        let missing = try medseg(["train", "--dataset", data, "--config", "3d_fullres", "--fold", "1", "--out", temp.appendingPathComponent("x").path,
+                                  "--pretrained-weights", temp.appendingPathComponent("none.pth").path], expectSuccess: false)
+        XCTAssertTrue(missing.output.contains("none.pth: no such weights file"), missing.output)
+    }
 }

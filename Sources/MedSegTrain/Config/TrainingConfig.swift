@@ -18,6 +18,9 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var deep_supervision = false
     /// Pretrained encoder weights (.pth or .safetensors) for models with one (setr_mla's ViT-B/16).
     public var encoder_weights = ""
+    /// Fine-tuning: the weights the whole network starts from (a MedSeg checkpoint, .safetensors,
+    /// or a PyTorch .pth such as nnU-Net's checkpoint_final.pth); tensors match by name and shape.
+    public var pretrained_weights = ""
     /// Keep the pretrained encoder fixed (setr_mla; seed 002's `vitb16_frozen`); false trains it
     /// too (seed 002's `default`, from scratch when there are no weights).
     public var freeze_encoder = true

@@ -119,16 +119,19 @@ public final class TrainingRun {
         let verbose = options.verbose
         let setup = try TrainingSetup(config: c, datasetFolder: datasetFolder, mayPreprocess: world == 1, say: verbose ? { print($0) } : { _ in })
         let spec = setup.spec
-        // Only now, with the data and config checked, does the run folder get anything written:
-        // a run that cannot start leaves nothing behind.
+
+        // Model, optimizer, schedule, loss.
+        let model = try ModelFactory.make(setup.network)
+        // Fine-tuning starts from another run's weights (a resumed run has its own).
+        let pretrained = try c.pretrained_weights.isEmpty || loaded != nil ? nil
+            : PretrainedWeights.load(URL(fileURLWithPath: c.pretrained_weights), into: model)
+        // Only now, with the data, config and weights checked, does the run folder get anything
+        // written: a run that cannot start leaves nothing behind.
         if isMain {
             try FileManager.default.createDirectory(at: runFolder, withIntermediateDirectories: true)
             try AtomicFile.write(Data(datasetFolder.standardizedFileURL.path.utf8), to: folder.datasetPath)
         }
-
-        // Model, optimizer, schedule, loss.
-        let model = try ModelFactory.make(setup.network)
-        if c.model == .setr_mla && c.freeze_encoder && c.encoder_weights.isEmpty && loaded == nil && isMain {
+        if c.model == .setr_mla && c.freeze_encoder && c.encoder_weights.isEmpty && c.pretrained_weights.isEmpty && loaded == nil && isMain {
             // A random encoder that never trains: almost certainly not what was meant.
             print("warning: setr_mla's encoder is frozen but has no pretrained weights, so it stays random; give them with --encoder-weights "
                   + "(key 'encoder_weights'), or train the encoder too with --no-freeze-encoder (key 'freeze_encoder: false')")
@@ -174,7 +177,7 @@ public final class TrainingRun {
             try setup.planned?.writeCopies(to: runFolder)
         }
         let say: (String) -> Void = { message in logger?.log(message, console: verbose) }
-        for line in options.notes + ignoredOverrides.map({ "resume: \($0)" }) { say(line) }
+        for line in options.notes + ignoredOverrides.map({ "resume: \($0)" }) + (pretrained.map { ["\($0)"] } ?? []) { say(line) }
         let ddp = try group.map { try DistributedDataParallel(model: model, group: $0) }
         let store = CheckpointStore(folder)
         func save(_ name: CheckpointName, epoch: Int) throws {
