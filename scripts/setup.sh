@@ -8,6 +8,7 @@ packages=(
   libopenblas0-pthread  # fast BLAS (the reference BLAS is ~28x slower)
   zlib1g-dev libpng-dev libjpeg-dev libtiff-dev libgif-dev  # image codecs
   python3-torch         # PyTorch, only for reference tests and benchmarks
+  python3-scipy         # scipy beside it, for MONAI's surface Dice (reference tests)
 )
 
 missing=()
@@ -37,12 +38,13 @@ if ((${#missing_py[@]})); then
   python3 -m pip install --quiet --disable-pip-version-check "${missing_py[@]}" \
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "${missing_py[@]}"
 fi
-# nnU-Net's own planner, losses and networks for the parity tests, beside Debian's torch (the tests run
-# them with /usr/bin/python3); --no-deps, so that no second torch is pulled.
-if [ -x /usr/bin/python3 ] && ! /usr/bin/python3 -c "import nnunetv2, dynamic_network_architectures" >/dev/null 2>&1; then
-  echo "setup: installing nnunetv2 and dynamic_network_architectures (reference planner, losses and networks)"
-  /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --no-deps nnunetv2 dynamic_network_architectures \
-    || /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --break-system-packages --no-deps nnunetv2 dynamic_network_architectures
+# nnU-Net's own planner, losses and networks and MONAI's metrics for the parity tests, beside Debian's
+# torch (the tests run them with /usr/bin/python3); --no-deps, so that no second torch is pulled.
+if [ -x /usr/bin/python3 ] && ! /usr/bin/python3 -c "import nnunetv2, dynamic_network_architectures, monai" >/dev/null 2>&1; then
+  echo "setup: installing nnunetv2, dynamic_network_architectures and monai (reference planner, losses, networks and metrics)"
+  ref=(nnunetv2 dynamic_network_architectures "monai==1.3.2")
+  /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --no-deps "${ref[@]}" \
+    || /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --break-system-packages --no-deps "${ref[@]}"
 fi
 
 # The engine: Debian's CPU libtorch, or on a machine with an NVIDIA driver a CUDA libtorch from

@@ -14,7 +14,10 @@ struct EvaluateCommand: ParsableCommand {
     @Option(name: .customLong("dataset-json"), help: "A dataset.json whose labels (or regions) and ignore label are evaluated, as nnU-Net's -djfile.")
     var datasetJSON: String?
     @Option(help: "Where to write the summary (default: PRED/summary.json).") var out: String?
-    @Flag(help: "Skip HD95 (faster on large volumes).") var noHd95 = false
+    @Flag(help: "Skip HD95 and NSD (faster on large volumes).") var noHd95 = false
+    @Option(parsing: .unconditional, help: "Tolerance in mm of the normalized surface Dice (NSD, beside HD95).") var nsdTolerance = EvaluationSummary.defaultNSDTolerance
+
+    func validate() throws { try checkNSDTolerance(nsdTolerance) }
 
     func run() throws {
         let predDir = URL(fileURLWithPath: pred), refDir = URL(fileURLWithPath: ref)
@@ -38,7 +41,7 @@ struct EvaluateCommand: ParsableCommand {
         inputs.add(files.map(\.reference), as: "a reference label")
         inputs.add(datasetJSON.map { [URL(fileURLWithPath: $0)] } ?? [], as: "the --dataset-json")
         try inputs.refuseOverwriting(outURL, option: "--out")
-        let summary = try EvaluationSummary.evaluate(files: files, classes: classes, surfaceDistance: !noHd95) {
+        let summary = try EvaluationSummary.evaluate(files: files, classes: classes, surfaceDistance: !noHd95, nsdTolerance: nsdTolerance) {
             FileHandle.standardError.write(Data(($0 + "\n").utf8))
         }
         try summary.write(to: outURL)

@@ -14,16 +14,20 @@ struct FindBestCommand: ParsableCommand {
     @Argument(help: "Experiment folders (the --out of `medseg train --config NAME`, holding fold_N).") var experiments: [String]
     @Option(parsing: .upToNextOption, help: "Folds to pool (default: 0 1 2 3 4).") var folds: [Int] = [0, 1, 2, 3, 4]
     @Option(help: "Where postprocessing.json and inference_instructions.txt go (default: the first experiment's parent folder).") var out: String?
+    @Option(parsing: .unconditional, help: "Tolerance in mm of the normalized surface Dice (NSD) in the summaries.") var nsdTolerance = EvaluationSummary.defaultNSDTolerance
+
+    func validate() throws { try checkNSDTolerance(nsdTolerance) }
 
     func run() throws {
         guard !experiments.isEmpty else { throw ValidationError("name at least one experiment folder") }
         let data = try RawDataset(URL(fileURLWithPath: dataset))
         let exps = experiments.map { URL(fileURLWithPath: $0) }
         let root = out.map { URL(fileURLWithPath: $0) } ?? exps[0].deletingLastPathComponent()
-        let outcome = try ModelSelection(dataset: data, folds: folds).run(experiments: exps, root: root)
-        print("cross-validation (folds \(folds.map(String.init).joined(separator: ", "))), foreground mean Dice:")
+        let outcome = try ModelSelection(dataset: data, folds: folds, nsdTolerance: nsdTolerance).run(experiments: exps, root: root)
+        print("cross-validation (folds \(folds.map(String.init).joined(separator: ", "))), foreground mean Dice and NSD at \(nsdTolerance) mm:")
         for c in outcome.candidates.sorted(by: { $0.dice > $1.dice }) {
-            print(String(format: "  %-50@ %.4f  (%@)", c.name as NSString, c.dice, c.folder.path))
+            print(String(format: "  %-50@ %.4f  NSD %@  (%@)", c.name as NSString, c.dice,
+                         c.summary.foreground_mean.NSD.map { String(format: "%.4f", $0) } ?? "-", c.folder.path))
         }
         print("best: \(outcome.best.name)")
         print("post-processing:")

@@ -39,6 +39,8 @@ struct TrainCommand: ParsableCommand {
     var gradAccumulation: Int?
     @Option(parsing: .unconditional, help: "Background threads making training batches (0: on the training thread).") var workers: Int?
     @Option(parsing: .unconditional, help: "Windows per network call when validating.") var valBatchSize: Int?
+    @Option(parsing: .unconditional, help: "Tolerance in mm of the normalized surface Dice (NSD) in the final validation's summary (default 1).")
+    var nsdTolerance: Double?
     @Option(parsing: .unconditional, help: "Early stopping: end the run when the validation metric has not improved for N epochs (0: never).")
     var patience: Int?
     @Flag(help: "Record 5 training iterations with libtorch's profiler into RUN/profile_trace.json (Chrome trace; key profile_steps for another count).")
@@ -157,6 +159,7 @@ struct TrainCommand: ParsableCommand {
         set(gradAccumulation, "grad_accumulation") { $0.grad_accumulation = $1 }
         set(workers, "workers") { $0.workers = $1 }
         set(valBatchSize, "val_batch_size") { $0.val_batch_size = $1 }
+        set(nsdTolerance, "nsd_tolerance") { $0.nsd_tolerance = $1 }
         set(patience, "patience") { $0.patience = $1 }
         set(profile && c.profile_steps == 0 ? 5 : nil, "profile_steps") { $0.profile_steps = $1 }
         set(deterministic ? true : nil, "deterministic") { $0.deterministic = $1 }

@@ -62,10 +62,14 @@ final class CommandLineWorkflowTests: XCTestCase {
             XCTAssertTrue(Set(mask.voxels).isSubset(of: [0, 1]))
             XCTAssertTrue(FileManager.default.fileExists(atPath: "\(pred)/\(id)_overlay.png"))
         }
-        let evaluation = try medseg(["evaluate", "--pred", pred, "--ref", data + "/labelsTs"])
-        XCTAssertTrue(evaluation.output.contains("foreground mean"), evaluation.output)
+        let evaluation = try medseg(["evaluate", "--pred", pred, "--ref", data + "/labelsTs", "--nsd-tolerance", "2"])
+        XCTAssertTrue(evaluation.output.contains("foreground mean") && evaluation.output.contains("NSD@2mm"), evaluation.output)
         let summary = try JSONDecoder().decode(EvaluationSummary.self, from: Data(contentsOf: URL(fileURLWithPath: pred + "/summary.json")))
         XCTAssertEqual(summary.metric_per_case.count, 2)
+        XCTAssertEqual(summary.nsd_tolerance_mm, 2)
+        XCTAssertNotNil(summary.foreground_mean.NSD)
+        let badTolerance = try medseg(["evaluate", "--pred", pred, "--ref", data + "/labelsTs", "--nsd-tolerance", "-1"], expectSuccess: false)
+        XCTAssertTrue(badTolerance.output.contains("--nsd-tolerance must be a distance in mm"), badTolerance.output)
 
         // Errors name the problem instead of crashing.
         let bad = try medseg(["train", "--dataset", temp.path, "--out", run + "2"], expectSuccess: false)

@@ -29,11 +29,13 @@ final class EvaluationTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: url) }
         try summary.write(to: url)
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
-        XCTAssertEqual(Set(json.keys), ["metric_per_case", "mean", "foreground_mean"])
+        // nnU-Net's three keys, and the surface Dice's tolerance beside them.
+        XCTAssertEqual(Set(json.keys), ["metric_per_case", "mean", "foreground_mean", "nsd_tolerance_mm"])
+        XCTAssertEqual(json["nsd_tolerance_mm"] as? Double, EvaluationSummary.defaultNSDTolerance)
         let first = (json["metric_per_case"] as! [[String: Any]])[0]
         XCTAssertEqual(first["prediction_file"] as? String, "a.png")
         let m = (first["metrics"] as! [String: Any])["1"] as! [String: Any]
-        for key in ["Dice", "IoU", "TP", "FP", "FN", "TN", "n_pred", "n_ref"] { XCTAssertNotNil(m[key], key) }
+        for key in ["Dice", "IoU", "TP", "FP", "FN", "TN", "n_pred", "n_ref", "NSD"] { XCTAssertNotNil(m[key], key) }
         XCTAssertTrue(summary.table().contains("foreground mean"))
     }
 

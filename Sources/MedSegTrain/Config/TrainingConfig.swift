@@ -89,6 +89,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var val_every = 1
     /// Windows per network call when validating (seed 003's val_batch_size).
     public var val_batch_size = 1
+    /// Tolerance (mm) of the normalized surface Dice in the final validation's summary.
+    public var nsd_tolerance = EvaluationSummary.defaultNSDTolerance
     /// Early stopping: the run ends when best_metric has not improved for this many epochs
     /// (the best checkpoint is kept, the final steps run); 0: never.
     public var patience = 0
@@ -250,6 +252,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         if grad_clip < 0 { try fail("grad_clip", "cannot be negative (0 turns clipping off), got \(grad_clip)") }
         if grad_accumulation < 1 { try fail("grad_accumulation", "must be at least 1 (micro-batches per optimizer step), got \(grad_accumulation)") }
         if val_batch_size < 1 { try fail("val_batch_size", "must be at least 1 (windows per network call), got \(val_batch_size)") }
+        if !(nsd_tolerance.isFinite && nsd_tolerance >= 0) { try fail("nsd_tolerance", "must be a distance in mm, 0 or more, got \(nsd_tolerance)") }
         if patience < 0 { try fail("patience", "cannot be negative (0: no early stopping), got \(patience)") }
         if profile_steps < 0 { try fail("profile_steps", "cannot be negative (0: no profile), got \(profile_steps)") }
         if deterministic && cudnn_benchmark {

@@ -29,10 +29,13 @@ public struct ModelSelection {
 
     public let dataset: RawDataset
     public let folds: [Int]
+    /// Tolerance (mm) of the normalized surface Dice in every summary.
+    public let nsdTolerance: Double
 
-    public init(dataset: RawDataset, folds: [Int]) {
+    public init(dataset: RawDataset, folds: [Int], nsdTolerance: Double = EvaluationSummary.defaultNSDTolerance) {
         self.dataset = dataset
         self.folds = folds
+        self.nsdTolerance = nsdTolerance
     }
 
     private var foldsTag: String { "folds_" + folds.map(String.init).joined(separator: "_") }
@@ -52,7 +55,7 @@ public struct ModelSelection {
             guard let pred = ProbabilityEnsemble.predictionFile(id, in: folder) else { throw DataError(file: folder, "has no prediction for case \(id)") }
             return (pred, ref)
         }
-        let summary = try EvaluationSummary.evaluate(files: files, classes: EvaluationClasses(dataset.description))
+        let summary = try EvaluationSummary.evaluate(files: files, classes: EvaluationClasses(dataset.description), nsdTolerance: nsdTolerance)
         try summary.write(to: folder.appendingPathComponent("summary.json"))
         return summary
     }

@@ -1,19 +1,46 @@
 import Foundation
 
-/// Hausdorff distances between the surfaces of two binary masks, in physical units.
+/// Distances between the surfaces of two binary masks, in physical units: the 95th-percentile
+/// Hausdorff distance and the normalized surface Dice. `size` is x-fastest ([x, y] or [x, y, z]);
+/// `spacing` in the same order.
 public enum SurfaceDistance {
-    /// The 95th-percentile Hausdorff distance (MedPy's hd95: the larger of the two directed 95th
-    /// percentiles of surface-to-surface distances). NaN when either mask is empty.
-    /// `size` is x-fastest ([x, y] or [x, y, z]); `spacing` in the same order.
-    public static func hd95(prediction: [Bool], reference: [Bool], size: [Int], spacing: [Double]) -> Double {
+    /// Each surface voxel's distance to the other mask's surface: prediction's to reference's and
+    /// reference's to prediction's; nil when either surface is empty.
+    public static func distances(prediction: [Bool], reference: [Bool], size: [Int], spacing: [Double])
+        -> (predictionToReference: [Double], referenceToPrediction: [Double])? {
         let predSurface = surface(prediction, size: size)
         let refSurface = surface(reference, size: size)
-        guard predSurface.contains(true), refSurface.contains(true) else { return .nan }
+        guard predSurface.contains(true), refSurface.contains(true) else { return nil }
         let toRef = distanceToNearest(refSurface, size: size, spacing: spacing)
         let toPred = distanceToNearest(predSurface, size: size, spacing: spacing)
-        let d1 = predSurface.indices.filter { predSurface[$0] }.map { toRef[$0] }
-        let d2 = refSurface.indices.filter { refSurface[$0] }.map { toPred[$0] }
-        return max(percentile(d1, 95), percentile(d2, 95))
+        return (predSurface.indices.filter { predSurface[$0] }.map { toRef[$0] },
+                refSurface.indices.filter { refSurface[$0] }.map { toPred[$0] })
+    }
+
+    /// The 95th-percentile Hausdorff distance (MedPy's hd95: the larger of the two directed 95th
+    /// percentiles of surface-to-surface distances). NaN when either mask is empty.
+    public static func hd95(prediction: [Bool], reference: [Bool], size: [Int], spacing: [Double]) -> Double {
+        guard let d = distances(prediction: prediction, reference: reference, size: size, spacing: spacing) else { return .nan }
+        return hd95(d)
+    }
+
+    static func hd95(_ d: (predictionToReference: [Double], referenceToPrediction: [Double])) -> Double {
+        max(percentile(d.predictionToReference, 95), percentile(d.referenceToPrediction, 95))
+    }
+
+    /// Normalized surface Dice at `tolerance` (mm): the share of both surfaces' voxels within
+    /// `tolerance` of the other surface (MONAI's compute_surface_dice on boundary voxels). NaN
+    /// when both masks are empty, 0 when only one is.
+    public static func surfaceDice(prediction: [Bool], reference: [Bool], size: [Int], spacing: [Double], tolerance: Double) -> Double {
+        guard let d = distances(prediction: prediction, reference: reference, size: size, spacing: spacing) else {
+            return prediction.contains(true) || reference.contains(true) ? 0 : .nan
+        }
+        return surfaceDice(d, tolerance: tolerance)
+    }
+
+    static func surfaceDice(_ d: (predictionToReference: [Double], referenceToPrediction: [Double]), tolerance: Double) -> Double {
+        let within = d.predictionToReference.filter { $0 <= tolerance }.count + d.referenceToPrediction.filter { $0 <= tolerance }.count
+        return Double(within) / Double(d.predictionToReference.count + d.referenceToPrediction.count)
     }
 
     /// Mask voxels with at least one face-neighbour outside the mask (or at the border).

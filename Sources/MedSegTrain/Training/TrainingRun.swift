@@ -319,7 +319,7 @@ public final class TrainingRun {
                                                                       precision: c.precision, windowBatch: c.val_batch_size)],
                                           preprocessor: setup.planned?.preprocessor, previousStage: setup.previousStage)
         let summary = try Validation.writeSummary(inference: inference, cases: setup.validationFiles, dataset: setup.dataset,
-                                                  folder: folder.validation, saveProbabilities: c.save_probabilities)
+                                                  folder: folder.validation, nsdTolerance: c.nsd_tolerance, saveProbabilities: c.save_probabilities)
         say("validation of fold \(setup.foldName) (\(summary.metric_per_case.count) cases\(c.validation_mirroring ? ", mirror TTA" : "")):\n"
             + summary.table(labelNames: setup.dataset.description.labelNames))
         return summary

@@ -62,7 +62,7 @@ enum Validation {
     /// Final validation: each case predicted in its raw grid (`inference` decides how; training
     /// uses mirror TTA), written to `folder` in the data set's format and geometry (with its
     /// probabilities when asked, for ensembling), and `summary.json` against the reference labels.
-    static func writeSummary(inference: CaseInference, cases: [CaseFiles], dataset: RawDataset, folder: URL,
+    static func writeSummary(inference: CaseInference, cases: [CaseFiles], dataset: RawDataset, folder: URL, nsdTolerance: Double,
                              saveProbabilities: Bool) throws -> EvaluationSummary {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let ending = dataset.description.file_ending
@@ -83,7 +83,7 @@ enum Validation {
             }
             pairs.append((prediction, reference, out.lastPathComponent, labelURL.lastPathComponent))
         }
-        let summary = try EvaluationSummary.evaluate(cases: pairs, classes: EvaluationClasses(dataset.description))
+        let summary = try EvaluationSummary.evaluate(cases: pairs, classes: EvaluationClasses(dataset.description), nsdTolerance: nsdTolerance)
         try summary.write(to: folder.appendingPathComponent("summary.json"))
         return summary
     }

@@ -8,3 +8,8 @@ func checkThreads(_ threads: Int?) throws {
         throw ValidationError("--threads must be 1 to \(TrainingConfig.maximumThreads) on this machine, got \(threads)")
     }
 }
+
+/// --nsd-tolerance is a distance in mm.
+func checkNSDTolerance(_ tolerance: Double) throws {
+    guard tolerance.isFinite, tolerance >= 0 else { throw ValidationError("--nsd-tolerance must be a distance in mm, 0 or more, got \(tolerance)") }
+}
