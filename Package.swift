@@ -106,7 +106,8 @@ let package = Package(
         .target(name: "MedSegData", dependencies: ["Torch", "CImageCodecs"]),
         .target(name: "MedSegModels", dependencies: ["Torch"]),
         .target(name: "MedSegDist", dependencies: ["MedSegModels", "Torch"]),
-        .target(name: "MedSegTrain", dependencies: ["MedSegDist", "MedSegModels", "MedSegData", "Torch", .product(name: "Yams", package: "Yams")]),
+        .target(name: "MedSegTrain", dependencies: ["MedSegDist", "MedSegModels", "MedSegData", "Torch", .product(name: "Yams", package: "Yams"),
+                                                   .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         .executableTarget(
             name: "medseg",
             dependencies: ["MedSegTrain", "MedSegDist", "MedSegModels", "MedSegData", "Torch", .product(name: "ArgumentParser", package: "swift-argument-parser")]

@@ -23,7 +23,7 @@ struct MedSegCommand: ParsableCommand {
         commandName: "medseg",
         abstract: "Train, evaluate and serve medical image segmentation networks (2D and 3D) on libtorch.",
         version: MedSegVersion.string,
-        subcommands: [DoctorCommand.self, DataCommand.self, PlanCommand.self, PreprocessCommand.self, TrainCommand.self, EvaluateCommand.self, PredictCommand.self, EnsembleCommand.self, FindBestCommand.self, WeightsCommand.self, BenchmarkCommand.self, CheckpointStressCommand.self, DDPCheckCommand.self]
+        subcommands: [DoctorCommand.self, DataCommand.self, PlanCommand.self, PreprocessCommand.self, TrainCommand.self, EvaluateCommand.self, PredictCommand.self, ExportCommand.self, EnsembleCommand.self, FindBestCommand.self, WeightsCommand.self, BenchmarkCommand.self, CheckpointStressCommand.self, DDPCheckCommand.self]
     )
 }
 

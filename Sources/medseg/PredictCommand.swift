@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MedSegData
+import MedSegDist
 import MedSegModels
 import MedSegTrain
 import Torch
@@ -10,7 +11,8 @@ struct PredictCommand: ParsableCommand {
         commandName: "predict",
         abstract: "Segment images with a trained run; masks keep the input's format and geometry.")
 
-    @Option(name: .customLong("run"), help: "Run folder of `medseg train` (with --folds: the folder holding fold_N).") var runFolder: String
+    @Option(name: .customLong("run"), help: "Run folder of `medseg train` (or the experiment folder holding fold_N).") var runFolder: String?
+    @Option(help: "A model file made by `medseg export` (its folds, checkpoint, post-processing and settings), instead of --run.") var model: String?
     @Option(parsing: .upToNextOption, help: "Folds to ensemble (RUN/fold_N, N or all), averaging their probabilities.") var folds: [String] = []
     @Option(help: "For a 3d_cascade_fullres run: the 3d_lowres experiment folder, predicted first with the same --folds.") var previousStage: String?
     @Option(help: "best, final, latest or a checkpoint file.") var checkpoint = "best"
@@ -23,16 +25,57 @@ struct PredictCommand: ParsableCommand {
     @Option(help: "auto (cuda where available, else cpu), cpu, cuda or cuda:N.") var device = "auto"
     @Option(help: "fp32, or bf16/fp16 autocast for the network passes.") var precision = Precision.fp32
     @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
+    @Option(parsing: .unconditional, help: "Step between sliding windows, a fraction of the patch (default nnU-Net's 0.5, or the model file's; 1: no overlap, faster).")
+    var stepSize: Double?
+    @Option(parsing: .unconditional, help: "Windows per network call.") var windowBatch = 1
+    @Option(parsing: .unconditional, help: "On a GPU: an image whose float32 logits would take more than this many MB there adds them up on the CPU (bounded GPU memory on large volumes).")
+    var maxLogitsMb: Int?
+    @Flag(help: "Skip cases whose prediction is already in --out (resume an interrupted prediction).") var continuePrediction = false
+    @Option(parsing: .unconditional, help: "Processes on this node, each predicting its share of the cases (on GPU cuda:LOCAL_RANK).") var nprocPerNode: Int?
+    @Option(parsing: .unconditional, help: "Nodes sharing the cases (with --node-rank).") var nnodes = 1
+    @Option(parsing: .unconditional, help: "This node's index, 0..nnodes-1.") var nodeRank = 0
 
-    func validate() throws { try checkThreads(threads) }
+    static let launcherOptions: Set<String> = ["--nproc-per-node", "--nnodes", "--node-rank"]
+
+    func validate() throws {
+        try checkThreads(threads)
+        guard (runFolder == nil) != (model == nil) else { throw ValidationError("give the trained model with --run RUN or --model MODEL.zip (one of them)") }
+        if model != nil, !folds.isEmpty || previousStage != nil {
+            throw ValidationError("--model files carry their folds; --folds and --previous-stage go with --run")
+        }
+        if let stepSize, !(stepSize > 0 && stepSize <= 1) { throw ValidationError("--step-size must be in (0, 1], got \(stepSize)") }
+        guard windowBatch >= 1 else { throw ValidationError("--window-batch must be at least 1, got \(windowBatch)") }
+        if let maxLogitsMb, maxLogitsMb < 1 { throw ValidationError("--max-logits-mb must be at least 1, got \(maxLogitsMb)") }
+        if let nprocPerNode, nprocPerNode < 1 { throw ValidationError("--nproc-per-node must be at least 1, got \(nprocPerNode)") }
+        guard nnodes >= 1, (0..<nnodes).contains(nodeRank) else {
+            throw ValidationError("--node-rank must be 0 to \(max(0, nnodes - 1)) for --nnodes \(nnodes), got \(nodeRank)")
+        }
+    }
 
     func run() throws {
+        // Each process predicts every world-th case; no process needs another, so no rendezvous.
+        let environment = try DistributedEnvironment.fromEnvironment()
+        if environment == nil, nprocPerNode != nil || nnodes > 1 {
+            let args = SelfLaunch.arguments(removing: Self.launcherOptions)
+            try SelfLaunch.ranks(.init(nprocPerNode: nprocPerNode ?? 1, nnodes: nnodes, nodeRank: nodeRank)) { _ in args }
+            return
+        }
+        let rank = environment?.rank ?? 0, world = environment?.worldSize ?? 1
         if let threads { Torch.threads = threads }
-        let dev = try Device.resolve(device)
-        let (inference, used) = try TrainedModels.inference(run: URL(fileURLWithPath: runFolder), folds: folds, checkpoint: checkpoint,
-                                                   previousStage: previousStage.map { URL(fileURLWithPath: $0) }, mirror: !noMirror, device: dev, precision: precision)
+        let dev = try Device.resolve(device, localRank: environment?.localRank ?? 0)
+        // A model file is unpacked and predicts exactly as its run folders would.
+        let archive = try model.map { try ModelArchive.open(URL(fileURLWithPath: $0)) }
+        defer { archive?.remove() }
+        let window = TrainedModels.WindowSettings(stepSize: stepSize ?? archive?.manifest.step_size ?? 0.5, windowBatch: windowBatch,
+                                                  logitsBudget: maxLogitsMb.map { $0 << 20 })
+        let source = archive?.modelFolder ?? URL(fileURLWithPath: runFolder!)
+        let (inference, used) = try TrainedModels.inference(run: source, folds: archive?.manifest.folds ?? folds,
+                                                   checkpoint: archive?.manifest.checkpoint ?? checkpoint,
+                                                   previousStage: previousStage.map { URL(fileURLWithPath: $0) },
+                                                   mirror: !noMirror && (archive?.manifest.mirror ?? true), device: dev,
+                                                   precision: precision, window: window)
         let spec = inference.spec
-        let post = try postprocessing.map { try Postprocessing.load(URL(fileURLWithPath: $0)) }
+        let post = try (postprocessing.map { URL(fileURLWithPath: $0) } ?? archive?.postprocessing).map { try Postprocessing.load($0) }
 
         let inputURL = URL(fileURLWithPath: input), outURL = URL(fileURLWithPath: out)
         try InputFiles.refuseSameFolder(output: outURL, outputOption: "--out", input: inputURL, inputOption: "--input")
@@ -51,8 +94,14 @@ struct PredictCommand: ParsableCommand {
             if overlay && spec.dims == 2 { try inputs.refuseOverwriting(o.overlay, option: "--out") }
         }
         try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
-        let progress = ProgressLine(label: "predict")
-        for (i, ((id, files, _), output)) in zip(groups, outputs).enumerated() {
+        // This process's share, less what an earlier (interrupted) prediction finished.
+        let mine = zip(groups, outputs).enumerated().filter { $0.offset % world == rank }.map(\.element)
+        let todo = !continuePrediction ? mine : mine.filter { _, output in
+            !FileManager.default.fileExists(atPath: output.mask.path)
+                || (saveProbabilities && !FileManager.default.fileExists(atPath: output.probabilities.path))
+        }
+        let progress = ProgressLine(label: world > 1 ? "predict rank \(rank)" : "predict")
+        for (i, ((id, files, _), output)) in todo.enumerated() {
             var (label, probabilities) = try inference.predict(CaseFiles(identifier: id, images: files))
             if let post { label = post.apply(to: label) }
             try ImageIO.write(label, to: output.mask)
@@ -62,10 +111,13 @@ struct PredictCommand: ParsableCommand {
             if overlay && spec.dims == 2 {
                 try ImageIO.write(LabelOverlay.make(image: ImageIO.read(files[0]), label: label), to: output.overlay)
             }
-            progress.update(i + 1, groups.count)
+            progress.update(i + 1, todo.count)
         }
         progress.finish()
-        print("wrote \(groups.count) prediction(s) to \(outURL.path) (\(used.joined(separator: "; "))\(inference.predictors.count > 1 ? "; probabilities averaged" : ""))")
+        let skipped = mine.count - todo.count
+        print("\(world > 1 ? "rank \(rank) of \(world): " : "")wrote \(todo.count) prediction(s) to \(outURL.path)"
+              + (skipped > 0 ? ", \(skipped) already there" : "")
+              + " (\(used.joined(separator: "; "))\(inference.predictors.count > 1 ? "; probabilities averaged" : ""))")
     }
 
     /// Cases in a folder: nnU-Net channel files (CASE_0000.ext, CASE_0001.ext) grouped by case,

@@ -373,4 +373,44 @@ final class CrossValidationWorkflowTests: XCTestCase {
                                   "--pretrained-weights", temp.appendingPathComponent("none.pth").path], expectSuccess: false)
         XCTAssertTrue(missing.output.contains("none.pth: no such weights file"), missing.output)
     }
+
+    /// One deployable model file: `medseg export` packs two folds, their plans and the
+    /// post-processing; `predict --model` gives the masks that predicting from the run folders
+    /// gives, bit for bit, in each image's own grid.
+    func testExportedModelPredictsAsTheRunFolders() throws {
+        let (data, _) = try plannedDataset(batch: 2)
+        let exp = temp.appendingPathComponent("exp").path
+        for fold in ["0", "1"] { _ = try train(data, exp, fold: fold) }
+        try medseg(["find-best", "--dataset", data, exp, "--folds", "0", "1"])
+        let post = temp.appendingPathComponent("postprocessing.json").path
+        XCTAssertTrue(FileManager.default.fileExists(atPath: post))
+        let model = temp.appendingPathComponent("model.zip").path
+        let exported = try medseg(["export", exp, model, "--folds", "0", "1", "--postprocessing", post]).output
+        XCTAssertTrue(exported.contains("folds 0, 1, checkpoint final, configuration 3d_fullres, post-processing"), exported)
+        let again = try medseg(["export", exp, model], expectSuccess: false)
+        XCTAssertTrue(again.output.contains("\(model) already exists"), again.output)
+
+        let fromRuns = temp.appendingPathComponent("from-runs").path, fromModel = temp.appendingPathComponent("from-model").path
+        try medseg(["predict", "--run", exp, "--folds", "0", "1", "--checkpoint", "final", "--postprocessing", post,
+                    "--input", data + "/imagesTs", "--out", fromRuns])
+        let log = try medseg(["predict", "--model", model, "--input", data + "/imagesTs", "--out", fromModel]).output
+        XCTAssertTrue(log.contains("fold_1/checkpoint_final.safetensors") && log.contains("probabilities averaged"), log)
+        for id in ["synth_010", "synth_011"] {
+            let a = try ImageIO.read(URL(fileURLWithPath: "\(fromRuns)/\(id).nii.gz"))
+            let b = try ImageIO.read(URL(fileURLWithPath: "\(fromModel)/\(id).nii.gz"))
+            XCTAssertEqual(a.voxels, b.voxels, id)
+            XCTAssertEqual(a.geometry, b.geometry, id)
+            XCTAssertEqual(a.size, try ImageIO.read(URL(fileURLWithPath: "\(data)/imagesTs/\(id)_0000.nii.gz")).size)
+        }
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: FileManager.default.temporaryDirectory.path).filter { $0.hasPrefix("medseg-model-") }
+        XCTAssertTrue(leftovers.isEmpty, "the unpacked model is removed: \(leftovers)")
+
+        let notZip = temp.appendingPathComponent("bad.zip")
+        try Data("not a zip".utf8).write(to: notZip)
+        let bad = try medseg(["predict", "--model", notZip.path, "--input", data + "/imagesTs", "--out", temp.appendingPathComponent("bad").path],
+                             expectSuccess: false)
+        XCTAssertTrue(bad.output.contains("\(notZip.path): not a readable zip archive"), bad.output)
+        let both = try medseg(["predict", "--model", model, "--run", exp, "--input", data + "/imagesTs", "--out", fromModel], expectSuccess: false)
+        XCTAssertTrue(both.output.contains("--run RUN or --model MODEL.zip"), both.output)
+    }
 }

@@ -3,6 +3,7 @@ import XCTest
 import TestSupport
 import MedSegTrain
 import MedSegModels
+import MedSegData
 import Torch
 
 /// `medseg train`'s checks before anything is written: choices, an existing run, small data sets.
@@ -292,5 +293,46 @@ final class TrainCommandTests: XCTestCase {
         let missing = try medseg(args + ["--dataset", temp.appendingPathComponent("none").path], expectSuccess: false)
         XCTAssertNotEqual(missing.status, 0)
         XCTAssertTrue(missing.output.contains(temp.appendingPathComponent("none").path), missing.output)
+    }
+
+    /// Prediction at scale: processes (and nodes) share the cases and write what one process
+    /// writes; --continue-prediction redoes only what is missing; --step-size and --window-batch.
+    func testPredictionShardsOverProcessesAndContinues() throws {
+        let root = temp.appendingPathComponent("data")
+        try medseg(["data", "synth", "--dim", "2", "--cases", "6", "--test-cases", "5", "--size", "32,32", "--out", root.path])
+        let run = temp.appendingPathComponent("run")
+        try medseg(["train", "--dataset", root.path, "--out", run.path] + small)
+        let input = root.appendingPathComponent("imagesTs").path
+        func predict(_ name: String, _ extra: [String]) throws -> (output: String, masks: [String: [Float]]) {
+            let out = temp.appendingPathComponent(name)
+            let r = try medseg(["predict", "--run", run.path, "--input", input, "--out", out.path, "--threads", "1"] + extra)
+            let files = try FileManager.default.contentsOfDirectory(atPath: out.path).filter { $0.hasSuffix(".png") }
+            return (r.output, Dictionary(uniqueKeysWithValues: try files.map { ($0, try ImageIO.read(out.appendingPathComponent($0)).voxels) }))
+        }
+        let single = try predict("single", [])
+        XCTAssertEqual(single.masks.count, 5)
+        let shared = try predict("shared", ["--nproc-per-node", "2"])
+        XCTAssertTrue(shared.output.contains("rank 0 of 2: wrote 3 prediction(s)") && shared.output.contains("rank 1 of 2: wrote 2 prediction(s)"),
+                      shared.output)
+        XCTAssertEqual(shared.masks, single.masks, "two processes write what one writes")
+        // Two nodes of one process each, started separately (as on two machines).
+        _ = try predict("nodes", ["--nnodes", "2", "--node-rank", "0", "--nproc-per-node", "1"])
+        let nodes = try predict("nodes", ["--nnodes", "2", "--node-rank", "1", "--nproc-per-node", "1"])
+        XCTAssertEqual(nodes.masks, single.masks)
+
+        let out = temp.appendingPathComponent("single")
+        let removed = single.masks.keys.sorted()[1]
+        try FileManager.default.removeItem(at: out.appendingPathComponent(removed))
+        let again = try predict("single", ["--continue-prediction"])
+        XCTAssertTrue(again.output.contains("wrote 1 prediction(s)") && again.output.contains("4 already there"), again.output)
+        XCTAssertEqual(again.masks, single.masks)
+
+        let coarse = try predict("coarse", ["--step-size", "1", "--window-batch", "4"])
+        XCTAssertEqual(coarse.masks.count, 5)
+        for (args, expected) in [(["--step-size", "0"], "--step-size must be in (0, 1]"), (["--window-batch", "0"], "--window-batch must be at least 1")] {
+            let bad = try medseg(["predict", "--run", run.path, "--input", input, "--out", temp.appendingPathComponent("bad").path] + args,
+                                 expectSuccess: false)
+            XCTAssertTrue(bad.output.contains(expected), bad.output)
+        }
     }
 }

@@ -89,4 +89,31 @@ final class SlidingWindowTests: XCTestCase {
         XCTAssertEqual(plain.network_calls, 27)
         XCTAssertEqual(plain.params, mirrored.params)
     }
+
+    /// A GPU whose budget a volume's float32 logits exceed adds them up on the CPU: the policy,
+    /// and the same logits (so the same argmax) wherever they add up.
+    func testLogitsOverTheGPUBudgetAddUpOnTheCPU() throws {
+        let spec = ModelSpecRecord(network: .init(name: "unet", dims: 2, inChannels: 2, outChannels: 3, features: 4, depth: 2), patchSize: [32, 32],
+                                   normalization: "zscore", intensityStatistics: nil, labels: [0, 1, 2], binary: false, configuration: nil, labelTargets: nil)
+        var gpu = Predictor(model: conv, spec: spec, device: .cuda(0))
+        XCTAssertEqual(gpu.accumulationDevice(voxels: 1 << 20), .cuda(0), "no budget, no limit")
+        gpu.logitsBudget = 4 * 4 * 1_000_000
+        XCTAssertEqual(gpu.accumulationDevice(voxels: 999_999), .cuda(0))
+        XCTAssertEqual(gpu.accumulationDevice(voxels: 1_000_001), .cpu, "(3 classes + counts) x 4 bytes x voxels over the budget")
+        var cpu = Predictor(model: conv, spec: spec, device: .cpu)
+        cpu.logitsBudget = 1
+        XCTAssertEqual(cpu.accumulationDevice(voxels: 1 << 20), .cpu)
+
+        let device: Device = Torch.cudaAvailable ? .cuda(0) : .cpu
+        let image = try Tensor.randn([2, 50, 70], device: device)
+        let onDevice = SlidingWindow(patchSize: [32, 32], mirrorAxes: [1], batchSize: 2)
+        var onCPU = onDevice
+        onCPU.accumulationDevice = .cpu
+        try conv.to(device: device)
+        defer { try? conv.to(device: .cpu) }
+        let a = try onDevice(image, network: network), b = try onCPU(image, network: network)
+        XCTAssertEqual(b.device, .cpu)
+        try FixtureSupport.assertClose(b, a.to(device: .cpu), rtol: 1e-5, atol: 1e-5, "accumulated on the CPU")
+        XCTAssertEqual(try b.argmax(dim: 0).toArray(Int64.self), try a.argmax(dim: 0).to(device: .cpu).toArray(Int64.self))
+    }
 }

@@ -15,6 +15,11 @@ public struct Predictor {
     public var precision: Precision
     /// Windows per network call.
     public var windowBatch: Int
+    /// Step between windows as a fraction of the patch (nnU-Net's step_size, 0.5).
+    public var stepSize = 0.5
+    /// On a GPU: the most memory (bytes) an image's float32 logits may take there; larger ones
+    /// add up on the CPU. nil: no limit.
+    public var logitsBudget: Int?
 
     public init(model: Module, spec: ModelSpecRecord, mirror: Bool = true, device: Device = .cpu, precision: Precision = .fp32,
                 windowBatch: Int = 1) {
@@ -24,6 +29,12 @@ public struct Predictor {
         self.device = device
         self.precision = precision
         self.windowBatch = windowBatch
+    }
+
+    /// Where an image of `voxels` voxels has its logits added up.
+    public func accumulationDevice(voxels: Int) -> Device {
+        guard device.isCUDA, let logitsBudget else { return device }
+        return 4 * (spec.network.outChannels + 1) * voxels > logitsBudget ? .cpu : device
     }
 
     /// Class probabilities [K, spatial...] (K = 1 for a binary model: the foreground probability).
@@ -49,7 +60,8 @@ public struct Predictor {
         // (rounded up to what the network accepts).
         let spatial = Array(image.shape.dropFirst())
         let patch = spec.patchSize.indices.map { a in min(spec.patchSize[a], (spatial[a] + divisors[a] - 1) / divisors[a] * divisors[a]) }
-        let window = SlidingWindow(patchSize: patch, mirrorAxes: mirror ? Array(0..<spec.dims) : [], batchSize: windowBatch)
+        var window = SlidingWindow(patchSize: patch, stepFraction: stepSize, mirrorAxes: mirror ? Array(0..<spec.dims) : [], batchSize: windowBatch)
+        window.accumulationDevice = accumulationDevice(voxels: spatial.reduce(1, *))
         return try window(image.to(device: device)) { patch in
             try Autocast.run(device: device, precision: precision) { try model(patch) }.to(dtype: .float32)
         }

@@ -13,6 +13,9 @@ public struct SlidingWindow {
     public var mirrorAxes: [Int] = []
     /// Windows evaluated per network call.
     public var batchSize = 1
+    /// Where the logits of the whole image add up (nil: the image's device). A GPU that runs the
+    /// network but cannot hold a large volume's float32 logits accumulates them on the CPU.
+    public var accumulationDevice: Device?
 
     public init(patchSize: [Int], stepFraction: Double = 0.5, gaussian: Bool = true, mirrorAxes: [Int] = [], batchSize: Int = 1) {
         self.patchSize = patchSize
@@ -69,9 +72,10 @@ public struct SlidingWindow {
         let input = padding.allSatisfy({ $0 == 0 }) ? image : try image.pad(padding)
 
         let positions = cartesian(padded.indices.map { Self.steps(imageSize: padded[$0], patchSize: patchSize[$0], stepFraction: stepFraction) })
-        let weight = gaussian ? try Self.importanceMap(patchSize: patchSize, device: image.device) : try Tensor.ones(patchSize, device: image.device)
+        let target = accumulationDevice ?? image.device
+        let weight = gaussian ? try Self.importanceMap(patchSize: patchSize, device: target) : try Tensor.ones(patchSize, device: target)
         var sum: Tensor? = nil
-        let counts = try Tensor.zeros(padded, device: image.device)
+        let counts = try Tensor.zeros(padded, device: target)
 
         return try withNoGrad {
             var index = 0
@@ -79,8 +83,9 @@ public struct SlidingWindow {
                 let chunk = Array(positions[index..<min(index + batchSize, positions.count)])
                 index += chunk.count
                 let windows = try Tensor.stack(chunk.map { try crop(input, at: $0, leading: 1) })
-                let logits = try predictMirrored(windows, network: network)
-                if sum == nil { sum = try Tensor.zeros([logits.size(1)] + padded, device: image.device) }
+                var logits = try predictMirrored(windows, network: network)
+                if target != image.device { logits = try logits.to(device: target) }
+                if sum == nil { sum = try Tensor.zeros([logits.size(1)] + padded, device: target) }
                 for (k, start) in chunk.enumerated() {
                     // One fused pass (sum += logits * weight) instead of a temporary and an add:
                     // every op on a 2-core machine also pays a thread-pool round trip.

@@ -5,10 +5,20 @@ import Torch
 
 /// Trained networks loaded back from run folders for prediction.
 public enum TrainedModels {
+    /// How the sliding window runs (see `Predictor`).
+    public struct WindowSettings: Sendable {
+        public var stepSize = 0.5
+        public var windowBatch = 1
+        public var logitsBudget: Int?
+        public init(stepSize: Double = 0.5, windowBatch: Int = 1, logitsBudget: Int? = nil) {
+            self.stepSize = stepSize; self.windowBatch = windowBatch; self.logitsBudget = logitsBudget
+        }
+    }
+
     /// The networks of a run (or of its folds) with their preprocessing, and for a cascade stage
     /// the previous stage's inference in front; plus a line per checkpoint used.
     public static func inference(run: URL, folds: [String], checkpoint: String, previousStage: URL?, mirror: Bool,
-                          device dev: Device, precision: Precision = .fp32) throws -> (CaseInference, [String]) {
+                          device dev: Device, precision: Precision = .fp32, window: WindowSettings = .init()) throws -> (CaseInference, [String]) {
         let folds = try defaultFolds(run: run, folds: folds, checkpoint: checkpoint)
         let modelFolders = folds.isEmpty ? [run] : folds.map { ExperimentFolder(run).fold(named: $0).url }
         var predictors: [Predictor] = []
@@ -20,7 +30,11 @@ public enum TrainedModels {
             let model = try ModelFactory.make(loaded.state.model.network)
             try model.loadState(loaded.model)
             try model.to(device: dev)
-            predictors.append(Predictor(model: model, spec: loaded.state.model, mirror: mirror, device: dev, precision: precision))
+            var predictor = Predictor(model: model, spec: loaded.state.model, mirror: mirror, device: dev, precision: precision,
+                                      windowBatch: window.windowBatch)
+            predictor.stepSize = window.stepSize
+            predictor.logitsBudget = window.logitsBudget
+            predictors.append(predictor)
             used.append("\(folds.isEmpty ? "" : folder.lastPathComponent + "/")\(file.lastPathComponent), epoch \(loaded.state.epoch)")
         }
         let spec = predictors[0].spec
@@ -31,7 +45,8 @@ public enum TrainedModels {
             guard let previousStage else {
                 throw TrainingError("\(run.path) is a cascade stage trained on \(stage) segmentations: give that experiment with --previous-stage EXP")
             }
-            let (first, firstUsed) = try inference(run: previousStage, folds: folds, checkpoint: checkpoint, previousStage: nil, mirror: mirror, device: dev, precision: precision)
+            let (first, firstUsed) = try inference(run: previousStage, folds: folds, checkpoint: checkpoint, previousStage: nil, mirror: mirror, device: dev,
+                                                   precision: precision, window: window)
             previous = { files in try first.predict(files).label }
             used = firstUsed.map { "\(stage) \($0)" } + used
         }

@@ -1,0 +1,130 @@
+import Foundation
+import MedSegData
+import ZIPFoundation
+
+/// One deployable model file (`medseg export RUN model.zip`, `medseg predict --model model.zip`):
+/// the chosen folds' checkpoints with their copies of plans.json and the fingerprint, the data
+/// set's dataset.json, optional post-processing and the inference settings, in one zip that
+/// `predict` uses directly. Prediction from it runs the very code of prediction from the run
+/// folders, so the masks are the same, bit for bit.
+public enum ModelArchive {
+    /// `medseg_model.json`: what the archive holds and how it predicts.
+    public struct Manifest: Codable, Equatable, Sendable {
+        public static let fileName = "medseg_model.json"
+        public static let currentFormat = "medseg-model-1"
+
+        public var format = currentFormat
+        /// The folds (fold_N folders in the archive), or empty for a single run in `run/`.
+        public var folds: [String]
+        /// The checkpoint each fold folder holds, as `predict --checkpoint` names it (best, final, latest).
+        public var checkpoint: String
+        public var configuration: String?
+        public var mirror: Bool
+        public var step_size: Double
+        public var postprocessing: Bool
+        public var created_by: String
+
+        public init(folds: [String], checkpoint: String, configuration: String?, mirror: Bool, step_size: Double, postprocessing: Bool,
+                    created_by: String) {
+            self.folds = folds
+            self.checkpoint = checkpoint
+            self.configuration = configuration
+            self.mirror = mirror
+            self.step_size = step_size
+            self.postprocessing = postprocessing
+            self.created_by = created_by
+        }
+    }
+
+    /// Files a fold folder keeps beside its checkpoint (the planned preprocessing, the settings).
+    static let companions = [ExperimentPlans.fileName, DatasetFingerprint.fileName, "config.yaml"]
+
+    /// Writes `destination` (refused if it exists) from experiment or run folder `run`.
+    public static func export(run: URL, folds requested: [String], checkpoint: CheckpointName, postprocessing: URL?, mirror: Bool,
+                              stepSize: Double, version: String, to destination: URL) throws -> Manifest {
+        guard !FileManager.default.fileExists(atPath: destination.path) else {
+            throw TrainingError("\(destination.path) already exists; choose another file or remove it")
+        }
+        let folds = try TrainedModels.defaultFolds(run: run, folds: requested, checkpoint: checkpointArgument(checkpoint))
+        let sources = folds.isEmpty ? [("run", run)] : folds.map { ("fold_\($0)", ExperimentFolder(run).fold(named: $0).url) }
+        let staging = FileManager.default.temporaryDirectory.appendingPathComponent("medseg-export-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: staging) }
+        var configuration: String?
+        var datasetJSON: URL?
+        for (name, folder) in sources {
+            let file = RunFolder(folder).checkpoint(checkpoint)
+            guard FileManager.default.fileExists(atPath: file.path) else { throw TrainingError("\(file.path): no such checkpoint") }
+            let state = try Checkpoint.load(file).state
+            if let name = state.model.configuration, try PlannedSetup.load(runFolder: folder, configuration: name).plan.previous_stage != nil {
+                throw TrainingError("\(folder.path) is a cascade stage: export its 3d_lowres experiment and predict the stages one after the other")
+            }
+            configuration = state.model.configuration
+            let target = staging.appendingPathComponent(name)
+            try FileManager.default.createDirectory(at: target, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(at: file, to: target.appendingPathComponent(file.lastPathComponent))
+            for companion in companions where FileManager.default.fileExists(atPath: folder.appendingPathComponent(companion).path) {
+                try FileManager.default.copyItem(at: folder.appendingPathComponent(companion), to: target.appendingPathComponent(companion))
+            }
+            if datasetJSON == nil, let saved = RunFolder(folder).savedDataset {
+                let url = saved.appendingPathComponent("dataset.json")
+                if FileManager.default.fileExists(atPath: url.path) { datasetJSON = url }
+            }
+        }
+        if let datasetJSON { try FileManager.default.copyItem(at: datasetJSON, to: staging.appendingPathComponent("dataset.json")) }
+        if let postprocessing {
+            _ = try Postprocessing.load(postprocessing) // refused here if broken, not at prediction time
+            try FileManager.default.copyItem(at: postprocessing, to: staging.appendingPathComponent(Postprocessing.fileName))
+        }
+        let manifest = Manifest(folds: folds, checkpoint: checkpointArgument(checkpoint), configuration: configuration, mirror: mirror,
+                                step_size: stepSize, postprocessing: postprocessing != nil, created_by: "MedSeg \(version)")
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(manifest).write(to: staging.appendingPathComponent(Manifest.fileName))
+        // Written beside the destination and moved into place: a crash leaves no half archive.
+        let partial = destination.deletingLastPathComponent().appendingPathComponent(".\(destination.lastPathComponent).partial-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: partial) }
+        try FileManager.default.zipItem(at: staging, to: partial, shouldKeepParent: false, compressionMethod: .deflate)
+        try FileManager.default.moveItem(at: partial, to: destination)
+        return manifest
+    }
+
+    /// An archive unpacked for prediction; `remove()` deletes the unpacked files.
+    public struct Opened {
+        public let root: URL
+        public let manifest: Manifest
+        public var modelFolder: URL { manifest.folds.isEmpty ? root.appendingPathComponent("run") : root }
+        public var postprocessing: URL? { manifest.postprocessing ? root.appendingPathComponent(Postprocessing.fileName) : nil }
+        public func remove() { try? FileManager.default.removeItem(at: root) }
+    }
+
+    public static func open(_ url: URL) throws -> Opened {
+        guard FileManager.default.fileExists(atPath: url.path) else { throw TrainingError("\(url.path): no such model file") }
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("medseg-model-\(UUID().uuidString)")
+        do {
+            try FileManager.default.unzipItem(at: url, to: root)
+        } catch {
+            try? FileManager.default.removeItem(at: root)
+            throw TrainingError("\(url.path): not a readable zip archive (\(error.localizedDescription)); make one with `medseg export RUN \(url.lastPathComponent)`")
+        }
+        let manifestURL = root.appendingPathComponent(Manifest.fileName)
+        guard let data = try? Data(contentsOf: manifestURL), let manifest = try? JSONDecoder().decode(Manifest.self, from: data) else {
+            try? FileManager.default.removeItem(at: root)
+            throw TrainingError("\(url.path): no \(Manifest.fileName) inside; not a model made by `medseg export`")
+        }
+        guard manifest.format == Manifest.currentFormat else {
+            try? FileManager.default.removeItem(at: root)
+            throw TrainingError("\(url.path): model format '\(manifest.format)'; this MedSeg reads \(Manifest.currentFormat)")
+        }
+        return Opened(root: root, manifest: manifest)
+    }
+
+    /// The name `predict --checkpoint` takes for a checkpoint kind.
+    static func checkpointArgument(_ name: CheckpointName) -> String {
+        switch name {
+        case .best: return "best"
+        case .final: return "final"
+        case .latest: return "latest"
+        case .epoch: return name.fileName
+        }
+    }
+}
