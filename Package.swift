@@ -103,7 +103,13 @@ let package = Package(
             name: "CImageCodecs",
             linkerSettings: [.linkedLibrary("png"), .linkedLibrary("jpeg"), .linkedLibrary("tiff"), .linkedLibrary("gif"), .linkedLibrary("z")]
         ),
-        .target(name: "MedSegData", dependencies: ["Torch", "CImageCodecs"]),
+        // DICOM series through GDCM (Debian's libgdcm-dev), behind a C interface.
+        .target(
+            name: "CDicom",
+            cxxSettings: [.unsafeFlags(["-I/usr/include/gdcm-3.0", "-Wno-deprecated-declarations"])],
+            linkerSettings: ["gdcmMSFF", "gdcmDSED", "gdcmDICT", "gdcmIOD", "gdcmCommon"].map { .linkedLibrary($0) }
+        ),
+        .target(name: "MedSegData", dependencies: ["Torch", "CImageCodecs", "CDicom"]),
         .target(name: "MedSegModels", dependencies: ["Torch"]),
         .target(name: "MedSegDist", dependencies: ["MedSegModels", "Torch"]),
         .target(name: "MedSegTrain", dependencies: ["MedSegDist", "MedSegModels", "MedSegData", "Torch", .product(name: "Yams", package: "Yams"),

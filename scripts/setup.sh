@@ -9,6 +9,8 @@ packages=(
   zlib1g-dev libpng-dev libjpeg-dev libtiff-dev libgif-dev  # image codecs
   python3-torch         # PyTorch, only for reference tests and benchmarks
   python3-scipy         # scipy beside it, for MONAI's surface Dice (reference tests)
+  libgdcm-dev           # DICOM series (GDCM)
+  dcm2niix python3-pydicom  # DICOM reference converter and fixture writer (tests only)
 )
 
 missing=()

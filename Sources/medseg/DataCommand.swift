@@ -43,14 +43,16 @@ struct DataCommand: ParsableCommand {
 
     struct Info: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show an image's shape, type, geometry, intensities and labels.")
-        @Argument(help: "Image file.") var file: String
+        @Argument(help: "Image file, or folder of a DICOM series.") var file: String
+        @Option(help: "DICOM: the series (number or UID) of a folder holding several.") var series: String?
 
         func run() throws {
             let url = URL(fileURLWithPath: file)
-            let image = try ImageIO.read(url)
+            let image = try ImageIO.read(url, series: series)
             let g = image.geometry
             func fmt(_ v: [Double]) -> String { "(" + v.map { String(format: "%.4g", $0) }.joined(separator: ", ") + ")" }
             print("file       \(url.lastPathComponent)")
+            if DICOM.isSeriesFolder(url), let chosen = try? DICOM.select(in: url, series: series) { print("dicom      \(chosen.summary)") }
             print("size       \(image.size.map(String.init).joined(separator: " x ")) (x fastest), \(image.channels) channel(s)")
             print("type       \(image.pixelType.rawValue)")
             print("spacing    \(fmt(g.spacing))")
@@ -74,16 +76,19 @@ struct DataCommand: ParsableCommand {
 
     struct Convert: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Convert an image between formats, keeping its geometry.")
-        @Argument(help: "Input image.") var input: String
+        @Argument(help: "Input image, or folder of a DICOM series.") var input: String
         @Argument(help: "Output image; the format follows its ending.") var output: String
+        @Option(help: "DICOM: the series (number or UID) of a folder holding several.") var series: String?
 
         func run() throws {
             let outURL = URL(fileURLWithPath: output)
             var inputs = InputFiles()
-            inputs.add([URL(fileURLWithPath: input)], as: "the input image")
+            inputs.add([URL(fileURLWithPath: input)] + ((try? DICOM.select(in: URL(fileURLWithPath: input), series: series))?.files ?? []),
+                       as: "the input image")
             try inputs.refuseOverwriting(outURL, option: "output")
-            let image = try ImageIO.read(URL(fileURLWithPath: input))
+            let image = try ImageIO.read(URL(fileURLWithPath: input), series: series)
             try ImageIO.checkWritableGeometry(image, file: URL(fileURLWithPath: input))
+            try FileManager.default.createDirectory(at: outURL.deletingLastPathComponent(), withIntermediateDirectories: true)
             try ImageIO.write(image, to: outURL)
             print("wrote \(output)")
             if [".tif", ".tiff"].contains(ImageIO.fileEnding(of: outURL)) {

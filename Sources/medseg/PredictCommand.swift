@@ -16,7 +16,9 @@ struct PredictCommand: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Folds to ensemble (RUN/fold_N, N or all), averaging their probabilities.") var folds: [String] = []
     @Option(help: "For a 3d_cascade_fullres run: the 3d_lowres experiment folder, predicted first with the same --folds.") var previousStage: String?
     @Option(help: "best, final, latest or a checkpoint file.") var checkpoint = "best"
-    @Option(help: "Folder of images (CASE_0000.ext per channel, or single files).") var input: String
+    @Option(help: "Folder of images (CASE_0000.ext per channel, or single files), of DICOM series folders (one case each), or one DICOM series folder.")
+    var input: String
+    @Option(help: "DICOM: the series (number or UID) to predict in folders holding several.") var series: String?
     @Option(help: "Output folder.") var out: String
     @Option(help: "postprocessing.json (from `medseg find-best`) to apply to the predictions.") var postprocessing: String?
     @Flag(help: "Also write PNG overlays of 2D predictions.") var overlay = false
@@ -79,12 +81,12 @@ struct PredictCommand: ParsableCommand {
 
         let inputURL = URL(fileURLWithPath: input), outURL = URL(fileURLWithPath: out)
         try InputFiles.refuseSameFolder(output: outURL, outputOption: "--out", input: inputURL, inputOption: "--input")
-        let groups = try Self.cases(in: inputURL, channels: inference.imageChannels)
+        let groups = try Self.cases(in: inputURL, channels: inference.imageChannels, series: series)
         guard !groups.isEmpty else { throw ValidationError("\(input): no images found") }
         // Every output is checked against every input before the first is written.
         var inputs = InputFiles()
-        inputs.add(groups.flatMap(\.1), as: "an input image")
-        let outputs = groups.map { id, _, ending in
+        inputs.add(groups.flatMap { $0.1 + ($0.3?.files ?? []) }, as: "an input image")
+        let outputs = groups.map { id, _, ending, _ in
             (mask: outURL.appendingPathComponent(id + ending), probabilities: ProbabilityFile.url(for: id, in: outURL),
              overlay: outURL.appendingPathComponent(id + "_overlay.png"))
         }
@@ -101,15 +103,15 @@ struct PredictCommand: ParsableCommand {
                 || (saveProbabilities && !FileManager.default.fileExists(atPath: output.probabilities.path))
         }
         let progress = ProgressLine(label: world > 1 ? "predict rank \(rank)" : "predict")
-        for (i, ((id, files, _), output)) in todo.enumerated() {
-            var (label, probabilities) = try inference.predict(CaseFiles(identifier: id, images: files))
+        for (i, ((id, files, _, dicom), output)) in todo.enumerated() {
+            var (label, probabilities) = try Self.staged(dicom, files) { try inference.predict(CaseFiles(identifier: id, images: $0)) }
             if let post { label = post.apply(to: label) }
             try ImageIO.write(label, to: output.mask)
             if saveProbabilities {
                 try ProbabilityFile.write(probabilities, regionsClassOrder: spec.regionsClassOrder, to: output.probabilities)
             }
-            if overlay && spec.dims == 2 {
-                try ImageIO.write(LabelOverlay.make(image: ImageIO.read(files[0]), label: label), to: output.overlay)
+            if overlay && spec.dims == 2, let image = files.first {
+                try ImageIO.write(LabelOverlay.make(image: ImageIO.read(image), label: label), to: output.overlay)
             }
             progress.update(i + 1, todo.count)
         }
@@ -121,23 +123,45 @@ struct PredictCommand: ParsableCommand {
     }
 
     /// Cases in a folder: nnU-Net channel files (CASE_0000.ext, CASE_0001.ext) grouped by case,
-    /// otherwise every image on its own.
-    static func cases(in folder: URL, channels: Int) throws -> [(String, [URL], String)] {
+    /// otherwise every image on its own; a DICOM series folder (the input itself, or each folder
+    /// in it) is one case named after its folder, predicted as NIfTI in the series' geometry.
+    static func cases(in folder: URL, channels: Int, series choice: String?) throws -> [(String, [URL], String, DICOMSeries?)] {
         let names = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { !$0.hasPrefix(".") }.sorted()
-        var out: [(String, [URL], String)] = []
+        func dicomCase(_ url: URL) throws -> (String, [URL], String, DICOMSeries?) {
+            guard channels == 1 else {
+                throw DataError(file: url, "a DICOM series is one channel, and this model takes \(channels); give nnU-Net channel files (CASE_0000, CASE_0001, ...) instead")
+            }
+            return (url.lastPathComponent, [], ".nii.gz", try DICOM.select(in: url, series: choice))
+        }
+        if DICOM.isSeriesFolder(folder) { return [try dicomCase(folder)] }
+        var out: [(String, [URL], String, DICOMSeries?)] = []
         for name in names {
             let url = folder.appendingPathComponent(name)
+            if DICOM.isSeriesFolder(url) {
+                out.append(try dicomCase(url))
+                continue
+            }
             let ending = ImageIO.fileEnding(of: url)
             guard ImageIO.readableEndings.contains(ending) else { continue }
             let stem = ImageIO.stem(of: url)
             if stem.count > 5, stem.dropLast(4).hasSuffix("_"), let channel = Int(stem.suffix(4)) {
                 guard channel == 0 else { continue }
                 let id = String(stem.dropLast(5))
-                out.append((id, (0..<channels).map { folder.appendingPathComponent(String(format: "%@_%04d%@", id, $0, ending)) }, ending))
+                out.append((id, (0..<channels).map { folder.appendingPathComponent(String(format: "%@_%04d%@", id, $0, ending)) }, ending, nil))
             } else {
-                out.append((stem, [url], ending))
+                out.append((stem, [url], ending, nil))
             }
         }
         return out
+    }
+
+    /// Runs `predict` on the case's files, or on a DICOM series written as a temporary NIfTI (the
+    /// prediction is then resampled to, and written in, the series' own geometry).
+    static func staged<T>(_ dicom: DICOMSeries?, _ files: [URL], _ predict: ([URL]) throws -> T) throws -> T {
+        guard let dicom else { return try predict(files) }
+        let staging = FileManager.default.temporaryDirectory.appendingPathComponent("medseg-dicom-\(UUID().uuidString)_0000.nii.gz")
+        defer { try? FileManager.default.removeItem(at: staging) }
+        try ImageIO.write(try DICOM.read(dicom), to: staging)
+        return try predict([staging])
     }
 }

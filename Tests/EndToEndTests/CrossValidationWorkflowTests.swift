@@ -414,3 +414,43 @@ final class CrossValidationWorkflowTests: XCTestCase {
         XCTAssertTrue(both.output.contains("--run RUN or --model MODEL.zip"), both.output)
     }
 }
+
+extension CrossValidationWorkflowTests {
+    /// DICOM series predict as their NIfTI conversions do, the masks in each series' geometry.
+    func testDICOMSeriesPredictAsTheirNIfTIConversions() throws {
+        let (data, _) = try plannedDataset(batch: 2)
+        let exp = temp.appendingPathComponent("exp").path
+        _ = try train(data, exp, fold: "0")
+        let dicom = temp.appendingPathComponent("dicom"), nifti = temp.appendingPathComponent("nifti")
+        try DICOMFixtures.writeSeries(dicom.appendingPathComponent("patientA"), ["--size", "24,20,9", "--shuffle"])
+        try DICOMFixtures.writeSeries(dicom.appendingPathComponent("patientB"), ["--size", "20,24,8", "--orientation", "oblique", "--seed", "2"])
+        for id in ["patientA", "patientB"] {
+            try medseg(["data", "convert", dicom.appendingPathComponent(id).path, nifti.appendingPathComponent(id + ".nii.gz").path])
+        }
+        let fromDICOM = temp.appendingPathComponent("from-dicom").path, fromNIfTI = temp.appendingPathComponent("from-nifti").path
+        let log = try medseg(["predict", "--run", exp, "--folds", "0", "--checkpoint", "final", "--input", dicom.path, "--out", fromDICOM]).output
+        XCTAssertTrue(log.contains("wrote 2 prediction(s)"), log)
+        try medseg(["predict", "--run", exp, "--folds", "0", "--checkpoint", "final", "--input", nifti.path, "--out", fromNIfTI])
+        for id in ["patientA", "patientB"] {
+            let a = try ImageIO.read(URL(fileURLWithPath: "\(fromDICOM)/\(id).nii.gz")), b = try ImageIO.read(URL(fileURLWithPath: "\(fromNIfTI)/\(id).nii.gz"))
+            XCTAssertEqual(a.voxels, b.voxels, id)
+            let series = try DICOM.read(folder: dicom.appendingPathComponent(id))
+            XCTAssertEqual(a.size, series.size, id)
+            for (x, y) in zip(a.geometry.origin + a.geometry.direction + a.geometry.spacing, series.geometry.origin + series.geometry.direction + series.geometry.spacing) {
+                XCTAssertEqual(x, y, accuracy: 1e-4, id)
+            }
+        }
+        // One series folder as the input; a folder of two series asks which.
+        let single = temp.appendingPathComponent("single").path
+        try medseg(["predict", "--run", exp, "--folds", "0", "--checkpoint", "final", "--input", dicom.appendingPathComponent("patientA").path, "--out", single])
+        XCTAssertEqual(try ImageIO.read(URL(fileURLWithPath: single + "/patientA.nii.gz")).voxels, try ImageIO.read(URL(fileURLWithPath: fromDICOM + "/patientA.nii.gz")).voxels)
+        let study = dicom.appendingPathComponent("patientA")
+        try DICOMFixtures.writeSeries(study, ["--size", "24,20,9", "--series-number", "5", "--description", "contrast", "--prefix", "B"])
+        let ask = try medseg(["predict", "--run", exp, "--folds", "0", "--input", study.path, "--out", temp.appendingPathComponent("ask").path], expectSuccess: false)
+        XCTAssertTrue(ask.output.contains("\(study.path): holds 2 DICOM series; choose one with --series") && ask.output.contains("\"contrast\""), ask.output)
+        let info = try medseg(["data", "info", study.path, "--series", "5"]).output
+        XCTAssertTrue(info.contains("dicom      series 5  CT  \"contrast\"  9 file(s)") && info.contains("size       24 x 20 x 9"), info)
+        try medseg(["predict", "--run", exp, "--folds", "0", "--input", study.path, "--series", "5", "--out", temp.appendingPathComponent("chosen").path])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: temp.appendingPathComponent("chosen/patientA.nii.gz").path))
+    }
+}

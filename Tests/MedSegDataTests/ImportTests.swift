@@ -476,6 +476,39 @@ final class ImportTests: XCTestCase {
         XCTAssertEqual(try ImageIO.read(few.appendingPathComponent("labelsTr/b.png")).voxels, white.voxels.map { $0 > 0 ? 1 : 0 })
     }
 
+    /// Case folders of DICOM series pair with NIfTI masks by name and become NIfTI in the series'
+    /// geometry; a case folder of two series is left out with the series to choose from.
+    func testFolderOfDICOMSeries() throws {
+        var masks: [String: MedicalImage] = [:]
+        for (id, orientation) in [("p1", "axial"), ("p2", "oblique")] {
+            let folder = url("dcm/images/\(id)")
+            try DICOMFixtures.writeSeries(folder, ["--orientation", orientation, "--shuffle", "--seed", id == "p1" ? "1" : "2"])
+            var mask = try ImageIO.read(folder)
+            mask.voxels = mask.voxels.map { $0 > 500 ? 1 : 0 }
+            mask.pixelType = .uint8
+            try write(mask, "dcm/masks/\(id).nii.gz")
+            masks[id] = mask
+        }
+        try DICOMFixtures.writeSeries(url("dcm/images/p3"), ["--prefix", "A"])
+        try DICOMFixtures.writeSeries(url("dcm/images/p3"), ["--prefix", "B", "--series-number", "4"])
+        try write(masks["p1"]!, "dcm/masks/p3.nii.gz")
+        let out = url("dcm-out")
+        let report = try DatasetImporter.run(kind: .folder, source: url("dcm"), out: out)
+        XCTAssertEqual(report.trainingCases, 2)
+        XCTAssertEqual(names("dcm-out/imagesTr"), ["p1_0000.nii.gz", "p2_0000.nii.gz"])
+        XCTAssertTrue(report.skipped.contains { $0.file.contains("p3") && $0.reason.contains("holds 2 DICOM series") }, "\(report.skipped)")
+        for id in ["p1", "p2"] {
+            let image = try ImageIO.read(out.appendingPathComponent("imagesTr/\(id)_0000.nii.gz"))
+            let series = try DICOM.read(folder: url("dcm/images/\(id)"))
+            XCTAssertEqual(image.voxels, series.voxels, id)
+            for (a, b) in zip(image.geometry.origin + image.geometry.direction, series.geometry.origin + series.geometry.direction) {
+                XCTAssertEqual(a, b, accuracy: 1e-5, id)
+            }
+            XCTAssertEqual(try ImageIO.read(out.appendingPathComponent("labelsTr/\(id).nii.gz")).voxels, masks[id]!.voxels, id)
+        }
+        assertChecked(out)
+    }
+
     /// `data import folder --images --masks` needs no SRC; a subcommand's error shows its own usage.
     func testFolderCommandLineWithoutSourceAndUsageOnError() throws {
         guard Executables.medseg() != nil else { throw XCTSkip("medseg executable not built") }

@@ -49,6 +49,11 @@ public enum ImageIO {
     /// Reads an image; `palette: .indices` returns the raw indices of palette PNG/TIFF/BMP files
     /// (label masks); other files are read the same either way.
     public static func read(_ url: URL, palette: PaletteMode) throws -> MedicalImage {
+        // A folder is a DICOM series (its only one; DICOM.read(folder:series:) picks among several).
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder), isFolder.boolValue {
+            return try DICOM.read(folder: url)
+        }
         switch fileEnding(of: url) {
         case ".nii.gz", ".nii", ".hdr", ".hdr.gz": return try NIfTI.read(url)
         case ".nrrd", ".nhdr": return try NRRD.read(url)
@@ -57,7 +62,7 @@ public enum ImageIO {
         case ".tif", ".tiff": return try PlanarImages.readTIFF(url, palette: palette)
         case ".bmp": return try PlanarImages.readBMP(url, palette: palette)
         case let ending:
-            throw DataError(file: url, "cannot read files ending \"\(ending)\" (readable: \(readableEndings.joined(separator: " ")))")
+            throw DataError(file: url, "cannot read files ending \"\(ending)\" (readable: \(readableEndings.joined(separator: " ")), and folders of DICOM series)")
         }
     }
 

@@ -407,6 +407,11 @@ enum ImportIO {
         !name.hasPrefix(".") && endings.contains(ImageIO.fileEnding(of: URL(fileURLWithPath: name)))
     }
 
+    /// An image file, or a folder of a DICOM series (the `folder` importer's images may be either).
+    static func isImageOrSeries(_ name: String, in folder: URL) -> Bool {
+        isImage(name) || (!name.hasPrefix(".") && DICOM.isSeriesFolder(folder.appendingPathComponent(name)))
+    }
+
     /// Names in a folder, sorted, without hidden and macOS `._` files; nil when it is not a folder.
     static func list(_ folder: URL) -> [String]? {
         var isDirectory: ObjCBool = false

@@ -5,7 +5,8 @@ import Foundation
 /// ... or `maskSuffixes`), in any readable format: `a.jpg` pairs with `a.png`, `a_mask.png` or
 /// `a_segmentation.tif`. Images and masks may share one folder (masks are then the files whose
 /// stem carries a suffix). Images named `CASE_0000`, `CASE_0001`, ... (every image in the folder)
-/// are the channels of case CASE, as in the raw layout.
+/// are the channels of case CASE, as in the raw layout. An image may also be a folder holding one
+/// DICOM series (CT, MR), named like its mask: `images/patient7/` pairs with `masks/patient7.nii.gz`.
 ///
 /// Masks with a colour palette are read as their indices, gray ones by value. 0/1 and 0/255 masks
 /// are binary; more than `largestKeptLabel` whole-number values are an instance map (foreground =
@@ -47,7 +48,7 @@ enum FolderImporter {
         let suffixes = sink.options.maskSuffixes ?? defaultMaskSuffixes
         let sameFolder = images.path == masks.path
         let maskNames = (ImportIO.list(masks) ?? []).filter(ImportIO.isImage)
-        var imageNames = (ImportIO.list(images) ?? []).filter(ImportIO.isImage)
+        var imageNames = (ImportIO.list(images) ?? []).filter { ImportIO.isImageOrSeries($0, in: images) }
         if sameFolder {
             imageNames = imageNames.filter { name in
                 let stem = ImageIO.stem(of: URL(fileURLWithPath: name))
@@ -61,7 +62,7 @@ enum FolderImporter {
         var testCases: [Case] = []
         if let test = sink.options.testImages {
             guard ImportIO.isFolder(test) else { throw DataError(file: test, "no such test images folder") }
-            testCases = group((ImportIO.list(test) ?? []).filter(ImportIO.isImage), in: test, sink)
+            testCases = group((ImportIO.list(test) ?? []).filter { ImportIO.isImageOrSeries($0, in: test) }, in: test, sink)
         }
         sink.total = cases.count + testCases.count
 

@@ -1,0 +1,285 @@
+// GDCM behind a C interface (see include/cdicom.h): GDCM parses the files, decodes any transfer
+// syntax it supports (JPEG, JPEG 2000, JPEG-LS, RLE) and reports each slice's position,
+// orientation, spacing and rescale; this file only groups, sorts and checks the slices.
+#include "cdicom.h"
+
+#include <gdcmDirectory.h>
+#include <gdcmImage.h>
+#include <gdcmImageReader.h>
+#include <gdcmScanner.h>
+#include <gdcmTag.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+thread_local std::string lastError;
+
+int fail(const std::string &message) {
+    lastError = message;
+    return -1;
+}
+
+char *copyString(const std::string &text) {
+    char *out = static_cast<char *>(std::malloc(text.size() + 1));
+    if (out) std::memcpy(out, text.c_str(), text.size() + 1);
+    return out;
+}
+
+// DICOM pads values with spaces (and UIDs with a NUL) to an even length.
+std::string trimmed(const char *value) {
+    if (!value) return "";
+    std::string text(value);
+    size_t end = text.find_last_not_of(std::string(" \0", 2));
+    size_t start = text.find_first_not_of(' ');
+    return end == std::string::npos ? "" : text.substr(start, end - start + 1);
+}
+
+std::string baseName(const std::string &path) {
+    size_t slash = path.find_last_of('/');
+    return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+std::string number(double value) {
+    std::ostringstream out;
+    out.precision(4);
+    out << value;
+    return out.str();
+}
+
+const gdcm::Tag seriesUID(0x0020, 0x000e), modalityTag(0x0008, 0x0060), descriptionTag(0x0008, 0x103e),
+    seriesNumberTag(0x0020, 0x0011), studyDateTag(0x0008, 0x0020);
+
+// One file's image: where it lies and its samples as floats (rescale applied).
+struct Slice {
+    std::string file;
+    double origin[3];
+    double cosines[6];
+    double spacing[3];
+    unsigned dims[3];
+    double position;  // along the slice normal
+    std::vector<float> values;
+    bool integer;
+};
+
+template <typename T> void widen(const std::vector<char> &raw, double slope, double intercept, std::vector<float> &out) {
+    size_t n = raw.size() / sizeof(T);
+    out.resize(n);
+    const T *source = reinterpret_cast<const T *>(raw.data());
+    for (size_t i = 0; i < n; ++i) out[i] = static_cast<float>(static_cast<double>(source[i]) * slope + intercept);
+}
+
+bool whole(double value) { return std::fabs(value - std::round(value)) < 1e-9; }
+
+int readSlice(const std::string &file, Slice &slice, int &bits, int &isSigned) {
+    gdcm::ImageReader reader;
+    reader.SetFileName(file.c_str());
+    if (!reader.Read()) return fail(file + ": GDCM cannot read it as a DICOM image (not an image, or a transfer syntax it does not decode)");
+    const gdcm::Image &image = reader.GetImage();
+    const gdcm::PixelFormat &format = image.GetPixelFormat();
+    if (format.GetSamplesPerPixel() != 1)
+        return fail(file + ": a colour image (" + std::to_string(format.GetSamplesPerPixel()) + " samples per pixel); only grayscale series (CT, MR, PET) are read");
+    slice.file = file;
+    for (int i = 0; i < 3; ++i) slice.origin[i] = image.GetOrigin(i);
+    for (int i = 0; i < 6; ++i) slice.cosines[i] = image.GetDirectionCosines(i);
+    for (int i = 0; i < 3; ++i) slice.spacing[i] = image.GetSpacing(i);
+    slice.dims[0] = image.GetDimension(0);
+    slice.dims[1] = image.GetDimension(1);
+    slice.dims[2] = image.GetNumberOfDimensions() > 2 ? image.GetDimension(2) : 1;
+    std::vector<char> raw(image.GetBufferLength());
+    if (!image.GetBuffer(raw.data())) return fail(file + ": GDCM cannot decode its pixel data");
+    double slope = image.GetSlope(), intercept = image.GetIntercept();
+    bool integral = true;
+    switch (format.GetScalarType()) {
+    case gdcm::PixelFormat::UINT8: widen<uint8_t>(raw, slope, intercept, slice.values); bits = 8; isSigned = 0; break;
+    case gdcm::PixelFormat::INT8: widen<int8_t>(raw, slope, intercept, slice.values); bits = 8; isSigned = 1; break;
+    case gdcm::PixelFormat::UINT12:
+    case gdcm::PixelFormat::UINT16: widen<uint16_t>(raw, slope, intercept, slice.values); bits = 16; isSigned = 0; break;
+    case gdcm::PixelFormat::INT12:
+    case gdcm::PixelFormat::INT16: widen<int16_t>(raw, slope, intercept, slice.values); bits = 16; isSigned = 1; break;
+    case gdcm::PixelFormat::UINT32: widen<uint32_t>(raw, slope, intercept, slice.values); bits = 32; isSigned = 0; break;
+    case gdcm::PixelFormat::INT32: widen<int32_t>(raw, slope, intercept, slice.values); bits = 32; isSigned = 1; break;
+    case gdcm::PixelFormat::FLOAT32: widen<float>(raw, slope, intercept, slice.values); bits = 32; isSigned = 1; integral = false; break;
+    case gdcm::PixelFormat::FLOAT64: widen<double>(raw, slope, intercept, slice.values); bits = 64; isSigned = 1; integral = false; break;
+    default: return fail(file + ": pixel type " + format.GetScalarTypeAsString() + " is not read (8, 16 or 32-bit integers, 32 or 64-bit floats)");
+    }
+    size_t expected = size_t(slice.dims[0]) * slice.dims[1] * slice.dims[2];
+    if (slice.values.size() != expected)
+        return fail(file + ": its pixel data holds " + std::to_string(slice.values.size()) + " samples, its header says " + std::to_string(expected));
+    slice.integer = integral && whole(slope) && whole(intercept);
+    return 0;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char *md_last_error(void) { return lastError.c_str(); }
+
+int md_scan_folder(const char *folder, md_series **series, int *count) {
+    *series = nullptr;
+    *count = 0;
+    gdcm::Directory directory;
+    if (directory.Load(folder, false) == 0 && directory.GetFilenames().empty()) return 0;
+    gdcm::Directory::FilenamesType files;
+    for (const auto &file : directory.GetFilenames())
+        if (!baseName(file).empty() && baseName(file)[0] != '.') files.push_back(file);
+    std::sort(files.begin(), files.end());
+    gdcm::Scanner scanner;
+    for (const gdcm::Tag &tag : {seriesUID, modalityTag, descriptionTag, seriesNumberTag, studyDateTag}) scanner.AddTag(tag);
+    if (!files.empty() && !scanner.Scan(files)) return fail(std::string(folder) + ": GDCM could not scan the folder's files");
+    struct Group { std::string modality, description, number, date; std::vector<std::string> files; };
+    std::map<std::string, Group> groups;
+    for (const auto &file : files) {
+        if (!scanner.IsKey(file.c_str())) continue;
+        std::string uid = trimmed(scanner.GetValue(file.c_str(), seriesUID));
+        if (uid.empty()) continue;
+        Group &group = groups[uid];
+        if (group.files.empty()) {
+            group.modality = trimmed(scanner.GetValue(file.c_str(), modalityTag));
+            group.description = trimmed(scanner.GetValue(file.c_str(), descriptionTag));
+            group.number = trimmed(scanner.GetValue(file.c_str(), seriesNumberTag));
+            group.date = trimmed(scanner.GetValue(file.c_str(), studyDateTag));
+        }
+        group.files.push_back(file);
+    }
+    std::vector<std::pair<std::string, Group *>> ordered;
+    for (auto &entry : groups) ordered.push_back({entry.first, &entry.second});
+    std::sort(ordered.begin(), ordered.end(), [](const auto &a, const auto &b) {
+        long na = std::atol(a.second->number.c_str()), nb = std::atol(b.second->number.c_str());
+        return na != nb ? na < nb : a.first < b.first;
+    });
+    if (ordered.empty()) return 0;
+    md_series *out = static_cast<md_series *>(std::calloc(ordered.size(), sizeof(md_series)));
+    if (!out) return fail("out of memory listing DICOM series");
+    for (size_t i = 0; i < ordered.size(); ++i) {
+        const Group &group = *ordered[i].second;
+        out[i].uid = copyString(ordered[i].first);
+        out[i].modality = copyString(group.modality);
+        out[i].description = copyString(group.description);
+        out[i].series_number = copyString(group.number);
+        out[i].study_date = copyString(group.date);
+        out[i].file_count = int(group.files.size());
+        out[i].files = static_cast<char **>(std::calloc(group.files.size(), sizeof(char *)));
+        for (size_t f = 0; f < group.files.size() && out[i].files; ++f) out[i].files[f] = copyString(group.files[f]);
+    }
+    *series = out;
+    *count = int(ordered.size());
+    return 0;
+}
+
+void md_free_series(md_series *series, int count) {
+    if (!series) return;
+    for (int i = 0; i < count; ++i) {
+        std::free(series[i].uid);
+        std::free(series[i].modality);
+        std::free(series[i].description);
+        std::free(series[i].series_number);
+        std::free(series[i].study_date);
+        for (int f = 0; f < series[i].file_count && series[i].files; ++f) std::free(series[i].files[f]);
+        std::free(series[i].files);
+    }
+    std::free(series);
+}
+
+int md_read_series(const char *const *files, int count, md_volume *out) {
+    std::memset(out, 0, sizeof(*out));
+    if (count < 1) return fail("no files in the series");
+    std::vector<Slice> slices(count);
+    int bits = 0, isSigned = 0;
+    for (int i = 0; i < count; ++i)
+        if (readSlice(files[i], slices[i], bits, isSigned) != 0) return -1;
+    // The first file's header, kept apart from the slices, which sorting reorders.
+    struct Header { std::string file; double cosines[6]; double spacing[3]; unsigned dims[3]; } first;
+    first.file = slices[0].file;
+    std::memcpy(first.cosines, slices[0].cosines, sizeof(first.cosines));
+    std::memcpy(first.spacing, slices[0].spacing, sizeof(first.spacing));
+    std::memcpy(first.dims, slices[0].dims, sizeof(first.dims));
+    if (count > 1 && first.dims[2] > 1)
+        return fail(first.file + ": a multi-frame file among " + std::to_string(count) + " files of one series; read it on its own");
+    const double *r = first.cosines, *c = first.cosines + 3;
+    double normal[3] = {r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0]};
+    double length = std::sqrt(normal[0] * normal[0] + normal[1] * normal[1] + normal[2] * normal[2]);
+    if (!(length > 0.5)) return fail(first.file + ": its Image Orientation (Patient) is missing or degenerate");
+    for (double &v : normal) v /= length;
+    for (Slice &slice : slices) {
+        if (slice.dims[0] != first.dims[0] || slice.dims[1] != first.dims[1])
+            return fail(slice.file + ": " + std::to_string(slice.dims[0]) + " x " + std::to_string(slice.dims[1]) + " pixels, while " +
+                        baseName(first.file) + " has " + std::to_string(first.dims[0]) + " x " + std::to_string(first.dims[1]) +
+                        ": not one volume (a localizer or another acquisition in the series?)");
+        for (int i = 0; i < 6; ++i)
+            if (std::fabs(slice.cosines[i] - first.cosines[i]) > 1e-4)
+                return fail(slice.file + ": its orientation differs from " + baseName(first.file) + "'s: not one volume (a localizer in the series?)");
+        slice.position = slice.origin[0] * normal[0] + slice.origin[1] * normal[1] + slice.origin[2] * normal[2];
+    }
+    std::stable_sort(slices.begin(), slices.end(), [](const Slice &a, const Slice &b) { return a.position < b.position; });
+    double zSpacing = first.dims[2] > 1 ? first.spacing[2] : 1;
+    if (count > 1) {
+        zSpacing = (slices.back().position - slices.front().position) / (count - 1);
+        // Repeated positions first: they also make the gaps uneven, but are the cause to report.
+        for (int i = 0; i + 1 < count; ++i)
+            if (slices[i + 1].position - slices[i].position < 1e-4 * std::max(1.0, zSpacing))
+                return fail(slices[i + 1].file + " and " + baseName(slices[i].file) + " lie at the same position (" + number(slices[i].position) +
+                            " mm along the slice normal): two acquisitions or echoes in one series; separate them into folders");
+        for (int i = 0; i + 1 < count; ++i) {
+            double gap = slices[i + 1].position - slices[i].position;
+            if (std::fabs(gap - zSpacing) > std::max(1e-3, 0.01 * zSpacing))
+                return fail(slices[i + 1].file + ": " + number(gap) + " mm from " + baseName(slices[i].file) + ", while the series' slices are " +
+                            number(zSpacing) + " mm apart on average: unevenly spaced slices (a missing file?)");
+        }
+        double along[3], offNormal = 0, step = 0;
+        for (int i = 0; i < 3; ++i) along[i] = slices.back().origin[i] - slices.front().origin[i];
+        for (int i = 0; i < 3; ++i) step += along[i] * normal[i];
+        for (int i = 0; i < 3; ++i) offNormal += std::pow(along[i] - step * normal[i], 2);
+        double tilt = std::atan2(std::sqrt(offNormal), std::fabs(step)) * 180 / M_PI;
+        if (tilt > 0.1)
+            return fail(slices.front().file + ": the slices are sheared by " + number(tilt) +
+                        " degrees (gantry tilt); resample the series to an orthogonal grid first (dcm2niix writes a _Tilt_ corrected volume)");
+    }
+    size_t plane = size_t(first.dims[0]) * first.dims[1], total = plane * first.dims[2] * count;
+    out->voxels = static_cast<float *>(std::malloc(total * sizeof(float)));
+    if (!out->voxels) return fail("out of memory reading " + std::to_string(total) + " voxels of " + first.file);
+    out->minimum = INFINITY;
+    out->maximum = -INFINITY;
+    out->integer = 1;
+    size_t offset = 0;
+    for (const Slice &slice : slices) {
+        std::memcpy(out->voxels + offset, slice.values.data(), slice.values.size() * sizeof(float));
+        offset += slice.values.size();
+        for (float v : slice.values) {
+            out->minimum = std::min(out->minimum, double(v));
+            out->maximum = std::max(out->maximum, double(v));
+        }
+        if (!slice.integer) out->integer = 0;
+    }
+    out->size[0] = int(first.dims[0]);
+    out->size[1] = int(first.dims[1]);
+    out->size[2] = int(first.dims[2]) * count;
+    out->spacing[0] = first.spacing[0];
+    out->spacing[1] = first.spacing[1];
+    out->spacing[2] = zSpacing;
+    for (int i = 0; i < 3; ++i) {
+        out->origin[i] = slices.front().origin[i];
+        out->direction[i * 3 + 0] = r[i];
+        out->direction[i * 3 + 1] = c[i];
+        out->direction[i * 3 + 2] = normal[i];
+    }
+    out->stored_bits = bits;
+    out->stored_signed = isSigned;
+    return 0;
+}
+
+void md_free_volume(md_volume *volume) {
+    if (!volume) return;
+    std::free(volume->voxels);
+    volume->voxels = nullptr;
+}
+
+}  // extern "C"

@@ -1,0 +1,118 @@
+import Foundation
+import XCTest
+import MedSegData
+import TestSupport
+
+/// DICOM series written by pydicom (DICOMFixtures) from a known volume, read by MedSeg through GDCM and compared with the volume and with Debian's dcm2niix.
+final class DICOMTests: XCTestCase {
+    private var scratch: URL!
+
+    override func setUpWithError() throws {
+        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("medseg-dicom-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: scratch) }
+
+    /// dcm2niix's NIfTI of the series in `folder` (the reference users compare with).
+    static func dcm2niix(_ folder: URL, into out: URL) throws -> MedicalImage {
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/dcm2niix")
+        process.arguments = ["-z", "n", "-b", "n", "-f", "series", "-o", out.path, folder.path]
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0, "dcm2niix failed on \(folder.path) (scripts/setup.sh installs it)")
+        return try ImageIO.read(out.appendingPathComponent("series.nii"))
+    }
+
+    /// nil when every voxel of `a` has the same value at the same world position in `b` (whatever
+    /// each one's voxel order), else the first difference.
+    static func physicalDifference(_ a: MedicalImage, _ b: MedicalImage) -> String? {
+        guard a.voxelCount == b.voxelCount, a.dims == 3, b.dims == 3 else { return "sizes \(a.size) and \(b.size)" }
+        let ga = a.geometry, gb = b.geometry
+        for z in 0..<a.size[2] { for y in 0..<a.size[1] { for x in 0..<a.size[0] {
+            let index = [Double(x), Double(y), Double(z)]
+            var world = ga.origin
+            for r in 0..<3 { for c in 0..<3 { world[r] += ga.direction[r * 3 + c] * ga.spacing[c] * index[c] } }
+            // Direction matrices are orthonormal: the inverse is the transpose.
+            var inB = [0.0, 0.0, 0.0]
+            for c in 0..<3 {
+                for r in 0..<3 { inB[c] += gb.direction[r * 3 + c] * (world[r] - gb.origin[r]) }
+                inB[c] /= gb.spacing[c]
+            }
+            let rounded = inB.map { Int($0.rounded()) }
+            guard zip(inB, rounded).allSatisfy({ abs($0 - Double($1)) < 1e-3 }), (0..<3).allSatisfy({ rounded[$0] >= 0 && rounded[$0] < b.size[$0] }) else {
+                return "voxel \([x, y, z]) at \(world) falls at \(inB) in the reference grid \(b.size)"
+            }
+            let va = a.voxels[(z * a.size[1] + y) * a.size[0] + x]
+            let vb = b.voxels[(rounded[2] * b.size[1] + rounded[1]) * b.size[0] + rounded[0]]
+            if abs(va - vb) > 1e-3 * max(1, abs(vb)) { return "voxel \([x, y, z]): \(va), reference \(vb)" }
+        } } }
+        return nil
+    }
+
+    func testSeriesInEveryOrientationMatchesTheVolumeAndDcm2niix() throws {
+        for orientation in ["axial", "sagittal", "coronal", "oblique"] {
+            let folder = scratch.appendingPathComponent(orientation)
+            let written = try DICOMFixtures.writeSeries(folder, ["--orientation", orientation, "--shuffle", "--intercept", "-1024", "--seed", "7"])
+            let image = try ImageIO.read(folder)
+            XCTAssertEqual(image.size, [12, 10, 7], orientation)
+            XCTAssertEqual(image.pixelType, .int16, orientation)
+            // Slices sorted along the normal, whatever the file names: the written volume, voxel for voxel.
+            XCTAssertEqual(image.voxels, written.values.map(Float.init), orientation)
+            for (a, b) in zip(image.geometry.spacing, written.spacing) { XCTAssertEqual(a, b, accuracy: 1e-6, orientation) }
+            for (a, b) in zip(image.geometry.origin, written.ipp0) { XCTAssertEqual(a, b, accuracy: 1e-4, orientation) }
+            let reference = try Self.dcm2niix(folder, into: scratch.appendingPathComponent("nii-\(orientation)"))
+            XCTAssertNil(Self.physicalDifference(image, reference), orientation)
+        }
+    }
+
+    func testRescaleSlopeGivesFloatVoxelsAsDcm2niix() throws {
+        let folder = scratch.appendingPathComponent("mr")
+        let written = try DICOMFixtures.writeSeries(folder, ["--modality", "MR", "--slope", "0.5", "--intercept", "10.25", "--orientation", "sagittal"])
+        let image = try DICOM.read(folder: folder)
+        XCTAssertEqual(image.pixelType, .float32)
+        XCTAssertEqual(image.voxels, written.values.map(Float.init))
+        XCTAssertNil(Self.physicalDifference(image, try Self.dcm2niix(folder, into: scratch.appendingPathComponent("nii"))))
+    }
+
+    func testAFolderOfSeveralSeriesListsThemAndAsksWhich() throws {
+        let folder = scratch.appendingPathComponent("study")
+        let first = try DICOMFixtures.writeSeries(folder, ["--series-number", "2", "--description", "plain", "--prefix", "A"])
+        let second = try DICOMFixtures.writeSeries(folder, ["--series-number", "5", "--description", "contrast", "--prefix", "B", "--seed", "3"])
+        try Data("not DICOM".utf8).write(to: folder.appendingPathComponent("notes.txt"))
+        let series = try DICOM.series(in: folder)
+        XCTAssertEqual(series.map(\.number), ["2", "5"])
+        XCTAssertEqual(series.map(\.description), ["plain", "contrast"])
+        XCTAssertEqual(series.map(\.uid), [first.uid, second.uid])
+        XCTAssertEqual(series.map(\.files.count), [7, 7])
+        XCTAssertThrowsError(try ImageIO.read(folder)) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.hasPrefix("\(folder.path): holds 2 DICOM series; choose one with --series"), text)
+            XCTAssertTrue(text.contains("series 5  CT  \"contrast\"  7 file(s)  \(second.uid)"), text)
+        }
+        XCTAssertEqual(try DICOM.read(folder: folder, series: "5").voxels, second.values.map(Float.init))
+        XCTAssertEqual(try DICOM.read(folder: folder, series: first.uid).voxels, first.values.map(Float.init))
+        XCTAssertThrowsError(try DICOM.read(folder: folder, series: "9")) { XCTAssertTrue("\($0)".contains("no series '9'"), "\($0)") }
+        XCTAssertFalse(DICOM.isSeriesFolder(scratch.appendingPathComponent("absent")))
+        XCTAssertTrue(DICOM.isSeriesFolder(folder))
+    }
+
+    func testBrokenSeriesAreRefusedNamingTheFile() throws {
+        let gap = scratch.appendingPathComponent("gap")
+        try DICOMFixtures.writeSeries(gap, ["--gap-after", "2"])
+        XCTAssertThrowsError(try ImageIO.read(gap)) { error in
+            XCTAssertTrue("\(error)".contains("5 mm from") && "\(error)".contains("unevenly spaced slices (a missing file?)"), "\(error)")
+            XCTAssertTrue("\(error)".hasPrefix(gap.path + "/IM"), "\(error)")
+        }
+        let twice = scratch.appendingPathComponent("twice")
+        try DICOMFixtures.writeSeries(twice, ["--duplicate", "4"])
+        XCTAssertThrowsError(try ImageIO.read(twice)) { XCTAssertTrue("\($0)".contains("lie at the same position"), "\($0)") }
+        let empty = scratch.appendingPathComponent("empty")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        try Data("x".utf8).write(to: empty.appendingPathComponent("readme"))
+        XCTAssertThrowsError(try ImageIO.read(empty)) { XCTAssertEqual("\($0)", "\(empty.path): no DICOM files in this folder") }
+    }
+}
