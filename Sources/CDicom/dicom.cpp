@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include <sys/stat.h>
+
 namespace {
 
 thread_local std::string lastError;
@@ -126,8 +128,10 @@ const char *md_last_error(void) { return lastError.c_str(); }
 int md_scan_folder(const char *folder, md_series **series, int *count) {
     *series = nullptr;
     *count = 0;
+    struct stat info;
+    if (stat(folder, &info) != 0 || !S_ISDIR(info.st_mode)) return 0;  // GDCM asserts on anything but a folder
     gdcm::Directory directory;
-    if (directory.Load(folder, false) == 0 && directory.GetFilenames().empty()) return 0;
+    if (directory.Load(folder, false) == 0) return 0;
     gdcm::Directory::FilenamesType files;
     for (const auto &file : directory.GetFilenames())
         if (!baseName(file).empty() && baseName(file)[0] != '.') files.push_back(file);
