@@ -92,6 +92,14 @@ int mt_cuda_device_name(int index, char *buffer, size_t capacity) {
     return copy_string(text, buffer, capacity);
 }
 
+int64_t mt_cuda_total_memory(int index) {
+    mt::CudaDriver &d = mt::cuda_driver();
+    int device = 0;
+    size_t bytes = 0;
+    if (!d.ok || d.cuDeviceGet(&device, index) != 0 || d.cuDeviceTotalMem(&bytes, device) != 0) return -1;
+    return int64_t(bytes);
+}
+
 int mt_cuda_synchronize(int index) {
 #ifdef MT_WITH_CUDA
     MT_STATUS(at::detail::getCUDAHooks().deviceSynchronize(index))

@@ -18,7 +18,10 @@ final class TensorTests: XCTestCase {
     /// by at least that much; the CPU has no such figure.
     func testCUDAPeakMemoryCountsTensors() throws {
         XCTAssertNil(Torch.cudaPeakMemoryBytes(.cpu))
+        XCTAssertNil(Torch.cudaTotalMemoryBytes(.cpu))
         guard Torch.cudaAvailable else { throw XCTSkip("no CUDA device") }
+        // The driver's total (predict's default logits budget is a quarter of it): more than any tensor here.
+        XCTAssertGreaterThan(try XCTUnwrap(Torch.cudaTotalMemoryBytes(.cuda(0))), 1 << 30)
         Torch.resetCUDAPeakMemory(.cuda(0))
         let before = try XCTUnwrap(Torch.cudaPeakMemoryBytes(.cuda(0)))
         let t = try Tensor.zeros([16, 1024, 1024], device: .cuda(0))

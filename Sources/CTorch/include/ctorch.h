@@ -45,6 +45,8 @@ int mt_cuda_is_available(void);
 int mt_cuda_device_count(void);
 int mt_cudnn_is_available(void);
 int mt_cuda_device_name(int index, char *buffer, size_t capacity);
+/* The device's memory in bytes, from the CUDA driver; -1 where there is no driver or device. */
+int64_t mt_cuda_total_memory(int index);
 int mt_cuda_synchronize(int index);
 int64_t mt_cuda_peak_allocated(int index, int reset);
 int mt_has_gloo(void);

@@ -18,7 +18,7 @@ public struct Predictor {
     /// Step between windows as a fraction of the patch (nnU-Net's step_size, 0.5).
     public var stepSize = 0.5
     /// On a GPU: the most memory (bytes) an image's float32 logits may take there; larger ones
-    /// add up on the CPU. nil: no limit.
+    /// add up on the CPU. nil: a quarter of the GPU's memory (the rest for the network's passes).
     public var logitsBudget: Int?
 
     public init(model: Module, spec: ModelSpecRecord, mirror: Bool = true, device: Device = .cpu, precision: Precision = .fp32,
@@ -33,8 +33,8 @@ public struct Predictor {
 
     /// Where an image of `voxels` voxels has its logits added up.
     public func accumulationDevice(voxels: Int) -> Device {
-        guard device.isCUDA, let logitsBudget else { return device }
-        return 4 * (spec.network.outChannels + 1) * voxels > logitsBudget ? .cpu : device
+        guard device.isCUDA, let budget = logitsBudget ?? Torch.cudaTotalMemoryBytes(device).map({ $0 / 4 }) else { return device }
+        return 4 * (spec.network.outChannels + 1) * voxels > budget ? .cpu : device
     }
 
     /// Class probabilities [K, spatial...] (K = 1 for a binary model: the foreground probability).

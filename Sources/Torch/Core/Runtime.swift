@@ -49,6 +49,13 @@ public enum Torch {
         return String(cString: buffer)
     }
 
+    /// The memory of CUDA device `device`, from the driver; nil on the CPU or without a driver.
+    public static func cudaTotalMemoryBytes(_ device: Device) -> Int? {
+        guard case .cuda(let i) = device else { return nil }
+        let bytes = mt_cuda_total_memory(Int32(i))
+        return bytes >= 0 ? Int(bytes) : nil
+    }
+
     /// The most memory libtorch's caching allocator has held for tensors on `device` since the last
     /// `resetCUDAPeakMemory` (as torch.cuda.max_memory_allocated); nil on the CPU or where this
     /// libtorch keeps no statistics.
