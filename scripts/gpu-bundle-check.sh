@@ -31,6 +31,21 @@ out=$(env -i PATH=/usr/bin:/bin HOME="$work" PYTHONPATH="$root/.deps/torch-cuda"
 grep -q "CUDA libtorch 2.11" <<<"$out" || fail "doctor does not report the CUDA libtorch: $out"
 echo "gpu-bundle-check: doctor in an empty environment: $(grep '^engine' <<<"$out")"
 
+# Every library the bundle's files load, outside glibc and libgcc, comes from the bundle or torch
+# (a GPU machine has none of libtiff's or GDCM's dependencies), except lib/fallback's, which the
+# launcher leaves to the machine's own copy where it has one.
+libs=$(MEDSEG_TORCH_DIR="$torch_dir" "$launcher" --where | sed -n 's/^libraries //p')
+base='^(linux-vdso|ld-linux-x86-64|libc|libm|libdl|libpthread|librt|libutil|libresolv|libgcc_s|libstdc\+\+)\.so'
+fallbacks=" $(ls "$work/medseg-gpu-bundle/lib/fallback" 2>/dev/null | tr '\n' ' ')"
+for f in "$work"/medseg-gpu-bundle/bin/medseg "$work"/medseg-gpu-bundle/lib/*.so*; do
+  while read -r name _ path _; do
+    [[ "$name" =~ $base || "$fallbacks" == *" $name "* || "$path" == "$work"/* || "$path" == "$root/.deps/torch-cuda"/* ]] && continue
+    [[ "$name" == /* || "$name" == linux-vdso* ]] && continue
+    fail "$(basename "$f") loads $name from ${path:-nowhere}, outside the bundle and torch"
+  done < <(LD_LIBRARY_PATH="$libs" ldd "$f" 2>/dev/null)
+done
+echo "gpu-bundle-check: every library resolves inside the bundle or torch"
+
 # The GPU check's own steps, small, on the CPU.
 # (Debian's python3 runs the PyTorch halves of the benchmark pairs.)
 MEDSEG_TORCH_DIR="$torch_dir" /usr/bin/python3 scripts/gpu_check.py --bundle "$archive" --cpu --report "$root/runs/gpu-bundle-check"

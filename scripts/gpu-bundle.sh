@@ -57,10 +57,17 @@ for binary in "$stage/bin/medseg" "$stage/bin/MedSegPackageTests.xctest"; do
     esac
   done
 done
-strip --strip-unneeded "$stage"/lib/*.so* "$stage"/lib/swift/*.so* "$stage"/lib/compat/*.so* 2>/dev/null || true
+# Libraries nearly every system has, whose Debian build needs a newer glibc than the rest of the
+# bundle (libexpat, for GDCM: arc4random_buf, glibc 2.36): in lib/fallback, which the launcher
+# uses only where the machine lacks its own, so they do not raise the bundle's glibc floor.
+mkdir -p "$stage/lib/fallback"
+for name in libexpat.so.1; do
+  [ -f "$stage/lib/$name" ] && mv "$stage/lib/$name" "$stage/lib/fallback/"
+done
+strip --strip-unneeded "$stage"/lib/*.so* "$stage"/lib/swift/*.so* "$stage"/lib/compat/*.so* "$stage"/lib/fallback/*.so* 2>/dev/null || true
 
 # Nothing may point at this machine: every run path is relative to the binary.
-for f in "$stage"/bin/medseg "$stage"/bin/*.xctest "$stage"/lib/*.so* "$stage"/lib/swift/*.so*; do
+for f in "$stage"/bin/medseg "$stage"/bin/*.xctest "$stage"/lib/*.so* "$stage"/lib/swift/*.so* "$stage"/lib/fallback/*.so*; do
   rp=$(readelf -d "$f" | sed -n 's/.*(R\(UN\)\?PATH).*\[\(.*\)\]/\2/p')
   for p in ${rp//:/ }; do
     [[ "$p" == '$ORIGIN'* ]] || die "$(basename "$f") has the absolute run path $p"

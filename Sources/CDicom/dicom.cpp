@@ -10,6 +10,7 @@
 #include <gdcmTag.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -47,6 +48,21 @@ std::string trimmed(const char *value) {
 std::string baseName(const std::string &path) {
     size_t slash = path.find_last_of('/');
     return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+// Files plainly of another format are passed over unopened: a folder of NIfTI volumes is not
+// parsed file by file to learn that it holds no DICOM.
+bool otherFormat(const std::string &name) {
+    static const char *endings[] = {".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".png", ".jpg", ".jpeg", ".tif", ".tiff",
+                                    ".bmp", ".gif", ".json", ".txt", ".csv", ".yaml", ".npy", ".npz", ".pkl", ".pth", ".safetensors",
+                                    ".zip", ".gz", ".xz", ".md", ".html", ".pdf", ".xml"};
+    std::string lower = name;
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+    for (const char *ending : endings) {
+        size_t n = std::strlen(ending);
+        if (lower.size() > n && lower.compare(lower.size() - n, n, ending) == 0) return true;
+    }
+    return false;
 }
 
 std::string number(double value) {
@@ -134,7 +150,7 @@ int md_scan_folder(const char *folder, md_series **series, int *count) {
     if (directory.Load(folder, false) == 0) return 0;
     gdcm::Directory::FilenamesType files;
     for (const auto &file : directory.GetFilenames())
-        if (!baseName(file).empty() && baseName(file)[0] != '.') files.push_back(file);
+        if (!baseName(file).empty() && baseName(file)[0] != '.' && !otherFormat(baseName(file))) files.push_back(file);
     std::sort(files.begin(), files.end());
     gdcm::Scanner scanner;
     for (const gdcm::Tag &tag : {seriesUID, modalityTag, descriptionTag, seriesNumberTag, studyDateTag}) scanner.AddTag(tag);

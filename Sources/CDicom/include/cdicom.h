@@ -25,7 +25,8 @@ typedef struct {
 } md_series;
 
 /* The DICOM series among the files directly in `folder` (files that are not DICOM, or DICOM
- * without a SeriesInstanceUID such as DICOMDIR, are passed over). *series (free with
+ * without a SeriesInstanceUID such as DICOMDIR, are passed over; files ending .nii.gz, .png, .json
+ * and other formats' endings are not opened). *series (free with
  * md_free_series) holds *count entries, ordered by series number then UID. 0 / -1. */
 int md_scan_folder(const char *folder, md_series **series, int *count);
 void md_free_series(md_series *series, int count);
