@@ -10,12 +10,20 @@ struct MedSegCommand: ParsableCommand {
         setvbuf(stdout, nil, _IOLBF, 0)
         OpenMPWaitPolicy.applyOnce()
         do { try LauncherBinding.bindToLauncher() } catch { exit(withError: error) }
-        // As ParsableCommand.main, with Foundation's file errors in one readable line.
+        // As ParsableCommand.main, but an error from a running command is its one line: the root's
+        // usage adds nothing there (a mistake in the arguments still shows its subcommand's usage),
+        // and Foundation's file errors become one readable line.
+        var command: ParsableCommand
+        do { command = try parseAsRoot(nil) } catch { exit(withError: error) }
         do {
-            var command = try parseAsRoot(nil)
             try command.run()
         } catch {
-            exit(withError: FileErrorText.readable(error) ?? error)
+            let error = FileErrorText.readable(error) ?? error
+            let code = exitCode(for: error)
+            let text = message(for: error)
+            guard code != .success, !text.isEmpty else { exit(withError: error) }
+            FileHandle.standardError.write(Data("Error: \(text)\n".utf8))
+            Foundation.exit(code.rawValue)
         }
     }
 

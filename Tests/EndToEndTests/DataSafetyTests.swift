@@ -40,11 +40,20 @@ final class DataSafetyTests: XCTestCase {
         return out
     }
 
-    private func assertRefused(_ r: (status: Int32, output: String), naming fragment: String, file: StaticString = #filePath, line: UInt = #line) {
+    /// A refusal is one line, "Error: ...", naming `fragment`. A mistake in the arguments themselves
+    /// (`usage`: the command's name) is followed by that subcommand's usage, and only by that.
+    private func assertRefused(_ r: (status: Int32, output: String), naming fragment: String, usage: String? = nil,
+                               file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertNotEqual(r.status, 0, r.output, file: file, line: line)
         XCTAssertTrue(r.output.contains(fragment), "the refusal names \(fragment): \(r.output)", file: file, line: line)
-        XCTAssertLessThanOrEqual(r.output.split(separator: "\n").filter { $0.contains("Error") || $0.contains("error") }.count, 1,
-                                 "one line: \(r.output)", file: file, line: line)
+        let lines = r.output.split(separator: "\n").filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+        XCTAssertTrue(lines.first?.hasPrefix("Error: ") == true, r.output, file: file, line: line)
+        XCTAssertEqual(lines.filter { $0.contains("Error") || $0.contains("error") }.count, 1, "one error: \(r.output)", file: file, line: line)
+        if let usage {
+            XCTAssertTrue(lines.contains { $0.hasPrefix("Usage: medseg \(usage) ") }, "\(usage)'s usage: \(r.output)", file: file, line: line)
+        } else {
+            XCTAssertEqual(lines.count, 1, "one line, no usage after a well-formed command: \(r.output)", file: file, line: line)
+        }
     }
 
     func testPredictNeverWritesIntoItsInput() throws {
@@ -112,7 +121,7 @@ final class DataSafetyTests: XCTestCase {
         XCTAssertFalse(blocked.output.contains("NSCocoaErrorDomain"), blocked.output)
         for (flag, value) in [("--cases", "0"), ("--test-cases", "-3")] {
             let r = try medseg(["data", "synth", flag, value, "--out", temp.appendingPathComponent("x\(value)").path], expectSuccess: false)
-            assertRefused(r, naming: flag)
+            assertRefused(r, naming: flag, usage: "data synth")
             XCTAssertFalse(FileManager.default.fileExists(atPath: temp.appendingPathComponent("x\(value)").path))
         }
     }
