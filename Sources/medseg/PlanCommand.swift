@@ -3,7 +3,8 @@ import Foundation
 import MedSegData
 import MedSegTrain
 
-/// `medseg plan DIR`: fingerprint the data set and write plans.json beside it.
+/// `medseg plan DIR`: fingerprint the data set and write plans.json beside it, planned here or
+/// taken from another data set (`--plans-from`).
 struct PlanCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "plan",
@@ -15,27 +16,42 @@ struct PlanCommand: ParsableCommand {
     var plannerName = "ExperimentPlanner"
     @Option(help: "Configurations to plan: 2d, 3d_fullres, 3d_lowres (with its cascade, only where the full-resolution patch covers under a quarter of the median image).") var configs = "2d,3d_fullres,3d_lowres"
     @Option(help: "Threads reading cases.") var workers = 2
+    @Option(help: ArgumentHelp("Take another data set's plans instead of planning (nnU-Net's move_plans_between_datasets), to fine-tune a network trained there: a plans file, MedSeg's or nnU-Net's own (nnUNetPlans.json, a trained model's plans.json), or a folder holding plans.json.", valueName: "source"))
+    var plansFrom: String?
 
     func run() throws {
         guard let preset = PlannerPreset.named(plannerName) else {
             throw ValidationError("unknown planner '\(plannerName)' (one of \(PlannerPreset.all.map(\.name).joined(separator: ", ")))")
         }
+        if plansFrom != nil, plannerName != "ExperimentPlanner" || gpuMemory != nil {
+            throw ValidationError("--plans-from takes the source's plans as they are; --planner and --gpu-memory go with planning")
+        }
         let root = URL(fileURLWithPath: folder)
         let dataset = try RawDataset(root)
         let fingerprint = try DatasetFingerprint.compute(dataset: dataset, workers: workers)
-        try fingerprint.write(to: root)
-        let planner = ExperimentPlanner(memoryGB: gpuMemory, preset: preset)
-        let names = configs.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
-        let plans = try planner.planExperiment(fingerprint, description: dataset.description,
-                                               datasetName: dataset.description.name ?? root.lastPathComponent, configurations: names) { print($0) }
-        let configurations = plans.configurations
         let url = root.appendingPathComponent(ExperimentPlans.fileName)
+        let plans: ExperimentPlans
+        if let plansFrom {
+            // Checked against this data set before anything is written.
+            let transfer = try PlansTransfer(from: URL(fileURLWithPath: plansFrom), to: dataset, fingerprint: fingerprint)
+            plans = transfer.plans
+            print("plans of \(transfer.source.path) for \(plans.dataset_name)")
+            for note in transfer.notes { print("note: \(note)") }
+        } else {
+            let planner = ExperimentPlanner(memoryGB: gpuMemory, preset: preset)
+            let names = configs.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+            plans = try planner.planExperiment(fingerprint, description: dataset.description,
+                                               datasetName: dataset.description.name ?? root.lastPathComponent, configurations: names) { print($0) }
+        }
+        try fingerprint.write(to: root)
         try plans.write(to: url)
-        for (name, c) in configurations.sorted(by: { $0.key < $1.key }) {
+        for (name, c) in plans.configurations.sorted(by: { $0.key < $1.key }) {
             print("\(name): spacing [\(c.spacing.map { String(format: "%.3g", $0) }.joined(separator: ", "))], patch \(c.patch_size), batch \(c.batch_size), "
                   + "\(c.features_per_stage.count) stages, strides \(c.strides)")
         }
-        print("\(preset.name) (\(preset.plansName)), GPU memory target \(planner.memoryGB) GB")
+        if plansFrom == nil {
+            print("\(preset.name) (\(preset.plansName)), GPU memory target \(ExperimentPlanner(memoryGB: gpuMemory, preset: preset).memoryGB) GB")
+        }
         print("wrote \(url.path) and \(DatasetFingerprint.fileName)")
     }
 }

@@ -11,7 +11,7 @@ struct PreprocessCommand: ParsableCommand {
         abstract: "Crop, resample and normalize the training cases for a planned configuration (re-running skips finished cases).")
 
     @Argument(help: "Data set folder.") var folder: String
-    @Option(help: "plans.json (default: DIR/plans.json).") var plans: String?
+    @Option(help: "plans.json, MedSeg's or nnU-Net's own (default: DIR/plans.json).") var plans: String?
     @Option(help: "Configuration of the plans to prepare.") var config = "3d_fullres"
     @Option(help: "Threads.") var workers = 2
 

@@ -15,7 +15,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Model: \(ModelName.allCases.map(\.rawValue).joined(separator: ", ")).") var model: ModelName?
     @Option(help: "Run folder for checkpoints and logs.") var out: String?
     @Option(help: "A configuration of plans.json (2d, 3d_fullres: its network, patch and batch on the preprocessed cases; the run goes to OUT/fold_N), or a YAML file with settings.") var config: String?
-    @Option(help: "plans.json for --config NAME (default: DATASET/plans.json).") var plans: String?
+    @Option(help: "plans.json for --config NAME, MedSeg's or nnU-Net's own (default: DATASET/plans.json).") var plans: String?
     @Option(help: "For --config 3d_cascade_fullres: the experiment folder of the trained 3d_lowres folds.") var previousStage: String?
     @Option(help: "Named recipe: \(TrainingPresets.names.joined(separator: ", ")).") var preset: String?
     @Option(parsing: .unconditional, help: "Epochs.") var epochs: Int?

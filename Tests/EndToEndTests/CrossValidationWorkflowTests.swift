@@ -327,8 +327,9 @@ final class CrossValidationWorkflowTests: XCTestCase {
         net = PlainConvUNet(1, n, p["features_per_stage"], nn.Conv3d, p["kernel_sizes"], p["strides"], [2] * n, 5, [2] * (n - 1),
                             conv_bias=True, norm_op=nn.InstanceNorm3d, norm_op_kwargs={"eps": 1e-5, "affine": True},
                             nonlin=nn.LeakyReLU, nonlin_kwargs={"inplace": True}, deep_supervision=True)
-        with torch.no_grad():
-            for name, t in net.named_parameters(): t.uniform_(-0.5, 0.5)
+        with torch.no_grad():  # bounded away from 0, where a learning rate of 1e-30 still shows
+            for name, t in net.named_parameters():
+                t.copy_(torch.empty_like(t).uniform_(0.1, 0.5) * torch.where(torch.rand_like(t) < 0.5, -1.0, 1.0))
         torch.save({"network_weights": net.state_dict(), "optimizer_state": None, "grad_scaler_state": None, "current_epoch": 1000,
                     "trainer_name": "nnUNetTrainer", "init_args": {"configuration": "3d_fullres", "fold": 0}}, sys.argv[2])
         keep = [k for k, _ in net.named_parameters() if ".seg_layers." not in k]

@@ -364,6 +364,16 @@ final class PreprocessingTests: XCTestCase {
         var other = preprocessor
         other.targetSpacing = [2.5, 1.0, 1.0]
         XCTAssertEqual(try other.run(dataset: dataset, out: out, workers: 2).processed.count, 3)
+        // CT normalization: cases are stale when its intensities change (plans moved from another
+        // data set carry that data set's), and only then.
+        XCTAssertNil(try PreprocessedCase.load("case_000", from: out).properties.ctStatistics, "z-score keeps no CT intensities")
+        var ct = Preprocessor(targetSpacing: [2.5, 1.0, 1.0], normalization: .ct, fingerprint: fingerprint)
+        XCTAssertEqual(try ct.run(dataset: dataset, out: out, workers: 2).processed.count, 3)
+        XCTAssertEqual(try ct.run(dataset: dataset, out: out, workers: 2).processed.count, 0)
+        ct.fingerprint.foregroundIntensityPropertiesPerChannel["0"]?.percentile99_5 += 1
+        XCTAssertEqual(try ct.run(dataset: dataset, out: out, workers: 2).processed.count, 3)
+        let stored = try PreprocessedCase.load("case_000", from: out).properties
+        XCTAssertEqual(stored.ctStatistics, ct.fingerprint.intensityStatistics)
     }
 
     /// As nnU-Net's crop_to_nonzero, background outside the hole-filled non-zero mask is -1 in the

@@ -31,6 +31,9 @@ public struct PreprocessedCase {
         /// Target spacing the case was preprocessed for (array order); used to tell whether a
         /// stored case is still valid for a re-run.
         public var targetSpacing: [Double]
+        /// The foreground statistics CT normalization used (nil where no channel is CT): stored
+        /// cases are stale when the plans or fingerprint change them.
+        public var ctStatistics: [IntensityStatistics]? = nil
 
         enum CodingKeys: String, CodingKey {
             case identifier, shape, spacing, geometry, normalization
@@ -41,6 +44,7 @@ public struct PreprocessedCase {
             case classLocations = "class_locations"
             case useMaskForNorm = "use_mask_for_norm"
             case targetSpacing = "target_spacing"
+            case ctStatistics = "ct_statistics"
         }
 
         public var channels: Int { shape[0] }

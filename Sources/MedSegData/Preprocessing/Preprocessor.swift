@@ -77,8 +77,11 @@ public struct Preprocessor {
         guard let data = try? Data(contentsOf: propertiesURL),
               let stored = try? JSONDecoder().decode(PreprocessedCase.Properties.self, from: data) else { return false }
         return stored.targetSpacing == targetSpacing && stored.normalization == normalization
-            && stored.useMaskForNorm == Array(useMaskForNorm.prefix(stored.channels))
+            && stored.useMaskForNorm == Array(useMaskForNorm.prefix(stored.channels)) && stored.ctStatistics == ctStatistics
     }
+
+    /// What CT normalization clips and scales with, where any channel uses it.
+    var ctStatistics: [IntensityStatistics]? { normalization.contains(.ct) ? fingerprint.intensityStatistics : nil }
 
     /// Label value of background voxels outside the non-zero mask (nnU-Net's `nonzero_label`).
     public static let outsideNonZeroLabel: Float = -1
@@ -135,7 +138,8 @@ public struct Preprocessor {
             spacing: image.geometry.spacing.reversed(), originalSpacing: raw.geometry.spacing.reversed(), geometry: raw.geometry,
             shapeBeforeCropping: raw.size.reversed(), bboxUsedForCropping: box.nnunetBoundingBox,
             shapeAfterCroppingAndBeforeResampling: croppedSize.reversed(), classLocations: locations,
-            normalization: normalization, useMaskForNorm: Array(useMaskForNorm.prefix(image.channels)), targetSpacing: targetSpacing)
+            normalization: normalization, useMaskForNorm: Array(useMaskForNorm.prefix(image.channels)), targetSpacing: targetSpacing,
+            ctStatistics: ctStatistics)
         return (image.voxels, labelValues, properties)
     }
 }

@@ -61,13 +61,20 @@ public struct ExperimentPlans: Codable, Equatable, Sendable {
     /// nnU-Net's plans identifier ("nnUNetPlans", "nnUNetResEncUNetMPlans", ...); absent in older plans.
     public var plans_name: String?
     public var configurations: [String: PlannedConfiguration]
+    /// Per channel ("0", ...), the foreground intensities CT normalization clips and scales with,
+    /// as nnU-Net's plans carry them: plans moved to another data set keep the source's, so that
+    /// a network trained there sees the intensities it learned. Absent in older plans: the
+    /// fingerprint's.
+    public var foreground_intensity_properties_per_channel: [String: DatasetFingerprint.IntensityProperties]?
 
     public static let fileName = "plans.json"
 
-    public init(dataset_name: String, plans_name: String? = nil, configurations: [String: PlannedConfiguration]) {
+    public init(dataset_name: String, plans_name: String? = nil, configurations: [String: PlannedConfiguration],
+                foreground_intensity_properties_per_channel: [String: DatasetFingerprint.IntensityProperties]? = nil) {
         self.dataset_name = dataset_name
         self.plans_name = plans_name
         self.configurations = configurations
+        self.foreground_intensity_properties_per_channel = foreground_intensity_properties_per_channel
     }
 
     public func write(to url: URL) throws {
@@ -76,10 +83,18 @@ public struct ExperimentPlans: Codable, Equatable, Sendable {
         try AtomicFile.write(try encoder.encode(self), to: url)
     }
 
+    /// MedSeg's plans.json, or nnU-Net v2's own plans file (`nnUNetPlans.json`, a trained model's
+    /// `plans.json`), converted (`NNUNetPlansFile`).
     public static func load(_ url: URL) throws -> ExperimentPlans {
         let plans: ExperimentPlans
-        do { plans = try JSONDecoder().decode(ExperimentPlans.self, from: Data(contentsOf: url)) } catch {
-            throw ConfigError("\(url.path): not a valid plans file (\(error))")
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch { throw ConfigError("\(url.path): cannot read the plans file (\(error.localizedDescription))") }
+        if let nnunet = try NNUNetPlansFile.plans(from: data, source: url.path) {
+            plans = nnunet
+        } else {
+            do { plans = try JSONDecoder().decode(ExperimentPlans.self, from: data) } catch {
+                throw ConfigError("\(url.path): not a valid plans file (\(error))")
+            }
         }
         for name in plans.configurations.keys.sorted() {
             try plans.configurations[name]!.validate(source: "\(url.path): configuration '\(name)'")

@@ -51,6 +51,7 @@ extension ExperimentPlanner {
                 throw ConfigError("unknown configuration '\(name)' (planned here: \(Self.configurationNames.joined(separator: ", ")))")
             }
         }
-        return ExperimentPlans(dataset_name: datasetName, plans_name: preset.plansName, configurations: configurations)
+        return ExperimentPlans(dataset_name: datasetName, plans_name: preset.plansName, configurations: configurations,
+                               foreground_intensity_properties_per_channel: fingerprint.foregroundIntensityPropertiesPerChannel)
     }
 }

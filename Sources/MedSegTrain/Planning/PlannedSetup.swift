@@ -38,7 +38,11 @@ public struct PlannedSetup: Sendable {
     /// The plan's preprocessing (crop, normalize per channel, resample to the target spacing).
     public var preprocessor: Preprocessor {
         let schemes: [IntensityNormalization] = plan.normalization_schemes.map { PlannedConfiguration.normalizationNames[$0] ?? .zscore }
-        var preprocessor = Preprocessor(targetSpacing: plan.spacing, normalization: schemes, fingerprint: fingerprint,
+        // CT normalization follows the plans' intensities where they carry them (plans moved from
+        // another data set: those the network was trained on), else this data set's fingerprint.
+        var statistics = fingerprint
+        if let properties = plans.foreground_intensity_properties_per_channel { statistics.foregroundIntensityPropertiesPerChannel = properties }
+        var preprocessor = Preprocessor(targetSpacing: plan.spacing, normalization: schemes, fingerprint: statistics,
                                         useMaskForNorm: plan.use_mask_for_norm)
         if let seg = plan.resampling_fn_seg_kwargs { preprocessor.labelOrder = seg.order == 0 ? .nearest : .linear }
         return preprocessor
