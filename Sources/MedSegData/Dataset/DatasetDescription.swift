@@ -147,14 +147,8 @@ public struct DatasetDescription: Codable, Equatable, Sendable {
     /// Decodes and checks a dataset.json's text (errors without a file name).
     public static func decode(_ data: Data) throws -> DatasetDescription {
         var d: DatasetDescription
-        do { d = try JSONDecoder().decode(DatasetDescription.self, from: data) } catch let DecodingError.keyNotFound(key, _) {
-            throw DataError("missing key \"\(key.stringValue)\"")
-        } catch let DecodingError.typeMismatch(_, context) {
-            throw DataError("wrong type at \(context.codingPath.map(\.stringValue).joined(separator: ".")): \(context.debugDescription)")
-        } catch let DecodingError.dataCorrupted(context) where !context.codingPath.isEmpty {
-            throw DataError("\(context.codingPath.map(\.stringValue).joined(separator: ".")): \(context.debugDescription)")
-        } catch {
-            throw DataError("not a valid dataset.json (\(error))")
+        do { d = try JSONFile.decode(DatasetDescription.self, from: data) } catch let error as DataError {
+            throw DataError("not a valid dataset.json: \(error.problem)")
         }
         d.labelOrder = fileOrder(of: Array(d.labels.keys), in: data)
         try d.checkLabels()

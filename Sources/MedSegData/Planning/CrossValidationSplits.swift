@@ -53,8 +53,10 @@ public struct CrossValidationSplits: Codable, Equatable, Sendable {
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw DataError(file: url, "does not exist: the cross-validation was not trained here")
         }
-        do { return try JSONDecoder().decode(CrossValidationSplits.self, from: Data(contentsOf: url)) } catch {
-            throw DataError(file: url, "not a valid splits file: \(error)")
+        do { return try JSONFile.decode(CrossValidationSplits.self, from: Data(contentsOf: url)) } catch let error as DataError {
+            throw DataError(file: url, "not a valid splits file: \(error.problem)")
+        } catch {
+            throw DataError(file: url, "cannot read: \(error.localizedDescription)")
         }
     }
 

@@ -156,9 +156,11 @@ public struct DatasetFingerprint: Codable, Equatable, Sendable {
         let file = FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) && isDirectory.boolValue
             ? url.appendingPathComponent(fileName) : url
         do {
-            return try JSONDecoder().decode(DatasetFingerprint.self, from: Data(contentsOf: file))
+            return try JSONFile.decode(DatasetFingerprint.self, from: Data(contentsOf: file))
+        } catch let error as DataError {
+            throw DataError(file: file, "not a readable fingerprint: \(error.problem)")
         } catch {
-            throw DataError(file: file, "not a readable fingerprint: \(error)")
+            throw DataError(file: file, "cannot read: \(error.localizedDescription)")
         }
     }
 }

@@ -58,8 +58,8 @@ public struct Postprocessing: Codable, Equatable, Sendable {
             throw ConfigError("\(url.path): cannot read the post-processing file (\(error.localizedDescription))")
         }
         let loaded: Postprocessing
-        do { loaded = try JSONDecoder().decode(Postprocessing.self, from: data) } catch {
-            throw ConfigError("\(url.path): not a valid post-processing file (\(error))")
+        do { loaded = try JSONFile.decode(Postprocessing.self, from: data) } catch let error as DataError {
+            throw ConfigError("\(url.path): not a valid post-processing file: \(error.problem)")
         }
         if let bad = loaded.keep_largest_component.first(where: { $0 <= 0 }) {
             throw ConfigError("\(url.path): keep_largest_component lists \(bad), which is not a foreground label")

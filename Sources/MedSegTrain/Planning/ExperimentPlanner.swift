@@ -92,8 +92,8 @@ public struct ExperimentPlans: Codable, Equatable, Sendable {
         if let nnunet = try NNUNetPlansFile.plans(from: data, source: url.path) {
             plans = nnunet
         } else {
-            do { plans = try JSONDecoder().decode(ExperimentPlans.self, from: data) } catch {
-                throw ConfigError("\(url.path): not a valid plans file (\(error))")
+            do { plans = try JSONFile.decode(ExperimentPlans.self, from: data) } catch let error as DataError {
+                throw ConfigError("\(url.path): not a valid plans file: \(error.problem)")
             }
         }
         for name in plans.configurations.keys.sorted() {
