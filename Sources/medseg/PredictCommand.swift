@@ -15,7 +15,7 @@ struct PredictCommand: ParsableCommand {
     @Option(help: "A model file made by `medseg export` (its folds, checkpoint, post-processing and settings), instead of --run.") var model: String?
     @Option(parsing: .upToNextOption, help: "Folds to ensemble (RUN/fold_N, N or all), averaging their probabilities.") var folds: [String] = []
     @Option(help: "For a 3d_cascade_fullres run: the 3d_lowres experiment folder, predicted first with the same --folds.") var previousStage: String?
-    @Option(help: "best, final, latest or a checkpoint file.") var checkpoint = "best"
+    @Option(help: "best, final, latest or a checkpoint file (default: best; final for a model folder nnU-Net trained, as nnU-Net predicts).") var checkpoint: String?
     @Option(help: "Folder of images (CASE_0000.ext per channel, or single files), of DICOM series folders (one case each), or one DICOM series folder.")
     var input: String
     @Option(help: "DICOM: the series (number or UID) to predict in folders holding several.") var series: String?
@@ -72,7 +72,8 @@ struct PredictCommand: ParsableCommand {
                                                   logitsBudget: maxLogitsMb.map { $0 << 20 })
         let source = archive?.modelFolder ?? URL(fileURLWithPath: runFolder!)
         let (inference, used) = try TrainedModels.inference(run: source, folds: archive?.manifest.folds ?? folds,
-                                                   checkpoint: archive?.manifest.checkpoint ?? checkpoint,
+                                                   checkpoint: archive?.manifest.checkpoint ?? checkpoint
+                                                       ?? (NNUNetModelFolder.isModelFolder(source) ? "final" : "best"),
                                                    previousStage: previousStage.map { URL(fileURLWithPath: $0) },
                                                    mirror: !noMirror && (archive?.manifest.mirror ?? true), device: dev,
                                                    precision: precision, window: window)
@@ -119,7 +120,7 @@ struct PredictCommand: ParsableCommand {
         let skipped = mine.count - todo.count
         print("\(world > 1 ? "rank \(rank) of \(world): " : "")wrote \(todo.count) prediction(s) to \(outURL.path)"
               + (skipped > 0 ? ", \(skipped) already there" : "")
-              + " (\(used.joined(separator: "; "))\(inference.predictors.count > 1 ? "; probabilities averaged" : ""))")
+              + " (\(used.joined(separator: "; "))\(inference.predictors.count > 1 ? "; logits averaged" : ""))")
     }
 
     /// Cases in a folder: nnU-Net channel files (CASE_0000.ext, CASE_0001.ext) grouped by case,

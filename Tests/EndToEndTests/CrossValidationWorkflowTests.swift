@@ -92,7 +92,7 @@ final class CrossValidationWorkflowTests: XCTestCase {
         let preds = temp.appendingPathComponent("preds").path
         let predicted = try medseg(["predict", "--run", exp, "--folds", "0", "1", "2", "3", "4", "--checkpoint", "final",
                                     "--input", data + "/imagesTs", "--out", preds, "--postprocessing", postURL.path, "--save-probabilities"]).output
-        XCTAssertTrue(predicted.contains("fold_4/checkpoint_final.safetensors, epoch 1; probabilities averaged"), predicted)
+        XCTAssertTrue(predicted.contains("fold_4/checkpoint_final.safetensors, epoch 1; logits averaged"), predicted)
         for id in ["synth_010", "synth_011"] {
             let prediction = try ImageIO.read(URL(fileURLWithPath: "\(preds)/\(id).nii.gz"))
             let reference = try ImageIO.read(URL(fileURLWithPath: "\(data)/labelsTs/\(id).nii.gz"))
@@ -101,7 +101,7 @@ final class CrossValidationWorkflowTests: XCTestCase {
             XCTAssertEqual(prediction.geometry.origin, reference.geometry.origin)
             let p = try ProbabilityFile.read(URL(fileURLWithPath: "\(preds)/\(id)\(ProbabilityFile.suffix)"))
             XCTAssertEqual(p.shape, [3] + reference.size.reversed())
-            // Softmax averaged over folds still sums to one in every voxel.
+            // The softmax of the folds' mean logits sums to one in every voxel.
             XCTAssertTrue(try p.sum(dim: 0).allClose(Tensor.ones(Array(reference.size.reversed())), rtol: 1e-4, atol: 1e-4))
         }
         try medseg(["evaluate", "--pred", preds, "--ref", data + "/labelsTs"])
@@ -395,7 +395,7 @@ final class CrossValidationWorkflowTests: XCTestCase {
         try medseg(["predict", "--run", exp, "--folds", "0", "1", "--checkpoint", "final", "--postprocessing", post,
                     "--input", data + "/imagesTs", "--out", fromRuns])
         let log = try medseg(["predict", "--model", model, "--input", data + "/imagesTs", "--out", fromModel]).output
-        XCTAssertTrue(log.contains("fold_1/checkpoint_final.safetensors") && log.contains("probabilities averaged"), log)
+        XCTAssertTrue(log.contains("fold_1/checkpoint_final.safetensors") && log.contains("logits averaged"), log)
         for id in ["synth_010", "synth_011"] {
             let a = try ImageIO.read(URL(fileURLWithPath: "\(fromRuns)/\(id).nii.gz"))
             let b = try ImageIO.read(URL(fileURLWithPath: "\(fromModel)/\(id).nii.gz"))

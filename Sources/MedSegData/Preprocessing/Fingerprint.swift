@@ -233,3 +233,23 @@ enum Parallel {
         return box.results.map { $0! }
     }
 }
+
+extension DatasetFingerprint {
+    /// MedSeg's fingerprint, or nnU-Net's own `dataset_fingerprint.json` (as a trained nnU-Net
+    /// model folder holds it), which has only the per-case lists: the medians follow from them.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let spacings = try c.decode([[Double]].self, forKey: .spacings)
+        let shapes = try c.decode([[Int]].self, forKey: .shapesAfterCrop)
+        let dims = spacings.first?.count ?? 0
+        self.init(caseIdentifiers: try c.decodeIfPresent([String].self, forKey: .caseIdentifiers) ?? spacings.indices.map { "case_\($0)" },
+                  spacings: spacings, shapesAfterCrop: shapes,
+                  foregroundIntensityPropertiesPerChannel: try c.decode([String: IntensityProperties].self, forKey: .foregroundIntensityPropertiesPerChannel),
+                  medianRelativeSizeAfterCropping: try c.decode(Double.self, forKey: .medianRelativeSizeAfterCropping),
+                  medianSpacing: try c.decodeIfPresent([Double].self, forKey: .medianSpacing)
+                      ?? (0..<dims).map { a in Self.median(spacings.map { $0[a] }) },
+                  medianShape: try c.decodeIfPresent([Double].self, forKey: .medianShape)
+                      ?? (0..<dims).map { a in Self.median(shapes.map { Double($0[a]) }) },
+                  samplesPerCase: try c.decodeIfPresent(Int.self, forKey: .samplesPerCase) ?? 10_000)
+    }
+}

@@ -4,8 +4,8 @@ import Torch
 
 /// Inference of whole raw cases with one network or an ensemble (the folds of a cross-validation):
 /// the input prepared as in training (a plan's crop, normalization and resampling, or the raw
-/// image normalized), every network's probabilities averaged where they were computed (nnU-Net
-/// averages the folds' softmax before resampling), then brought back to the raw image's grid:
+/// image normalized), the networks' logits averaged where they were computed, then softmax (or
+/// sigmoids), as nnU-Net v2 ensembles its folds before resampling, then brought back to the raw image's grid:
 /// resampled to the cropped shape and placed in the full image, background outside the crop.
 public struct CaseInference {
     public let predictors: [Predictor]
@@ -31,12 +31,13 @@ public struct CaseInference {
     /// Channels a case's image files must hold: the network's input less the previous stage's.
     public var imageChannels: Int { spec.inChannels - (previousStage == nil ? 0 : spec.foregroundClasses) }
 
-    /// Mean of the networks' probabilities [K, spatial...] for a prepared image.
+    /// Probabilities [K, spatial...] for a prepared image from the mean of the networks' logits
+    /// (nnU-Net v2's predictor averages the folds' logits, then applies softmax or sigmoids).
     public func ensembleProbabilities(_ image: Tensor) throws -> Tensor {
         try withNoGrad {
-            var sum = try predictors[0].probabilities(normalizedImage: image).to(device: .cpu)
-            for p in predictors.dropFirst() { sum = try sum + p.probabilities(normalizedImage: image).to(device: .cpu) }
-            return predictors.count == 1 ? sum : try sum / Double(predictors.count)
+            var sum = try predictors[0].logits(normalizedImage: image).to(device: .cpu)
+            for p in predictors.dropFirst() { sum = try sum + p.logits(normalizedImage: image).to(device: .cpu) }
+            return try predictors[0].probabilities(fromLogits: predictors.count == 1 ? sum : sum / Double(predictors.count))
         }
     }
 

@@ -10,6 +10,9 @@ public struct Predictor {
     public let model: Module
     public let spec: ModelSpecRecord
     public var mirror: Bool
+    /// The axes mirroring flips (spatial, 0-based); nil: all. nnU-Net's models name theirs
+    /// (`inference_allowed_mirroring_axes`).
+    public var mirrorAxes: [Int]?
     public var device: Device
     /// Network passes under bf16/fp16 autocast; the window sums and probabilities stay float32.
     public var precision: Precision
@@ -60,7 +63,7 @@ public struct Predictor {
         // (rounded up to what the network accepts).
         let spatial = Array(image.shape.dropFirst())
         let patch = spec.patchSize.indices.map { a in min(spec.patchSize[a], (spatial[a] + divisors[a] - 1) / divisors[a] * divisors[a]) }
-        var window = SlidingWindow(patchSize: patch, stepFraction: stepSize, mirrorAxes: mirror ? Array(0..<spec.dims) : [], batchSize: windowBatch)
+        var window = SlidingWindow(patchSize: patch, stepFraction: stepSize, mirrorAxes: mirror ? mirrorAxes ?? Array(0..<spec.dims) : [], batchSize: windowBatch)
         window.accumulationDevice = accumulationDevice(voxels: spatial.reduce(1, *))
         return try window(image.to(device: device)) { patch in
             try Autocast.run(device: device, precision: precision) { try model(patch) }.to(dtype: .float32)
