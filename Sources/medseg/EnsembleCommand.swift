@@ -11,7 +11,7 @@ struct EnsembleCommand: ParsableCommand {
 
     @Option(parsing: .upToNextOption, help: "Prediction folders holding CASE_probabilities.safetensors.") var inputs: [String]
     @Option(help: "Output folder.") var out: String
-    @Option(help: "postprocessing.json (from `medseg find-best`) to apply.") var postprocessing: String?
+    @Option(help: "postprocessing.json (from `medseg find-best`), or nnU-Net's postprocessing.pkl/.json, to apply.") var postprocessing: String?
     @Flag(help: "Also write the averaged probabilities.") var saveProbabilities = false
 
     func run() throws {

@@ -11,7 +11,7 @@ struct ExportCommand: ParsableCommand {
     @Argument(help: "The model file to write (.zip).") var output: String
     @Option(parsing: .upToNextOption, help: "Folds to pack (default: every fold that has the checkpoint).") var folds: [String] = []
     @Option(help: "best, final or latest.") var checkpoint = "final"
-    @Option(help: "postprocessing.json (from `medseg find-best`) that predictions from the file apply.") var postprocessing: String?
+    @Option(help: "postprocessing.json (from `medseg find-best`), or nnU-Net's postprocessing.pkl/.json, that predictions from the file apply.") var postprocessing: String?
     @Flag(help: "Predict without mirror test-time augmentation.") var noMirror = false
     @Option(parsing: .unconditional, help: "Step between sliding windows, a fraction of the patch.") var stepSize = 0.5
 

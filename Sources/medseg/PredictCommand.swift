@@ -20,7 +20,7 @@ struct PredictCommand: ParsableCommand {
     var input: String
     @Option(help: "DICOM: the series (number or UID) to predict in folders holding several.") var series: String?
     @Option(help: "Output folder.") var out: String
-    @Option(help: "postprocessing.json (from `medseg find-best`) to apply to the predictions.") var postprocessing: String?
+    @Option(help: "postprocessing.json (from `medseg find-best`), or nnU-Net's postprocessing.pkl/.json, to apply to the predictions.") var postprocessing: String?
     @Flag(help: "Also write PNG overlays of 2D predictions.") var overlay = false
     @Flag(help: "Also write class probabilities (CASE_probabilities.safetensors), for `medseg ensemble`.") var saveProbabilities = false
     @Flag(help: "Disable mirror test-time augmentation.") var noMirror = false

@@ -127,43 +127,52 @@ final class ConnectedComponentsTests: XCTestCase {
         XCTAssertEqual(components.sizes, [151 * width + 150])
     }
 
-    /// Random masks labelled by scipy.ndimage.label (face connectivity by default) must split into
-    /// the same components: same count, and a one-to-one match between our ids and scipy's.
+    /// Random masks labelled by scipy.ndimage.label must split into the same components: same
+    /// count, and a one-to-one match between our ids and scipy's. Face connectivity is scipy's
+    /// default structure; full connectivity its 3^n block of ones (skimage's default).
     func testAgreesWithScipyNdimageLabel() throws {
         guard (try? Python.run("import scipy.ndimage, numpy")) != nil else {
             throw XCTSkip("python3 has no scipy (optional reference check)")
         }
         var generator = SplitMix64(seed: 20240607)
-        for size in [[17, 13], [11, 9, 7], [1, 30, 4]] {
-            let count = size.reduce(1, *)
-            let m = (0..<count).map { _ in generator.next() % 100 < 45 }
-            let script = """
-            import sys, numpy, scipy.ndimage
-            shape = [int(s) for s in sys.argv[2].split(",")][::-1]
-            mask = numpy.array([c == "1" for c in sys.argv[1]]).reshape(shape)
-            labels, n = scipy.ndimage.label(mask)
-            print(n)
-            print(" ".join(str(v) for v in labels.ravel()))
-            """
-            let output = try Python.run(script, [m.map { $0 ? "1" : "0" }.joined(),
-                                                 size.map(String.init).joined(separator: ",")])
-            let lines = output.split(separator: "\n")
-            let scipyCount = try XCTUnwrap(Int(lines[0]))
-            let scipyLabels = lines[1].split(separator: " ").map { Int32($0)! }
-            let ours = ConnectedComponents(mask: m, size: size)
-            XCTAssertEqual(ours.count, scipyCount, "size \(size)")
-            XCTAssertGreaterThan(ours.count, 3, "the mask should be fragmented enough to test anything")
-            XCTAssertEqual(scipyLabels.count, count)
-            var toScipy: [Int32: Int32] = [:], fromScipy: [Int32: Int32] = [:]
-            for i in 0..<count {
-                XCTAssertEqual(ours.labels[i] == 0, scipyLabels[i] == 0, "voxel \(i) of size \(size)")
-                guard ours.labels[i] != 0 else { continue }
-                XCTAssertEqual(toScipy[ours.labels[i], default: scipyLabels[i]], scipyLabels[i], "voxel \(i) of size \(size)")
-                XCTAssertEqual(fromScipy[scipyLabels[i], default: ours.labels[i]], ours.labels[i], "voxel \(i) of size \(size)")
-                toScipy[ours.labels[i]] = scipyLabels[i]
-                fromScipy[scipyLabels[i]] = ours.labels[i]
+        for (connectivity, density) in [(ConnectedComponents.Connectivity.face, UInt64(45)), (.full, 20)] {
+            for size in [[17, 13], [11, 9, 7], [1, 30, 4]] {
+                let count = size.reduce(1, *)
+                let m = (0..<count).map { _ in generator.next() % 100 < density }
+                let script = """
+                import sys, numpy, scipy.ndimage
+                shape = [int(s) for s in sys.argv[2].split(",")][::-1]
+                mask = numpy.array([c == "1" for c in sys.argv[1]]).reshape(shape)
+                structure = numpy.ones((3,) * mask.ndim) if sys.argv[3] == "full" else None
+                labels, n = scipy.ndimage.label(mask, structure=structure)
+                print(n)
+                print(" ".join(str(v) for v in labels.ravel()))
+                """
+                let output = try Python.run(script, [m.map { $0 ? "1" : "0" }.joined(),
+                                                     size.map(String.init).joined(separator: ","), connectivity.rawValue])
+                let lines = output.split(separator: "\n")
+                let scipyCount = try XCTUnwrap(Int(lines[0]))
+                let scipyLabels = lines[1].split(separator: " ").map { Int32($0)! }
+                let ours = ConnectedComponents(mask: m, size: size, connectivity: connectivity)
+                XCTAssertEqual(ours.count, scipyCount, "size \(size)")
+                XCTAssertGreaterThan(ours.count, 3, "the mask should be fragmented enough to test anything")
+                XCTAssertEqual(scipyLabels.count, count)
+                var toScipy: [Int32: Int32] = [:], fromScipy: [Int32: Int32] = [:]
+                for i in 0..<count {
+                    XCTAssertEqual(ours.labels[i] == 0, scipyLabels[i] == 0, "voxel \(i) of size \(size)")
+                    guard ours.labels[i] != 0 else { continue }
+                    XCTAssertEqual(toScipy[ours.labels[i], default: scipyLabels[i]], scipyLabels[i], "voxel \(i) of size \(size)")
+                    XCTAssertEqual(fromScipy[scipyLabels[i], default: ours.labels[i]], ours.labels[i], "voxel \(i) of size \(size)")
+                    toScipy[ours.labels[i]] = scipyLabels[i]
+                    fromScipy[scipyLabels[i]] = ours.labels[i]
+                }
             }
         }
+        // Diagonal contact joins under full connectivity only; ties are all kept when asked.
+        let diagonal = [true, false, false, true]
+        XCTAssertEqual(ConnectedComponents(mask: diagonal, size: [2, 2], connectivity: .full).sizes, [2])
+        XCTAssertEqual(ConnectedComponents.largestComponentMask([true, false, true], size: [3], keepingTies: true), [true, false, true])
+        XCTAssertEqual(ConnectedComponents.largestComponentMask([true, false, true], size: [3]), [true, false, false])
     }
 
     /// Holes filled as scipy.ndimage.binary_fill_holes fills them (nnU-Net's non-zero mask), on

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import MedSegData
 import MedSegTrain
+import TestSupport
 
 final class PostprocessingTests: XCTestCase {
     /// A 2D label map drawn as rows (y) of digits (x); '.' is background.
@@ -122,6 +123,66 @@ final class PostprocessingTests: XCTestCase {
         XCTAssertThrowsError(try Postprocessing.load(background)) { error in
             XCTAssertTrue("\(error)".contains("background-postprocessing.json"), "\(error)")
         }
+    }
+
+    /// nnU-Net v2's own files: the pickle `nnUNetv2_predict -pp_pkl_file` reads and the JSON written
+    /// beside it, with a list of labels, one label and a region (a tuple) as steps. Applied as
+    /// nnU-Net applies them: full connectivity, ties all kept (scipy.ndimage.label with a 3^3 block
+    /// as the reference, which is what skimage's label does).
+    func testNNUNetsPostprocessingFilesApplyAsNNUNetDoes() throws {
+        guard (try? Python.run("import scipy.ndimage, numpy", interpreter: "/usr/bin/python3")) != nil else {
+            throw XCTSkip("/usr/bin/python3 has no scipy (optional reference check)")
+        }
+        let size = [14, 12, 9]
+        var generator = SplitMix64(seed: 5)
+        let voxels = (0..<size.reduce(1, *)).map { _ -> Float in
+            let r = generator.next() % 100
+            return r < 12 ? 1 : r < 22 ? 2 : 0
+        }
+        let image = MedicalImage(size: size, voxels: voxels, pixelType: .uint8)
+        let labelsFile = temporaryFolder.appendingPathComponent("labels.u8"), reference = temporaryFolder.appendingPathComponent("reference.u8")
+        try Data(voxels.map { UInt8($0) }).write(to: labelsFile)
+        let pkl = temporaryFolder.appendingPathComponent("postprocessing.pkl"), json = temporaryFolder.appendingPathComponent("postprocessing.json")
+        _ = try Python.run("""
+        import json, pickle, sys, types, numpy as np, scipy.ndimage
+        labels_file, out, pkl, js = sys.argv[1:5]
+        # nnU-Net's function under its own module name, so the pickle names it as nnU-Net's does.
+        name = "nnunetv2.postprocessing.remove_connected_components"
+        module = types.ModuleType(name)
+        def remove_all_but_largest_component_from_segmentation(segmentation, labels_or_regions, background_label=0):
+            raise RuntimeError("not called")
+        remove_all_but_largest_component_from_segmentation.__module__ = name
+        module.remove_all_but_largest_component_from_segmentation = remove_all_but_largest_component_from_segmentation
+        sys.modules[name] = module
+        kwargs = [{"labels_or_regions": [1, 2]}, {"labels_or_regions": 1}, {"labels_or_regions": (1, 2)}]
+        with open(pkl, "wb") as f:
+            pickle.dump(([remove_all_but_largest_component_from_segmentation] * 3, kwargs), f)
+        with open(js, "w") as f:
+            json.dump({"postprocessing_fns": [remove_all_but_largest_component_from_segmentation.__name__] * 3,
+                       "postprocessing_kwargs": kwargs}, f)
+        seg = np.fromfile(labels_file, dtype=np.uint8).reshape(9, 12, 14)
+        for step in kwargs:
+            lr = step["labels_or_regions"]
+            mask = np.isin(seg, np.array(lr).ravel())
+            components, n = scipy.ndimage.label(mask, structure=np.ones((3, 3, 3)))
+            sizes = np.bincount(components.ravel())[1:]
+            keep = np.isin(components, np.flatnonzero(sizes == sizes.max()) + 1) if n else mask
+            seg[mask & ~keep] = 0
+        seg.astype(np.uint8).tofile(out)
+        """, [labelsFile.path, reference.path, pkl.path, json.path], interpreter: "/usr/bin/python3")
+        let expected = try Data(contentsOf: reference).map(Float.init)
+        XCTAssertNotEqual(expected, voxels, "the steps remove something")
+        for file in [pkl, json] {
+            let post = try Postprocessing.load(file)
+            XCTAssertEqual(post.keep_largest_of, [[1, 2], [1], [1, 2]], file.lastPathComponent)
+            XCTAssertEqual(post.connectivity, .full)
+            XCTAssertEqual(post.apply(to: image).voxels, expected, file.lastPathComponent)
+        }
+        // Another step function, or another background, is refused naming the file.
+        try Data(#"{"postprocessing_fns": ["fill_holes"], "postprocessing_kwargs": [{}]}"#.utf8).write(to: json)
+        XCTAssertThrowsError(try Postprocessing.load(json)) { XCTAssertTrue("\($0)".contains("\(json.path): step 1 is fill_holes"), "\($0)") }
+        try Data(#"{"postprocessing_fns": ["remove_all_but_largest_component_from_segmentation"], "postprocessing_kwargs": [{"labels_or_regions": 1, "background_label": 3}]}"#.utf8).write(to: json)
+        XCTAssertThrowsError(try Postprocessing.load(json)) { XCTAssertTrue("\($0)".contains("background_label 3"), "\($0)") }
     }
 
     // MARK: - choose

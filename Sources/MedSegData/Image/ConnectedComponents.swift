@@ -1,7 +1,11 @@
-/// Connected components of a boolean mask on a voxel grid (2D and 3D in practice, any rank works)
-/// with face connectivity: two voxels touch when they differ by one step along exactly one axis
-/// (4 neighbours in 2D, 6 in 3D), scipy.ndimage.label's default. Diagonal contact does not join.
+/// Connected components of a boolean mask on a voxel grid (2D and 3D in practice, any rank works).
+/// Face connectivity (the default): two voxels touch when they differ by one step along exactly
+/// one axis (4 neighbours in 2D, 6 in 3D), scipy.ndimage.label's default; diagonal contact does
+/// not join. Full connectivity: any voxel of the 3^n block around one touches it (8 in 2D, 26 in
+/// 3D), skimage.measure.label's default, which nnU-Net v2's post-processing uses.
 public struct ConnectedComponents: Sendable {
+    public enum Connectivity: String, Codable, Sendable { case face, full }
+
     /// Component per voxel, in the mask's memory order: 0 outside the mask, else 1...count,
     /// numbered in the order in which each component's first voxel appears in memory.
     public let labels: [Int32]
@@ -12,7 +16,7 @@ public struct ConnectedComponents: Sendable {
 
     /// Labels `mask`, laid out x fastest over `size` (x first, like `MedicalImage.size`).
     /// O(voxels) time; memory is the label array plus a stack no deeper than the largest component.
-    public init(mask: [Bool], size: [Int]) {
+    public init(mask: [Bool], size: [Int], connectivity: Connectivity = .face) {
         precondition(!size.isEmpty && size.allSatisfy { $0 > 0 }, "grid size must be positive along every axis")
         precondition(mask.count == size.reduce(1, *), "mask count \(mask.count) does not match size \(size)")
         precondition(mask.count < Int(Int32.max), "grid too large for 32-bit component ids")
@@ -20,6 +24,12 @@ public struct ConnectedComponents: Sendable {
         var stride = 1
         for n in size { strides.append(stride); stride *= n }
 
+        // Full connectivity: every offset of the 3^n block but the centre, as per-axis steps.
+        let blockOffsets: [[Int]] = connectivity == .face ? [] : (0..<Self.power3(size.count)).compactMap { code in
+            var c = code
+            let steps = size.indices.map { _ -> Int in defer { c /= 3 }; return c % 3 - 1 }
+            return steps.allSatisfy { $0 == 0 } ? nil : steps
+        }
         var labels = [Int32](repeating: 0, count: mask.count)
         var sizes: [Int] = []
         // Flood fill from an explicit stack: recursion would overflow on a 512^3 component.
@@ -33,6 +43,22 @@ public struct ConnectedComponents: Sendable {
                     var voxels = 0
                     while let voxel = stack.popLast() {
                         voxels += 1
+                        if !blockOffsets.isEmpty {
+                            let coordinates = size.indices.map { (voxel / strides[$0]) % size[$0] }
+                            neighbours: for steps in blockOffsets {
+                                var neighbour = voxel
+                                for axis in steps.indices where steps[axis] != 0 {
+                                    let c = coordinates[axis] + steps[axis]
+                                    guard c >= 0, c < size[axis] else { continue neighbours }
+                                    neighbour += steps[axis] * strides[axis]
+                                }
+                                if inside[neighbour], label[neighbour] == 0 {
+                                    label[neighbour] = id
+                                    stack.append(neighbour)
+                                }
+                            }
+                            continue
+                        }
                         for axis in 0..<size.count {
                             let step = strides[axis]
                             // The coordinate guards keep a row's last voxel from touching the next row's first.
@@ -83,10 +109,18 @@ public struct ConnectedComponents: Sendable {
         return zip(mask, background.labels).map { inside, id in inside || !reachesBorder[Int(id)] }
     }
 
-    /// `mask` with every component but the largest cleared (an empty mask stays empty).
-    public static func largestComponentMask(_ mask: [Bool], size: [Int]) -> [Bool] {
-        let components = ConnectedComponents(mask: mask, size: size)
+    /// `mask` with every component but the largest cleared (an empty mask stays empty). Of
+    /// components of equal largest size, `keepingTies` keeps all (nnU-Net v2's
+    /// remove_all_but_largest_component), else the first in memory order.
+    public static func largestComponentMask(_ mask: [Bool], size: [Int], connectivity: Connectivity = .face,
+                                            keepingTies: Bool = false) -> [Bool] {
+        let components = ConnectedComponents(mask: mask, size: size, connectivity: connectivity)
         guard let keep = components.largest else { return mask }
-        return components.labels.map { $0 == keep }
+        guard keepingTies else { return components.labels.map { $0 == keep } }
+        let largest = components.sizes[Int(keep) - 1]
+        let kept = Set(components.sizes.indices.filter { components.sizes[$0] == largest }.map { Int32($0 + 1) })
+        return components.labels.map { kept.contains($0) }
     }
+
+    private static func power3(_ n: Int) -> Int { (0..<n).reduce(1) { acc, _ in acc * 3 } }
 }

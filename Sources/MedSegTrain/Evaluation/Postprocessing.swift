@@ -11,16 +11,25 @@ public struct Postprocessing: Codable, Equatable, Sendable {
     public var foreground_as_one: Bool
     /// Then, for each of these labels, keep only its own largest component.
     public var keep_largest_component: [Int]
+    /// Then nnU-Net v2's steps, as its postprocessing.pkl/json name them: in order, the voxels of
+    /// each set of labels keep only their largest component (all of them where sizes tie).
+    public var keep_largest_of: [[Int]]?
+    /// Which voxels touch: face (absent: scipy's default, nnU-Net v1) or full (skimage's default,
+    /// which nnU-Net v2 labels with).
+    public var connectivity: ConnectedComponents.Connectivity?
 
     public static let fileName = "postprocessing.json"
 
-    public init(foreground_as_one: Bool = false, keep_largest_component: [Int] = []) {
+    public init(foreground_as_one: Bool = false, keep_largest_component: [Int] = [], keep_largest_of: [[Int]]? = nil,
+                connectivity: ConnectedComponents.Connectivity? = nil) {
         self.foreground_as_one = foreground_as_one
         self.keep_largest_component = keep_largest_component
+        self.keep_largest_of = keep_largest_of
+        self.connectivity = connectivity
     }
 
     /// Nothing to do.
-    public var isIdentity: Bool { !foreground_as_one && keep_largest_component.isEmpty }
+    public var isIdentity: Bool { !foreground_as_one && keep_largest_component.isEmpty && (keep_largest_of ?? []).isEmpty }
 
     /// The label map with removed components set to background (0). Voxel values are labels
     /// stored as Float; size, geometry and pixel type are kept.
@@ -28,19 +37,25 @@ public struct Postprocessing: Codable, Equatable, Sendable {
         precondition(image.channels == 1, "post-processing applies to single-channel label maps")
         var result = image
         let labels = image.voxels.map { Int($0.rounded()) }
+        let connectivity = connectivity ?? .face
         if foreground_as_one {
-            Self.keepLargest(of: labels.map { $0 != 0 }, in: &result)
+            Self.keepLargest(of: labels.map { $0 != 0 }, in: &result, connectivity: connectivity)
         }
         for label in keep_largest_component {
             // Labels as they are now: removing foreground voxels above only ever makes them background.
-            Self.keepLargest(of: result.voxels.map { Int($0.rounded()) == label }, in: &result)
+            Self.keepLargest(of: result.voxels.map { Int($0.rounded()) == label }, in: &result, connectivity: connectivity)
+        }
+        for set in keep_largest_of ?? [] {
+            let members = Set(set)
+            Self.keepLargest(of: result.voxels.map { members.contains(Int($0.rounded())) }, in: &result, connectivity: connectivity, keepingTies: true)
         }
         return result
     }
 
     /// Clears the voxels of `mask` outside its largest component.
-    private static func keepLargest(of mask: [Bool], in image: inout MedicalImage) {
-        let kept = ConnectedComponents.largestComponentMask(mask, size: image.size)
+    private static func keepLargest(of mask: [Bool], in image: inout MedicalImage, connectivity: ConnectedComponents.Connectivity,
+                                    keepingTies: Bool = false) {
+        let kept = ConnectedComponents.largestComponentMask(mask, size: image.size, connectivity: connectivity, keepingTies: keepingTies)
         for i in mask.indices where mask[i] && !kept[i] {
             image.voxels[i] = 0
         }
@@ -57,12 +72,15 @@ public struct Postprocessing: Codable, Equatable, Sendable {
         do { data = try Data(contentsOf: url) } catch {
             throw ConfigError("\(url.path): cannot read the post-processing file (\(error.localizedDescription))")
         }
+        // nnU-Net v2's own files: the pickle its predictor reads, or the JSON written beside it.
+        if url.pathExtension.lowercased() == "pkl" { return try NNUNetPostprocessingFile.postprocessing(pickle: data, source: url.path) }
+        if let nnunet = try NNUNetPostprocessingFile.postprocessing(json: data, source: url.path) { return nnunet }
         let loaded: Postprocessing
         do { loaded = try JSONFile.decode(Postprocessing.self, from: data) } catch let error as DataError {
             throw ConfigError("\(url.path): not a valid post-processing file: \(error.problem)")
         }
-        if let bad = loaded.keep_largest_component.first(where: { $0 <= 0 }) {
-            throw ConfigError("\(url.path): keep_largest_component lists \(bad), which is not a foreground label")
+        if let bad = (loaded.keep_largest_component + (loaded.keep_largest_of ?? []).flatMap { $0 }).first(where: { $0 <= 0 }) {
+            throw ConfigError("\(url.path): lists label \(bad) to keep the largest component of, which is not a foreground label")
         }
         return loaded
     }

@@ -72,8 +72,8 @@ public enum ModelArchive {
         }
         if let datasetJSON { try FileManager.default.copyItem(at: datasetJSON, to: staging.appendingPathComponent("dataset.json")) }
         if let postprocessing {
-            _ = try Postprocessing.load(postprocessing) // refused here if broken, not at prediction time
-            try FileManager.default.copyItem(at: postprocessing, to: staging.appendingPathComponent(Postprocessing.fileName))
+            // Refused here if broken, not at prediction time; nnU-Net's .pkl/.json go in as MedSeg's JSON.
+            try Postprocessing.load(postprocessing).write(to: staging.appendingPathComponent(Postprocessing.fileName))
         }
         let manifest = Manifest(folds: folds, checkpoint: checkpointArgument(checkpoint), configuration: configuration, mirror: mirror,
                                 step_size: stepSize, postprocessing: postprocessing != nil, created_by: "MedSeg \(version)")
