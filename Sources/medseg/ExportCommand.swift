@@ -7,7 +7,7 @@ struct ExportCommand: ParsableCommand {
         commandName: "export",
         abstract: "Pack a trained run into one model file (folds, checkpoint, plans, dataset.json, post-processing, inference settings) for `medseg predict --model`.")
 
-    @Argument(help: "Run folder of `medseg train`, or the experiment folder holding fold_N.") var runFolder: String
+    @Argument(help: "Run folder of `medseg train`, the experiment folder holding fold_N, or a model folder nnU-Net trained.") var runFolder: String
     @Argument(help: "The model file to write (.zip).") var output: String
     @Option(parsing: .upToNextOption, help: "Folds to pack (default: every fold that has the checkpoint).") var folds: [String] = []
     @Option(help: "best, final or latest.") var checkpoint = "final"

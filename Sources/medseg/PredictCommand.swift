@@ -11,7 +11,7 @@ struct PredictCommand: ParsableCommand {
         commandName: "predict",
         abstract: "Segment images with a trained run; masks keep the input's format and geometry.")
 
-    @Option(name: .customLong("run"), help: "Run folder of `medseg train` (or the experiment folder holding fold_N).") var runFolder: String?
+    @Option(name: .customLong("run"), help: "Run folder of `medseg train`, the experiment folder holding fold_N, or a model folder nnU-Net v2 trained (plans.json, dataset.json, fold_N/checkpoint_final.pth).") var runFolder: String?
     @Option(help: "A model file made by `medseg export` (its folds, checkpoint, post-processing and settings), instead of --run.") var model: String?
     @Option(parsing: .upToNextOption, help: "Folds to ensemble (RUN/fold_N, N or all), averaging their probabilities.") var folds: [String] = []
     @Option(help: "For a 3d_cascade_fullres run: the 3d_lowres experiment folder, predicted first with the same --folds.") var previousStage: String?

@@ -92,6 +92,13 @@ final class NNUNetModelFolderTests: XCTestCase {
         XCTAssertEqual(mask.geometry.spacing, [1, 1, 2])
         XCTAssertEqual(Set(mask.voxels.map(Int.init)).isSubset(of: [0, 1, 2]), true)
 
+        // Packed as one model file, it predicts the same mask.
+        let model = temp.appendingPathComponent("model.zip"), fromFile = temp.appendingPathComponent("from-file")
+        let exported = try Executables.runMedSeg(["export", folder.path, model.path]).output
+        XCTAssertTrue(exported.contains("folds 0, 1, checkpoint final, configuration 3d_fullres"), exported)
+        try Executables.runMedSeg(["predict", "--model", model.path, "--input", input.path, "--out", fromFile.path])
+        XCTAssertEqual(try ImageIO.read(fromFile.appendingPathComponent("case.nii.gz")).voxels, mask.voxels)
+
         // One fold by name; a checkpoint no fold has is refused naming the folder.
         try Executables.runMedSeg(["predict", "--run", folder.path, "--folds", "1", "--input", input.path, "--out", temp.appendingPathComponent("one").path])
         let missing = try Executables.runMedSeg(["predict", "--run", folder.path, "--checkpoint", "best", "--input", input.path,

@@ -1,5 +1,6 @@
 import Foundation
 import MedSegData
+import Torch
 import ZIPFoundation
 
 /// One deployable model file (`medseg export RUN model.zip`, `medseg predict --model model.zip`):
@@ -45,10 +46,14 @@ public enum ModelArchive {
         guard !FileManager.default.fileExists(atPath: destination.path) else {
             throw TrainingError("\(destination.path) already exists; choose another file or remove it")
         }
-        let folds = try TrainedModels.defaultFolds(run: run, folds: requested, checkpoint: checkpointArgument(checkpoint))
-        let sources = folds.isEmpty ? [("run", run)] : folds.map { ("fold_\($0)", ExperimentFolder(run).fold(named: $0).url) }
         let staging = FileManager.default.temporaryDirectory.appendingPathComponent("medseg-export-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: staging) }
+        if NNUNetModelFolder.isModelFolder(run) {
+            return try exportNNUNet(NNUNetModelFolder(run), folds: requested, checkpoint: checkpoint, postprocessing: postprocessing, mirror: mirror,
+                                    stepSize: stepSize, version: version, staging: staging, to: destination)
+        }
+        let folds = try TrainedModels.defaultFolds(run: run, folds: requested, checkpoint: checkpointArgument(checkpoint))
+        let sources = folds.isEmpty ? [("run", run)] : folds.map { ("fold_\($0)", ExperimentFolder(run).fold(named: $0).url) }
         var configuration: String?
         var datasetJSON: URL?
         for (name, folder) in sources {
@@ -71,12 +76,46 @@ public enum ModelArchive {
             }
         }
         if let datasetJSON { try FileManager.default.copyItem(at: datasetJSON, to: staging.appendingPathComponent("dataset.json")) }
+        let manifest = Manifest(folds: folds, checkpoint: checkpointArgument(checkpoint), configuration: configuration, mirror: mirror,
+                                step_size: stepSize, postprocessing: postprocessing != nil, created_by: "MedSeg \(version)")
+        try pack(staging, manifest: manifest, postprocessing: postprocessing, to: destination)
+        return manifest
+    }
+
+    /// A model folder nnU-Net trained, packed as it is (its plans, dataset.json, fingerprint and
+    /// the folds' .pth checkpoints): `predict --model` runs it as `predict --run` runs the folder.
+    static func exportNNUNet(_ model: NNUNetModelFolder, folds requested: [String], checkpoint: CheckpointName, postprocessing: URL?, mirror: Bool,
+                             stepSize: Double, version: String, staging: URL, to destination: URL) throws -> Manifest {
+        let name = checkpointArgument(checkpoint)
+        let folds = try model.folds(requested, checkpoint: name)
+        let fm = FileManager.default
+        try fm.createDirectory(at: staging, withIntermediateDirectories: true)
+        for file in [ExperimentPlans.fileName, "dataset.json", DatasetFingerprint.fileName] {
+            let source = model.root.appendingPathComponent(file)
+            guard fm.fileExists(atPath: source.path) else { throw TrainingError("\(source.path): missing from this nnU-Net model folder") }
+            try fm.copyItem(at: source, to: staging.appendingPathComponent(file))
+        }
+        var configuration: String?
+        for fold in folds {
+            let file = model.root.appendingPathComponent("fold_\(fold)").appendingPathComponent(NNUNetModelFolder.fileName(name))
+            guard fm.fileExists(atPath: file.path) else { throw TrainingError("\(file.path): no such checkpoint") }
+            configuration = try NNUNetModelFolder.configuration(of: PyTorchCheckpoint.load(file), file: file, folder: model.root)
+            let target = staging.appendingPathComponent("fold_\(fold)")
+            try fm.createDirectory(at: target, withIntermediateDirectories: true)
+            try fm.copyItem(at: file, to: target.appendingPathComponent(file.lastPathComponent))
+        }
+        let manifest = Manifest(folds: folds, checkpoint: name, configuration: configuration, mirror: mirror, step_size: stepSize,
+                                postprocessing: postprocessing != nil, created_by: "MedSeg \(version) from an nnU-Net model")
+        try pack(staging, manifest: manifest, postprocessing: postprocessing, to: destination)
+        return manifest
+    }
+
+    /// The post-processing and manifest into `staging`, zipped beside `destination` and moved into place.
+    private static func pack(_ staging: URL, manifest: Manifest, postprocessing: URL?, to destination: URL) throws {
         if let postprocessing {
             // Refused here if broken, not at prediction time; nnU-Net's .pkl/.json go in as MedSeg's JSON.
             try Postprocessing.load(postprocessing).write(to: staging.appendingPathComponent(Postprocessing.fileName))
         }
-        let manifest = Manifest(folds: folds, checkpoint: checkpointArgument(checkpoint), configuration: configuration, mirror: mirror,
-                                step_size: stepSize, postprocessing: postprocessing != nil, created_by: "MedSeg \(version)")
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(manifest).write(to: staging.appendingPathComponent(Manifest.fileName))
@@ -85,7 +124,6 @@ public enum ModelArchive {
         defer { try? FileManager.default.removeItem(at: partial) }
         try FileManager.default.zipItem(at: staging, to: partial, shouldKeepParent: false, compressionMethod: .deflate)
         try FileManager.default.moveItem(at: partial, to: destination)
-        return manifest
     }
 
     /// An archive unpacked for prediction; `remove()` deletes the unpacked files.
