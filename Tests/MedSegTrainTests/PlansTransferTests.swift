@@ -144,6 +144,17 @@ final class PlansTransferTests: XCTestCase {
             XCTAssertTrue(r.output.contains(message), "\(message): \(r.output)")
             XCTAssertEqual(r.output.split(separator: "\n").count, 1, r.output)
         }
+        // nnU-Net's preprocessed folder: its one *Plans.json is taken; of several, none is guessed.
+        let preprocessed = temp.appendingPathComponent("nnUNet_preprocessed/Dataset999_Fixture")
+        try FileManager.default.createDirectory(at: preprocessed, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: plans.appendingPathComponent("plans.json"), to: preprocessed.appendingPathComponent("nnUNetPlans.json"))
+        let single = try dataset("single")
+        XCTAssertTrue(try medseg(["plan", single.path, "--plans-from", preprocessed.path]).output
+                        .contains("plans of \(preprocessed.appendingPathComponent("nnUNetPlans.json").path)"))
+        try FileManager.default.copyItem(at: plans.appendingPathComponent("plans.json"), to: preprocessed.appendingPathComponent("nnUNetResEncUNetMPlans.json"))
+        let several = try medseg(["plan", single.path, "--plans-from", preprocessed.path], expectSuccess: false)
+        XCTAssertTrue(several.output.contains("holds several plans (nnUNetPlans.json, nnUNetResEncUNetMPlans.json); give the one to take"), several.output)
+
         let noIntensities = try nnUNetModelFolder { $0["foreground_intensity_properties_per_channel"] = nil }
         let r = try medseg(["plan", try dataset("ct").path, "--plans-from", noIntensities.path], expectSuccess: false)
         XCTAssertTrue(r.output.contains("channel 0 is CT-normalized, but neither the plans (foreground_intensity_properties_per_channel) nor a dataset_fingerprint.json beside them"), r.output)

@@ -19,9 +19,16 @@ public struct PlansTransfer {
         guard FileManager.default.fileExists(atPath: source.path, isDirectory: &isFolder) else {
             throw ConfigError("\(source.path): no such plans file or folder")
         }
-        let file = isFolder.boolValue ? source.appendingPathComponent(ExperimentPlans.fileName) : source
-        guard FileManager.default.fileExists(atPath: file.path) else {
-            throw ConfigError("\(source.path): holds no \(ExperimentPlans.fileName); plan that data set first (`medseg plan`), or give the plans file itself (nnU-Net's nnUNetPlans.json)")
+        var file = isFolder.boolValue ? source.appendingPathComponent(ExperimentPlans.fileName) : source
+        if !FileManager.default.fileExists(atPath: file.path) {
+            // nnU-Net's preprocessed folder names its plans after the planner (nnUNetPlans.json, nnUNetResEncUNetMPlans.json).
+            let named = ((try? FileManager.default.contentsOfDirectory(atPath: source.path)) ?? []).filter { $0.hasSuffix("Plans.json") }.sorted()
+            guard named.count == 1 else {
+                throw ConfigError(named.isEmpty
+                    ? "\(source.path): holds no \(ExperimentPlans.fileName); plan that data set first (`medseg plan`), or give the plans file itself (nnU-Net's nnUNetPlans.json)"
+                    : "\(source.path): holds several plans (\(named.joined(separator: ", "))); give the one to take")
+            }
+            file = source.appendingPathComponent(named[0])
         }
         var plans = try ExperimentPlans.load(file)
         let beside = file.deletingLastPathComponent()
