@@ -18,34 +18,47 @@ final class NNUNetModelFolderTests: XCTestCase {
 
     override func tearDown() { try? FileManager.default.removeItem(at: temp) }
 
-    /// Writes the model folder and, for `image` (values z, y, x at the plans' spacing and patch),
-    /// the probabilities nnU-Net's inference gives: CT normalization with the plans' intensities,
-    /// logits averaged over the checkpoint's mirroring axes (here y and x) and over the folds, then softmax.
-    private func nnUNetModel(_ image: [Float]) throws -> (folder: URL, probabilities: [Float]) {
-        let folder = temp.appendingPathComponent("Dataset999_Fixture/nnUNetTrainer__nnUNetPlans__3d_fullres")
+    /// Writes the model folder and, for `image` (values z, y, x at the plans' spacing), the
+    /// probabilities nnU-Net's inference gives: CT normalization with the plans' intensities,
+    /// logits averaged over the checkpoint's mirroring axes (`mirror`, spatial, or nil for none)
+    /// and over the folds, then softmax; a 2d configuration slice by slice. `residual` turns the
+    /// plans' network into nnU-Net's ResidualEncoderUNet (the ResEnc planners' class and blocks).
+    private func nnUNetModel(_ image: [Float], slices: Int, configuration: String = "3d_fullres", folds: Int = 2, mirror: [Int]?,
+                             residual: Bool = false) throws -> (folder: URL, probabilities: [Float]) {
+        let plansName = residual ? "nnUNetResEncUNetMPlans" : "nnUNetPlans"
+        let folder = temp.appendingPathComponent("Dataset999_Fixture/nnUNetTrainer__\(plansName)__\(configuration)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(at: fixtures.root.appendingPathComponent("nnunet_plans.json"), to: folder.appendingPathComponent("plans.json"))
         let raw = temp.appendingPathComponent("image.f32"), reference = temp.appendingPathComponent("reference.f32")
         try image.withUnsafeBufferPointer { Data(buffer: $0) }.write(to: raw)
+        let mirrorText = mirror.map { "(" + $0.map(String.init).joined(separator: ", ") + ",)" } ?? "None"
         _ = try Python.run("""
-        import json, os, pydoc, sys, numpy as np, torch
-        folder, raw, out = sys.argv[1:4]
-        plans = json.load(open(os.path.join(folder, "plans.json")))
+        import itertools, json, os, pydoc, sys, numpy as np, torch
+        fixture, folder, raw, out, configuration, folds, slices, residual = sys.argv[1:9]
+        folds, slices, mirror = int(folds), int(slices), \(mirrorText)
+        plans = json.load(open(fixture))
+        arch = plans["configurations"][configuration]["architecture"]
+        if residual == "1":
+            arch["network_class_name"] = "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet"
+            n = arch["arch_kwargs"].pop("n_conv_per_stage")
+            arch["arch_kwargs"]["n_blocks_per_stage"] = [1, 3, 4, 6, 6, 6][:len(n)]
+            arch["arch_kwargs"]["n_conv_per_stage_decoder"] = [1] * (len(n) - 1)
+        json.dump(plans, open(os.path.join(folder, "plans.json"), "w"))
         dataset = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1, "tumor": 2}, "numTraining": 8, "file_ending": ".nii.gz"}
         json.dump(dataset, open(os.path.join(folder, "dataset.json"), "w"))
         props = plans["foreground_intensity_properties_per_channel"]
         json.dump({"spacings": [[2.0, 1.0, 1.0]] * 8, "shapes_after_crop": [[16, 40, 36]] * 8, "foreground_intensity_properties_per_channel": props,
                    "median_relative_size_after_cropping": 1.0}, open(os.path.join(folder, "dataset_fingerprint.json"), "w"))
-        arch = plans["configurations"]["3d_fullres"]["architecture"]
         kwargs = dict(arch["arch_kwargs"])
         for key in arch["_kw_requires_import"]:
             if kwargs[key] is not None:
                 kwargs[key] = pydoc.locate(kwargs[key])
         p = props["0"]
-        x = np.fromfile(raw, dtype="<f4").reshape(1, 1, 16, 40, 40).astype(np.float64)
+        x = np.fromfile(raw, dtype="<f4").reshape(slices, 40, 40).astype(np.float64)
         x = torch.from_numpy(((np.clip(x, p["percentile_00_5"], p["percentile_99_5"]) - p["mean"]) / max(p["std"], 1e-8)).astype(np.float32))
-        total = 0
-        for fold in (0, 1):
+        inputs = [x[z][None, None] for z in range(slices)] if configuration == "2d" else [x[None, None]]
+        flips = [[a + 2 for a in c] for r in range(len(mirror or ()) + 1) for c in itertools.combinations(mirror or (), r)]
+        total = [0] * len(inputs)
+        for fold in range(folds):
             torch.manual_seed(11 + fold)
             net = pydoc.locate(arch["network_class_name"])(input_channels=1, num_classes=3, deep_supervision=True, **kwargs)
             with torch.no_grad():
@@ -55,39 +68,48 @@ final class NNUNetModelFolderTests: XCTestCase {
             os.makedirs(os.path.join(folder, f"fold_{fold}"))
             torch.save({"network_weights": net.state_dict(), "optimizer_state": None, "grad_scaler_state": None,
                         "logging": {"mean_fg_dice": [0.5], "ema_fg_dice": [0.5]}, "_best_ema": 0.5, "current_epoch": 1000,
-                        "init_args": {"plans": plans, "configuration": "3d_fullres", "fold": fold, "dataset_json": dataset, "device": torch.device("cpu")},
-                        "trainer_name": "nnUNetTrainer", "inference_allowed_mirroring_axes": (1, 2)},
+                        "init_args": {"plans": plans, "configuration": configuration, "fold": fold, "dataset_json": dataset, "device": torch.device("cpu")},
+                        "trainer_name": "nnUNetTrainer", "inference_allowed_mirroring_axes": mirror},
                        os.path.join(folder, f"fold_{fold}", "checkpoint_final.pth"))
             with torch.no_grad():
-                logits = 0
-                for flips in ([], [3], [4], [3, 4]):
-                    y = net(torch.flip(x, flips) if flips else x)[0]
-                    logits = logits + (torch.flip(y, flips) if flips else y)
-                total = total + logits / 4
-        torch.softmax(total / 2, 1)[0].numpy().astype("<f4").tofile(out)
-        """, [folder.path, raw.path, reference.path], interpreter: "/usr/bin/python3")
+                for i, s in enumerate(inputs):
+                    logits = sum(torch.flip(net(torch.flip(s, f))[0], f) if f else net(s)[0] for f in flips)
+                    total[i] = total[i] + logits / len(flips)
+        probabilities = [torch.softmax(t / folds, 1)[0] for t in total]
+        (torch.stack(probabilities, 1) if configuration == "2d" else probabilities[0]).numpy().astype("<f4").tofile(out)
+        """, [fixtures.root.appendingPathComponent("nnunet_plans.json").path, folder.path, raw.path, reference.path, configuration,
+              String(folds), String(slices), residual ? "1" : "0"], interpreter: "/usr/bin/python3")
         let probabilities = try Data(contentsOf: reference).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
         return (folder, probabilities)
     }
 
-    func testPredictsFromAnNNUNetModelFolderAsNNUNetDoes() throws {
-        // A CT-like volume at the plans' spacing (2 x 1 x 1 mm) and patch (16 x 40 x 40): one window,
-        // no cropping (no zeros), no resampling.
+    /// A CT-like volume of `slices` x 40 x 40 at the plans' spacing (2 x 1 x 1 mm), written as the
+    /// input folder's one case: no zeros (no cropping), no resampling.
+    private func ctVolume(slices: Int) throws -> (values: [Float], input: URL) {
         var generator = SystemRandomNumberGenerator()
-        let values = (0..<(16 * 40 * 40)).map { _ in Float.random(in: 1...350, using: &generator) * (Bool.random(using: &generator) ? 1 : -0.4) }
-        let (folder, reference) = try nnUNetModel(values)
-        let input = temp.appendingPathComponent("input"), out = temp.appendingPathComponent("out")
+        let values = (0..<(slices * 40 * 40)).map { _ in Float.random(in: 1...350, using: &generator) * (Bool.random(using: &generator) ? 1 : -0.4) }
+        let input = temp.appendingPathComponent("input")
         try FileManager.default.createDirectory(at: input, withIntermediateDirectories: true)
-        try ImageIO.write(MedicalImage(size: [40, 40, 16], voxels: values, geometry: ImageGeometry(spacing: [1, 1, 2])),
+        try ImageIO.write(MedicalImage(size: [40, 40, slices], voxels: values, geometry: ImageGeometry(spacing: [1, 1, 2])),
                           to: input.appendingPathComponent("case_0000.nii.gz"))
+        return (values, input)
+    }
 
+    private func assertProbabilities(in out: URL, match reference: [Float], shape: [Int], file: StaticString = #filePath, line: UInt = #line) throws {
+        let probabilities = try ProbabilityFile.read(ProbabilityFile.url(for: "case", in: out))
+        XCTAssertEqual(probabilities.shape, shape, file: file, line: line)
+        let worst = zip(try probabilities.floats(), reference).map { abs($0 - $1) }.max() ?? .infinity
+        XCTAssertLessThan(worst, 1e-4, "largest difference from nnU-Net's probabilities", file: file, line: line)
+    }
+
+    /// 3d_fullres, two folds, mirroring over y and x only (the 16-slice volume is the patch: one window).
+    func testPredictsFromAnNNUNetModelFolderAsNNUNetDoes() throws {
+        let (values, input) = try ctVolume(slices: 16)
+        let (folder, reference) = try nnUNetModel(values, slices: 16, mirror: [1, 2])
+        let out = temp.appendingPathComponent("out")
         let log = try Executables.runMedSeg(["predict", "--run", folder.path, "--input", input.path, "--out", out.path, "--save-probabilities"]).output
         XCTAssertTrue(log.contains("nnU-Net fold_0/checkpoint_final.pth, epoch 1000; nnU-Net fold_1/checkpoint_final.pth, epoch 1000; logits averaged"), log)
-        let probabilities = try ProbabilityFile.read(ProbabilityFile.url(for: "case", in: out))
-        XCTAssertEqual(probabilities.shape, [3, 16, 40, 40])
-        let got = try probabilities.floats()
-        let worst = zip(got, reference).map { abs($0 - $1) }.max() ?? .infinity
-        XCTAssertLessThan(worst, 1e-4, "largest difference from nnU-Net's probabilities")
+        try assertProbabilities(in: out, match: reference, shape: [3, 16, 40, 40])
         let mask = try ImageIO.read(out.appendingPathComponent("case.nii.gz"))
         XCTAssertEqual(mask.geometry.spacing, [1, 1, 2])
         XCTAssertEqual(Set(mask.voxels.map(Int.init)).isSubset(of: [0, 1, 2]), true)
@@ -104,5 +126,15 @@ final class NNUNetModelFolderTests: XCTestCase {
         let missing = try Executables.runMedSeg(["predict", "--run", folder.path, "--checkpoint", "best", "--input", input.path,
                                                  "--out", temp.appendingPathComponent("none").path], expectSuccess: false)
         XCTAssertTrue(missing.output.contains("\(folder.path): no fold_N/checkpoint_best.pth in this nnU-Net model folder"), missing.output)
+    }
+
+    /// nnU-Net's 2d configuration of a ResEnc planner on a volume: slice by slice, no mirroring
+    /// (the checkpoint allows none).
+    func testResidualEncoder2DModelPredictsAVolumeSliceBySlice() throws {
+        let (values, input) = try ctVolume(slices: 5)
+        let (folder, reference) = try nnUNetModel(values, slices: 5, configuration: "2d", folds: 1, mirror: nil, residual: true)
+        let out = temp.appendingPathComponent("out")
+        try Executables.runMedSeg(["predict", "--run", folder.path, "--input", input.path, "--out", out.path, "--save-probabilities"])
+        try assertProbabilities(in: out, match: reference, shape: [3, 5, 40, 40])
     }
 }

@@ -56,7 +56,8 @@ enum NNUNetPlansFile {
     }
 
     static let plainClass = "dynamic_network_architectures.architectures.unet.PlainConvUNet"
-    static let residualClass = "dynamic_network_architectures.architectures.residual_unet.ResidualEncoderUNet"
+    /// Where current dynamic_network_architectures keeps it (older releases: `.residual_unet.`; both are read).
+    static let residualClass = "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet"
 
     private static func configuration(_ c: [String: Any], file: Reader) throws -> PlannedConfiguration {
         let spacing = try file.doubles(c["spacing"], "spacing")
@@ -70,10 +71,12 @@ enum NNUNetPlansFile {
         let kwargs = arch.kwargs
         let a = file.within("architecture.arch_kwargs")
         let isResidual: Bool
-        switch className {
-        case plainClass: isResidual = false
-        case residualClass: isResidual = true
-        default:
+        let fromLibrary = className.hasPrefix("dynamic_network_architectures.architectures.")
+        if fromLibrary && className.hasSuffix(".PlainConvUNet") {
+            isResidual = false
+        } else if fromLibrary && className.hasSuffix(".ResidualEncoderUNet") {
+            isResidual = true
+        } else {
             throw file.fail("architecture.network_class_name", "is '\(className)'; MedSeg builds nnU-Net's PlainConvUNet and ResidualEncoderUNet")
         }
         let features = try a.ints(kwargs["features_per_stage"], "features_per_stage")
