@@ -18,6 +18,8 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "Threads reading cases.") var workers = 2
     @Option(help: ArgumentHelp("Take another data set's plans instead of planning (nnU-Net's move_plans_between_datasets), to fine-tune a network trained there: a plans file, MedSeg's or nnU-Net's own (nnUNetPlans.json, a trained model's plans.json), or a folder holding plans.json.", valueName: "source"))
     var plansFrom: String?
+    @Flag(help: "Replace configurations of an existing plans.json that planning now gives other values for (they may hold your edits).")
+    var overwrite = false
 
     func run() throws {
         guard let preset = PlannerPreset.named(plannerName) else {
@@ -30,7 +32,7 @@ struct PlanCommand: ParsableCommand {
         let dataset = try RawDataset(root)
         let fingerprint = try DatasetFingerprint.compute(dataset: dataset, workers: workers)
         let url = root.appendingPathComponent(ExperimentPlans.fileName)
-        let plans: ExperimentPlans
+        var plans: ExperimentPlans
         if let plansFrom {
             // Checked against this data set before anything is written.
             let transfer = try PlansTransfer(from: URL(fileURLWithPath: plansFrom), to: dataset, fingerprint: fingerprint)
@@ -42,6 +44,14 @@ struct PlanCommand: ParsableCommand {
             let names = configs.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
             plans = try planner.planExperiment(fingerprint, description: dataset.description,
                                                datasetName: dataset.description.name ?? root.lastPathComponent, configurations: names) { print($0) }
+        }
+        if FileManager.default.fileExists(atPath: url.path) {
+            let existing: ExperimentPlans
+            do { existing = try ExperimentPlans.load(url) } catch where overwrite { existing = ExperimentPlans(dataset_name: plans.dataset_name, configurations: [:]) }
+            let update = try PlansUpdate(existing: existing, new: plans, overwrite: overwrite, file: url)
+            plans = update.plans
+            for name in update.kept { print("kept \(name) of the existing plans.json (not planned by this run)") }
+            for name in update.replaced { print("replaced \(name) of the existing plans.json (--overwrite)") }
         }
         try fingerprint.write(to: root)
         try plans.write(to: url)

@@ -165,4 +165,35 @@ final class PlansTransferTests: XCTestCase {
         let mixed = try medseg(["plan", flat.path, "--plans-from", plans.path, "--planner", "nnUNetPlannerResEncM"], expectSuccess: false)
         XCTAssertTrue(mixed.output.contains("--planner and --gpu-memory go with planning"), mixed.output)
     }
+
+    /// Re-planning keeps what a user wrote into plans.json: a configuration of their own stays (as
+    /// in nnU-Net), an edited one is replaced only with --overwrite, and the refusal says what differs.
+    func testPlanningAgainKeepsEditsUnlessTold() throws {
+        let data = try dataset("again")
+        try medseg(["plan", data.path, "--configs", "3d_fullres"])
+        let url = data.appendingPathComponent("plans.json")
+        try XCTAssertEqual(medseg(["plan", data.path, "--configs", "3d_fullres"]).status, 0, "the same planning again changes nothing")
+        var plans = try ExperimentPlans.load(url)
+        var edited = try XCTUnwrap(plans.configurations["3d_fullres"])
+        let planned = edited.batch_size
+        edited.batch_size = planned + 3
+        plans.configurations["3d_fullres"] = edited
+        var mine = edited
+        mine.patch_size = [8, 16, 16]
+        plans.configurations["3d_small"] = mine
+        try plans.write(to: url)
+        let before = try Data(contentsOf: url)
+
+        let refused = try medseg(["plan", data.path], expectSuccess: false)
+        XCTAssertTrue(refused.output.contains("\(url.path): planning now gives other values for 3d_fullres (batch_size: \(planned + 3) -> \(planned))"), refused.output)
+        XCTAssertTrue(refused.output.contains("pass --overwrite"), refused.output)
+        XCTAssertEqual(try Data(contentsOf: url), before, "the edited file is untouched")
+
+        let replaced = try medseg(["plan", data.path, "--overwrite"]).output
+        XCTAssertTrue(replaced.contains("kept 3d_small of the existing plans.json") && replaced.contains("replaced 3d_fullres"), replaced)
+        let after = try ExperimentPlans.load(url)
+        XCTAssertEqual(after.configurations["3d_fullres"]?.batch_size, planned)
+        XCTAssertEqual(after.configurations["3d_small"], mine, "the user's own configuration is kept")
+        XCTAssertNotNil(after.configurations["2d"])
+    }
 }
