@@ -71,11 +71,20 @@ final class ExperimentPlannerTests: XCTestCase {
         XCTAssertEqual(plan.resampling_fn_data_kwargs, ResamplingSettings(is_seg: false, order: 3, order_z: 0))
         XCTAssertEqual(plan.resampling_fn_seg_kwargs, ResamplingSettings(is_seg: true, order: 1, order_z: 0))
 
+        XCTAssertEqual(PlannedSetup(name: "3d_fullres", plans: smallPlans, plan: plan, fingerprint: small).preprocessor.orders, Resampling.Orders(),
+                       "the planned orders are nnU-Net's defaults")
         plan.use_mask_for_norm = [true]
         plan.resampling_fn_seg_kwargs?.order = 0
+        plan.resampling_fn_data_kwargs = ResamplingSettings(is_seg: false, order: 1, order_z: 3)
+        plan.resampling_fn_probabilities_kwargs = ResamplingSettings(is_seg: false, order: 3, order_z: 1)
         let edited = PlannedSetup(name: "3d_fullres", plans: smallPlans, plan: plan, fingerprint: small)
         XCTAssertEqual(edited.preprocessor.useMaskForNorm, [true])
-        XCTAssertEqual(edited.preprocessor.labelOrder, .nearest)
+        XCTAssertEqual(edited.preprocessor.orders.label, .nearest)
+        XCTAssertEqual([edited.preprocessor.orders.image, edited.preprocessor.orders.imageZ], [.linear, .cubic])
+        XCTAssertEqual([edited.preprocessor.orders.logits, edited.preprocessor.orders.logitsZ], [.cubic, .linear])
+        plan.resampling_fn_seg_kwargs?.order_z = 3
+        XCTAssertThrowsError(try plan.validate(source: "plans.json")) { XCTAssertTrue("\($0)".contains("resampling_fn_seg_kwargs order_z must be 0"), "\($0)") }
+        plan.resampling_fn_seg_kwargs?.order_z = 0
         plan.use_mask_for_norm = [true, false]
         XCTAssertThrowsError(try plan.validate(source: "plans.json")) { XCTAssertTrue("\($0)".contains("use_mask_for_norm"), "\($0)") }
     }

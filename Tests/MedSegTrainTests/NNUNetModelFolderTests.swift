@@ -23,8 +23,11 @@ final class NNUNetModelFolderTests: XCTestCase {
     /// logits averaged over the checkpoint's mirroring axes (`mirror`, spatial, or nil for none)
     /// and over the folds, then softmax; a 2d configuration slice by slice. `residual` turns the
     /// plans' network into nnU-Net's ResidualEncoderUNet (the ResEnc planners' class and blocks).
+    /// An image whose slices are `zSpacing` apart (not the plans' 2 mm) is resampled to the plans'
+    /// spacing (cubic, clipped to its range) and the logits back (linear), with scipy's zoom on
+    /// skimage's grid (`grid_mode`, edge values): nnU-Net's resample_data_or_seg_to_shape.
     private func nnUNetModel(_ image: [Float], slices: Int, configuration: String = "3d_fullres", folds: Int = 2, mirror: [Int]?,
-                             residual: Bool = false) throws -> (folder: URL, probabilities: [Float]) {
+                             residual: Bool = false, zSpacing: Double = 2) throws -> (folder: URL, probabilities: [Float]) {
         let plansName = residual ? "nnUNetResEncUNetMPlans" : "nnUNetPlans"
         let folder = temp.appendingPathComponent("Dataset999_Fixture/nnUNetTrainer__\(plansName)__\(configuration)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
@@ -33,8 +36,10 @@ final class NNUNetModelFolderTests: XCTestCase {
         let mirrorText = mirror.map { "(" + $0.map(String.init).joined(separator: ", ") + ",)" } ?? "None"
         _ = try Python.run("""
         import itertools, json, os, pydoc, sys, numpy as np, torch
-        fixture, folder, raw, out, configuration, folds, slices, residual = sys.argv[1:9]
+        from scipy.ndimage import zoom
+        fixture, folder, raw, out, configuration, folds, slices, residual, z_spacing = sys.argv[1:10]
         folds, slices, mirror = int(folds), int(slices), \(mirrorText)
+        resampled = int(round(slices * float(z_spacing) / 2.0))
         plans = json.load(open(fixture))
         arch = plans["configurations"][configuration]["architecture"]
         if residual == "1":
@@ -54,7 +59,10 @@ final class NNUNetModelFolderTests: XCTestCase {
                 kwargs[key] = pydoc.locate(kwargs[key])
         p = props["0"]
         x = np.fromfile(raw, dtype="<f4").reshape(slices, 40, 40).astype(np.float64)
-        x = torch.from_numpy(((np.clip(x, p["percentile_00_5"], p["percentile_99_5"]) - p["mean"]) / max(p["std"], 1e-8)).astype(np.float32))
+        x = (np.clip(x, p["percentile_00_5"], p["percentile_99_5"]) - p["mean"]) / max(p["std"], 1e-8)
+        if resampled != slices:
+            x = np.clip(zoom(x, (resampled / slices, 1, 1), order=3, mode="nearest", grid_mode=True), x.min(), x.max())
+        x = torch.from_numpy(x.astype(np.float32))
         inputs = [x[z][None, None] for z in range(slices)] if configuration == "2d" else [x[None, None]]
         flips = [[a + 2 for a in c] for r in range(len(mirror or ()) + 1) for c in itertools.combinations(mirror or (), r)]
         total = [0] * len(inputs)
@@ -75,22 +83,25 @@ final class NNUNetModelFolderTests: XCTestCase {
                 for i, s in enumerate(inputs):
                     logits = sum(torch.flip(net(torch.flip(s, f))[0], f) if f else net(s)[0] for f in flips)
                     total[i] = total[i] + logits / len(flips)
+        if resampled != slices:
+            total = [torch.from_numpy(zoom((t / folds).double().numpy(), (1, 1, slices / resampled, 1, 1), order=1, mode="nearest", grid_mode=True)) * folds
+                     for t in total]
         probabilities = [torch.softmax(t / folds, 1)[0] for t in total]
         (torch.stack(probabilities, 1) if configuration == "2d" else probabilities[0]).numpy().astype("<f4").tofile(out)
         """, [fixtures.root.appendingPathComponent("nnunet_plans.json").path, folder.path, raw.path, reference.path, configuration,
-              String(folds), String(slices), residual ? "1" : "0"], interpreter: "/usr/bin/python3")
+              String(folds), String(slices), residual ? "1" : "0", String(zSpacing)], interpreter: "/usr/bin/python3")
         let probabilities = try Data(contentsOf: reference).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
         return (folder, probabilities)
     }
 
     /// A CT-like volume of `slices` x 40 x 40 at the plans' spacing (2 x 1 x 1 mm), written as the
     /// input folder's one case: no zeros (no cropping), no resampling.
-    private func ctVolume(slices: Int) throws -> (values: [Float], input: URL) {
+    private func ctVolume(slices: Int, zSpacing: Double = 2) throws -> (values: [Float], input: URL) {
         var generator = SystemRandomNumberGenerator()
         let values = (0..<(slices * 40 * 40)).map { _ in Float.random(in: 1...350, using: &generator) * (Bool.random(using: &generator) ? 1 : -0.4) }
         let input = temp.appendingPathComponent("input")
         try FileManager.default.createDirectory(at: input, withIntermediateDirectories: true)
-        try ImageIO.write(MedicalImage(size: [40, 40, slices], voxels: values, geometry: ImageGeometry(spacing: [1, 1, 2])),
+        try ImageIO.write(MedicalImage(size: [40, 40, slices], voxels: values, geometry: ImageGeometry(spacing: [1, 1, zSpacing])),
                           to: input.appendingPathComponent("case_0000.nii.gz"))
         return (values, input)
     }
@@ -136,5 +147,17 @@ final class NNUNetModelFolderTests: XCTestCase {
         let out = temp.appendingPathComponent("out")
         try Executables.runMedSeg(["predict", "--run", folder.path, "--input", input.path, "--out", out.path, "--save-probabilities"])
         try assertProbabilities(in: out, match: reference, shape: [3, 5, 40, 40])
+    }
+
+    /// A case at another slice spacing (2.4 mm, 13 slices) is resampled to the plans' 2 mm (16
+    /// slices, the patch) and its logits back to 13 slices before the softmax, as nnU-Net does.
+    func testACaseAtAnotherSpacingIsResampledBothWaysAsNNUNetDoes() throws {
+        let (values, input) = try ctVolume(slices: 13, zSpacing: 2.4)
+        let (folder, reference) = try nnUNetModel(values, slices: 13, folds: 1, mirror: nil, zSpacing: 2.4)
+        let out = temp.appendingPathComponent("out")
+        try Executables.runMedSeg(["predict", "--run", folder.path, "--input", input.path, "--out", out.path, "--save-probabilities"])
+        try assertProbabilities(in: out, match: reference, shape: [3, 13, 40, 40])
+        let spacing = try ImageIO.read(out.appendingPathComponent("case.nii.gz")).geometry.spacing
+        XCTAssertEqual(spacing[2], 2.4, accuracy: 1e-6, "the mask in the case's own grid")
     }
 }

@@ -34,6 +34,8 @@ public struct PreprocessedCase {
         /// The foreground statistics CT normalization used (nil where no channel is CT): stored
         /// cases are stale when the plans or fingerprint change them.
         public var ctStatistics: [IntensityStatistics]? = nil
+        /// How images and labels were resampled (absent in older cases: nnU-Net's defaults).
+        public var resampling: Resampling.Orders? = nil
 
         enum CodingKeys: String, CodingKey {
             case identifier, shape, spacing, geometry, normalization
@@ -45,6 +47,7 @@ public struct PreprocessedCase {
             case useMaskForNorm = "use_mask_for_norm"
             case targetSpacing = "target_spacing"
             case ctStatistics = "ct_statistics"
+            case resampling
         }
 
         public var channels: Int { shape[0] }

@@ -11,8 +11,9 @@ public struct Preprocessor {
     public var fingerprint: DatasetFingerprint
     /// Per channel nnU-Net's `use_mask_for_norm`; by default the planner's rule on the fingerprint.
     public var useMaskForNorm: [Bool]
-    /// Label interpolation: per-label linear (nnU-Net's default) or nearest.
-    public var labelOrder: Resampling.Order = .linear
+    /// Interpolation of images and labels (and of logits back to the raw grid at inference), as
+    /// the plans' resampling settings say; nnU-Net's defaults.
+    public var orders = Resampling.Orders()
     /// Class locations kept per label.
     public var maxClassLocations = 10_000
 
@@ -78,6 +79,7 @@ public struct Preprocessor {
               let stored = try? JSONDecoder().decode(PreprocessedCase.Properties.self, from: data) else { return false }
         return stored.targetSpacing == targetSpacing && stored.normalization == normalization
             && stored.useMaskForNorm == Array(useMaskForNorm.prefix(stored.channels)) && stored.ctStatistics == ctStatistics
+            && (stored.resampling ?? Resampling.Orders()).preprocessesLike(orders)
     }
 
     /// What CT normalization clips and scales with, where any channel uses it.
@@ -114,8 +116,8 @@ public struct Preprocessor {
         let target = Array(caseSpacing.reversed())
         let croppedSize = image.size
         try Resampling.checkResampling(size: image.size, spacing: image.geometry.spacing, target: target, file: files.images[0])
-        image = Resampling.resampleImage(image, to: target)
-        label = label.map { Resampling.resampleLabel($0, to: target, order: labelOrder) }
+        image = Resampling.resampleImage(image, to: target, order: orders.image, orderZ: orders.imageZ)
+        label = label.map { Resampling.resampleLabel($0, to: target, order: orders.label, orderZ: orders.labelZ) }
 
         var labelValues: [Int8]? = nil
         var locations: [String: [Int]] = [:]
@@ -139,7 +141,7 @@ public struct Preprocessor {
             shapeBeforeCropping: raw.size.reversed(), bboxUsedForCropping: box.nnunetBoundingBox,
             shapeAfterCroppingAndBeforeResampling: croppedSize.reversed(), classLocations: locations,
             normalization: normalization, useMaskForNorm: Array(useMaskForNorm.prefix(image.channels)), targetSpacing: targetSpacing,
-            ctStatistics: ctStatistics)
+            ctStatistics: ctStatistics, resampling: orders)
         return (image.voxels, labelValues, properties)
     }
 }

@@ -23,6 +23,26 @@ public enum Resampling {
         case nearest = 0, linear = 1, cubic = 3
     }
 
+    /// The interpolation of each resampling that nnU-Net's plans configure (`resampling_fn_*_kwargs`:
+    /// `order` in plane, `order_z` along a separately resampled anisotropic axis). The defaults are
+    /// nnU-Net's: images cubic, labels per-label linear, logits linear (back to the raw grid), and
+    /// nearest along the separate axis.
+    public struct Orders: Codable, Equatable, Sendable {
+        public var image: Order = .cubic
+        public var imageZ: Order = .nearest
+        public var label: Order = .linear
+        public var labelZ: Order = .nearest
+        public var logits: Order = .linear
+        public var logitsZ: Order = .nearest
+
+        public init() {}
+
+        /// Whether preprocessing (images and labels) resamples the same way.
+        public func preprocessesLike(_ other: Orders) -> Bool {
+            image == other.image && imageZ == other.imageZ && label == other.label && labelZ == other.labelZ
+        }
+    }
+
     /// nnU-Net's anisotropy threshold for resampling the coarse axis separately.
     public static let anisotropyThreshold = 3.0
 
@@ -66,10 +86,11 @@ public enum Resampling {
 
     /// Resamples an image (every channel) to `target` spacing (x first, as the geometry's).
     /// `separateZ` nil decides by nnU-Net's anisotropy rule.
-    public static func resampleImage(_ image: MedicalImage, to target: [Double], separateZ: Bool? = nil) -> MedicalImage {
+    public static func resampleImage(_ image: MedicalImage, to target: [Double], separateZ: Bool? = nil, order: Order = .cubic,
+                                     orderZ: Order = .nearest) -> MedicalImage {
         let size = newSize(image.size, spacing: image.geometry.spacing, target: target)
         let axis = (separateZ ?? true) ? separateAxis(spacing: image.geometry.spacing, target: target) : nil
-        let out = resampleImage(image.voxels, size: image.size, channels: image.channels, to: size, separateAxis: axis)
+        let out = resampleImage(image.voxels, size: image.size, channels: image.channels, to: size, separateAxis: axis, order: order, orderZ: orderZ)
         var geometry = image.geometry
         geometry.spacing = zip(image.geometry.spacing, zip(image.size, size)).map { $0 * Double($1.0) / Double($1.1) }
         geometry.niftiAffine = nil
@@ -78,20 +99,22 @@ public enum Resampling {
 
     /// Resamples a label map (values are class indices) to `target` spacing, per label linear
     /// (`.linear`) or nearest (`.nearest`).
-    public static func resampleLabel(_ label: MedicalImage, to target: [Double], order: Order = .linear, separateZ: Bool? = nil) -> MedicalImage {
+    public static func resampleLabel(_ label: MedicalImage, to target: [Double], order: Order = .linear, separateZ: Bool? = nil,
+                                     orderZ: Order = .nearest) -> MedicalImage {
         let size = newSize(label.size, spacing: label.geometry.spacing, target: target)
         let axis = (separateZ ?? true) ? separateAxis(spacing: label.geometry.spacing, target: target) : nil
-        let out = resampleLabel(label.voxels, size: label.size, to: size, order: order, separateAxis: axis)
+        let out = resampleLabel(label.voxels, size: label.size, to: size, order: order, separateAxis: axis, orderZ: orderZ)
         var geometry = label.geometry
         geometry.spacing = zip(label.geometry.spacing, zip(label.size, size)).map { $0 * Double($1.0) / Double($1.1) }
         geometry.niftiAffine = nil
         return MedicalImage(size: size, channels: 1, voxels: out, pixelType: label.pixelType, geometry: geometry)
     }
 
-    /// Image resampling on raw voxels (x first, channel-major): cubic B-spline on every axis but
-    /// `separateAxis` (order 0 there), clipped to each channel's range (each slice's range with
-    /// a separate axis).
-    public static func resampleImage(_ voxels: [Float], size: [Int], channels: Int, to newSize: [Int], separateAxis: Int? = nil) -> [Float] {
+    /// Image resampling on raw voxels (x first, channel-major): `order` (cubic B-spline by default)
+    /// on every axis but `separateAxis` (`orderZ` there, nearest by default), clipped to each
+    /// channel's range (each slice's range with a separate axis) before the separate axis.
+    public static func resampleImage(_ voxels: [Float], size: [Int], channels: Int, to newSize: [Int], separateAxis: Int? = nil,
+                                     order: Order = .cubic, orderZ: Order = .nearest) -> [Float] {
         if size == newSize { return voxels }
         var data = voxels.map(Double.init)
         var current = size
@@ -116,7 +139,7 @@ public enum Resampling {
             }
         }
         for a in 0..<size.count where a != separateAxis && newSize[a] != current[a] {
-            data = resampleAxis(data, size: current, channels: channels, axis: a, to: newSize[a], order: .cubic)
+            data = resampleAxis(data, size: current, channels: channels, axis: a, to: newSize[a], order: order)
             current[a] = newSize[a]
         }
         // Clip (skimage resize clip=True).
@@ -129,7 +152,7 @@ public enum Resampling {
                 }
             }
             if newSize[z] != current[z] {
-                data = resampleAxis(data, size: current, channels: channels, axis: z, to: newSize[z], order: .nearest)
+                data = resampleAxis(data, size: current, channels: channels, axis: z, to: newSize[z], order: orderZ)
                 current[z] = newSize[z]
             }
         } else {
@@ -142,7 +165,8 @@ public enum Resampling {
     }
 
     /// Label resampling on raw voxels (x first, one channel of class indices).
-    public static func resampleLabel(_ voxels: [Float], size: [Int], to newSize: [Int], order: Order = .linear, separateAxis: Int? = nil) -> [Float] {
+    public static func resampleLabel(_ voxels: [Float], size: [Int], to newSize: [Int], order: Order = .linear, separateAxis: Int? = nil,
+                                     orderZ: Order = .nearest) -> [Float] {
         if size == newSize { return voxels }
         if order == .nearest {
             var data = voxels.map(Double.init), current = size
@@ -160,7 +184,7 @@ public enum Resampling {
             var data = voxels.map { Int($0.rounded()) == value ? 1.0 : 0.0 }
             var current = size
             for a in 0..<size.count where newSize[a] != current[a] {
-                let o: Order = a == separateAxis ? .nearest : order
+                let o: Order = a == separateAxis ? orderZ : order
                 data = resampleAxis(data, size: current, channels: 1, axis: a, to: newSize[a], order: o)
                 current[a] = newSize[a]
             }

@@ -4,9 +4,10 @@ import Torch
 
 /// Inference of whole raw cases with one network or an ensemble (the folds of a cross-validation):
 /// the input prepared as in training (a plan's crop, normalization and resampling, or the raw
-/// image normalized), the networks' logits averaged where they were computed, then softmax (or
-/// sigmoids), as nnU-Net v2 ensembles its folds before resampling, then brought back to the raw image's grid:
-/// resampled to the cropped shape and placed in the full image, background outside the crop.
+/// image normalized), the networks' logits averaged where they were computed, brought back to the
+/// raw image's grid (resampled to the cropped shape, linear by default: the plans'
+/// `resampling_fn_probabilities_kwargs`), then softmax (or sigmoids) and placed in the full
+/// image, background outside the crop. This is nnU-Net v2's order of steps.
 public struct CaseInference {
     public let predictors: [Predictor]
     /// The plan's preprocessing, or nil for networks trained on raw images.
@@ -31,14 +32,19 @@ public struct CaseInference {
     /// Channels a case's image files must hold: the network's input less the previous stage's.
     public var imageChannels: Int { spec.inChannels - (previousStage == nil ? 0 : spec.foregroundClasses) }
 
-    /// Probabilities [K, spatial...] for a prepared image from the mean of the networks' logits
-    /// (nnU-Net v2's predictor averages the folds' logits, then applies softmax or sigmoids).
-    public func ensembleProbabilities(_ image: Tensor) throws -> Tensor {
+    /// The mean of the networks' logits [K, spatial...] for a prepared image (nnU-Net v2's
+    /// predictor averages its folds' logits).
+    public func ensembleLogits(_ image: Tensor) throws -> Tensor {
         try withNoGrad {
             var sum = try predictors[0].logits(normalizedImage: image).to(device: .cpu)
             for p in predictors.dropFirst() { sum = try sum + p.logits(normalizedImage: image).to(device: .cpu) }
-            return try predictors[0].probabilities(fromLogits: predictors.count == 1 ? sum : sum / Double(predictors.count))
+            return predictors.count == 1 ? sum : try sum / Double(predictors.count)
         }
+    }
+
+    /// Softmax (or sigmoids) of `ensembleLogits`.
+    public func ensembleProbabilities(_ image: Tensor) throws -> Tensor {
+        try predictors[0].probabilities(fromLogits: ensembleLogits(image))
     }
 
     /// Probabilities [K, spatial...] (array order) in the grid of the case's raw images, and
@@ -57,18 +63,19 @@ public struct CaseInference {
             channels += spec.foregroundClasses
         }
         try checkChannels(channels, files)
-        let p = try ensembleProbabilities(try Tensor(voxels, shape: [channels] + properties.spatialShape))
-        let k = p.size(0)
+        let logits = try ensembleLogits(try Tensor(voxels, shape: [channels] + properties.spatialShape))
+        let k = logits.size(0)
         // Array order [K, (z,) y, x] is the channel-major, x-first layout of MedicalImage.
         let stored = Array(properties.spatialShape.reversed())
         let cropped = Array(properties.shapeAfterCroppingAndBeforeResampling.reversed())
         let axis = Resampling.separateAxis(spacing: properties.spacing.reversed(), target: properties.originalSpacing.reversed())
-        let resampled = Resampling.resampleImage(try p.to(dtype: .float32).contiguous().floats(), size: stored, channels: k,
-                                                 to: cropped, separateAxis: axis)
+        let resampled = Resampling.resampleImage(try logits.to(dtype: .float32).contiguous().floats(), size: stored, channels: k,
+                                                 to: cropped, separateAxis: axis, order: preprocessor.orders.logits, orderZ: preprocessor.orders.logitsZ)
+        let probabilities = try predictors[0].probabilities(fromLogits: Tensor(resampled, shape: [k] + cropped.reversed())).floats()
         let n = cropped.reduce(1, *)
         var full: [Float] = []
         for c in 0..<k {
-            let channel = MedicalImage(size: cropped, voxels: Array(resampled[(c * n)..<((c + 1) * n)]))
+            let channel = MedicalImage(size: cropped, voxels: Array(probabilities[(c * n)..<((c + 1) * n)]))
             // Outside the crop there is only background: probability 1 for the background channel.
             let background: Float = (!spec.sigmoidOutputs && c == 0) ? 1 : 0
             full += Cropping.uncrop(channel, from: properties.cropBox, fill: background).voxels

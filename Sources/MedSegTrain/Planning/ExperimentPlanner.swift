@@ -123,11 +123,16 @@ extension PlannedConfiguration {
         if let mask = use_mask_for_norm, mask.count != normalization_schemes.count {
             try fail("use_mask_for_norm", "needs one value per channel like normalization_schemes (\(normalization_schemes.count)), got \(mask)")
         }
-        if let data = resampling_fn_data_kwargs, ![0, 1, 3].contains(data.order) {
-            try fail("resampling_fn_data_kwargs", "order must be 0, 1 or 3, got \(data.order)")
+        for (key, settings) in [("resampling_fn_data_kwargs", resampling_fn_data_kwargs), ("resampling_fn_probabilities_kwargs", resampling_fn_probabilities_kwargs)] {
+            guard let settings else { continue }
+            for (name, value) in [("order", settings.order), ("order_z", settings.order_z)] where ![0, 1, 3].contains(value) {
+                try fail(key, "\(name) must be 0, 1 or 3, got \(value)")
+            }
         }
-        if let seg = resampling_fn_seg_kwargs, ![0, 1].contains(seg.order) {
-            try fail("resampling_fn_seg_kwargs", "order must be 0 (nearest) or 1 (per-label linear), got \(seg.order)")
+        if let seg = resampling_fn_seg_kwargs {
+            for (name, value) in [("order", seg.order), ("order_z", seg.order_z)] where ![0, 1].contains(value) {
+                try fail("resampling_fn_seg_kwargs", "\(name) must be 0 (nearest) or 1 (per-label linear), got \(value)")
+            }
         }
     }
 }

@@ -44,7 +44,13 @@ public struct PlannedSetup: Sendable {
         if let properties = plans.foreground_intensity_properties_per_channel { statistics.foregroundIntensityPropertiesPerChannel = properties }
         var preprocessor = Preprocessor(targetSpacing: plan.spacing, normalization: schemes, fingerprint: statistics,
                                         useMaskForNorm: plan.use_mask_for_norm)
-        if let seg = plan.resampling_fn_seg_kwargs { preprocessor.labelOrder = seg.order == 0 ? .nearest : .linear }
+        // The plans' interpolation orders (validated: images and logits 0, 1 or 3; labels 0 or 1).
+        func order(_ value: Int) -> Resampling.Order { Resampling.Order(rawValue: value) ?? .cubic }
+        if let data = plan.resampling_fn_data_kwargs { (preprocessor.orders.image, preprocessor.orders.imageZ) = (order(data.order), order(data.order_z)) }
+        if let seg = plan.resampling_fn_seg_kwargs { (preprocessor.orders.label, preprocessor.orders.labelZ) = (order(seg.order), order(seg.order_z)) }
+        if let logits = plan.resampling_fn_probabilities_kwargs {
+            (preprocessor.orders.logits, preprocessor.orders.logitsZ) = (order(logits.order), order(logits.order_z))
+        }
         return preprocessor
     }
 
