@@ -68,7 +68,7 @@ final class ModelSelectionTests: XCTestCase {
         XCTAssertLessThan(outcome.candidates[1].dice, 1)
         XCTAssertEqual(outcome.best.name, "ensemble(a, b)")
         XCTAssertEqual(outcome.best.dice, 1, accuracy: 1e-12, "0.7 and 0.1 average below 0.5")
-        XCTAssertEqual(outcome.postprocessing, Postprocessing(), "nothing left to remove")
+        XCTAssertEqual(outcome.postprocessing, Postprocessing(connectivity: .full), "nothing left to remove")
         let text = try String(contentsOf: temp.appendingPathComponent("inference_instructions.txt"), encoding: .utf8)
         XCTAssertTrue(text.contains("medseg ensemble --inputs OUTPUT_FOLDER_1 OUTPUT_FOLDER_2"), text)
         XCTAssertTrue(text.contains("medseg predict --run \(a.path) --folds 0 1 2 3 4"), text)

@@ -46,6 +46,27 @@ final class PostprocessingTests: XCTestCase {
                                               "....."]).voxels)
     }
 
+    /// nnU-Net v2's components (what find-best now chooses with): diagonal contact joins, and
+    /// components that tie for the largest all stay; face connectivity keeps the first only.
+    func testFullConnectivityJoinsDiagonalsAndKeepsTies() {
+        let image = labels(["11...",
+                            "..1..",
+                            ".....",
+                            "22.33"])
+        XCTAssertEqual(Postprocessing(foreground_as_one: true, connectivity: .full).apply(to: image).voxels,
+                       labels(["11...",
+                               "..1..",
+                               ".....",
+                               "....."]).voxels)
+        XCTAssertEqual(Postprocessing(foreground_as_one: true).apply(to: image).voxels,
+                       labels(["11...",
+                               ".....",
+                               ".....",
+                               "....."]).voxels, "face: the first of the three two-voxel components")
+        let ties = labels(["1...1", ".....", "1...."])
+        XCTAssertEqual(Postprocessing(keep_largest_component: [1], connectivity: .full).apply(to: ties).voxels, ties.voxels)
+    }
+
     func testApplyKeepLargestComponentPerLabelLeavesOtherLabelsAlone() {
         let image = labels(["11.22",
                             "1....",
@@ -193,7 +214,7 @@ final class PostprocessingTests: XCTestCase {
         let prediction = canvas(20, 20, [(1, 2...7, 2...7), (1, 15...16, 15...16)])
         let second = canvas(20, 20, [(1, 10...13, 3...5)])   // predicted perfectly
         let (chosen, report) = try Postprocessing.choose(cases: [(prediction, reference), (second, second)], labels: [1])
-        XCTAssertEqual(chosen, Postprocessing(foreground_as_one: true, keep_largest_component: []))
+        XCTAssertEqual(chosen, Postprocessing(foreground_as_one: true, keep_largest_component: [], connectivity: .full))
         // Dice of the first case 2*36 / (36 + 40) before, 1 after; the second case is 1 throughout.
         let before = String(format: "%.5f", (72.0 / 76.0 + 1) / 2)
         XCTAssertTrue(report[0].contains("\(before) -> 1.00000"), report.joined(separator: "\n"))
@@ -205,7 +226,7 @@ final class PostprocessingTests: XCTestCase {
         let reference = canvas(20, 20, [(1, 1...4, 1...4), (1, 12...15, 12...15)])
         let prediction = canvas(20, 20, [(1, 1...4, 1...5), (1, 12...15, 12...15)])
         let (chosen, report) = try Postprocessing.choose(cases: [(prediction, reference)], labels: [1])
-        XCTAssertEqual(chosen, Postprocessing())
+        XCTAssertEqual(chosen, Postprocessing(connectivity: .full))
         XCTAssertTrue(report[0].contains("not kept"), report[0])
     }
 
@@ -219,8 +240,8 @@ final class PostprocessingTests: XCTestCase {
         XCTAssertEqual(chosen.keep_largest_component, [1])
         XCTAssertEqual(report.count, 3, report.joined(separator: "\n"))
         XCTAssertTrue(report[1].contains("label 1") && report[1].contains("0.94737 -> 1.00000: kept"), report[1])
-        // Label 2's two blobs tie at 9 voxels; the first kept gives 2*9 / (9 + 18).
-        XCTAssertTrue(report[2].contains("label 2") && report[2].contains("1.00000 -> 0.66667: not kept"), report[2])
+        // Label 2's two blobs tie at 9 voxels: nnU-Net v2 keeps both, so nothing changes for it.
+        XCTAssertTrue(report[2].contains("label 2") && report[2].contains("1.00000 -> 1.00000: not kept"), report[2])
     }
 
     func testChooseRejectsForegroundAsOneWhenAnyLabelGetsWorse() throws {

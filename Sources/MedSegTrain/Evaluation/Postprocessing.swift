@@ -4,18 +4,20 @@ import Torch
 
 /// nnU-Net-style post-processing of predicted label maps, chosen on cross-validation results and
 /// stored as `postprocessing.json` next to them, so that inference applies the same steps.
-/// Components are face-connected (scipy.ndimage.label, as nnU-Net v1); nnU-Net v2 labels through
-/// skimage, whose default also joins diagonal neighbours, so diagonal-only contacts may differ.
+/// `find-best` chooses with nnU-Net v2's components (`connectivity` full: skimage's label joins
+/// diagonal neighbours; every component of the largest size kept where sizes tie). Files without
+/// `connectivity` (written before) keep their face-connected components (scipy.ndimage.label's
+/// default, nnU-Net v1), the first largest kept.
 public struct Postprocessing: Codable, Equatable, Sendable {
     /// First keep only the largest connected component of all foreground labels together.
     public var foreground_as_one: Bool
     /// Then, for each of these labels, keep only its own largest component.
     public var keep_largest_component: [Int]
     /// Then nnU-Net v2's steps, as its postprocessing.pkl/json name them: in order, the voxels of
-    /// each set of labels keep only their largest component (all of them where sizes tie).
+    /// each set of labels keep only their largest component.
     public var keep_largest_of: [[Int]]?
-    /// Which voxels touch: face (absent: scipy's default, nnU-Net v1) or full (skimage's default,
-    /// which nnU-Net v2 labels with).
+    /// Which voxels touch: face (absent: scipy's default, nnU-Net v1), or full (skimage's default,
+    /// nnU-Net v2's, which also keeps every largest component where sizes tie).
     public var connectivity: ConnectedComponents.Connectivity?
 
     public static let fileName = "postprocessing.json"
@@ -38,23 +40,24 @@ public struct Postprocessing: Codable, Equatable, Sendable {
         var result = image
         let labels = image.voxels.map { Int($0.rounded()) }
         let connectivity = connectivity ?? .face
+        let ties = connectivity == .full
         if foreground_as_one {
-            Self.keepLargest(of: labels.map { $0 != 0 }, in: &result, connectivity: connectivity)
+            Self.keepLargest(of: labels.map { $0 != 0 }, in: &result, connectivity: connectivity, keepingTies: ties)
         }
         for label in keep_largest_component {
             // Labels as they are now: removing foreground voxels above only ever makes them background.
-            Self.keepLargest(of: result.voxels.map { Int($0.rounded()) == label }, in: &result, connectivity: connectivity)
+            Self.keepLargest(of: result.voxels.map { Int($0.rounded()) == label }, in: &result, connectivity: connectivity, keepingTies: ties)
         }
         for set in keep_largest_of ?? [] {
             let members = Set(set)
-            Self.keepLargest(of: result.voxels.map { members.contains(Int($0.rounded())) }, in: &result, connectivity: connectivity, keepingTies: true)
+            Self.keepLargest(of: result.voxels.map { members.contains(Int($0.rounded())) }, in: &result, connectivity: connectivity, keepingTies: ties)
         }
         return result
     }
 
     /// Clears the voxels of `mask` outside its largest component.
     private static func keepLargest(of mask: [Bool], in image: inout MedicalImage, connectivity: ConnectedComponents.Connectivity,
-                                    keepingTies: Bool = false) {
+                                    keepingTies: Bool) {
         let kept = ConnectedComponents.largestComponentMask(mask, size: image.size, connectivity: connectivity, keepingTies: keepingTies)
         for i in mask.indices where mask[i] && !kept[i] {
             image.voxels[i] = 0
@@ -108,12 +111,12 @@ public struct Postprocessing: Codable, Equatable, Sendable {
                 classes: EvaluationClasses(labels: labels), surfaceDistance: false)
         }
 
-        var chosen = Postprocessing()
+        var chosen = Postprocessing(connectivity: .full)
         var report: [String] = []
         var predictions = cases.map(\.prediction)
 
         let before = try summary(predictions, foreground)
-        let merged = predictions.map { Postprocessing(foreground_as_one: true).apply(to: $0) }
+        let merged = predictions.map { Postprocessing(foreground_as_one: true, connectivity: .full).apply(to: $0) }
         let after = try summary(merged, foreground)
         let comparison = "mean foreground Dice \(format(before.foreground_mean.Dice)) -> \(format(after.foreground_mean.Dice))"
         let worse = foreground.filter { label in
@@ -138,7 +141,7 @@ public struct Postprocessing: Codable, Equatable, Sendable {
         // so it changes no other label's Dice: each label is judged on its own.
         for label in foreground {
             let key = String(label)
-            let pruned = predictions.map { Postprocessing(keep_largest_component: [label]).apply(to: $0) }
+            let pruned = predictions.map { Postprocessing(keep_largest_component: [label], connectivity: .full).apply(to: $0) }
             let diceBefore = try summary(predictions, [label]).mean[key]?.Dice
             let diceAfter = try summary(pruned, [label]).mean[key]?.Dice
             let comparison = "label \(label) largest component: mean Dice \(format(diceBefore)) -> \(format(diceAfter))"
