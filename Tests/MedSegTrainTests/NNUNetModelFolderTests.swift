@@ -160,4 +160,65 @@ final class NNUNetModelFolderTests: XCTestCase {
         let spacing = try ImageIO.read(out.appendingPathComponent("case.nii.gz")).geometry.spacing
         XCTAssertEqual(spacing[2], 2.4, accuracy: 1e-6, "the mask in the case's own grid")
     }
+
+    /// nnU-Net's cascade: its 3d_lowres folder predicts first, and the 3d_cascade_fullres folder
+    /// (a configuration that inherits 3d_fullres) takes that segmentation, one-hot, as two more
+    /// input channels. Both stages at the same spacing, so the reference needs no resampling.
+    func testCascadeStagePredictsBehindItsLowResolutionFolder() throws {
+        let (values, input) = try ctVolume(slices: 16)
+        let root = temp.appendingPathComponent("Dataset999_Fixture")
+        let raw = temp.appendingPathComponent("image.f32"), reference = temp.appendingPathComponent("reference.f32")
+        try values.withUnsafeBufferPointer { Data(buffer: $0) }.write(to: raw)
+        _ = try Python.run("""
+        import copy, json, os, pydoc, sys, numpy as np, torch
+        fixture, root, raw, out = sys.argv[1:5]
+        plans = json.load(open(fixture))
+        configurations = plans["configurations"]
+        configurations["3d_lowres"] = dict(copy.deepcopy(configurations["3d_fullres"]), next_stage="3d_cascade_fullres")
+        configurations["3d_cascade_fullres"] = {"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"}
+        arch = configurations["3d_fullres"]["architecture"]
+        kwargs = dict(arch["arch_kwargs"])
+        for key in arch["_kw_requires_import"]:
+            if kwargs[key] is not None:
+                kwargs[key] = pydoc.locate(kwargs[key])
+        dataset = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1, "tumor": 2}, "numTraining": 8, "file_ending": ".nii.gz"}
+        props = plans["foreground_intensity_properties_per_channel"]
+        nets = {}
+        for seed, (configuration, channels) in enumerate([("3d_lowres", 1), ("3d_cascade_fullres", 3)]):
+            folder = os.path.join(root, "nnUNetTrainer__nnUNetPlans__" + configuration)
+            os.makedirs(os.path.join(folder, "fold_0"))
+            json.dump(plans, open(os.path.join(folder, "plans.json"), "w"))
+            json.dump(dataset, open(os.path.join(folder, "dataset.json"), "w"))
+            json.dump({"spacings": [[2.0, 1.0, 1.0]] * 8, "shapes_after_crop": [[16, 40, 36]] * 8,
+                       "foreground_intensity_properties_per_channel": props, "median_relative_size_after_cropping": 1.0},
+                      open(os.path.join(folder, "dataset_fingerprint.json"), "w"))
+            torch.manual_seed(21 + seed)
+            net = pydoc.locate(arch["network_class_name"])(input_channels=channels, num_classes=3, deep_supervision=True, **kwargs)
+            with torch.no_grad():
+                for _, t in net.named_parameters():
+                    t.uniform_(-0.2, 0.2)
+            net.eval()
+            torch.save({"network_weights": net.state_dict(), "init_args": {"configuration": configuration}, "current_epoch": 1000,
+                        "inference_allowed_mirroring_axes": None}, os.path.join(folder, "fold_0", "checkpoint_final.pth"))
+            nets[configuration] = net
+        p = props["0"]
+        x = np.fromfile(raw, dtype="<f4").reshape(1, 1, 16, 40, 40).astype(np.float64)
+        x = torch.from_numpy(((np.clip(x, p["percentile_00_5"], p["percentile_99_5"]) - p["mean"]) / p["std"]).astype(np.float32))
+        with torch.no_grad():
+            low = torch.softmax(nets["3d_lowres"](x)[0], 1).argmax(1, keepdim=True)
+            onehot = torch.cat([(low == label).float() for label in (1, 2)], 1)
+            assert all(0 < onehot[0, c].sum() < onehot[0, c].numel() for c in (0, 1)), "the first stage paints some of each label"
+            torch.softmax(nets["3d_cascade_fullres"](torch.cat([x, onehot], 1))[0], 1)[0].numpy().astype("<f4").tofile(out)
+        """, [fixtures.root.appendingPathComponent("nnunet_plans.json").path, root.path, raw.path, reference.path], interpreter: "/usr/bin/python3")
+        let expected = try Data(contentsOf: reference).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        let cascade = root.appendingPathComponent("nnUNetTrainer__nnUNetPlans__3d_cascade_fullres")
+        let out = temp.appendingPathComponent("out")
+        let log = try Executables.runMedSeg(["predict", "--run", cascade.path, "--previous-stage", root.appendingPathComponent("nnUNetTrainer__nnUNetPlans__3d_lowres").path,
+                                             "--input", input.path, "--out", out.path, "--save-probabilities"]).output
+        XCTAssertTrue(log.contains("3d_lowres nnU-Net fold_0/checkpoint_final.pth, epoch 1000; nnU-Net fold_0/checkpoint_final.pth"), log)
+        try assertProbabilities(in: out, match: expected, shape: [3, 16, 40, 40])
+        let alone = try Executables.runMedSeg(["predict", "--run", cascade.path, "--input", input.path, "--out", temp.appendingPathComponent("alone").path],
+                                              expectSuccess: false)
+        XCTAssertTrue(alone.output.contains("is nnU-Net's cascade stage behind 3d_lowres: give that model folder with --previous-stage FOLDER"), alone.output)
+    }
 }

@@ -99,7 +99,11 @@ public enum ModelArchive {
         for fold in folds {
             let file = model.root.appendingPathComponent("fold_\(fold)").appendingPathComponent(NNUNetModelFolder.fileName(name))
             guard fm.fileExists(atPath: file.path) else { throw TrainingError("\(file.path): no such checkpoint") }
-            configuration = try NNUNetModelFolder.configuration(of: PyTorchCheckpoint.load(file), file: file, folder: model.root)
+            let name = try NNUNetModelFolder.configuration(of: PyTorchCheckpoint.load(file), file: file, folder: model.root)
+            if try ExperimentPlans.load(model.root.appendingPathComponent(ExperimentPlans.fileName)).configurations[name]?.previous_stage != nil {
+                throw TrainingError("\(model.root.path) is nnU-Net's cascade stage: predict it with --run and --previous-stage, one folder behind the other")
+            }
+            configuration = name
             let target = staging.appendingPathComponent("fold_\(fold)")
             try fm.createDirectory(at: target, withIntermediateDirectories: true)
             try fm.copyItem(at: file, to: target.appendingPathComponent(file.lastPathComponent))

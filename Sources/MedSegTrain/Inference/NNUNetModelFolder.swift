@@ -7,7 +7,8 @@ import Torch
 /// plans.json, dataset.json and dataset_fingerprint.json beside `fold_N/checkpoint_{final,best}.pth`.
 /// `medseg predict --run` takes such a folder as it takes its own runs: nnU-Net's preprocessing from
 /// the plans, its network rebuilt from them with the checkpoint's weights (every tensor must
-/// match), the mirroring axes the checkpoint allows, fold ensembling and resampling back.
+/// match), the mirroring axes the checkpoint allows, fold ensembling and resampling back; a cascade
+/// stage behind its 3d_lowres folder.
 public struct NNUNetModelFolder {
     public let root: URL
 
@@ -46,7 +47,9 @@ public struct NNUNetModelFolder {
     }
 
     /// The predictors of `folds` and the preprocessing their plans give, plus a line per checkpoint.
-    func inference(folds asked: [String], checkpoint: String, mirror: Bool, device: Device, precision: Precision,
+    /// A cascade stage (3d_cascade_fullres) predicts behind `previousStage`, the 3d_lowres model
+    /// folder, whose segmentation it takes as extra input channels.
+    func inference(folds asked: [String], checkpoint: String, previousStage: URL?, mirror: Bool, device: Device, precision: Precision,
                    window: TrainedModels.WindowSettings) throws -> (CaseInference, [String]) {
         let folds = try folds(asked, checkpoint: checkpoint)
         let description = try DatasetDescription.load(root.appendingPathComponent("dataset.json"))
@@ -59,9 +62,6 @@ public struct NNUNetModelFolder {
             let configuration = try Self.configuration(of: saved, file: file, folder: root)
             let planned = try PlannedSetup.load(plans: root.appendingPathComponent(ExperimentPlans.fileName), configuration: configuration,
                                                 fingerprint: root.appendingPathComponent(DatasetFingerprint.fileName))
-            if let previous = planned.plan.previous_stage {
-                throw TrainingError("\(file.path): configuration \(configuration) is a cascade stage behind \(previous); MedSeg predicts nnU-Net's single-stage models (2d, 3d_fullres, 3d_lowres)")
-            }
             if let earlier = setup, earlier.name != planned.name {
                 throw TrainingError("\(file.path): trained as \(planned.name), but the other folds as \(earlier.name)")
             }
@@ -92,7 +92,17 @@ public struct NNUNetModelFolder {
             let epoch = saved["current_epoch"]?.int.map { ", epoch \($0)" } ?? ""
             used.append("nnU-Net fold_\(fold)/\(file.lastPathComponent)\(epoch)")
         }
-        return (try CaseInference(predictors: predictors, preprocessor: setup?.preprocessor), used)
+        var previous: CascadeInput.PreviousStage?
+        if let stage = setup?.plan.previous_stage {
+            guard let previousStage else {
+                throw TrainingError("\(root.path) is nnU-Net's cascade stage behind \(stage): give that model folder with --previous-stage FOLDER")
+            }
+            let (first, firstUsed) = try TrainedModels.inference(run: previousStage, folds: asked, checkpoint: checkpoint, previousStage: nil, mirror: mirror,
+                                                                 device: device, precision: precision, window: window)
+            previous = { files in try first.predict(files).label }
+            used = firstUsed.map { "\(stage) \($0)" } + used
+        }
+        return (try CaseInference(predictors: predictors, preprocessor: setup?.preprocessor, previousStage: previous), used)
     }
 
     /// The configuration the checkpoint was trained on: its `init_args`, else the folder's name

@@ -20,7 +20,8 @@ public enum TrainedModels {
     public static func inference(run: URL, folds: [String], checkpoint: String, previousStage: URL?, mirror: Bool,
                           device dev: Device, precision: Precision = .fp32, window: WindowSettings = .init()) throws -> (CaseInference, [String]) {
         if NNUNetModelFolder.isModelFolder(run) {
-            return try NNUNetModelFolder(run).inference(folds: folds, checkpoint: checkpoint, mirror: mirror, device: dev, precision: precision, window: window)
+            return try NNUNetModelFolder(run).inference(folds: folds, checkpoint: checkpoint, previousStage: previousStage, mirror: mirror, device: dev,
+                                                        precision: precision, window: window)
         }
         let folds = try defaultFolds(run: run, folds: folds, checkpoint: checkpoint)
         let modelFolders = folds.isEmpty ? [run] : folds.map { ExperimentFolder(run).fold(named: $0).url }
