@@ -59,7 +59,8 @@ public struct CaseInference {
         var (voxels, _, properties) = try preprocessor.process(input)
         var channels = properties.channels
         if let previousStage {
-            voxels += try CascadeInput.channels(previous: previousStage(input), properties: properties, classes: spec.foregroundClasses)
+            voxels += try CascadeInput.channels(previous: previousStage(input), properties: properties, classes: spec.foregroundClasses,
+                                                orders: preprocessor.orders)
             channels += spec.foregroundClasses
         }
         try checkChannels(channels, files)

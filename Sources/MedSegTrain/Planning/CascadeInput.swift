@@ -12,8 +12,9 @@ public enum CascadeInput {
 
     /// One-hot channels (labels 1...classes, channel-major, x fastest) of `previous`, a label image
     /// in the case's raw grid, brought into the grid of its preprocessed image: cropped with the
-    /// same box, resampled per label to the stored shape.
-    public static func channels(previous: MedicalImage, properties: PreprocessedCase.Properties, classes: Int) throws -> [Float] {
+    /// same box, resampled to the stored shape as the plans resample labels (`orders`).
+    public static func channels(previous: MedicalImage, properties: PreprocessedCase.Properties, classes: Int,
+                                orders: Resampling.Orders = .init()) throws -> [Float] {
         let rawSize = Array(properties.shapeBeforeCropping.reversed())
         guard previous.size == rawSize else {
             throw DataError("case \(properties.identifier): the previous stage's segmentation has size \(previous.size), the image \(rawSize)")
@@ -21,7 +22,8 @@ public enum CascadeInput {
         let cropped = Cropping.crop(previous.channels == 1 ? previous : previous.channel(0), to: properties.cropBox)
         let target = Array(properties.spatialShape.reversed())
         let axis = Resampling.separateAxis(spacing: properties.originalSpacing.reversed(), target: properties.spacing.reversed())
-        let labels = Resampling.resampleLabel(cropped.voxels, size: cropped.size, to: target, order: .linear, separateAxis: axis)
+        let labels = Resampling.resampleLabel(cropped.voxels, size: cropped.size, to: target, order: orders.label, separateAxis: axis,
+                                              orderZ: orders.labelZ)
         var out = [Float](repeating: 0, count: classes * labels.count)
         for (i, v) in labels.enumerated() {
             let c = Int(v.rounded())

@@ -86,14 +86,16 @@ public struct TrainingSetup {
                 }
                 previousStage = try CascadeInput.crossValidationPredictions(of: URL(fileURLWithPath: c.previous_stage))
             }
+            let orders = planned.preprocessor.orders
             load = { [previousStage] files in
                 let stored = try PreprocessedCase.load(files.identifier, from: folder)
                 var loaded = try LoadedCase(stored)
                 // The ignore label is stored as a class but is never sampled as foreground.
                 if targets.ignoreLabel != nil { loaded.foreground = Array(loaded.foreground.prefix(classes)) }
                 guard let previousStage else { return loaded }
-                return try CascadeInput.appending(try CascadeInput.channels(previous: previousStage(files), properties: stored.properties, classes: classes),
-                                                  classes: classes, to: loaded)
+                let channels = try CascadeInput.channels(previous: previousStage(files), properties: stored.properties, classes: classes,
+                                                         orders: orders)
+                return try CascadeInput.appending(channels, classes: classes, to: loaded)
             }
         } else {
             let reader = CaseReader(dataset: dataset, normalization: c.normalization, ctStatistics: ctStats)
