@@ -9,7 +9,7 @@ struct EnsembleCommand: ParsableCommand {
         commandName: "ensemble",
         abstract: "Average the probabilities of several prediction folders (written with --save-probabilities) into one prediction.")
 
-    @Option(parsing: .upToNextOption, help: "Prediction folders holding CASE_probabilities.safetensors.") var inputs: [String]
+    @Option(parsing: .upToNextOption, help: "Prediction folders holding CASE_probabilities.safetensors, or nnU-Net's CASE.npz (nnUNetv2_predict --save_probabilities).") var inputs: [String]
     @Option(help: "Output folder.") var out: String
     @Option(help: "postprocessing.json (from `medseg find-best`), or nnU-Net's postprocessing.pkl/.json, to apply.") var postprocessing: String?
     @Flag(help: "Also write the averaged probabilities.") var saveProbabilities = false

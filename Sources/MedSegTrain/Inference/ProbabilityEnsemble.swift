@@ -4,9 +4,29 @@ import Torch
 
 /// Ensembling of finished predictions: the probabilities that several folders hold for the same
 /// cases (`CASE_probabilities.safetensors`, written by `predict --save-probabilities` or by
-/// validation) are averaged and turned into label maps in the grid, format and geometry of the
-/// first folder's prediction of the case.
+/// validation, or nnU-Net's `CASE.npz` from `nnUNetv2_predict --save_probabilities`) are averaged
+/// and turned into label maps in the grid, format and geometry of the first folder's prediction
+/// of the case.
 public enum ProbabilityEnsemble {
+    /// Cases with probabilities in `folder`: MedSeg's files, or nnU-Net's.
+    static func identifiers(in folder: URL) throws -> [String] {
+        let medseg = try ProbabilityFile.identifiers(in: folder)
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+        return Array(Set(medseg + NNUNetProbabilityFile.identifiers(in: names))).sorted()
+    }
+
+    /// The probabilities of case `identifier` in `folder`, from MedSeg's file or else nnU-Net's.
+    static func load(_ identifier: String, in folder: URL) throws -> (url: URL, probabilities: Tensor, regionsClassOrder: [Int]?) {
+        let url = ProbabilityFile.url(for: identifier, in: folder)
+        if FileManager.default.fileExists(atPath: url.path) {
+            let (p, order) = try ProbabilityFile.load(url)
+            return (url, p, order)
+        }
+        let npz = NNUNetProbabilityFile.url(for: identifier, in: folder)
+        let (p, order) = try NNUNetProbabilityFile.load(npz)
+        return (npz, p, order)
+    }
+
     /// The prediction image of case `identifier` in `folder` (any readable format).
     public static func predictionFile(_ identifier: String, in folder: URL) -> URL? {
         ImageIO.readableEndings.lazy.map { folder.appendingPathComponent(identifier + $0) }
@@ -17,12 +37,12 @@ public enum ProbabilityEnsemble {
     /// a folder lacks cases that the first one has.
     public static func commonCases(_ folders: [URL]) throws -> [String] {
         guard let first = folders.first else { throw TrainingError("an ensemble needs at least one folder of predictions") }
-        let ids = try ProbabilityFile.identifiers(in: first)
+        let ids = try identifiers(in: first)
         guard !ids.isEmpty else {
-            throw DataError(file: first, "holds no *\(ProbabilityFile.suffix) files (predict with --save-probabilities, or train with --save-probabilities)")
+            throw DataError(file: first, "holds no *\(ProbabilityFile.suffix) files (predict with --save-probabilities, or train with --save-probabilities) nor nnU-Net's *.npz")
         }
         for folder in folders.dropFirst() {
-            let have = Set(try ProbabilityFile.identifiers(in: folder))
+            let have = Set(try identifiers(in: folder))
             if let missing = ids.first(where: { !have.contains($0) }) {
                 throw DataError(file: folder, "has no probabilities for case \(missing), which \(first.lastPathComponent) has")
             }
@@ -37,8 +57,7 @@ public enum ProbabilityEnsemble {
         var sum: Tensor? = nil
         var order: [Int]?
         for (i, folder) in folders.enumerated() {
-            let url = ProbabilityFile.url(for: identifier, in: folder)
-            let (p, regions) = try ProbabilityFile.load(url)
+            let (url, p, regions) = try load(identifier, in: folder)
             if let s = sum, s.shape != p.shape {
                 throw DataError(file: url, "probabilities of shape \(p.shape), the first folder's are \(s.shape)")
             }
