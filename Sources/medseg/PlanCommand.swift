@@ -32,6 +32,7 @@ struct PlanCommand: ParsableCommand {
         let dataset = try RawDataset(root)
         let fingerprint = try DatasetFingerprint.compute(dataset: dataset, workers: workers)
         let url = root.appendingPathComponent(ExperimentPlans.fileName)
+        let planner = ExperimentPlanner(memoryGB: gpuMemory, preset: preset)
         var plans: ExperimentPlans
         if let plansFrom {
             // Checked against this data set before anything is written.
@@ -40,7 +41,6 @@ struct PlanCommand: ParsableCommand {
             print("plans of \(transfer.source.path) for \(plans.dataset_name)")
             for note in transfer.notes { print("note: \(note)") }
         } else {
-            let planner = ExperimentPlanner(memoryGB: gpuMemory, preset: preset)
             let names = configs.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
             plans = try planner.planExperiment(fingerprint, description: dataset.description,
                                                datasetName: dataset.description.name ?? root.lastPathComponent, configurations: names) { print($0) }
@@ -60,7 +60,7 @@ struct PlanCommand: ParsableCommand {
                   + "\(c.features_per_stage.count) stages, strides \(c.strides)")
         }
         if plansFrom == nil {
-            print("\(preset.name) (\(preset.plansName)), GPU memory target \(ExperimentPlanner(memoryGB: gpuMemory, preset: preset).memoryGB) GB")
+            print("\(preset.name) (\(preset.plansName)), GPU memory target \(planner.memoryGB) GB")
         }
         print("wrote \(url.path) and \(DatasetFingerprint.fileName)")
     }

@@ -30,6 +30,7 @@ public struct ConnectedComponents: Sendable {
             let steps = size.indices.map { _ -> Int in defer { c /= 3 }; return c % 3 - 1 }
             return steps.allSatisfy { $0 == 0 } ? nil : steps
         }
+        var coordinates = [Int](repeating: 0, count: size.count)
         var labels = [Int32](repeating: 0, count: mask.count)
         var sizes: [Int] = []
         // Flood fill from an explicit stack: recursion would overflow on a 512^3 component.
@@ -44,7 +45,7 @@ public struct ConnectedComponents: Sendable {
                     while let voxel = stack.popLast() {
                         voxels += 1
                         if !blockOffsets.isEmpty {
-                            let coordinates = size.indices.map { (voxel / strides[$0]) % size[$0] }
+                            for axis in size.indices { coordinates[axis] = (voxel / strides[axis]) % size[axis] }
                             neighbours: for steps in blockOffsets {
                                 var neighbour = voxel
                                 for axis in steps.indices where steps[axis] != 0 {

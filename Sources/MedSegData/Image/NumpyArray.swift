@@ -42,21 +42,10 @@ public struct NumpyArray {
         values = bytes.withUnsafeBytes { raw -> [Float] in
             let p = raw.baseAddress!.advanced(by: body)
             switch width {
-            case 2: return (0..<count).map { Self.half(p.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self).littleEndian) }
+            case 2: return (0..<count).map { Float(Float16(bitPattern: p.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self).littleEndian)) }
             case 4: return (0..<count).map { Float(bitPattern: p.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self).littleEndian) }
             default: return (0..<count).map { Float(Double(bitPattern: p.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self).littleEndian)) }
             }
-        }
-    }
-
-    /// IEEE half precision to single.
-    static func half(_ bits: UInt16) -> Float {
-        let sign: Float = bits & 0x8000 != 0 ? -1 : 1
-        let exponent = Int(bits >> 10 & 0x1f), fraction = Float(bits & 0x3ff)
-        switch exponent {
-        case 0: return sign * fraction * pow(2, -24)
-        case 31: return fraction == 0 ? sign * .infinity : .nan
-        default: return sign * (1 + fraction / 1024) * pow(2, Float(exponent - 15))
         }
     }
 }

@@ -95,15 +95,16 @@ public enum ModelArchive {
             guard fm.fileExists(atPath: source.path) else { throw TrainingError("\(source.path): missing from this nnU-Net model folder") }
             try fm.copyItem(at: source, to: staging.appendingPathComponent(file))
         }
+        let plans = try ExperimentPlans.load(model.root.appendingPathComponent(ExperimentPlans.fileName))
         var configuration: String?
         for fold in folds {
             let file = model.root.appendingPathComponent("fold_\(fold)").appendingPathComponent(NNUNetModelFolder.fileName(name))
             guard fm.fileExists(atPath: file.path) else { throw TrainingError("\(file.path): no such checkpoint") }
-            let name = try NNUNetModelFolder.configuration(of: PyTorchCheckpoint.load(file), file: file, folder: model.root)
-            if try ExperimentPlans.load(model.root.appendingPathComponent(ExperimentPlans.fileName)).configurations[name]?.previous_stage != nil {
+            let trained = try NNUNetModelFolder.configuration(of: PyTorchCheckpoint.load(file), file: file, folder: model.root)
+            if plans.configurations[trained]?.previous_stage != nil {
                 throw TrainingError("\(model.root.path) is nnU-Net's cascade stage: predict it with --run and --previous-stage, one folder behind the other")
             }
-            configuration = name
+            configuration = trained
             let target = staging.appendingPathComponent("fold_\(fold)")
             try fm.createDirectory(at: target, withIntermediateDirectories: true)
             try fm.copyItem(at: file, to: target.appendingPathComponent(file.lastPathComponent))

@@ -60,11 +60,11 @@ public struct NNUNetModelFolder {
             guard FileManager.default.fileExists(atPath: file.path) else { throw TrainingError("\(file.path): no such checkpoint") }
             let saved = try PyTorchCheckpoint.load(file)
             let configuration = try Self.configuration(of: saved, file: file, folder: root)
-            let planned = try PlannedSetup.load(plans: root.appendingPathComponent(ExperimentPlans.fileName), configuration: configuration,
-                                                fingerprint: root.appendingPathComponent(DatasetFingerprint.fileName))
-            if let earlier = setup, earlier.name != planned.name {
-                throw TrainingError("\(file.path): trained as \(planned.name), but the other folds as \(earlier.name)")
+            if let earlier = setup, earlier.name != configuration {
+                throw TrainingError("\(file.path): trained as \(configuration), but the other folds as \(earlier.name)")
             }
+            let planned = try setup ?? PlannedSetup.load(plans: root.appendingPathComponent(ExperimentPlans.fileName), configuration: configuration,
+                                                         fingerprint: root.appendingPathComponent(DatasetFingerprint.fileName))
             setup = planned
             guard let weights = PyTorchCheckpoint.stateDict(in: saved) else {
                 throw TrainingError("\(file.path): no network_weights in this nnU-Net checkpoint")
@@ -94,13 +94,11 @@ public struct NNUNetModelFolder {
         }
         var previous: CascadeInput.PreviousStage?
         if let stage = setup?.plan.previous_stage {
-            guard let previousStage else {
-                throw TrainingError("\(root.path) is nnU-Net's cascade stage behind \(stage): give that model folder with --previous-stage FOLDER")
-            }
-            let (first, firstUsed) = try TrainedModels.inference(run: previousStage, folds: asked, checkpoint: checkpoint, previousStage: nil, mirror: mirror,
-                                                                 device: device, precision: precision, window: window)
-            previous = { files in try first.predict(files).label }
-            used = firstUsed.map { "\(stage) \($0)" } + used
+            let first: [String]
+            (previous, first) = try TrainedModels.cascadeInput(stage, from: previousStage, folds: asked, checkpoint: checkpoint, mirror: mirror,
+                                                               device: device, precision: precision, window: window,
+                                                               missing: "\(root.path) is nnU-Net's cascade stage behind \(stage): give that model folder with --previous-stage FOLDER")
+            used = first + used
         }
         return (try CaseInference(predictors: predictors, preprocessor: setup?.preprocessor, previousStage: previous), used)
     }

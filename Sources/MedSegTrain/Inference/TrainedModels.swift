@@ -46,15 +46,23 @@ public enum TrainedModels {
         let setup = try spec.configuration.map { try PlannedSetup.load(runFolder: modelFolders[0], configuration: $0) }
         var previous: CascadeInput.PreviousStage? = nil
         if let stage = setup?.plan.previous_stage {
-            guard let previousStage else {
-                throw TrainingError("\(run.path) is a cascade stage trained on \(stage) segmentations: give that experiment with --previous-stage EXP")
-            }
-            let (first, firstUsed) = try inference(run: previousStage, folds: folds, checkpoint: checkpoint, previousStage: nil, mirror: mirror, device: dev,
-                                                   precision: precision, window: window)
-            previous = { files in try first.predict(files).label }
-            used = firstUsed.map { "\(stage) \($0)" } + used
+            let first: [String]
+            (previous, first) = try cascadeInput(stage, from: previousStage, folds: folds, checkpoint: checkpoint, mirror: mirror, device: dev,
+                                                 precision: precision, window: window,
+                                                 missing: "\(run.path) is a cascade stage trained on \(stage) segmentations: give that experiment with --previous-stage EXP")
+            used = first + used
         }
         return (try CaseInference(predictors: predictors, preprocessor: setup?.preprocessor, previousStage: previous), used)
+    }
+
+    /// A cascade stage's input: the previous stage (`folder`, refused with `missing` when absent)
+    /// predicts each case first; plus its lines of checkpoints used, named after `stage`.
+    static func cascadeInput(_ stage: String, from folder: URL?, folds: [String], checkpoint: String, mirror: Bool, device: Device,
+                             precision: Precision, window: WindowSettings, missing: String) throws -> (CascadeInput.PreviousStage, [String]) {
+        guard let folder else { throw TrainingError(missing) }
+        let (first, used) = try inference(run: folder, folds: folds, checkpoint: checkpoint, previousStage: nil, mirror: mirror, device: device,
+                                          precision: precision, window: window)
+        return ({ files in try first.predict(files).label }, used.map { "\(stage) \($0)" })
     }
 
     /// The folds asked for; without any, a run folder's own checkpoint, else (an experiment
