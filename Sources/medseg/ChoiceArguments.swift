@@ -14,3 +14,10 @@ extension OptimizerName: ExpressibleByArgument {
 extension SchedulerName: ExpressibleByArgument {}
 extension LossName: ExpressibleByArgument {}
 extension Precision: ExpressibleByArgument {}
+
+/// A floating-point storage type chosen on the command line.
+enum FloatChoice: String, ExpressibleByArgument, CaseIterable {
+    case float32, float16
+
+    var dtype: DType { self == .float16 ? .float16 : .float32 }
+}

@@ -23,6 +23,8 @@ struct PredictCommand: ParsableCommand {
     @Option(help: "postprocessing.json (from `medseg find-best`), or nnU-Net's postprocessing.pkl/.json, to apply to the predictions.") var postprocessing: String?
     @Flag(help: "Also write PNG overlays of 2D predictions.") var overlay = false
     @Flag(help: "Also write class probabilities (CASE_probabilities.safetensors), for `medseg ensemble`.") var saveProbabilities = false
+    @Option(help: "float32 or float16: the type --save-probabilities writes (float16 halves the files).") var probabilitiesDtype = FloatChoice.float32
+    @Option(help: "float32 or float16: the type the sliding window adds logits up in (float16 halves its slab buffer, as nnU-Net v2).") var accumulate = FloatChoice.float32
     @Flag(help: "Disable mirror test-time augmentation.") var noMirror = false
     @Option(help: "auto (cuda where available, else cpu), cpu, cuda or cuda:N.") var device = "auto"
     @Option(help: "fp32, or bf16/fp16 autocast for the network passes.") var precision = Precision.fp32
@@ -104,23 +106,44 @@ struct PredictCommand: ParsableCommand {
                 || (saveProbabilities && !FileManager.default.fileExists(atPath: output.probabilities.path))
         }
         let progress = ProgressLine(label: world > 1 ? "predict rank \(rank)" : "predict")
+        // One case that cannot be predicted is reported and skipped; the others are written.
+        var failed: [String] = []
+        let stageTimings = ProcessInfo.processInfo.environment["MEDSEG_STAGE_TIMINGS"] == "1"
         for (i, ((id, files, _, dicom), output)) in todo.enumerated() {
-            var (label, probabilities) = try Self.staged(dicom, files) { try inference.predict(CaseFiles(identifier: id, images: $0)) }
-            if let post { label = post.apply(to: label) }
-            try ImageIO.write(label, to: output.mask)
-            if saveProbabilities {
-                try ProbabilityFile.write(probabilities, regionsClassOrder: spec.regionsClassOrder, to: output.probabilities)
-            }
-            if overlay && spec.dims == 2, let image = files.first {
-                try ImageIO.write(LabelOverlay.make(image: ImageIO.read(image), label: label), to: output.overlay)
+            do {
+                let began = Date()
+                var (label, times) = try Self.staged(dicom, files) {
+                    try inference.predict(CaseFiles(identifier: id, images: $0), probabilities: saveProbabilities ? output.probabilities : nil,
+                                          probabilitiesDType: probabilitiesDtype.dtype, accumulationDType: accumulate.dtype)
+                }
+                let written = Date()
+                let read = written.timeIntervalSince(began) - times.preprocess - times.network - times.export
+                if let post { label = post.apply(to: label) }
+                try ImageIO.write(label, to: output.mask)
+                if overlay && spec.dims == 2, let image = files.first {
+                    try ImageIO.write(LabelOverlay.make(image: ImageIO.read(image), label: label), to: output.overlay)
+                }
+                if stageTimings {
+                    for (stage, seconds) in [("read", read), ("preprocess", times.preprocess), ("network", times.network),
+                                             ("export", times.export), ("write", Date().timeIntervalSince(written))] {
+                        print(String(format: "case %@ stage %@: %.2f s, peak RSS %.0f MB", id, stage, max(0, seconds), Benchmark.peakResidentMB()))
+                    }
+                }
+            } catch {
+                let text = String(describing: FileErrorText.readable(error) ?? error)
+                FileHandle.standardError.write(Data("Error: case \(id): \(text)\n".utf8))
+                failed.append(id)
             }
             progress.update(i + 1, todo.count)
         }
         progress.finish()
         let skipped = mine.count - todo.count
-        print("\(world > 1 ? "rank \(rank) of \(world): " : "")wrote \(todo.count) prediction(s) to \(outURL.path)"
+        print("\(world > 1 ? "rank \(rank) of \(world): " : "")wrote \(todo.count - failed.count) prediction(s) to \(outURL.path)"
               + (skipped > 0 ? ", \(skipped) already there" : "")
               + " (\(used.joined(separator: "; "))\(inference.predictors.count > 1 ? "; logits averaged" : ""))")
+        if !failed.isEmpty {
+            throw TrainingError("\(failed.count) of \(todo.count) case(s) could not be predicted (each named above): \(failed.joined(separator: ", "))")
+        }
     }
 
     /// Cases in a folder: nnU-Net channel files (CASE_0000.ext, CASE_0001.ext) grouped by case,

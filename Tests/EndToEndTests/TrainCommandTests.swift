@@ -327,6 +327,19 @@ final class TrainCommandTests: XCTestCase {
         XCTAssertTrue(again.output.contains("wrote 1 prediction(s)") && again.output.contains("4 already there"), again.output)
         XCTAssertEqual(again.masks, single.masks)
 
+        // One case that cannot be read is reported and skipped; the others are written, and the
+        // command fails at the end naming it.
+        let mixed = temp.appendingPathComponent("mixed")
+        try FileManager.default.copyItem(atPath: input, toPath: mixed.path)
+        try Data("not a PNG".utf8).write(to: mixed.appendingPathComponent("broken.png"))
+        let mixedOut = temp.appendingPathComponent("mixed-out")
+        let partly = try medseg(["predict", "--run", run.path, "--input", mixed.path, "--out", mixedOut.path, "--threads", "1"], expectSuccess: false)
+        XCTAssertNotEqual(partly.status, 0)
+        XCTAssertTrue(partly.output.contains("Error: case broken: ") && partly.output.contains("broken.png"), partly.output)
+        XCTAssertTrue(partly.output.contains("wrote 5 prediction(s)"), partly.output)
+        XCTAssertTrue(partly.output.contains("Error: 1 of 6 case(s) could not be predicted (each named above): broken"), partly.output)
+        for (name, mask) in single.masks { XCTAssertEqual(try ImageIO.read(mixedOut.appendingPathComponent(name)).voxels, mask, name) }
+
         let coarse = try predict("coarse", ["--step-size", "1", "--window-batch", "4"])
         XCTAssertEqual(coarse.masks.count, 5)
         for (args, expected) in [(["--step-size", "0"], "--step-size must be in (0, 1]"), (["--window-batch", "0"], "--window-batch must be at least 1")] {

@@ -208,7 +208,7 @@ public enum Resampling {
     }
 
     /// 1D resampling of every line along `axis` of an x-first, channel-major array.
-    static func resampleAxis(_ data: [Double], size: [Int], channels: Int, axis: Int, to m: Int, order: Order) -> [Double] {
+    public static func resampleAxis(_ data: [Double], size: [Int], channels: Int, axis: Int, to m: Int, order: Order) -> [Double] {
         let n = size[axis]
         let inner = size[0..<axis].reduce(1, *)
         let outer = channels * size[(axis + 1)...].reduce(1, *)
@@ -241,6 +241,15 @@ public enum Resampling {
             }
         }
         return out
+    }
+
+    /// The input samples (indices into the line of `n`) and weights of each of the `m` outputs of
+    /// a nearest or linear resampling: output `j` is `sum over t < width of weights[j * width + t] * line[indices[j * width + t]]`,
+    /// added up in that order from 0, as `resampleAxis` does (cubic needs the whole line's prefilter).
+    public static func lineTaps(from n: Int, to m: Int, order: Order) -> (width: Int, indices: [Int], weights: [Double]) {
+        precondition(order != .cubic, "cubic resampling filters the whole line")
+        let taps = Taps(n: n, m: m, order: order)
+        return (taps.width, taps.indices, taps.weights)
     }
 
     /// Precomputed sample indices and weights for resampling a line of `n` samples to `m`.

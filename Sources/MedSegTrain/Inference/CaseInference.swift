@@ -48,7 +48,8 @@ public struct CaseInference {
     }
 
     /// Probabilities [K, spatial...] (array order) in the grid of the case's raw images, and
-    /// the grid's size (x first) and geometry for writing the prediction.
+    /// the grid's size (x first) and geometry for writing the prediction, from the whole volume's
+    /// logits at once (see `predict` for the slab-by-slab way that bounds memory).
     public func probabilities(of files: CaseFiles) throws -> (probabilities: Tensor, size: [Int], geometry: ImageGeometry) {
         let input = CaseFiles(identifier: files.identifier, images: files.images, label: nil)
         guard let preprocessor else {
@@ -85,11 +86,77 @@ public struct CaseInference {
         return (try Tensor(full, shape: [k] + properties.shapeBeforeCropping), Array(size), properties.geometry)
     }
 
-    /// The label image of a case in its raw grid, with the probabilities it came from.
-    public func predict(_ files: CaseFiles) throws -> (label: MedicalImage, probabilities: Tensor) {
-        let (p, size, geometry) = try probabilities(of: files)
-        let labels = try predictors[0].labels(fromProbabilities: p).to(dtype: .float32).floats()
-        return (MedicalImage(size: size, voxels: labels, pixelType: .uint8, geometry: geometry), p)
+    /// Seconds spent in each stage of a case's prediction.
+    public struct StageTimes: Sendable {
+        /// Reading the images, cropping, normalizing and resampling them to the network's grid.
+        public var preprocess = 0.0
+        /// The sliding window (network passes and adding up the logits).
+        public var network = 0.0
+        /// Resampling the logits back, softmax, labels and writing the probabilities.
+        public var export = 0.0
+    }
+
+    /// The label image of a case in its raw grid (uint8, uint16 beyond 255 labels), its
+    /// probabilities written to `probabilities` when given (`ProbabilityFile`, `probabilitiesDType`
+    /// float32 or float16). Memory is bounded by a patch-deep slab of logits, not by the volume
+    /// times the classes: the logits are resampled, turned into labels and written slab by slab as
+    /// the sliding window finishes them (`SlabExport`). A plan that resamples logits with cubic
+    /// splines needs whole lines, so such a case is exported from the whole volume's logits.
+    public func predict(_ files: CaseFiles, probabilities url: URL? = nil, probabilitiesDType: DType = .float32,
+                        accumulationDType: DType = .float32) throws -> (label: MedicalImage, times: StageTimes) {
+        var times = StageTimes()
+        var clock = Date()
+        func lap() -> Double { defer { clock = Date() }; return Date().timeIntervalSince(clock) }
+        let input = CaseFiles(identifier: files.identifier, images: files.images, label: nil)
+        let image: Tensor, export: SlabExport, geometry: ImageGeometry
+        let labelCount = spec.regionsClassOrder.map { ($0.max() ?? 0) + 1 } ?? max(2, spec.outChannels)
+        let pixelType: PixelType = labelCount > 256 ? .uint16 : .uint8
+        func exporter(stored: [Int], cropped: [Int], box: CropBox?, orders: [Resampling.Order]) throws -> SlabExport {
+            try SlabExport(classes: spec.outChannels, sigmoid: spec.sigmoidOutputs, regionsClassOrder: spec.regionsClassOrder, stored: stored,
+                           cropped: cropped, box: box, orders: orders, probabilities: url, probabilitiesDType: probabilitiesDType)
+        }
+        if let preprocessor {
+            let orders = preprocessor.orders
+            guard orders.logits != .cubic, orders.logitsZ != .cubic else {
+                let (p, size, geometry) = try probabilities(of: files)
+                times.network = lap()
+                if let url { try ProbabilityFile.write(p, regionsClassOrder: spec.regionsClassOrder, dtype: probabilitiesDType, to: url) }
+                let labels = try predictors[0].labels(fromProbabilities: p).to(dtype: .float32).floats()
+                times.export = lap()
+                return (MedicalImage(size: size, voxels: labels, pixelType: pixelType, geometry: geometry), times)
+            }
+            var (voxels, _, properties) = try preprocessor.process(input)
+            var channels = properties.channels
+            if let previousStage {
+                voxels += try CascadeInput.channels(previous: previousStage(input), properties: properties, classes: spec.foregroundClasses,
+                                                    orders: orders)
+                channels += spec.foregroundClasses
+            }
+            try checkChannels(channels, files)
+            image = try Tensor(voxels, shape: [channels] + properties.spatialShape)
+            voxels = []
+            // Array order [K, (z,) y, x] is the channel-major, x-first layout of MedicalImage.
+            let stored = Array(properties.spatialShape.reversed())
+            let axis = Resampling.separateAxis(spacing: properties.spacing.reversed(), target: properties.originalSpacing.reversed())
+            export = try exporter(stored: stored, cropped: Array(properties.shapeAfterCroppingAndBeforeResampling.reversed()),
+                                  box: properties.cropBox, orders: stored.indices.map { $0 == axis ? orders.logitsZ : orders.logits })
+            geometry = properties.geometry
+        } else {
+            let loaded = try CaseReader.normalizer(spec: spec).load(input, classes: spec.foregroundClasses)
+            try checkChannels(loaded.image.size(0), files)
+            image = loaded.image
+            let size = Array(loaded.shape.reversed())
+            export = try exporter(stored: size, cropped: size, box: nil, orders: size.map { _ in .nearest })
+            geometry = loaded.geometry
+        }
+        times.preprocess = lap()
+        try Predictor.streamLogits(predictors, normalizedImage: image, accumulationDType: accumulationDType) { start, logits in
+            try export.add(start: start, logits: logits)
+        }
+        let labels = try export.finish()
+        times.export = export.seconds
+        times.network = lap() - export.seconds
+        return (MedicalImage(size: export.fullSize, voxels: labels, pixelType: pixelType, geometry: geometry), times)
     }
 
     private func checkChannels(_ count: Int, _ files: CaseFiles) throws {

@@ -58,15 +58,62 @@ public struct Predictor {
             return try Tensor.stack(slices, dim: 1)
         }
         model.eval()
+        let window = self.window(for: Array(image.shape.dropFirst()))
+        return try window(image.to(device: device), network: network)
+    }
+
+    /// The sliding window over an image of `spatial` size: windows of the training patch, but never
+    /// larger than needed for a small image (rounded up to what the network accepts).
+    func window(for spatial: [Int]) -> SlidingWindow {
         let divisors = ModelFactory.sizeDivisors(spec.network)
-        // Windows are the training patch, but never larger than needed for a small image
-        // (rounded up to what the network accepts).
-        let spatial = Array(image.shape.dropFirst())
         let patch = spec.patchSize.indices.map { a in min(spec.patchSize[a], (spatial[a] + divisors[a] - 1) / divisors[a] * divisors[a]) }
         var window = SlidingWindow(patchSize: patch, stepFraction: stepSize, mirrorAxes: mirror ? mirrorAxes ?? Array(0..<spec.dims) : [], batchSize: windowBatch)
         window.accumulationDevice = accumulationDevice(voxels: spatial.reduce(1, *))
-        return try window(image.to(device: device)) { patch in
-            try Autocast.run(device: device, precision: precision) { try model(patch) }.to(dtype: .float32)
+        return window
+    }
+
+    /// The network (in eval mode) on a batch of windows, float32 logits.
+    func network(_ patch: Tensor) throws -> Tensor {
+        try Autocast.run(device: device, precision: precision) { try model(patch) }.to(dtype: .float32)
+    }
+
+    /// The mean logits of `predictors` over an image [C, spatial...], handed to `emit` in pieces
+    /// along the first spatial axis (start, logits [K, n, rest...] on the CPU) as they are final, so
+    /// that no more than a patch-deep slab of logits is held (`SlidingWindow.stream`). A 2D network
+    /// on a volume emits each slice as it is predicted. Members whose windows differ (patch, step,
+    /// batch, device) are each run over the whole image instead and emitted from their mean.
+    public static func streamLogits(_ predictors: [Predictor], normalizedImage image: Tensor, accumulationDType: DType = .float32,
+                                    emit: (_ start: Int, _ logits: Tensor) throws -> Void) throws {
+        guard let first = predictors.first else { return }
+        try withNoGrad {
+            if image.rank == first.spec.dims + 2, predictors.allSatisfy({ $0.spec.dims == first.spec.dims }) {
+                for z in 0..<image.shape[1] {
+                    let slice = try image.select(dim: 1, index: z)
+                    var sum = try first.logits(normalizedImage: slice).to(device: .cpu)
+                    for p in predictors.dropFirst() { sum = try sum + p.logits(normalizedImage: slice).to(device: .cpu) }
+                    if predictors.count > 1 { sum = try sum / Double(predictors.count) }
+                    try emit(z, sum.unsqueeze(1))
+                }
+                return
+            }
+            let spatial = Array(image.shape.dropFirst())
+            let windows = predictors.map { $0.window(for: spatial) }
+            let alike = predictors.allSatisfy { $0.device == first.device && $0.spec.dims == first.spec.dims } && windows.allSatisfy {
+                $0.patchSize == windows[0].patchSize && $0.stepFraction == windows[0].stepFraction && $0.batchSize == windows[0].batchSize
+            }
+            guard alike, image.rank == first.spec.dims + 1 else {
+                var sum = try first.logits(normalizedImage: image).to(device: .cpu)
+                for p in predictors.dropFirst() { sum = try sum + p.logits(normalizedImage: image).to(device: .cpu) }
+                try emit(0, predictors.count == 1 ? sum : sum / Double(predictors.count))
+                return
+            }
+            var window = windows[0]
+            window.accumulationDType = accumulationDType
+            // The buffer is one patch deep: judge the GPU budget on that slab, not the image.
+            window.accumulationDevice = first.accumulationDevice(voxels: window.patchSize[0] * spatial.dropFirst().reduce(1, *))
+            for p in predictors { p.model.eval() }
+            let members = zip(predictors, windows).map { p, w in { (batch: Tensor) in try w.predictMirrored(batch, network: p.network) } }
+            try window.stream(image.to(device: first.device), networks: members) { start, logits in try emit(start, logits.to(device: .cpu)) }
         }
     }
 

@@ -3,7 +3,7 @@ import MedSegData
 import Torch
 
 /// Class probabilities of one case, `CASE_probabilities.safetensors` beside its prediction: one
-/// float32 tensor "probabilities" [K, (z,) y, x] in the raw image's grid (K = 1 for a binary
+/// tensor "probabilities" [K, (z,) y, x] (float32, or float16 when asked) in the raw image's grid (K = 1 for a binary
 /// model: the foreground probability; R sigmoid channels for a region-based model, whose
 /// `regions_class_order` the file's metadata keeps so labels can be painted back). What `predict --save-probabilities` and validation write,
 /// and what `medseg ensemble` and `find-best` average.
@@ -16,10 +16,41 @@ public enum ProbabilityFile {
 
     static let regionsKey = "regions_class_order"
 
-    public static func write(_ probabilities: Tensor, regionsClassOrder: [Int]? = nil, to url: URL) throws {
-        let metadata = regionsClassOrder.map { [regionsKey: $0.map(String.init).joined(separator: ",")] } ?? [:]
-        try Safetensors.save(StateDict([("probabilities", try probabilities.to(device: .cpu).to(dtype: .float32).contiguous())]),
-                             metadata: metadata, to: url)
+    static func metadata(_ regionsClassOrder: [Int]?) -> [String: String] {
+        regionsClassOrder.map { [regionsKey: $0.map(String.init).joined(separator: ",")] } ?? [:]
+    }
+
+    public static func write(_ probabilities: Tensor, regionsClassOrder: [Int]? = nil, dtype: DType = .float32, to url: URL) throws {
+        try Safetensors.save(StateDict([("probabilities", try probabilities.to(device: .cpu).to(dtype: dtype).contiguous())]),
+                             metadata: metadata(regionsClassOrder), to: url)
+    }
+
+    /// A probabilities file written plane by plane (channel, index along the first spatial axis),
+    /// for volumes whose probabilities are never whole in memory. Planes never written read as 0.
+    /// The file appears on `commit()`.
+    public final class Writer {
+        private let file: SafetensorsWriter
+        public let shape: [Int]
+        private let dtype: DType
+        private let planeCount: Int
+
+        /// `shape`: [K, spatial...] in array order; `dtype` float32 or float16.
+        public init(_ url: URL, shape: [Int], dtype: DType = .float32, regionsClassOrder: [Int]? = nil) throws {
+            guard dtype == .float32 || dtype == .float16 else { throw TrainingError("probabilities are written as float32 or float16") }
+            file = try SafetensorsWriter(url, tensors: [("probabilities", dtype, shape)], metadata: ProbabilityFile.metadata(regionsClassOrder))
+            self.shape = shape
+            self.dtype = dtype
+            planeCount = shape.dropFirst(2).reduce(1, *)
+        }
+
+        public func write(channel: Int, slice: Int, plane: [Float]) throws {
+            precondition(plane.count == planeCount, "a plane of \(plane.count) values, expected \(planeCount)")
+            let offset = ((channel * shape[1]) + slice) * planeCount * dtype.byteSize
+            let bytes = dtype == .float16 ? plane.map(Float16.init).withUnsafeBytes { Data($0) } : plane.withUnsafeBytes { Data($0) }
+            try file.write(bytes, tensor: 0, offset: offset)
+        }
+
+        public func commit() throws { try file.commit() }
     }
 
     public static func read(_ url: URL) throws -> Tensor { try load(url).probabilities }
@@ -28,7 +59,8 @@ public enum ProbabilityFile {
     public static func load(_ url: URL) throws -> (probabilities: Tensor, regionsClassOrder: [Int]?) {
         let file: (tensors: StateDict, metadata: [String: String])
         do { file = try Safetensors.load(url) } catch { throw DataError(file: url, "not a readable probabilities file: \(error)") }
-        guard let p = file.tensors["probabilities"] else { throw DataError(file: url, "has no tensor 'probabilities'") }
+        guard let stored = file.tensors["probabilities"] else { throw DataError(file: url, "has no tensor 'probabilities'") }
+        let p = try stored.to(dtype: .float32)
         guard let text = file.metadata[regionsKey] else { return (p, nil) }
         let order = text.split(separator: ",").compactMap { Int($0) }
         guard order.count == p.size(0) else {

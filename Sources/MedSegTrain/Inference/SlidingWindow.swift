@@ -16,6 +16,9 @@ public struct SlidingWindow {
     /// Where the logits of the whole image add up (nil: the image's device). A GPU that runs the
     /// network but cannot hold a large volume's float32 logits accumulates them on the CPU.
     public var accumulationDevice: Device?
+    /// The type `stream` adds the logits up in: float32, or float16 to halve its buffer (as
+    /// nnU-Net v2 accumulates).
+    public var accumulationDType: DType = .float32
 
     public init(patchSize: [Int], stepFraction: Double = 0.5, gaussian: Bool = true, mirrorAxes: [Int] = [], batchSize: Int = 1) {
         self.patchSize = patchSize
@@ -54,23 +57,28 @@ public struct SlidingWindow {
         return try Tensor.where(m.eq(0), positive.expand(m.shape), m)
     }
 
-    /// Logits [K, spatial...] for an image [C, spatial...]; `network` maps [B, C, patch...] to
-    /// [B, K, patch...].
-    public func callAsFunction(_ image: Tensor, network: (Tensor) throws -> Tensor) throws -> Tensor {
+    /// An image [C, spatial...] padded up to the patch size where it is smaller (centred, as
+    /// nnU-Net), the padding before each spatial axis, and the padded spatial size.
+    private func paddedToPatch(_ image: Tensor) throws -> (input: Tensor, before: [Int], padded: [Int]) {
         let spatial = Array(image.shape.dropFirst())
         guard spatial.count == patchSize.count else {
             throw TorchError("sliding window: image has \(spatial.count) spatial dimensions, patch size has \(patchSize.count)")
         }
-        // Pad up to the patch size where the image is smaller (centred, as nnU-Net).
         var padding: [Int] = []
-        var padded = spatial
         for axis in (0..<spatial.count).reversed() {
             let missing = max(0, patchSize[axis] - spatial[axis])
             padding += [missing / 2, missing - missing / 2]
-            padded[axis] = spatial[axis] + missing
         }
-        let input = padding.allSatisfy({ $0 == 0 }) ? image : try image.pad(padding)
+        let before = spatial.indices.map { padding[2 * (spatial.count - 1 - $0)] }
+        let padded = spatial.indices.map { spatial[$0] + max(0, patchSize[$0] - spatial[$0]) }
+        return (padding.allSatisfy({ $0 == 0 }) ? image : try image.pad(padding), before, padded)
+    }
 
+    /// Logits [K, spatial...] for an image [C, spatial...]; `network` maps [B, C, patch...] to
+    /// [B, K, patch...].
+    public func callAsFunction(_ image: Tensor, network: (Tensor) throws -> Tensor) throws -> Tensor {
+        let spatial = Array(image.shape.dropFirst())
+        let (input, before, padded) = try paddedToPatch(image)
         let positions = cartesian(padded.indices.map { Self.steps(imageSize: padded[$0], patchSize: patchSize[$0], stepFraction: stepFraction) })
         let target = accumulationDevice ?? image.device
         let weight = gaussian ? try Self.importanceMap(patchSize: patchSize, device: target) : try Tensor.ones(patchSize, device: target)
@@ -96,10 +104,91 @@ public struct SlidingWindow {
             var result = try sum! / counts
             // Remove the padding again.
             for axis in 0..<spatial.count {
-                let before = padding[2 * (spatial.count - 1 - axis)]
-                result = try result.narrow(dim: axis + 1, start: before, length: spatial[axis])
+                result = try result.narrow(dim: axis + 1, start: before[axis], length: spatial[axis])
             }
             return try result.contiguous()
+        }
+    }
+
+    /// The same windows in the same order, for bounded memory: the logits are added up in a
+    /// buffer one patch deep along the first spatial axis (instead of the whole image), and each
+    /// range of that axis is handed to `emit` (its start in the image, logits [K, n, rest...],
+    /// float32) as soon as no later window touches it, in pieces of at most `emitBytes`.
+    /// `networks` are an ensemble's members, each mapping a batch of windows [B, C, patch...] to
+    /// its (mirror-averaged) logits; their mean is emitted. One network gives exactly the values
+    /// of `callAsFunction`.
+    public func stream(_ image: Tensor, networks: [(Tensor) throws -> Tensor], emitBytes: Int = 64 << 20,
+                       emit: (_ start: Int, _ logits: Tensor) throws -> Void) throws {
+        let spatial = Array(image.shape.dropFirst())
+        let (input, before, padded) = try paddedToPatch(image)
+        let rows = Self.steps(imageSize: padded[0], patchSize: patchSize[0], stepFraction: stepFraction)
+        let plane = cartesian(padded.indices.dropFirst().map { Self.steps(imageSize: padded[$0], patchSize: patchSize[$0], stepFraction: stepFraction) })
+        let target = accumulationDevice ?? image.device
+        let weight = gaussian ? try Self.importanceMap(patchSize: patchSize, device: target) : try Tensor.ones(patchSize, device: target)
+        let depth = patchSize[0], rest = Array(padded.dropFirst())
+        var sum: Tensor? = nil
+        let counts = try Tensor.zeros([depth] + rest, device: target)
+        var base = 0   // the padded index of the buffers' first slice
+
+        // Emits the padded slices [base, base + n), then moves the buffers on by n.
+        func finish(_ n: Int) throws {
+            guard n > 0, let s = sum else { return }
+            let lo = max(base, before[0]), hi = min(base + n, before[0] + spatial[0])
+            let sliceBytes = s.size(0) * rest.reduce(1, *) * 4
+            var r = lo
+            while r < hi {
+                let m = min(max(1, emitBytes / sliceBytes), hi - r)
+                var logits = try s.narrow(dim: 1, start: r - base, length: m).to(dtype: .float32) / counts.narrow(dim: 0, start: r - base, length: m)
+                if networks.count > 1 { logits = try logits / Double(networks.count) }
+                for axis in 1..<spatial.count {
+                    logits = try logits.narrow(dim: axis + 1, start: before[axis], length: spatial[axis])
+                }
+                try emit(r - before[0], logits.contiguous())
+                r += m
+            }
+            // Slice by slice, front to back: no copy overlaps its source.
+            let keep = depth - n
+            for j in 0..<keep {
+                try s.select(dim: 1, index: j).copy_(s.select(dim: 1, index: j + n))
+                try counts.select(dim: 0, index: j).copy_(counts.select(dim: 0, index: j + n))
+            }
+            try s.narrow(dim: 1, start: keep, length: n).zero_()
+            try counts.narrow(dim: 0, start: keep, length: n).zero_()
+            base += n
+        }
+
+        try withNoGrad {
+            // Batches as `callAsFunction` makes them (a batch may span two rows of windows, and
+            // a network's numerics can depend on the batch); the buffers move on between windows.
+            let positions = rows.flatMap { row in plane.map { [row] + $0 } }
+            var index = 0
+            while index < positions.count {
+                let chunk = Array(positions[index..<min(index + batchSize, positions.count)])
+                index += chunk.count
+                let windows = try Tensor.stack(chunk.map { try crop(input, at: $0, leading: 1) })
+                let outputs = try networks.map { network in
+                    let logits = try network(windows)
+                    return target != image.device ? try logits.to(device: target) : logits
+                }
+                if sum == nil { sum = try Tensor.zeros([outputs[0].size(1), depth] + rest, dtype: accumulationDType, device: target) }
+                for (k, start) in chunk.enumerated() {
+                    try finish(start[0] - base)
+                    let local = [start[0] - base] + start.dropFirst()
+                    let region = try crop(sum!, at: local, leading: 1)
+                    for logits in outputs {
+                        if accumulationDType == .float32 {
+                            try region.addcmul_(logits[k], weight)
+                        } else {
+                            // Added up in float32 and stored rounded (libtorch's CPU kernels mix no types in place).
+                            let widened = try region.to(dtype: .float32)
+                            try widened.addcmul_(logits[k], weight)
+                            try region.copy_(widened)
+                        }
+                    }
+                    try crop(counts, at: local, leading: 0).add_(weight)
+                }
+            }
+            try finish(padded[0] - base)
         }
     }
 

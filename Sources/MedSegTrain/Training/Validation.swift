@@ -70,17 +70,13 @@ enum Validation {
         for files in cases {
             guard let labelURL = files.label else { continue }
             let reference = try ImageIO.read(labelURL)
-            var (prediction, probabilities) = try inference.predict(files)
+            var prediction = try inference.predict(files, probabilities: saveProbabilities ? ProbabilityFile.url(for: files.identifier, in: folder) : nil).label
             guard prediction.size == reference.size else {
                 throw DataError(file: labelURL, "label size \(reference.size) differs from the image's \(prediction.size)")
             }
             prediction.geometry = reference.geometry
             let out = folder.appendingPathComponent(files.identifier + ending)
             try ImageIO.write(prediction, to: out)
-            if saveProbabilities {
-                try ProbabilityFile.write(probabilities, regionsClassOrder: inference.spec.regionsClassOrder,
-                                          to: ProbabilityFile.url(for: files.identifier, in: folder))
-            }
             pairs.append((prediction, reference, out.lastPathComponent, labelURL.lastPathComponent))
         }
         let summary = try EvaluationSummary.evaluate(cases: pairs, classes: EvaluationClasses(dataset.description), nsdTolerance: nsdTolerance)

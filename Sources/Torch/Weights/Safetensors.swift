@@ -117,68 +117,17 @@ public enum Safetensors {
     }
 
     /// Writes the tensors (copied to the CPU, contiguous) in the dict's order with `metadata` as
-    /// `__metadata__`. The file appears atomically: a temporary file in the same folder is
-    /// written, synced and renamed over `url`, so readers never see a partial file.
+    /// `__metadata__`. The file appears atomically (see `SafetensorsWriter`).
     public static func save(_ dict: StateDict, metadata: [String: String] = [:], to url: URL) throws {
-        let name = url.path
-        var header: [String: Any] = [:]
-        if !metadata.isEmpty { header["__metadata__"] = metadata }
-        var offset = 0
-        for (key, tensor) in dict {
-            guard key != "__metadata__" else { throw TorchError("\(name): a tensor cannot be named __metadata__") }
-            let size = tensor.count * tensor.dtype.byteSize
-            header[key] = ["dtype": code(tensor.dtype), "shape": tensor.shape, "data_offsets": [offset, offset + size]] as [String: Any]
-            offset += size
-        }
-        var json: Data
-        do { json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys]) } catch {
-            throw TorchError("\(name): cannot encode the header (\(error))")
-        }
-        json.append(contentsOf: [UInt8](repeating: 0x20, count: (8 - json.count % 8) % 8))
-        var prefix = Data(count: 8)
-        prefix.withUnsafeMutableBytes { $0.storeBytes(of: UInt64(json.count).littleEndian, as: UInt64.self) }
-
-        let folder = url.deletingLastPathComponent()
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw TorchError("\(name): the folder \(folder.path) does not exist")
-        }
-        let temporary = folder.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        let fd = Foundation.open(temporary.path, O_WRONLY | O_CREAT | O_EXCL, 0o644)
-        guard fd >= 0 else { throw TorchError("\(name): cannot create a temporary file in \(folder.path) (\(String(cString: strerror(errno))))") }
-        var closed = false
-        defer {
-            if !closed { close(fd) }
-            unlink(temporary.path)   // fails harmlessly once renamed
-        }
-        func write(_ chunk: Data) throws {
-            try chunk.withUnsafeBytes { raw in
-                var done = 0
-                while done < raw.count {
-                    let n = Foundation.write(fd, raw.baseAddress! + done, raw.count - done)
-                    if n < 0 && errno == EINTR { continue }
-                    guard n > 0 else { throw TorchError("\(name): write failed (\(String(cString: strerror(errno))))") }
-                    done += n
-                }
-            }
-        }
-        try write(prefix)
-        try write(json)
+        let writer = try SafetensorsWriter(url, tensors: dict.map { ($0.0, $0.1.dtype, $0.1.shape) }, metadata: metadata)
         // One tensor at a time, so saving needs no second copy of the whole model in memory.
-        for (key, tensor) in dict {
+        for (index, (key, tensor)) in dict.enumerated() {
             let bytes = try tensor.data()
             guard bytes.count == tensor.count * tensor.dtype.byteSize else {
-                throw TorchError("\(name): tensor '\(key)' gave \(bytes.count) bytes, expected \(tensor.count * tensor.dtype.byteSize)")
+                throw TorchError("\(url.path): tensor '\(key)' gave \(bytes.count) bytes, expected \(tensor.count * tensor.dtype.byteSize)")
             }
-            try write(bytes)
+            try writer.write(bytes, tensor: index)
         }
-        guard fsync(fd) == 0 else { throw TorchError("\(name): fsync failed (\(String(cString: strerror(errno))))") }
-        closed = true
-        guard close(fd) == 0 else { throw TorchError("\(name): close failed (\(String(cString: strerror(errno))))") }
-        guard rename(temporary.path, name) == 0 else {
-            throw TorchError("\(name): cannot move the new file into place (\(String(cString: strerror(errno))))")
-        }
-        let dirfd = Foundation.open(folder.path, O_RDONLY)
-        if dirfd >= 0 { fsync(dirfd); close(dirfd) }
+        try writer.commit()
     }
 }

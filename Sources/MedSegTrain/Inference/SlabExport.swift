@@ -1,0 +1,165 @@
+import Foundation
+import MedSegData
+import Torch
+
+/// The last steps of a case's prediction done slab by slab, as the sliding window finishes the
+/// logits of each range of the first spatial axis (array order; z of a volume): resampled back to
+/// the raw grid, softmax (or sigmoids), labels, placed in the uncropped image, and the
+/// probabilities written plane by plane when asked. Holds the label map, at most two resampled
+/// slices of logits (the neighbours the interpolation along the first axis needs) and one slab.
+///
+/// The values equal `CaseInference.probabilities(of:)` followed by its labels: the in-plane axes
+/// resampled as there, in Double, then the first axis from the same Double slices, the same taps in
+/// the same order. (With the plan's separate axis in plane, the axes are taken in another order
+/// than there, so values may differ in the last bits.) Only nearest and linear resampling stream:
+/// a cubic spline filters whole lines, and `CaseInference` resamples such plans on whole volumes.
+final class SlabExport {
+    private let sigmoid: Bool
+    private let regionsClassOrder: [Int]?
+    private let classes: Int
+    /// x first: the network's grid, the raw grid inside the crop box, the whole raw grid.
+    private let stored: [Int], cropped: [Int]
+    let fullSize: [Int]
+    private let lower: [Int]
+    private let orders: [Resampling.Order]
+    private let taps: (width: Int, indices: [Int], weights: [Double])?
+    private let probabilities: ProbabilityFile.Writer?
+    /// The label map, x first, in the whole raw grid.
+    private(set) var labels: [Float]
+    /// In-plane resampled logits [K][plane] (Double) of the network grid's slices still needed.
+    private var slices: [Int: [Double]] = [:]
+    private var nextOutput = 0
+    /// Seconds spent here (resampling, softmax, labels, writing).
+    private(set) var seconds = 0.0
+
+    /// `stored`, `cropped` and `box` are x first; `box` nil: no crop. `orders[a]` resamples axis a.
+    init(classes: Int, sigmoid: Bool, regionsClassOrder: [Int]?, stored: [Int], cropped: [Int], box: CropBox?,
+         orders: [Resampling.Order], probabilities url: URL?, probabilitiesDType: DType) throws {
+        precondition(!orders.contains(.cubic), "cubic resampling does not stream")
+        self.classes = classes
+        self.sigmoid = sigmoid
+        self.regionsClassOrder = regionsClassOrder
+        self.stored = stored
+        self.cropped = cropped
+        fullSize = box?.originalSize ?? cropped
+        lower = box?.lower ?? cropped.map { _ in 0 }
+        self.orders = orders
+        let d = stored.count
+        taps = stored[d - 1] == cropped[d - 1] ? nil : Resampling.lineTaps(from: stored[d - 1], to: cropped[d - 1], order: orders[d - 1])
+        let fullSize = box?.originalSize ?? cropped
+        labels = [Float](repeating: 0, count: fullSize.reduce(1, *))
+        probabilities = try url.map {
+            try ProbabilityFile.Writer($0, shape: [classes] + fullSize.reversed(), dtype: probabilitiesDType, regionsClassOrder: regionsClassOrder)
+        }
+    }
+
+    /// The probability outside the crop box: 1 for a softmax's background, else 0.
+    private func background(_ channel: Int) -> Float { !sigmoid && channel == 0 ? 1 : 0 }
+
+    /// Takes the logits [K, n, rest...] (array order, network grid) of slices start..<start+n.
+    func add(start: Int, logits: Tensor) throws {
+        let began = Date()
+        defer { seconds += Date().timeIntervalSince(began) }
+        let n = logits.size(1)
+        let values = try logits.to(device: .cpu).to(dtype: .float32).contiguous().floats()
+        let d = stored.count
+        let inPlane = Array(stored.prefix(d - 1)), plane = inPlane.reduce(1, *)
+        for i in 0..<n {
+            var data = [Double](repeating: 0, count: classes * plane)
+            for c in 0..<classes {
+                let from = (c * n + i) * plane
+                for v in 0..<plane { data[c * plane + v] = Double(values[from + v]) }
+            }
+            var current = inPlane
+            for a in 0..<(d - 1) where cropped[a] != current[a] {
+                data = Resampling.resampleAxis(data, size: current, channels: classes, axis: a, to: cropped[a], order: orders[a])
+                current[a] = cropped[a]
+            }
+            slices[start + i] = data
+            try writeReadyOutputs()
+        }
+    }
+
+    /// Writes every output slice whose inputs have all arrived, and forgets inputs no later output needs.
+    private func writeReadyOutputs() throws {
+        let d = stored.count, last = cropped[d - 1]
+        while nextOutput < last {
+            let j = nextOutput
+            let needed = taps.map { t in (0..<t.width).map { t.indices[j * t.width + $0] } } ?? [j]
+            guard needed.allSatisfy({ slices[$0] != nil }) else { return }
+            var logits = slices[needed[0]]!
+            if let taps {
+                // As Resampling.resampleAxis: from 0, each tap in order (exact for nearest's one tap of weight 1).
+                logits = [Double](repeating: 0, count: logits.count)
+                for t in 0..<taps.width {
+                    let w = taps.weights[j * taps.width + t], s = slices[needed[t]]!
+                    for k in 0..<logits.count { logits[k] += w * s[k] }
+                }
+            }
+            try writeOutput(j, logits: logits)
+            nextOutput += 1
+            let first = taps.map { t in (0..<t.width).map { t.indices[min(nextOutput, last - 1) * t.width + $0] }.min()! } ?? nextOutput
+            for key in slices.keys where key < first { slices[key] = nil }
+        }
+    }
+
+    /// Output slice `j` of the crop: probabilities, labels, placed in the whole grid.
+    private func writeOutput(_ j: Int, logits: [Double]) throws {
+        let d = cropped.count
+        let planeShape = Array(cropped.prefix(d - 1).reversed())
+        let tensor = try Tensor(logits.map { Float($0) }, shape: [classes] + planeShape)
+        let p = sigmoid ? try tensor.sigmoid() : try tensor.softmax(dim: 0)
+        let label = try ProbabilityFile.labels(p, regionsClassOrder: regionsClassOrder).to(dtype: .float32).floats()
+        let z = lower[d - 1] + j
+        let fullPlane = fullSize.prefix(d - 1).reduce(1, *)
+        forEachRow(of: cropped.prefix(d - 1)) { source, target, length in
+            for x in 0..<length { labels[z * fullPlane + target + x] = label[source + x] }
+        }
+        guard let probabilities else { return }
+        let values = try p.floats(), plane = planeShape.reduce(1, *)
+        for c in 0..<classes {
+            var out = [Float](repeating: background(c), count: fullPlane)
+            forEachRow(of: cropped.prefix(d - 1)) { source, target, length in
+                for x in 0..<length { out[target + x] = values[c * plane + source + x] }
+            }
+            try probabilities.write(channel: c, slice: z, plane: out)
+        }
+    }
+
+    /// Calls `body` for each x-row of the crop's plane: its start in the crop's plane, in the whole
+    /// grid's plane, and its length.
+    private func forEachRow(of plane: ArraySlice<Int>, _ body: (Int, Int, Int) -> Void) {
+        let width = plane.first!, rows = plane.dropFirst().reduce(1, *)
+        let fullWidth = fullSize[0]
+        for r in 0..<rows {
+            // The row's coordinates beyond x (y only, in a volume's plane).
+            var rest = r, target = lower[0], stride = fullWidth
+            for a in 1..<plane.count {
+                let n = cropped[a]
+                target += (rest % n + lower[a]) * stride
+                rest /= n
+                stride *= fullSize[a]
+            }
+            body(r * width, target, width)
+        }
+    }
+
+    /// The finished label map, x first, in the whole raw grid; the probabilities file committed.
+    func finish() throws -> [Float] {
+        let d = cropped.count, last = cropped[d - 1]
+        guard nextOutput == last else { throw TrainingError("prediction ended after \(nextOutput) of \(last) slices") }
+        if let probabilities {
+            let began = Date()
+            // Slices outside the crop box along the first axis: background only.
+            let fullPlane = fullSize.prefix(d - 1).reduce(1, *)
+            for z in 0..<fullSize[d - 1] where !(lower[d - 1]..<(lower[d - 1] + last)).contains(z) {
+                for c in 0..<classes where background(c) != 0 {
+                    try probabilities.write(channel: c, slice: z, plane: [Float](repeating: background(c), count: fullPlane))
+                }
+            }
+            try probabilities.commit()
+            seconds += Date().timeIntervalSince(began)
+        }
+        return labels
+    }
+}
