@@ -49,9 +49,14 @@ public struct DistributedEnvironment: Equatable, Sendable {
         return libtorchVersion.hasPrefix("1.") ? .ownStore(port: masterPort + 1) : .agentStore
     }
 
-    /// The environment of a launched rank, or nil when this process was not started as one.
-    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> DistributedEnvironment? {
-        guard let rankText = env["RANK"], let worldText = env["WORLD_SIZE"] else { return nil }
+    /// The environment of a launched rank, or nil when this process was not started as one: the
+    /// variables of torchrun (or MedSeg's launcher), else, with `slurm`, those of a task of an
+    /// `srun` step (`SLURMEnvironment`, whose port `masterPort` overrides).
+    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment, slurm: Bool = true,
+                                       masterPort: Int? = nil) throws -> DistributedEnvironment? {
+        guard let rankText = env["RANK"], let worldText = env["WORLD_SIZE"] else {
+            return slurm ? try SLURMEnvironment.environment(env, masterPort: masterPort) : nil
+        }
         func int(_ key: String, _ text: String?) throws -> Int {
             guard let text, let v = Int(text) else { throw DistributedError("environment variable \(key)=\(text ?? "") is not an integer") }
             return v
@@ -67,6 +72,26 @@ public struct DistributedEnvironment: Equatable, Sendable {
                                       masterAddress: addr, masterPort: port,
                                       restartCount: Int(env["TORCHELASTIC_RESTART_COUNT"] ?? "0") ?? 0,
                                       agentServesStore: env["TORCHELASTIC_USE_AGENT_STORE"] == "True")
+    }
+
+    /// Which launcher started this process, in words (for `medseg doctor`).
+    public static func launcherDescription(_ env: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        if env["RANK"] != nil {
+            let who = env[LauncherBinding.variable] != nil ? "MedSeg's launcher" : env["TORCHELASTIC_RUN_ID"] != nil ? "torchrun" : "RANK/WORLD_SIZE variables"
+            return "\(who): rank \(env["RANK"]!) of \(env["WORLD_SIZE"] ?? "?"), master \(env["MASTER_ADDR"] ?? "?"):\(env["MASTER_PORT"] ?? "?")"
+        }
+        if SLURMEnvironment.isStepTask(env) {
+            switch Result(catching: { try SLURMEnvironment.environment(env) }) {
+            case .success(let e?):
+                return "SLURM srun step: task \(e.rank) of \(e.worldSize) (local \(e.localRank) of \(e.localWorldSize), node \(e.nodeRank)), job \(env["SLURM_JOB_ID"] ?? "?"), master \(e.masterAddress):\(e.masterPort)"
+            case .success(nil): return "SLURM srun step of one task (job \(env["SLURM_JOB_ID"] ?? "?")): not distributed"
+            case .failure(let error): return "SLURM srun step, unusable: \(error)"
+            }
+        }
+        if let job = env["SLURM_JOB_ID"] {
+            return "SLURM job \(job) outside srun (one process; start the ranks with srun, or --nproc-per-node)"
+        }
+        return "none (one process; --nproc-per-node, torchrun or srun start ranks)"
     }
 
     /// The variables a launcher hands to local rank `localRank` of node `nodeRank`.

@@ -33,6 +33,13 @@ public struct Benchmark {
         public var allreduce_ms: Double?
         public var local_step_ms: Double?
         public var hidden_fraction: Double?
+        /// Convolution and matrix-product work of one step (`FLOPCounter`: a training step counts
+        /// its forward three times, for the input and weight gradients), the rate achieved, and its
+        /// fraction of the device's measured peak (`HardwarePeak`).
+        public var gflop_per_step: Double?
+        public var tflops: Double?
+        public var peak: HardwarePeak?
+        public var fraction_of_peak: Double?
     }
 
     public var spec: ModelFactory.Spec
@@ -53,6 +60,9 @@ public struct Benchmark {
         self.spec = spec; self.batchSize = batchSize; self.size = size; self.mode = mode
         self.warmup = warmup; self.steps = steps; self.device = device
     }
+
+    /// The device's peak, to compare the step's rate with (nil: not compared).
+    public var peak: HardwarePeak?
 
     /// Workers making batches in loader mode.
     public var workers = 2
@@ -146,6 +156,11 @@ public struct Benchmark {
                             params: model.parameterCount(), img_per_s: Double(batchSize) / seconds, step_ms: seconds * 1000,
                             peak_mem_mb: Self.peakResidentMB())
         result.gpu_peak_mem_mb = gpuPeak.map { Double($0) / 1_048_576 }
+        let forward = try FLOPCounter.count {
+            let input = try memoryFormat.map { try x.contiguous(memoryFormat: $0) } ?? x
+            _ = try withNoGrad { try model(input) }
+        }
+        result.setWork(flops: Double(forward * (mode == .train ? 3 : 1)), seconds: seconds, peak: peak)
         result.precision = precision.rawValue
         result.channels_last = channelsLast
         if let ddp, mode == .train {
@@ -180,5 +195,14 @@ public struct Benchmark {
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         return Double(usage.ru_maxrss) / 1024
+    }
+}
+
+extension Benchmark.Result {
+    mutating func setWork(flops: Double, seconds: Double, peak: HardwarePeak?) {
+        gflop_per_step = flops / 1e9
+        tflops = flops / seconds / 1e12
+        self.peak = peak
+        fraction_of_peak = peak.map { flops / seconds / 1e12 / $0.measured_tflops }
     }
 }

@@ -24,6 +24,12 @@ public struct SlidingWindowBenchmark {
         /// Network calls per volume (batches of windows x mirror combinations).
         public var network_calls: Int
         public var peak_mem_mb: Double
+        /// Convolution and matrix-product work of one volume, the rate achieved and its fraction
+        /// of the device's measured peak.
+        public var gflop_per_volume: Double?
+        public var tflops: Double?
+        public var peak: HardwarePeak?
+        public var fraction_of_peak: Double?
     }
 
     public var spec: ModelFactory.Spec
@@ -34,6 +40,8 @@ public struct SlidingWindowBenchmark {
     public var warmup: Int
     public var runs: Int
     public var device: Device
+    /// The device's peak, to compare the rate with (nil: not compared).
+    public var peak: HardwarePeak?
 
     public init(spec: ModelFactory.Spec, size: [Int], patch: [Int], mirror: Bool, windowBatch: Int,
                 warmup: Int = 1, runs: Int = 2, device: Device = .cpu) {
@@ -69,8 +77,16 @@ public struct SlidingWindowBenchmark {
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 / Double(max(1, runs))
         let positions = zip(size, patch).map { SlidingWindow.steps(imageSize: $0, patchSize: $1, stepFraction: window.stepFraction).count }
             .reduce(1, *)
-        return Result(model: spec.name, mode: "sliding-window", size: size, patch: patch, mirror: mirror, window_batch: windowBatch,
-                      threads: Torch.threads, params: model.parameterCount(), seconds_per_volume: seconds,
-                      positions: positions, windows: windows, network_calls: calls, peak_mem_mb: Benchmark.peakResidentMB())
+        var result = Result(model: spec.name, mode: "sliding-window", size: size, patch: patch, mirror: mirror, window_batch: windowBatch,
+                            threads: Torch.threads, params: model.parameterCount(), seconds_per_volume: seconds,
+                            positions: positions, windows: windows, network_calls: calls, peak_mem_mb: Benchmark.peakResidentMB())
+        // Convolution work is linear in the batch: one window's, times the windows evaluated.
+        let window1 = try Tensor.randn([1, spec.inChannels] + patch, device: device)
+        let flops = Double(try FLOPCounter.count { _ = try withNoGrad { try model(window1) } } * windows)
+        result.gflop_per_volume = flops / 1e9
+        result.tflops = flops / seconds / 1e12
+        result.peak = peak
+        result.fraction_of_peak = peak.map { flops / seconds / 1e12 / $0.measured_tflops }
+        return result
     }
 }

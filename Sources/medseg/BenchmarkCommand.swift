@@ -79,7 +79,24 @@ struct BenchmarkCommand: ParsableCommand {
             if let w = r.world_size, let g = r.global_img_per_s, let a = r.allreduce_ms, let h = r.hidden_fraction {
                 print(String(format: "ranks       %d, %.3f img/s together; all-reduce %.1f ms, %.0f%% hidden behind backward", w, g, a, h * 100))
             }
+            if let line = Self.computeLine(gflop: r.gflop_per_step, per: "step", tflops: r.tflops, fraction: r.fraction_of_peak, peak: r.peak) {
+                print("compute     " + line)
+            }
         }
+    }
+
+    /// "G GFLOP/step, T TFLOP/s, F% of the measured peak P TFLOP/s" (and the card's nominal peaks).
+    static func computeLine(gflop: Double?, per: String, tflops: Double?, fraction: Double?, peak: HardwarePeak?) -> String? {
+        guard let gflop, let tflops else { return nil }
+        var line = String(format: "%.2f GFLOP/%@ (convolutions and products), %.4f TFLOP/s", gflop, per, tflops)
+        if let fraction, let peak {
+            line += String(format: ", %.1f%% of the measured peak %.3f TFLOP/s (GEMM %.3f, conv %.3f)", fraction * 100, peak.measured_tflops,
+                           peak.gemm_tflops, peak.conv_tflops)
+            if let fp32 = peak.nominal_fp32_tflops, let bf16 = peak.nominal_bf16_tflops {
+                line += String(format: "; %.1f%% of the card's %.0f TFLOP/s float32 (%.0f bf16)", tflops / fp32 * 100, fp32, bf16)
+            }
+        }
+        return line
     }
 
     /// The model at its published width and depth unless --features/--depth say otherwise.
@@ -98,8 +115,10 @@ struct BenchmarkCommand: ParsableCommand {
 
     private func runSlidingWindow() throws {
         if let threads { Torch.threads = threads }
-        let bench = SlidingWindowBenchmark(spec: networkSpec, size: try spatial(size, "--size"), patch: try spatial(patch, "--patch"),
+        var bench = SlidingWindowBenchmark(spec: networkSpec, size: try spatial(size, "--size"), patch: try spatial(patch, "--patch"),
                                            mirror: mirror, windowBatch: windowBatch, warmup: warmup, runs: steps, device: try Device.resolve(device))
+        let peak = try HardwarePeak.measure(device: bench.device)
+        bench.peak = peak
         let r = try bench.run()
         if json {
             let encoder = JSONEncoder()
@@ -112,6 +131,9 @@ struct BenchmarkCommand: ParsableCommand {
             print("windows       \(r.positions) positions, \(r.windows) evaluated, \(r.network_calls) network calls")
             print(String(format: "s/volume      %.3f", r.seconds_per_volume))
             print(String(format: "peak memory   %.0f MB", r.peak_mem_mb))
+            if let line = Self.computeLine(gflop: r.gflop_per_volume, per: "volume", tflops: r.tflops, fraction: r.fraction_of_peak, peak: r.peak) {
+                print("compute       " + line)
+            }
         }
     }
 
@@ -121,6 +143,7 @@ struct BenchmarkCommand: ParsableCommand {
         var bench = Benchmark(spec: networkSpec, batchSize: batchSize, size: try spatial(size, "--size"), mode: m,
                               warmup: warmup, steps: steps, device: try Device.resolve(device, localRank: environment?.localRank ?? 0))
         bench.distributed = environment
+        if m != .loader { bench.peak = try HardwarePeak.measure(device: bench.device) }
         bench.precision = precision
         bench.channelsLast = channelsLast
         if cudnnBenchmark { Torch.cudnnBenchmark = true }

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import MedSegDist
+import MedSegTrain
 import Torch
 
 /// Prints what MedSeg runs on, so a user can see at a glance why something is slow or missing.
@@ -23,12 +25,13 @@ struct DoctorCommand: ParsableCommand {
             ("intra-op threads", "\(Torch.threads) (\(cores) cores)"),
             ("OpenMP waiting", ProcessInfo.processInfo.environment["OMP_WAIT_POLICY"].map { "OMP_WAIT_POLICY=\($0)" } ?? "default (spinning)"),
             ("BLAS", describeBLAS(Torch.blasLibrary)),
-            ("sgemm 512x512", try measureMatmul()),
+            ("compute peak (CPU)", try peakText(.cpu)),
         ]
         if Torch.cudaAvailable {
             let names = (0..<Torch.cudaDeviceCount).map { "cuda:\($0) \(Torch.cudaDeviceName($0))" }
             rows.append(("CUDA", "\(Torch.cudaDeviceCount) device(s): " + names.joined(separator: ", ")))
             rows.append(("cuDNN", Torch.cudnnAvailable ? "available" : "not available"))
+            rows.append(("compute peak (cuda:0)", try peakText(.cuda(0))))
             // Loading the scan's kernels compiles them with NVRTC: the fallback here means NVRTC or
             // the driver API could not be loaded.
             let probe = try Tensor.zeros([1, 1, 1]).to(device: .cuda(0))
@@ -39,6 +42,7 @@ struct DoctorCommand: ParsableCommand {
         }
         rows.append(("Gloo (CPU collectives)", Torch.glooAvailable ? "available" : "not available"))
         rows.append(("NCCL (GPU collectives)", Torch.ncclAvailable ? "available" : "not available"))
+        rows.append(("launcher", DistributedEnvironment.launcherDescription()))
         let width = rows.map(\.0.count).max() ?? 0
         for (key, value) in rows {
             print(key.padding(toLength: width + 2, withPad: " ", startingAt: 0) + value)
@@ -78,15 +82,12 @@ struct DoctorCommand: ParsableCommand {
         return path
     }
 
-    /// A quick matmul timing: reveals a slow BLAS or a wrong thread count.
-    private func measureMatmul() throws -> String {
-        let a = try Tensor.randn([512, 512]), b = try Tensor.randn([512, 512])
-        _ = try a.matmul(b)
-        let runs = 10
-        let start = DispatchTime.now().uptimeNanoseconds
-        for _ in 0..<runs { _ = try a.matmul(b) }
-        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        let gflops = Double(runs) * 2 * 512 * 512 * 512 / seconds / 1e9
-        return String(format: "%.1f GFLOP/s", gflops)
+    /// A GEMM and a convolution timed: reveals a slow BLAS or a wrong thread count, and is the
+    /// measured peak `medseg benchmark` compares its steps with (and a card's nominal peaks).
+    private func peakText(_ device: Device) throws -> String {
+        let p = try HardwarePeak.measure(device: device)
+        var text = String(format: "%.3f TFLOP/s float32 (GEMM 2048^3 %.3f, 3D conv %.3f)", p.measured_tflops, p.gemm_tflops, p.conv_tflops)
+        if let fp32 = p.nominal_fp32_tflops, let bf16 = p.nominal_bf16_tflops { text += String(format: "; nominal %.0f float32, %.0f bf16", fp32, bf16) }
+        return text
     }
 }

@@ -58,14 +58,15 @@ struct PredictCommand: ParsableCommand {
 
     func run() throws {
         // Each process predicts every world-th case; no process needs another, so no rendezvous.
-        let environment = try DistributedEnvironment.fromEnvironment()
-        if environment == nil, nprocPerNode != nil || nnodes > 1 {
+        let ownLauncher = nprocPerNode != nil || nnodes > 1
+        let environment = try DistributedEnvironment.fromEnvironment(slurm: !ownLauncher)
+        if environment == nil, ownLauncher {
             let args = SelfLaunch.arguments(removing: Self.launcherOptions)
             try SelfLaunch.ranks(.init(nprocPerNode: nprocPerNode ?? 1, nnodes: nnodes, nodeRank: nodeRank)) { _ in args }
             return
         }
         let rank = environment?.rank ?? 0, world = environment?.worldSize ?? 1
-        if let threads { Torch.threads = threads }
+        if let cpus = threads ?? SLURMEnvironment.cpusPerTask(ProcessInfo.processInfo.environment) { Torch.threads = cpus }
         let dev = try Device.resolve(device, localRank: environment?.localRank ?? 0)
         // A model file is unpacked and predicts exactly as its run folders would.
         let archive = try model.map { try ModelArchive.open(URL(fileURLWithPath: $0)) }

@@ -75,7 +75,7 @@ struct TrainCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Nodes taking part.") var nnodes = 1
     @Option(parsing: .unconditional, help: "This node's index, 0..nnodes-1.") var nodeRank = 0
     @Option(help: "Address of node 0, where rank 0 hosts the rendezvous.") var masterAddr = "127.0.0.1"
-    @Option(parsing: .unconditional, help: "Rendezvous port on the master (0: pick a free one, single node only).") var masterPort = 29500
+    @Option(parsing: .unconditional, help: "Rendezvous port on the master (0: pick a free one, single node only; default 29500, under srun derived from the job id).") var masterPort: Int?
     @Option(parsing: .unconditional, help: "Restart the whole group from the latest checkpoint up to this many times when a rank fails.") var maxRestarts = 0
     @Option(help: "Seconds a rank waits for the others in a collective before it gives up.") var distTimeout: Double = 120
 
@@ -86,7 +86,9 @@ struct TrainCommand: ParsableCommand {
         if let nprocPerNode, nprocPerNode < 1 { throw ValidationError("--nproc-per-node must be at least 1, got \(nprocPerNode)") }
         guard nnodes >= 1 else { throw ValidationError("--nnodes must be at least 1, got \(nnodes)") }
         guard (0..<nnodes).contains(nodeRank) else { throw ValidationError("--node-rank must be 0 to \(nnodes - 1) for --nnodes \(nnodes), got \(nodeRank)") }
-        guard (0...65535).contains(masterPort) else { throw ValidationError("--master-port must be a TCP port, 0 to 65535 (0: a free one), got \(masterPort)") }
+        if let masterPort, !(0...65535).contains(masterPort) {
+            throw ValidationError("--master-port must be a TCP port, 0 to 65535 (0: a free one), got \(masterPort)")
+        }
         if let numFolds, numFolds < 2 { throw ValidationError("--num-folds must be at least 2 (train on every case with --fold all), got \(numFolds)") }
         if throughputRun {
             throw ValidationError("train has no --benchmark: time training on a data set's batches with `medseg benchmark --dataset DIR`, "
@@ -95,8 +97,10 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
-        let environment = try DistributedEnvironment.fromEnvironment()
-        if environment == nil, nprocPerNode != nil || nnodes > 1 {
+        // srun's tasks are ranks themselves, unless this command line starts its own.
+        let ownLauncher = nprocPerNode != nil || nnodes > 1
+        let environment = try DistributedEnvironment.fromEnvironment(slurm: !ownLauncher, masterPort: masterPort)
+        if environment == nil, ownLauncher {
             try launch()
             return
         }
@@ -144,7 +148,7 @@ struct TrainCommand: ParsableCommand {
         set(valEvery, "val_every") { $0.val_every = $1 }
         set(saveEvery, "save_every") { $0.save_every = $1 }
         set(seed, "seed") { $0.seed = $1 }
-        set(threads, "threads") { $0.threads = $1 }
+        set(threads ?? SLURMEnvironment.cpusPerTask(ProcessInfo.processInfo.environment), "threads") { $0.threads = $1 }
         set(encoderWeights, "encoder_weights") { $0.encoder_weights = $1 }
         set(pretrainedWeights, "pretrained_weights") { $0.pretrained_weights = URL(fileURLWithPath: $1).standardizedFileURL.path }
         set(freezeEncoder, "freeze_encoder") { $0.freeze_encoder = $1 }
@@ -213,7 +217,7 @@ struct TrainCommand: ParsableCommand {
             ?? resume.map { RunFolder.containing(URL(fileURLWithPath: $0)).url }
         if let runFolder, resume == nil, !continueTraining, !validationOnly { try Self.refuseToReplace(RunFolder(runFolder), overwrite: overwrite) }
         try SelfLaunch.ranks(.init(nprocPerNode: nproc, nnodes: nnodes, nodeRank: nodeRank, masterAddress: masterAddr,
-                                   masterPort: masterPort, maxRestarts: maxRestarts)) { restart in
+                                   masterPort: masterPort ?? 29500, maxRestarts: maxRestarts)) { restart in
             // After a failure the group continues from the latest checkpoint of the run.
             guard restart > 0, let runFolder, resume == nil, !continueTraining, RunFolder(runFolder).hasCheckpoint(.latest) else { return args }
             return args + (planned ? ["--continue"] : ["--resume", runFolder.path])

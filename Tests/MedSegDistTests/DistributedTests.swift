@@ -32,6 +32,47 @@ final class DistributedEnvironmentTests: XCTestCase {
         XCTAssertEqual(DistributedEnvironment.rendezvous(agentServesStore: false, libtorchVersion: "2.11.0", masterPort: 29500), .ownStore(port: 29500))
     }
 
+    /// The variables srun sets for task 3 of a 2-node step of 4 tasks (as a real slurmd sets them:
+    /// see SLURMTests), and what is and is not an srun step.
+    func testSLURMStepVariables() throws {
+        let task: [String: String] = ["SLURM_PROCID": "3", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "4", "SLURM_NTASKS": "4",
+                                      "SLURM_LOCALID": "1", "SLURM_NODEID": "1", "SLURM_STEP_NODELIST": "gpu[07-08]",
+                                      "SLURM_JOB_NODELIST": "gpu[07-08],cpu1", "SLURM_STEP_TASKS_PER_NODE": "2(x2)", "SLURM_JOB_ID": "123456",
+                                      "SLURM_CPUS_PER_TASK": "8"]
+        let e = try XCTUnwrap(try DistributedEnvironment.fromEnvironment(task))
+        XCTAssertEqual(e, DistributedEnvironment(rank: 3, localRank: 1, worldSize: 4, localWorldSize: 2, nodeRank: 1,
+                                                 masterAddress: "gpu07", masterPort: 15000 + 3456))
+        XCTAssertEqual(try DistributedEnvironment.fromEnvironment(task, masterPort: 4000)?.masterPort, 4000, "--master-port wins")
+        var exported = task
+        exported["MASTER_ADDR"] = "10.1.2.3"
+        exported["MASTER_PORT"] = "29555"
+        XCTAssertEqual(try DistributedEnvironment.fromEnvironment(exported)?.masterAddress, "10.1.2.3", "a job script's MASTER_ADDR wins")
+        XCTAssertEqual(try DistributedEnvironment.fromEnvironment(exported)?.masterPort, 29555)
+        XCTAssertNil(try DistributedEnvironment.fromEnvironment(task, slurm: false), "a command line with its own launcher ignores srun's task")
+        XCTAssertEqual(SLURMEnvironment.cpusPerTask(task), 8)
+
+        var batchScript = task
+        batchScript["SLURM_STEP_ID"] = nil
+        XCTAssertNil(try DistributedEnvironment.fromEnvironment(batchScript), "a batch script runs once, whatever its allocation's tasks")
+        XCTAssertTrue(DistributedEnvironment.launcherDescription(batchScript).contains("SLURM job 123456 outside srun"))
+        var single = task
+        single["SLURM_STEP_NUM_TASKS"] = "1"; single["SLURM_PROCID"] = "0"
+        XCTAssertNil(try DistributedEnvironment.fromEnvironment(single), "one task is not distributed")
+        var outside = task
+        outside["SLURM_PROCID"] = "4"
+        XCTAssertThrowsError(try DistributedEnvironment.fromEnvironment(outside)) { XCTAssertTrue("\($0)".contains("SLURM_PROCID 4 is outside")) }
+        XCTAssertTrue(DistributedEnvironment.launcherDescription(task).contains("SLURM srun step: task 3 of 4 (local 1 of 2, node 1), job 123456, master gpu07:18456"))
+        XCTAssertTrue(DistributedEnvironment.launcherDescription([:]).hasPrefix("none"))
+
+        XCTAssertEqual(SLURMEnvironment.firstHost("node[01-04,07]-ib,login"), "node01-ib")
+        XCTAssertEqual(SLURMEnvironment.firstHost("a1,b2"), "a1")
+        XCTAssertEqual(SLURMEnvironment.firstHost("rack[3-4]n[10-12]"), "rack3n10")
+        XCTAssertNil(SLURMEnvironment.firstHost(""))
+        XCTAssertEqual(SLURMEnvironment.tasksPerNode("2(x3),1"), [2, 2, 2, 1])
+        XCTAssertEqual(SLURMEnvironment.tasksPerNode("4"), [4])
+        for bad in ["2(x", "x(x2)", "2(y3)", "2(x0)", "2(x99999999999)", ""] { XCTAssertNil(SLURMEnvironment.tasksPerNode(bad), bad) }
+    }
+
     func testFreePortAndLineBuffer() throws {
         XCTAssertGreaterThan(try Launcher.freePort(), 1023)
         let b = LineBuffer()

@@ -78,7 +78,11 @@ extension Tensor {
         try wrap(mt_clamp(handle, min ?? 0, max ?? 0, min == nil ? 0 : 1, max == nil ? 0 : 1))
     }
 
-    public func matmul(_ other: Tensor) throws -> Tensor { try wrap(mt_matmul(handle, other.handle)) }
+    public func matmul(_ other: Tensor) throws -> Tensor {
+        let y = try wrap(mt_matmul(handle, other.handle))
+        FLOPCounter.product(output: y, inner: shape.last ?? 1)
+        return y
+    }
 }
 
 infix operator .== : ComparisonPrecedence

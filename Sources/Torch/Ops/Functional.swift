@@ -31,7 +31,9 @@ public enum F {
         guard n >= 1 && n <= 3 else { throw TorchError("convolution weight must have 3 to 5 dimensions, got \(weight.rank)") }
         let s = try ints(stride, count: n, name: "stride"), p = try ints(padding, count: n, name: "padding")
         let d = try ints(dilation, count: n, name: "dilation"), o = try ints(outputPadding, count: n, name: "output_padding")
-        return try wrap(mt_convolution(x.handle, weight.handle, bias?.handle, s, p, d, transposed ? 1 : 0, o, n, Int64(groups)))
+        let y = try wrap(mt_convolution(x.handle, weight.handle, bias?.handle, s, p, d, transposed ? 1 : 0, o, n, Int64(groups)))
+        FLOPCounter.convolution(input: x, weight: weight, output: y, transposed: transposed)
+        return y
     }
 
     public static func conv1d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, stride: [Int] = [1], padding: [Int] = [0], dilation: [Int] = [1], groups: Int = 1) throws -> Tensor {
@@ -51,7 +53,9 @@ public enum F {
     }
 
     public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) throws -> Tensor {
-        try wrap(mt_linear(x.handle, weight.handle, bias?.handle))
+        let y = try wrap(mt_linear(x.handle, weight.handle, bias?.handle))
+        FLOPCounter.product(output: y, inner: weight.shape.last ?? 1)
+        return y
     }
 
     // MARK: pooling (spatial dimensions = input rank - 2)
