@@ -17,7 +17,7 @@ struct ExportCommand: ParsableCommand {
 
     func validate() throws {
         guard CheckpointName(named: checkpoint) != nil else { throw ValidationError("--checkpoint must be best, final or latest, got '\(checkpoint)'") }
-        guard stepSize > 0, stepSize <= 1 else { throw ValidationError("--step-size must be in (0, 1], got \(stepSize)") }
+        if let problem = SlidingWindow.stepProblem(stepSize) { throw ValidationError("--step-size \(problem)") }
     }
 
     func run() throws {

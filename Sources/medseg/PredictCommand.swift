@@ -47,7 +47,7 @@ struct PredictCommand: ParsableCommand {
         if model != nil, !folds.isEmpty || previousStage != nil {
             throw ValidationError("--model files carry their folds; --folds and --previous-stage go with --run")
         }
-        if let stepSize, !(stepSize > 0 && stepSize <= 1) { throw ValidationError("--step-size must be in (0, 1], got \(stepSize)") }
+        if let stepSize, let problem = SlidingWindow.stepProblem(stepSize) { throw ValidationError("--step-size \(problem)") }
         guard windowBatch >= 1 else { throw ValidationError("--window-batch must be at least 1, got \(windowBatch)") }
         if let maxLogitsMb, maxLogitsMb < 1 { throw ValidationError("--max-logits-mb must be at least 1, got \(maxLogitsMb)") }
         if let nprocPerNode, nprocPerNode < 1 { throw ValidationError("--nproc-per-node must be at least 1, got \(nprocPerNode)") }
@@ -74,14 +74,14 @@ struct PredictCommand: ParsableCommand {
         let window = TrainedModels.WindowSettings(stepSize: stepSize ?? archive?.manifest.step_size ?? 0.5, windowBatch: windowBatch,
                                                   logitsBudget: maxLogitsMb.map { $0 << 20 })
         let source = archive?.modelFolder ?? URL(fileURLWithPath: runFolder!)
-        let (inference, used) = try TrainedModels.inference(run: source, folds: archive?.manifest.folds ?? folds,
+        let (inference, used) = try archive.describingErrors { try TrainedModels.inference(run: source, folds: archive?.manifest.folds ?? folds,
                                                    checkpoint: archive?.manifest.checkpoint ?? checkpoint
                                                        ?? (NNUNetModelFolder.isModelFolder(source) ? "final" : "best"),
                                                    previousStage: previousStage.map { URL(fileURLWithPath: $0) },
                                                    mirror: !noMirror && (archive?.manifest.mirror ?? true), device: dev,
-                                                   precision: precision, window: window)
+                                                   precision: precision, window: window) }
         let spec = inference.spec
-        let post = try (postprocessing.map { URL(fileURLWithPath: $0) } ?? archive?.postprocessing).map { try Postprocessing.load($0) }
+        let post = try archive.describingErrors { try (postprocessing.map { URL(fileURLWithPath: $0) } ?? archive?.postprocessing).map { try Postprocessing.load($0) } }
 
         let inputURL = URL(fileURLWithPath: input), outURL = URL(fileURLWithPath: out)
         try InputFiles.refuseSameFolder(output: outURL, outputOption: "--out", input: inputURL, inputOption: "--input")
@@ -131,7 +131,7 @@ struct PredictCommand: ParsableCommand {
                     }
                 }
             } catch {
-                let text = String(describing: FileErrorText.readable(error) ?? error)
+                let text = archive.map { $0.describe(FileErrorText.readable(error) ?? error) } ?? String(describing: FileErrorText.readable(error) ?? error)
                 FileHandle.standardError.write(Data("Error: case \(id): \(text)\n".utf8))
                 failed.append(id)
             }
@@ -188,5 +188,13 @@ struct PredictCommand: ParsableCommand {
         defer { try? FileManager.default.removeItem(at: staging) }
         try ImageIO.write(try DICOM.read(dicom), to: staging)
         return try predict([staging])
+    }
+}
+
+extension Optional where Wrapped == ModelArchive.Opened {
+    /// Runs `body`; an error from a model file's unpacked entries names the model file instead.
+    func describingErrors<T>(_ body: () throws -> T) throws -> T {
+        guard let archive = self else { return try body() }
+        do { return try body() } catch { throw TrainingError(archive.describe(error)) }
     }
 }

@@ -342,7 +342,7 @@ final class TrainCommandTests: XCTestCase {
 
         let coarse = try predict("coarse", ["--step-size", "1", "--window-batch", "4"])
         XCTAssertEqual(coarse.masks.count, 5)
-        for (args, expected) in [(["--step-size", "0"], "--step-size must be in (0, 1]"), (["--window-batch", "0"], "--window-batch must be at least 1")] {
+        for (args, expected) in [(["--step-size", "0"], "--step-size must be from 0.05 to 1"), (["--step-size", "1e-9"], "--step-size must be from 0.05 to 1"), (["--window-batch", "0"], "--window-batch must be at least 1")] {
             let bad = try medseg(["predict", "--run", run.path, "--input", input, "--out", temp.appendingPathComponent("bad").path] + args,
                                  expectSuccess: false)
             XCTAssertTrue(bad.output.contains(expected), bad.output)

@@ -432,9 +432,9 @@ final class ImageIOTests: XCTestCase {
         assertDataError(try copy("nifti1_bigendian.nii", to: "complex.nii") { $0[70] = 0; $0[71] = 32 }, "unsupported NIfTI datatype 32")
         try Data().write(to: temp("empty.nii.gz"))
         assertDataError(temp("empty.nii.gz"), "empty file")
-        assertDataError(temp("missing.nii.gz"), "No such file")
-        assertDataError(temp("missing.nrrd"), "No such file")
-        assertDataError(temp("missing.png"), "No such file")
+        assertDataError(temp("missing.nii.gz"), "no such file")
+        assertDataError(temp("missing.nrrd"), "no such file")
+        assertDataError(temp("missing.png"), "no such file")
 
         // NRRD: short data, gzip cut, missing data file, not NRRD.
         assertDataError(try copy("ras_gzip.nrrd", to: "cut.nrrd") { $0 = $0.prefix($0.count - 200) }, "truncated")

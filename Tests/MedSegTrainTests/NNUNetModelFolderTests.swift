@@ -139,6 +139,49 @@ final class NNUNetModelFolderTests: XCTestCase {
         XCTAssertTrue(missing.output.contains("\(folder.path): no fold_N/checkpoint_best.pth in this nnU-Net model folder"), missing.output)
     }
 
+    /// A folder whose checkpoint, dataset.json or plans say what no nnU-Net run writes is refused
+    /// in one line naming the file, before any case is predicted: mirroring the channel axis, a
+    /// head for another label count, NaN weights, a spacing of 1e300 mm, and plans whose 5,000
+    /// configurations inherit from one another (once a hang).
+    func testBrokenModelFoldersAreRefusedNamingTheFile() throws {
+        let (_, input) = try ctVolume(slices: 16)
+        let (folder, _) = try nnUNetModel(try ctVolume(slices: 16).values, slices: 16, folds: 1, mirror: [1, 2])
+        func refused(_ change: String, _ expected: String, line: UInt = #line) throws {
+            let copy = temp.appendingPathComponent("copy-\(UUID().uuidString)/\(folder.lastPathComponent)")
+            try FileManager.default.createDirectory(at: copy.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try FileManager.default.copyItem(at: folder, to: copy)
+            _ = try Python.run("""
+            import json, os, sys, torch
+            folder = sys.argv[1]
+            ckpt_path = os.path.join(folder, "fold_0", "checkpoint_final.pth")
+            ckpt = torch.load(ckpt_path, weights_only=False)
+            plans = json.load(open(os.path.join(folder, "plans.json")))
+            dataset = json.load(open(os.path.join(folder, "dataset.json")))
+            \(change)
+            torch.save(ckpt, ckpt_path)
+            json.dump(plans, open(os.path.join(folder, "plans.json"), "w"))
+            json.dump(dataset, open(os.path.join(folder, "dataset.json"), "w"))
+            """, [copy.path], interpreter: "/usr/bin/python3")
+            let started = Date()
+            let r = try Executables.runMedSeg(["predict", "--run", copy.path, "--input", input.path, "--out", temp.appendingPathComponent("out-\(UUID().uuidString)").path],
+                                              expectSuccess: false)
+            XCTAssertNotEqual(r.status, 0, line: line)
+            XCTAssertLessThan(Date().timeIntervalSince(started), 60, line: line)
+            let errors = r.output.split(separator: "\n").filter { $0.hasPrefix("Error:") }
+            XCTAssertEqual(errors.count, 1, r.output, line: line)
+            XCTAssertTrue(errors.first?.contains(copy.path) == true && errors.first?.contains(expected) == true, r.output, line: line)
+        }
+        try refused("ckpt['inference_allowed_mirroring_axes'] = (-1,)", "inference_allowed_mirroring_axes")
+        try refused("ckpt['inference_allowed_mirroring_axes'] = (0, 0)", "each once")
+        try refused("dataset['labels'] = {'background': 0, 'a': 1, 'b': 2, 'c': 3}", "its head has 3 outputs, but dataset.json beside it gives 4 labels")
+        try refused("w = ckpt['network_weights']; k = [n for n in sorted(w) if n.startswith('encoder.') and n.endswith('conv.weight')][1]; w[k] = w[k] * float('nan')", "holds NaN or infinite values")
+        try refused("plans['configurations']['3d_fullres']['spacing'] = [1e300, 1.0, 1.0]", "spacing must be positive numbers")
+        try refused("""
+        c = plans['configurations']
+        for i in range(5000): c[f'chain_{i}'] = {'inherits_from': f'chain_{i + 1}' if i < 4999 else '3d_fullres'}
+        """, "configurations")
+    }
+
     /// nnU-Net's 2d configuration of a ResEnc planner on a volume: slice by slice, no mirroring
     /// (the checkpoint allows none).
     func testResidualEncoder2DModelPredictsAVolumeSliceBySlice() throws {

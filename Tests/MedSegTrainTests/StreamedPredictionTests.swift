@@ -167,14 +167,14 @@ final class StreamedPredictionTests: XCTestCase {
     func testProbabilityWriterWritesPlanesInAnyOrder() throws {
         let url = temp.appendingPathComponent("planes.safetensors")
         let writer = try ProbabilityFile.Writer(url, shape: [2, 3, 2, 2], dtype: .float32, regionsClassOrder: [1, 2])
-        try writer.write(channel: 1, slice: 2, plane: [1, 2, 3, 4])
-        try writer.write(channel: 0, slice: 0, plane: [5, 6, 7, 8])
+        try writer.write(channel: 1, slice: 2, plane: [0.1, 0.2, 0.3, 0.4])
+        try writer.write(channel: 0, slice: 0, plane: [0.5, 0.6, 0.7, 0.8])
         XCTAssertFalse(FileManager.default.fileExists(atPath: url.path), "nothing at the final name before commit")
         try writer.commit()
         let (p, order) = try ProbabilityFile.load(url)
         XCTAssertEqual(order, [1, 2])
         XCTAssertEqual(p.shape, [2, 3, 2, 2])
-        XCTAssertEqual(try p.floats(), [5, 6, 7, 8] + [Float](repeating: 0, count: 16) + [1, 2, 3, 4])
+        XCTAssertEqual(try p.floats(), [0.5, 0.6, 0.7, 0.8] + [Float](repeating: 0, count: 16) + [0.1, 0.2, 0.3, 0.4])
 
         let dropped = temp.appendingPathComponent("dropped.safetensors")
         do {

@@ -2,7 +2,7 @@
 inflate without end, for every image reader. `make test` runs it (Tests/EndToEndTests/
 MalformedCorpusTests.swift) and reads each file with `medseg data info`: none may crash, hang,
 allocate what its real content does not need, or read outside its folder; each refusal is one
-line naming the file. Standard library only (struct, zlib, gzip).
+line naming the file. Standard library only (struct, zlib, gzip, zipfile, pickle).
 
 Usage: python3 scripts/malformed/make_corpus.py OUT_DIR
 Writes OUT_DIR/manifest.json: [{"file", "expect": "error" | "any", "fragment"}], where "error"
@@ -285,6 +285,160 @@ def make_conversions():
         MANIFEST.append({"file": name, "expect": "error", "fragment": "NaN", "args": ["data", "convert", "{file}", "{tmp}.nrrd"]})
 
 
+# ---- surfaces of prediction: nnU-Net's .npz, post-processing files, model files ----
+
+def npy(shape, descr="<f4", data=None, shape_text=None):
+    """An .npy file (format 1.0) with a header that may lie about its shape."""
+    text = "{'descr': '%s', 'fortran_order': False, 'shape': %s, }" % (descr, shape_text or repr(tuple(shape)))
+    text += " " * ((64 - (10 + len(text) + 1) % 64) % 64) + "\n"
+    if data is None:
+        count = 1
+        for n in shape:
+            count *= n
+        data = struct.pack("<%df" % count, *([0.25] * count))
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text.encode() + data
+
+
+def npz(name, member, compress=True, crc_flip=False):
+    """A folder holding CASE.npz whose probabilities.npy is `member`."""
+    import io, zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as z:
+        z.writestr("probabilities.npy", member)
+    data = bytearray(buf.getvalue())
+    if crc_flip:
+        # The local header's CRC-32 and the central directory's both changed: the content no longer matches them.
+        for sig in (b"PK\x03\x04", b"PK\x01\x02"):
+            at = data.find(sig)
+            off = at + (14 if sig == b"PK\x03\x04" else 16)
+            data[off] ^= 0xFF
+    put(f"npz/{name}/case.npz", bytes(data))
+
+
+def ensemble_args():
+    return ["ensemble", "--inputs", "{file}", "{file}", "--out", "{tmp}"]
+
+
+def make_npz():
+    entries = [
+        ("overflow_elements", npy([1], shape_text="(4611686018427387904, 4)", data=b""), "overflows 64 bits"),
+        ("overflow_square", npy([1], shape_text="(3037000500, 3037000500)", data=b""), "overflows 64 bits"),
+        ("beyond_64_bits", npy([1], shape_text="(36893488147419103232, 2)", data=b""), "is not a count"),
+        ("malformed_shape", npy([1], shape_text="(2, x, 3)", data=b""), "is not a count"),
+        ("zero_d", npy([]), "nnU-Net writes [classes"),
+        ("nan", npy([2, 2, 2], data=struct.pack("<8f", *([float("nan")] * 8))), "NaN"),
+        ("infinite", npy([2, 2, 2], data=struct.pack("<8f", *([float("inf")] * 8))), "NaN or infinite"),
+        ("negative", npy([2, 2, 2], data=struct.pack("<8f", *([-0.5] * 8))), "outside the probabilities"),
+        ("short_data", npy([2, 4, 4], data=b"\0" * 12), "bytes of data"),
+    ]
+    for name, member, fragment in entries:
+        npz(name, member)
+        MANIFEST[-1].update(fragment=fragment, args=ensemble_args(), file=f"npz/{name}")
+    # Its header says 196 kB; the deflate stream inflates to 3 GiB.
+    header = npy([3, 128, 128])[:-3 * 128 * 128 * 4]
+    bomb = zlib.compressobj(9, zlib.DEFLATED, -15)
+    body = bomb.compress(header) + b"".join(bomb.compress(b"\0" * (1 << 24)) for _ in range(192)) + bomb.flush()
+    import zipfile
+    with zipfile.ZipFile(os.path.join(OUT, "bomb.zip"), "w") as z:
+        info = zipfile.ZipInfo("probabilities.npy")
+        info.compress_type = zipfile.ZIP_DEFLATED
+        z.writestr(info, b"")   # placeholder entry, replaced below
+    # Written by hand: a local header, the raw deflate stream, the central directory.
+    size = len(header) + 192 * (1 << 24)
+    crc = zlib.crc32(header)
+    name = b"probabilities.npy"
+    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0, crc, len(body), size & 0xFFFFFFFF, len(name), 0) + name
+    central = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0, crc, len(body), size & 0xFFFFFFFF, len(name), 0, 0, 0, 0, 0, 0) + name
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(central), len(local) + len(body), 0)
+    os.remove(os.path.join(OUT, "bomb.zip"))
+    put("npz/bomb/case.npz", local + body + central + end)
+    MANIFEST[-1].update(file="npz/bomb", fragment="inflates beyond", args=ensemble_args())
+    npz("bad_crc", npy([2, 2, 2]), compress=False, crc_flip=True)
+    MANIFEST[-1].update(file="npz/bad_crc", fragment="CRC-32", args=ensemble_args())
+    os.makedirs(os.path.join(OUT, "npz/folder/case.npz"), exist_ok=True)
+    MANIFEST.append({"file": "npz/folder", "expect": "error", "fragment": "is a folder", "args": ensemble_args()})
+    os.makedirs(os.path.join(OUT, "npz/fifo"), exist_ok=True)
+    os.mkfifo(os.path.join(OUT, "npz/fifo/case.npz"))
+    MANIFEST.append({"file": "npz/fifo", "expect": "error", "fragment": "named pipe", "args": ensemble_args()})
+
+
+def make_postprocessing():
+    import pickle, sys, types
+    args = ["ensemble", "--inputs", "{tmp}a", "{tmp}b", "--out", "{tmp}o", "--postprocessing", "{file}"]
+    fn = "remove_all_but_largest_component_from_segmentation"
+    def nnunet_json(labels, steps=1):
+        return json.dumps({"postprocessing_fns": [fn] * steps, "postprocessing_kwargs": [{"labels_or_regions": labels}] * steps}).encode()
+    for name, data, fragment in [
+        ("label_1e300.json", nnunet_json(1e300), "not a label"),
+        ("label_minus_1e300.json", nnunet_json(-1e300), "not a label"),
+        ("label_9e18.json", nnunet_json(9.3e18), "not a label"),
+        ("steps_100000.json", nnunet_json(1, steps=100000), "steps"),
+        ("medseg_label_1e300.json", b'{"foreground_as_one": false, "keep_largest_component": [1e300]}', "post-processing"),
+        ("medseg_label_70000.json", b'{"foreground_as_one": false, "keep_largest_component": [70000]}', "label 70000"),
+    ]:
+        put("postprocessing/" + name, data, fragment=fragment)
+        MANIFEST[-1]["args"] = args
+    # nnU-Net's pickle: (functions, kwargs) with a function global, written without nnU-Net.
+    module = types.ModuleType("nnunetv2.postprocessing.remove_connected_components")
+    def step():
+        pass
+    step.__module__, step.__name__, step.__qualname__ = module.__name__, fn, fn
+    setattr(module, fn, step)
+    sys.modules[module.__name__] = module
+    shared = [1, 2]
+    for _ in range(60):
+        shared = [shared, shared]   # each list twice: 2^60 labels once expanded, a few hundred bytes pickled
+    for name, kwargs, fragment in [
+        ("shared_60_deep.pkl", [{"labels_or_regions": shared}], "nests lists"),
+        ("label_1e300.pkl", [{"labels_or_regions": 10 ** 300}], "not a label"),
+    ]:
+        put("postprocessing/" + name, pickle.dumps(([step] * len(kwargs), kwargs), protocol=2), fragment=fragment)
+        MANIFEST[-1]["args"] = args
+    os.mkfifo(os.path.join(OUT, "postprocessing/fifo.json"))
+    MANIFEST.append({"file": "postprocessing/fifo.json", "expect": "error", "fragment": "named pipe", "args": args})
+
+
+def model_zip(name, manifest=None, extra=None, raw_manifest=None):
+    import io, zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        if raw_manifest is not None:
+            z.writestr("medseg_model.json", raw_manifest)
+        elif manifest is not None:
+            m = {"format": "medseg-model-1", "folds": ["0"], "checkpoint": "final", "configuration": "3d_fullres", "mirror": True,
+                 "step_size": 0.5, "postprocessing": False, "created_by": "corpus"}
+            m.update(manifest)
+            z.writestr("medseg_model.json", json.dumps(m))
+        for path, data in (extra or {}).items():
+            z.writestr(zipfile.ZipInfo(path), data)
+    put("models/" + name, buf.getvalue())
+
+
+def make_models():
+    args = ["predict", "--model", "{file}", "--input", "{tmp}in", "--out", "{tmp}out"]
+    for name, kwargs, fragment in [
+        ("step_0.zip", dict(manifest={"step_size": 0}), "step_size"),
+        ("step_negative.zip", dict(manifest={"step_size": -0.5}), "step_size"),
+        ("step_tiny.zip", dict(manifest={"step_size": 1e-9}), "step_size"),
+        ("fold_escapes.zip", dict(manifest={"folds": ["0/../../../../x"]}), "names fold"),
+        ("checkpoint_absolute.zip", dict(manifest={"checkpoint": "/etc/passwd"}), "names checkpoint"),
+        ("checkpoint_up.zip", dict(manifest={"checkpoint": "../../../etc/passwd"}), "names checkpoint"),
+        ("manifest_invalid.zip", dict(raw_manifest="{\"format\": \"medseg-model-1\", "), "is invalid"),
+        ("manifest_missing.zip", dict(extra={"fold_0/checkpoint_final.pt": b"x"}), "no medseg_model.json"),
+        ("entry_escapes.zip", dict(manifest={}, extra={"../../outside.txt": b"x"}), "would unpack outside"),
+        ("format_other.zip", dict(manifest={"format": "medseg-model-99"}), "model format"),
+    ]:
+        model_zip(name, **kwargs)
+        MANIFEST[-1].update(fragment=fragment, args=args)
+    os.makedirs(os.path.join(OUT, "models/folder.zip"), exist_ok=True)
+    MANIFEST.append({"file": "models/folder.zip", "expect": "error", "fragment": "is a folder", "args": args})
+    os.mkfifo(os.path.join(OUT, "models/fifo.zip"))
+    MANIFEST.append({"file": "models/fifo.zip", "expect": "error", "fragment": "named pipe", "args": args})
+
+
+make_npz()
+make_postprocessing()
+make_models()
 make_nifti()
 make_nrrd()
 make_conversions()

@@ -1,4 +1,5 @@
 import Foundation
+import Torch
 
 /// The `dataset.json` of an nnU-Net v2 raw data set, MedSeg's one internal layout for 2D and 3D data.
 ///
@@ -136,7 +137,7 @@ public struct DatasetDescription: Codable, Equatable, Sendable {
 
     public static func load(_ url: URL) throws -> DatasetDescription {
         let data: Data
-        do { data = try Data(contentsOf: url) } catch {
+        do { data = try RegularFile.contents(url) } catch {
             throw DataError("\(url.path): cannot read dataset.json (\(error.localizedDescription))")
         }
         do { return try decode(data) } catch let error as DataError {

@@ -1,5 +1,6 @@
 import CImageCodecs
 import Foundation
+import Torch
 
 #if canImport(Glibc)
 import Glibc
@@ -54,6 +55,8 @@ public enum ImageIO {
         if FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder), isFolder.boolValue {
             return try DICOM.read(folder: url)
         }
+        // A pipe or device would hang or never end a reader; a missing file is said the same for every format.
+        if readableEndings.contains(fileEnding(of: url)), let problem = RegularFile.problem(url) { throw DataError(file: url, problem) }
         switch fileEnding(of: url) {
         case ".nii.gz", ".nii", ".hdr", ".hdr.gz": return try NIfTI.read(url)
         case ".nrrd", ".nhdr": return try NRRD.read(url)
@@ -272,6 +275,7 @@ func codecError() -> String {
 /// `limit`, content beyond that many bytes is an error (a header's promise caps what inflates);
 /// with `prefix`, only the first `limit` bytes are read.
 func readFileInflating(_ url: URL, limit: Int? = nil, prefix: Bool = false) throws -> Data {
+    if let problem = RegularFile.problem(url) { throw DataError(file: url, problem) }
     var pointer: UnsafeMutablePointer<UInt8>?
     var length = 0
     guard mc_gz_read_file(url.path, limit.map { max($0, 1) } ?? 0, prefix ? 1 : 0, &pointer, &length) == 0 else {
@@ -286,11 +290,7 @@ func readFileInflating(_ url: URL, limit: Int? = nil, prefix: Bool = false) thro
 
 /// A file's bytes as stored.
 func readFileRaw(_ url: URL) throws -> Data {
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
-        throw DataError(file: url, "cannot open: No such file or directory")
-    }
-    if isDirectory.boolValue { throw DataError(file: url, "is a directory") }
+    if let problem = RegularFile.problem(url) { throw DataError(file: url, problem) }
     do {
         return try Data(contentsOf: url, options: .mappedIfSafe)
     } catch {

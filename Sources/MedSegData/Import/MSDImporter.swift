@@ -1,4 +1,5 @@
 import Foundation
+import Torch
 
 /// A Medical Segmentation Decathlon task folder (Task03_Liver, Task01_BrainTumour, ...):
 ///
@@ -22,7 +23,7 @@ enum MSDImporter {
                             + "with imagesTr/ and labelsTr/ (e.g. Task03_Liver/)")
         }
         let object: Any
-        do { object = try JSONSerialization.jsonObject(with: Data(contentsOf: jsonURL)) } catch {
+        do { object = try JSONSerialization.jsonObject(with: RegularFile.contents(jsonURL)) } catch {
             throw DataError(file: jsonURL, "not valid JSON (\(error.localizedDescription))")
         }
         guard let json = object as? [String: Any] else { throw DataError(file: jsonURL, "expected a JSON object") }

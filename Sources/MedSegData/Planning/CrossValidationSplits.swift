@@ -1,4 +1,5 @@
 import Foundation
+import Torch
 
 /// nnU-Net's cross-validation splits: scikit-learn's KFold(n_splits, shuffle=True,
 /// random_state=12345) over the sorted case identifiers, stored in `splits_final.json` as
@@ -53,7 +54,7 @@ public struct CrossValidationSplits: Codable, Equatable, Sendable {
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw DataError(file: url, "does not exist: the cross-validation was not trained here")
         }
-        do { return try JSONFile.decode(CrossValidationSplits.self, from: Data(contentsOf: url)) } catch let error as DataError {
+        do { return try JSONFile.decode(CrossValidationSplits.self, from: RegularFile.contents(url)) } catch let error as DataError {
             throw DataError(file: url, "not a valid splits file: \(error.problem)")
         } catch {
             throw DataError(file: url, "cannot read: \(error.localizedDescription)")

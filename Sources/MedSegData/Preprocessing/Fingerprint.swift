@@ -1,4 +1,5 @@
 import Foundation
+import Torch
 
 /// nnU-Net's data set fingerprint (`dataset_fingerprint.json`): per case the spacing and the
 /// shape after cropping to the non-zero region, and per channel statistics of foreground
@@ -156,7 +157,7 @@ public struct DatasetFingerprint: Codable, Equatable, Sendable {
         let file = FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) && isDirectory.boolValue
             ? url.appendingPathComponent(fileName) : url
         do {
-            return try JSONFile.decode(DatasetFingerprint.self, from: Data(contentsOf: file))
+            return try JSONFile.decode(DatasetFingerprint.self, from: RegularFile.contents(file))
         } catch let error as DataError {
             throw DataError(file: file, "not a readable fingerprint: \(error.problem)")
         } catch {

@@ -24,7 +24,10 @@ enum NNUNetPostprocessingFile {
             // JSON has no tuples: a region and a list of labels both read as lists, and either
             // means the voxels of those labels together.
             try labels(value, source: source) { item in
-                if let number = item as? Double, number == number.rounded() { return .label(Int(number)) }
+                if let number = item as? Double {
+                    guard number == number.rounded(), abs(number) <= Double(Postprocessing.largestLabel) else { return .invalid(number) }
+                    return .label(Int(number))
+                }
                 if let list = item as? [Any] { return .list(list) }
                 return nil
             }
@@ -49,25 +52,51 @@ enum NNUNetPostprocessingFile {
         return try steps(named, source: source) { value in
             try labels(value, source: source) { item in
                 guard let pickled = item as? PickleValue else { return nil }
-                if let number = pickled.int { return .label(Int(number)) }
+                if let number = pickled.int {
+                    guard abs(Double(number)) <= Double(Postprocessing.largestLabel) else { return .invalid(Double(number)) }
+                    return .label(Int(number))
+                }
                 return pickled.items.map { .list($0) }
             }
         }
     }
 
-    private enum Item { case label(Int), list([Any]) }
+    private enum Item { case label(Int), list([Any]), invalid(Double) }
+
+    /// The most labels a file's steps may name in all, counting each time a shared list is named
+    /// again (a pickle's memo makes lists that name each other cheap to write and exponential to
+    /// expand), and how deep lists may nest.
+    static let maxLabelReferences = 100_000
+    static let maxNesting = 16
 
     /// The labels a `labels_or_regions` value names: a label, a region, or a list of either.
     private static func labels(_ value: Any, source: String, _ read: (Any) -> Item?) throws -> [Int] {
-        switch read(value) {
-        case .label(let label): return [label]
-        case .list(let items): return try items.flatMap { try labels($0, source: source, read) }
-        case nil: throw ConfigError("\(source): labels_or_regions holds \(value), not a label, a region or a list of them")
+        var budget = maxLabelReferences
+        func expand(_ value: Any, depth: Int) throws -> [Int] {
+            guard depth <= maxNesting else { throw ConfigError("\(source): labels_or_regions nests lists more than \(maxNesting) deep") }
+            switch read(value) {
+            case .label(let label):
+                budget -= 1
+                guard budget >= 0 else { throw ConfigError("\(source): its steps name more than \(maxLabelReferences) labels") }
+                return [label]
+            case .list(let items):
+                budget -= 1
+                guard budget >= 0 else { throw ConfigError("\(source): its steps name more than \(maxLabelReferences) labels") }
+                return Array(Set(try items.flatMap { try expand($0, depth: depth + 1) }))
+            case .invalid(let number):
+                throw ConfigError("\(source): labels_or_regions holds \(number), not a label (0 to \(Postprocessing.largestLabel))")
+            case nil:
+                throw ConfigError("\(source): labels_or_regions holds \(String("\(value)".prefix(100))), not a label, a region or a list of them")
+            }
         }
+        return try expand(value, depth: 0)
     }
 
     private static func steps(_ named: [(String, [String: Any])], source: String, labelsOf: (Any) throws -> [Int]) throws -> Postprocessing {
         var sets: [[Int]] = []
+        guard named.count <= Postprocessing.maxSteps else {
+            throw ConfigError("\(source): \(named.count) steps; nnU-Net writes one per label or region (at most \(Postprocessing.maxSteps) here)")
+        }
         for (index, (name, kwargs)) in named.enumerated() {
             guard name == function else {
                 throw ConfigError("\(source): step \(index + 1) is \(name); MedSeg applies nnU-Net's \(function)")

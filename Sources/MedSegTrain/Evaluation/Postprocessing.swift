@@ -70,10 +70,15 @@ public struct Postprocessing: Codable, Equatable, Sendable {
         try AtomicFile.write(try encoder.encode(self), to: url)
     }
 
+    /// The largest label a post-processing file may name (labels are stored as uint16 at most).
+    public static let largestLabel = 65_535
+    /// The most steps a file may hold: one per label or region is what nnU-Net and find-best write.
+    public static let maxSteps = 1_000
+
     public static func load(_ url: URL) throws -> Postprocessing {
         let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw ConfigError("\(url.path): cannot read the post-processing file (\(error.localizedDescription))")
+        do { data = try RegularFile.contents(url, limit: 64 << 20) } catch {
+            throw ConfigError("\(url.path): cannot read the post-processing file (\(error))")
         }
         // nnU-Net v2's own files: the pickle its predictor reads, or the JSON written beside it.
         if url.pathExtension.lowercased() == "pkl" { return try NNUNetPostprocessingFile.postprocessing(pickle: data, source: url.path) }
@@ -82,7 +87,10 @@ public struct Postprocessing: Codable, Equatable, Sendable {
         do { loaded = try JSONFile.decode(Postprocessing.self, from: data) } catch let error as DataError {
             throw ConfigError("\(url.path): not a valid post-processing file: \(error.problem)")
         }
-        if let bad = (loaded.keep_largest_component + (loaded.keep_largest_of ?? []).flatMap { $0 }).first(where: { $0 <= 0 }) {
+        guard loaded.keep_largest_component.count + (loaded.keep_largest_of ?? []).count <= maxSteps else {
+            throw ConfigError("\(url.path): more than \(maxSteps) steps; one per label or region is what find-best writes")
+        }
+        if let bad = (loaded.keep_largest_component + (loaded.keep_largest_of ?? []).flatMap { $0 }).first(where: { $0 <= 0 || $0 > largestLabel }) {
             throw ConfigError("\(url.path): lists label \(bad) to keep the largest component of, which is not a foreground label")
         }
         return loaded

@@ -25,6 +25,25 @@ public enum ModelArchive {
         public var postprocessing: Bool
         public var created_by: String
 
+        /// What `export` would never write, in words (nil: nothing): the command line's checks on
+        /// the step size, and fold and checkpoint names of the archive's own folders only.
+        public var problem: String? {
+            if let problem = SlidingWindow.stepProblem(step_size) { return "has a step_size that \(problem), as --step-size" }
+            guard folds.count <= 100, Set(folds).count == folds.count else { return "lists \(folds.count) folds, or one twice" }
+            for fold in folds where !(fold == "all" || (fold.count <= 4 && fold.allSatisfy(\.isASCII) && fold.allSatisfy(\.isNumber))) {
+                return "names fold '\(fold.prefix(100))'; export writes fold numbers or 'all'"
+            }
+            let epochFile = checkpoint.hasPrefix("checkpoint_epoch_") && checkpoint.hasSuffix(".\(Checkpoint.fileExtension)")
+                && checkpoint.dropFirst("checkpoint_epoch_".count).dropLast(Checkpoint.fileExtension.count + 1).allSatisfy { $0.isASCII && $0.isNumber }
+            guard CheckpointName(named: checkpoint) != nil || epochFile else {
+                return "names checkpoint '\(checkpoint.prefix(100))'; export writes best, final, latest or checkpoint_epoch_N.\(Checkpoint.fileExtension)"
+            }
+            if let configuration, configuration.isEmpty || configuration.count > 100 || configuration.contains("/") || configuration.contains("..") {
+                return "names configuration '\(configuration.prefix(100))', not a configuration of plans.json"
+            }
+            return nil
+        }
+
         public init(folds: [String], checkpoint: String, configuration: String?, mirror: Bool, step_size: Double, postprocessing: Bool,
                     created_by: String) {
             self.folds = folds
@@ -135,31 +154,68 @@ public enum ModelArchive {
     public struct Opened {
         public let root: URL
         public let manifest: Manifest
+        /// The model file it was unpacked from.
+        public let file: URL
         public var modelFolder: URL { manifest.folds.isEmpty ? root.appendingPathComponent("run") : root }
         public var postprocessing: URL? { manifest.postprocessing ? root.appendingPathComponent(Postprocessing.fileName) : nil }
         public func remove() { try? FileManager.default.removeItem(at: root) }
+
+        /// An error's text with the unpacked (temporary) files named as the model file's entries.
+        public func describe(_ error: Error) -> String {
+            "\(error)".replacingOccurrences(of: root.path, with: file.path)
+        }
     }
 
     public static func open(_ url: URL) throws -> Opened {
         guard FileManager.default.fileExists(atPath: url.path) else { throw TrainingError("\(url.path): no such model file") }
+        if let problem = RegularFile.problem(url) { throw TrainingError("\(url.path): \(problem)") }
+        let notAZip = "not a readable zip archive; make one with `medseg export RUN \(url.lastPathComponent)`"
+        let archive: Archive
+        do { archive = try Archive(url: url, accessMode: .read) } catch { throw TrainingError("\(url.path): \(notAZip)") }
+        // Every entry stays inside the folder it unpacks to, and the whole fits a sane size.
+        var total: UInt64 = 0
+        for entry in archive {
+            let parts = entry.path.split(separator: "/")
+            guard entry.type != .symlink, !entry.path.hasPrefix("/"), !parts.contains(".."), !entry.path.contains("\\") else {
+                throw TrainingError("\(url.path): its entry '\(entry.path.prefix(200))' would unpack outside the model (not a file `medseg export` writes)")
+            }
+            total += UInt64(entry.uncompressedSize)
+        }
+        guard total <= maxUnpackedBytes else {
+            throw TrainingError("\(url.path): unpacks to \(total >> 20) MiB, more than a model file holds (\(maxUnpackedBytes >> 30) GiB)")
+        }
+        guard let manifestEntry = archive[Manifest.fileName], manifestEntry.type == .file else {
+            throw TrainingError("\(url.path): no \(Manifest.fileName) inside; not a model made by `medseg export`")
+        }
+        var text = Data()
+        do {
+            _ = try archive.extract(manifestEntry) { chunk in
+                text.append(chunk)
+                if text.count > 1 << 20 { throw DataError("longer than 1 MiB") }
+            }
+        } catch {
+            throw TrainingError("\(url.path): its \(Manifest.fileName) cannot be unpacked (\(error))")
+        }
+        let manifest: Manifest
+        do { manifest = try JSONFile.decode(Manifest.self, from: text) } catch {
+            throw TrainingError("\(url.path): its \(Manifest.fileName) is invalid: \((error as? DataError)?.problem ?? "\(error)")")
+        }
+        guard manifest.format == Manifest.currentFormat else {
+            throw TrainingError("\(url.path): model format '\(manifest.format.prefix(100))'; this MedSeg reads \(Manifest.currentFormat)")
+        }
+        if let problem = manifest.problem { throw TrainingError("\(url.path): its \(Manifest.fileName) \(problem)") }
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("medseg-model-\(UUID().uuidString)")
         do {
             try FileManager.default.unzipItem(at: url, to: root)
         } catch {
             try? FileManager.default.removeItem(at: root)
-            throw TrainingError("\(url.path): not a readable zip archive (\(error.localizedDescription)); make one with `medseg export RUN \(url.lastPathComponent)`")
+            throw TrainingError("\(url.path): \(notAZip) (\(error.localizedDescription))")
         }
-        let manifestURL = root.appendingPathComponent(Manifest.fileName)
-        guard let data = try? Data(contentsOf: manifestURL), let manifest = try? JSONDecoder().decode(Manifest.self, from: data) else {
-            try? FileManager.default.removeItem(at: root)
-            throw TrainingError("\(url.path): no \(Manifest.fileName) inside; not a model made by `medseg export`")
-        }
-        guard manifest.format == Manifest.currentFormat else {
-            try? FileManager.default.removeItem(at: root)
-            throw TrainingError("\(url.path): model format '\(manifest.format)'; this MedSeg reads \(Manifest.currentFormat)")
-        }
-        return Opened(root: root, manifest: manifest)
+        return Opened(root: root, manifest: manifest, file: url)
     }
+
+    /// More than any model file holds unpacked (a few checkpoints of at most a few GiB).
+    static let maxUnpackedBytes: UInt64 = 64 << 30
 
     /// The name `predict --checkpoint` takes for a checkpoint kind.
     static func checkpointArgument(_ name: CheckpointName) -> String {

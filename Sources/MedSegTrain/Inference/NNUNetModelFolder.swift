@@ -77,6 +77,9 @@ public struct NNUNetModelFolder {
                 throw TrainingError("\(file.path): its weights do not fit the network its plans describe (missing: \(report.missingKeys.prefix(3).joined(separator: ", ")); "
                                     + "unexpected: \(report.unexpectedKeys.prefix(3).joined(separator: ", ")); other shapes: \(report.shapeMismatches.prefix(3).map(\.key).joined(separator: ", ")))")
             }
+            for (name, tensor) in state where tensor.dtype.isFloatingPoint {
+                guard try tensor.isfinite().all().item() != 0 else { throw TrainingError("\(file.path): its weight \(name) holds NaN or infinite values") }
+            }
             try model.to(device: device)
             var predictor = Predictor(model: model, spec: spec, mirror: mirror, device: device, precision: precision, windowBatch: window.windowBatch)
             predictor.stepSize = window.stepSize
@@ -85,7 +88,12 @@ public struct NNUNetModelFolder {
             switch saved["inference_allowed_mirroring_axes"] {
             case .some(.none): predictor.mirror = false
             case .some(let axes):
-                if let list = axes.items?.compactMap(\.int).map(Int.init), !list.isEmpty { predictor.mirrorAxes = list }
+                let values = axes.items ?? []
+                let list = values.compactMap(\.int).map(Int.init)
+                guard axes.items != nil, list.count == values.count, Set(list).count == list.count, list.allSatisfy({ (0..<spec.dims).contains($0) }) else {
+                    throw TrainingError("\(file.path): inference_allowed_mirroring_axes is \(axes); a \(spec.dims)D network mirrors spatial axes 0 to \(spec.dims - 1), each once")
+                }
+                if !list.isEmpty { predictor.mirrorAxes = list }
             case nil: break
             }
             predictors.append(predictor)
@@ -130,7 +138,15 @@ public struct NNUNetModelFolder {
         }
         let heads = weights.keys.filter { $0.hasPrefix("decoder.seg_layers.") && $0.hasSuffix(".weight") }
         let head = try shape(".weight") { _ in heads.max { Self.index($0) < Self.index($1) } }
+        let dims = setup.plan.patch_size.count
+        for (what, s) in [("first convolution", first), ("segmentation head", head)] where s.count != dims + 2 || s.contains(where: { $0 < 1 }) {
+            throw TrainingError("\(file.path): its \(what)'s weight has shape \(s); a \(dims)D network's is [out, in, \(dims) kernel sizes]")
+        }
         let targets = LabelTargets(description, batchDice: setup.plan.batch_dice ?? true)
+        guard head[0] == targets.outputChannels else {
+            throw TrainingError("\(file.path): its head has \(head[0]) outputs, but dataset.json beside it gives \(targets.outputChannels) "
+                                + (targets.usesRegions ? "regions" : "labels (background included)"))
+        }
         let features = setup.plan.features_per_stage
         let network = ModelFactory.Spec(name: setup.modelName.rawValue, dims: setup.plan.patch_size.count, inChannels: first[1],
                                         outChannels: head[0], features: features.first ?? 32, depth: features.count,

@@ -60,13 +60,29 @@ public enum ProbabilityFile {
         let file: (tensors: StateDict, metadata: [String: String])
         do { file = try Safetensors.load(url) } catch { throw DataError(file: url, "not a readable probabilities file: \(error)") }
         guard let stored = file.tensors["probabilities"] else { throw DataError(file: url, "has no tensor 'probabilities'") }
+        guard stored.dtype.isFloatingPoint, stored.rank >= 3, stored.shape.allSatisfy({ $0 > 0 }) else {
+            throw DataError(file: url, "its probabilities are \(stored.dtype) of shape \(stored.shape); MedSeg writes floats [classes, (z,) y, x]")
+        }
         let p = try stored.to(dtype: .float32)
+        try checkValues(p, file: url)
         guard let text = file.metadata[regionsKey] else { return (p, nil) }
         let order = text.split(separator: ",").compactMap { Int($0) }
         guard order.count == p.size(0) else {
             throw DataError(file: url, "\(regionsKey) '\(text)' does not give one label per channel (\(p.size(0)))")
         }
         return (p, order)
+    }
+
+    /// Refuses probabilities that are not probabilities: NaN, infinite, or outside [0, 1] (beyond
+    /// float16's rounding), which an average would otherwise spread without a word.
+    static func checkValues(_ p: Tensor, file: URL) throws {
+        guard try p.isfinite().all().item() != 0 else {
+            throw DataError(file: file, "holds NaN or infinite probabilities (\(try p.isnan().sum().itemInt()) NaN)")
+        }
+        let low = try p.min().item(), high = try p.max().item()
+        guard low >= -1e-3, high <= 1 + 1e-3 else {
+            throw DataError(file: file, "holds values from \(low) to \(high), outside the probabilities' 0 to 1")
+        }
     }
 
     /// Case identifiers with a probabilities file in `folder`, sorted.

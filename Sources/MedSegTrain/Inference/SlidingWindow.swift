@@ -28,6 +28,15 @@ public struct SlidingWindow {
         self.batchSize = max(1, batchSize)
     }
 
+    /// The step sizes (fractions of the patch) that `predict`, `export` and model files take:
+    /// down to 0.05 (each voxel under at most 20 windows per axis), up to 1 (windows touching).
+    public static let stepFractions: ClosedRange<Double> = 0.05...1
+
+    /// Why `step` is no step size, or nil.
+    public static func stepProblem(_ step: Double) -> String? {
+        stepFractions.contains(step) ? nil : "must be from \(stepFractions.lowerBound) to 1 (a fraction of the patch; nnU-Net's is 0.5), got \(step)"
+    }
+
     /// Window start positions along one axis (nnU-Net's compute_steps_for_sliding_window).
     public static func steps(imageSize: Int, patchSize: Int, stepFraction: Double) -> [Int] {
         guard imageSize > patchSize else { return [0] }

@@ -88,7 +88,7 @@ public struct ExperimentPlans: Codable, Equatable, Sendable {
     public static func load(_ url: URL) throws -> ExperimentPlans {
         let plans: ExperimentPlans
         let data: Data
-        do { data = try Data(contentsOf: url) } catch { throw ConfigError("\(url.path): cannot read the plans file (\(error.localizedDescription))") }
+        do { data = try RegularFile.contents(url) } catch { throw ConfigError("\(url.path): cannot read the plans file (\(error))") }
         if let nnunet = try NNUNetPlansFile.plans(from: data, source: url.path) {
             plans = nnunet
         } else {
@@ -109,14 +109,34 @@ extension PlannedConfiguration {
         "ZScoreNormalization": .zscore, "CTNormalization": .ct, "NoNormalization": .none, "RGBTo01Normalization": .rgb,
     ]
 
+    /// The coarsest voxel spacing a plan may give (mm): beyond it no image has a voxel.
+    public static let largestSpacing = 10_000.0
+
     /// Checks what a hand-edited plans file could get wrong; the message names the key.
     public func validate(source: String) throws {
         func fail(_ key: String, _ why: String) throws -> Never { throw ConfigError("\(source): \(key) \(why)") }
         if ![2, 3].contains(spacing.count) { try fail("spacing", "needs 2 or 3 values, got \(spacing)") }
-        if let bad = spacing.first(where: { !($0.isFinite && $0 > 0) }) { try fail("spacing", "must be positive numbers, got \(bad) in \(spacing)") }
+        if let bad = spacing.first(where: { !($0.isFinite && $0 > 0 && $0 <= Self.largestSpacing) }) {
+            try fail("spacing", "must be positive numbers of millimetres up to \(Int(Self.largestSpacing)), got \(bad) in \(spacing)")
+        }
         if patch_size.count != spacing.count { try fail("patch_size", "needs \(spacing.count) values like spacing, got \(patch_size)") }
         if patch_size.contains(where: { $0 < 1 }) { try fail("patch_size", "must be positive, got \(patch_size)") }
         if batch_size < 1 { try fail("batch_size", "must be positive, got \(batch_size)") }
+        // The network's topology: one entry per stage everywhere, each with one value per axis.
+        let stages = features_per_stage.count
+        if stages < 1 || stages > 12 { try fail("features_per_stage", "needs 1 to 12 stages, got \(stages)") }
+        if let bad = features_per_stage.first(where: { !(1...4096).contains($0) }) { try fail("features_per_stage", "must be 1 to 4096, got \(bad)") }
+        for (key, list) in [("kernel_sizes", kernel_sizes), ("strides", strides)] {
+            if list.count != stages { try fail(key, "needs one entry per stage (\(stages), as features_per_stage), got \(list.count)") }
+            if let bad = list.first(where: { $0.count != spacing.count }) { try fail(key, "needs \(spacing.count) values per stage, got \(bad)") }
+            if let bad = list.first(where: { $0.contains { !(1...64).contains($0) } }) { try fail(key, "must be 1 to 64, got \(bad)") }
+        }
+        for (key, list) in [("n_blocks_per_stage", n_blocks_per_stage), ("n_conv_per_stage_decoder", n_conv_per_stage_decoder)] {
+            guard let list else { continue }
+            let expected = key == "n_blocks_per_stage" ? stages : stages - 1
+            if list.count != expected { try fail(key, "needs \(expected) values for \(stages) stages, got \(list.count)") }
+            if let bad = list.first(where: { !(1...64).contains($0) }) { try fail(key, "must be 1 to 64, got \(bad)") }
+        }
         if let bad = normalization_schemes.first(where: { Self.normalizationNames[$0] == nil }) {
             try fail("normalization_schemes", "has '\(bad)'; known: \(Self.normalizationNames.keys.sorted().joined(separator: ", "))")
         }

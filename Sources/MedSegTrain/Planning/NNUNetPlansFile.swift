@@ -26,6 +26,9 @@ enum NNUNetPlansFile {
             }
         }
         guard let name = root["dataset_name"] as? String else { throw file.fail("dataset_name", "is missing") }
+        guard configurations.count <= maxConfigurations else {
+            throw file.fail("configurations", "holds \(configurations.count) configurations; nnU-Net plans a handful (at most \(maxConfigurations) read)")
+        }
         var planned: [String: PlannedConfiguration] = [:]
         for key in configurations.keys.sorted() {
             let resolved = try resolve(key, in: configurations, file: file, visited: [])
@@ -40,6 +43,11 @@ enum NNUNetPlansFile {
                                foreground_intensity_properties_per_channel: intensities.foreground_intensity_properties_per_channel)
     }
 
+    /// Bounds on what a plans file may ask to resolve: nnU-Net writes a few configurations, each
+    /// inheriting from at most one or two others.
+    static let maxConfigurations = 256
+    static let maxInheritance = 16
+
     /// A configuration with what it inherits (the parent's keys, overridden by its own).
     private static func resolve(_ name: String, in all: [String: Any], file: Reader, visited: [String]) throws -> [String: Any] {
         guard let own = all[name] as? [String: Any] else { throw file.fail("configurations.\(name)", "is not an object") }
@@ -49,6 +57,9 @@ enum NNUNetPlansFile {
         }
         guard !visited.contains(parentName) else {
             throw file.fail("configurations.\(name).inherits_from", "is circular: \((visited + [name, parentName]).joined(separator: " -> "))")
+        }
+        guard visited.count < maxInheritance else {
+            throw file.fail("configurations.\(name).inherits_from", "chains more than \(maxInheritance) configurations; nnU-Net's inherit one or two")
         }
         var merged = try resolve(parentName, in: all, file: file, visited: visited + [name])
         for (key, value) in own where key != "inherits_from" { merged[key] = value }

@@ -167,9 +167,7 @@ public enum PyTorchCheckpoint {
 
     static func open(_ url: URL) throws -> Archive {
         let name = url.path
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: name, isDirectory: &isDirectory) else { throw TorchError("\(name): no such file") }
-        guard !isDirectory.boolValue else { throw TorchError("\(name): is a folder, not a checkpoint file") }
+        if let problem = RegularFile.problem(url) { throw TorchError("\(name): \(problem)") }
         guard let handle = FileHandle(forReadingAtPath: name) else { throw TorchError("\(name): cannot be opened for reading") }
         let head = (try? handle.read(upToCount: 4)) ?? Data()
         try? handle.close()

@@ -21,6 +21,7 @@ public enum Safetensors {
     public static func load(_ url: URL) throws -> (tensors: StateDict, metadata: [String: String]) {
         let name = url.path
         func failure(_ what: String) -> TorchError { TorchError("\(name): \(what)") }
+        if let problem = RegularFile.problem(url) { throw failure(problem) }
         let data: Data
         do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
             let exists = FileManager.default.fileExists(atPath: name)
