@@ -28,6 +28,10 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# SLURM and MUNGE for the srun tests, which start a private cluster of their own (never the
+# packages' services): scripts/slurm/.
+bash "$(dirname "$0")/slurm/install.sh"
+
 # Reference packages for the tests (PyPI): read back what MedSeg writes with the tools users have.
 python_packages=(tensorboard safetensors nibabel pynrrd pillow tifffile scipy)
 python_modules=(tensorboard safetensors nibabel nrrd PIL tifffile scipy)
