@@ -56,6 +56,8 @@ int mt_init(void) {
     return 0;
 }
 
+void mt_release_free_memory(void) { malloc_trim(0); }
+
 int mt_get_num_threads(void) { return at::get_num_threads(); }
 
 int mt_set_num_threads(int n) { MT_STATUS(at::set_num_threads(n)) }

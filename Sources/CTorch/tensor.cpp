@@ -2,6 +2,7 @@
 #include "shim.hpp"
 #include <cstring>
 #include <sstream>
+#include <sys/mman.h>
 
 using mt::T;
 using mt::ints;
@@ -69,6 +70,21 @@ MT_SHAPED(mt_zeros, at::zeros)
 MT_SHAPED(mt_ones, at::ones)
 MT_SHAPED(mt_rand, at::rand)
 MT_SHAPED(mt_randn, at::randn)
+
+// Zeros in pages of their own (an anonymous mapping, returned to the system when the tensor
+// goes): a buffer of gigabytes that lives for one stage would otherwise grow the heap, which
+// MedSeg keeps (see mt_init) and which then stays as large for the rest of the process.
+mt_tensor_t mt_zeros_mapped(const int64_t *shape, size_t ndim, int dtype) {
+    MT_TENSOR(([&] {
+        auto sizes = ints(shape, ndim);
+        auto options = at::TensorOptions().dtype(static_cast<at::ScalarType>(dtype));
+        size_t bytes = size_t(c10::multiply_integers(sizes)) * c10::elementSize(static_cast<at::ScalarType>(dtype));
+        if (bytes == 0) return at::zeros(sizes, options);
+        void *memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (memory == MAP_FAILED) throw std::runtime_error("cannot map " + std::to_string(bytes) + " bytes for a tensor: " + std::strerror(errno));
+        return at::from_blob(memory, sizes, [bytes](void *p) { munmap(p, bytes); }, options);
+    })())
+}
 
 mt_tensor_t mt_full(const int64_t *shape, size_t ndim, double value, int dtype, int device_type, int device_index) {
     MT_TENSOR(at::full(ints(shape, ndim), value, mt::options(dtype, device_type, device_index)))

@@ -125,9 +125,11 @@ struct PredictCommand: ParsableCommand {
                     try ImageIO.write(LabelOverlay.make(image: ImageIO.read(image), label: label), to: output.overlay)
                 }
                 if stageTimings {
-                    for (stage, seconds) in [("read", read), ("preprocess", times.preprocess), ("network", times.network),
-                                             ("export", times.export), ("write", Date().timeIntervalSince(written))] {
-                        print(String(format: "case %@ stage %@: %.2f s, peak RSS %.0f MB", id, stage, max(0, seconds), Benchmark.peakResidentMB()))
+                    // Peak resident memory so far at the end of each stage (network and export run interleaved).
+                    for (stage, seconds, peak) in [("read", read, times.preprocessPeakMB), ("preprocess", times.preprocess, times.preprocessPeakMB),
+                                                   ("network", times.network, times.predictionPeakMB), ("export", times.export, times.predictionPeakMB),
+                                                   ("write", Date().timeIntervalSince(written), Benchmark.peakResidentMB())] {
+                        print(String(format: "case %@ stage %@: %.2f s, peak RSS %.0f MB", id, stage, max(0, seconds), peak))
                     }
                 }
             } catch {

@@ -38,6 +38,9 @@ enum { MT_PAD_CONSTANT = 0, MT_PAD_REFLECT = 1, MT_PAD_REPLICATE = 2, MT_PAD_CIR
 const char *mt_last_error(void);
 const char *mt_version(void);
 int mt_init(void);
+/* Returns the heap's free pages to the system (glibc's malloc_trim): MedSeg keeps large freed
+ * blocks on the heap for speed, which a long process should shed between its stages. */
+void mt_release_free_memory(void);
 int mt_get_num_threads(void);
 int mt_set_num_threads(int n);
 int mt_manual_seed(uint64_t seed);
@@ -83,6 +86,8 @@ const void *mt_data_ptr(mt_tensor_t t);
 mt_tensor_t mt_from_buffer(const void *data, const int64_t *shape, size_t ndim, int dtype);
 mt_tensor_t mt_empty(const int64_t *shape, size_t ndim, int dtype, int device_type, int device_index);
 mt_tensor_t mt_zeros(const int64_t *shape, size_t ndim, int dtype, int device_type, int device_index);
+/* Zeros on the CPU in an anonymous mapping of their own, unmapped when the tensor is freed. */
+mt_tensor_t mt_zeros_mapped(const int64_t *shape, size_t ndim, int dtype);
 mt_tensor_t mt_ones(const int64_t *shape, size_t ndim, int dtype, int device_type, int device_index);
 mt_tensor_t mt_full(const int64_t *shape, size_t ndim, double value, int dtype, int device_type, int device_index);
 mt_tensor_t mt_rand(const int64_t *shape, size_t ndim, int dtype, int device_type, int device_index);

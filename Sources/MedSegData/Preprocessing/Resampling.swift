@@ -216,25 +216,49 @@ public enum Resampling {
         var out = [Double](repeating: 0, count: outer * m * inner)
         var line = [Double](repeating: 0, count: n)
         var coefficients = [Double](repeating: 0, count: n + 2 * Taps.pad)
+        let width = taps.width
         data.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
-                for o in 0..<outer {
-                    for i in 0..<inner {
-                        let sBase = o * n * inner + i, dBase = o * m * inner + i
-                        for k in 0..<n { line[k] = src[sBase + k * inner] }
-                        let apply = { (c: UnsafeBufferPointer<Double>) in
+                taps.indices.withUnsafeBufferPointer { indices in
+                    taps.weights.withUnsafeBufferPointer { weights in
+                        // Each output adds its taps from 0 in order (the same sums whatever the layout).
+                        func apply(_ c: UnsafeBufferPointer<Double>, _ dBase: Int) {
                             for j in 0..<m {
                                 var v = 0.0
-                                let start = j * taps.width
-                                for t in 0..<taps.width { v += taps.weights[start + t] * c[taps.indices[start + t]] }
+                                let start = j * width
+                                for t in 0..<width { v += weights[start + t] * c[indices[start + t]] }
                                 dst[dBase + j * inner] = v
                             }
                         }
-                        if order == .cubic {
-                            Taps.prefilter(line, into: &coefficients)
-                            coefficients.withUnsafeBufferPointer(apply)
-                        } else {
-                            line.withUnsafeBufferPointer(apply)
+                        if order != .cubic && inner > 1 {
+                            // Whole rows at once (contiguous, vectorizable): row j of the output is the
+                            // weighted sum of its taps' rows, each element added up in the same order.
+                            for o in 0..<outer {
+                                for j in 0..<m {
+                                    let row = dst.baseAddress! + o * m * inner + j * inner
+                                    for t in 0..<width {
+                                        let w = weights[j * width + t], from = src.baseAddress! + o * n * inner + indices[j * width + t] * inner
+                                        for i in 0..<inner { row[i] += w * from[i] }
+                                    }
+                                }
+                            }
+                            return
+                        }
+                        for o in 0..<outer {
+                            for i in 0..<inner {
+                                let sBase = o * n * inner + i, dBase = o * m * inner + i
+                                if order == .cubic {
+                                    for k in 0..<n { line[k] = src[sBase + k * inner] }
+                                    Taps.prefilter(line, into: &coefficients)
+                                    coefficients.withUnsafeBufferPointer { apply($0, dBase) }
+                                } else if inner == 1 {
+                                    // Lines along the fastest axis are contiguous: read them in place.
+                                    apply(UnsafeBufferPointer(rebasing: src[sBase..<(sBase + n)]), dBase)
+                                } else {
+                                    for k in 0..<n { line[k] = src[sBase + k * inner] }
+                                    line.withUnsafeBufferPointer { apply($0, dBase) }
+                                }
+                            }
                         }
                     }
                 }

@@ -94,6 +94,10 @@ public struct CaseInference {
         public var network = 0.0
         /// Resampling the logits back, softmax, labels and writing the probabilities.
         public var export = 0.0
+        /// The process's peak resident memory (MB) by the end of preprocessing, and by the end of
+        /// the sliding window and export (which run interleaved, slab by slab).
+        public var preprocessPeakMB = 0.0
+        public var predictionPeakMB = 0.0
     }
 
     /// The label image of a case in its raw grid (uint8, uint16 beyond 255 labels), its
@@ -150,12 +154,15 @@ public struct CaseInference {
             geometry = loaded.geometry
         }
         times.preprocess = lap()
+        times.preprocessPeakMB = Benchmark.peakResidentMB()
+        Torch.releaseFreeMemory()
         try Predictor.streamLogits(predictors, normalizedImage: image, accumulationDType: accumulationDType) { start, logits in
             try export.add(start: start, logits: logits)
         }
         let labels = try export.finish()
         times.export = export.seconds
         times.network = lap() - export.seconds
+        times.predictionPeakMB = Benchmark.peakResidentMB()
         return (MedicalImage(size: export.fullSize, voxels: labels, pixelType: pixelType, geometry: geometry), times)
     }
 

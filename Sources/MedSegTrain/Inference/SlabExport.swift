@@ -26,8 +26,8 @@ final class SlabExport {
     private let probabilities: ProbabilityFile.Writer?
     /// The label map, x first, in the whole raw grid.
     private(set) var labels: [Float]
-    /// In-plane resampled logits [K][plane] (Double) of the network grid's slices still needed.
-    private var slices: [Int: [Double]] = [:]
+    /// In-plane resampled logits [K][plane] of the network grid's slices still needed.
+    private var slices: [Int: ResampledSlice] = [:]
     private var nextOutput = 0
     /// Seconds spent here (resampling, softmax, labels, writing).
     private(set) var seconds = 0.0
@@ -64,21 +64,46 @@ final class SlabExport {
         let values = try logits.to(device: .cpu).to(dtype: .float32).contiguous().floats()
         let d = stored.count
         let inPlane = Array(stored.prefix(d - 1)), plane = inPlane.reduce(1, *)
+        let outPlane = cropped.prefix(d - 1).reduce(1, *)
+        // Along a nearest first axis each output slice is one input slice as it is: kept in float
+        // (what the whole-volume path rounds it to in the end); linear taps add up in Double.
+        let exactCopy = taps.map { $0.width == 1 } ?? true
         for i in 0..<n {
-            var data = [Double](repeating: 0, count: classes * plane)
-            for c in 0..<classes {
-                let from = (c * n + i) * plane
-                for v in 0..<plane { data[c * plane + v] = Double(values[from + v]) }
+            var resampled = [Double](repeating: 0, count: exactCopy ? 0 : classes * outPlane)
+            var rounded = [Float](repeating: 0, count: exactCopy ? classes * outPlane : 0)
+            // Channel by channel (each line resampled as on the whole volume), on every core.
+            values.withUnsafeBufferPointer { source in
+                resampled.withUnsafeMutableBufferPointer { wide in
+                    rounded.withUnsafeMutableBufferPointer { narrow in
+                        DispatchQueue.concurrentPerform(iterations: classes) { c in
+                            let from = (c * n + i) * plane
+                            var data = (0..<plane).map { Double(source[from + $0]) }
+                            var current = inPlane
+                            for a in 0..<(d - 1) where cropped[a] != current[a] {
+                                data = Resampling.resampleAxis(data, size: current, channels: 1, axis: a, to: cropped[a], order: orders[a])
+                                current[a] = cropped[a]
+                            }
+                            if exactCopy {
+                                for v in 0..<outPlane { narrow[c * outPlane + v] = Float(data[v]) }
+                            } else {
+                                for v in 0..<outPlane { wide[c * outPlane + v] = data[v] }
+                            }
+                        }
+                    }
+                }
             }
-            var current = inPlane
-            for a in 0..<(d - 1) where cropped[a] != current[a] {
-                data = Resampling.resampleAxis(data, size: current, channels: classes, axis: a, to: cropped[a], order: orders[a])
-                current[a] = cropped[a]
-            }
-            slices[start + i] = data
+            slices[start + i] = exactCopy ? .rounded(rounded) : .wide(resampled)
             try writeReadyOutputs()
         }
     }
+
+    /// An input slice resampled in plane: in float where it is copied as it is, else in Double.
+    private enum ResampledSlice {
+        case rounded([Float]), wide([Double])
+    }
+
+    /// The last output written, reused while the next outputs copy the same input slice.
+    private var lastOutput: (source: Int, label: [Float], probabilities: [Float]?)?
 
     /// Writes every output slice whose inputs have all arrived, and forgets inputs no later output needs.
     private func writeReadyOutputs() throws {
@@ -87,36 +112,49 @@ final class SlabExport {
             let j = nextOutput
             let needed = taps.map { t in (0..<t.width).map { t.indices[j * t.width + $0] } } ?? [j]
             guard needed.allSatisfy({ slices[$0] != nil }) else { return }
-            var logits = slices[needed[0]]!
-            if let taps {
-                // As Resampling.resampleAxis: from 0, each tap in order (exact for nearest's one tap of weight 1).
-                logits = [Double](repeating: 0, count: logits.count)
-                for t in 0..<taps.width {
-                    let w = taps.weights[j * taps.width + t], s = slices[needed[t]]!
+            switch slices[needed[0]]! {
+            case .rounded(let logits):
+                if lastOutput?.source != needed[0] {
+                    let (label, p) = try outputPlane(logits)
+                    lastOutput = (needed[0], label, p)
+                }
+            case .wide(let first):
+                // As Resampling.resampleAxis: from 0, each tap in order.
+                var logits = [Double](repeating: 0, count: first.count)
+                for t in 0..<taps!.width {
+                    guard case .wide(let s) = slices[needed[t]]! else { continue }
+                    let w = taps!.weights[j * taps!.width + t]
                     for k in 0..<logits.count { logits[k] += w * s[k] }
                 }
+                let (label, p) = try outputPlane(logits.map { Float($0) })
+                lastOutput = (-1, label, p)
             }
-            try writeOutput(j, logits: logits)
+            try place(j, label: lastOutput!.label, probabilities: lastOutput!.probabilities)
             nextOutput += 1
             let first = taps.map { t in (0..<t.width).map { t.indices[min(nextOutput, last - 1) * t.width + $0] }.min()! } ?? nextOutput
             for key in slices.keys where key < first { slices[key] = nil }
         }
     }
 
-    /// Output slice `j` of the crop: probabilities, labels, placed in the whole grid.
-    private func writeOutput(_ j: Int, logits: [Double]) throws {
+    /// Labels and (when written) probabilities of one output slice of the crop from its logits.
+    private func outputPlane(_ logits: [Float]) throws -> (label: [Float], probabilities: [Float]?) {
         let d = cropped.count
-        let planeShape = Array(cropped.prefix(d - 1).reversed())
-        let tensor = try Tensor(logits.map { Float($0) }, shape: [classes] + planeShape)
+        let tensor = try Tensor(logits, shape: [classes] + cropped.prefix(d - 1).reversed())
         let p = sigmoid ? try tensor.sigmoid() : try tensor.softmax(dim: 0)
         let label = try ProbabilityFile.labels(p, regionsClassOrder: regionsClassOrder).to(dtype: .float32).floats()
+        return (label, probabilities == nil ? nil : try p.floats())
+    }
+
+    /// Output slice `j` of the crop put in place in the whole grid (and in the probabilities file).
+    private func place(_ j: Int, label: [Float], probabilities values: [Float]?) throws {
+        let d = cropped.count
         let z = lower[d - 1] + j
         let fullPlane = fullSize.prefix(d - 1).reduce(1, *)
         forEachRow(of: cropped.prefix(d - 1)) { source, target, length in
             for x in 0..<length { labels[z * fullPlane + target + x] = label[source + x] }
         }
-        guard let probabilities else { return }
-        let values = try p.floats(), plane = planeShape.reduce(1, *)
+        guard let probabilities, let values else { return }
+        let plane = cropped.prefix(d - 1).reduce(1, *)
         for c in 0..<classes {
             var out = [Float](repeating: background(c), count: fullPlane)
             forEachRow(of: cropped.prefix(d - 1)) { source, target, length in

@@ -179,7 +179,7 @@ public struct SlidingWindow {
                     let logits = try network(windows)
                     return target != image.device ? try logits.to(device: target) : logits
                 }
-                if sum == nil { sum = try Tensor.zeros([outputs[0].size(1), depth] + rest, dtype: accumulationDType, device: target) }
+                if sum == nil { sum = try Tensor.zerosMapped([outputs[0].size(1), depth] + rest, dtype: accumulationDType, device: target) }
                 for (k, start) in chunk.enumerated() {
                     try finish(start[0] - base)
                     let local = [start[0] - base] + start.dropFirst()

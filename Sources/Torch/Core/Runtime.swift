@@ -21,6 +21,11 @@ public enum Torch {
     /// Loads CUDA when present and sets the default thread count; every entry point calls it.
     public static func initialize() { _ = initialized }
 
+    /// Gives the heap's free pages back to the system. MedSeg keeps freed blocks on the heap so
+    /// that training steps reuse them; between the stages of a prediction (preprocessing done,
+    /// the slab buffer next) they would only add to the peak.
+    public static func releaseFreeMemory() { mt_release_free_memory() }
+
     /// Intra-op threads libtorch uses.
     public static var threads: Int {
         get { initialize(); return Int(mt_get_num_threads()) }

@@ -60,6 +60,13 @@ public final class Tensor: CustomStringConvertible {
         try make(shape) { mt_zeros($0, $1, dtype.rawValue, device.typeCode, device.indexCode) }
     }
 
+    /// Zeros for a large buffer that lives for one stage of a process (on the CPU: in pages of
+    /// their own, given back to the system when freed, instead of the heap, which keeps its size).
+    public static func zerosMapped(_ shape: [Int], dtype: DType = .float32, device: Device = .cpu) throws -> Tensor {
+        guard device == .cpu else { return try zeros(shape, dtype: dtype, device: device) }
+        return try make(shape) { mt_zeros_mapped($0, $1, dtype.rawValue) }
+    }
+
     public static func ones(_ shape: [Int], dtype: DType = .float32, device: Device = .cpu) throws -> Tensor {
         try make(shape) { mt_ones($0, $1, dtype.rawValue, device.typeCode, device.indexCode) }
     }
