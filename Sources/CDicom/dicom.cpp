@@ -6,8 +6,10 @@
 #include <gdcmDirectory.h>
 #include <gdcmImage.h>
 #include <gdcmImageReader.h>
+#include <gdcmReader.h>
 #include <gdcmScanner.h>
 #include <gdcmTag.h>
+#include <gdcmTrace.h>
 
 #include <algorithm>
 #include <cctype>
@@ -19,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include <dirent.h>
 #include <sys/stat.h>
 
 namespace {
@@ -85,7 +88,52 @@ struct Slice {
     double position;  // along the slice normal
     std::vector<float> values;
     bool integer;
+    bool hasPosition;
 };
+
+// GDCM prints its own diagnostics (and replaces what it cannot read with defaults, saying so
+// there); MedSeg checks the values itself and reports in one line, so GDCM stays silent.
+void silenceGDCM() {
+    gdcm::Trace::SetDebug(false);
+    gdcm::Trace::SetWarning(false);
+    gdcm::Trace::SetError(false);
+}
+
+// The text of an element as stored (nil where absent or not a plain value).
+bool elementText(const gdcm::DataSet &ds, uint16_t group, uint16_t element, std::string &out) {
+    gdcm::Tag tag(group, element);
+    if (!ds.FindDataElement(tag)) return false;
+    const gdcm::ByteValue *value = ds.GetDataElement(tag).GetByteValue();
+    if (!value || !value->GetPointer()) return false;
+    out.assign(value->GetPointer(), value->GetLength());
+    return true;
+}
+
+// A decimal string's values (DS, backslash-separated); false unless every one is a finite number.
+bool decimals(const std::string &text, std::vector<double> &out) {
+    out.clear();
+    size_t start = 0;
+    while (start <= text.size()) {
+        size_t end = text.find('\\', start);
+        if (end == std::string::npos) end = text.size();
+        std::string item = trimmed(text.substr(start, end - start).c_str());
+        if (item.empty()) return false;
+        char *stop = nullptr;
+        errno = 0;
+        double v = std::strtod(item.c_str(), &stop);
+        if (stop != item.c_str() + item.size() || !std::isfinite(v) || errno == ERANGE) return false;
+        out.push_back(v);
+        start = end + 1;
+    }
+    return true;
+}
+
+// An unsigned short (US) element, or -1.
+long unsignedShort(const gdcm::DataSet &ds, uint16_t group, uint16_t element) {
+    std::string text;
+    if (!elementText(ds, group, element, text) || text.size() < 2) return -1;
+    return long(uint8_t(text[0])) | long(uint8_t(text[1])) << 8;   // little endian, as GDCM keeps it
+}
 
 template <typename T> void widen(const std::vector<char> &raw, double slope, double intercept, std::vector<float> &out) {
     size_t n = raw.size() / sizeof(T);
@@ -97,6 +145,63 @@ template <typename T> void widen(const std::vector<char> &raw, double slope, dou
 bool whole(double value) { return std::fabs(value - std::round(value)) < 1e-9; }
 
 int readSlice(const std::string &file, Slice &slice, int &bits, int &isSigned) {
+    // The data set alone first (no image interpreted yet): what GDCM's image reader would replace
+    // with a default (a unit orientation, slope 1, spacing 1), fill with zeros (pixel data cut
+    // short) or trip over (no samples per pixel) is checked here, so that no image is silently wrong.
+    gdcm::Reader plain;
+    plain.SetFileName(file.c_str());
+    if (!plain.Read()) return fail(file + ": GDCM cannot read it as a DICOM file");
+    const gdcm::DataSet &ds = plain.GetFile().GetDataSet();
+    std::string text;
+    std::vector<double> values;
+    if (!elementText(ds, 0x0020, 0x0037, text))
+        return fail(file + ": has no Image Orientation (Patient) (0020,0037): the slices' orientation is unknown");
+    if (!decimals(text, values) || values.size() != 6)
+        return fail(file + ": its Image Orientation (Patient) '" + trimmed(text.c_str()).substr(0, 80) + "' is not six numbers");
+    {
+        double rr = 0, cc = 0, rc = 0;
+        for (int i = 0; i < 3; ++i) { rr += values[i] * values[i]; cc += values[i + 3] * values[i + 3]; rc += values[i] * values[i + 3]; }
+        if (std::fabs(std::sqrt(rr) - 1) > 0.01 || std::fabs(std::sqrt(cc) - 1) > 0.01 || std::fabs(rc) > 0.01)
+            return fail(file + ": its Image Orientation (Patient) " + trimmed(text.c_str()).substr(0, 80) +
+                        " is not two orthogonal unit vectors (degenerate orientation)");
+    }
+    slice.hasPosition = elementText(ds, 0x0020, 0x0032, text);
+    if (slice.hasPosition && (!decimals(text, values) || values.size() != 3 || std::fabs(values[0]) > 1e7 || std::fabs(values[1]) > 1e7 || std::fabs(values[2]) > 1e7))
+        return fail(file + ": its Image Position (Patient) '" + trimmed(text.c_str()).substr(0, 80) + "' is not three finite coordinates (mm)");
+    if (elementText(ds, 0x0028, 0x0030, text) && (!decimals(text, values) || values.size() != 2 || !(values[0] > 0 && values[1] > 0 && values[0] < 1e4 && values[1] < 1e4)))
+        return fail(file + ": its Pixel Spacing '" + trimmed(text.c_str()).substr(0, 80) + "' is not two positive numbers (mm)");
+    if (elementText(ds, 0x0028, 0x1053, text) && (!decimals(text, values) || values.size() != 1 || values[0] == 0 || std::fabs(values[0]) > 1e30))
+        return fail(file + ": its Rescale Slope '" + trimmed(text.c_str()).substr(0, 80) + "' is not a non-zero number within +-1e30");
+    if (elementText(ds, 0x0028, 0x1052, text) && (!decimals(text, values) || values.size() != 1 || std::fabs(values[0]) > 1e30))
+        return fail(file + ": its Rescale Intercept '" + trimmed(text.c_str()).substr(0, 80) + "' is not a number within +-1e30");
+    long samples = unsignedShort(ds, 0x0028, 0x0002), rows = unsignedShort(ds, 0x0028, 0x0010), columns = unsignedShort(ds, 0x0028, 0x0011);
+    long allocated = unsignedShort(ds, 0x0028, 0x0100);
+    if (samples < 1 || rows < 1 || columns < 1 || !(allocated == 8 || allocated == 16 || allocated == 32 || allocated == 64))
+        return fail(file + ": Samples per Pixel " + std::to_string(samples) + ", Rows " + std::to_string(rows) + ", Columns " + std::to_string(columns) +
+                    ", Bits Allocated " + std::to_string(allocated) + ": not an image MedSeg reads");
+    long long frames = 1;
+    if (elementText(ds, 0x0028, 0x0008, text)) {
+        char *stop = nullptr;
+        std::string item = trimmed(text.c_str());
+        frames = std::strtoll(item.c_str(), &stop, 10);
+        if (item.empty() || stop != item.c_str() + item.size() || frames < 1 || frames > 100000)
+            return fail(file + ": its Number of Frames '" + item.substr(0, 40) + "' is not a count from 1 to 100000");
+    }
+    // Native pixel data must hold what Rows x Columns x frames x samples x bits need (GDCM fills a
+    // short one with zeros); compressed data is checked by its decoder.
+    const gdcm::Tag pixelTag(0x7fe0, 0x0010);
+    if (!ds.FindDataElement(pixelTag)) return fail(file + ": has no Pixel Data");
+    const gdcm::DataElement &pixels = ds.GetDataElement(pixelTag);
+    unsigned long long pixelBytes = (unsigned long long)rows * columns * frames * samples * (allocated / 8);
+    if (pixelBytes > (1ull << 31)) return fail(file + ": " + std::to_string(pixelBytes >> 20) + " MiB of pixels in one file; MedSeg reads up to 2 GiB");
+    if (!pixels.GetSequenceOfFragments()) {
+        const gdcm::ByteValue *bytes = pixels.GetByteValue();
+        unsigned long long length = bytes ? (unsigned long long)(uint32_t)bytes->GetLength() : 0ull;
+        if (length < pixelBytes)
+            return fail(file + ": its pixel data is cut short: " + std::to_string(length) + " bytes, where Rows x Columns x frames needs " + std::to_string(pixelBytes));
+        if (length > pixelBytes + 1 || (length == pixelBytes + 1 && pixelBytes % 2 == 0))
+            return fail(file + ": its pixel data holds " + std::to_string(length) + " bytes, where Rows x Columns x frames needs " + std::to_string(pixelBytes));
+    }
     gdcm::ImageReader reader;
     reader.SetFileName(file.c_str());
     if (!reader.Read()) return fail(file + ": GDCM cannot read it as a DICOM image (not an image, or a transfer syntax it does not decode)");
@@ -132,8 +237,12 @@ int readSlice(const std::string &file, Slice &slice, int &bits, int &isSigned) {
     if (slice.values.size() != expected)
         return fail(file + ": its pixel data holds " + std::to_string(slice.values.size()) + " samples, its header says " + std::to_string(expected));
     slice.integer = integral && whole(slope) && whole(intercept);
+    for (float v : slice.values)
+        if (!std::isfinite(v)) return fail(file + ": its rescaled values overflow (slope " + number(slope) + ", intercept " + number(intercept) + ")");
     return 0;
 }
+
+int readSeries(const char *const *files, int count, md_volume *out);
 
 }  // namespace
 
@@ -146,11 +255,20 @@ int md_scan_folder(const char *folder, md_series **series, int *count) {
     *count = 0;
     struct stat info;
     if (stat(folder, &info) != 0 || !S_ISDIR(info.st_mode)) return 0;  // GDCM asserts on anything but a folder
-    gdcm::Directory directory;
-    if (directory.Load(folder, false) == 0) return 0;
-    gdcm::Directory::FilenamesType files;
-    for (const auto &file : directory.GetFilenames())
-        if (!baseName(file).empty() && baseName(file)[0] != '.' && !otherFormat(baseName(file))) files.push_back(file);
+    silenceGDCM();
+    // Listed here, not by GDCM's directory walk, which stops at the first entry it cannot stat
+    // (a dangling link, a FIFO) and so dropped the rest of a series. Regular files only.
+    std::vector<std::string> files;
+    DIR *dir = opendir(folder);
+    if (!dir) return fail(std::string(folder) + ": cannot list the folder (" + std::strerror(errno) + ")");
+    while (struct dirent *entry = readdir(dir)) {
+        std::string name = entry->d_name;
+        if (name.empty() || name[0] == '.' || otherFormat(name)) continue;
+        std::string path = std::string(folder) + (std::string(folder).back() == '/' ? "" : "/") + name;
+        struct stat st;
+        if (stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) files.push_back(path);
+    }
+    closedir(dir);
     std::sort(files.begin(), files.end());
     gdcm::Scanner scanner;
     for (const gdcm::Tag &tag : {seriesUID, modalityTag, descriptionTag, seriesNumberTag, studyDateTag}) scanner.AddTag(tag);
@@ -212,6 +330,20 @@ void md_free_series(md_series *series, int count) {
 int md_read_series(const char *const *files, int count, md_volume *out) {
     std::memset(out, 0, sizeof(*out));
     if (count < 1) return fail("no files in the series");
+    silenceGDCM();
+    try {
+        return readSeries(files, count, out);
+    } catch (const std::exception &error) {
+        md_free_volume(out);
+        return fail(std::string(files[0]) + " (series of " + std::to_string(count) + " files): " + error.what());
+    }
+}
+
+}  // extern "C"
+
+namespace {
+
+int readSeries(const char *const *files, int count, md_volume *out) {
     std::vector<Slice> slices(count);
     int bits = 0, isSigned = 0;
     for (int i = 0; i < count; ++i)
@@ -239,10 +371,15 @@ int md_read_series(const char *const *files, int count, md_volume *out) {
                 return fail(slice.file + ": its orientation differs from " + baseName(first.file) + "'s: not one volume (a localizer in the series?)");
         slice.position = slice.origin[0] * normal[0] + slice.origin[1] * normal[1] + slice.origin[2] * normal[2];
     }
+    if (count > 1)
+        for (const Slice &slice : slices)
+            if (!slice.hasPosition) return fail(slice.file + ": has no Image Position (Patient) (0020,0032): its place in the series is unknown");
     std::stable_sort(slices.begin(), slices.end(), [](const Slice &a, const Slice &b) { return a.position < b.position; });
     double zSpacing = first.dims[2] > 1 ? first.spacing[2] : 1;
     if (count > 1) {
         zSpacing = (slices.back().position - slices.front().position) / (count - 1);
+        if (!(zSpacing < 1e4))
+            return fail(slices.back().file + ": " + number(zSpacing) + " mm from slice to slice: the positions are not those of one volume");
         // Repeated positions first: they also make the gaps uneven, but are the cause to report.
         for (int i = 0; i + 1 < count; ++i)
             if (slices[i + 1].position - slices[i].position < 1e-4 * std::max(1.0, zSpacing))
@@ -295,6 +432,10 @@ int md_read_series(const char *const *files, int count, md_volume *out) {
     out->stored_signed = isSigned;
     return 0;
 }
+
+}  // namespace
+
+extern "C" {
 
 void md_free_volume(md_volume *volume) {
     if (!volume) return;

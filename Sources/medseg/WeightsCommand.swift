@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MedSegData
 import Torch
 
 struct WeightsCommand: ParsableCommand {
@@ -42,6 +43,9 @@ struct WeightsCommand: ParsableCommand {
 
         func run() throws {
             guard output.hasSuffix(".safetensors") else { throw ValidationError("\(output): the output must end in .safetensors") }
+            var inputs = InputFiles()
+            inputs.add([URL(fileURLWithPath: input)], as: "the input")
+            try inputs.refuseOverwriting(URL(fileURLWithPath: output), option: "output file")
             let (dict, metadata) = try WeightsCommand.read(input)
             try Safetensors.save(dict, metadata: metadata.merging(["source": URL(fileURLWithPath: input).lastPathComponent]) { a, _ in a },
                                  to: URL(fileURLWithPath: output))

@@ -115,4 +115,22 @@ final class DICOMTests: XCTestCase {
         try Data("x".utf8).write(to: empty.appendingPathComponent("readme"))
         XCTAssertThrowsError(try ImageIO.read(empty)) { XCTAssertEqual("\($0)", "\(empty.path): no DICOM files in this folder") }
     }
+
+    /// Entries that are no files (a dangling link, a link loop, a FIFO, a link to /dev/null, a
+    /// folder) among a series' files are passed over: every slice is still read. GDCM's own
+    /// directory walk stopped at the first of them and returned a volume of the slices before it.
+    func testEntriesThatAreNoFilesDoNotCutASeriesShort() throws {
+        let folder = scratch.appendingPathComponent("mixed")
+        let written = try DICOMFixtures.writeSeries(folder, ["--size", "6,5,20"])
+        let fm = FileManager.default
+        try fm.createSymbolicLink(atPath: folder.appendingPathComponent("IM_dangling").path, withDestinationPath: "/nonexistent/file")
+        try fm.createSymbolicLink(atPath: folder.appendingPathComponent("IM_loop_a").path, withDestinationPath: folder.appendingPathComponent("IM_loop_b").path)
+        try fm.createSymbolicLink(atPath: folder.appendingPathComponent("IM_loop_b").path, withDestinationPath: folder.appendingPathComponent("IM_loop_a").path)
+        try fm.createSymbolicLink(atPath: folder.appendingPathComponent("IM_null").path, withDestinationPath: "/dev/null")
+        XCTAssertEqual(mkfifo(folder.appendingPathComponent("IM_fifo").path, 0o644), 0)
+        try fm.createDirectory(at: folder.appendingPathComponent("IM_folder"), withIntermediateDirectories: true)
+        let image = try ImageIO.read(folder)
+        XCTAssertEqual(image.size, [6, 5, 20], "all 20 slices")
+        XCTAssertEqual(image.voxels.count, written.values.count)
+    }
 }

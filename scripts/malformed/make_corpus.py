@@ -53,6 +53,7 @@ def nifti2(dim, datatype=2, bitpix=8, vox_offset=544):
 
 
 def make_nifti():
+    put("nifti/nifti2_vox_offset_max.nii", nifti2([3, 2, 2, 2], vox_offset=2 ** 63 - 1) + bytes(8), fragment="vox_offset")
     put("nifti/empty.nii", b"", fragment="empty")
     put("nifti/short_header.nii", nifti1([3, 4, 4, 4])[:100], fragment="truncated")
     put("nifti/not_nifti.nii", b"hello world, this is no image" * 20, fragment="not a NIfTI")
@@ -279,6 +280,94 @@ def make_weights():
     MANIFEST.append({"file": "pth/not_a_zip.pth", "expect": "error", "fragment": "", "args": ls()})
 
 
+# ---- DICOM series (pydicom, Debian's python3-pydicom) whose tags GDCM would replace by defaults ----
+
+def make_dicom():
+    try:
+        import io
+        import pydicom
+        from pydicom.dataset import Dataset, FileMetaDataset
+        from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    except ImportError:
+        return
+    try:
+        pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
+    except AttributeError:
+        pass
+    series_uid = generate_uid()
+
+    def slice_bytes(z, rows=4, columns=4, tags=None, pixel=None, drop=()):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+        ds.Modality, ds.SeriesInstanceUID, ds.StudyInstanceUID, ds.SeriesNumber = "CT", series_uid, series_uid, 1
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [0, 0, 2.5 * z]
+        ds.PixelSpacing = [0.7, 0.7]
+        ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+        ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = rows, columns, 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.PixelData = pixel if pixel is not None else struct.pack("<%dH" % (rows * columns), *([1000] * (rows * columns)))
+        raw = {}
+        for key, (vr, value) in (tags or {}).items():
+            if isinstance(value, str):
+                # Text written as given, whatever pydicom thinks of it: a placeholder, replaced below.
+                ds.add_new(key, vr, "0")
+                raw[key] = (vr, value)
+            else:
+                ds.add_new(key, vr, value)
+        for key in drop:
+            delattr(ds, key)
+        out = io.BytesIO()
+        pydicom.dcmwrite(out, ds, write_like_original=False)
+        data = out.getvalue()
+        for key, (vr, value) in raw.items():
+            head = struct.pack("<HH", key >> 16, key & 0xFFFF) + vr.encode()
+            at = data.find(head, 132)
+            old_length = struct.unpack("<H", data[at + 6:at + 8])[0]
+            text = value.encode() + (b" " if len(value) % 2 else b"")
+            data = data[:at + 6] + struct.pack("<H", len(text)) + text + data[at + 8 + old_length:]
+        return data
+
+    def series(name, fragment, slices=3, **kw):
+        for z in range(slices):
+            put(f"dicom/{name}/IM{z:03d}.dcm", slice_bytes(z, **kw), fragment=fragment)
+            MANIFEST.pop()
+        MANIFEST.append({"file": f"dicom/{name}", "expect": "error", "fragment": fragment})
+
+    orientation = 0x00200037
+    series("orientation_missing", "no Image Orientation", drop=["ImageOrientationPatient"])
+    series("orientation_zero", "degenerate orientation", tags={orientation: ("DS", "0\\0\\0\\0\\0\\0")})
+    series("orientation_parallel", "degenerate orientation", tags={orientation: ("DS", "1\\0\\0\\1\\0\\0")})
+    series("orientation_skew", "degenerate orientation", tags={orientation: ("DS", "1\\0\\0\\0.5\\0.5\\0")})
+    series("orientation_nan", "is not six numbers", tags={orientation: ("DS", "nan\\0\\0\\0\\1\\0")})
+    series("orientation_three", "is not six numbers", tags={orientation: ("DS", "1\\0\\0")})
+    for value, name in [("nan", "nan"), ("abc", "abc"), ("1e309", "huge"), ("0", "zero")]:
+        series(f"slope_{name}", "Rescale Slope", tags={0x00281053: ("DS", value)})
+    for value, name in [("nan", "nan"), ("-1e309", "huge")]:
+        series(f"intercept_{name}", "Rescale Intercept", tags={0x00281052: ("DS", value)})
+    series("slope_large", "Rescale Slope", tags={0x00281053: ("DS", "1e38")})
+    series("pixel_spacing_nan", "Pixel Spacing", tags={0x00280030: ("DS", "nan\\0.7")})
+    series("positions_1e300", "Image Position", tags={0x00200032: ("DS", "0\\0\\1e300")})
+    series("pixels_cut_short", "cut short", pixel=b"\0" * 20)
+    series("pixels_odd_length", "bytes, where Rows", pixel=b"\0" * 35)
+    series("rows_65535", "MiB of pixels", slices=1, rows=65535, columns=65535, pixel=b"\0" * 512)
+    series("frames_2e31", "Number of Frames", slices=1, tags={0x00280008: ("IS", "2147483647")})
+    series("samples_zero", "Samples per Pixel", slices=1, tags={0x00280002: ("US", 0)})
+
+
+def make_self_overwrite():
+    # A converter given its input as its output must refuse before it writes anything.
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
+    header += b" " * ((8 - len(header) % 8) % 8)
+    put("weights/self.safetensors", struct.pack("<Q", len(header)) + header + struct.pack("<2f", 1, 2), fragment="would destroy it")
+    MANIFEST[-1]["args"] = ["weights", "convert", "{file}", "{file}"]
+
+
 def make_conversions():
     # Broken geometry read in is never written out.
     for name in ["nifti/sform_nan.nii", "nrrd/directions_nan.nrrd"]:
@@ -436,6 +525,8 @@ def make_models():
     MANIFEST.append({"file": "models/fifo.zip", "expect": "error", "fragment": "named pipe", "args": args})
 
 
+make_dicom()
+make_self_overwrite()
 make_npz()
 make_postprocessing()
 make_models()

@@ -372,7 +372,10 @@ public enum NIfTI {
                     datatype = i16(12)
                     dim = (0..<8).map { i64(16 + 8 * $0) }
                     pixdim = (0..<8).map { f64(104 + 8 * $0) }
-                    voxOffset = max(0, i64(168))
+                    let declared = i64(168)
+                    // No file holds data a petabyte in: such an offset is a broken header (and would overflow later sums).
+                    guard declared < 1 << 50 else { throw DataError(file: file, "corrupt header: vox_offset \(declared) lies beyond any file") }
+                    voxOffset = max(0, declared)
                     sclSlope = f64(176)
                     sclInter = f64(184)
                     qformCode = i32(344)
