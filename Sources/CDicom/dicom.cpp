@@ -21,8 +21,14 @@
 #include <string>
 #include <vector>
 
+#include <csignal>
+#include <functional>
 #include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 namespace {
 
@@ -244,6 +250,105 @@ int readSlice(const std::string &file, Slice &slice, int &bits, int &isSigned) {
 
 int readSeries(const char *const *files, int count, md_volume *out);
 
+// ---- GDCM in a child process ----
+// GDCM's parser crashes on some malformed files (recursion through sequences nested thousands
+// deep, elements cut short, absurd lengths). Untrusted files are therefore parsed in a forked
+// child that sends its result back through a pipe: a crash there becomes one error line here.
+// MEDSEG_DICOM_IN_PROCESS=1 parses in the process itself (for debugging).
+
+void put(std::string &out, const void *data, size_t n) { out.append(static_cast<const char *>(data), n); }
+void putString(std::string &out, const std::string &text) {
+    uint64_t n = text.size();
+    put(out, &n, sizeof(n));
+    out += text;
+}
+struct Cursor {
+    const std::string &data;
+    size_t at = 0;
+    bool take(void *to, size_t n) {
+        if (at + n > data.size()) return false;
+        std::memcpy(to, data.data() + at, n);
+        at += n;
+        return true;
+    }
+    bool takeString(std::string &text) {
+        uint64_t n = 0;
+        if (!take(&n, sizeof(n)) || at + n > data.size()) return false;
+        text.assign(data.data() + at, n);
+        at += n;
+        return true;
+    }
+};
+
+bool writeAll(int fd, const char *data, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, data, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return false;
+        data += w;
+        n -= size_t(w);
+    }
+    return true;
+}
+
+// Runs `work` (which fills `payload`, or returns -1 with lastError set) in a child; the payload, or -1.
+int isolated(const std::string &what, const std::function<int(std::string &)> &work, std::string &payload) {
+    const char *inProcess = getenv("MEDSEG_DICOM_IN_PROCESS");
+    if (inProcess && std::strcmp(inProcess, "1") == 0) return work(payload);
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) return fail(what + ": cannot start the DICOM reader (" + std::strerror(errno) + ")");
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return fail(what + ": cannot start the DICOM reader (" + std::strerror(errno) + ")");
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        // The child dies at once on a crash (no crash reporter of the parent's runtime), and what
+        // GDCM, libjpeg and OpenJPEG print goes nowhere: the parent reports in one line.
+        for (int sig : {SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL, SIGTRAP}) signal(sig, SIG_DFL);
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0) { dup2(devnull, 1); dup2(devnull, 2); close(devnull); }
+        std::string out;
+        int rc = -1;
+        try { rc = work(out); } catch (const std::exception &error) { lastError = what + ": " + error.what(); }
+        std::string message = rc == 0 ? out : lastError;
+        char status = rc == 0 ? 0 : 1;
+        bool ok = writeAll(fds[1], &status, 1) && writeAll(fds[1], message.data(), message.size());
+        _exit(ok ? 0 : 3);
+    }
+    close(fds[1]);
+    std::string received;
+    std::vector<char> buffer(1 << 20);
+    bool timedOut = false;
+    for (;;) {
+        struct pollfd p = {fds[0], POLLIN, 0};
+        int ready = poll(&p, 1, 300 * 1000);  // five minutes without a byte: hung
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready == 0) { timedOut = true; kill(pid, SIGKILL); break; }
+        ssize_t n = read(fds[0], buffer.data(), buffer.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        received.append(buffer.data(), size_t(n));
+    }
+    close(fds[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    if (timedOut) return fail(what + ": the DICOM reader found no end to it in five minutes (a malformed file)");
+    if (WIFSIGNALED(status))
+        return fail(what + ": GDCM crashed reading it (signal " + std::to_string(WTERMSIG(status)) + ", " + strsignal(WTERMSIG(status)) +
+                    "): a malformed DICOM file");
+    if (received.empty()) return fail(what + ": the DICOM reader ended without an answer (exit " + std::to_string(WEXITSTATUS(status)) + ")");
+    if (received[0] != 0) return fail(received.substr(1));
+    received.erase(0, 1);   // in place: a volume's bytes are not copied once more
+    payload.swap(received);
+    return 0;
+}
+
+int listFiles(const char *folder, std::vector<std::string> &files);
+int scanFiles(const char *folder, const std::vector<std::string> &files, md_series **series, int *count);
+
 }  // namespace
 
 extern "C" {
@@ -255,10 +360,74 @@ int md_scan_folder(const char *folder, md_series **series, int *count) {
     *count = 0;
     struct stat info;
     if (stat(folder, &info) != 0 || !S_ISDIR(info.st_mode)) return 0;  // GDCM asserts on anything but a folder
-    silenceGDCM();
-    // Listed here, not by GDCM's directory walk, which stops at the first entry it cannot stat
-    // (a dangling link, a FIFO) and so dropped the rest of a series. Regular files only.
     std::vector<std::string> files;
+    if (listFiles(folder, files) != 0) return -1;
+    std::string payload;
+    auto scan = [&](const std::vector<std::string> &some, std::string &out) {
+        md_series *found = nullptr;
+        int n = 0;
+        if (scanFiles(folder, some, &found, &n) != 0) return -1;
+        int32_t n32 = n;
+        put(out, &n32, sizeof(n32));
+        for (int i = 0; i < n; ++i) {
+            for (const char *text : {found[i].uid, found[i].modality, found[i].description, found[i].series_number, found[i].study_date})
+                putString(out, text ? text : "");
+            int32_t files = found[i].file_count;
+            put(out, &files, sizeof(files));
+            for (int f = 0; f < files; ++f) putString(out, found[i].files[f]);
+        }
+        md_free_series(found, n);
+        return 0;
+    };
+    if (isolated(std::string(folder), [&](std::string &out) { return scan(files, out); }, payload) != 0) {
+        // A crash names no file: find the first file that crashes the scanner on its own.
+        std::string crash = lastError;
+        if (crash.find("GDCM crashed") == std::string::npos && crash.find("found no end") == std::string::npos) return -1;
+        for (const auto &file : files) {
+            std::string ignored;
+            if (isolated(file, [&](std::string &out) { return scan({file}, out); }, ignored) != 0) return -1;
+        }
+        return fail(crash);
+    }
+    Cursor in{payload};
+    int32_t n = 0;
+    if (!in.take(&n, sizeof(n)) || n < 0) return fail(std::string(folder) + ": the DICOM reader's answer is cut short");
+    if (n == 0) return 0;
+    md_series *out = static_cast<md_series *>(std::calloc(size_t(n), sizeof(md_series)));
+    if (!out) return fail("out of memory listing DICOM series");
+    for (int i = 0; i < n; ++i) {
+        std::string texts[5];
+        int32_t files = 0;
+        bool ok = true;
+        for (auto &text : texts) ok = ok && in.takeString(text);
+        ok = ok && in.take(&files, sizeof(files)) && files >= 0;
+        if (!ok) { md_free_series(out, n); return fail(std::string(folder) + ": the DICOM reader's answer is cut short"); }
+        out[i].uid = copyString(texts[0]);
+        out[i].modality = copyString(texts[1]);
+        out[i].description = copyString(texts[2]);
+        out[i].series_number = copyString(texts[3]);
+        out[i].study_date = copyString(texts[4]);
+        out[i].file_count = files;
+        out[i].files = static_cast<char **>(std::calloc(size_t(std::max(files, 1)), sizeof(char *)));
+        for (int f = 0; f < files; ++f) {
+            std::string path;
+            if (!in.takeString(path)) { md_free_series(out, n); return fail(std::string(folder) + ": the DICOM reader's answer is cut short"); }
+            out[i].files[f] = copyString(path);
+        }
+    }
+    *series = out;
+    *count = n;
+    return 0;
+}
+
+}  // extern "C"
+
+namespace {
+
+// The candidate files of a folder, sorted. Listed here, not by GDCM's directory walk, which stops
+// at the first entry it cannot stat (a dangling link, a FIFO) and so dropped the rest of a series.
+// Regular files only.
+int listFiles(const char *folder, std::vector<std::string> &files) {
     DIR *dir = opendir(folder);
     if (!dir) return fail(std::string(folder) + ": cannot list the folder (" + std::strerror(errno) + ")");
     while (struct dirent *entry = readdir(dir)) {
@@ -270,6 +439,13 @@ int md_scan_folder(const char *folder, md_series **series, int *count) {
     }
     closedir(dir);
     std::sort(files.begin(), files.end());
+    return 0;
+}
+
+int scanFiles(const char *folder, const std::vector<std::string> &files, md_series **series, int *count) {
+    *series = nullptr;
+    *count = 0;
+    silenceGDCM();
     gdcm::Scanner scanner;
     for (const gdcm::Tag &tag : {seriesUID, modalityTag, descriptionTag, seriesNumberTag, studyDateTag}) scanner.AddTag(tag);
     if (!files.empty() && !scanner.Scan(files)) return fail(std::string(folder) + ": GDCM could not scan the folder's files");
@@ -313,6 +489,10 @@ int md_scan_folder(const char *folder, md_series **series, int *count) {
     return 0;
 }
 
+}  // namespace
+
+extern "C" {
+
 void md_free_series(md_series *series, int count) {
     if (!series) return;
     for (int i = 0; i < count; ++i) {
@@ -330,13 +510,34 @@ void md_free_series(md_series *series, int count) {
 int md_read_series(const char *const *files, int count, md_volume *out) {
     std::memset(out, 0, sizeof(*out));
     if (count < 1) return fail("no files in the series");
-    silenceGDCM();
-    try {
-        return readSeries(files, count, out);
-    } catch (const std::exception &error) {
-        md_free_volume(out);
-        return fail(std::string(files[0]) + " (series of " + std::to_string(count) + " files): " + error.what());
-    }
+    std::string what = std::string(files[0]) + (count > 1 ? " (series of " + std::to_string(count) + " files)" : "");
+    std::string payload;
+    int rc = isolated(what, [&](std::string &bytes) {
+        silenceGDCM();
+        md_volume volume;
+        std::memset(&volume, 0, sizeof(volume));
+        int status = -1;
+        try { status = readSeries(files, count, &volume); } catch (const std::exception &error) { md_free_volume(&volume); return fail(what + ": " + error.what()); }
+        if (status != 0) return -1;
+        md_volume header = volume;
+        header.voxels = nullptr;
+        put(bytes, &header, sizeof(header));
+        size_t n = size_t(volume.size[0]) * volume.size[1] * volume.size[2];
+        put(bytes, volume.voxels, n * sizeof(float));
+        md_free_volume(&volume);
+        return 0;
+    }, payload);
+    if (rc != 0) return -1;
+    md_volume header;
+    if (payload.size() < sizeof(header)) return fail(what + ": the DICOM reader's answer is cut short");
+    std::memcpy(&header, payload.data(), sizeof(header));
+    size_t n = size_t(header.size[0]) * header.size[1] * header.size[2];
+    if (payload.size() != sizeof(header) + n * sizeof(float)) return fail(what + ": the DICOM reader's answer is cut short");
+    *out = header;
+    out->voxels = static_cast<float *>(std::malloc(std::max<size_t>(n, 1) * sizeof(float)));
+    if (!out->voxels) return fail("out of memory reading " + std::to_string(n) + " voxels of " + what);
+    std::memcpy(out->voxels, payload.data() + sizeof(header), n * sizeof(float));
+    return 0;
 }
 
 }  // extern "C"

@@ -85,8 +85,10 @@ struct PredictCommand: ParsableCommand {
 
         let inputURL = URL(fileURLWithPath: input), outURL = URL(fileURLWithPath: out)
         try InputFiles.refuseSameFolder(output: outURL, outputOption: "--out", input: inputURL, inputOption: "--input")
-        let groups = try Self.cases(in: inputURL, channels: inference.imageChannels, series: series)
-        guard !groups.isEmpty else { throw ValidationError("\(input): no images found") }
+        let (groups, unreadable) = try Self.cases(in: inputURL, channels: inference.imageChannels, series: series)
+        guard !groups.isEmpty || !unreadable.isEmpty else { throw ValidationError("\(input): no images found") }
+        // Case folders that cannot be listed are reported with the others that fail, at the end.
+        if rank == 0 { for (id, error) in unreadable { FileHandle.standardError.write(Data("Error: case \(id): \(error)\n".utf8)) } }
         // Every output is checked against every input before the first is written.
         var inputs = InputFiles()
         inputs.add(groups.flatMap { $0.1 + ($0.3?.files ?? []) }, as: "an input image")
@@ -108,7 +110,7 @@ struct PredictCommand: ParsableCommand {
         }
         let progress = ProgressLine(label: world > 1 ? "predict rank \(rank)" : "predict")
         // One case that cannot be predicted is reported and skipped; the others are written.
-        var failed: [String] = []
+        var failed: [String] = rank == 0 ? unreadable.map(\.0) : []
         let stageTimings = ProcessInfo.processInfo.environment["MEDSEG_STAGE_TIMINGS"] == "1"
         for (i, ((id, files, _, dicom), output)) in todo.enumerated() {
             do {
@@ -141,18 +143,22 @@ struct PredictCommand: ParsableCommand {
         }
         progress.finish()
         let skipped = mine.count - todo.count
-        print("\(world > 1 ? "rank \(rank) of \(world): " : "")wrote \(todo.count - failed.count) prediction(s) to \(outURL.path)"
+        let unreadableHere = rank == 0 ? unreadable.count : 0
+        print("\(world > 1 ? "rank \(rank) of \(world): " : "")wrote \(todo.count - (failed.count - unreadableHere)) prediction(s) to \(outURL.path)"
               + (skipped > 0 ? ", \(skipped) already there" : "")
               + " (\(used.joined(separator: "; "))\(inference.predictors.count > 1 ? "; logits averaged" : ""))")
         if !failed.isEmpty {
-            throw TrainingError("\(failed.count) of \(todo.count) case(s) could not be predicted (each named above): \(failed.joined(separator: ", "))")
+            let total = todo.count + unreadableHere
+            throw TrainingError("\(failed.count) of \(total) case(s) could not be predicted (each named above): \(failed.joined(separator: ", "))")
         }
     }
 
     /// Cases in a folder: nnU-Net channel files (CASE_0000.ext, CASE_0001.ext) grouped by case,
     /// otherwise every image on its own; a DICOM series folder (the input itself, or each folder
     /// in it) is one case named after its folder, predicted as NIfTI in the series' geometry.
-    static func cases(in folder: URL, channels: Int, series choice: String?) throws -> [(String, [URL], String, DICOMSeries?)] {
+    /// Series folders that cannot be read are returned apart, with their reason.
+    static func cases(in folder: URL, channels: Int, series choice: String?) throws
+        -> (cases: [(String, [URL], String, DICOMSeries?)], unreadable: [(String, Error)]) {
         let names = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { !$0.hasPrefix(".") }.sorted()
         func dicomCase(_ url: URL) throws -> (String, [URL], String, DICOMSeries?) {
             guard channels == 1 else {
@@ -160,12 +166,17 @@ struct PredictCommand: ParsableCommand {
             }
             return (url.lastPathComponent, [], ".nii.gz", try DICOM.select(in: url, series: choice))
         }
-        if DICOM.isSeriesFolder(folder) { return [try dicomCase(folder)] }
-        var out: [(String, [URL], String, DICOMSeries?)] = []
+        if DICOM.isSeriesFolder(folder) { return ([try dicomCase(folder)], []) }
+        var out: [(String, [URL], String, DICOMSeries?)] = [], unreadable: [(String, Error)] = []
         for name in names {
             let url = folder.appendingPathComponent(name)
-            if DICOM.isSeriesFolder(url) {
-                out.append(try dicomCase(url))
+            var isFolder: ObjCBool = false
+            if FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder), isFolder.boolValue {
+                do {
+                    if try !DICOM.series(in: url).isEmpty { out.append(try dicomCase(url)) }
+                } catch {
+                    unreadable.append((name, error))
+                }
                 continue
             }
             let ending = ImageIO.fileEnding(of: url)
@@ -179,7 +190,7 @@ struct PredictCommand: ParsableCommand {
                 out.append((stem, [url], ending, nil))
             }
         }
-        return out
+        return (out, unreadable)
     }
 
     /// Runs `predict` on the case's files, or on a DICOM series written as a temporary NIfTI (the

@@ -453,5 +453,19 @@ extension CrossValidationWorkflowTests {
         XCTAssertTrue(info.contains("dicom      series 5  CT  \"contrast\"  9 file(s)") && info.contains("size       24 x 20 x 9"), info)
         try medseg(["predict", "--run", exp, "--folds", "0", "--input", study.path, "--series", "5", "--out", temp.appendingPathComponent("chosen").path])
         XCTAssertTrue(FileManager.default.fileExists(atPath: temp.appendingPathComponent("chosen/patientA.nii.gz").path))
+
+        // A case whose series GDCM cannot even scan (a file cut short) is reported and skipped.
+        for name in try FileManager.default.contentsOfDirectory(atPath: study.path) where name.hasPrefix("B") {
+            try FileManager.default.removeItem(at: study.appendingPathComponent(name))
+        }
+        let broken = dicom.appendingPathComponent("patientC")
+        try FileManager.default.createDirectory(at: broken, withIntermediateDirectories: true)
+        let sample = try FileManager.default.contentsOfDirectory(at: dicom.appendingPathComponent("patientB"), includingPropertiesForKeys: nil)[0]
+        try Data(try Data(contentsOf: sample).prefix(300)).write(to: broken.appendingPathComponent("IM0001.dcm"))
+        let partly = try medseg(["predict", "--run", exp, "--folds", "0", "--checkpoint", "final", "--input", dicom.path,
+                                 "--out", temp.appendingPathComponent("partly").path], expectSuccess: false)
+        XCTAssertNotEqual(partly.status, 0)
+        XCTAssertTrue(partly.output.contains("Error: case patientC: \(broken.path)"), partly.output)
+        XCTAssertTrue(partly.output.contains("wrote 2 prediction(s)") && partly.output.contains("1 of 3 case(s) could not be predicted"), partly.output)
     }
 }

@@ -359,6 +359,28 @@ def make_dicom():
     series("frames_2e31", "Number of Frames", slices=1, tags={0x00280008: ("IS", "2147483647")})
     series("samples_zero", "Samples per Pixel", slices=1, tags={0x00280002: ("US", 0)})
 
+    # Files GDCM's parser itself trips over, before any check can run: read in a child process,
+    # whose crash is one error line.
+    good = slice_bytes(0)
+    meta_end = 132 + 12 + struct.unpack("<I", good[140:144])[0]
+    def one(name, data, fragment=""):
+        put(f"dicom/{name}/IM000.dcm", data, fragment=fragment)
+        MANIFEST[-1]["file"] = f"dicom/{name}"
+    one("cut_after_meta", good[:meta_end])
+    one("cut_inside_element", good[:meta_end + 30])
+    def element(group, elem, vr, value=b"", undefined=False):
+        if vr in ("SQ", "OB", "UN"):
+            return struct.pack("<HH2sHI", group, elem, vr.encode(), 0, 0xFFFFFFFF if undefined else len(value)) + value
+        return struct.pack("<HH2sH", group, elem, vr.encode(), len(value)) + value
+    item_start = struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
+    item_end, seq_end = struct.pack("<HHI", 0xFFFE, 0xE00D, 0), struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+    def nested(depth, closed):
+        opening = (element(0x0008, 0x1115, "SQ", undefined=True) + item_start) * depth
+        return good[:meta_end] + opening + ((item_end + seq_end) * depth if closed else b"")
+    one("sequences_20000_deep", nested(20000, True))
+    one("sequences_5000_unclosed", nested(5000, False))
+    one("element_2gib", good[:meta_end] + element(0x0009, 0x0010, "UN", b"") [:-4] + struct.pack("<I", 0x7FFFFFF0) + b"\0" * 64)
+
 
 def make_self_overwrite():
     # A converter given its input as its output must refuse before it writes anything.

@@ -30,7 +30,11 @@ public enum DICOM {
     public static func series(in folder: URL) throws -> [DICOMSeries] {
         var list: UnsafeMutablePointer<md_series>?
         var count: Int32 = 0
-        guard md_scan_folder(folder.path, &list, &count) == 0 else { throw DataError(file: folder, String(cString: md_last_error())) }
+        guard md_scan_folder(folder.path, &list, &count) == 0 else {
+            // Messages about a file in the folder name it already.
+            let message = String(cString: md_last_error())
+            throw message.hasPrefix(folder.path) ? DataError(message) : DataError(file: folder, message)
+        }
         defer { md_free_series(list, count) }
         return (0..<Int(count)).map { i in
             let s = list![i]
