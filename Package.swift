@@ -101,6 +101,8 @@ let package = Package(
         ),
         .target(
             name: "CImageCodecs",
+            // Optimized in debug builds too: tests walk images of a billion voxels through it.
+            cSettings: [.unsafeFlags(["-O2"])],
             linkerSettings: [.linkedLibrary("png"), .linkedLibrary("jpeg"), .linkedLibrary("tiff"), .linkedLibrary("gif"), .linkedLibrary("z")]
         ),
         // DICOM series through GDCM (Debian's libgdcm-dev), behind a C interface.

@@ -32,6 +32,20 @@ static size_t content_size_hint(const char *path) {
     return hint + 1; /* one spare byte lets the first read see the end without growing */
 }
 
+/* Whether reading `gz` failed (truncated or corrupt data, an I/O error); sets the message. */
+static int read_failed(gzFile gz) {
+    int code = Z_OK;
+    const char *message = gzerror(gz, &code);
+    if (code == Z_OK || code == Z_STREAM_END) return 0;
+    if (code == Z_BUF_ERROR)
+        mc_set_error("truncated gzip data (unexpected end of file)");
+    else if (code == Z_ERRNO)
+        mc_set_errorf("read error: %s", strerror(errno));
+    else
+        mc_set_errorf("corrupt gzip data (%s)", message ? message : "unknown zlib error");
+    return 1;
+}
+
 int mc_gz_read_file(const char *path, size_t limit, int prefix, uint8_t **data, size_t *length) {
     *data = NULL;
     *length = 0;
@@ -91,15 +105,7 @@ int mc_gz_read_file(const char *path, size_t limit, int prefix, uint8_t **data, 
             return -1;
         }
     }
-    int code = Z_OK;
-    const char *message = gzerror(gz, &code);
-    if (code != Z_OK && code != Z_STREAM_END) {
-        if (code == Z_BUF_ERROR)
-            mc_set_error("truncated gzip data (unexpected end of file)");
-        else if (code == Z_ERRNO)
-            mc_set_errorf("read error: %s", strerror(errno));
-        else
-            mc_set_errorf("corrupt gzip data (%s)", message ? message : "unknown zlib error");
+    if (read_failed(gz)) {
         free(buffer);
         gzclose(gz);
         return -1;
@@ -277,5 +283,64 @@ int mc_gzip_compress(const void *source, size_t source_length, int level, uint8_
     deflateEnd(&zs);
     *data = buffer;
     *length = used;
+    return 0;
+}
+
+int mc_gz_stats(const char *path, size_t offset, size_t length, size_t slack, int type, int swap, double slope,
+                double intercept, mc_stats *stats) {
+    gzFile gz = gzopen(path, "rb");
+    if (!gz) {
+        mc_set_errorf("cannot open: %s", errno ? strerror(errno) : "out of memory");
+        return -1;
+    }
+    gzbuffer(gz, 1 << 17);
+    size_t sample = mc_sample_bytes(type);
+    enum { chunk = 1 << 20 }; /* a multiple of every sample size */
+    uint8_t *buffer = malloc(chunk);
+    if (!buffer) {
+        gzclose(gz);
+        mc_set_error("out of memory");
+        return -1;
+    }
+    size_t skipped = 0, done = 0;
+    while (skipped < offset) { /* the header and extensions, read and dropped */
+        size_t want = offset - skipped > chunk ? chunk : offset - skipped;
+        int got = gzread(gz, buffer, (unsigned)want);
+        if (got <= 0) break;
+        skipped += (size_t)got;
+    }
+    while (skipped == offset && done < length) {
+        size_t want = length - done > chunk ? chunk : length - done;
+        int got = gzread(gz, buffer, (unsigned)want);
+        if (got <= 0) break;
+        size_t whole = (size_t)got / sample * sample; /* a sample split across reads is completed below */
+        if (whole != (size_t)got) {
+            int more = gzread(gz, buffer + got, (unsigned)(whole + sample - (size_t)got));
+            if (more > 0) got += more;
+            whole = (size_t)got / sample * sample;
+        }
+        mc_stats_add(stats, buffer, whole / sample, type, swap, slope, intercept);
+        done += (size_t)got;
+        if (whole != (size_t)got) break;
+    }
+    size_t beyond = 0; /* content after the image: a few bytes of padding, never more than `slack` */
+    while (skipped == offset && done == length && beyond <= slack) {
+        int got = gzread(gz, buffer, chunk);
+        if (got <= 0) break;
+        beyond += (size_t)got;
+    }
+    free(buffer);
+    int failed = read_failed(gz);
+    gzclose(gz);
+    if (failed) return -1;
+    if (skipped < offset || done < length) {
+        mc_set_errorf("truncated: header says %zu voxel bytes, file has %zu", length, skipped < offset ? (size_t)0 : done);
+        return -1;
+    }
+    if (beyond > slack) {
+        mc_set_errorf("holds more than the %zu bytes its header describes (a decompression bomb, or not the file the header says)",
+                      offset + length + slack);
+        return -1;
+    }
     return 0;
 }

@@ -12,4 +12,7 @@ void mc_set_errorf(const char *format, ...) __attribute__((format(printf, 1, 2))
 #include <stddef.h>
 int mc_declared_fits(const char *path, size_t rows, size_t row_bytes, size_t ratio);
 
+/* Bytes of one stored sample of an MC_* type. */
+size_t mc_sample_bytes(int type);
+
 #endif

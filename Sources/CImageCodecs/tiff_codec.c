@@ -168,12 +168,12 @@ static int is_reduced(TIFF *tif) {
     return TIFFGetField(tif, TIFFTAG_SUBFILETYPE, &subfile) && (subfile & FILETYPE_REDUCEDIMAGE);
 }
 
-int mc_tiff_read(const char *path, mc_raster *out) {
-    memset(out, 0, sizeof *out);
+/* Opens a file that starts as a TIFF does; NULL with a message otherwise. */
+static TIFF *open_for_reading(const char *path, tiff_context *ctx) {
     FILE *fp = fopen(path, "rb");
     if (!fp) {
         mc_set_errorf("cannot open: %s", strerror(errno));
-        return -1;
+        return NULL;
     }
     unsigned char magic[4] = {0, 0, 0, 0};
     size_t got = fread(magic, 1, 4, fp);
@@ -182,54 +182,87 @@ int mc_tiff_read(const char *path, mc_raster *out) {
     int be = magic[0] == 'M' && magic[1] == 'M' && magic[2] == 0 && (magic[3] == 42 || magic[3] == 43);
     if (got != 4 || !(le || be)) {
         mc_set_error("not a TIFF file");
-        return -1;
+        return NULL;
     }
-    tiff_context ctx;
-    memset(&ctx, 0, sizeof ctx);
-    TIFF *tif = open_tiff(path, "r", &ctx);
-    if (!tif) {
-        mc_set_errorf("corrupt TIFF: %s", ctx.message[0] ? ctx.message : "cannot read the header");
-        return -1;
-    }
-    /* Pass 1: count the pages and check they share one layout. */
-    page_layout first, l;
-    memset(&first, 0, sizeof first);
+    memset(ctx, 0, sizeof *ctx);
+    TIFF *tif = open_tiff(path, "r", ctx);
+    if (!tif) mc_set_errorf("corrupt TIFF: %s", ctx->message[0] ? ctx->message : "cannot read the header");
+    return tif;
+}
+
+/* Moves to the next directory; 0 after the last one. A chain that points at a directory that
+ * cannot be read (a file cut short) is an error, not the end: -1 with a message. */
+static int next_directory(TIFF *tif, int page, tiff_context *ctx) {
+    if (TIFFLastDirectory(tif)) return 0;
+    if (TIFFReadDirectory(tif)) return 1;
+    mc_set_errorf("corrupt TIFF: the directory after page %d cannot be read (%s)", page,
+                  ctx->message[0] ? ctx->message : "the file is cut short or the offset is wrong");
+    return -1;
+}
+
+/* Counts the pages (reduced-resolution subfiles skipped) and checks they share one layout, which
+ * goes to `first`; leaves the file at its last page. 0, or -1 with a message. */
+static int scan_pages(TIFF *tif, page_layout *first, int *pages, tiff_context *ctx) {
+    page_layout l;
+    memset(first, 0, sizeof *first);
     memset(&l, 0, sizeof l);
-    int pages = 0;
-    do {
+    *pages = 0;
+    int more = 1;
+    for (; more > 0; more = next_directory(tif, *pages, ctx)) {
         if (is_reduced(tif)) continue;
         if (read_layout(tif, &l) != 0) {
-            TIFFClose(tif);
-            mc_set_errorf("corrupt TIFF: page %d has no image size", pages + 1);
+            mc_set_errorf("corrupt TIFF: page %d has no image size", *pages + 1);
             return -1;
         }
-        if (pages == 0) {
-            first = l;
-        } else if (l.width != first.width || l.height != first.height || l.out_channels != first.out_channels ||
-                   l.out_bits != first.out_bits || l.out_format != first.out_format || l.palette != first.palette) {
-            TIFFClose(tif);
+        if (*pages == 0) {
+            *first = l;
+        } else if (l.width != first->width || l.height != first->height || l.out_channels != first->out_channels ||
+                   l.out_bits != first->out_bits || l.out_format != first->out_format || l.palette != first->palette) {
             mc_set_errorf("page %d (%ux%u, %d x %d-bit samples) differs from page 1 (%ux%u, %d x %d-bit samples)",
-                          pages + 1, l.width, l.height, l.out_channels, l.out_bits, first.width, first.height,
-                          first.out_channels, first.out_bits);
+                          *pages + 1, l.width, l.height, l.out_channels, l.out_bits, first->width, first->height,
+                          first->out_channels, first->out_bits);
             return -1;
         }
-        pages++;
-    } while (TIFFReadDirectory(tif));
-    if (pages == 0) {
-        TIFFClose(tif);
+        (*pages)++;
+    }
+    if (more < 0) return -1;
+    if (*pages == 0) {
         mc_set_error("corrupt TIFF: no image pages");
         return -1;
     }
-    size_t page_bytes = (size_t)first.width * first.height * first.out_channels * (first.out_bits / 8);
-    /* Pages may share strips, and LZW/deflate expand their data at most a few thousand times. */
-    if (mc_declared_fits(path, (size_t)pages, page_bytes, 4096) != 0) {
+    return 0;
+}
+
+/* A TIFF opened with its pages scanned (`scan_pages`) and their declared size checked against the
+ * file's; NULL with a message otherwise. */
+static TIFF *open_pages(const char *path, tiff_context *ctx, page_layout *first, int *pages, size_t *page_bytes) {
+    TIFF *tif = open_for_reading(path, ctx);
+    if (!tif) return NULL;
+    if (scan_pages(tif, first, pages, ctx) != 0) {
         TIFFClose(tif);
-        return -1;
+        return NULL;
     }
+    *page_bytes = (size_t)first->width * first->height * first->out_channels * (first->out_bits / 8);
+    /* Pages may share strips, and LZW/deflate expand their data at most a few thousand times. */
+    if (mc_declared_fits(path, (size_t)*pages, *page_bytes, 4096) != 0) {
+        TIFFClose(tif);
+        return NULL;
+    }
+    return tif;
+}
+
+int mc_tiff_read(const char *path, mc_raster *out) {
+    memset(out, 0, sizeof *out);
+    tiff_context ctx;
+    page_layout first, l;
+    int pages = 0;
+    size_t page_bytes = 0;
+    TIFF *tif = open_pages(path, &ctx, &first, &pages, &page_bytes);
+    if (!tif) return -1;
     uint8_t *pixels = malloc(page_bytes * pages);
     if (!pixels) {
         TIFFClose(tif);
-        mc_set_error("out of memory");
+        mc_set_errorf("out of memory: its %d pages need %.1f GB", pages, (double)page_bytes * pages / 1e9);
         return -1;
     }
     /* Pass 2: decode. */
@@ -371,6 +404,58 @@ int mc_tiff_write(const char *path, const void *pixels, int width, int height, i
     TIFFClose(tif);
     if (ctx.message[0]) {
         mc_set_errorf("write error: %s", ctx.message);
+        return -1;
+    }
+    return 0;
+}
+
+int mc_tiff_stats(const char *path, mc_raster *out, mc_stats *stats) {
+    memset(out, 0, sizeof *out);
+    tiff_context ctx;
+    page_layout first, l;
+    int pages = 0;
+    size_t page_bytes = 0;
+    TIFF *tif = open_pages(path, &ctx, &first, &pages, &page_bytes);
+    if (!tif) return -1;
+    out->width = (int)first.width;
+    out->height = (int)first.height;
+    out->pages = pages;
+    out->channels = first.out_channels;
+    out->bits = first.out_bits;
+    out->sample_format = first.out_format;
+    out->is_palette = first.palette;
+    if (!stats || first.palette) {
+        TIFFClose(tif);
+        return stats ? 1 : 0;
+    }
+    int type = first.out_format == SAMPLEFORMAT_IEEEFP ? (first.out_bits == 32 ? MC_F32 : MC_F64)
+             : first.out_format == SAMPLEFORMAT_INT ? (first.out_bits == 8 ? MC_I8 : first.out_bits == 16 ? MC_I16 : first.out_bits == 32 ? MC_I32 : MC_I64)
+             : (first.out_bits == 8 ? MC_U8 : first.out_bits == 16 ? MC_U16 : first.out_bits == 32 ? MC_U32 : MC_U64);
+    size_t samples = (size_t)first.width * first.height * first.out_channels;
+    uint8_t *page = malloc(page_bytes);
+    if (!page || !TIFFSetDirectory(tif, 0)) {
+        free(page);
+        TIFFClose(tif);
+        mc_set_error(page ? "corrupt TIFF: cannot re-read page 1" : "out of memory");
+        return -1;
+    }
+    int done = 0;
+    do {
+        if (is_reduced(tif)) continue;
+        read_layout(tif, &l);
+        if (read_page(tif, &l, page, &ctx) != 0) {
+            free(page);
+            TIFFClose(tif);
+            mc_set_errorf("corrupt TIFF: page %d: %s", done + 1, ctx.message[0] ? ctx.message : "decoding failed");
+            return -1;
+        }
+        mc_stats_add(stats, page, samples, type, 0, 1, 0);
+        done++;
+    } while (done < pages && TIFFReadDirectory(tif));
+    free(page);
+    TIFFClose(tif);
+    if (done < pages) {
+        mc_set_errorf("corrupt TIFF: only %d of %d pages could be read", done, pages);
         return -1;
     }
     return 0;

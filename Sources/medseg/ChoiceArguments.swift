@@ -21,3 +21,10 @@ enum FloatChoice: String, ExpressibleByArgument, CaseIterable {
 
     var dtype: DType { self == .float16 ? .float16 : .float32 }
 }
+
+/// `predict --accumulate`: a type, or auto (nil: by the size of the slab buffer).
+enum AccumulationChoice: String, ExpressibleByArgument, CaseIterable {
+    case auto, float32, float16
+
+    var dtype: DType? { self == .auto ? nil : FloatChoice(rawValue: rawValue)!.dtype }
+}

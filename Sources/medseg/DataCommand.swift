@@ -48,7 +48,8 @@ struct DataCommand: ParsableCommand {
 
         func run() throws {
             let url = URL(fileURLWithPath: file)
-            let image = try ImageIO.read(url, series: series)
+            // Streamed where the format allows: inspecting an image never needs it whole.
+            let image = try ImageIO.inspect(url, series: series)
             let g = image.geometry
             func fmt(_ v: [Double]) -> String { "(" + v.map { String(format: "%.4g", $0) }.joined(separator: ", ") + ")" }
             print("file       \(url.lastPathComponent)")
@@ -59,17 +60,11 @@ struct DataCommand: ParsableCommand {
             print("origin     \(fmt(g.origin))")
             print("direction  \(fmt(g.direction))")
             if let a = g.niftiAffine { print("affine     \(fmt(a))") }
-            var lo = Float.infinity, hi = -Float.infinity, sum = 0.0, nonFinite = 0
-            for v in image.voxels {
-                guard v.isFinite else { nonFinite += 1; continue }
-                lo = min(lo, v); hi = max(hi, v); sum += Double(v)
-            }
-            let n = image.voxels.count - nonFinite
-            print("intensity  min \(lo)  max \(hi)  mean \(String(format: "%.4g", n > 0 ? sum / Double(n) : .nan))" + (nonFinite > 0 ? "  (\(nonFinite) NaN/inf)" : ""))
-            let distinct = Set(image.voxels.prefix(5_000_000))
-            if image.pixelType.isInteger && distinct.count <= 32 {
-                let counts = Dictionary(grouping: image.voxels, by: { $0 }).mapValues(\.count)
-                print("labels     " + counts.keys.sorted().map { "\(Int($0)): \(counts[$0]!)" }.joined(separator: ", "))
+            let s = image.statistics
+            let range = s.minimum.map { "min \($0)  max \(s.maximum!)" } ?? "no finite values"
+            print("intensity  \(range)  mean \(String(format: "%.4g", s.mean ?? .nan))" + (s.nonFiniteCount > 0 ? "  (\(s.nonFiniteCount) NaN/inf)" : ""))
+            if image.pixelType.isInteger, let counts = s.valueCounts {
+                print("labels     " + counts.map { "\(Int($0.value)): \($0.count)" }.joined(separator: ", "))
             }
         }
     }

@@ -24,7 +24,7 @@ struct PredictCommand: ParsableCommand {
     @Flag(help: "Also write PNG overlays of 2D predictions.") var overlay = false
     @Flag(help: "Also write class probabilities (CASE_probabilities.safetensors), for `medseg ensemble`.") var saveProbabilities = false
     @Option(help: "float32 or float16: the type --save-probabilities writes (float16 halves the files).") var probabilitiesDtype = FloatChoice.float32
-    @Option(help: "float32 or float16: the type the sliding window adds logits up in (float16 halves its slab buffer, as nnU-Net v2).") var accumulate = FloatChoice.float32
+    @Option(help: "auto, float32 or float16: the type the sliding window adds logits up in (float16 halves its slab buffer, as nnU-Net v2; auto: float32 while that buffer stays within 1 GiB, else float16).") var accumulate = AccumulationChoice.auto
     @Flag(help: "Disable mirror test-time augmentation.") var noMirror = false
     @Option(help: "auto (cuda where available, else cpu), cpu, cuda or cuda:N.") var device = "auto"
     @Option(help: "fp32, or bf16/fp16 autocast for the network passes.") var precision = Precision.fp32

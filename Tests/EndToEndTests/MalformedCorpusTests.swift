@@ -55,6 +55,8 @@ final class MalformedCorpusTests: XCTestCase {
             case "error":
                 if status == 0 { return fail("was accepted") }
                 if !entry.fragment.isEmpty && !output.contains(entry.fragment) { return fail("the error does not say \"\(entry.fragment)\"") }
+            case "ok":
+                if status != 0 { return fail("was refused") }
             default:
                 break
             }

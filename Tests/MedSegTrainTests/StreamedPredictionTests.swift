@@ -148,6 +148,18 @@ final class StreamedPredictionTests: XCTestCase {
         XCTAssertEqual(label.pixelType, .uint8)
     }
 
+    /// `--accumulate auto`: float32 sums while the slab buffer stays within 1 GiB, float16 beyond
+    /// (101 classes over a 40-slice slab of a 448 x 448 plane: 3.2 GB in float32); a choice is kept.
+    func testAutomaticAccumulationHalvesOnlyLargeSlabs() {
+        let slab = 40 * 448 * 448
+        XCTAssertEqual(Predictor.accumulationDType(nil, classes: 101, voxels: slab), .float16)
+        XCTAssertEqual(Predictor.accumulationDType(nil, classes: 4, voxels: slab), .float32)
+        XCTAssertEqual(Predictor.accumulationDType(.float32, classes: 101, voxels: slab), .float32)
+        XCTAssertEqual(Predictor.accumulationDType(.float16, classes: 4, voxels: slab), .float16)
+        XCTAssertEqual(Predictor.accumulationDType(nil, classes: 1, voxels: Predictor.float32SlabLimit / 4), .float32)
+        XCTAssertEqual(Predictor.accumulationDType(nil, classes: 1, voxels: Predictor.float32SlabLimit / 4 + 1), .float16)
+    }
+
     /// Without a plan (a network trained on raw images): no resampling, no crop, slab by slab all the same.
     func testRawImageModelStreamsAsTheWholeVolume() throws {
         let files = try writeCase(size: [20, 18, 13], spacing: [1, 1, 1])

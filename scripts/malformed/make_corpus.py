@@ -396,6 +396,30 @@ def make_conversions():
         MANIFEST.append({"file": name, "expect": "error", "fragment": "NaN", "args": ["data", "convert", "{file}", "{tmp}.nrrd"]})
 
 
+def make_huge_legal():
+    # Legal images far larger than memory (under the test's 2 GB address-space limit): data info
+    # streams them; a command that must hold one says how much memory it needs, before it tries.
+    header = nifti1((3, 1024, 1024, 1024))
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip framing
+    body = deflate.compress(header)
+    zeros = bytes(1 << 22)
+    for _ in range(256):
+        body += deflate.compress(zeros)
+    put("huge/legal_1024_cubed.nii.gz", body + deflate.flush(), expect="ok")
+    MANIFEST.append({"file": "huge/legal_1024_cubed.nii.gz", "expect": "error", "fragment": "of memory",
+                     "args": ["data", "convert", "{file}", "{tmp}.nrrd"]})
+    # 1000 pages of 1000 x 1000 pixels, every page pointing at the same strip.
+    put("huge/legal_1000_pages.tif", tiff(1000, 1000, pages=1000, data=bytes(range(250)) * 4000), expect="ok")
+    MANIFEST.append({"file": "huge/legal_1000_pages.tif", "expect": "error", "fragment": "of memory",
+                     "args": ["data", "convert", "{file}", "{tmp}.nii.gz"]})
+    # Three pages whose chain points past the end: not a one-page image.
+    three = bytearray(tiff(16, 16, pages=3, data=bytes(256)))
+    first_ifd = struct.unpack_from("<I", three, 4)[0]
+    entries = struct.unpack_from("<H", three, first_ifd)[0]
+    struct.pack_into("<I", three, first_ifd + 2 + 12 * entries, len(three) + 4096)
+    put("tiff/page_chain_past_end.tif", bytes(three), fragment="cannot be read")
+
+
 # ---- surfaces of prediction: nnU-Net's .npz, post-processing files, model files ----
 
 def npy(shape, descr="<f4", data=None, shape_text=None):
@@ -557,6 +581,7 @@ make_nrrd()
 make_conversions()
 make_weights()
 make_2d()
+make_huge_legal()
 make_datasets()
 with open(os.path.join(OUT, "manifest.json"), "w") as f:
     json.dump([m for m in MANIFEST if m["expect"] != "skip"], f, indent=1)

@@ -32,6 +32,37 @@ int mc_inflate(const void *source, size_t source_length, size_t limit, uint8_t *
 /* Compresses bytes into one gzip member in memory. 0 / -1. */
 int mc_gzip_compress(const void *source, size_t source_length, int level, uint8_t **data, size_t *length);
 
+/* ---- statistics ---------------------------------------------------------------------------- */
+
+/* Stored sample types (as SampleType in Swift). */
+enum { MC_U8, MC_I8, MC_U16, MC_I16, MC_U32, MC_I32, MC_U64, MC_I64, MC_F32, MC_F64 };
+
+/* The distinct values counted before an image counts as not a label map. */
+#define MC_STATS_VALUES 32
+
+/* Minimum, maximum and sum of the finite voxels, the count of the others, and the count of each
+ * value while there are at most MC_STATS_VALUES of them. */
+typedef struct {
+    float minimum, maximum;
+    double sum;
+    uint64_t finite, non_finite;
+    int value_count, too_many_values, last_hit;
+    float values[MC_STATS_VALUES];
+    uint64_t counts[MC_STATS_VALUES];
+} mc_stats;
+
+void mc_stats_init(mc_stats *stats);
+
+/* Adds `count` stored samples of `type` (byte-swapped when `swap`), each taken as the float32 of
+ * sample x slope + intercept, as a whole read gives it. */
+void mc_stats_add(mc_stats *stats, const void *samples, size_t count, int type, int swap, double slope, double intercept);
+
+/* Adds the `length` bytes of samples from byte `offset` of a file's content (inflated when it is
+ * gzip-compressed), a megabyte at a time. 0, or -1 with a message (truncated, corrupt, or more
+ * than `slack` bytes after the samples: not the file the header describes). */
+int mc_gz_stats(const char *path, size_t offset, size_t length, size_t slack, int type, int swap, double slope,
+                double intercept, mc_stats *stats);
+
 /* ---- rasters (PNG, JPEG, TIFF) ------------------------------------------------------------- */
 
 /* A decoded raster: pages x height x width x channels samples, interleaved, native byte order. */
@@ -78,6 +109,11 @@ int mc_jpeg_read(const char *path, mc_raster *out);
  * (YCbCr, odd bit depths) are decoded through libtiff's RGBA interface to 8-bit RGB(A). Palette
  * pages (1-8 bit) give their colours as RGB in `pixels` and the raw indices in `indices`. */
 int mc_tiff_read(const char *path, mc_raster *out);
+
+/* The pages of a TIFF as mc_tiff_read sees them, decoded one at a time into `stats` (nothing
+ * else is held; NULL: none decoded): `out` gets the raster's layout with no pixels. 0; 1 for
+ * palette pages (whose colours a whole read decides: nothing added); -1 with a message. */
+int mc_tiff_stats(const char *path, mc_raster *out, mc_stats *stats);
 
 /* Writes `pages` pages of height x width x channels samples (channels 1 or 3) with `bits` 8, 16,
  * 32 or 64 and `sample_format` 1 (unsigned), 2 (signed) or 3 (float), deflate-compressed when

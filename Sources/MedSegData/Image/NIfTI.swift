@@ -11,19 +11,53 @@ public enum NIfTI {
     // MARK: Reading
 
     public static func read(_ url: URL) throws -> MedicalImage {
-        let ending = ImageIO.fileEnding(of: url)
+        let (header, dataFile, offset) = try source(url)
+        let layout = try layout(header, file: url)
+        // Held at once: the stored bytes and their float32 values (and a planar copy of RGB voxels).
+        let held = try DeclaredSize.bytes(layout.samples, of: layout.perVoxel > 1 ? 8 : 4, plus: layout.byteCount, file: url)
+        try MemoryBudget.require(held, for: "reading its \(layout.spatial.map(String.init).joined(separator: " x ")) voxels (x \(layout.volumes * layout.perVoxel) channel(s)) whole",
+                                 file: url, hint: "`medseg data info` inspects it without holding it")
+        let data = try readFileInflating(dataFile, limit: try header.dataBytes(offset: offset, file: url))
+        return try decode(header, data: data, offset: offset, file: dataFile)
+    }
+
+    /// The header and statistics of an image, its voxels streamed a megabyte at a time (an image
+    /// of any size is inspected in constant memory).
+    public static func inspect(_ url: URL) throws -> ImageSummary {
+        let (header, dataFile, offset) = try source(url)
+        let layout = try layout(header, file: url)
+        let scaling = layout.perVoxel == 1 ? scaling(header) : nil
+        var statistics = ImageStatistics()
+        guard mc_gz_stats(dataFile.path, offset, layout.byteCount, slack, layout.sample.codecType, header.bigEndian != (1.bigEndian == 1) ? 1 : 0,
+                          scaling?.slope ?? 1, scaling?.intercept ?? 0, &statistics.raw) == 0 else {
+            throw DataError(file: dataFile, codecError())
+        }
+        var pixelType = layout.sample.pixelType
+        if layout.perVoxel > 1 {
+            pixelType = layout.volumes == 1 ? (layout.perVoxel == 3 ? .rgb8 : .rgba8) : .uint8
+        } else if let scaling {
+            pixelType = scaledPixelType(raw: layout.sample, slope: scaling.slope, inter: scaling.intercept,
+                                        low: statistics.minimum ?? .infinity, high: statistics.maximum ?? -.infinity)
+        }
+        return ImageSummary(size: layout.spatial, channels: layout.volumes * layout.perVoxel, pixelType: pixelType,
+                            geometry: geometry(header, dims: layout.spatial.count), statistics: statistics)
+    }
+
+    /// The checked header of `url`, the file holding its voxels, and their offset in it.
+    private static func source(_ url: URL) throws -> (header: Header, dataFile: URL, offset: Int) {
         // The header first: what it declares caps how much of the file is inflated.
         let header = try Header(parsing: try readFileInflating(url, limit: 544, prefix: true), file: url)
-        var offset = header.voxOffset
-        if ending == ".hdr" || ending == ".hdr.gz" {
-            let dataFile = try imageFile(pairedWith: url)
-            let data = try readFileInflating(dataFile, limit: try header.dataBytes(offset: offset, file: url))
-            return try decode(header, data: data, offset: offset, file: dataFile)
-        }
+        let ending = ImageIO.fileEnding(of: url)
+        if ending == ".hdr" || ending == ".hdr.gz" { return (header, try imageFile(pairedWith: url), header.voxOffset) }
         // A single file (also with the pair magic "ni1": the data still follows the header).
-        offset = max(offset, header.headerSize + 4)
-        let data = try readFileInflating(url, limit: try header.dataBytes(offset: offset, file: url))
-        return try decode(header, data: data, offset: offset, file: url)
+        return (header, url, max(header.voxOffset, header.headerSize + 4))
+    }
+
+    /// The scl_slope and scl_inter a reader applies: none when the slope is missing, zero, not
+    /// finite, or 1 with no intercept.
+    private static func scaling(_ h: Header) -> (slope: Double, intercept: Double)? {
+        guard let slope = h.sclSlope, slope.isFinite, slope != 0, !(slope == 1 && (h.sclInter ?? 0) == 0) else { return nil }
+        return (slope, h.sclInter.flatMap { $0.isFinite ? $0 : nil } ?? 0)
     }
 
     /// Bytes tolerated after the image a header describes (padding some writers leave).
@@ -115,8 +149,7 @@ public enum NIfTI {
             values = planar
             channels = volumes * perVoxel
             pixelType = volumes == 1 ? (perVoxel == 3 ? .rgb8 : .rgba8) : .uint8
-        } else if let slope = h.sclSlope, slope.isFinite, slope != 0, !(slope == 1 && (h.sclInter ?? 0) == 0) {
-            let inter = h.sclInter.flatMap { $0.isFinite ? $0 : nil } ?? 0
+        } else if let (slope, inter) = scaling(h) {
             var low = Float.infinity, high = -Float.infinity
             values.withUnsafeMutableBufferPointer { v in
                 for i in v.indices {

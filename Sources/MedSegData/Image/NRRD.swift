@@ -77,6 +77,12 @@ public enum NRRD {
         // Data.
         let count = try DeclaredSize.elements(sizes, file: url, what: "sizes")
         let byteCount = try DeclaredSize.bytes(count, of: sample.byteCount, file: url)
+        // Held at once: the (inflated) samples, their float32 values and a reordered copy. Checked
+        // once the encoding's own limits have found a lying header.
+        func requireMemory() throws {
+            try MemoryBudget.require(try DeclaredSize.bytes(count, of: 8, plus: byteCount, file: url),
+                                     for: "reading its \(sizes.map(String.init).joined(separator: " x ")) samples whole", file: url)
+        }
         var payload: Data
         var payloadFile = url
         if let dataFile = field("data file", "datafile") {
@@ -112,10 +118,12 @@ public enum NRRD {
             guard start >= 0, payload.count - start >= byteCount else {
                 throw DataError(file: payloadFile, "truncated: header says \(byteCount) voxel bytes, file has \(max(0, payload.count - max(start, 0)))")
             }
+            try requireMemory()
             values = payload.withUnsafeBytes { decodeSamples($0, offset: start, count: count, type: sample, bigEndian: bigEndian) }
         case "gzip", "gz":
             let expected = try DeclaredSize.bytes(count, of: sample.byteCount, plus: max(byteSkip, 0), file: url)
             try DeclaredSize.refuseUnless(expected, fitsIn: payload.count, compressed: true, file: url)
+            try requireMemory()
             let inflated = try inflateBytes(payload, limit: byteSkip == -1 ? nil : expected, file: payloadFile)
             let start = byteSkip == -1 ? inflated.count - byteCount : byteSkip
             guard start >= 0, inflated.count - start >= byteCount else {
@@ -125,9 +133,11 @@ public enum NRRD {
         case "ascii", "txt", "text":
             // Every value takes a digit and a separator at least.
             try DeclaredSize.refuseUnless(count, fitsIn: (payload.count + 1) / 2, file: url, unit: "values")
+            try requireMemory()
             values = try parseASCII(payload, count: count, url: payloadFile)
         case "hex":
             try DeclaredSize.refuseUnless(byteCount, fitsIn: payload.count / 2, file: url)
+            try requireMemory()
             let bytes = try parseHex(payload, byteCount: byteCount, url: payloadFile)
             values = bytes.withUnsafeBytes { decodeSamples($0, count: count, type: sample, bigEndian: bigEndian) }
         default:

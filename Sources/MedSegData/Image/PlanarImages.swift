@@ -11,25 +11,75 @@ public enum PlanarImages {
         var raster = mc_raster()
         guard mc_png_read(url.path, &raster) == 0 else { throw DataError(file: url, codecError()) }
         defer { mc_raster_free(&raster) }
-        return image(from: raster, palette: palette)
+        return try image(from: raster, palette: palette, file: url)
     }
 
     public static func readJPEG(_ url: URL) throws -> MedicalImage {
         var raster = mc_raster()
         guard mc_jpeg_read(url.path, &raster) == 0 else { throw DataError(file: url, codecError()) }
         defer { mc_raster_free(&raster) }
-        return image(from: raster, palette: .rgb)
+        return try image(from: raster, palette: .rgb, file: url)
     }
 
     /// All pages of a TIFF: one page gives a 2D image, several a [width, height, pages] volume.
     public static func readTIFF(_ url: URL, palette: PaletteMode = .rgb) throws -> MedicalImage {
         var raster = mc_raster()
+        // The pages' layout first: a stack too large for memory is refused before it is decoded.
+        guard mc_tiff_stats(url.path, &raster, nil) == 0 else { throw DataError(file: url, codecError()) }
+        try requireMemory(for: raster, decoded: false, file: url)
         guard mc_tiff_read(url.path, &raster) == 0 else { throw DataError(file: url, codecError()) }
         defer { mc_raster_free(&raster) }
-        return image(from: raster, palette: palette)
+        return try image(from: raster, palette: palette, file: url)
     }
 
-    private static func image(from r: mc_raster, palette: PaletteMode) -> MedicalImage {
+    /// A TIFF's summary, its pages decoded one at a time; nil for palette TIFFs (read them whole).
+    static func inspectTIFF(_ url: URL) throws -> ImageSummary? {
+        var raster = mc_raster()
+        var statistics = ImageStatistics()
+        let rc = mc_tiff_stats(url.path, &raster, &statistics.raw)
+        guard rc >= 0 else { throw DataError(file: url, codecError()) }
+        guard rc == 0 else { return nil }
+        let (w, h, pages) = (Int(raster.width), Int(raster.height), Int(raster.pages))
+        return ImageSummary(size: pages > 1 ? [w, h, pages] : [w, h], channels: Int(raster.channels),
+                            pixelType: pixelType(sampleType(of: raster), channels: Int(raster.channels)),
+                            geometry: .identity(dims: pages > 1 ? 3 : 2), statistics: statistics)
+    }
+
+    /// Refuses a raster whose float32 values (and their planar copy) do not fit in memory, with
+    /// its stored samples when they are still to be decoded.
+    private static func requireMemory(for r: mc_raster, decoded: Bool, file: URL) throws {
+        let samples = try DeclaredSize.elements([Int(r.width), Int(r.height), Int(r.pages), Int(r.channels)], file: file)
+        let stored = decoded ? 0 : try DeclaredSize.bytes(samples, of: Int(r.bits) / 8, file: file)
+        let size = [r.width, r.height] + (r.pages > 1 ? [r.pages] : [])
+        try MemoryBudget.require(try DeclaredSize.bytes(samples, of: r.channels > 1 ? 8 : 4, plus: stored, file: file),
+                                 for: "reading its \(size.map(String.init).joined(separator: " x ")) pixels (x \(r.channels) channel(s)) whole",
+                                 file: file, hint: "`medseg data info` inspects it without holding it")
+    }
+
+    private static func sampleType(of r: mc_raster) -> SampleType {
+        switch (r.bits, r.sample_format) {
+        case (8, 2): return .int8
+        case (16, 1): return .uint16
+        case (16, 2): return .int16
+        case (32, 1): return .uint32
+        case (32, 2): return .int32
+        case (32, 3): return .float32
+        case (64, 1): return .uint64
+        case (64, 2): return .int64
+        case (64, 3): return .float64
+        default: return .uint8
+        }
+    }
+
+    /// The pixel type of an image of `channels` channels of `sample`s: 8-bit RGB(A) is its own type.
+    private static func pixelType(_ sample: SampleType, channels: Int) -> PixelType {
+        if sample == .uint8 && channels == 3 { return .rgb8 }
+        if sample == .uint8 && channels == 4 { return .rgba8 }
+        return sample.pixelType
+    }
+
+    private static func image(from r: mc_raster, palette: PaletteMode, file: URL) throws -> MedicalImage {
+        try requireMemory(for: r, decoded: true, file: file)
         let w = Int(r.width), h = Int(r.height), pages = Int(r.pages)
         let size = pages > 1 ? [w, h, pages] : [w, h]
         let pixels = w * h * pages
@@ -39,19 +89,7 @@ public enum PlanarImages {
                 return MedicalImage(size: size, voxels: decodeSamples(raw, count: pixels, type: .uint8), pixelType: .uint8)
             }
         }
-        let sample: SampleType
-        switch (r.bits, r.sample_format) {
-        case (8, 2): sample = .int8
-        case (16, 1): sample = .uint16
-        case (16, 2): sample = .int16
-        case (32, 1): sample = .uint32
-        case (32, 2): sample = .int32
-        case (32, 3): sample = .float32
-        case (64, 1): sample = .uint64
-        case (64, 2): sample = .int64
-        case (64, 3): sample = .float64
-        default: sample = .uint8
-        }
+        let sample = sampleType(of: r)
         let channels = Int(r.channels)
         let raw = UnsafeRawBufferPointer(start: r.pixels, count: pixels * channels * sample.byteCount)
         var values = decodeSamples(raw, count: pixels * channels, type: sample)
@@ -62,10 +100,7 @@ public enum PlanarImages {
         } else {
             values = planarFromInterleaved(values, channels: channels)
         }
-        var pixelType = sample.pixelType
-        if sample == .uint8 && outChannels == 3 { pixelType = .rgb8 }
-        if sample == .uint8 && outChannels == 4 { pixelType = .rgba8 }
-        return MedicalImage(size: size, channels: outChannels, voxels: values, pixelType: pixelType)
+        return MedicalImage(size: size, channels: outChannels, voxels: values, pixelType: pixelType(sample, channels: outChannels))
     }
 
     /// Interleaved RGB values with R == G == B everywhere.

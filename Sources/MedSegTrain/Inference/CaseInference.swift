@@ -107,7 +107,7 @@ public struct CaseInference {
     /// the sliding window finishes them (`SlabExport`). A plan that resamples logits with cubic
     /// splines needs whole lines, so such a case is exported from the whole volume's logits.
     public func predict(_ files: CaseFiles, probabilities url: URL? = nil, probabilitiesDType: DType = .float32,
-                        accumulationDType: DType = .float32) throws -> (label: MedicalImage, times: StageTimes) {
+                        accumulationDType: DType? = .float32) throws -> (label: MedicalImage, times: StageTimes) {
         var times = StageTimes()
         var clock = Date()
         func lap() -> Double { defer { clock = Date() }; return Date().timeIntervalSince(clock) }

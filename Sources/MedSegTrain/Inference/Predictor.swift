@@ -82,7 +82,19 @@ public struct Predictor {
     /// that no more than a patch-deep slab of logits is held (`SlidingWindow.stream`). A 2D network
     /// on a volume emits each slice as it is predicted. Members whose windows differ (patch, step,
     /// batch, device) are each run over the whole image instead and emitted from their mean.
-    public static func streamLogits(_ predictors: [Predictor], normalizedImage image: Tensor, accumulationDType: DType = .float32,
+    /// The largest float32 slab buffer `streamLogits` keeps when no accumulation type is chosen:
+    /// beyond it (a hundred classes over a CT's plane) the sums are kept in float16, as nnU-Net v2
+    /// always keeps them, halving the largest buffer of a prediction.
+    public static let float32SlabLimit = 1 << 30
+
+    /// The type a slab of `voxels` voxels of `classes` logits adds up in: `chosen`, or float32
+    /// while its buffer stays within `float32SlabLimit`, else float16.
+    public static func accumulationDType(_ chosen: DType?, classes: Int, voxels: Int) -> DType {
+        chosen ?? (4 * classes * voxels > float32SlabLimit ? .float16 : .float32)
+    }
+
+    /// `accumulationDType` nil: float32 or float16 by the slab's size (`accumulationDType(_:classes:voxels:)`).
+    public static func streamLogits(_ predictors: [Predictor], normalizedImage image: Tensor, accumulationDType: DType? = .float32,
                                     emit: (_ start: Int, _ logits: Tensor) throws -> Void) throws {
         guard let first = predictors.first else { return }
         try withNoGrad {
@@ -108,9 +120,10 @@ public struct Predictor {
                 return
             }
             var window = windows[0]
-            window.accumulationDType = accumulationDType
-            // The buffer is one patch deep: judge the GPU budget on that slab, not the image.
-            window.accumulationDevice = first.accumulationDevice(voxels: window.patchSize[0] * spatial.dropFirst().reduce(1, *))
+            // The buffer is one patch deep: judge the GPU budget and its type on that slab, not the image.
+            let slab = window.patchSize[0] * spatial.dropFirst().reduce(1, *)
+            window.accumulationDType = Self.accumulationDType(accumulationDType, classes: first.spec.network.outChannels, voxels: slab)
+            window.accumulationDevice = first.accumulationDevice(voxels: slab)
             for p in predictors { p.model.eval() }
             let members = zip(predictors, windows).map { p, w in { (batch: Tensor) in try w.predictMirrored(batch, network: p.network) } }
             try window.stream(image.to(device: first.device), networks: members) { start, logits in try emit(start, logits.to(device: .cpu)) }
