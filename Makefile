@@ -21,8 +21,12 @@ MEDSEG := $(BUILD_PATH)/release/medseg
 # Make remakes the included .deps/libtorch.env first: the set-up runs before anything else.
 setup: .deps/libtorch.env
 
+# `make demo` and `make build` need only what building and running medseg needs (--runtime); any other
+# goal (test, bench, the GPU bundle) also installs the references and tools the tests use.
+SETUP_FLAGS := $(if $(filter-out demo build setup,$(MAKECMDGOALS)),,--runtime)
+
 .deps/libtorch.env: FORCE
-	@bash scripts/setup.sh
+	@bash scripts/setup.sh $(SETUP_FLAGS)
 
 FORCE:
 

@@ -1,17 +1,49 @@
 #!/usr/bin/env bash
 # Installs what MedSeg needs from Debian's packages; quick and silent when everything is there.
+#   scripts/setup.sh            everything the tests need (make test, make bench)
+#   scripts/setup.sh --runtime  only what building and running medseg needs (make demo, users)
+#   --print-plan                prints what would be ensured (packages, Python modules, extras), installs nothing
 set -euo pipefail
+
+runtime=0
+print_plan=0
+for arg in "$@"; do
+  case "$arg" in
+    --runtime) runtime=1 ;;
+    --print-plan) print_plan=1 ;;
+    *) echo "setup: error: unknown option '$arg' (--runtime, --print-plan)" >&2; exit 2 ;;
+  esac
+done
 
 packages=(
   libtorch-dev          # the compute engine (libtorch 1.13, CPU)
   libgloo-dev           # collectives on CPU for distributed training
   libopenblas0-pthread  # fast BLAS (the reference BLAS is ~28x slower)
   zlib1g-dev libpng-dev libjpeg-dev libtiff-dev libgif-dev  # image codecs
+  libgdcm-dev           # DICOM series (GDCM)
+)
+# Only the tests and benchmarks use these: references to compare with, fixture writers, a cluster.
+test_packages=(
   python3-torch         # PyTorch, only for reference tests and benchmarks
   python3-scipy         # scipy beside it, for MONAI's surface Dice (reference tests)
-  libgdcm-dev           # DICOM series (GDCM)
-  dcm2niix python3-pydicom  # DICOM reference converter and fixture writer (tests only)
+  dcm2niix python3-pydicom  # DICOM reference converter and fixture writer
 )
+python_packages=(tensorboard safetensors nibabel pynrrd pillow tifffile scipy)
+python_modules=(tensorboard safetensors nibabel nrrd PIL tifffile scipy)
+reference_packages=(nnunetv2 dynamic_network_architectures "monai==1.3.2")
+((runtime)) || packages+=("${test_packages[@]}")
+
+if ((print_plan)); then
+  echo "debian: ${packages[*]}"
+  if ((runtime)); then
+    echo "python: none"
+    echo "extras: none"
+  else
+    echo "python: ${python_packages[*]} ${reference_packages[*]}"
+    echo "extras: slurm munge nvrtc"
+  fi
+  exit 0
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -28,29 +60,28 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# SLURM and MUNGE for the srun tests, which start a private cluster of their own (never the
-# packages' services): scripts/slurm/.
-bash "$(dirname "$0")/slurm/install.sh"
+if ((!runtime)); then
+  # SLURM and MUNGE for the srun tests, which start a private cluster of their own (never the
+  # packages' services): scripts/slurm/.
+  bash "$(dirname "$0")/slurm/install.sh"
 
-# Reference packages for the tests (PyPI): read back what MedSeg writes with the tools users have.
-python_packages=(tensorboard safetensors nibabel pynrrd pillow tifffile scipy)
-python_modules=(tensorboard safetensors nibabel nrrd PIL tifffile scipy)
-missing_py=()
-for i in "${!python_packages[@]}"; do
-  if ! python3 -c "import ${python_modules[$i]}" >/dev/null 2>&1; then missing_py+=("${python_packages[$i]}"); fi
-done
-if ((${#missing_py[@]})); then
-  echo "setup: installing Python reference packages ${missing_py[*]}"
-  python3 -m pip install --quiet --disable-pip-version-check "${missing_py[@]}" \
-    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "${missing_py[@]}"
-fi
-# nnU-Net's own planner, losses and networks and MONAI's metrics for the parity tests, beside Debian's
-# torch (the tests run them with /usr/bin/python3); --no-deps, so that no second torch is pulled.
-if [ -x /usr/bin/python3 ] && ! /usr/bin/python3 -c "import nnunetv2, dynamic_network_architectures, monai" >/dev/null 2>&1; then
-  echo "setup: installing nnunetv2, dynamic_network_architectures and monai (reference planner, losses, networks and metrics)"
-  ref=(nnunetv2 dynamic_network_architectures "monai==1.3.2")
-  /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --no-deps "${ref[@]}" \
-    || /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --break-system-packages --no-deps "${ref[@]}"
+  # Reference packages for the tests (PyPI): read back what MedSeg writes with the tools users have.
+  missing_py=()
+  for i in "${!python_packages[@]}"; do
+    if ! python3 -c "import ${python_modules[$i]}" >/dev/null 2>&1; then missing_py+=("${python_packages[$i]}"); fi
+  done
+  if ((${#missing_py[@]})); then
+    echo "setup: installing Python reference packages ${missing_py[*]}"
+    python3 -m pip install --quiet --disable-pip-version-check "${missing_py[@]}" \
+      || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "${missing_py[@]}"
+  fi
+  # nnU-Net's own planner, losses and networks and MONAI's metrics for the parity tests, beside Debian's
+  # torch (the tests run them with /usr/bin/python3); --no-deps, so that no second torch is pulled.
+  if [ -x /usr/bin/python3 ] && ! /usr/bin/python3 -c "import nnunetv2, dynamic_network_architectures, monai" >/dev/null 2>&1; then
+    echo "setup: installing nnunetv2, dynamic_network_architectures and monai (reference planner, losses, networks and metrics)"
+    /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --no-deps "${reference_packages[@]}" \
+      || /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --break-system-packages --no-deps "${reference_packages[@]}"
+  fi
 fi
 
 # The engine: Debian's CPU libtorch, or on a machine with an NVIDIA driver a CUDA libtorch from
@@ -87,9 +118,9 @@ case "$engine" in
     echo "setup: error: MEDSEG_ENGINE must be cpu or cuda, not '$engine'" >&2; exit 1 ;;
 esac
 # NVRTC alone (PyPI's nvidia-cuda-nvrtc-cu12, the version torch==2.5.1 pulls, ~60 MB) on every
-# machine: a test compiles the selective scan's CUDA kernels to PTX with it, which needs no GPU.
+# machine that runs the tests: one compiles the selective scan's CUDA kernels to PTX with it, which needs no GPU.
 nvrtc_version="${MEDSEG_NVRTC_VERSION:-12.4.127}"
-if [ ! -f "$deps/nvrtc/nvidia/cuda_nvrtc/lib/libnvrtc.so.12" ]; then
+if ((!runtime)) && [ ! -f "$deps/nvrtc/nvidia/cuda_nvrtc/lib/libnvrtc.so.12" ]; then
   echo "setup: fetching NVRTC $nvrtc_version into $deps/nvrtc (compiles the scan's CUDA kernels in a test)"
   mkdir -p "$deps"
   /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --no-deps --no-warn-script-location \

@@ -74,40 +74,6 @@ public final class PlainConvUNet: Module {
                           deepSupervision: deepSupervision)
         }
 
-        /// The topology nnU-Net v2's experiment planner derives from a patch size and the
-        /// target spacing (`get_pool_and_conv_props` with a minimum feature-map edge of 4 and
-        /// no limit on the number of poolings):
-        ///
-        /// - Stage 0 has stride 1. Then, repeatedly, an axis may be pooled (stride 2) when its
-        ///   current feature-map size is at least 8 (twice the minimum edge of 4) and its current
-        ///   spacing is less than twice the smallest current spacing among the axes that are still
-        ///   large enough. If only one axis qualifies, it must be at least 12 (3x the minimum
-        ///   edge). Planning stops when no axis qualifies; pooled axes have their spacing doubled
-        ///   and their size halved (rounded up).
-        /// - The kernel of each pooling stage is 3 along axes whose current spacing is less than
-        ///   twice the smallest current spacing, else 1 (e.g. a thick-slice z axis); once an axis
-        ///   has kernel 3 it keeps it. The bottleneck stage always uses kernel 3 on every axis.
-        /// - Features are 32 * 2^i, capped at 320 (3D) or 512 (2D); two convs per stage in the
-        ///   encoder and in the decoder.
-        ///
-        /// nnU-Net then pads the patch size up to a multiple of the product of the strides per
-        /// axis (`PlainConvUNet.Config.divisor`); that is the planner's job, not the network's.
-        public static func fromPlan(patchSize: [Int], spacing: [Double], dims: Int, inChannels: Int, classes: Int,
-                                    deepSupervision: Bool = true) throws -> Config {
-            guard dims == 2 || dims == 3 else { throw TorchError("PlainConvUNet supports 2 or 3 dimensions, got \(dims)") }
-            guard patchSize.count == dims, spacing.count == dims else {
-                throw TorchError("patch size \(patchSize) and spacing \(spacing) need \(dims) values each")
-            }
-            guard patchSize.allSatisfy({ $0 >= 1 }), spacing.allSatisfy({ $0 > 0 }) else {
-                throw TorchError("patch size \(patchSize) and spacing \(spacing) must be positive")
-            }
-            let (strides, kernels, _, _) = PlainConvUNet.poolAndConvProps(spacing: spacing, patch: patchSize.map(Double.init))
-            let cap = maxFeatures(dims: dims)
-            return Config(dims: dims, inChannels: inChannels, classes: classes,
-                          featuresPerStage: (0..<strides.count).map { min(32 << min($0, 20), cap) },
-                          kernelSizes: kernels, strides: strides, deepSupervision: deepSupervision)
-        }
-
         /// Per axis, the factor every input size must be divisible by (product of the strides).
         public var divisor: [Int] {
             (0..<dims).map { d in strides.reduce(1) { $0 * ($1.count > d ? $1[d] : 1) } }

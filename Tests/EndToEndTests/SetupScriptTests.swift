@@ -59,4 +59,43 @@ final class SetupScriptTests: XCTestCase {
         run = try dryRun(temp, torchVersion: "2.10.0")
         XCTAssertEqual(run.output, "torch-cuda: would install torch==2.10.0 into \(temp.path)\n")
     }
+
+    /// `make demo` runs `scripts/setup.sh --runtime`: what building and running medseg needs, none
+    /// of the test references (python3-torch, nnU-Net, MONAI, SLURM, NVRTC) that `make test` adds.
+    func testRuntimeSetUpInstallsOnlyWhatMedSegNeeds() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        func plan(_ args: [String]) throws -> [String: [String]] {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/bin/bash")
+            process.arguments = [root.appendingPathComponent("scripts/setup.sh").path] + args + ["--print-plan"]
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            try process.run()
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            XCTAssertEqual(process.terminationStatus, 0)
+            var lines: [String: [String]] = [:]
+            for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+                let parts = line.split(separator: ":", maxSplits: 1)
+                lines[String(parts[0])] = parts[1].split(separator: " ").map(String.init)
+            }
+            return lines
+        }
+        let runtime = try plan(["--runtime"]), full = try plan([])
+        for needed in ["libtorch-dev", "libgloo-dev", "libopenblas0-pthread", "libtiff-dev", "libgdcm-dev"] {
+            XCTAssertTrue(runtime["debian"]!.contains(needed), needed)
+            XCTAssertTrue(full["debian"]!.contains(needed), needed)
+        }
+        for testOnly in ["python3-torch", "python3-scipy", "dcm2niix", "python3-pydicom"] {
+            XCTAssertFalse(runtime["debian"]!.contains(testOnly), testOnly)
+            XCTAssertTrue(full["debian"]!.contains(testOnly), testOnly)
+        }
+        XCTAssertEqual(runtime["python"], ["none"])
+        XCTAssertEqual(runtime["extras"], ["none"])
+        XCTAssertTrue(full["python"]!.contains("nnunetv2") && full["python"]!.contains("nibabel"))
+        XCTAssertEqual(full["extras"], ["slurm", "munge", "nvrtc"])
+        // The Makefile asks for the runtime set for the demo only.
+        let makefile = try String(contentsOf: root.appendingPathComponent("Makefile"), encoding: .utf8)
+        XCTAssertTrue(makefile.contains("SETUP_FLAGS := $(if $(filter-out demo build setup,$(MAKECMDGOALS)),,--runtime)"))
+    }
 }

@@ -77,9 +77,6 @@ public struct RandomSource: RandomNumberGenerator, Hashable, Codable, Sendable {
     /// sub-task its own stream without tying its consumption to the parent's.
     public mutating func split() -> RandomSource { RandomSource(seed: next()) }
 
-    /// A seed for code that needs one (e.g. libtorch's generator), drawn from this stream.
-    public mutating func nextSeed() -> UInt64 { next() }
-
     // MARK: scalars
 
     /// Uniform in [0, 1) with 53 random bits.

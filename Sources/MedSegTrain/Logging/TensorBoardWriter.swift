@@ -29,19 +29,6 @@ public final class TensorBoardWriter {
         try writeSummary(value: v, step: step, wallTime: wallTime)
     }
 
-    /// Adds an image given as encoded PNG bytes.
-    public func addImage(_ tag: String, png: Data, width: Int, height: Int, channels: Int, step: Int, wallTime: Date = Date()) throws {
-        var image = ProtoWriter()
-        image.varint(1, UInt64(height))
-        image.varint(2, UInt64(width))
-        image.varint(3, UInt64(channels))
-        image.bytes(4, png)
-        var v = ProtoWriter()
-        v.string(1, tag)
-        v.message(4, image)
-        try writeSummary(value: v, step: step, wallTime: wallTime)
-    }
-
     public func flush() throws { try handle.synchronize() }
 
     private func writeSummary(value: ProtoWriter, step: Int, wallTime: Date) throws {

@@ -5,16 +5,6 @@ import CTorch
 public enum Precision: String, Codable, CaseIterable, Sendable, CustomStringConvertible {
     case fp32, bf16, fp16
 
-    /// Parses "fp32", "bf16" or "fp16" (also the dtype spellings "float32", "bfloat16", "float16").
-    public init(parsing text: String) throws {
-        switch text.lowercased() {
-        case "fp32", "float32", "32": self = .fp32
-        case "bf16", "bfloat16": self = .bf16
-        case "fp16", "float16", "half", "16": self = .fp16
-        default: throw TorchError("unknown precision '\(text)' (expected fp32, bf16 or fp16)")
-        }
-    }
-
     /// The dtype autocast computes in; nil for fp32 (no autocast).
     public var autocastDType: DType? {
         switch self {
