@@ -182,10 +182,9 @@ struct PredictCommand: ParsableCommand {
             let ending = ImageIO.fileEnding(of: url)
             guard ImageIO.readableEndings.contains(ending) else { continue }
             let stem = ImageIO.stem(of: url)
-            if stem.count > 5, stem.dropLast(4).hasSuffix("_"), let channel = Int(stem.suffix(4)) {
+            if let (id, channel) = ChannelFileName.parse(stem) {
                 guard channel == 0 else { continue }
-                let id = String(stem.dropLast(5))
-                out.append((id, (0..<channels).map { folder.appendingPathComponent(String(format: "%@_%04d%@", id, $0, ending)) }, ending, nil))
+                out.append((id, ChannelFileName.files(id, channels: channels, ending: ending, in: folder), ending, nil))
             } else {
                 out.append((stem, [url], ending, nil))
             }

@@ -42,6 +42,11 @@ final class DatasetCheckerTests: XCTestCase {
         assertOneProblem("synth_002_0000.nii.gz", ["no label"])
     }
 
+    func testImageNameWithoutAChannelNumber() throws {
+        try FileManager.default.copyItem(at: file("imagesTr/synth_001_0000.nii.gz"), to: file("imagesTr/synth_001.nii.gz"))
+        assertOneProblem("imagesTr/synth_001.nii.gz", ["no channel number", "CASE_0000.nii.gz"])
+    }
+
     func testShapeMismatch() throws {
         let label = try ImageIO.read(file("labelsTr/synth_000.nii.gz"))
         try ImageIO.write(MedicalImage(size: [20, 24], voxels: label.voxels, pixelType: .uint8, geometry: label.geometry),

@@ -47,10 +47,12 @@ public enum DatasetChecker {
         if let names = try? RawDataset.files(in: dataset.imagesTr, ending: d.file_ending) {
             let ids = Set(cases.map(\.identifier))
             for name in names {
-                let stem = String(name.dropLast(d.file_ending.count))
-                let id = stem.count > 5 ? String(stem.dropLast(5)) : stem
+                guard let (id, channel) = ChannelFileName.parse(String(name.dropLast(d.file_ending.count))) else {
+                    problems.append(Problem(file: "imagesTr/\(name)", message: "image name has no channel number: name it CASE_0000\(d.file_ending) (CASE_0001, ... for more channels)"))
+                    continue
+                }
                 if !ids.contains(id) { problems.append(Problem(file: "imagesTr/\(name)", message: "image has no label in labelsTr")) }
-                else if let channel = Int(stem.suffix(4)), channel >= d.channelCount {
+                else if channel >= d.channelCount {
                     problems.append(Problem(file: "imagesTr/\(name)", message: "channel \(channel) but dataset.json lists \(d.channelCount) channel(s)"))
                 }
             }

@@ -48,16 +48,14 @@ public struct RawDataset {
         if let labels {
             identifiers = try Self.files(in: labels, ending: ending).map { String($0.dropLast(ending.count)) }
         } else {
-            identifiers = Set(try Self.files(in: images, ending: ending).compactMap { name -> String? in
-                let stem = name.dropLast(ending.count)
-                guard stem.count > 5, stem.dropLast(4).last == "_" else { return nil }
-                return String(stem.dropLast(5))
+            identifiers = Set(try Self.files(in: images, ending: ending).compactMap {
+                ChannelFileName.parse(String($0.dropLast(ending.count)))?.identifier
             }).sorted()
         }
         identifiers.sort()
         return identifiers.map { id in
             CaseFiles(identifier: id,
-                      images: (0..<description.channelCount).map { images.appendingPathComponent(String(format: "%@_%04d%@", id, $0, ending)) },
+                      images: ChannelFileName.files(id, channels: description.channelCount, ending: ending, in: images),
                       label: labels?.appendingPathComponent(id + ending))
         }
     }

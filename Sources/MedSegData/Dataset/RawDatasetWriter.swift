@@ -58,7 +58,7 @@ public final class RawDatasetWriter {
         let folder = root.appendingPathComponent(label == nil ? "imagesTs" : "imagesTr")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         for c in 0..<image.channels {
-            let file = folder.appendingPathComponent(String(format: "%@_%04d%@", identifier, c, fileEnding))
+            let file = folder.appendingPathComponent(ChannelFileName.name(identifier, channel: c, ending: fileEnding))
             try ImageIO.write(image.channels == 1 ? image : image.channel(c), to: file)
         }
         if let label {

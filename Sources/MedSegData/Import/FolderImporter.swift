@@ -190,10 +190,7 @@ enum FolderImporter {
     /// Images grouped into cases: CASE_0000, CASE_0001, ... are one case's channels when every
     /// image is named so; otherwise each image is a case named by its stem.
     static func group(_ names: [String], in folder: URL, _ sink: ImportSink) -> [Case] {
-        func channelSuffix(_ stem: String) -> Int? {
-            guard stem.count > 5, stem.dropLast(4).hasSuffix("_"), stem.suffix(4).allSatisfy(\.isNumber) else { return nil }
-            return Int(stem.suffix(4))
-        }
+        func channelSuffix(_ stem: String) -> Int? { ChannelFileName.parse(stem)?.channel }
         let stems = names.map { ImageIO.stem(of: URL(fileURLWithPath: $0)) }
         guard !stems.isEmpty, stems.allSatisfy({ channelSuffix($0) != nil }) else {
             var seen: [String: String] = [:]
@@ -208,7 +205,8 @@ enum FolderImporter {
         }
         var byCase: [String: [Int: String]] = [:]
         for (name, stem) in zip(names, stems) {
-            byCase[String(stem.dropLast(5)), default: [:]][channelSuffix(stem)!] = name
+            let (id, channel) = ChannelFileName.parse(stem)!
+            byCase[id, default: [:]][channel] = name
         }
         let channelCount = byCase.values.map(\.count).max() ?? 1
         return byCase.keys.sorted().compactMap { id in
