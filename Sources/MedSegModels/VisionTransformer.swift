@@ -261,13 +261,7 @@ public final class VisionTransformer: Module {
     /// listed in the report and only throw with `strict`.
     @discardableResult
     public func loadEncoderWeights(url: URL, strict: Bool = false) throws -> EncoderLoadReport {
-        let dict: StateDict
-        if url.pathExtension.lowercased() == "safetensors" {
-            dict = try Safetensors.load(url).tensors
-        } else {
-            dict = try PyTorchCheckpoint.stateDict(from: url)
-        }
-        return try loadEncoderState(dict, strict: strict, source: url.lastPathComponent)
+        try loadEncoderState(try WeightsFile.read(url).tensors, strict: strict, source: url.lastPathComponent)
     }
 
     /// `loadEncoderWeights(url:strict:)` for an already read state dict.

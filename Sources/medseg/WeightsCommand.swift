@@ -10,12 +10,7 @@ struct WeightsCommand: ParsableCommand {
 
     /// Reads either format; a MedSeg checkpoint's model weights are found like any nested state dict.
     static func read(_ path: String) throws -> (StateDict, [String: String]) {
-        let url = URL(fileURLWithPath: path)
-        switch url.pathExtension.lowercased() {
-        case "safetensors": return try Safetensors.load(url)
-        case "pth", "pt", "bin", "ckpt", "model": return (try PyTorchCheckpoint.stateDict(from: url), [:])
-        default: throw ValidationError("\(path): unknown weight format (expected .safetensors, .pth or .pt)")
-        }
+        try WeightsFile.read(URL(fileURLWithPath: path))
     }
 
     struct Inspect: ParsableCommand {

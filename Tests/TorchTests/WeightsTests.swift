@@ -27,6 +27,23 @@ final class WeightsTests: XCTestCase {
         }
     }
 
+    /// `WeightsFile` tells the formats apart by content, whatever the file is called.
+    func testWeightsFileChoosesTheReaderByContent() throws {
+        let renamedPyTorch = temp.appendingPathComponent("really_a_pth.safetensors")
+        try FileManager.default.copyItem(at: url("plain.pth"), to: renamedPyTorch)
+        let fromPyTorch = try WeightsFile.read(renamedPyTorch)
+        try assertMatches(fromPyTorch.tensors, "plain")
+        XCTAssertEqual(fromPyTorch.metadata, [:])
+        let safetensors = temp.appendingPathComponent("weights.bin")
+        try Safetensors.save(fromPyTorch.tensors, metadata: ["format": "test"], to: safetensors)
+        let back = try WeightsFile.read(safetensors)
+        XCTAssertEqual(back.tensors.keys, fromPyTorch.tensors.keys)
+        XCTAssertEqual(back.metadata["format"], "test")
+        let text = temp.appendingPathComponent("notes.pth")
+        try Data("not weights".utf8).write(to: text)
+        XCTAssertThrowsError(try WeightsFile.read(text)) { XCTAssertTrue("\($0)".contains(text.path), "\($0)") }
+    }
+
     /// Names, dtypes, shapes and values exactly as torch had them. Values travel as decimal text
     /// (Python's repr of the float64 value, which every float16/bfloat16/float32/int32 value is
     /// exactly; int64 as the integer), since JSON number parsing may round the last bit.

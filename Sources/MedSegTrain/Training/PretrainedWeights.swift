@@ -10,14 +10,9 @@ public enum PretrainedWeights {
     /// The file's network tensors, named as the network's state dict.
     public static func read(_ url: URL) throws -> StateDict {
         guard FileManager.default.fileExists(atPath: url.path) else { throw TrainingError("\(url.path): no such weights file") }
-        let tensors: StateDict
-        if url.pathExtension.lowercased() == "safetensors" {
-            let (all, metadata) = try Safetensors.load(url)
-            // A MedSeg checkpoint keeps the network's tensors under `model.` beside the optimizer's.
-            tensors = metadata["format"] == Checkpoint.format ? StateDict(all.pairs.filter { $0.name.hasPrefix("model.") }).strippingPrefix("model.") : all
-        } else {
-            tensors = try PyTorchCheckpoint.stateDict(from: url)
-        }
+        let (all, metadata) = try WeightsFile.read(url)
+        // A MedSeg checkpoint keeps the network's tensors under `model.` beside the optimizer's.
+        let tensors = metadata["format"] == Checkpoint.format ? StateDict(all.pairs.filter { $0.name.hasPrefix("model.") }).strippingPrefix("model.") : all
         // dynamic_network_architectures' state dicts repeat tensors under aliases.
         return StateDict(tensors.pairs.filter { !PlainConvUNet.isAlias($0.name) })
     }
