@@ -13,7 +13,7 @@ struct ExportCommand: ParsableCommand {
     @Option(help: "best, final or latest.") var checkpoint = "final"
     @Option(help: "postprocessing.json (from `medseg find-best`), or nnU-Net's postprocessing.pkl/.json, that predictions from the file apply.") var postprocessing: String?
     @Flag(help: "Predict without mirror test-time augmentation.") var noMirror = false
-    @Option(parsing: .unconditional, help: "Step between sliding windows, a fraction of the patch.") var stepSize = 0.5
+    @Option(parsing: .unconditional, help: "Step between sliding windows, a fraction of the patch.") var stepSize = WindowSettings.defaultStepSize
 
     func validate() throws {
         guard CheckpointName(named: checkpoint) != nil else { throw ValidationError("--checkpoint must be best, final or latest, got '\(checkpoint)'") }

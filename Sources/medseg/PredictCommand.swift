@@ -71,7 +71,7 @@ struct PredictCommand: ParsableCommand {
         // A model file is unpacked and predicts exactly as its run folders would.
         let archive = try model.map { try ModelArchive.open(URL(fileURLWithPath: $0)) }
         defer { archive?.remove() }
-        let window = TrainedModels.WindowSettings(stepSize: stepSize ?? archive?.manifest.step_size ?? 0.5, windowBatch: windowBatch,
+        let window = WindowSettings(stepSize: stepSize ?? archive?.manifest.step_size ?? WindowSettings.defaultStepSize, windowBatch: windowBatch,
                                                   logitsBudget: maxLogitsMb.map { $0 << 20 })
         let source = archive?.modelFolder ?? URL(fileURLWithPath: runFolder!)
         let (inference, used) = try archive.describingErrors { try TrainedModels.inference(run: source, folds: archive?.manifest.folds ?? folds,

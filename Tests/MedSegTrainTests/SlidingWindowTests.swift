@@ -92,16 +92,29 @@ final class SlidingWindowTests: XCTestCase {
 
     /// A GPU whose budget a volume's float32 logits exceed adds them up on the CPU: the policy,
     /// and the same logits (so the same argmax) wherever they add up.
+    /// A predictor's windows are those its settings give, nnU-Net's half-patch step by default.
+    func testWindowSettingsMakeThePredictorsWindows() throws {
+        let spec = ModelSpecRecord(network: .init(name: "unet", dims: 2, inChannels: 2, outChannels: 3, features: 4, depth: 2), patchSize: [32, 32],
+                                   normalization: "zscore", intensityStatistics: nil, labels: [0, 1, 2], binary: false, configuration: nil, labelTargets: nil)
+        XCTAssertEqual(Predictor(model: conv, spec: spec).window(for: [64, 64]).stepFraction, SlidingWindow(patchSize: [32, 32]).stepFraction)
+        XCTAssertEqual(WindowSettings().stepSize, 0.5)
+        XCTAssertEqual(WindowSettings(windowBatch: 0).windowBatch, 1, "at least one window per call")
+        let window = Predictor(model: conv, spec: spec, mirror: false, window: WindowSettings(stepSize: 0.25, windowBatch: 3)).window(for: [64, 64])
+        XCTAssertEqual(window.stepFraction, 0.25)
+        XCTAssertEqual(window.batchSize, 3)
+        XCTAssertEqual(window.mirrorAxes, [])
+    }
+
     func testLogitsOverTheGPUBudgetAddUpOnTheCPU() throws {
         let spec = ModelSpecRecord(network: .init(name: "unet", dims: 2, inChannels: 2, outChannels: 3, features: 4, depth: 2), patchSize: [32, 32],
                                    normalization: "zscore", intensityStatistics: nil, labels: [0, 1, 2], binary: false, configuration: nil, labelTargets: nil)
         var gpu = Predictor(model: conv, spec: spec, device: .cuda(0))
         XCTAssertEqual(gpu.accumulationDevice(voxels: 1 << 20), .cuda(0), "no budget, no limit")
-        gpu.logitsBudget = 4 * 4 * 1_000_000
+        gpu.windowSettings.logitsBudget = 4 * 4 * 1_000_000
         XCTAssertEqual(gpu.accumulationDevice(voxels: 999_999), .cuda(0))
         XCTAssertEqual(gpu.accumulationDevice(voxels: 1_000_001), .cpu, "(3 classes + counts) x 4 bytes x voxels over the budget")
         var cpu = Predictor(model: conv, spec: spec, device: .cpu)
-        cpu.logitsBudget = 1
+        cpu.windowSettings.logitsBudget = 1
         XCTAssertEqual(cpu.accumulationDevice(voxels: 1 << 20), .cpu)
 
         let device: Device = Torch.cudaAvailable ? .cuda(0) : .cpu

@@ -50,7 +50,7 @@ public struct NNUNetModelFolder {
     /// A cascade stage (3d_cascade_fullres) predicts behind `previousStage`, the 3d_lowres model
     /// folder, whose segmentation it takes as extra input channels.
     func inference(folds asked: [String], checkpoint: String, previousStage: URL?, mirror: Bool, device: Device, precision: Precision,
-                   window: TrainedModels.WindowSettings) throws -> (CaseInference, [String]) {
+                   window: WindowSettings) throws -> (CaseInference, [String]) {
         let folds = try folds(asked, checkpoint: checkpoint)
         let description = try DatasetDescription.load(root.appendingPathComponent("dataset.json"))
         var predictors: [Predictor] = [], used: [String] = []
@@ -81,9 +81,7 @@ public struct NNUNetModelFolder {
                 guard try tensor.isfinite().all().item() != 0 else { throw TrainingError("\(file.path): its weight \(name) holds NaN or infinite values") }
             }
             try model.to(device: device)
-            var predictor = Predictor(model: model, spec: spec, mirror: mirror, device: device, precision: precision, windowBatch: window.windowBatch)
-            predictor.stepSize = window.stepSize
-            predictor.logitsBudget = window.logitsBudget
+            var predictor = Predictor(model: model, spec: spec, mirror: mirror, device: device, precision: precision, window: window)
             // The checkpoint says which axes its training mirrored (None: none).
             switch saved["inference_allowed_mirroring_axes"] {
             case .some(.none): predictor.mirror = false

@@ -16,27 +16,22 @@ public struct Predictor {
     public var device: Device
     /// Network passes under bf16/fp16 autocast; the window sums and probabilities stay float32.
     public var precision: Precision
-    /// Windows per network call.
-    public var windowBatch: Int
-    /// Step between windows as a fraction of the patch (nnU-Net's step_size, 0.5).
-    public var stepSize = 0.5
-    /// On a GPU: the most memory (bytes) an image's float32 logits may take there; larger ones
-    /// add up on the CPU. nil: a quarter of the GPU's memory (the rest for the network's passes).
-    public var logitsBudget: Int?
+    /// Step, windows per call and GPU budget of the sliding window.
+    public var windowSettings: WindowSettings
 
     public init(model: Module, spec: ModelSpecRecord, mirror: Bool = true, device: Device = .cpu, precision: Precision = .fp32,
-                windowBatch: Int = 1) {
+                window: WindowSettings = .init()) {
         self.model = model
         self.spec = spec
         self.mirror = mirror
         self.device = device
         self.precision = precision
-        self.windowBatch = windowBatch
+        self.windowSettings = window
     }
 
     /// Where an image of `voxels` voxels has its logits added up.
     public func accumulationDevice(voxels: Int) -> Device {
-        guard device.isCUDA, let budget = logitsBudget ?? Torch.cudaTotalMemoryBytes(device).map({ $0 / 4 }) else { return device }
+        guard device.isCUDA, let budget = windowSettings.logitsBudget ?? Torch.cudaTotalMemoryBytes(device).map({ $0 / 4 }) else { return device }
         return 4 * (spec.network.outChannels + 1) * voxels > budget ? .cpu : device
     }
 
@@ -67,7 +62,8 @@ public struct Predictor {
     func window(for spatial: [Int]) -> SlidingWindow {
         let divisors = ModelFactory.sizeDivisors(spec.network)
         let patch = spec.patchSize.indices.map { a in min(spec.patchSize[a], (spatial[a] + divisors[a] - 1) / divisors[a] * divisors[a]) }
-        var window = SlidingWindow(patchSize: patch, stepFraction: stepSize, mirrorAxes: mirror ? mirrorAxes ?? Array(0..<spec.dims) : [], batchSize: windowBatch)
+        var window = SlidingWindow(patchSize: patch, stepFraction: windowSettings.stepSize, mirrorAxes: mirror ? mirrorAxes ?? Array(0..<spec.dims) : [],
+                                   batchSize: windowSettings.windowBatch)
         window.accumulationDevice = accumulationDevice(voxels: spatial.reduce(1, *))
         return window
     }

@@ -7,7 +7,7 @@ import Torch
 public struct SlidingWindow {
     public var patchSize: [Int]
     /// Step between windows as a fraction of the patch size.
-    public var stepFraction = 0.5
+    public var stepFraction = WindowSettings.defaultStepSize
     public var gaussian = true
     /// Spatial axes (0-based, in tensor order) to mirror for test-time augmentation.
     public var mirrorAxes: [Int] = []
@@ -20,7 +20,7 @@ public struct SlidingWindow {
     /// nnU-Net v2 accumulates).
     public var accumulationDType: DType = .float32
 
-    public init(patchSize: [Int], stepFraction: Double = 0.5, gaussian: Bool = true, mirrorAxes: [Int] = [], batchSize: Int = 1) {
+    public init(patchSize: [Int], stepFraction: Double = WindowSettings.defaultStepSize, gaussian: Bool = true, mirrorAxes: [Int] = [], batchSize: Int = 1) {
         self.patchSize = patchSize
         self.stepFraction = stepFraction
         self.gaussian = gaussian

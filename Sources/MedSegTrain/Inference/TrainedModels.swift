@@ -5,16 +5,6 @@ import Torch
 
 /// Trained networks loaded back from run folders for prediction.
 public enum TrainedModels {
-    /// How the sliding window runs (see `Predictor`).
-    public struct WindowSettings: Sendable {
-        public var stepSize = 0.5
-        public var windowBatch = 1
-        public var logitsBudget: Int?
-        public init(stepSize: Double = 0.5, windowBatch: Int = 1, logitsBudget: Int? = nil) {
-            self.stepSize = stepSize; self.windowBatch = windowBatch; self.logitsBudget = logitsBudget
-        }
-    }
-
     /// The networks of a run (or of its folds) with their preprocessing, and for a cascade stage
     /// the previous stage's inference in front; plus a line per checkpoint used.
     public static func inference(run: URL, folds: [String], checkpoint: String, previousStage: URL?, mirror: Bool,
@@ -34,11 +24,7 @@ public enum TrainedModels {
             let model = try ModelFactory.make(loaded.state.model.network)
             try model.loadState(loaded.model)
             try model.to(device: dev)
-            var predictor = Predictor(model: model, spec: loaded.state.model, mirror: mirror, device: dev, precision: precision,
-                                      windowBatch: window.windowBatch)
-            predictor.stepSize = window.stepSize
-            predictor.logitsBudget = window.logitsBudget
-            predictors.append(predictor)
+            predictors.append(Predictor(model: model, spec: loaded.state.model, mirror: mirror, device: dev, precision: precision, window: window))
             used.append("\(folds.isEmpty ? "" : folder.lastPathComponent + "/")\(file.lastPathComponent), epoch \(loaded.state.epoch)")
         }
         let spec = predictors[0].spec

@@ -316,7 +316,7 @@ public final class TrainingRun {
     private func validateFinal(model: Module, setup: TrainingSetup, say: (String) -> Void) throws -> EvaluationSummary {
         let c = setup.config
         let inference = try CaseInference(predictors: [Predictor(model: model, spec: setup.spec, mirror: c.validation_mirroring, device: device,
-                                                                      precision: c.precision, windowBatch: c.val_batch_size)],
+                                                                      precision: c.precision, window: WindowSettings(windowBatch: c.val_batch_size))],
                                           preprocessor: setup.planned?.preprocessor, previousStage: setup.previousStage)
         let summary = try Validation.writeSummary(inference: inference, cases: setup.validationFiles, dataset: setup.dataset,
                                                   folder: folder.validation, nsdTolerance: c.nsd_tolerance, saveProbabilities: c.save_probabilities)

@@ -41,7 +41,7 @@ enum Validation {
     /// Whole-case sliding-window inference (no mirroring, for speed) on the given validation cases.
     static func tally(model: Module, cases: [LoadedCase], spec: ModelSpecRecord, loss: any SegmentationLoss, device: Device,
                       windowBatch: Int = 1) throws -> Tallies {
-        let predictor = Predictor(model: model, spec: spec, mirror: false, device: device, windowBatch: windowBatch)
+        let predictor = Predictor(model: model, spec: spec, mirror: false, device: device, window: WindowSettings(windowBatch: windowBatch))
         let classes = spec.evaluationClasses
         var counts = [ConfusionCounts](repeating: ConfusionCounts(), count: classes.groups.count)
         var lossSum = 0.0
