@@ -5,7 +5,7 @@ using mt::T;
 using mt::ints;
 
 namespace {
-at::Tensor binary(int op, const at::Tensor &a, const at::Tensor &b) {
+at::Tensor binary(mt_binary_op op, const at::Tensor &a, const at::Tensor &b) {
     switch (op) {
     case MT_OP_ADD: return at::add(a, b);
     case MT_OP_SUB: return at::sub(a, b);
@@ -38,7 +38,7 @@ at::Tensor scalar_tensor_like(double v, const at::Tensor &like) {
     return t;
 }
 
-at::Tensor unary(int op, const at::Tensor &a) {
+at::Tensor unary(mt_unary_op op, const at::Tensor &a) {
     switch (op) {
     case MT_OP_NEG: return at::neg(a);
     case MT_OP_EXP: return at::exp(a);
@@ -79,17 +79,17 @@ c10::OptionalIntArrayRef opt_dims(const int64_t *dims, size_t n) {
 
 extern "C" {
 
-mt_tensor_t mt_binary(int op, mt_tensor_t a, mt_tensor_t b) { MT_TENSOR(binary(op, T(a), T(b))) }
+mt_tensor_t mt_binary(mt_binary_op op, mt_tensor_t a, mt_tensor_t b) { MT_TENSOR(binary(op, T(a), T(b))) }
 
-mt_tensor_t mt_binary_scalar(int op, mt_tensor_t a, double b) {
+mt_tensor_t mt_binary_scalar(mt_binary_op op, mt_tensor_t a, double b) {
     MT_TENSOR(binary(op, T(a), scalar_tensor_like(b, T(a))))
 }
 
-mt_tensor_t mt_scalar_binary(int op, double a, mt_tensor_t b) {
+mt_tensor_t mt_scalar_binary(mt_binary_op op, double a, mt_tensor_t b) {
     MT_TENSOR(binary(op, scalar_tensor_like(a, T(b)), T(b)))
 }
 
-mt_tensor_t mt_unary(int op, mt_tensor_t a) { MT_TENSOR(unary(op, T(a))) }
+mt_tensor_t mt_unary(mt_unary_op op, mt_tensor_t a) { MT_TENSOR(unary(op, T(a))) }
 
 mt_tensor_t mt_clamp(mt_tensor_t t, double min, double max, int has_min, int has_max) {
     MT_TENSOR(at::clamp(T(t), has_min ? c10::optional<at::Scalar>(min) : c10::nullopt,
@@ -100,7 +100,7 @@ mt_tensor_t mt_where(mt_tensor_t cond, mt_tensor_t a, mt_tensor_t b) { MT_TENSOR
 mt_tensor_t mt_masked_fill(mt_tensor_t t, mt_tensor_t mask, double value) { MT_TENSOR(T(t).masked_fill(T(mask), value)) }
 mt_tensor_t mt_lerp(mt_tensor_t a, mt_tensor_t b, double weight) { MT_TENSOR(at::lerp(T(a), T(b), weight)) }
 
-mt_tensor_t mt_reduce(int op, mt_tensor_t t, const int64_t *dims, size_t ndims, int keepdim) {
+mt_tensor_t mt_reduce(mt_reduction_op op, mt_tensor_t t, const int64_t *dims, size_t ndims, int keepdim) {
     MT_TRY(nullptr,
         const at::Tensor &x = T(t);
         bool all = !dims || ndims == 0;

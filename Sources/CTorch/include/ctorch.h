@@ -129,34 +129,36 @@ int mt_normal_(mt_tensor_t t, double mean, double std);
 int mt_maximum_(mt_tensor_t t, mt_tensor_t other);
 
 /* ---- elementwise (binary) ---- */
-enum {
+/* Operation codes are named types: Swift passes them by name and the compiler checks both sides. */
+typedef enum mt_binary_op {
     MT_OP_ADD = 0, MT_OP_SUB, MT_OP_MUL, MT_OP_DIV, MT_OP_POW, MT_OP_MAXIMUM, MT_OP_MINIMUM,
     MT_OP_EQ, MT_OP_NE, MT_OP_LT, MT_OP_LE, MT_OP_GT, MT_OP_GE,
     MT_OP_LOGICAL_AND, MT_OP_LOGICAL_OR, MT_OP_REMAINDER, MT_OP_ATAN2, MT_OP_FLOOR_DIVIDE
-};
-mt_tensor_t mt_binary(int op, mt_tensor_t a, mt_tensor_t b);
-mt_tensor_t mt_binary_scalar(int op, mt_tensor_t a, double b);
+} mt_binary_op;
+mt_tensor_t mt_binary(mt_binary_op op, mt_tensor_t a, mt_tensor_t b);
+mt_tensor_t mt_binary_scalar(mt_binary_op op, mt_tensor_t a, double b);
 /* scalar on the left: b (op) a */
-mt_tensor_t mt_scalar_binary(int op, double a, mt_tensor_t b);
+mt_tensor_t mt_scalar_binary(mt_binary_op op, double a, mt_tensor_t b);
 
 /* ---- elementwise (unary) ---- */
-enum {
+typedef enum mt_unary_op {
     MT_OP_NEG = 0, MT_OP_EXP, MT_OP_LOG, MT_OP_SQRT, MT_OP_RSQRT, MT_OP_ABS, MT_OP_SIGN,
     MT_OP_FLOOR, MT_OP_CEIL, MT_OP_ROUND, MT_OP_ERF, MT_OP_SIN, MT_OP_COS, MT_OP_RECIPROCAL,
     MT_OP_SQUARE, MT_OP_RELU, MT_OP_SIGMOID, MT_OP_TANH, MT_OP_SILU, MT_OP_LOGICAL_NOT,
     MT_OP_ISNAN, MT_OP_ISFINITE, MT_OP_LOG1P, MT_OP_EXPM1, MT_OP_TRUNC, MT_OP_LOG2, MT_OP_ERFINV
-};
-mt_tensor_t mt_unary(int op, mt_tensor_t a);
+} mt_unary_op;
+mt_tensor_t mt_unary(mt_unary_op op, mt_tensor_t a);
 mt_tensor_t mt_clamp(mt_tensor_t t, double min, double max, int has_min, int has_max);
 mt_tensor_t mt_where(mt_tensor_t cond, mt_tensor_t a, mt_tensor_t b);
 mt_tensor_t mt_masked_fill(mt_tensor_t t, mt_tensor_t mask, double value);
 mt_tensor_t mt_lerp(mt_tensor_t a, mt_tensor_t b, double weight);
 
 /* ---- reductions ---- */
-enum { MT_RED_SUM = 0, MT_RED_MEAN, MT_RED_AMAX, MT_RED_AMIN, MT_RED_PROD, MT_RED_ANY, MT_RED_ALL,
-       MT_RED_LOGSUMEXP };
+typedef enum mt_reduction_op {
+    MT_RED_SUM = 0, MT_RED_MEAN, MT_RED_AMAX, MT_RED_AMIN, MT_RED_PROD, MT_RED_ANY, MT_RED_ALL, MT_RED_LOGSUMEXP
+} mt_reduction_op;
 /* dims == NULL / ndims == 0 reduces over every dimension */
-mt_tensor_t mt_reduce(int op, mt_tensor_t t, const int64_t *dims, size_t ndims, int keepdim);
+mt_tensor_t mt_reduce(mt_reduction_op op, mt_tensor_t t, const int64_t *dims, size_t ndims, int keepdim);
 mt_tensor_t mt_var(mt_tensor_t t, const int64_t *dims, size_t ndims, int64_t correction, int keepdim, int take_sqrt);
 mt_tensor_t mt_norm(mt_tensor_t t, double p, const int64_t *dims, size_t ndims, int keepdim);
 mt_tensor_t mt_argmax(mt_tensor_t t, int64_t dim, int has_dim, int keepdim);

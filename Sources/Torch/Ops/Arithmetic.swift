@@ -1,15 +1,21 @@
 import CTorch
 
-/// Binary operation codes shared with the C shim.
-enum BinaryOp: Int32 {
-    case add = 0, sub, mul, div, pow, maximum, minimum, eq, ne, lt, le, gt, ge, logicalAnd, logicalOr, remainder, atan2, floorDivide
+/// Binary operations: the C shim's own codes, by name.
+typealias BinaryOp = mt_binary_op
+
+extension BinaryOp {
+    static let add = MT_OP_ADD, sub = MT_OP_SUB, mul = MT_OP_MUL, div = MT_OP_DIV, pow = MT_OP_POW
+    static let maximum = MT_OP_MAXIMUM, minimum = MT_OP_MINIMUM
+    static let eq = MT_OP_EQ, ne = MT_OP_NE, lt = MT_OP_LT, le = MT_OP_LE, gt = MT_OP_GT, ge = MT_OP_GE
+    static let logicalAnd = MT_OP_LOGICAL_AND, logicalOr = MT_OP_LOGICAL_OR
+    static let remainder = MT_OP_REMAINDER, atan2 = MT_OP_ATAN2, floorDivide = MT_OP_FLOOR_DIVIDE
 }
 
 extension Tensor {
-    func binary(_ op: BinaryOp, _ other: Tensor) throws -> Tensor { try wrap(mt_binary(op.rawValue, handle, other.handle)) }
-    func binary(_ op: BinaryOp, _ other: Double) throws -> Tensor { try wrap(mt_binary_scalar(op.rawValue, handle, other)) }
+    func binary(_ op: BinaryOp, _ other: Tensor) throws -> Tensor { try wrap(mt_binary(op, handle, other.handle)) }
+    func binary(_ op: BinaryOp, _ other: Double) throws -> Tensor { try wrap(mt_binary_scalar(op, handle, other)) }
     static func binary(_ op: BinaryOp, _ lhs: Double, _ rhs: Tensor) throws -> Tensor {
-        try wrap(mt_scalar_binary(op.rawValue, lhs, rhs.handle))
+        try wrap(mt_scalar_binary(op, lhs, rhs.handle))
     }
 
     public static func + (a: Tensor, b: Tensor) throws -> Tensor { try a.binary(.add, b) }

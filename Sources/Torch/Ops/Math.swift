@@ -1,13 +1,19 @@
 import CTorch
 
-/// Unary operation codes shared with the C shim.
-enum UnaryOp: Int32 {
-    case neg = 0, exp, log, sqrt, rsqrt, abs, sign, floor, ceil, round, erf, sin, cos, reciprocal, square
-    case relu, sigmoid, tanh, silu, logicalNot, isnan, isfinite, log1p, expm1, trunc, log2, erfinv
+/// Unary operations: the C shim's own codes, by name.
+typealias UnaryOp = mt_unary_op
+
+extension UnaryOp {
+    static let neg = MT_OP_NEG, exp = MT_OP_EXP, log = MT_OP_LOG, sqrt = MT_OP_SQRT, rsqrt = MT_OP_RSQRT
+    static let abs = MT_OP_ABS, sign = MT_OP_SIGN, floor = MT_OP_FLOOR, ceil = MT_OP_CEIL, round = MT_OP_ROUND
+    static let erf = MT_OP_ERF, sin = MT_OP_SIN, cos = MT_OP_COS, reciprocal = MT_OP_RECIPROCAL, square = MT_OP_SQUARE
+    static let relu = MT_OP_RELU, sigmoid = MT_OP_SIGMOID, tanh = MT_OP_TANH, silu = MT_OP_SILU
+    static let logicalNot = MT_OP_LOGICAL_NOT, isnan = MT_OP_ISNAN, isfinite = MT_OP_ISFINITE
+    static let log1p = MT_OP_LOG1P, expm1 = MT_OP_EXPM1, trunc = MT_OP_TRUNC, log2 = MT_OP_LOG2, erfinv = MT_OP_ERFINV
 }
 
 extension Tensor {
-    func unary(_ op: UnaryOp) throws -> Tensor { try wrap(mt_unary(op.rawValue, handle)) }
+    func unary(_ op: UnaryOp) throws -> Tensor { try wrap(mt_unary(op, handle)) }
 
     public func exp() throws -> Tensor { try unary(.exp) }
     public func log() throws -> Tensor { try unary(.log) }

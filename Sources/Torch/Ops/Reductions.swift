@@ -1,14 +1,18 @@
 import CTorch
 
-enum ReductionOp: Int32 {
-    case sum = 0, mean, amax, amin, prod, any, all, logsumexp
+/// Reductions: the C shim's own codes, by name.
+typealias ReductionOp = mt_reduction_op
+
+extension ReductionOp {
+    static let sum = MT_RED_SUM, mean = MT_RED_MEAN, amax = MT_RED_AMAX, amin = MT_RED_AMIN, prod = MT_RED_PROD
+    static let any = MT_RED_ANY, all = MT_RED_ALL, logsumexp = MT_RED_LOGSUMEXP
 }
 
 extension Tensor {
     func reduce(_ op: ReductionOp, _ dims: [Int], keepDim: Bool) throws -> Tensor {
         let d = dims.map(Int64.init)
         return try d.withUnsafeBufferPointer {
-            try wrap(mt_reduce(op.rawValue, handle, $0.baseAddress, d.count, keepDim ? 1 : 0))
+            try wrap(mt_reduce(op, handle, $0.baseAddress, d.count, keepDim ? 1 : 0))
         }
     }
 
