@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MedSegData
+import MedSegTrain
 
 struct DataCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -32,7 +33,7 @@ struct DataCommand: ParsableCommand {
             try RawDatasetWriter.refuseExistingDataset(in: root, overwrite: overwrite)
             try RawDatasetWriter.removeExistingDataset(in: root)
             let test = testCases ?? max(1, cases / 5)
-            let progress = ProgressLine(label: "synth")
+            let progress = ProgressBar(label: "synth")
             let d = try synth.write(to: root, training: cases, test: test, fileEnding: format) { done, total in
                 progress.update(done, total)
             }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MedSegData
+import MedSegTrain
 
 /// `medseg data import KIND SRC --out DIR`: a public data set's published layout to the raw layout.
 extension MaskLabels: ExpressibleByArgument {}
@@ -64,7 +65,7 @@ struct DataImportCommand: ParsableCommand {
             return URL(fileURLWithPath: path)
         }
         let ending = format.map { $0.hasPrefix(".") ? $0.lowercased() : "." + $0.lowercased() }
-        let progress = ProgressLine(label: "import")
+        let progress = ProgressBar(label: "import")
         let options = ImportOptions(
             images: folder(images), masks: folder(masks), testImages: folder(testImages),
             maskSuffixes: maskSuffix.isEmpty ? nil : maskSuffix, fileEnding: ending,

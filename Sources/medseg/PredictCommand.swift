@@ -108,7 +108,7 @@ struct PredictCommand: ParsableCommand {
             !FileManager.default.fileExists(atPath: output.mask.path)
                 || (saveProbabilities && !FileManager.default.fileExists(atPath: output.probabilities.path))
         }
-        let progress = ProgressLine(label: world > 1 ? "predict rank \(rank)" : "predict")
+        let progress = ProgressBar(label: world > 1 ? "predict rank \(rank)" : "predict")
         // One case that cannot be predicted is reported and skipped; the others are written.
         var failed: [String] = rank == 0 ? unreadable.map(\.0) : []
         let stageTimings = ProcessInfo.processInfo.environment["MEDSEG_STAGE_TIMINGS"] == "1"

@@ -23,7 +23,7 @@ struct PreprocessCommand: ParsableCommand {
                                           fingerprint: root.appendingPathComponent(DatasetFingerprint.fileName))
         let preprocessor = setup.preprocessor
         let out = setup.preprocessedFolder(dataset: root)
-        let progress = ProgressLine(label: "preprocess")
+        let progress = ProgressBar(label: "preprocess")
         let summary = try preprocessor.run(dataset: dataset, out: out, workers: workers) { progress.update($0, $1) }
         progress.finish()
         print("\(summary.processed.count) case(s) preprocessed, \(summary.skipped.count) already up to date, in \(out.path)")

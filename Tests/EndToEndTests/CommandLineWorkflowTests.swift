@@ -51,7 +51,7 @@ final class CommandLineWorkflowTests: XCTestCase {
         XCTAssertTrue(resumed.output.contains("resuming"), resumed.output)
         let final = try Checkpoint.load(RunFolder(URL(fileURLWithPath: run)).checkpoint(.latest))
         XCTAssertEqual(final.state.epoch, killedAt + 2)
-        XCTAssertEqual(final.state.history.map(\.epoch), Array(1...final.state.epoch), "no epoch lost or repeated across the kill")
+        XCTAssertEqual(final.state.progress.history.map(\.epoch), Array(1...final.state.epoch), "no epoch lost or repeated across the kill")
         XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/checkpoint_final.safetensors"))
 
         let pred = temp.appendingPathComponent("pred").path

@@ -399,9 +399,9 @@ final class DistributedRunTests: XCTestCase {
 
         let a = try Checkpoint.load(RunFolder(clean).checkpoint(.final))
         let b = try Checkpoint.load(RunFolder(restarted).checkpoint(.final))
-        let diceA = try XCTUnwrap(a.state.history.last?.valDice), diceB = try XCTUnwrap(b.state.history.last?.valDice)
+        let diceA = try XCTUnwrap(a.state.progress.history.last?.valDice), diceB = try XCTUnwrap(b.state.progress.history.last?.valDice)
         XCTAssertEqual(diceA, diceB, accuracy: 1e-3)
-        XCTAssertEqual(b.state.history.map(\.epoch), Array(1...30))
+        XCTAssertEqual(b.state.progress.history.map(\.epoch), Array(1...30))
     }
 }
 

@@ -24,7 +24,7 @@ final class PresetTests: XCTestCase {
         config = try config.merging(yaml: overrides + "\nthreads: 1\nworkers: 0\nval_every: 100\n", source: "test overrides")
         let run = TrainingRun(config: config, datasetFolder: data, runFolder: temp.appendingPathComponent(preset), options: .init(verbose: false))
         try run.run()
-        return try Checkpoint.load(RunFolder(run.runFolder).checkpoint(.final)).state.history
+        return try Checkpoint.load(RunFolder(run.runFolder).checkpoint(.final)).state.progress.history
     }
 
     private func assertLossGoesDown(_ history: [EpochRecord], _ preset: String) {

@@ -75,8 +75,8 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertTrue(csv[0].hasPrefix("epoch,train_loss,val_loss,val_dice"))
         let checkpoint = try Checkpoint.load(RunFolder(runURL).checkpoint(.latest))
         XCTAssertEqual(checkpoint.state.epoch, 4)
-        XCTAssertEqual(checkpoint.state.history.map(\.epoch), [1, 2, 3, 4])
-        for r in checkpoint.state.history {
+        XCTAssertEqual(checkpoint.state.progress.history.map(\.epoch), [1, 2, 3, 4])
+        for r in checkpoint.state.progress.history {
             XCTAssertTrue(r.trainLoss.isFinite && r.trainLoss > 0)
             XCTAssertTrue((0...1).contains(try XCTUnwrap(r.valDice)))
         }

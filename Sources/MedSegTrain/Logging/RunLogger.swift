@@ -20,42 +20,59 @@ public struct EpochRecord: Codable, Equatable, Sendable {
     public var emaDice: Double?
 }
 
-/// Writes a run's human- and machine-readable logs. Only rank 0 of a distributed run creates one.
+/// Where a training run says anything: the console (when `console`) and, once `open`ed on the run
+/// folder, log.txt, training_log.csv, TensorBoard events and progress.png. Lines said before the
+/// folder exists (checking the data, preprocessing) reach log.txt when it opens; a logger never
+/// opened (ranks other than 0) writes no file.
 public final class RunLogger {
-    public let folder: URL
-    private let logFile: FileHandle
-    private let tensorBoard: TensorBoardWriter?
+    public private(set) var folder: URL?
+    public let console: Bool
+    private var logFile: FileHandle?
+    private var tensorBoard: TensorBoardWriter?
     private var records: [EpochRecord] = []
-    private let csvURL: URL
+    private var pending: [String] = []
 
-    public init(folder: URL, resumedRecords: [EpochRecord] = [], tensorBoard: Bool = true) throws {
-        self.folder = folder
+    public init(console: Bool = true) { self.console = console }
+
+    /// A logger writing into `folder` at once.
+    public convenience init(folder: URL, resumedRecords: [EpochRecord] = [], tensorBoard: Bool = true, console: Bool = true) throws {
+        self.init(console: console)
+        try open(folder: folder, resumedRecords: resumedRecords, tensorBoard: tensorBoard)
+    }
+
+    /// Starts writing the run folder's logs (log.txt appended to), after the lines said so far.
+    public func open(folder: URL, resumedRecords: [EpochRecord] = [], tensorBoard: Bool = true) throws {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let logURL = folder.appendingPathComponent("log.txt")
         if !FileManager.default.fileExists(atPath: logURL.path) {
             _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
         }
-        logFile = try FileHandle(forWritingTo: logURL)
-        try logFile.seekToEnd()
+        let file = try FileHandle(forWritingTo: logURL)
+        try file.seekToEnd()
+        self.folder = folder
+        logFile = file
         self.tensorBoard = tensorBoard ? try TensorBoardWriter(directory: folder) : nil
-        csvURL = folder.appendingPathComponent("training_log.csv")
         records = resumedRecords
+        for line in pending { try? file.write(contentsOf: Data(line.utf8)) }
+        pending = []
     }
 
-    deinit { try? logFile.close() }
+    deinit { try? logFile?.close() }
 
     public var history: [EpochRecord] { records }
 
     /// A line to the console and to log.txt, with a timestamp in the file.
-    public func log(_ message: String, console: Bool = true) {
-        if console { print(message) }
-        let stamp = ISO8601DateFormatter().string(from: Date())
-        try? logFile.write(contentsOf: Data("\(stamp) \(message)\n".utf8))
+    public func log(_ message: String, console: Bool? = nil) {
+        if console ?? self.console { print(message) }
+        let line = "\(ISO8601DateFormatter().string(from: Date())) \(message)\n"
+        if let logFile { try? logFile.write(contentsOf: Data(line.utf8)) } else { pending.append(line) }
     }
 
+    /// An epoch's numbers into training_log.csv, TensorBoard and progress.png (kept in `history`).
     public func record(_ r: EpochRecord) throws {
         records.removeAll { $0.epoch >= r.epoch }
         records.append(r)
+        guard folder != nil else { return }
         try writeCSV()
         if let tb = tensorBoard {
             try tb.addScalar("train/loss", r.trainLoss, step: r.epoch)
@@ -83,7 +100,7 @@ public final class RunLogger {
             row += (0..<classCount).map { c in f(r.valDicePerClass.flatMap { c < $0.count ? $0[c] : nil }) }
             lines.append(row.joined(separator: ","))
         }
-        try AtomicFile.write(Data((lines.joined(separator: "\n") + "\n").utf8), to: csvURL)
+        try AtomicFile.write(Data((lines.joined(separator: "\n") + "\n").utf8), to: folder!.appendingPathComponent("training_log.csv"))
     }
 
     /// Redraws progress.png with the loss and Dice curves.
@@ -99,6 +116,6 @@ public final class RunLogger {
         var planar = [Float](repeating: 0, count: n * 3)
         for i in 0..<n { for c in 0..<3 { planar[c * n + i] = Float(rgb[i * 3 + c]) } }
         let image = MedicalImage(size: [plot.width, plot.height], channels: 3, voxels: planar, pixelType: .rgb8)
-        try ImageIO.write(image, to: folder.appendingPathComponent("progress.png"))
+        try ImageIO.write(image, to: folder!.appendingPathComponent("progress.png"))
     }
 }

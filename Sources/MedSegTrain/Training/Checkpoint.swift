@@ -2,15 +2,11 @@ import Foundation
 import MedSegData
 import Torch
 
-/// The trainer's own state in a checkpoint, beside the model and optimizer tensors.
+/// The trainer's own state in a checkpoint, beside the model and optimizer tensors: the run's
+/// progress (its keys at the top level of the JSON, as before it had a type of its own), settings,
+/// optimizer and schedule metadata and the network's description.
 public struct TrainerState: Codable, Equatable, Sendable {
-    /// Epochs completed.
-    public var epoch: Int
-    public var bestMetric: Double?
-    /// The epoch that reached `bestMetric` (early stopping counts from it).
-    public var bestEpoch: Int?
-    public var emaDice: Double?
-    public var history: [EpochRecord]
+    public var progress: TrainingProgress
     /// The run's settings, fully resolved: a resumed run continues with them.
     public var config: TrainingConfig
     /// The optimizer's hyperparameters and step counts (its tensors are `optimizer.*`).
@@ -19,6 +15,41 @@ public struct TrainerState: Codable, Equatable, Sendable {
     /// fp16's loss scale and growth counter, so that a resumed run scales exactly as it would have.
     public var gradScaler: GradScaler.State?
     public var model: ModelSpecRecord
+
+    public init(progress: TrainingProgress, config: TrainingConfig, optimizer: OptimizerState.Metadata, scheduler: LRScheduler.State,
+                gradScaler: GradScaler.State?, model: ModelSpecRecord) {
+        self.progress = progress
+        self.config = config
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.gradScaler = gradScaler
+        self.model = model
+    }
+
+    /// Epochs completed.
+    public var epoch: Int { progress.epoch }
+
+    private enum CodingKeys: String, CodingKey { case config, optimizer, scheduler, gradScaler, model }
+
+    public init(from decoder: Decoder) throws {
+        progress = try TrainingProgress(from: decoder)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        config = try c.decode(TrainingConfig.self, forKey: .config)
+        optimizer = try c.decode(OptimizerState.Metadata.self, forKey: .optimizer)
+        scheduler = try c.decode(LRScheduler.State.self, forKey: .scheduler)
+        gradScaler = try c.decodeIfPresent(GradScaler.State.self, forKey: .gradScaler)
+        model = try c.decode(ModelSpecRecord.self, forKey: .model)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        try progress.encode(to: encoder)
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(config, forKey: .config)
+        try c.encode(optimizer, forKey: .optimizer)
+        try c.encode(scheduler, forKey: .scheduler)
+        try c.encodeIfPresent(gradScaler, forKey: .gradScaler)
+        try c.encode(model, forKey: .model)
+    }
 }
 
 /// A checkpoint file: one safetensors file holding the model (`model.*`), the optimizer state

@@ -2,7 +2,7 @@ import Foundation
 import Torch
 
 /// A run folder's checkpoints: which file a resumed or validated run starts from, and writing
-/// the model, optimizer, scheduler and trainer state together.
+/// the training components and progress together (`TrainingComponents.restore` reads them back).
 public struct CheckpointStore {
     public let folder: RunFolder
 
@@ -26,22 +26,11 @@ public struct CheckpointStore {
 
     /// Writes the weights and the optimizer, scheduler and loss-scaler state with the trainer's
     /// progress: what `restore` puts back.
-    public func save(_ name: CheckpointName, model: Module, optimizer: Optimizer, scheduler: LRScheduler, scaler: GradScaler,
-                     epoch: Int, bestMetric: Double?, bestEpoch: Int? = nil, emaDice: Double?, history: [EpochRecord], config: TrainingConfig,
+    public func save(_ name: CheckpointName, _ components: TrainingComponents, progress: TrainingProgress, config: TrainingConfig,
                      spec: ModelSpecRecord) throws {
-        let optimizerState = optimizer.stateDict()
-        let state = TrainerState(epoch: epoch, bestMetric: bestMetric, bestEpoch: bestEpoch, emaDice: emaDice, history: history, config: config,
-                                 optimizer: optimizerState.metadata, scheduler: scheduler.state,
-                                 gradScaler: scaler.enabled ? scaler.state : nil, model: spec)
-        try Checkpoint.save(to: folder.checkpoint(name), model: model, optimizer: optimizerState.tensors, state: state)
-    }
-
-    /// Puts a checkpoint's weights, optimizer and scheduler state and RNG back.
-    public static func restore(_ loaded: Checkpoint.Loaded, model: Module, optimizer: Optimizer, scheduler: LRScheduler, scaler: GradScaler) throws {
-        if let saved = loaded.state.gradScaler { scaler.load(saved) }
-        try model.loadState(loaded.model)
-        try optimizer.loadStateDict(try loaded.optimizerState())
-        try scheduler.loadState(loaded.state.scheduler)
-        if let rng = loaded.rng { try Torch.setRNGState(rng) }
+        let optimizerState = components.optimizer.stateDict()
+        let state = TrainerState(progress: progress, config: config, optimizer: optimizerState.metadata, scheduler: components.scheduler.state,
+                                 gradScaler: components.scaler.enabled ? components.scaler.state : nil, model: spec)
+        try Checkpoint.save(to: folder.checkpoint(name), model: components.model, optimizer: optimizerState.tensors, state: state)
     }
 }
