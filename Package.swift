@@ -113,7 +113,7 @@ let package = Package(
         ),
         .target(name: "MedSegData", dependencies: ["Torch", "CImageCodecs", "CDicom"]),
         .target(name: "MedSegModels", dependencies: ["Torch"]),
-        .target(name: "MedSegDist", dependencies: ["MedSegModels", "Torch"]),
+        .target(name: "MedSegDist", dependencies: ["Torch"]),
         .target(name: "MedSegTrain", dependencies: ["MedSegDist", "MedSegModels", "MedSegData", "Torch", .product(name: "Yams", package: "Yams"),
                                                    .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         .executableTarget(

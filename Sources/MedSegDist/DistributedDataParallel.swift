@@ -1,5 +1,4 @@
 import Foundation
-import MedSegModels
 import Torch
 
 /// Data-parallel training of one model replica per process: identical start (parameters and

@@ -126,3 +126,15 @@ public final class SETRMLA: Module {
         try encoder.loadEncoderWeights(url: url, strict: strict)
     }
 }
+
+/// Training adds the auxiliary heads' losses (weighted by `auxWeight`) to the main output's.
+extension SETRMLA: MultiOutputModel {
+    public func outputs(_ x: Tensor) throws -> [Tensor] {
+        let (main, aux) = try forwardWithAux(x)
+        return [main] + aux
+    }
+
+    public var outputWeights: [Double] {
+        [1] + Array(repeating: config.auxWeight, count: config.taps?.count ?? 4)
+    }
+}

@@ -1,4 +1,4 @@
-import Torch
+import Foundation
 
 /// A network trained on several outputs: deep-supervision heads at lower resolutions or
 /// auxiliary heads. The first output is the prediction `forward(_:)` returns; training adds the
@@ -7,15 +7,4 @@ public protocol MultiOutputModel: Module {
     func outputs(_ x: Tensor) throws -> [Tensor]
     /// One weight per output of `outputs(_:)`.
     var outputWeights: [Double] { get }
-}
-
-extension SETRMLA: MultiOutputModel {
-    public func outputs(_ x: Tensor) throws -> [Tensor] {
-        let (main, aux) = try forwardWithAux(x)
-        return [main] + aux
-    }
-
-    public var outputWeights: [Double] {
-        [1] + Array(repeating: config.auxWeight, count: config.taps?.count ?? 4)
-    }
 }
