@@ -11,16 +11,10 @@ final class CommandLineWorkflowTests: XCTestCase {
     private var temp: URL!
 
     override func setUpWithError() throws {
-        temp = FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
+        temp = try makeTemporaryFolder("cli")
     }
 
     override func tearDown() { try? FileManager.default.removeItem(at: temp) }
-
-    @discardableResult
-    private func medseg(_ args: [String], expectSuccess: Bool = true) throws -> (status: Int32, output: String) {
-        try Executables.runMedSeg(args, expectSuccess: expectSuccess)
-    }
 
     func testSynthesizeTrainKillResumePredictEvaluate() throws {
         let data = temp.appendingPathComponent("data").path, run = temp.appendingPathComponent("run").path

@@ -12,16 +12,10 @@ final class CrossValidationWorkflowTests: XCTestCase {
     private var temp: URL!
 
     override func setUpWithError() throws {
-        temp = FileManager.default.temporaryDirectory.appendingPathComponent("cv-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
+        temp = try makeTemporaryFolder("cv")
     }
 
     override func tearDown() { try? FileManager.default.removeItem(at: temp) }
-
-    @discardableResult
-    private func medseg(_ args: [String], expectSuccess: Bool = true) throws -> (status: Int32, output: String) {
-        try Executables.runMedSeg(args, expectSuccess: expectSuccess)
-    }
 
     /// A planned 3D data set with a CPU-sized network: plans.json edited as a user would.
     private func plannedDataset(batch: Int) throws -> (data: String, planned: PlannedConfiguration) {

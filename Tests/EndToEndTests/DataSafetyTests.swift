@@ -10,16 +10,10 @@ final class DataSafetyTests: XCTestCase {
     private var temp: URL!
 
     override func setUpWithError() throws {
-        temp = FileManager.default.temporaryDirectory.appendingPathComponent("safety-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
+        temp = try makeTemporaryFolder("safety")
     }
 
     override func tearDown() { try? FileManager.default.removeItem(at: temp) }
-
-    @discardableResult
-    private func medseg(_ args: [String], expectSuccess: Bool = true) throws -> (status: Int32, output: String) {
-        try Executables.runMedSeg(args, expectSuccess: expectSuccess)
-    }
 
     private let small = ["--epochs", "1", "--iterations", "1", "--batch-size", "2", "--patch-size", "32,32", "--features", "4",
                          "--depth", "3", "--threads", "1"]

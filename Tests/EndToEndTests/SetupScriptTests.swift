@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import TestSupport
 
 /// The decisions of scripts/torch-cuda.sh (the CUDA set-up and `make gpu-bundle`), taken with
 /// `--dry-run` on targets in each state a machine can be in. A fresh machine has no target at all:
@@ -8,8 +9,7 @@ final class SetupScriptTests: XCTestCase {
     private var temp: URL!
 
     override func setUpWithError() throws {
-        temp = FileManager.default.temporaryDirectory.appendingPathComponent("setup-script-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
+        temp = try makeTemporaryFolder("setup-script")
     }
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: temp) }

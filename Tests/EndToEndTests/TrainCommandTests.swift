@@ -11,16 +11,10 @@ final class TrainCommandTests: XCTestCase {
     private var temp: URL!
 
     override func setUpWithError() throws {
-        temp = FileManager.default.temporaryDirectory.appendingPathComponent("traincmd-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
+        temp = try makeTemporaryFolder("traincmd")
     }
 
     override func tearDown() { try? FileManager.default.removeItem(at: temp) }
-
-    @discardableResult
-    private func medseg(_ args: [String], expectSuccess: Bool = true) throws -> (status: Int32, output: String) {
-        try Executables.runMedSeg(args, expectSuccess: expectSuccess)
-    }
 
     private func synth(_ cases: Int) throws -> String {
         let data = temp.appendingPathComponent("data\(cases)").path

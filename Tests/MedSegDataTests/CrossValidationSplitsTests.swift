@@ -28,8 +28,7 @@ final class CrossValidationSplitsTests: XCTestCase {
     }
 
     func testLoadOrCreateKeepsUserEdits() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("splits-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let dir = try makeTemporaryFolder("splits")
         defer { try? FileManager.default.removeItem(at: dir) }
         let url = dir.appendingPathComponent("splits_final.json")
         let ids = (0..<6).map { "c\($0)" }

@@ -8,8 +8,7 @@ final class DICOMTests: XCTestCase {
     private var scratch: URL!
 
     override func setUpWithError() throws {
-        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("medseg-dicom-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        scratch = try makeTemporaryFolder("medseg-dicom")
     }
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: scratch) }

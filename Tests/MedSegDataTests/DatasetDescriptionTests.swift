@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import TestSupport
 @testable import MedSegData
 
 final class DatasetDescriptionTests: XCTestCase {
@@ -19,8 +20,7 @@ final class DatasetDescriptionTests: XCTestCase {
     }
 
     func testBadLabelLayoutsNameTheFileAndTheProblem() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dd-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let dir = try makeTemporaryFolder("dd")
         defer { try? FileManager.default.removeItem(at: dir) }
         let url = dir.appendingPathComponent("dataset.json")
         for (labels, message) in [(#"{"background": 0, "a": 2, "ignore": 1}"#, "must be higher"),

@@ -10,8 +10,7 @@ final class ImageIOTests: XCTestCase {
     private var scratch: URL!
 
     override func setUpWithError() throws {
-        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("medseg-io-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        scratch = try makeTemporaryFolder("medseg-io")
     }
 
     override func tearDownWithError() throws {

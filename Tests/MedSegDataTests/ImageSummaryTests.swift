@@ -10,8 +10,7 @@ final class ImageSummaryTests: XCTestCase {
     private var scratch: URL!
 
     override func setUpWithError() throws {
-        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("medseg-summary-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        scratch = try makeTemporaryFolder("medseg-summary")
     }
 
     override func tearDownWithError() throws {

@@ -9,8 +9,7 @@ final class ImportTests: XCTestCase {
     private var root: URL!
 
     override func setUpWithError() throws {
-        root = FileManager.default.temporaryDirectory.appendingPathComponent("import-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        root = try makeTemporaryFolder("import")
     }
 
     override func tearDown() { try? FileManager.default.removeItem(at: root) }
@@ -272,19 +271,18 @@ final class ImportTests: XCTestCase {
     /// `medseg data import` prints the summary and checks the result.
     func testCommandLineImportPrintsTheSummaryAndChecksTheResult() throws {
         guard Executables.medseg() != nil else { throw XCTSkip("medseg executable not built") }
-        func medseg(_ args: [String]) throws -> (Int32, String) { try Executables.runMedSeg(args, expectSuccess: false) }
-        let (_, help) = try medseg(["data", "--help"])
+        let (_, help) = try medseg(["data", "--help"], expectSuccess: false)
         XCTAssertTrue(help.split(separator: "\n").contains { $0.trimmingCharacters(in: .whitespaces).hasPrefix("import ") }, help)
         var labels = gray(16, 12, pages: 2, seed: 2)
         labels.voxels = labels.voxels.map { $0 > 100 ? 255 : 0 }
         try write(gray(16, 12, pages: 3, seed: 1), "cli/train-volume.tif")
         try write(labels, "cli/train-labels.tif")
-        let (status, output) = try medseg(["data", "import", "isbi2012", url("cli").path, "--out", url("cli-out").path])
+        let (status, output) = try medseg(["data", "import", "isbi2012", url("cli").path, "--out", url("cli-out").path], expectSuccess: false)
         XCTAssertEqual(status, 0, output)
         XCTAssertTrue(output.contains("2 training case(s)"), output)
         XCTAssertTrue(output.contains("train-volume.tif: page 2 has no label page"), output)
         XCTAssertTrue(output.contains("check: \(url("cli-out").path) OK"), output)
-        let (failed, message) = try medseg(["data", "import", "drive", url("cli").path, "--out", url("cli-drive").path])
+        let (failed, message) = try medseg(["data", "import", "drive", url("cli").path, "--out", url("cli-drive").path], expectSuccess: false)
         XCTAssertNotEqual(failed, 0)
         XCTAssertTrue(message.contains("training/images/"), message)
     }

@@ -6,8 +6,7 @@ import TestSupport
 /// `.npy` arrays as numpy writes them, in each float width, and what is refused.
 final class NumpyArrayTests: XCTestCase {
     func testReadsNumpysFloatArraysAndRefusesTheRest() throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("npy-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let folder = try makeTemporaryFolder("npy")
         defer { try? FileManager.default.removeItem(at: folder) }
         _ = try Python.run("""
         import sys, numpy as np

@@ -14,8 +14,7 @@ final class PreprocessingTests: XCTestCase {
     private var scratch: URL!
 
     override func setUpWithError() throws {
-        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("medseg-prep-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        scratch = try makeTemporaryFolder("medseg-prep")
     }
 
     override func tearDownWithError() throws {

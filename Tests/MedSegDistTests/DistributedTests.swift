@@ -87,8 +87,7 @@ final class DistributedRunTests: XCTestCase {
     private var temp: URL!
 
     override func setUpWithError() throws {
-        temp = FileManager.default.temporaryDirectory.appendingPathComponent("dist-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
+        temp = try makeTemporaryFolder("dist")
     }
 
     override func tearDown() { try? FileManager.default.removeItem(at: temp) }

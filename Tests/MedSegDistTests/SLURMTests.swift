@@ -15,8 +15,7 @@ final class SLURMTests: XCTestCase {
         guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/slurmctld"), FileManager.default.isExecutableFile(atPath: "/usr/bin/srun") else {
             throw XCTSkip("SLURM is not installed (scripts/setup.sh installs it through scripts/slurm/install.sh)")
         }
-        temp = FileManager.default.temporaryDirectory.appendingPathComponent("slurm-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
+        temp = try makeTemporaryFolder("slurm")
     }
 
     override func tearDown() {

@@ -17,16 +17,7 @@ final class PlainConvUNetTests: XCTestCase {
         let fx = try fixtures.json(file)
         let net = try PlainConvUNet(config(fx))
         // Canonical keys = PyTorch's named_parameters(); the aliased layout = PyTorch's state_dict().
-        XCTAssertEqual(net.namedStateTensors().map(\.name), fx["param_names"] as! [String])
-        XCTAssertEqual(net.nnUNetStateDict().pairs.map(\.name), fx["state_keys"] as! [String])
-        XCTAssertEqual(net.parameterCount(), fx["param_count"] as! Int)
-
-        let state = fx["state"] as! [String: Any]
-        let names = fx["param_names"] as! [String]
-        try net.loadState(names.map { ($0, try FixtureSupport.tensor(state[$0])) })
-
-        let outs = try net.outputs(FixtureSupport.tensor(fx["input"]))
-        try FixtureSupport.assertOutputsAndGradients(outs, of: net, fixture: fx, file)
+        try FixtureSupport.assertParity(net, fixture: fx, stateKeys: net.nnUNetStateDict().pairs.map(\.name), file) { try net.outputs($0) }
     }
 
     func testMatches2DPyTorchReference() throws { try checkParity("plainunet_2d.json") }

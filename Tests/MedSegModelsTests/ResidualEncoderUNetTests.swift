@@ -15,12 +15,7 @@ final class ResidualEncoderUNetTests: XCTestCase {
                                                 strides: c["strides"] as! [[Int]], blocksPerStage: c["blocks"] as! [Int],
                                                 nConvPerStageDecoder: (c["decoder_convs"] as! [Int])[0])
         let net = try ResidualEncoderUNet(config)
-        XCTAssertEqual(net.namedStateTensors().map(\.name), fx["param_names"] as! [String])
-        XCTAssertEqual(net.parameterCount(), fx["param_count"] as! Int)
-        let state = fx["state"] as! [String: Any]
-        try net.loadState((fx["param_names"] as! [String]).map { ($0, try FixtureSupport.tensor(state[$0])) })
-        let outs = try net.outputs(FixtureSupport.tensor(fx["input"]))
-        try FixtureSupport.assertOutputsAndGradients(outs, of: net, fixture: fx, file)
+        try FixtureSupport.assertParity(net, fixture: fx, file) { try net.outputs($0) }
     }
 
     func testMatches2DDynamicNetworkArchitectures() throws { try checkParity("resencunet_2d.json") }

@@ -150,8 +150,7 @@ final class SETRMLATests: XCTestCase {
     /// mlp.fc1/fc2, a classifier head the segmentation model does not use) loads into SETR-MLA's
     /// ViT-B/16 with every encoder tensor matched, bit-exactly.
     func testFullSizeTimmViTB16Loads() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("vitb16-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let dir = try makeTemporaryFolder("vitb16")
         defer { try? FileManager.default.removeItem(at: dir) }
         let url = dir.appendingPathComponent("vit_b16_timm.pth")
         let printed = try Python.run("""

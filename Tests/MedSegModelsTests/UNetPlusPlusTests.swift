@@ -19,15 +19,7 @@ final class UNetPlusPlusTests: XCTestCase {
     private func checkParity(_ file: String) throws {
         let fx = try fixtures.json(file)
         let net = try UNetPlusPlus(config(fx))
-        let names = fx["param_names"] as! [String]
-        XCTAssertEqual(net.namedStateTensors().map(\.name), names)
-        XCTAssertEqual(net.namedStateTensors().map(\.name), fx["state_keys"] as! [String])
-        XCTAssertEqual(net.parameterCount(), fx["param_count"] as! Int)
-        let state = fx["state"] as! [String: Any]
-        try net.loadState(names.map { ($0, try FixtureSupport.tensor(state[$0])) })
-
-        let outs = try net.headOutputs(FixtureSupport.tensor(fx["input"]))
-        try FixtureSupport.assertOutputsAndGradients(outs, of: net, fixture: fx, file)
+        try FixtureSupport.assertParity(net, fixture: fx, stateKeys: net.namedStateTensors().map(\.name), file) { try net.headOutputs($0) }
     }
 
     func testMatches2DPyTorchReference() throws { try checkParity("unetpp_2d.json") }

@@ -11,8 +11,7 @@ final class LabelLayoutTrainingTests: XCTestCase {
     private var temp: URL!
 
     override func setUpWithError() throws {
-        temp = FileManager.default.temporaryDirectory.appendingPathComponent("layout-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
+        temp = try makeTemporaryFolder("layout")
     }
 
     override func tearDown() { try? FileManager.default.removeItem(at: temp) }

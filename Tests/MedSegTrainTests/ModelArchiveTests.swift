@@ -7,8 +7,7 @@ final class ModelArchiveTests: XCTestCase {
     private var folder: URL!
 
     override func setUpWithError() throws {
-        folder = FileManager.default.temporaryDirectory.appendingPathComponent("model-archive-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        folder = try makeTemporaryFolder("model-archive")
     }
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }

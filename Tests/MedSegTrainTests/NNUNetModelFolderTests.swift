@@ -12,8 +12,7 @@ final class NNUNetModelFolderTests: XCTestCase {
     private var temp: URL!
 
     override func setUpWithError() throws {
-        temp = FileManager.default.temporaryDirectory.appendingPathComponent("nnunet-model-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
+        temp = try makeTemporaryFolder("nnunet-model")
     }
 
     override func tearDown() { try? FileManager.default.removeItem(at: temp) }

@@ -9,8 +9,7 @@ final class NNUNetPlansFileTests: XCTestCase {
     private var temp: URL!
 
     override func setUpWithError() throws {
-        temp = FileManager.default.temporaryDirectory.appendingPathComponent("nnunet-plans-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
+        temp = try makeTemporaryFolder("nnunet-plans")
     }
 
     override func tearDown() { try? FileManager.default.removeItem(at: temp) }

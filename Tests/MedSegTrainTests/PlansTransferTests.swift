@@ -11,16 +11,10 @@ final class PlansTransferTests: XCTestCase {
     private var temp: URL!
 
     override func setUpWithError() throws {
-        temp = FileManager.default.temporaryDirectory.appendingPathComponent("transfer-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
+        temp = try makeTemporaryFolder("transfer")
     }
 
     override func tearDown() { try? FileManager.default.removeItem(at: temp) }
-
-    @discardableResult
-    private func medseg(_ args: [String], expectSuccess: Bool = true) throws -> (status: Int32, output: String) {
-        try Executables.runMedSeg(args, expectSuccess: expectSuccess)
-    }
 
     /// A trained nnU-Net model's folder: its plans.json (nnU-Net's own planner's, the fixture),
     /// edited by `change`, and the source data set's dataset.json beside it.

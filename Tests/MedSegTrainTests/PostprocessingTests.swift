@@ -23,8 +23,7 @@ final class PostprocessingTests: XCTestCase {
     private var temporaryFolder: URL!
 
     override func setUpWithError() throws {
-        temporaryFolder = FileManager.default.temporaryDirectory.appendingPathComponent("postprocessing-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: temporaryFolder, withIntermediateDirectories: true)
+        temporaryFolder = try makeTemporaryFolder("postprocessing")
     }
 
     override func tearDownWithError() throws {

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import TestSupport
 import MedSegData
 import Torch
 import MedSegModels
@@ -11,8 +12,7 @@ final class PresetTests: XCTestCase {
     private var temp: URL!
 
     override func setUpWithError() throws {
-        temp = FileManager.default.temporaryDirectory.appendingPathComponent("preset-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
+        temp = try makeTemporaryFolder("preset")
     }
 
     override func tearDown() { try? FileManager.default.removeItem(at: temp) }

@@ -9,8 +9,7 @@ final class ProbabilityEnsembleTests: XCTestCase {
     private var temp: URL!
 
     override func setUpWithError() throws {
-        temp = FileManager.default.temporaryDirectory.appendingPathComponent("ens-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
+        temp = try makeTemporaryFolder("ens")
     }
 
     override func tearDown() { try? FileManager.default.removeItem(at: temp) }

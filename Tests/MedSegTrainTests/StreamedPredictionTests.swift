@@ -13,8 +13,7 @@ final class StreamedPredictionTests: XCTestCase {
     private var temp: URL!
 
     override func setUpWithError() throws {
-        temp = FileManager.default.temporaryDirectory.appendingPathComponent("streamed-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
+        temp = try makeTemporaryFolder("streamed")
     }
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: temp) }

@@ -9,8 +9,7 @@ final class TrainingRunTests: XCTestCase {
     private var temp: URL!
 
     override func setUpWithError() throws {
-        temp = FileManager.default.temporaryDirectory.appendingPathComponent("train-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
+        temp = try makeTemporaryFolder("train")
     }
 
     override func tearDown() { try? FileManager.default.removeItem(at: temp) }

@@ -72,4 +72,20 @@ extension FixtureSupport {
             try assertClose(g, try tensor(grads[name]), rtol: 1e-4, atol: 1e-4, "\(what) grad \(name)", file: file, line: line)
         }
     }
+
+    /// Parity of `network` with a PyTorch reference's fixture: its parameter names
+    /// ("param_names", in PyTorch's order), parameter count, and with the fixture's weights loaded
+    /// its outputs for "input" and their gradients (`assertOutputsAndGradients`). `stateKeys`, when
+    /// given, must equal PyTorch's state_dict keys ("state_keys").
+    public static func assertParity(_ network: Module, fixture fx: [String: Any], stateKeys: [String]? = nil, _ what: String,
+                                    file: StaticString = #filePath, line: UInt = #line,
+                                    outputs: (Tensor) throws -> [Tensor]) throws {
+        let names = fx["param_names"] as! [String]
+        XCTAssertEqual(network.namedStateTensors().map(\.name), names, "\(what): parameter names", file: file, line: line)
+        if let stateKeys { XCTAssertEqual(stateKeys, fx["state_keys"] as! [String], "\(what): state_dict keys", file: file, line: line) }
+        XCTAssertEqual(network.parameterCount(), fx["param_count"] as! Int, "\(what): parameter count", file: file, line: line)
+        let state = fx["state"] as! [String: Any]
+        try network.loadState(names.map { ($0, try tensor(state[$0])) })
+        try assertOutputsAndGradients(try outputs(try tensor(fx["input"])), of: network, fixture: fx, what, file: file, line: line)
+    }
 }

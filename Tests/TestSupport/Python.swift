@@ -71,3 +71,17 @@ extension Executables {
         return (process.terminationStatus, output)
     }
 }
+
+/// `medseg ARGS` for tests (`Executables.runMedSeg`), failing at the caller's line.
+@discardableResult
+public func medseg(_ args: [String], expectSuccess: Bool = true, environment: [String: String?] = [:],
+                   file: StaticString = #filePath, line: UInt = #line) throws -> (status: Int32, output: String) {
+    try Executables.runMedSeg(args, expectSuccess: expectSuccess, environment: environment, file: file, line: line)
+}
+
+/// A fresh, empty folder under the temporary directory, named `prefix-UUID`; the caller removes it.
+public func makeTemporaryFolder(_ prefix: String) throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}

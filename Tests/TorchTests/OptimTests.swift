@@ -183,8 +183,7 @@ final class OptimTests: XCTestCase {
     /// 5 steps, state to safetensors + JSON, a new optimizer on new parameter tensors loads it,
     /// 5 more steps: bit for bit the 10 straight steps.
     func testStateRoundTripThroughCheckpointFilesContinuesExactly() throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("optim-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let folder = try makeTemporaryFolder("optim")
         defer { try? FileManager.default.removeItem(at: folder) }
         for name in ["sgd_nesterov", "sgd_two_groups", "adam_amsgrad", "adamw", "adam_two_groups"] {
             let straight = try makeParameters()

@@ -12,8 +12,7 @@ final class WeightsTests: XCTestCase {
 
     override func setUpWithError() throws {
         expected = try fixtures.json("weights/expected.json")
-        temp = FileManager.default.temporaryDirectory.appendingPathComponent("weights-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
+        temp = try makeTemporaryFolder("weights")
     }
 
     override func tearDown() { try? FileManager.default.removeItem(at: temp) }
