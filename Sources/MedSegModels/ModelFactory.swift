@@ -96,6 +96,9 @@ public enum ModelFactory {
             let encoder = VisionTransformer.Config(inChannels: spec.inChannels, hidden: spec.features, depth: spec.depth,
                                                    heads: max(1, spec.features / 64), mlpDim: 4 * spec.features)
             return try SETRMLA(.init(encoder: encoder, classes: spec.outChannels, freezeEncoder: spec.freezeEncoder ?? true))
+        case "segresnet":
+            return try SegResNet(.monai(dims: spec.dims, inChannels: spec.inChannels, classes: spec.outChannels, initFilters: spec.features,
+                                        levels: spec.depth))
         default:
             throw TorchError("unknown model '\(spec.name)'; available: \(ModelName.allCases.map(\.rawValue).joined(separator: ", "))")
         }

@@ -1,15 +1,16 @@
 /// The networks MedSeg builds; the raw value is the name used on the command line, in configs
 /// and in checkpoints.
 public enum ModelName: String, Codable, CaseIterable, Sendable {
-    case unet, unetpp, plainunet, resencunet, ultralight_vmunet, setr_mla
+    case unet, unetpp, plainunet, resencunet, ultralight_vmunet, setr_mla, segresnet
 
     /// The published width of each network: what `--features` means when it is not given
-    /// (classic U-Net 64, nnU-Net's plain and residual-encoder U-Nets 32, UltraLight VM-UNet's [8, 16, 24, 32, 48, 64], ViT-B/16 768).
+    /// (classic U-Net 64, nnU-Net's plain and residual-encoder U-Nets 32, UltraLight VM-UNet's [8, 16, 24, 32, 48, 64], ViT-B/16 768,
+    /// SegResNet's 8 initial filters as MONAI's).
     public var defaultFeatures: Int {
         switch self {
         case .unet: return 64
         case .unetpp, .plainunet, .resencunet: return 32
-        case .ultralight_vmunet: return 8
+        case .ultralight_vmunet, .segresnet: return 8
         case .setr_mla: return 768
         }
     }
@@ -21,6 +22,7 @@ public enum ModelName: String, Codable, CaseIterable, Sendable {
         case .plainunet, .resencunet: return 5
         case .ultralight_vmunet: return 6
         case .setr_mla: return 12
+        case .segresnet: return 4
         }
     }
 

@@ -118,6 +118,18 @@ final class TrainCommandTests: XCTestCase {
 
     /// Numbers no run can use are refused in one line naming the option or key, before any data
     /// is read or any folder made.
+    /// MONAI's SegResNet trains on a 3D data set and predicts its test cases (`--model segresnet`).
+    func testSegResNetTrainsAndPredictsIn3D() throws {
+        let data = temp.appendingPathComponent("data3d").path
+        try medseg(["data", "synth", "--dim", "3", "--cases", "5", "--test-cases", "2", "--size", "16,16,16", "--out", data])
+        let run = temp.appendingPathComponent("segresnet").path
+        let (_, log) = try medseg(["train", "--dataset", data, "--model", "segresnet", "--patch-size", "16,16,16", "--epochs", "1",
+                                   "--iterations", "1", "--batch-size", "2", "--threads", "1", "--out", run])
+        XCTAssertTrue(log.contains("segresnet 3D: 1176195 parameters"), log)  // MONAI: SegResNet(spatial_dims=3, in_channels=1, out_channels=3)
+        let (_, predicted) = try medseg(["predict", "--run", run, "--input", data + "/imagesTs", "--out", temp.appendingPathComponent("pred").path])
+        XCTAssertTrue(predicted.contains("wrote 2 prediction(s)"), predicted)
+    }
+
     func testImpossibleNumbersAreRefusedBeforeAnythingRuns() throws {
         let yaml = temp.appendingPathComponent("bad.yaml")
         let cases: [([String], String)] = [
