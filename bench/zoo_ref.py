@@ -24,6 +24,9 @@ def build(name):
         m = SETRMLA(dict(img=224, p=16, cin=3, dim=768, depth=12, heads=12, mlp=3072), classes=1)
         m.encoder.requires_grad_(False)
         return m, (3, 1)
+    if name == "segresnet":
+        from monai.networks.nets import SegResNet
+        return SegResNet(spatial_dims=3, in_channels=4, out_channels=3), (4, 3)
     raise SystemExit("unknown model " + name)
 
 
@@ -33,7 +36,7 @@ def main():
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model, (cin, cout) = build(name)
-    dims = 3 if name == "unetpp" else 2
+    dims = 3 if name in ("unetpp", "segresnet") else 2
     shape = (batch, cin) + (size,) * dims
     x = torch.randn(*shape)
     y = (torch.rand((batch, cout) + (size,) * dims) > 0.5).float()
