@@ -89,9 +89,9 @@ public struct DistributedEnvironment: Equatable, Sendable {
             }
         }
         if let job = env["SLURM_JOB_ID"] {
-            return "SLURM job \(job) outside srun (one process; start the ranks with srun, or --nproc-per-node)"
+            return "SLURM job \(job) outside srun (one process; start the ranks with srun, or \(Setting.named("nproc_per_node")))"
         }
-        return "none (one process; --nproc-per-node, torchrun or srun start ranks)"
+        return "none (one process; \(Setting.named("nproc_per_node")), torchrun or srun start ranks)"
     }
 
     /// The variables a launcher hands to local rank `localRank` of node `nodeRank`.

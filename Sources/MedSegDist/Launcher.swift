@@ -1,4 +1,5 @@
 import Foundation
+import Torch
 
 /// Starts and supervises the local ranks of a distributed run, like torchrun: sets each rank's
 /// environment, streams its output prefixed with its rank, stops the others as soon as one fails
@@ -54,7 +55,7 @@ public final class Launcher {
     public func run() throws -> Int32 {
         var port = options.masterPort
         if port == 0 {
-            guard options.nnodes == 1 else { throw DistributedError("--master-port 0 picks a free port on one node only; give every node the same port") }
+            guard options.nnodes == 1 else { throw DistributedError("\(Setting.named("master_port", value: "0")) picks a free port on one node only; give every node the same port") }
             port = try Self.freePort()
         }
         let cores = ProcessInfo.processInfo.activeProcessorCount

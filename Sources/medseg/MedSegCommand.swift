@@ -9,6 +9,7 @@ struct MedSegCommand: ParsableCommand {
         // Each line reaches a redirected log (`> train.log`, `tee`) as it is printed, not at exit.
         setvbuf(stdout, nil, _IOLBF, 0)
         OpenMPWaitPolicy.applyOnce()
+        Setting.render(with: CommandLineSetting.flag)
         do { try LauncherBinding.bindToLauncher() } catch { exit(withError: error) }
         // As ParsableCommand.main, but an error from a running command is its one line: the root's
         // usage adds nothing there (a mistake in the arguments still shows its subcommand's usage),

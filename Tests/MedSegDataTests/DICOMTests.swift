@@ -89,7 +89,7 @@ final class DICOMTests: XCTestCase {
         XCTAssertEqual(series.map(\.files.count), [7, 7])
         XCTAssertThrowsError(try ImageIO.read(folder)) { error in
             let text = "\(error)"
-            XCTAssertTrue(text.hasPrefix("\(folder.path): holds 2 DICOM series; choose one with --series"), text)
+            XCTAssertTrue(text.hasPrefix("\(folder.path): holds 2 DICOM series; choose one with `series: NUMBER` or `series: UID`"), text)
             XCTAssertTrue(text.contains("series 5  CT  \"contrast\"  7 file(s)  \(second.uid)"), text)
         }
         XCTAssertEqual(try DICOM.read(folder: folder, series: "5").voxels, second.values.map(Float.init))

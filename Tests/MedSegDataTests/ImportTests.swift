@@ -155,7 +155,7 @@ final class ImportTests: XCTestCase {
         // The labelled validation split can join training instead.
         var options = ImportOptions(validationAsTraining: true)
         assertError({ _ = try DatasetImporter.run(kind: .isic2017, source: url("isic"), out: out, options: options) },
-                    contains: ["out2017", "--overwrite"])
+                    contains: ["out2017", "`overwrite: true`"])
         options.overwrite = true
         let merged = try DatasetImporter.run(kind: .isic2017, source: url("isic"), out: out, options: options)
         XCTAssertEqual(merged.trainingCases, 3)
@@ -465,7 +465,7 @@ final class ImportTests: XCTestCase {
         white.voxels = (0..<48).map { $0 % 5 == 0 ? 255 : 0 }
         try write(white, "few/masks/b.png")
         assertError({ _ = try DatasetImporter.run(kind: .folder, source: url("few"), out: url("few-none")) },
-                    contains: ["masks/a.png", "0, 2, 5", "--labels"])
+                    contains: ["masks/a.png", "0, 2, 5", "`labels: multiclass`"])
         let few = url("few-out")
         _ = try DatasetImporter.run(kind: .folder, source: url("few"), out: few, options: ImportOptions(labels: .binary))
         XCTAssertEqual(try ImageIO.read(few.appendingPathComponent("labelsTr/a.png")).voxels, small.voxels.map { $0 > 0 ? 1 : 0 })
@@ -553,7 +553,7 @@ final class ImportTests: XCTestCase {
         var options = ImportOptions(images: url("multi/img"), masks: url("multi/lab"), testImages: url("multi/test"), maskSuffixes: ["-seg"])
         // Values 0, 1, 3 could be classes or not: without --labels the import names the file and its values.
         assertError({ _ = try DatasetImporter.run(kind: .folder, source: url("multi"), out: url("multi-ambiguous"), options: options) },
-                    contains: ["-seg.png", "0, 1, 3", "--labels multiclass"])
+                    contains: ["-seg.png", "0, 1, 3", "`labels: multiclass`"])
         options.labels = .multiclass
         XCTAssertEqual(try DatasetImporter.run(kind: .folder, source: url("multi"), out: multi, options: options).trainingCases, 2)
         d = try load(multi)

@@ -261,6 +261,6 @@ final class NNUNetModelFolderTests: XCTestCase {
         try assertProbabilities(in: out, match: expected, shape: [3, 16, 40, 40])
         let alone = try Executables.runMedSeg(["predict", "--run", cascade.path, "--input", input.path, "--out", temp.appendingPathComponent("alone").path],
                                               expectSuccess: false)
-        XCTAssertTrue(alone.output.contains("is nnU-Net's cascade stage behind 3d_lowres: give that model folder with --previous-stage FOLDER"), alone.output)
+        XCTAssertTrue(alone.output.contains("is nnU-Net's cascade stage behind 3d_lowres: give that model folder as --previous-stage FOLDER"), alone.output)
     }
 }

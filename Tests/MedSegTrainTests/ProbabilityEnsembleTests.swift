@@ -54,7 +54,7 @@ final class ProbabilityEnsembleTests: XCTestCase {
         let empty = temp.appendingPathComponent("empty")
         try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
         XCTAssertThrowsError(try ProbabilityEnsemble.run(folders: [empty, a], out: temp.appendingPathComponent("out2"))) {
-            XCTAssertTrue("\($0)".contains("--save-probabilities"), "\($0)")
+            XCTAssertTrue("\($0)".contains("`save_probabilities: true`"), "\($0)")
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Torch
 
 /// Writes a data set in the raw layout case by case, then its dataset.json. Importers and the
 /// synthetic generator use it so every data set MedSeg makes looks the same.
@@ -24,7 +25,7 @@ public final class RawDatasetWriter {
     public static func refuseExistingDataset(in root: URL, overwrite: Bool) throws {
         let present = existingEntries(in: root)
         guard !present.isEmpty, !overwrite else { return }
-        throw DataError(file: root, "already holds a data set (\(present.joined(separator: ", "))); choose an empty folder or pass --overwrite")
+        throw DataError(file: root, "already holds a data set (\(present.joined(separator: ", "))); choose an empty folder or pass \(Setting.named("overwrite", value: "true"))")
     }
 
     /// Removes the data set in `root` (its managed entries only).

@@ -1,5 +1,6 @@
 import CDicom
 import Foundation
+import Torch
 
 /// One DICOM series of a folder: the files sharing a SeriesInstanceUID.
 public struct DICOMSeries: Sendable, Equatable {
@@ -67,7 +68,7 @@ public enum DICOM {
             return matching[0]
         }
         guard all.count == 1 else {
-            throw DataError(file: folder, "holds \(all.count) DICOM series; choose one with --series NUMBER or --series UID:\n\(listing)")
+            throw DataError(file: folder, "holds \(all.count) DICOM series; choose one with \(Setting.named("series", value: "NUMBER")) or \(Setting.named("series", value: "UID")):\n\(listing)")
         }
         return all[0]
     }
@@ -113,7 +114,7 @@ extension ImageIO {
         guard let series else { return try read(url) }
         var isFolder: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder), isFolder.boolValue else {
-            throw DataError(file: url, "--series \(series) picks a series of a DICOM folder; this is not a folder")
+            throw DataError(file: url, "\(Setting.named("series", value: series)) picks a series of a DICOM folder; this is not a folder")
         }
         return try DICOM.read(folder: url, series: series)
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Torch
 
 /// Any pair of folders: images (any readable format, 2D or 3D) and masks matched by file stem.
 /// A mask is named like its image, optionally with a suffix (`_mask`, `_segmentation`, `_label`,
@@ -38,11 +39,11 @@ enum FolderImporter {
         let (images, masksOrNil) = folders(source: sink.source, options: sink.options)
         guard ImportIO.isFolder(images) else {
             throw DataError(file: sink.options.images == nil ? sink.source : images,
-                            sink.options.images == nil ? "not an images/masks folder: expected sub-folder images/ (or give --images DIR)" : "no such images folder")
+                            sink.options.images == nil ? "not an images/masks folder: expected sub-folder images/ (or give \(Setting.named("images", value: "DIR")))" : "no such images folder")
         }
         guard let masks = masksOrNil, ImportIO.isFolder(masks) else {
             throw DataError(file: masksOrNil ?? sink.source,
-                            masksOrNil == nil ? "not an images/masks folder: expected sub-folder masks/ or labels/ (or give --masks DIR)" : "no such masks folder")
+                            masksOrNil == nil ? "not an images/masks folder: expected sub-folder masks/ or labels/ (or give \(Setting.named("masks", value: "DIR")))" : "no such masks folder")
         }
         sink.name = images.deletingLastPathComponent().lastPathComponent
         let suffixes = sink.options.maskSuffixes ?? defaultMaskSuffixes
@@ -170,8 +171,8 @@ enum FolderImporter {
         case nil:
             if palette { return .classes(ints) }
             let shown = ints.sorted().prefix(12).map(String.init).joined(separator: ", ") + (ints.count > 12 ? ", ..." : "")
-            throw DataError(file: file, "\(ambiguousPrefix): \(ints.count) whole-number values (\(shown)); give --labels multiclass "
-                            + "to keep them as classes or --labels binary for foreground = value > 0")
+            throw DataError(file: file, "\(ambiguousPrefix): \(ints.count) whole-number values (\(shown)); give \(Setting.named("labels", value: "multiclass")) "
+                            + "to keep them as classes or \(Setting.named("labels", value: "binary")) for foreground = value > 0")
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Torch
 
 /// The public data sets `medseg data import` knows, plus `folder` for any images/masks pair of folders.
 public enum ImportKind: String, CaseIterable, Sendable {
@@ -25,7 +26,7 @@ public enum ImportKind: String, CaseIterable, Sendable {
             return "a Decathlon task folder (Task03_Liver): dataset.json with modality, labels, training [{image, label}], test; "
                 + "imagesTr/liver_0.nii.gz, labelsTr/liver_0.nii.gz, imagesTs/"
         case .folder:
-            return "--images DIR and --masks DIR (default SRC/images and SRC/masks); masks named like their image, "
+            return "\(Setting.named("images", value: "DIR")) and \(Setting.named("masks", value: "DIR")) (default SRC/images and SRC/masks); masks named like their image, "
                 + "optionally with a suffix such as _mask, _segmentation or _label"
         }
     }

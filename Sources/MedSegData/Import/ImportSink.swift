@@ -1,4 +1,5 @@
 import Foundation
+import Torch
 
 /// Collects cases for one import: writes them through RawDatasetWriter (made on the first case,
 /// when the channel count and file ending are known) and keeps the report.
@@ -31,7 +32,7 @@ final class ImportSink {
         self.options = options
         report = ImportReport(kind: kind, source: source, output: out)
         if let ending = options.fileEnding, !ImageIO.writableEndings.contains(ending) {
-            throw DataError("--format \(ending): writable endings are \(ImageIO.writableEndings.joined(separator: ", "))")
+            throw DataError("\(Setting.named("format", value: ending)): writable endings are \(ImageIO.writableEndings.joined(separator: ", "))")
         }
         if out.path == source.path || (out.path.hasPrefix(source.path + "/") && kind != .folder) {
             throw DataError(file: out, "the output folder must not be or lie inside the source folder \(source.path)")
@@ -45,7 +46,7 @@ final class ImportSink {
             for name in RawDatasetWriter.managedEntries {
                 let path = out.appendingPathComponent(name).path
                 if input.path == path || input.path.hasPrefix(path + "/") {
-                    throw DataError(file: input, "lies inside the output data set's \(name); an import replaces it, so choose another --out")
+                    throw DataError(file: input, "lies inside the output data set's \(name); an import replaces it, so choose another \(Setting.named("out"))")
                 }
             }
         }
@@ -169,7 +170,7 @@ final class ImportSink {
         let eightOrSixteen: Set<PixelType> = [.uint8, .uint16, .rgb8, .rgba8]
         let ending = options.fileEnding ?? (image.dims == 2 && eightOrSixteen.contains(image.pixelType) ? ".png" : ".nii.gz")
         if image.dims == 3 && [".png", ".bmp"].contains(ending) {
-            throw DataError(file: out, "\(ending) holds 2D images but \(relative(file)) is 3D; use --format .nii.gz")
+            throw DataError(file: out, "\(ending) holds 2D images but \(relative(file)) is 3D; use \(Setting.named("format", value: ".nii.gz"))")
         }
         try clearOutput()
         let w = try RawDatasetWriter(root: out, channelNames: names, labels: labels, fileEnding: ending, name: name)
@@ -199,7 +200,7 @@ final class ImportSink {
         guard [".png", ".bmp"].contains(ending), ![.uint8, .uint16, .rgb8, .rgba8].contains(image.pixelType) else { return image }
         let whole = image.voxels.allSatisfy { $0 == $0.rounded() && $0 >= 0 && $0 <= 65535 }
         guard whole else {
-            throw DataError("\(image.pixelType.rawValue) values do not fit a \(ending) file; import with --format .nii.gz")
+            throw DataError("\(image.pixelType.rawValue) values do not fit a \(ending) file; import with \(Setting.named("format", value: ".nii.gz"))")
         }
         return image
     }

@@ -238,7 +238,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         if !(rho.isFinite && rho > 0) { try fail("rho", "must be a positive number, got \(rho)") }
         if hessian_interval < 1 { try fail("hessian_interval", "must be at least 1, got \(hessian_interval)") }
         if weight_decay < 0 { try fail("weight_decay", "cannot be negative, got \(weight_decay)") }
-        if num_folds < 2 { try fail("num_folds", "must be at least 2 (train on every case with fold -1 / --fold all), got \(num_folds)") }
+        if num_folds < 2 { try fail("num_folds", "must be at least 2 (fold -1 trains and validates on every case), got \(num_folds)") }
         if fold < -1 || fold >= num_folds { try fail("fold", "must be 0 to \(num_folds - 1), or -1 for all, got \(fold)") }
         if threads < 0 || threads > Self.maximumThreads {
             try fail("threads", "must be 0 (all cores) to \(Self.maximumThreads) on this machine of \(ProcessInfo.processInfo.activeProcessorCount) cores, got \(threads)")

@@ -72,7 +72,7 @@ public struct ModelSelection {
             guard fold < splits.folds.count else { throw DataError(file: dataset.root, "splits_final.json has no fold \(fold)") }
             for id in splits.folds[fold].val {
                 guard let pred = ProbabilityEnsemble.predictionFile(id, in: validation) else {
-                    throw DataError(file: validation, "has no prediction for case \(id): train fold \(fold) to the end (or run --validation-only)")
+                    throw DataError(file: validation, "has no prediction for case \(id): train fold \(fold) to the end (or run \(Setting.named("validation_only")))")
                 }
                 try replace(out.appendingPathComponent(pred.lastPathComponent), with: pred)
                 let p = ProbabilityFile.url(for: id, in: validation)

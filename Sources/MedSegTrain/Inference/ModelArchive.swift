@@ -28,7 +28,7 @@ public enum ModelArchive {
         /// What `export` would never write, in words (nil: nothing): the command line's checks on
         /// the step size, and fold and checkpoint names of the archive's own folders only.
         public var problem: String? {
-            if let problem = SlidingWindow.stepProblem(step_size) { return "has a step_size that \(problem), as --step-size" }
+            if let problem = SlidingWindow.stepProblem(step_size) { return "has a step_size that \(problem), as \(Setting.named("step_size"))" }
             guard folds.count <= 100, Set(folds).count == folds.count else { return "lists \(folds.count) folds, or one twice" }
             for fold in folds where !(fold == "all" || (fold.count <= 4 && fold.allSatisfy(\.isASCII) && fold.allSatisfy(\.isNumber))) {
                 return "names fold '\(fold.prefix(100))'; export writes fold numbers or 'all'"
@@ -121,7 +121,7 @@ public enum ModelArchive {
             guard fm.fileExists(atPath: file.path) else { throw TrainingError("\(file.path): no such checkpoint") }
             let trained = try NNUNetModelFolder.configuration(of: PyTorchCheckpoint.load(file), file: file, folder: model.root)
             if plans.configurations[trained]?.previous_stage != nil {
-                throw TrainingError("\(model.root.path) is nnU-Net's cascade stage: predict it with --run and --previous-stage, one folder behind the other")
+                throw TrainingError("\(model.root.path) is nnU-Net's cascade stage: predict it with \(Setting.named("run")) and \(Setting.named("previous_stage")), one folder behind the other")
             }
             configuration = trained
             let target = staging.appendingPathComponent("fold_\(fold)")

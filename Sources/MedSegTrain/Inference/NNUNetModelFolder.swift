@@ -33,7 +33,7 @@ public struct NNUNetModelFolder {
     /// The folds asked for, or every fold holding the checkpoint (nnU-Net's predict default).
     func folds(_ asked: [String], checkpoint: String) throws -> [String] {
         guard CheckpointName(named: checkpoint) != nil else {
-            throw TrainingError("\(root.path) is a model folder nnU-Net trained: give --checkpoint final, best or latest (its fold_N/checkpoint_NAME.pth)")
+            throw TrainingError("\(root.path) is a model folder nnU-Net trained: give \(Setting.named("checkpoint")) final, best or latest (its fold_N/checkpoint_NAME.pth)")
         }
         guard asked.isEmpty else { return asked }
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
@@ -41,7 +41,7 @@ public struct NNUNetModelFolder {
             FileManager.default.fileExists(atPath: root.appendingPathComponent("fold_\($0)").appendingPathComponent(Self.fileName(checkpoint)).path)
         }.sorted { (Int($0) ?? Int.max, $0) < (Int($1) ?? Int.max, $1) }
         guard !found.isEmpty else {
-            throw TrainingError("\(root.path): no fold_N/\(Self.fileName(checkpoint)) in this nnU-Net model folder; give --checkpoint final, best or latest as its folds have")
+            throw TrainingError("\(root.path): no fold_N/\(Self.fileName(checkpoint)) in this nnU-Net model folder; give \(Setting.named("checkpoint")) final, best or latest as its folds have")
         }
         return found
     }
@@ -103,7 +103,7 @@ public struct NNUNetModelFolder {
             let first: [String]
             (previous, first) = try TrainedModels.cascadeInput(stage, from: previousStage, folds: asked, checkpoint: checkpoint, mirror: mirror,
                                                                device: device, precision: precision, window: window,
-                                                               missing: "\(root.path) is nnU-Net's cascade stage behind \(stage): give that model folder with --previous-stage FOLDER")
+                                                               missing: "\(root.path) is nnU-Net's cascade stage behind \(stage): give that model folder as \(Setting.named("previous_stage", value: "FOLDER"))")
             used = first + used
         }
         return (try CaseInference(predictors: predictors, preprocessor: setup?.preprocessor, previousStage: previous), used)

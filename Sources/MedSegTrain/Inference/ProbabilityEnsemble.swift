@@ -39,7 +39,7 @@ public enum ProbabilityEnsemble {
         guard let first = folders.first else { throw TrainingError("an ensemble needs at least one folder of predictions") }
         let ids = try identifiers(in: first)
         guard !ids.isEmpty else {
-            throw DataError(file: first, "holds no *\(ProbabilityFile.suffix) files (predict with --save-probabilities, or train with --save-probabilities) nor nnU-Net's *.npz")
+            throw DataError(file: first, "holds no *\(ProbabilityFile.suffix) files (predict or train with \(Setting.named("save_probabilities", value: "true"))) nor nnU-Net's *.npz")
         }
         for folder in folders.dropFirst() {
             let have = Set(try identifiers(in: folder))

@@ -35,7 +35,7 @@ public enum TrainedModels {
             let first: [String]
             (previous, first) = try cascadeInput(stage, from: previousStage, folds: folds, checkpoint: checkpoint, mirror: mirror, device: dev,
                                                  precision: precision, window: window,
-                                                 missing: "\(run.path) is a cascade stage trained on \(stage) segmentations: give that experiment with --previous-stage EXP")
+                                                 missing: "\(run.path) is a cascade stage trained on \(stage) segmentations: give that experiment as \(Setting.named("previous_stage", value: "EXP"))")
             used = first + used
         }
         return (try CaseInference(predictors: predictors, preprocessor: setup?.preprocessor, previousStage: previous), used)
@@ -62,8 +62,8 @@ public enum TrainedModels {
         let trained = present.filter { FileManager.default.fileExists(atPath: experiment.fold(named: $0).checkpoint(name).path) }
         if !trained.isEmpty { return trained }
         if present.isEmpty {
-            throw TrainingError("\(run.path): no \(name.fileName) here and no fold_N folders: give a run folder of `medseg train` (or --checkpoint FILE)")
+            throw TrainingError("\(run.path): no \(name.fileName) here and no fold_N folders: give a run folder of `medseg train` (or \(Setting.named("checkpoint", value: "FILE")))")
         }
-        throw TrainingError("\(run.path): none of its folds (\(present.map { "fold_\($0)" }.joined(separator: ", "))) has \(name.fileName) yet: train them, or give --checkpoint latest")
+        throw TrainingError("\(run.path): none of its folds (\(present.map { "fold_\($0)" }.joined(separator: ", "))) has \(name.fileName) yet: train them, or give \(Setting.named("checkpoint", value: "latest"))")
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Torch
 import MedSegData
 
 /// Writing plans over an existing plans.json, which users edit (the README invites it). As
@@ -32,7 +33,7 @@ public struct PlansUpdate {
         }
         if !overwrite && !refused.isEmpty {
             throw ConfigError("\(file.path): planning now gives other values for \(refused.joined(separator: ", ")); the file may hold your edits: "
-                              + "pass --overwrite to replace them (other configurations are kept), or plan a copy of the data set")
+                              + "pass \(Setting.named("overwrite", value: "true")) to replace them (other configurations are kept), or plan a copy of the data set")
         }
         self.plans = merged
         self.kept = kept

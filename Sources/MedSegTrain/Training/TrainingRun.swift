@@ -100,7 +100,7 @@ public final class TrainingRun {
         guard !clashes.isEmpty else { return }
         let what = clashes.map { "\($0.key) \($0.saved) in the checkpoint, \($0.requested) in the run" }.joined(separator: "; ")
         throw TrainingError("cannot resume \(runFolder.path) from \(file.path): the checkpoint holds another network (\(what)); "
-                            + "resume from this run's own checkpoint, or train the other model into its own --out")
+                            + "resume from this run's own checkpoint, or train the other model into its own \(Setting.named("out"))")
     }
 
     /// What the phases of one invocation share: settings, data, this process's place, the
@@ -227,8 +227,8 @@ public final class TrainingRun {
         }
         if c.model == .setr_mla && c.freeze_encoder && c.encoder_weights.isEmpty && c.pretrained_weights.isEmpty && loaded == nil {
             // A random encoder that never trains: almost certainly not what was meant.
-            logger.log("warning: setr_mla's encoder is frozen but has no pretrained weights, so it stays random; give them with --encoder-weights "
-                       + "(key 'encoder_weights'), or train the encoder too with --no-freeze-encoder (key 'freeze_encoder: false')")
+            logger.log("warning: setr_mla's encoder is frozen but has no pretrained weights, so it stays random; give them with \(Setting.named("encoder_weights")), "
+                       + "or train the encoder too with \(Setting.named("freeze_encoder", value: "false"))")
         }
         if !c.encoder_weights.isEmpty && loaded == nil {
             guard let setr = model as? SETRMLA else {

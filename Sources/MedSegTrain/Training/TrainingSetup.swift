@@ -82,7 +82,7 @@ public struct TrainingSetup {
             if let stage = planned.plan.previous_stage {
                 guard !c.previous_stage.isEmpty else {
                     throw ConfigError("key 'previous_stage': configuration \(planned.name) trains on the segmentations of \(stage); "
-                                      + "give its experiment folder (--previous-stage EXP)")
+                                      + "give its experiment folder as \(Setting.named("previous_stage", value: "EXP"))")
                 }
                 previousStage = try CascadeInput.crossValidationPredictions(of: URL(fileURLWithPath: c.previous_stage))
             }

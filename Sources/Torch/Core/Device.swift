@@ -49,10 +49,10 @@ public enum Device: Equatable, Hashable, Codable, Sendable, CustomStringConverti
         }
         if case .cuda(let index) = device {
             guard Torch.cudaAvailable else {
-                throw TorchError("--device \(text): no CUDA device is visible to this MedSeg (a CPU build, or no GPU and driver); use --device cpu or auto (`medseg doctor` shows the engine)")
+                throw TorchError("\(Setting.named("device", value: text)): no CUDA device is visible to this MedSeg (a CPU build, or no GPU and driver); use \(Setting.named("device", value: "cpu")) or auto (`medseg doctor` shows the engine)")
             }
             guard index < Torch.cudaDeviceCount else {
-                throw TorchError("--device \(text): cuda:\(index) does not exist; this machine has \(Torch.cudaDeviceCount) CUDA device(s), cuda:0 to cuda:\(Torch.cudaDeviceCount - 1)")
+                throw TorchError("\(Setting.named("device", value: text)): cuda:\(index) does not exist; this machine has \(Torch.cudaDeviceCount) CUDA device(s), cuda:0 to cuda:\(Torch.cudaDeviceCount - 1)")
             }
         }
         return device

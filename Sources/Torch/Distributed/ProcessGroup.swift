@@ -20,7 +20,7 @@ public final class ProcessGroup {
                                    rank == 0 && !storeServedElsewhere ? 1 : 0, storePrefix) else {
             let message = TorchError.last().message
             if rank == 0 && !storeServedElsewhere && (message.contains("Address already in use") || message.contains("EADDRINUSE")) {
-                throw TorchError("cannot host the rendezvous on \(masterAddress):\(masterPort): the port is already in use (choose another --master-port, or 0 for a free one)")
+                throw TorchError("cannot host the rendezvous on \(masterAddress):\(masterPort): the port is already in use (choose another \(Setting.named("master_port")), or 0 for a free one)")
             }
             if message.lowercased().contains("timed out") || message.lowercased().contains("timeout") || message.contains("Connection refused") {
                 throw TorchError("rank \(rank) cannot reach the master at \(masterAddress):\(masterPort) within \(Int(timeout)) s (is rank 0 running, and is the address reachable?): \(message.split(separator: "\n").first ?? "")")
