@@ -29,6 +29,19 @@ final class DatasetCheckerTests: XCTestCase {
         XCTAssertEqual(problems(), [])
     }
 
+    /// Cases are checked on several threads (preprocess passes its workers): the same problems, in
+    /// case order, as one thread finds.
+    func testWorkersListTheSameProblemsInCaseOrder() throws {
+        try FileManager.default.removeItem(at: file("imagesTr/synth_002_0000.nii.gz"))
+        var label = try ImageIO.read(file("labelsTr/synth_000.nii.gz"))
+        label.geometry = ImageGeometry(spacing: [0.5, 0.5], origin: [10, 0])
+        try ImageIO.write(label, to: file("labelsTr/synth_000.nii.gz"))
+        let one = DatasetChecker.check(root, workers: 1).map(\.description)
+        XCTAssertEqual(one.count, 2, "\(one)")
+        XCTAssertTrue(one[0].contains("synth_000_0000") && one[1].contains("synth_002_0000"), "\(one)")
+        for workers in [2, 3, 8] { XCTAssertEqual(DatasetChecker.check(root, workers: workers).map(\.description), one) }
+    }
+
     func testMissingImageOfALabel() throws {
         try FileManager.default.removeItem(at: file("imagesTr/synth_001_0000.nii.gz"))
         assertOneProblem("synth_001_0000.nii.gz", ["missing"])

@@ -140,6 +140,51 @@ final class PreprocessingTests: XCTestCase {
         XCTAssertLessThan(ref["count"] as! Int, ref["total"] as! Int)
     }
 
+    /// The fingerprint's samples and the preprocessor's class locations are found by counting and
+    /// then picking (no list of every foreground voxel): the picks must be those of listing them all.
+    func testStreamedPicksEqualListingEveryVoxel() throws {
+        for (total, count) in [(0, 5), (3, 5), (5, 5), (6, 5), (7, 3), (1000, 7), (10_001, 10_000), (123_457, 300)] {
+            var selection = EvenlySpacedSelection(total: total, count: count)
+            let kept = (0..<total).filter { _ in selection.keepsNext() }
+            XCTAssertEqual(kept, DatasetFingerprint.evenlySpaced(Array(0..<total), count: count), "\(total) of \(count)")
+        }
+        // Class locations: per label the evenly spaced choice among all of its indices.
+        var rng = SplitMix64(seed: 3)
+        let labels = (0..<5000).map { _ in Int8([-1, 0, 0, 1, 2, 2, 2, 5][rng.int(below: 8)]) }
+        let locations = Preprocessor.classLocations(labels, count: 40)
+        XCTAssertEqual(Set(locations.keys), ["1", "2", "5"])
+        for (key, picked) in locations {
+            let all = labels.indices.filter { Int(labels[$0]) == Int(key)! }
+            XCTAssertGreaterThan(all.count, 40)
+            XCTAssertEqual(picked, DatasetFingerprint.evenlySpaced(all, count: 40), key)
+        }
+        // Foreground samples read row by row in the crop box: those of the cropped copy's listing.
+        let dataset = try makeDataset(cases: 2)
+        let files = try dataset.trainingCases()[1]
+        let image = try ImageIO.read(files.images[0]), label = try ImageIO.read(files.label!)
+        let box = Cropping.nonZeroBox(image)
+        XCTAssertNotEqual(box.size, image.size, "the case has zero borders to crop")
+        let croppedImage = Cropping.crop(image, to: box), croppedLabel = Cropping.crop(label, to: box)
+        let foreground = croppedLabel.voxels.indices.filter { croppedLabel.voxels[$0] > 0 }
+        XCTAssertGreaterThan(foreground.count, 300)
+        for count in [300, foreground.count + 1] {
+            let expected = DatasetFingerprint.evenlySpaced(foreground, count: count).map { croppedImage.voxels[$0] }
+            XCTAssertEqual(DatasetFingerprint.foregroundSamples(image, label: label, box: box, count: count), [expected])
+        }
+    }
+
+    /// nnU-Net's cap of 10^8 samples over the data set: per case the smaller of `samplesPerCase`
+    /// and the cap over the case count.
+    func testFingerprintSamplesAreCappedOverTheDataSet() throws {
+        let dataset = try makeDataset()
+        let capped = try DatasetFingerprint.compute(dataset: dataset, workers: 2, samplesPerCase: 300, totalSamples: 300)
+        XCTAssertEqual(capped.samplesPerCase, 100)
+        XCTAssertEqual(capped, try DatasetFingerprint.compute(dataset: dataset, workers: 1, samplesPerCase: 100))
+        XCTAssertNotEqual(capped.foregroundIntensityPropertiesPerChannel,
+                          try DatasetFingerprint.compute(dataset: dataset, workers: 1, samplesPerCase: 300).foregroundIntensityPropertiesPerChannel)
+        XCTAssertEqual(try DatasetFingerprint.compute(dataset: dataset, samplesPerCase: 300).samplesPerCase, 300)
+    }
+
     // MARK: - Cropping
 
     func testCroppingRoundTrip() throws {
@@ -258,6 +303,30 @@ final class PreprocessingTests: XCTestCase {
         }
     }
 
+    /// The last pass of a resampling is handed out in blocks (no further volume in Double): each
+    /// block must hold exactly the values of the whole pass, on every axis, order and block split.
+    func testStreamedLastPassEqualsTheWholePass() throws {
+        // Sizes and blocks that take both ways: whole outer indices, and bands of the slowest axis
+        // (block 36 on z: bands of 3 positions, the last one shorter).
+        let size = [20, 20, 6], channels = 2
+        let data = smoothField([size.reduce(1, *) * channels], seed: 5).map(Double.init)
+        for axis in 0..<3 {
+            for order in [Resampling.Order.nearest, .linear, .cubic] {
+                for (m, block) in [(size[axis] * 2 - 3, 1), (4, 5), (size[axis] + 6, 36), (5, 1 << 18)] {
+                    let whole = Resampling.resampleAxis(data, size: size, channels: channels, axis: axis, to: m, order: order)
+                    var streamed = [Double](repeating: .nan, count: whole.count)
+                    var rows = 0
+                    Resampling.resampleAxisStreamed(data, size: size, channels: channels, axis: axis, to: m, order: order, block: block) { start, row in
+                        for x in row.indices { streamed[start + x] = row[x] }
+                        rows += 1
+                    }
+                    XCTAssertEqual(streamed, whole, "axis \(axis), order \(order), \(m) samples, block \(block)")
+                    if block == 1 { XCTAssertGreaterThan(rows, channels, "split into several blocks") }
+                }
+            }
+        }
+    }
+
     func testAnisotropicSeparateZMatchesScipy() throws {
         XCTAssertEqual(Resampling.separateAxis(spacing: [0.8, 0.8, 2.5], target: [0.8, 0.8, 2.5]), 2)
         XCTAssertEqual(Resampling.separateAxis(spacing: [1, 1, 1], target: [1, 1, 4]), 2)
@@ -373,6 +442,33 @@ final class PreprocessingTests: XCTestCase {
         XCTAssertEqual(try ct.run(dataset: dataset, out: out, workers: 2).processed.count, 3)
         let stored = try PreprocessedCase.load("case_000", from: out).properties
         XCTAssertEqual(stored.ctStatistics, ct.fingerprint.intensityStatistics)
+    }
+
+    /// Cases are shared among workers in whatever order they finish: the fingerprint and every
+    /// stored file must be byte for byte the same with 1 or 3 workers.
+    func testWorkerCountDoesNotChangeFingerprintOrPreprocessedFiles() throws {
+        let dataset = try makeDataset(cases: 5)
+        let one = try DatasetFingerprint.compute(dataset: dataset, workers: 1, samplesPerCase: 200)
+        let three = try DatasetFingerprint.compute(dataset: dataset, workers: 3, samplesPerCase: 200)
+        XCTAssertEqual(one, three)
+        try one.write(to: scratch.appendingPathComponent("fp1"))
+        try three.write(to: scratch.appendingPathComponent("fp3"))
+        XCTAssertEqual(try Data(contentsOf: scratch.appendingPathComponent("fp1/\(DatasetFingerprint.fileName)")),
+                       try Data(contentsOf: scratch.appendingPathComponent("fp3/\(DatasetFingerprint.fileName)")))
+        var outputs: [[String: Data]] = []
+        for workers in [1, 3] {
+            let out = scratch.appendingPathComponent("preprocessed-\(workers)")
+            var preprocessor = Preprocessor(targetSpacing: [2.0, 1.1, 1.3], normalization: .ct, fingerprint: one)
+            preprocessor.maxClassLocations = 50   // fewer than the voxels of each class: picks matter
+            XCTAssertEqual(try preprocessor.run(dataset: dataset, out: out, workers: workers).processed.count, 5)
+            let names = try FileManager.default.contentsOfDirectory(atPath: out.path).sorted()
+            XCTAssertEqual(names.count, 15)
+            outputs.append(Dictionary(uniqueKeysWithValues: try names.map { ($0, try Data(contentsOf: out.appendingPathComponent($0))) }))
+        }
+        XCTAssertEqual(outputs[0].keys.sorted(), outputs[1].keys.sorted())
+        for (name, data) in outputs[0] { XCTAssertEqual(data, outputs[1][name], name) }
+        let stored = try PreprocessedCase.load("case_003", from: scratch.appendingPathComponent("preprocessed-3")).properties
+        XCTAssertTrue(stored.classLocations.values.allSatisfy { $0.count == 50 })
     }
 
     /// As nnU-Net's crop_to_nonzero, background outside the hole-filled non-zero mask is -1 in the

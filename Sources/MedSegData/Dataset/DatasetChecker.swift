@@ -18,14 +18,15 @@ public enum DatasetChecker {
 
     /// Throws when `check` finds anything: one line with the count, the first problem and the
     /// command that lists them all. Training and preprocessing refuse what `data check` refuses.
-    public static func refuseProblems(in root: URL) throws {
-        let problems = check(root)
+    public static func refuseProblems(in root: URL, workers: Int = 1) throws {
+        let problems = check(root, workers: workers)
         guard let first = problems.first else { return }
         throw DataError("data set \(root.path) has \(problems.count) problem(s), first \(first); `medseg data check \(root.path)` lists them all")
     }
 
-    /// Checks pairs, sizes, geometry, label values, channel counts and image contents.
-    public static func check(_ root: URL) -> [Problem] {
+    /// Checks pairs, sizes, geometry, label values, channel counts and image contents; cases are
+    /// read on `workers` threads (one case each at a time), problems listed in case order.
+    public static func check(_ root: URL, workers: Int = 1) -> [Problem] {
         var problems: [Problem] = []
         let dataset: RawDataset
         do { dataset = try RawDataset(root) } catch {
@@ -57,45 +58,50 @@ public enum DatasetChecker {
                 }
             }
         }
-        for c in cases {
-            let labelName = "labelsTr/\(c.identifier)\(d.file_ending)"
-            var label: MedicalImage?
-            do { label = try ImageIO.read(c.label!) } catch { problems.append(Problem(file: labelName, message: "\(error)")) }
-            if let label {
-                // NaN is never equal to itself: counted apart, not put in the set.
-                let values = Set(label.voxels.lazy.filter { !$0.isNaN })
-                let unknown = values.subtracting(allowed).sorted().map { LabelValues.describe($0) }
-                    + (label.voxels.contains { $0.isNaN } ? ["NaN"] : [])
-                if !unknown.isEmpty {
-                    problems.append(Problem(file: labelName, message: "label values [\(unknown.prefix(8).joined(separator: ", "))] are not in dataset.json labels \(d.labelValues)"))
-                }
-                if label.channels != 1 {
-                    problems.append(Problem(file: labelName, message: "label map has \(label.channels) channels, expected 1"))
-                }
+        let perCase = (try? Parallel.map(cases.count, workers: workers) { checkCase(cases[$0], description: d, allowed: allowed) }) ?? []
+        return problems + perCase.joined()
+    }
+
+    /// The problems of one case's label and image files.
+    static func checkCase(_ c: CaseFiles, description d: DatasetDescription, allowed: Set<Float>) -> [Problem] {
+        var problems: [Problem] = []
+        let labelName = "labelsTr/\(c.identifier)\(d.file_ending)"
+        var label: MedicalImage?
+        do { label = try ImageIO.read(c.label!) } catch { problems.append(Problem(file: labelName, message: "\(error)")) }
+        if let label {
+            // NaN is never equal to itself: counted apart, not put in the set.
+            let values = Set(label.voxels.lazy.filter { !$0.isNaN })
+            let unknown = values.subtracting(allowed).sorted().map { LabelValues.describe($0) }
+                + (label.voxels.contains { $0.isNaN } ? ["NaN"] : [])
+            if !unknown.isEmpty {
+                problems.append(Problem(file: labelName, message: "label values [\(unknown.prefix(8).joined(separator: ", "))] are not in dataset.json labels \(d.labelValues)"))
             }
-            for (channel, url) in c.images.enumerated() {
-                let name = "imagesTr/\(url.lastPathComponent)"
-                guard FileManager.default.fileExists(atPath: url.path) else {
-                    problems.append(Problem(file: name, message: "missing: case \(c.identifier) needs channel \(channel)"))
-                    continue
-                }
-                let image: MedicalImage
-                do { image = try ImageIO.read(url) } catch { problems.append(Problem(file: name, message: "\(error)")); continue }
-                if image.voxels.contains(where: { !$0.isFinite }) {
-                    problems.append(Problem(file: name, message: "contains NaN or infinite values"))
-                }
-                if let lo = image.voxels.min(), lo == image.voxels.max() {
-                    problems.append(Problem(file: name, message: "image is constant (\(LabelValues.describe(lo))): empty or unreadable content"))
-                }
-                if image.channels != 1 && d.channelCount == 1 {
-                    problems.append(Problem(file: name, message: "image has \(image.channels) channels; split them into _0000, _0001, ... files and list them in channel_names"))
-                }
-                guard let label else { continue }
-                if image.size != label.size {
-                    problems.append(Problem(file: name, message: "size \(image.size) differs from its label's \(label.size)"))
-                } else if !sameGeometry(image.geometry, label.geometry) {
-                    problems.append(Problem(file: name, message: geometryMismatch(image.geometry, label.geometry)))
-                }
+            if label.channels != 1 {
+                problems.append(Problem(file: labelName, message: "label map has \(label.channels) channels, expected 1"))
+            }
+        }
+        for (channel, url) in c.images.enumerated() {
+            let name = "imagesTr/\(url.lastPathComponent)"
+            guard FileManager.default.fileExists(atPath: url.path) else {
+                problems.append(Problem(file: name, message: "missing: case \(c.identifier) needs channel \(channel)"))
+                continue
+            }
+            let image: MedicalImage
+            do { image = try ImageIO.read(url) } catch { problems.append(Problem(file: name, message: "\(error)")); continue }
+            if image.voxels.contains(where: { !$0.isFinite }) {
+                problems.append(Problem(file: name, message: "contains NaN or infinite values"))
+            }
+            if let lo = image.voxels.min(), lo == image.voxels.max() {
+                problems.append(Problem(file: name, message: "image is constant (\(LabelValues.describe(lo))): empty or unreadable content"))
+            }
+            if image.channels != 1 && d.channelCount == 1 {
+                problems.append(Problem(file: name, message: "image has \(image.channels) channels; split them into _0000, _0001, ... files and list them in channel_names"))
+            }
+            guard let label else { continue }
+            if image.size != label.size {
+                problems.append(Problem(file: name, message: "size \(image.size) differs from its label's \(label.size)"))
+            } else if !sameGeometry(image.geometry, label.geometry) {
+                problems.append(Problem(file: name, message: geometryMismatch(image.geometry, label.geometry)))
             }
         }
         return problems

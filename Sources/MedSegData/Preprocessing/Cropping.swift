@@ -78,9 +78,15 @@ public enum Cropping {
     public static func crop(_ image: MedicalImage, to box: CropBox) -> MedicalImage {
         precondition(box.originalSize == image.size, "crop box was made for size \(box.originalSize), image is \(image.size)")
         let out = box.size
-        var voxels = [Float](repeating: 0, count: image.channels * out.reduce(1, *))
-        copyBlock(from: image.voxels, size: image.size, offset: box.lower, to: &voxels, size: out, offset: out.map { _ in 0 },
-                  block: out, channels: image.channels)
+        var voxels: [Float]
+        if out == image.size {
+            // Nothing to cut (a CT's air is non-zero): share the voxels instead of a second copy.
+            voxels = image.voxels
+        } else {
+            voxels = [Float](repeating: 0, count: image.channels * out.reduce(1, *))
+            copyBlock(from: image.voxels, size: image.size, offset: box.lower, to: &voxels, size: out, offset: out.map { _ in 0 },
+                      block: out, channels: image.channels)
+        }
         return MedicalImage(size: out, channels: image.channels, voxels: voxels, pixelType: image.pixelType,
                             geometry: shifted(image.geometry, by: box.lower.map(Double.init)))
     }
@@ -101,6 +107,18 @@ public enum Cropping {
     public static func cropToNonZero(image: MedicalImage, label: MedicalImage?) -> (image: MedicalImage, label: MedicalImage?, box: CropBox) {
         let box = nonZeroBox(image)
         return (crop(image, to: box), label.map { crop($0, to: box) }, box)
+    }
+
+    /// Calls `body(start, length)` for each x-row of `box` in an image of `box.originalSize`:
+    /// `start` is the flat index (one channel) of the row's first voxel, rows in the order of the
+    /// cropped image's flat indices, so that reading rows in turn reads the crop without making it.
+    public static func forEachRow(in box: CropBox, _ body: (_ start: Int, _ length: Int) -> Void) {
+        let size = pad3(box.originalSize), lower = pad3Offset(box.lower), upper = pad3(box.upper)
+        let length = upper[0] - lower[0]
+        guard length > 0 else { return }
+        for z in lower[2]..<upper[2] {
+            for y in lower[1]..<upper[1] { body((z * size[1] + y) * size[0] + lower[0], length) }
+        }
     }
 
     /// Geometry of the grid whose voxel 0 is voxel `offset` (x first) of `geometry`'s grid.
@@ -146,4 +164,5 @@ public enum Cropping {
     }
 
     static func pad3(_ size: [Int]) -> [Int] { size + Array(repeating: 1, count: max(0, 3 - size.count)) }
+    static func pad3Offset(_ offset: [Int]) -> [Int] { offset + Array(repeating: 0, count: max(0, 3 - offset.count)) }
 }

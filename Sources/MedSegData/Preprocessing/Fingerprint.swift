@@ -89,24 +89,30 @@ public struct DatasetFingerprint: Codable, Equatable, Sendable {
         }
     }
 
-    /// Fingerprint of every training case of `dataset`, reading cases on `workers` threads.
-    public static func compute(dataset: RawDataset, workers: Int = 1, samplesPerCase: Int = 10_000) throws -> DatasetFingerprint {
+    /// nnU-Net's cap on foreground samples over the whole data set (`num_foreground_voxels_for_intensitystats`,
+    /// 10e7 per channel): with more than 10,000 cases, each case gives 10^8 / cases.
+    public static let defaultTotalSamples = 100_000_000
+
+    /// Fingerprint of every training case of `dataset`, reading cases on `workers` threads. Memory:
+    /// one case per worker (its image and label as read), plus the kept samples (at most
+    /// `samplesPerCase` per case and channel, `totalSamples` per channel in all).
+    public static func compute(dataset: RawDataset, workers: Int = 1, samplesPerCase: Int = 10_000,
+                               totalSamples: Int = defaultTotalSamples) throws -> DatasetFingerprint {
         let cases = try dataset.trainingCases()
         guard !cases.isEmpty else { throw DataError("\(dataset.root.path): no training cases to fingerprint") }
-        struct CaseResult { var spacing: [Double]; var shape: [Int]; var relative: Double; var samples: [[Double]] }
+        let perCase = min(samplesPerCase, max(1, totalSamples / cases.count))
+        // Samples as Float, as read: Double(Float) is exact, so the statistics are unchanged.
+        struct CaseResult { var spacing: [Double]; var shape: [Int]; var relative: Double; var samples: [[Float]] }
         let results = try Parallel.map(cases.count, workers: workers) { index -> CaseResult in
-            let files = cases[index]
-            let (image, label) = try CaseVolumes.read(files)
-            let cropped = Cropping.cropToNonZero(image: image, label: label)
-            let n = cropped.image.voxelCount
-            var foreground: [Int] = []
-            if let l = cropped.label {
-                foreground = l.voxels.indices.filter { l.voxels[$0] > 0 }
-            }
-            let picked = evenlySpaced(foreground, count: samplesPerCase)
-            let samples = (0..<cropped.image.channels).map { c in picked.map { Double(cropped.image.voxels[c * n + $0]) } }
-            return CaseResult(spacing: image.geometry.spacing.reversed(), shape: cropped.image.size.reversed(),
-                              relative: Double(n) / Double(image.voxelCount), samples: samples)
+            defer { Torch.releaseFreeMemory() }   // freed pages go back before the next case (heap kept once Torch is set up)
+            let (image, label) = try CaseVolumes.read(cases[index])
+            // The crop box is all the fingerprint needs of cropping: the samples are read from the
+            // raw arrays row by row in the cropped image's order, with no cropped copies.
+            let box = Cropping.nonZeroBox(image)
+            let samples = label.map { foregroundSamples(image, label: $0, box: box, count: perCase) }
+                ?? Array(repeating: [], count: image.channels)
+            return CaseResult(spacing: image.geometry.spacing.reversed(), shape: box.size.reversed(),
+                              relative: Double(box.size.reduce(1, *)) / Double(image.voxelCount), samples: samples)
         }
         let channels = results[0].samples.count
         guard results.allSatisfy({ $0.samples.count == channels }) else {
@@ -114,7 +120,10 @@ public struct DatasetFingerprint: Codable, Equatable, Sendable {
         }
         var properties: [String: IntensityProperties] = [:]
         for c in 0..<channels {
-            properties[String(c)] = IntensityProperties(values: results.flatMap { $0.samples[c] })
+            var values: [Double] = []
+            values.reserveCapacity(results.reduce(0) { $0 + $1.samples[c].count })
+            for r in results { values += r.samples[c].lazy.map(Double.init) }
+            properties[String(c)] = IntensityProperties(values: values)
         }
         let spacings = results.map(\.spacing), shapes = results.map(\.shape)
         let dims = spacings[0].count
@@ -127,7 +136,29 @@ public struct DatasetFingerprint: Codable, Equatable, Sendable {
             medianRelativeSizeAfterCropping: median(results.map(\.relative)),
             medianSpacing: (0..<dims).map { a in median(spacings.map { $0[a] }) },
             medianShape: (0..<dims).map { a in median(shapes.map { Double($0[a]) }) },
-            samplesPerCase: samplesPerCase)
+            samplesPerCase: perCase)
+    }
+
+    /// Per channel, the image values at `count` foreground voxels (label > 0) inside `box`, evenly
+    /// spaced in the cropped image's flat order (all of them when fewer): `evenlySpaced` of the
+    /// cropped foreground, found in two passes (count, then pick) instead of listing it.
+    static func foregroundSamples(_ image: MedicalImage, label: MedicalImage, box: CropBox, count: Int) -> [[Float]] {
+        var total = 0
+        label.voxels.withUnsafeBufferPointer { l in
+            Cropping.forEachRow(in: box) { start, length in
+                for i in start..<(start + length) where l[i] > 0 { total += 1 }
+            }
+        }
+        var selection = EvenlySpacedSelection(total: total, count: count)
+        var picked: [Int] = []
+        picked.reserveCapacity(min(total, count))
+        label.voxels.withUnsafeBufferPointer { l in
+            Cropping.forEachRow(in: box) { start, length in
+                for i in start..<(start + length) where l[i] > 0 && selection.keepsNext() { picked.append(i) }
+            }
+        }
+        let n = image.voxelCount
+        return (0..<image.channels).map { c in picked.map { image.voxels[c * n + $0] } }
     }
 
     /// `count` elements of `all` at indices `k * all.count / count` (all of them when fewer).
@@ -177,16 +208,24 @@ enum CaseVolumes {
             }
             parts.append(image)
         }
-        guard let first = parts.first else { throw DataError("case \(files.identifier): no image files") }
+        guard let size = parts.first?.size, let geometry = parts.first?.geometry else {
+            throw DataError("case \(files.identifier): no image files")
+        }
         let channels = parts.reduce(0) { $0 + $1.channels }
-        var voxels: [Float] = []
-        voxels.reserveCapacity(channels * first.voxelCount)
-        for p in parts { voxels += p.voxels }
-        let image = MedicalImage(size: first.size, channels: channels, voxels: voxels, pixelType: .float32, geometry: first.geometry)
+        var voxels: [Float]
+        if parts.count == 1 {
+            voxels = parts.removeFirst().voxels   // one file: its voxels as they are, not a second copy
+        } else {
+            voxels = []
+            voxels.reserveCapacity(channels * size.reduce(1, *))
+            for p in parts { voxels += p.voxels }
+            parts.removeAll()
+        }
+        let image = MedicalImage(size: size, channels: channels, voxels: voxels, pixelType: .float32, geometry: geometry)
         var label: MedicalImage? = nil
         if let url = files.label {
             let l = try ImageIO.read(url)
-            guard l.size == first.size else { throw DataError(file: url, "label size \(l.size) differs from the image's \(first.size)") }
+            guard l.size == size else { throw DataError(file: url, "label size \(l.size) differs from the image's \(size)") }
             guard l.channels == 1 else {
                 throw DataError(file: url, "the label map has \(l.channels) channels (a colour image?); labels are one channel of class values")
             }

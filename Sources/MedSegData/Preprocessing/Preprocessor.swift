@@ -1,4 +1,5 @@
 import Foundation
+import Torch
 
 /// nnU-Net's preprocessing of training cases: crop to the non-zero region, normalize (before
 /// resampling, as nnU-Net does), resample to the target spacing (images cubic B-spline, labels
@@ -43,7 +44,7 @@ public struct Preprocessor {
     @discardableResult
     public func run(dataset: RawDataset, out: URL, workers: Int = 1, progress: ((Int, Int) -> Void)? = nil) throws -> Summary {
         // What `data check` refuses is not preprocessed (nor trained on).
-        try DatasetChecker.refuseProblems(in: dataset.root)
+        try DatasetChecker.refuseProblems(in: dataset.root, workers: workers)
         let cases = try dataset.trainingCases()
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         let lock = NSLock()
@@ -54,6 +55,9 @@ public struct Preprocessor {
             if !skip {
                 let result = try process(files)
                 try PreprocessedCase.write(image: result.image, label: result.label, properties: result.properties, to: out)
+                // Once Torch is set up (preprocessing inside `train`), freed blocks stay on the heap
+                // (its mallopt): a case's gigabytes go back before the next, one case per worker.
+                Torch.releaseFreeMemory()
             }
             lock.lock()
             done += 1
@@ -90,19 +94,27 @@ public struct Preprocessor {
 
     /// One case, preprocessed in memory: image [C, (Z,) Y, X] values, int8 label, properties.
     public func process(_ files: CaseFiles) throws -> (image: [Float], label: [Int8]?, properties: PreprocessedCase.Properties) {
-        let (raw, rawLabel) = try CaseVolumes.read(files)
-        // A 2D configuration of volumes (nnU-Net's 2d) resamples in plane only: each case keeps
-        // its own slice spacing.
-        guard targetSpacing.count == raw.dims || (raw.dims == 3 && targetSpacing.count == 2) else {
-            throw DataError(file: files.images[0], "target spacing \(targetSpacing) does not have the image's \(raw.dims) dimensions")
+        // 1. Read and crop to the non-zero region. Only the raw header is kept past this: the raw
+        // voxels go as soon as the crop exists (one copy of the case at a time, not two).
+        var image: MedicalImage, label: MedicalImage?, box: CropBox
+        let rawSize: [Int], rawGeometry: ImageGeometry, caseSpacing: [Double]
+        do {
+            let (raw, rawLabel) = try CaseVolumes.read(files)
+            // A 2D configuration of volumes (nnU-Net's 2d) resamples in plane only: each case keeps
+            // its own slice spacing.
+            guard targetSpacing.count == raw.dims || (raw.dims == 3 && targetSpacing.count == 2) else {
+                throw DataError(file: files.images[0], "target spacing \(targetSpacing) does not have the image's \(raw.dims) dimensions")
+            }
+            caseSpacing = targetSpacing.count == raw.dims ? targetSpacing : [raw.geometry.spacing[2]] + targetSpacing
+            rawSize = raw.size
+            rawGeometry = raw.geometry
+            (image, label, box) = Cropping.cropToNonZero(image: raw, label: rawLabel)
         }
-        let caseSpacing = targetSpacing.count == raw.dims ? targetSpacing : [raw.geometry.spacing[2]] + targetSpacing
-        // 1. Crop to the non-zero region.
-        var (image, label, box) = Cropping.cropToNonZero(image: raw, label: rawLabel)
         // As nnU-Net's cropping: background outside the (hole-filled) non-zero mask is -1 in the
         // label (training reads it as 0: `PreprocessedCase.labelTensor`).
         let nonZero = Cropping.nonZeroMask(image)
         if var l = label, l.voxelCount == nonZero.count {
+            label = nil   // the only reference, so that marking does not copy the voxels
             for i in 0..<nonZero.count where !nonZero[i] && l.voxels[i] == 0 { l.voxels[i] = Self.outsideNonZeroLabel }
             label = l
         }
@@ -122,26 +134,43 @@ public struct Preprocessor {
         var labelValues: [Int8]? = nil
         var locations: [String: [Int]] = [:]
         if let label {
-            var values = [Int8](repeating: 0, count: label.voxelCount)
-            var perClass: [Int: [Int]] = [:]
-            for (i, v) in label.voxels.enumerated() {
-                let c = Int(v.rounded())
-                guard c >= Int(Int8.min), c <= Int(Int8.max) else {
-                    throw DataError(file: files.label!, "label value \(c) does not fit the int8 preprocessed label")
-                }
-                values[i] = Int8(c)
-                if c > 0 { perClass[c, default: []].append(i) }
-            }
-            for (c, all) in perClass { locations[String(c)] = DatasetFingerprint.evenlySpaced(all, count: maxClassLocations) }
-            labelValues = values
+            labelValues = try Self.int8Labels(label, file: files.label!)
+            locations = Self.classLocations(labelValues!, count: maxClassLocations)
         }
         let properties = PreprocessedCase.Properties(
             identifier: files.identifier, shape: [image.channels] + image.size.reversed(),
-            spacing: image.geometry.spacing.reversed(), originalSpacing: raw.geometry.spacing.reversed(), geometry: raw.geometry,
-            shapeBeforeCropping: raw.size.reversed(), bboxUsedForCropping: box.nnunetBoundingBox,
+            spacing: image.geometry.spacing.reversed(), originalSpacing: rawGeometry.spacing.reversed(), geometry: rawGeometry,
+            shapeBeforeCropping: rawSize.reversed(), bboxUsedForCropping: box.nnunetBoundingBox,
             shapeAfterCroppingAndBeforeResampling: croppedSize.reversed(), classLocations: locations,
             normalization: normalization, useMaskForNorm: Array(useMaskForNorm.prefix(image.channels)), targetSpacing: targetSpacing,
             ctStatistics: ctStatistics, resampling: orders)
         return (image.voxels, labelValues, properties)
+    }
+
+    /// The resampled label as the stored int8 class indices.
+    static func int8Labels(_ label: MedicalImage, file: URL) throws -> [Int8] {
+        var values = [Int8](repeating: 0, count: label.voxelCount)
+        for (i, v) in label.voxels.enumerated() {
+            let c = Int(v.rounded())
+            guard c >= Int(Int8.min), c <= Int(Int8.max) else {
+                throw DataError(file: file, "label value \(c) does not fit the int8 preprocessed label")
+            }
+            values[i] = Int8(c)
+        }
+        return values
+    }
+
+    /// Per foreground label, `count` of its voxels' flat indices, evenly spaced in index order
+    /// (`DatasetFingerprint.evenlySpaced` of all of them), found by counting first and then
+    /// picking: listing every foreground index of a CT would take gigabytes.
+    static func classLocations(_ labels: [Int8], count: Int) -> [String: [Int]] {
+        var totals = [Int](repeating: 0, count: Int(Int8.max) + 1)
+        for v in labels where v > 0 { totals[Int(v)] += 1 }
+        var selections = totals.map { EvenlySpacedSelection(total: $0, count: count) }
+        var picked = [[Int]](repeating: [], count: totals.count)
+        for (i, v) in labels.enumerated() where v > 0 && selections[Int(v)].keepsNext() { picked[Int(v)].append(i) }
+        var locations: [String: [Int]] = [:]
+        for c in picked.indices where totals[c] > 0 { locations[String(c)] = picked[c] }
+        return locations
     }
 }

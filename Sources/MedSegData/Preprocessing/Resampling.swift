@@ -138,11 +138,26 @@ public enum Resampling {
                 ranges.append((slice.min() ?? 0, slice.max() ?? 0))
             }
         }
-        for a in 0..<size.count where a != separateAxis && newSize[a] != current[a] {
+        let passes = (0..<size.count).filter { $0 != separateAxis && newSize[$0] != size[$0] }
+        // Without a separate axis the last pass is clipped and stored as Float as it is made: the
+        // volume is never held a third time in Double.
+        let streamed = separateAxis == nil ? passes.last : nil
+        for a in passes where a != streamed {
             data = resampleAxis(data, size: current, channels: channels, axis: a, to: newSize[a], order: order)
             current[a] = newSize[a]
         }
         // Clip (skimage resize clip=True).
+        if let a = streamed {
+            let total = newSize.reduce(1, *)
+            var out = [Float](repeating: 0, count: channels * total)
+            out.withUnsafeMutableBufferPointer { o in
+                resampleAxisStreamed(data, size: current, channels: channels, axis: a, to: newSize[a], order: order) { start, row in
+                    let (lo, hi) = ranges[start / total]
+                    for x in row.indices { o[start + x] = Float(min(max(row[x], lo), hi)) }
+                }
+            }
+            return out
+        }
         let m = current.reduce(1, *)
         if let z = separateAxis {
             for c in 0..<channels {
@@ -152,8 +167,14 @@ public enum Resampling {
                 }
             }
             if newSize[z] != current[z] {
-                data = resampleAxis(data, size: current, channels: channels, axis: z, to: newSize[z], order: orderZ)
-                current[z] = newSize[z]
+                // The separate axis last, stored as Float as it is made.
+                var out = [Float](repeating: 0, count: channels * newSize.reduce(1, *))
+                out.withUnsafeMutableBufferPointer { o in
+                    resampleAxisStreamed(data, size: current, channels: channels, axis: z, to: newSize[z], order: orderZ) { start, row in
+                        for x in row.indices { o[start + x] = Float(row[x]) }
+                    }
+                }
+                return out
             }
         } else {
             for c in 0..<channels {
@@ -176,25 +197,79 @@ public enum Resampling {
             }
             return data.map { Float($0) }
         }
-        let values = Array(Set(voxels.map { Int($0.rounded()) })).sorted()
+        let values = Array(Set(voxels.lazy.map { Int($0.rounded()) })).sorted()
         let m = newSize.reduce(1, *)
         var best = [Double](repeating: -.infinity, count: m)
         var out = [Float](repeating: Float(values.first ?? 0), count: m)
+        let passes = (0..<size.count).filter { newSize[$0] != size[$0] }
         for value in values {
             var data = voxels.map { Int($0.rounded()) == value ? 1.0 : 0.0 }
             var current = size
-            for a in 0..<size.count where newSize[a] != current[a] {
-                let o: Order = a == separateAxis ? orderZ : order
-                data = resampleAxis(data, size: current, channels: 1, axis: a, to: newSize[a], order: o)
+            for a in passes.dropLast() {
+                data = resampleAxis(data, size: current, channels: 1, axis: a, to: newSize[a], order: a == separateAxis ? orderZ : order)
                 current[a] = newSize[a]
             }
-            // Argmax; ties go to the smaller label (the first one seen).
-            for i in 0..<m where data[i] > best[i] {
-                best[i] = data[i]
-                out[i] = Float(value)
+            // The last pass goes straight into the argmax; ties go to the smaller label (the first one seen).
+            let a = passes[passes.count - 1]
+            best.withUnsafeMutableBufferPointer { b in
+                out.withUnsafeMutableBufferPointer { o in
+                    resampleAxisStreamed(data, size: current, channels: 1, axis: a, to: newSize[a], order: a == separateAxis ? orderZ : order) { start, row in
+                        for x in row.indices where row[x] > b[start + x] {
+                            b[start + x] = row[x]
+                            o[start + x] = Float(value)
+                        }
+                    }
+                }
             }
         }
         return out
+    }
+
+    /// `resampleAxis` handed out a block at a time instead of returned whole: `body(start, row)`
+    /// gets output values `start ..< start + row.count` of the array `resampleAxis` would return
+    /// (within one outer index: one channel),
+    /// each the same sum in the same order (a block is resampled by `resampleAxis` itself, on a
+    /// gathered part of the lines). Memory: the block, not another volume in Double.
+    static func resampleAxisStreamed(_ data: [Double], size: [Int], channels: Int, axis: Int, to m: Int, order: Order,
+                                     block: Int = 1 << 18, _ body: (_ start: Int, _ row: UnsafeBufferPointer<Double>) -> Void) {
+        let n = size[axis]
+        let inner = size[0..<axis].reduce(1, *)
+        let outer = channels * size[(axis + 1)...].reduce(1, *)
+        let lines = n * inner   // the input of one outer index: contiguous
+        if lines <= 64 * block {
+            // Whole outer indices (for an in-plane axis: slices), as many as make about a block.
+            let count = max(1, block / max(lines, 1))
+            for o0 in stride(from: 0, to: outer, by: count) {
+                let c = min(count, outer - o0)
+                let part = Array(data[(o0 * lines)..<((o0 + c) * lines)])
+                let resampled = resampleAxis(part, size: [inner, n], channels: c, axis: 1, to: m, order: order)
+                let each = m * inner   // one outer index per call: a row never spans two channels
+                resampled.withUnsafeBufferPointer { r in
+                    for k in 0..<c { body((o0 + k) * each, UnsafeBufferPointer(rebasing: r[(k * each)..<((k + 1) * each)])) }
+                }
+            }
+            return
+        }
+        // The slowest axis of a large volume: a band of positions along the faster axes, each of
+        // its lines whole, gathered into a small array.
+        let width = max(1, min(inner, block / max(n * outer, 1)))
+        for i0 in stride(from: 0, to: inner, by: width) {
+            let w = min(width, inner - i0)
+            var part = [Double](repeating: 0, count: outer * n * w)
+            data.withUnsafeBufferPointer { src in
+                part.withUnsafeMutableBufferPointer { dst in
+                    for line in 0..<(outer * n) {
+                        for x in 0..<w { dst[line * w + x] = src[line * inner + i0 + x] }
+                    }
+                }
+            }
+            let resampled = resampleAxis(part, size: [w, n], channels: outer, axis: 1, to: m, order: order)
+            resampled.withUnsafeBufferPointer { r in
+                for line in 0..<(outer * m) {
+                    body(line * inner + i0, UnsafeBufferPointer(rebasing: r[(line * w)..<((line + 1) * w)]))
+                }
+            }
+        }
     }
 
     /// Calls `body` with the flat index of every voxel whose coordinate along `axis` is `k`.
