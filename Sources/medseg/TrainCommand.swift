@@ -173,6 +173,7 @@ struct TrainCommand: ParsableCommand {
             guard globalBatchSize == nil else { throw ValidationError("give --global-batch-size N or --dbs, not both") }
             set(c.batch_size, "global_batch_size") { $0.global_batch_size = $1 }
         }
+        if plannedName != nil && preset == nil { c = c.ownNetworkOnPlan(keeping: given) }
         try c.validate(source: "command line")
 
         // A planned configuration's runs are folds of one experiment folder, as nnU-Net lays them out.

@@ -33,6 +33,26 @@ final class PresetTests: XCTestCase {
         XCTAssertLessThan(last, first, "\(preset): train loss \(history.map(\.trainLoss))")
     }
 
+    /// `--config 3d_fullres --model segresnet`: the network keeps its own width and as many levels
+    /// as the plan's patch can halve; a planned network keeps the plan's stages.
+    func testANetworkOffThePlansStagesKeepsItsOwnShape() {
+        var c = TrainingConfig()
+        c.model = .segresnet
+        c.dims = 3
+        c.patch_size = [24, 40, 40]
+        c.features = 32
+        c.depth = 5
+        var own = c.ownNetworkOnPlan(keeping: ["model"])
+        XCTAssertEqual(own.width, 8)
+        XCTAssertEqual(own.levels, 4, "24 and 40 halve three times")
+        c.patch_size = [20, 40, 40]
+        own = c.ownNetworkOnPlan(keeping: ["model", "features"])
+        XCTAssertEqual(own.width, 32, "a width the user gave stays")
+        XCTAssertEqual(own.levels, 3, "20 halves twice")
+        c.model = .plainunet
+        XCTAssertEqual(c.ownNetworkOnPlan(keeping: ["model"]), c)
+    }
+
     func testISBIUNet() throws {
         let h = try train("isbi2012-unet", data: .init(dims: 2, size: [32, 32], classes: 1, seed: 1),
                           overrides: "features: 4\ndepth: 3\npatch_size: [32, 32]\nepochs: 4\niterations: 4\nlr: 0.01\nnormalization: zscore")

@@ -102,6 +102,24 @@ extension TrainingConfig {
         return c
     }
 
+    /// A network not built on a plan's stages (SegResNet, the classic U-Net, ...) chosen on a planned
+    /// configuration: its own width, and as many levels (at most its default) as the plan's patch
+    /// can halve, unless `given` (the keys the user set) holds them.
+    public func ownNetworkOnPlan(keeping given: Set<String>) -> TrainingConfig {
+        guard !PresetOnPlan.plannedNetworks.contains(model) else { return self }
+        var c = self
+        if !given.contains("features") { c.features = nil }
+        if !given.contains("depth") {
+            let fits = { (levels: Int) -> Bool in
+                let divisors = ModelFactory.sizeDivisors(.init(name: self.model.rawValue, dims: self.dims, inChannels: 1, outChannels: 1,
+                                                               features: c.width, depth: levels))
+                return self.patch_size.indices.allSatisfy { self.patch_size[$0] % divisors[min($0, divisors.count - 1)] == 0 }
+            }
+            c.depth = stride(from: model.defaultDepth, through: 2, by: -1).first(where: fits) ?? model.defaultDepth
+        }
+        return c
+    }
+
     /// nnU-Net v2's trainer: SGD 0.01 (Nesterov, momentum 0.99, weight decay 3e-5), poly 0.9
     /// over 1000 epochs of 250 iterations, gradients clipped at 12, Dice + CE on a softmax over
     /// background and classes with deep supervision, a third of the patches on foreground.
