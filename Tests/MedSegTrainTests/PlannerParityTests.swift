@@ -3,6 +3,7 @@ import XCTest
 import MedSegData
 import TestSupport
 @testable import MedSegTrain
+import MedSegModels
 
 /// MedSeg's planner against nnU-Net v2's own (`ExperimentPlanner`, `nnUNetPlannerResEncM`) on the
 /// fingerprints of Fixtures/planner_parity.json (scripts/fixtures/make_planner_fixtures.py).
@@ -101,9 +102,12 @@ final class PlannerParityTests: XCTestCase {
         let ref = try JSONDecoder().decode([Int64].self, from: Data(output.utf8))
         let features = [32, 64, 128, 256, 320, 320]
         let strides = [[1, 1, 1], [1, 2, 2], [1, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]]
-        XCTAssertEqual(FeatureMapSize.plainConvUNet(patch: [20, 192, 160], features: features, strides: strides,
-                                                    convsEncoder: [2, 2, 2, 2, 2, 2], convsDecoder: [2, 2, 2, 2, 2], classes: 3), ref[0])
-        XCTAssertEqual(FeatureMapSize.residualEncoderUNet(patch: [20, 192, 160], features: features, strides: strides,
-                                                          blocksEncoder: [1, 3, 4, 6, 6, 6], convsDecoder: [1, 1, 1, 1, 1], classes: 3), ref[1])
+        let kernels = Array(repeating: [1, 3, 3], count: 2) + Array(repeating: [3, 3, 3], count: 4)
+        let plain = PlainConvUNet.Config(dims: 3, inChannels: 2, classes: 3, featuresPerStage: features, kernelSizes: kernels, strides: strides,
+                                         nConvPerStage: 2, nConvPerStageDecoder: 2)
+        XCTAssertEqual(plain.featureMapSize(patch: [20, 192, 160]), ref[0])
+        let residual = ResidualEncoderUNet.Config(dims: 3, inChannels: 2, classes: 3, featuresPerStage: features, kernelSizes: kernels,
+                                                  strides: strides, blocksPerStage: [1, 3, 4, 6, 6, 6], nConvPerStageDecoder: 1)
+        XCTAssertEqual(residual.featureMapSize(patch: [20, 192, 160]), ref[1])
     }
 }

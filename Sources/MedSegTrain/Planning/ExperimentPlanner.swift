@@ -61,61 +61,6 @@ public struct PlannerPreset: Equatable, Sendable {
     }
 }
 
-/// nnU-Net's estimate of a network's training memory: the number of values all convolutions (and
-/// transposed convolutions, and the final 1x1 of the decoder) output for one patch
-/// (`compute_conv_feature_map_size` of dynamic_network_architectures, without deep supervision, as
-/// the planner builds the network).
-public enum FeatureMapSize {
-    private static func product(_ s: [Int]) -> Int64 { s.reduce(Int64(1)) { $0 * Int64($1) } }
-
-    /// Sizes of the encoder stages' outputs.
-    private static func stageSizes(_ patch: [Int], strides: [[Int]]) -> [[Int]] {
-        var size = patch
-        return strides.map { stride in
-            size = zip(size, stride).map { $0 / $1 }
-            return size
-        }
-    }
-
-    private static func decoder(_ sizes: [[Int]], features: [Int], convs: [Int], classes: Int) -> Int64 {
-        let n = features.count
-        var total: Int64 = 0
-        for s in 0..<(n - 1) {
-            let skip = sizes[n - 2 - s], f = Int64(features[n - 2 - s]), v = product(skip)
-            total += Int64(convs[s]) * f * v   // the stage's convolutions
-            total += f * v                     // the transposed convolution
-            if s == n - 2 { total += Int64(classes) * v }  // segmentation output
-        }
-        return total
-    }
-
-    public static func plainConvUNet(patch: [Int], features: [Int], strides: [[Int]], convsEncoder: [Int], convsDecoder: [Int],
-                                     classes: Int) -> Int64 {
-        let sizes = stageSizes(patch, strides: strides)
-        var total: Int64 = 0
-        for s in features.indices { total += Int64(convsEncoder[s]) * Int64(features[s]) * product(sizes[s]) }
-        return total + decoder(sizes, features: features, convs: convsDecoder, classes: classes)
-    }
-
-    /// The stem (one conv to features[0]), then BasicBlockD residual blocks (two convolutions, plus the
-    /// skip's 1x1 convolution where the block changes size or channels).
-    public static func residualEncoderUNet(patch: [Int], features: [Int], strides: [[Int]], blocksEncoder: [Int], convsDecoder: [Int],
-                                           classes: Int) -> Int64 {
-        let sizes = stageSizes(patch, strides: strides)
-        var total = Int64(features[0]) * product(patch)
-        var input = patch
-        for s in features.indices {
-            let f = Int64(features[s]), v = product(sizes[s])
-            let inChannels = s == 0 ? features[0] : features[s - 1]
-            total += 2 * f * v
-            if inChannels != features[s] || input != sizes[s] { total += f * v }
-            total += Int64(blocksEncoder[s] - 1) * 2 * f * v
-            input = sizes[s]
-        }
-        return total + decoder(sizes, features: features, convs: convsDecoder, classes: classes)
-    }
-}
-
 /// nnU-Net v2's experiment planning (`ExperimentPlanner.plan_experiment` and
 /// `get_plans_for_configuration`), from a data set fingerprint:
 /// - target spacing: the median spacing; when one axis is more than 3x coarser than the others and
@@ -188,17 +133,20 @@ public struct ExperimentPlanner {
         PlainConvUNet.poolAndConvProps(spacing: spacing, patch: patch, minEdge: minEdge)
     }
 
+    /// The network's own feature-map size (`featureMapSize(patch:)`) at a candidate topology.
     func estimate(patch: [Int], strides: [[Int]], features: [Int], classes: Int) -> Int64 {
         let n = features.count
+        // The kernels do not change the count; the planned ones come after the patch is fixed.
+        let kernels = Array(repeating: Array(repeating: 3, count: patch.count), count: n)
         switch preset.network {
         case .plainConvUNet:
-            return FeatureMapSize.plainConvUNet(patch: patch, features: features, strides: strides,
-                                                convsEncoder: Array(preset.blocksPerStageEncoder.prefix(n)),
-                                                convsDecoder: Array(preset.blocksPerStageDecoder.prefix(n - 1)), classes: classes)
+            return PlainConvUNet.Config(dims: patch.count, inChannels: 1, classes: classes, featuresPerStage: features, kernelSizes: kernels,
+                                        strides: strides, nConvPerStage: preset.blocksPerStageEncoder[0],
+                                        nConvPerStageDecoder: preset.blocksPerStageDecoder[0]).featureMapSize(patch: patch)
         case .residualEncoderUNet:
-            return FeatureMapSize.residualEncoderUNet(patch: patch, features: features, strides: strides,
-                                                      blocksEncoder: Array(preset.blocksPerStageEncoder.prefix(n)),
-                                                      convsDecoder: Array(preset.blocksPerStageDecoder.prefix(n - 1)), classes: classes)
+            return ResidualEncoderUNet.Config(dims: patch.count, inChannels: 1, classes: classes, featuresPerStage: features, kernelSizes: kernels,
+                                              strides: strides, blocksPerStage: Array(preset.blocksPerStageEncoder.prefix(n)),
+                                              nConvPerStageDecoder: preset.blocksPerStageDecoder[0]).featureMapSize(patch: patch)
         }
     }
 
