@@ -27,6 +27,9 @@ def build(name):
     if name == "segresnet":
         from monai.networks.nets import SegResNet
         return SegResNet(spatial_dims=3, in_channels=4, out_channels=3), (4, 3)
+    if name == "swinunetr":
+        from monai.networks.nets import SwinUNETR
+        return SwinUNETR(img_size=(64, 64, 64), in_channels=1, out_channels=14, feature_size=48), (1, 14)
     raise SystemExit("unknown model " + name)
 
 
@@ -36,7 +39,7 @@ def main():
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model, (cin, cout) = build(name)
-    dims = 3 if name in ("unetpp", "segresnet") else 2
+    dims = 3 if name in ("unetpp", "segresnet", "swinunetr") else 2
     shape = (batch, cin) + (size,) * dims
     x = torch.randn(*shape)
     y = (torch.rand((batch, cout) + (size,) * dims) > 0.5).float()

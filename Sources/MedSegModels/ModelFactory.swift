@@ -99,6 +99,9 @@ public enum ModelFactory {
         case "segresnet":
             return try SegResNet(.monai(dims: spec.dims, inChannels: spec.inChannels, classes: spec.outChannels, initFilters: spec.features,
                                         levels: spec.depth))
+        case "swinunetr", "swinunetr_v2":
+            return try SwinUNETR(.init(dims: spec.dims, inChannels: spec.inChannels, classes: spec.outChannels, featureSize: spec.features,
+                                       useV2: spec.name == "swinunetr_v2"))
         default:
             throw TorchError("unknown model '\(spec.name)'; available: \(ModelName.allCases.map(\.rawValue).joined(separator: ", "))")
         }
@@ -108,6 +111,7 @@ public enum ModelFactory {
     public static func sizeDivisors(_ spec: Spec) -> [Int] {
         switch spec.name {
         case "setr_mla": return Array(repeating: 16, count: spec.dims)
+        case "swinunetr", "swinunetr_v2": return Array(repeating: SwinUNETR.Config.divisor, count: spec.dims)
         case "ultralight_vmunet": return Array(repeating: UltraLightVMUNet.sizeDivisor, count: spec.dims)
         case "plainunet" where spec.topology != nil, "resencunet" where spec.topology != nil: return plainConfig(spec).divisor
         case "unetpp": return unetppConfig(spec).divisor

@@ -1,17 +1,18 @@
 /// The networks MedSeg builds; the raw value is the name used on the command line, in configs
 /// and in checkpoints.
 public enum ModelName: String, Codable, CaseIterable, Sendable {
-    case unet, unetpp, plainunet, resencunet, ultralight_vmunet, setr_mla, segresnet
+    case unet, unetpp, plainunet, resencunet, ultralight_vmunet, setr_mla, segresnet, swinunetr, swinunetr_v2
 
     /// The published width of each network: what `--features` means when it is not given
     /// (classic U-Net 64, nnU-Net's plain and residual-encoder U-Nets 32, UltraLight VM-UNet's [8, 16, 24, 32, 48, 64], ViT-B/16 768,
-    /// SegResNet's 8 initial filters as MONAI's).
+    /// SegResNet's 8 initial filters as MONAI's, SwinUNETR's feature size 48 as its paper's).
     public var defaultFeatures: Int {
         switch self {
         case .unet: return 64
         case .unetpp, .plainunet, .resencunet: return 32
         case .ultralight_vmunet, .segresnet: return 8
         case .setr_mla: return 768
+        case .swinunetr, .swinunetr_v2: return 48
         }
     }
 
@@ -23,6 +24,7 @@ public enum ModelName: String, Codable, CaseIterable, Sendable {
         case .ultralight_vmunet: return 6
         case .setr_mla: return 12
         case .segresnet: return 4
+        case .swinunetr, .swinunetr_v2: return 4  // its four Swin stages (fixed)
         }
     }
 
