@@ -27,6 +27,15 @@ def build(name):
     if name == "segresnet":
         from monai.networks.nets import SegResNet
         return SegResNet(spatial_dims=3, in_channels=4, out_channels=3), (4, 3)
+    if name == "mednext":
+        import importlib.util
+        import monai.networks.blocks  # noqa: F401 (the installed MONAI's packages; MONAI 1.6's MedNeXt files beside them)
+        root = os.path.join(HERE, "..", ".deps", "reference", "monai-1.6.0", "monai", "networks")
+        for module, path in (("monai.networks.blocks.mednext_block", "blocks/mednext_block.py"), ("monai_1_6_mednext", "nets/mednext.py")):
+            spec = importlib.util.spec_from_file_location(module, os.path.join(root, path))
+            sys.modules[module] = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(sys.modules[module])
+        return sys.modules["monai_1_6_mednext"].create_mednext("B", in_channels=1, out_channels=3, kernel_size=3), (1, 3)
     if name == "swinunetr":
         from monai.networks.nets import SwinUNETR
         return SwinUNETR(img_size=(64, 64, 64), in_channels=1, out_channels=14, feature_size=48), (1, 14)
@@ -39,7 +48,7 @@ def main():
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model, (cin, cout) = build(name)
-    dims = 3 if name in ("unetpp", "segresnet", "swinunetr") else 2
+    dims = 3 if name in ("unetpp", "segresnet", "swinunetr", "mednext") else 2
     shape = (batch, cin) + (size,) * dims
     x = torch.randn(*shape)
     y = (torch.rand((batch, cout) + (size,) * dims) > 0.5).float()

@@ -40,7 +40,7 @@ if ((print_plan)); then
     echo "extras: none"
   else
     echo "python: ${python_packages[*]} ${reference_packages[*]}"
-    echo "extras: slurm munge nvrtc"
+    echo "extras: slurm munge nvrtc monai-1.6-mednext"
   fi
   exit 0
 fi
@@ -81,6 +81,22 @@ if ((!runtime)); then
     echo "setup: installing nnunetv2, dynamic_network_architectures, monai and einops (reference planner, losses, networks and metrics)"
     /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --no-deps "${reference_packages[@]}" \
       || /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --break-system-packages --no-deps "${reference_packages[@]}"
+  fi
+  # MONAI 1.6's MedNeXt, the reference of `--model mednext`: its two files, which need only torch,
+  # taken from the wheel (MONAI 1.6 as a whole needs a newer torch than Debian's).
+  mednext="$(cd "$(dirname "$0")/.." && pwd)/.deps/reference/monai-1.6.0"
+  if [ ! -f "$mednext/monai/networks/blocks/mednext_block.py" ]; then
+    echo "setup: fetching MONAI 1.6.0's MedNeXt into $mednext (reference for the MedNeXt tests)"
+    wheel="$(mktemp -d)"
+    if python3 -m pip download --quiet --disable-pip-version-check --no-deps monai==1.6.0 -d "$wheel"; then
+      python3 -c 'import glob, sys, zipfile
+z = zipfile.ZipFile(glob.glob(sys.argv[1] + "/*.whl")[0])
+for name in ("monai/networks/nets/mednext.py", "monai/networks/blocks/mednext_block.py"):
+    z.extract(name, sys.argv[2])' "$wheel" "$mednext"
+    else
+      echo "setup: warning: could not fetch MONAI 1.6.0; MedNeXtTests will fail" >&2
+    fi
+    rm -rf "$wheel"
   fi
 fi
 

@@ -17,6 +17,9 @@ public enum ModelFactory {
         public var topology: Topology?
         /// setr_mla: whether its encoder is frozen; nil (older checkpoints) is frozen.
         public var freezeEncoder: Bool?
+        /// mednext: its size (nil: B) and kernel size (nil: 3).
+        public var modelSize: ModelSize?
+        public var kernelSize: Int?
 
         public init(name: String, dims: Int, inChannels: Int, outChannels: Int, features: Int, depth: Int, deepSupervision: Bool = false,
                     topology: Topology? = nil) {
@@ -99,6 +102,9 @@ public enum ModelFactory {
         case "segresnet":
             return try SegResNet(.monai(dims: spec.dims, inChannels: spec.inChannels, classes: spec.outChannels, initFilters: spec.features,
                                         levels: spec.depth))
+        case "mednext":
+            return try MedNeXt(.init(size: spec.modelSize ?? .B, dims: spec.dims, inChannels: spec.inChannels, classes: spec.outChannels,
+                                     kernelSize: spec.kernelSize ?? 3, deepSupervision: spec.deepSupervision))
         case "swinunetr", "swinunetr_v2":
             return try SwinUNETR(.init(dims: spec.dims, inChannels: spec.inChannels, classes: spec.outChannels, featureSize: spec.features,
                                        useV2: spec.name == "swinunetr_v2"))
@@ -112,6 +118,7 @@ public enum ModelFactory {
         switch spec.name {
         case "setr_mla": return Array(repeating: 16, count: spec.dims)
         case "swinunetr", "swinunetr_v2": return Array(repeating: SwinUNETR.Config.divisor, count: spec.dims)
+        case "mednext": return Array(repeating: 16, count: spec.dims)
         case "ultralight_vmunet": return Array(repeating: UltraLightVMUNet.sizeDivisor, count: spec.dims)
         case "plainunet" where spec.topology != nil, "resencunet" where spec.topology != nil: return plainConfig(spec).divisor
         case "unetpp": return unetppConfig(spec).divisor

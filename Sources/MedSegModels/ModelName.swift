@@ -1,7 +1,7 @@
 /// The networks MedSeg builds; the raw value is the name used on the command line, in configs
 /// and in checkpoints.
 public enum ModelName: String, Codable, CaseIterable, Sendable {
-    case unet, unetpp, plainunet, resencunet, ultralight_vmunet, setr_mla, segresnet, swinunetr, swinunetr_v2
+    case unet, unetpp, plainunet, resencunet, ultralight_vmunet, setr_mla, segresnet, swinunetr, swinunetr_v2, mednext
 
     /// The published width of each network: what `--features` means when it is not given
     /// (classic U-Net 64, nnU-Net's plain and residual-encoder U-Nets 32, UltraLight VM-UNet's [8, 16, 24, 32, 48, 64], ViT-B/16 768,
@@ -13,6 +13,7 @@ public enum ModelName: String, Codable, CaseIterable, Sendable {
         case .ultralight_vmunet, .segresnet: return 8
         case .setr_mla: return 768
         case .swinunetr, .swinunetr_v2: return 48
+        case .mednext: return 32
         }
     }
 
@@ -25,6 +26,7 @@ public enum ModelName: String, Codable, CaseIterable, Sendable {
         case .setr_mla: return 12
         case .segresnet: return 4
         case .swinunetr, .swinunetr_v2: return 4  // its four Swin stages (fixed)
+        case .mednext: return 4  // its four levels (fixed; the size is --model-size)
         }
     }
 
@@ -36,6 +38,9 @@ public enum ModelName: String, Codable, CaseIterable, Sendable {
         self = model
     }
 }
+
+/// The published size of a network that comes in sizes (MedNeXt's S, B, M, L as `create_mednext`).
+public enum ModelSize: String, Codable, CaseIterable, Sendable { case S, B, M, L }
 
 /// A value outside a fixed set of choices; the message lists them.
 public struct ChoiceError: Error, CustomStringConvertible {

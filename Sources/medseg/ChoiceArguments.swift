@@ -5,6 +5,7 @@ import Torch
 
 // Choices parsed by ArgumentParser: a bad value fails before anything loads, and --help lists them.
 extension ModelName: ExpressibleByArgument {}
+extension ModelSize: ExpressibleByArgument {}
 extension OptimizerName: ExpressibleByArgument {
     /// Also "sophia", as seed 000 names it.
     public init?(argument: String) {

@@ -26,6 +26,8 @@ struct TrainCommand: ParsableCommand {
     @Flag(name: .customLong("dbs"), help: "Data-parallel runs: the configured (or planned) batch size is the global batch, split over the processes (seed 001's --dbs).")
     var distributeBatch = false
     @Option(help: "Patch size, e.g. 128,128.", transform: parseInts) var patchSize: [Int]?
+    @Option(help: "mednext: its published size, S, B, M or L (default B).") var modelSize: ModelSize?
+    @Option(parsing: .unconditional, help: "mednext: its kernel size, 3 or 5 (default 3).") var kernelSize: Int?
     @Option(parsing: .unconditional, help: "Base width of the network (ViT width for setr_mla; default: the model's published width).") var features: Int?
     @Option(parsing: .unconditional, help: "Levels of the network (ViT blocks for setr_mla; default: the model's).") var depth: Int?
     @Flag(help: "Train the lower-resolution outputs too (unetpp, plainunet).") var deepSupervision = false
@@ -152,6 +154,8 @@ struct TrainCommand: ParsableCommand {
         set(encoderWeights, "encoder_weights") { $0.encoder_weights = $1 }
         set(pretrainedWeights, "pretrained_weights") { $0.pretrained_weights = URL(fileURLWithPath: $1).standardizedFileURL.path }
         set(freezeEncoder, "freeze_encoder") { $0.freeze_encoder = $1 }
+        set(modelSize, "model_size") { $0.model_size = $1 }
+        set(kernelSize, "kernel_size") { $0.kernel_size = $1 }
         set(saveProbabilities ? true : nil, "save_probabilities") { $0.save_probabilities = $1 }
         set(noMirror ? false : nil, "validation_mirroring") { $0.validation_mirroring = $1 }
         set(precision, "precision") { $0.precision = $1 }

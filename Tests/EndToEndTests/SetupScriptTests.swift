@@ -93,7 +93,7 @@ final class SetupScriptTests: XCTestCase {
         XCTAssertEqual(runtime["python"], ["none"])
         XCTAssertEqual(runtime["extras"], ["none"])
         XCTAssertTrue(full["python"]!.contains("nnunetv2") && full["python"]!.contains("nibabel"))
-        XCTAssertEqual(full["extras"], ["slurm", "munge", "nvrtc"])
+        XCTAssertEqual(full["extras"], ["slurm", "munge", "nvrtc", "monai-1.6-mednext"])
         // The Makefile asks for the runtime set for the demo only.
         let makefile = try String(contentsOf: root.appendingPathComponent("Makefile"), encoding: .utf8)
         XCTAssertTrue(makefile.contains("SETUP_FLAGS := $(if $(filter-out demo build setup,$(MAKECMDGOALS)),,--runtime)"))

@@ -22,6 +22,7 @@ extension IntensityNormalization: CaseIterable {
 enum TrainingChoices {
     static let byKey: [String: [String]] = [
         "model": ModelName.allCases.map(\.rawValue),
+        "model_size": ModelSize.allCases.map(\.rawValue),
         "optimizer": OptimizerName.allCases.map(\.rawValue),
         "scheduler": SchedulerName.allCases.map(\.rawValue),
         "loss": LossName.allCases.map(\.rawValue),

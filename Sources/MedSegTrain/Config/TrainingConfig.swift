@@ -24,6 +24,9 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// Keep the pretrained encoder fixed (setr_mla; seed 002's `vitb16_frozen`); false trains it
     /// too (seed 002's `default`, from scratch when there are no weights).
     public var freeze_encoder = true
+    /// mednext: its published size, S, B, M or L (`create_mednext`'s), and its kernel (3 or 5).
+    public var model_size = ModelSize.B
+    public var kernel_size = 3
 
     // Data
     public var patch_size: [Int] = [128, 128]
@@ -225,6 +228,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         if patch_size.contains(where: { $0 < smallest }) { try fail("patch_size", "every value must be at least \(smallest), got \(patch_size)") }
         if width < 1 { try fail("features", "must be positive, got \(width)") }
         if levels < 2 || levels > 32 { try fail("depth", "must be 2 to 32 (levels of a U-Net, blocks of a ViT), got \(levels)") }
+        if kernel_size < 1 || kernel_size > 15 || kernel_size % 2 == 0 { try fail("kernel_size", "must be odd, from 1 to 15 (MedNeXt's are 3 and 5), got \(kernel_size)") }
         if batch_size < 1 { try fail("batch_size", "must be positive, got \(batch_size)") }
         if global_batch_size < 0 { try fail("global_batch_size", "cannot be negative (0: batch_size per process), got \(global_batch_size)") }
         if epochs < 1 { try fail("epochs", "must be positive, got \(epochs)") }

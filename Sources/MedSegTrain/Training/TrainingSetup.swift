@@ -124,6 +124,7 @@ public struct TrainingSetup {
         var network = ModelFactory.Spec(name: c.model.rawValue, dims: c.dims, inChannels: first.image.size(0), outChannels: outChannels,
                                         features: c.width, depth: c.levels, deepSupervision: c.deep_supervision, topology: topology)
         if c.model == .setr_mla { network.freezeEncoder = c.freeze_encoder }
+        if c.model == .mednext { (network.modelSize, network.kernelSize) = (c.model_size, c.kernel_size) }
         self.network = network
         spec = ModelSpecRecord(network: self.network, patchSize: c.patch_size, normalization: c.normalization.rawValue,
                                intensityStatistics: ctStats, labels: dataset.description.labelValues, binary: binary,
