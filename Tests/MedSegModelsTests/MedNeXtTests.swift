@@ -10,31 +10,7 @@ import Torch
 /// level in training mode); MedSeg loads the .pth whole and must agree within 1e-4. Parameter counts
 /// of all four sizes, in 3D with kernel 3 and 5, equal MONAI's.
 final class MedNeXtTests: XCTestCase {
-    private static let reference = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent(".deps/reference/monai-1.6.0")
-
-    private static let loader = """
-    import importlib.util, sys, torch, warnings
-    warnings.simplefilter("ignore")
-    import monai.networks.blocks  # the installed MONAI's packages; 1.6's two MedNeXt files beside them
-    def load(name, path):
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        return module
-    root = sys.argv[1]
-    load("monai.networks.blocks.mednext_block", root + "/monai/networks/blocks/mednext_block.py")
-    mednext = load("monai_1_6_mednext", root + "/monai/networks/nets/mednext.py")
-    """
-
-    private func python(_ body: String, _ arguments: [String]) throws -> String {
-        guard FileManager.default.fileExists(atPath: Self.reference.appendingPathComponent("monai/networks/nets/mednext.py").path) else {
-            XCTFail("MONAI 1.6's MedNeXt is not in \(Self.reference.path): run scripts/setup.sh")
-            return ""
-        }
-        return try Python.run(Self.loader + "\n" + body, [Self.reference.path] + arguments, interpreter: "/usr/bin/python3")
-    }
+    private func python(_ body: String, _ arguments: [String]) throws -> String { try MedNeXtReference.run(body, arguments) }
 
     private func checkAgainstMONAI(size: MedNeXt.Size, dims: Int, inChannels: Int, classes: Int, kernel: Int, spatial: Int) throws {
         let folder = try makeTemporaryFolder("mednext")

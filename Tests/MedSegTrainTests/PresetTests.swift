@@ -110,3 +110,35 @@ final class PresetTests: XCTestCase {
         XCTAssertThrowsError(try TrainingPresets.config("nope"))
     }
 }
+
+/// MedNeXt's UpKern: a kernel-5 network starts from a kernel-3 one's weights, its kernels resized
+/// trilinearly as MIC-DKFZ's `upkern_load_weights` does (run here on MONAI 1.6's MedNeXt).
+final class MedNeXtUpKernTests: XCTestCase {
+    func testAKernel3CheckpointStartsAKernel5NetworkAsUpKernDoes() throws {
+        let folder = try makeTemporaryFolder("upkern")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        _ = try MedNeXtReference.run("""
+        folder = sys.argv[2]
+        torch.manual_seed(0)
+        small = mednext.create_mednext("S", in_channels=1, out_channels=2, kernel_size=3)
+        large = mednext.create_mednext("S", in_channels=1, out_channels=2, kernel_size=5)
+        source, target = small.state_dict(), large.state_dict()
+        for k in target:  # upkern_load_weights' rule
+            if "bias" in k or "norm" in k or source[k].shape == target[k].shape:
+                target[k] = source[k]
+            else:
+                target[k] = torch.nn.functional.interpolate(source[k], size=target[k].shape[2:], mode="trilinear")
+        torch.save(small.state_dict(), folder + "/k3.pth")
+        torch.save(target, folder + "/k5.pth")
+        """, [folder.path])
+        let net = try MedNeXt(.init(size: .S, dims: 3, inChannels: 1, classes: 2, kernelSize: 5))
+        let report = try PretrainedWeights.load(folder.appendingPathComponent("k3.pth"), into: net)
+        XCTAssertTrue(report.result.isExact, "\(report)")
+        XCTAssertEqual(report.resizedKernels.count, 8 + 4 + 2 + 4 + 8, "every depthwise kernel: encoder blocks, down, bottleneck, up, decoder blocks")
+        let expected = try PyTorchCheckpoint.stateDict(from: folder.appendingPathComponent("k5.pth"))
+        for (name, tensor) in net.namedStateTensors() {
+            try FixtureSupport.assertClose(tensor, try XCTUnwrap(expected[name], name), rtol: 1e-6, atol: 1e-6, name)
+        }
+        XCTAssertTrue(report.description.contains("UpKern: 26 kernels resized"), report.description)
+    }
+}
