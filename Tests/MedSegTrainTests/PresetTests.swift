@@ -53,6 +53,23 @@ final class PresetTests: XCTestCase {
         XCTAssertEqual(c.ownNetworkOnPlan(keeping: ["model"]), c)
     }
 
+    /// MedNeXt's recipe (MIC-DKFZ's nnUNetTrainerV2_MedNeXt): AdamW 1e-3 in nnU-Net's loop.
+    func testMedNeXt3D() throws {
+        let c = try TrainingPresets.config("mednext-3d")
+        XCTAssertEqual(c.model, .mednext)
+        XCTAssertEqual(c.model_size, .B)
+        XCTAssertEqual(c.kernel_size, 3)
+        XCTAssertEqual(c.optimizer, .adamw)
+        XCTAssertEqual(c.lr, 1e-3)
+        XCTAssertEqual(c.weight_decay, 3e-5)
+        XCTAssertTrue(c.deep_supervision)
+        XCTAssertEqual(c.epochs * c.iterations, 250_000)
+        XCTAssertEqual(try MedNeXt(.init(size: c.model_size, dims: c.dims, classes: 3, kernelSize: c.kernel_size)).config.divisor, 16)
+        let h = try train("mednext-3d", data: .init(dims: 3, size: [32, 32, 32], classes: 2, seed: 4),
+                          overrides: "model_size: S\npatch_size: [32, 32, 32]\nbatch_size: 2\nepochs: 4\niterations: 2\nlr: 0.003\naugmentation: none")
+        assertLossGoesDown(h, "mednext-3d")
+    }
+
     func testISBIUNet() throws {
         let h = try train("isbi2012-unet", data: .init(dims: 2, size: [32, 32], classes: 1, seed: 1),
                           overrides: "features: 4\ndepth: 3\npatch_size: [32, 32]\nepochs: 4\niterations: 4\nlr: 0.01\nnormalization: zscore")

@@ -112,6 +112,26 @@ public enum TrainingPresets {
         precision: bf16
         seed: 1
         """,
+        // MedNeXt (Roy et al. 2023) as MIC-DKFZ trains it (nnUNetTrainerV2_MedNeXt_B_kernel3): nnU-Net v2's
+        // loop (1000 epochs of 250 iterations, poly, Dice + CE with deep supervision, weight decay 3e-5)
+        // with AdamW at 1e-3. Its AdamW eps is 1e-4 for fp16, MedSeg's 1e-8 (fp32 by default).
+        "mednext-3d": """
+        model: mednext
+        model_size: B
+        kernel_size: 3
+        dims: 3
+        deep_supervision: true
+        patch_size: [128, 128, 128]
+        batch_size: 2
+        epochs: 1000
+        iterations: 250
+        optimizer: adamw
+        lr: 0.001
+        weight_decay: 0.00003
+        scheduler: poly
+        loss: dice_ce
+        augmentation: nnunet
+        """,
         // The built-in synthetic 2D data set, small enough for a CPU demo.
         "synthetic-2d": """
         model: unet
