@@ -49,6 +49,10 @@ final class PresetTests: XCTestCase {
         own = c.ownNetworkOnPlan(keeping: ["model", "features"])
         XCTAssertEqual(own.width, 32, "a width the user gave stays")
         XCTAssertEqual(own.levels, 3, "20 halves twice")
+        // MedNeXt halves four times whatever its size: the plan's 20 x 40 x 40 grows to 32 x 48 x 48.
+        c.model = .mednext
+        XCTAssertEqual(c.ownNetworkOnPlan(keeping: ["model"]).patch_size, [32, 48, 48])
+        XCTAssertEqual(c.ownNetworkOnPlan(keeping: ["model", "patch_size"]).patch_size, [20, 40, 40], "a patch the user gave stays")
         c.model = .plainunet
         XCTAssertEqual(c.ownNetworkOnPlan(keeping: ["model"]), c)
     }

@@ -104,7 +104,9 @@ extension TrainingConfig {
 
     /// A network not built on a plan's stages (SegResNet, the classic U-Net, ...) chosen on a planned
     /// configuration: its own width, and as many levels (at most its default) as the plan's patch
-    /// can halve, unless `given` (the keys the user set) holds them.
+    /// can halve, unless `given` (the keys the user set) holds them. A network whose divisor does not
+    /// depend on its levels (MedNeXt 16, SwinUNETR 32) gets the plan's patch rounded up to it, as
+    /// MedNeXt's own trainer makes nnU-Net's patches divisible, unless the user gave the patch.
     public func ownNetworkOnPlan(keeping given: Set<String>) -> TrainingConfig {
         guard !PresetOnPlan.plannedNetworks.contains(model) else { return self }
         var c = self
@@ -116,6 +118,14 @@ extension TrainingConfig {
                 return self.patch_size.indices.allSatisfy { self.patch_size[$0] % divisors[min($0, divisors.count - 1)] == 0 }
             }
             c.depth = stride(from: model.defaultDepth, through: 2, by: -1).first(where: fits) ?? model.defaultDepth
+        }
+        if !given.contains("patch_size") {
+            let divisors = ModelFactory.sizeDivisors(.init(name: model.rawValue, dims: dims, inChannels: 1, outChannels: 1, features: c.width,
+                                                           depth: c.levels))
+            c.patch_size = patch_size.indices.map { a in
+                let d = divisors[min(a, divisors.count - 1)]
+                return (patch_size[a] + d - 1) / d * d
+            }
         }
         return c
     }
