@@ -39,7 +39,7 @@ if ((print_plan)); then
     echo "python: none"
     echo "extras: none"
   else
-    echo "python: ${python_packages[*]} ${reference_packages[*]}"
+    echo "python: ${python_packages[*]} ${reference_packages[*]} onnxruntime"
     echo "extras: slurm munge nvrtc monai-1.6-mednext"
   fi
   exit 0
@@ -81,6 +81,12 @@ if ((!runtime)); then
     echo "setup: installing nnunetv2, dynamic_network_architectures, monai and einops (reference planner, losses, networks and metrics)"
     /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --no-deps "${reference_packages[@]}" \
       || /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --break-system-packages --no-deps "${reference_packages[@]}"
+  fi
+  # onnxruntime runs the ONNX files `medseg export` writes (with its dependencies, beside Debian's torch).
+  if [ -x /usr/bin/python3 ] && ! /usr/bin/python3 -c "import onnxruntime" >/dev/null 2>&1; then
+    echo "setup: installing onnxruntime (runs exported ONNX models in the tests)"
+    /usr/bin/python3 -m pip install --quiet --disable-pip-version-check onnxruntime \
+      || /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --break-system-packages onnxruntime
   fi
   # MONAI 1.6's MedNeXt, the reference of `--model mednext`: its two files, which need only torch,
   # taken from the wheel (MONAI 1.6 as a whole needs a newer torch than Debian's).

@@ -1,14 +1,15 @@
 import ArgumentParser
 import Foundation
 import MedSegTrain
+import Torch
 
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
-        abstract: "Pack a trained run into one model file (folds, checkpoint, plans, dataset.json, post-processing, inference settings) for `medseg predict --model`.")
+        abstract: "Pack a trained run into one model file (folds, checkpoint, plans, dataset.json, post-processing, inference settings) for `medseg predict --model`, or write its network as ONNX (OUTPUT ending .onnx).")
 
     @Argument(help: "Run folder of `medseg train`, the experiment folder holding fold_N, or a model folder nnU-Net trained.") var runFolder: String
-    @Argument(help: "The model file to write (.zip).") var output: String
+    @Argument(help: "The model file to write (.zip), or the network as ONNX (.onnx; one run or fold; nnU-Net's plain conv U-Net so far).") var output: String
     @Option(parsing: .upToNextOption, help: "Folds to pack (default: every fold that has the checkpoint).") var folds: [String] = []
     @Option(help: "best, final or latest.") var checkpoint = "final"
     @Option(help: "postprocessing.json (from `medseg find-best`), or nnU-Net's postprocessing.pkl/.json, that predictions from the file apply.") var postprocessing: String?
@@ -22,6 +23,7 @@ struct ExportCommand: ParsableCommand {
 
     func run() throws {
         let destination = URL(fileURLWithPath: output)
+        if destination.pathExtension.lowercased() == "onnx" { return try exportONNX(to: destination) }
         let manifest = try ModelArchive.export(run: URL(fileURLWithPath: runFolder), folds: folds, checkpoint: CheckpointName(named: checkpoint)!,
                                                postprocessing: postprocessing.map { URL(fileURLWithPath: $0) }, mirror: !noMirror,
                                                stepSize: stepSize, version: MedSegVersion.string, to: destination)
@@ -30,5 +32,19 @@ struct ExportCommand: ParsableCommand {
         print(String(format: "wrote %@ (%.1f MB): %@, checkpoint %@%@%@", destination.path, Double(size) / 1_048_576, what, manifest.checkpoint,
                      manifest.configuration.map { ", configuration \($0)" } ?? "", manifest.postprocessing ? ", post-processing" : ""))
         print("predict with: medseg predict --model \(destination.path) --input INPUT_FOLDER --out OUTPUT_FOLDER")
+    }
+
+    /// One run's (or the one fold given's) network as ONNX, written atomically.
+    private func exportONNX(to destination: URL) throws {
+        guard folds.count <= 1 else { throw ValidationError("an ONNX file holds one network: give one fold (--folds N), not \(folds.count)") }
+        let (inference, used) = try TrainedModels.inference(run: URL(fileURLWithPath: runFolder), folds: folds, checkpoint: checkpoint,
+                                                            previousStage: nil, mirror: false, device: .cpu)
+        guard inference.predictors.count == 1 else {
+            throw ValidationError("\(runFolder) holds \(inference.predictors.count) folds; an ONNX file holds one network: give one with --folds N")
+        }
+        let bytes = try ONNXModel.export(inference.predictors[0].model)
+        try AtomicFile.write(bytes, to: destination)
+        print(String(format: "wrote %@ (%.1f MB, ONNX opset %d): %@; input 'image' [batch, %d, spatial...], output 'logits'", destination.path,
+                     Double(bytes.count) / 1_048_576, ONNXModel.opset, used.joined(separator: ", "), inference.predictors[0].spec.inChannels))
     }
 }

@@ -1,0 +1,170 @@
+import Foundation
+import MedSegModels
+import Torch
+
+/// A trained network as an ONNX model (opset 17, IR 8), for ONNX runtimes: the graph written
+/// operator by operator from the network's own structure and weights (libtorch has no ONNX
+/// exporter; PyTorch's is Python). Input `image` [batch, channels, spatial...] of any batch and
+/// size the network accepts; output `logits` at full resolution.
+///
+/// Networks: nnU-Net's plain conv U-Net (`plainunet`, nnU-Net's own model folders).
+public enum ONNXModel {
+    public static let opset = 17
+
+    /// The ONNX bytes of `model`, or an error naming the networks that can be exported.
+    public static func export(_ model: Module) throws -> Data {
+        var graph = Graph()
+        let spatial: Int
+        let inChannels: Int, classes: Int
+        let output: String
+        switch model {
+        case let unet as PlainConvUNet:
+            (spatial, inChannels, classes) = (unet.config.dims, unet.config.inChannels, unet.config.classes)
+            output = graph.node("Identity", [try graph.plainConvUNet(unet, input: "image")], named: "logits")
+        default:
+            throw TrainingError("ONNX export covers nnU-Net's plain conv U-Net (plainunet) so far; this network is \(type(of: model))")
+        }
+        let names = ["batch"] + (0..<spatial).map { "size\($0)" }
+        var g = graph.proto
+        g.string(2, "medseg")
+        g.message(11, valueInfo("image", dims: [.symbol(names[0]), .value(inChannels)] + names.dropFirst().map { .symbol($0) }))
+        g.message(12, valueInfo(output, dims: [.symbol(names[0]), .value(classes)] + names.dropFirst().map { .symbol($0) }))
+        var opsetID = ProtoWriter()
+        opsetID.string(1, "")
+        opsetID.varint(2, UInt64(opset))
+        var m = ProtoWriter()
+        m.varint(1, 8)  // IR version 8
+        m.string(2, "MedSeg")
+        m.message(7, g)
+        m.message(8, opsetID)
+        return m.bytes
+    }
+
+    enum Dim { case value(Int), symbol(String) }
+
+    /// A float32 tensor's ValueInfoProto.
+    static func valueInfo(_ name: String, dims: [Dim]) -> ProtoWriter {
+        var shape = ProtoWriter()
+        for d in dims {
+            var dim = ProtoWriter()
+            switch d {
+            case .value(let v): dim.varint(1, UInt64(v))
+            case .symbol(let s): dim.string(2, s)
+            }
+            shape.message(1, dim)
+        }
+        var tensorType = ProtoWriter()
+        tensorType.varint(1, 1)  // FLOAT
+        tensorType.message(2, shape)
+        var type = ProtoWriter()
+        type.message(1, tensorType)
+        var info = ProtoWriter()
+        info.string(1, name)
+        info.message(2, type)
+        return info
+    }
+
+    /// Nodes and initializers of a graph being written; values are named by the nodes that make them.
+    struct Graph {
+        private(set) var proto = ProtoWriter()
+        private var count = 0
+
+        /// A weight, under its state_dict name, as a float32 initializer.
+        mutating func initializer(_ name: String, _ tensor: Tensor) throws -> String {
+            let values = try tensor.to(dtype: .float32).contiguous().toArray(Float.self)
+            var t = ProtoWriter()
+            for d in tensor.shape { t.varint(1, UInt64(d)) }
+            t.varint(2, 1)  // FLOAT
+            t.string(8, name)
+            var raw = Data(capacity: values.count * 4)
+            for v in values { raw.append(littleEndian: v.bitPattern) }
+            t.bytes(9, raw)
+            proto.message(5, t)
+            return name
+        }
+
+        /// A node of `op` on `inputs`; its output's name.
+        mutating func node(_ op: String, _ inputs: [String], _ attributes: [ProtoWriter] = [], named: String? = nil) -> String {
+            count += 1
+            let output = named ?? "\(op.lowercased())_\(count)"
+            var n = ProtoWriter()
+            for i in inputs { n.string(1, i) }
+            n.string(2, output)
+            n.string(3, output)
+            n.string(4, op)
+            for a in attributes { n.message(5, a) }
+            proto.message(1, n)
+            return output
+        }
+
+        static func ints(_ name: String, _ values: [Int]) -> ProtoWriter {
+            var a = ProtoWriter()
+            a.string(1, name)
+            for v in values { a.varint(8, UInt64(bitPattern: Int64(v))) }
+            a.varint(20, 7)  // INTS
+            return a
+        }
+
+        static func int(_ name: String, _ value: Int) -> ProtoWriter {
+            var a = ProtoWriter()
+            a.string(1, name)
+            a.varint(3, UInt64(bitPattern: Int64(value)))
+            a.varint(20, 2)  // INT
+            return a
+        }
+
+        static func float(_ name: String, _ value: Double) -> ProtoWriter {
+            var a = ProtoWriter()
+            a.string(1, name)
+            a.float(2, Float(value))
+            a.varint(20, 1)  // FLOAT
+            return a
+        }
+
+        /// A (transposed) convolution with its weights under `prefix`.
+        mutating func conv(_ conv: ConvNd, _ x: String, prefix: String) throws -> String {
+            var inputs = [x, try initializer(prefix + ".weight", conv.weight)]
+            if let bias = conv.bias { inputs.append(try initializer(prefix + ".bias", bias)) }
+            var attributes = [Self.ints("kernel_shape", conv.kernelSize), Self.ints("strides", conv.stride)]
+            if conv.padding.contains(where: { $0 != 0 }) { attributes.append(Self.ints("pads", conv.padding + conv.padding)) }
+            if conv.groups != 1 { attributes.append(Self.int("group", conv.groups)) }
+            return node(conv.transposed ? "ConvTranspose" : "Conv", inputs, attributes)
+        }
+
+        /// dynamic_network_architectures' conv, InstanceNorm, LeakyReLU.
+        mutating func convNormNonlin(_ block: ConvNormNonlin, _ x: String, prefix: String) throws -> String {
+            var h = try conv(block.conv, x, prefix: prefix + ".conv")
+            h = node("InstanceNormalization", [h, try initializer(prefix + ".norm.weight", block.norm.weight!),
+                                               try initializer(prefix + ".norm.bias", block.norm.bias!)],
+                     [Self.float("epsilon", block.norm.eps)])
+            return node("LeakyRelu", [h], [Self.float("alpha", block.nonlin.negativeSlope)])
+        }
+
+        mutating func stacked(_ blocks: StackedConvBlocks, _ x: String, prefix: String) throws -> String {
+            var h = x
+            for (i, layer) in blocks.convs.layers.enumerated() {
+                h = try convNormNonlin(layer as! ConvNormNonlin, h, prefix: "\(prefix).convs.\(i)")
+            }
+            return h
+        }
+
+        /// nnU-Net's plain conv U-Net: encoder stages, then per decoder stage the transposed
+        /// convolution, the skip concatenated and the stage's convolutions; the last stage's 1x1 head.
+        mutating func plainConvUNet(_ unet: PlainConvUNet, input: String) throws -> String {
+            var h = input
+            var skips: [String] = []
+            for (s, stage) in unet.encoder.stages.layers.enumerated() {
+                h = try stacked((stage as! Sequential)[0] as! StackedConvBlocks, h, prefix: "encoder.stages.\(s).0")
+                skips.append(h)
+            }
+            let decoder = unet.decoder
+            for s in 0..<decoder.stages.count {
+                let up = try conv(decoder.transpconvs[s], h, prefix: "decoder.transpconvs.\(s)")
+                h = node("Concat", [up, skips[skips.count - s - 2]], [Self.int("axis", 1)])
+                h = try stacked(decoder.stages[s], h, prefix: "decoder.stages.\(s)")
+            }
+            let last = decoder.stages.count - 1
+            return try conv(decoder.segLayers[last], h, prefix: "decoder.seg_layers.\(last)")
+        }
+    }
+}
