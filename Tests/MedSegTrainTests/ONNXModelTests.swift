@@ -10,9 +10,12 @@ import Torch
 /// another batch and size than any fixed one.
 final class ONNXModelTests: XCTestCase {
     private func checkWithONNXRuntime(_ config: PlainConvUNet.Config, input shape: [Int], file: StaticString = #filePath, line: UInt = #line) throws {
+        try checkWithONNXRuntime(try PlainConvUNet(config), input: shape, file: file, line: line)
+    }
+
+    private func checkWithONNXRuntime(_ net: Module, input shape: [Int], file: StaticString = #filePath, line: UInt = #line) throws {
         let folder = try makeTemporaryFolder("onnx")
         defer { try? FileManager.default.removeItem(at: folder) }
-        let net = try PlainConvUNet(config)
         // Norm weights and biases away from their ones and zeros, so that every tensor counts.
         try withNoGrad {
             for (name, p) in net.namedParameters() where p.rank == 1 { try p.copy_(Tensor.rand(p.shape) - 0.5 + (name.hasSuffix("norm.weight") ? 1 : 0)) }
@@ -47,6 +50,15 @@ final class ONNXModelTests: XCTestCase {
     func testAnisotropicPlainConvUNetRunsInONNXRuntimeIn3D() throws {
         try checkWithONNXRuntime(.init(dims: 3, inChannels: 1, classes: 2, featuresPerStage: [4, 8, 12], kernelSizes: [[1, 3, 3], [3, 3, 3], [3, 3, 3]],
                                        strides: [[1, 1, 1], [1, 2, 2], [2, 2, 2]]), input: [1, 1, 6, 16, 12])
+    }
+
+    /// The residual-encoder U-Net: stem, BasicBlockD stages (strided blocks with an average-pooled,
+    /// projected skip), nnU-Net's decoder.
+    func testResidualEncoderUNetRunsInONNXRuntime() throws {
+        let net = try ResidualEncoderUNet(.init(dims: 3, inChannels: 2, classes: 3, featuresPerStage: [4, 8, 12],
+                                                kernelSizes: [[1, 3, 3], [3, 3, 3], [3, 3, 3]], strides: [[1, 1, 1], [1, 2, 2], [2, 2, 2]],
+                                                blocksPerStage: [1, 2, 2], nConvPerStageDecoder: 1))
+        try checkWithONNXRuntime(net, input: [2, 2, 4, 16, 8])
     }
 
     func testOtherNetworksAreRefusedNamingWhatIsCovered() throws {

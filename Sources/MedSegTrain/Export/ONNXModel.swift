@@ -7,7 +7,8 @@ import Torch
 /// exporter; PyTorch's is Python). Input `image` [batch, channels, spatial...] of any batch and
 /// size the network accepts; output `logits` at full resolution.
 ///
-/// Networks: nnU-Net's plain conv U-Net (`plainunet`, nnU-Net's own model folders).
+/// Networks: nnU-Net's plain conv U-Net (`plainunet`) and residual-encoder U-Net (`resencunet`), as
+/// MedSeg trains them and as nnU-Net's own model folders hold them.
 public enum ONNXModel {
     public static let opset = 17
 
@@ -21,8 +22,13 @@ public enum ONNXModel {
         case let unet as PlainConvUNet:
             (spatial, inChannels, classes) = (unet.config.dims, unet.config.inChannels, unet.config.classes)
             output = graph.node("Identity", [try graph.plainConvUNet(unet, input: "image")], named: "logits")
+        case let unet as ResidualEncoderUNet:
+            let c = unet.config.plain
+            (spatial, inChannels, classes) = (c.dims, c.inChannels, c.classes)
+            output = graph.node("Identity", [try graph.residualEncoderUNet(unet, input: "image")], named: "logits")
         default:
-            throw TrainingError("ONNX export covers nnU-Net's plain conv U-Net (plainunet) so far; this network is \(type(of: model))")
+            throw TrainingError("ONNX export covers nnU-Net's plain conv U-Net (plainunet) and residual-encoder U-Net (resencunet) so far; "
+                                + "this network is \(type(of: model))")
         }
         let names = ["batch"] + (0..<spatial).map { "size\($0)" }
         var g = graph.proto
@@ -148,8 +154,7 @@ public enum ONNXModel {
             return h
         }
 
-        /// nnU-Net's plain conv U-Net: encoder stages, then per decoder stage the transposed
-        /// convolution, the skip concatenated and the stage's convolutions; the last stage's 1x1 head.
+        /// nnU-Net's plain conv U-Net: its encoder stages, then the U-Net decoder.
         mutating func plainConvUNet(_ unet: PlainConvUNet, input: String) throws -> String {
             var h = input
             var skips: [String] = []
@@ -157,7 +162,47 @@ public enum ONNXModel {
                 h = try stacked((stage as! Sequential)[0] as! StackedConvBlocks, h, prefix: "encoder.stages.\(s).0")
                 skips.append(h)
             }
-            let decoder = unet.decoder
+            return try decoder(unet.decoder, skips: skips)
+        }
+
+        /// nnU-Net's residual-encoder U-Net: the stem, residual stages, then the U-Net decoder.
+        mutating func residualEncoderUNet(_ unet: ResidualEncoderUNet, input: String) throws -> String {
+            var h = try stacked(unet.encoder.stem, input, prefix: "encoder.stem")
+            var skips: [String] = []
+            for (s, stage) in unet.encoder.stages.layers.enumerated() {
+                for (b, block) in (stage as! StackedResidualBlocks).blocks.layers.enumerated() {
+                    h = try residualBlock(block as! BasicBlockD, h, prefix: "encoder.stages.\(s).blocks.\(b)", slope: unet.config.plain.negativeSlope)
+                }
+                skips.append(h)
+            }
+            return try decoder(unet.decoder, skips: skips)
+        }
+
+        mutating func convNorm(_ block: ConvNorm, _ x: String, prefix: String) throws -> String {
+            let h = try conv(block.conv, x, prefix: prefix + ".conv")
+            return node("InstanceNormalization", [h, try initializer(prefix + ".norm.weight", block.norm.weight!),
+                                                  try initializer(prefix + ".norm.bias", block.norm.bias!)],
+                        [Self.float("epsilon", block.norm.eps)])
+        }
+
+        /// BasicBlockD: conv-norm-nonlin, conv-norm, plus the skip (average pool, 1x1 conv-norm), nonlin.
+        mutating func residualBlock(_ block: BasicBlockD, _ x: String, prefix: String, slope: Double) throws -> String {
+            let h = try convNorm(block.conv2, try convNormNonlin(block.conv1, x, prefix: prefix + ".conv1"), prefix: prefix + ".conv2")
+            var residual = x
+            for (i, op) in (block.skip?.layers ?? []).enumerated() {
+                if let pool = op as? AvgPool {
+                    residual = node("AveragePool", [residual], [Self.ints("kernel_shape", pool.kernel), Self.ints("strides", pool.stride)])
+                } else {
+                    residual = try convNorm(op as! ConvNorm, residual, prefix: "\(prefix).skip.\(i)")
+                }
+            }
+            return node("LeakyRelu", [node("Add", [h, residual])], [Self.float("alpha", slope)])
+        }
+
+        /// The U-Net decoder: per stage the transposed convolution, the skip concatenated and the
+        /// stage's convolutions; the last stage's 1x1 head.
+        mutating func decoder(_ decoder: PlainConvDecoder, skips: [String]) throws -> String {
+            var h = skips[skips.count - 1]
             for s in 0..<decoder.stages.count {
                 let up = try conv(decoder.transpconvs[s], h, prefix: "decoder.transpconvs.\(s)")
                 h = node("Concat", [up, skips[skips.count - s - 2]], [Self.int("axis", 1)])
