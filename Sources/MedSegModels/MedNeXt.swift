@@ -55,13 +55,13 @@ public final class MedNeXt: Module {
     }
 
     public let config: Config
-    let stem: ConvNd
-    let encStages: ModuleList<Sequential>
-    let downBlocks: ModuleList<MedNeXtBlock>
-    let bottleneck: Sequential
-    let upBlocks: ModuleList<MedNeXtBlock>
-    let decStages: ModuleList<Sequential>
-    let out0: MedNeXtHead
+    public let stem: ConvNd
+    public let encStages: ModuleList<Sequential>
+    public let downBlocks: ModuleList<MedNeXtBlock>
+    public let bottleneck: Sequential
+    public let upBlocks: ModuleList<MedNeXtBlock>
+    public let decStages: ModuleList<Sequential>
+    public let out0: MedNeXtHead
     let outBlocks: ModuleList<MedNeXtHead>?
 
     public init(_ config: Config) throws {
@@ -140,12 +140,12 @@ extension MedNeXt: MultiOutputModel {}
 /// A MedNeXt block; `.down` and `.up` blocks resample by 2 with a strided (transposed) depthwise
 /// convolution and a 1x1 (transposed) residual convolution `res_conv`; `.up` pads its output by one
 /// at the start of each axis (the transposed convolution gives 2n - 1).
-final class MedNeXtBlock: Module {
-    enum Kind { case plain, down, up }
-    let kind: Kind
-    let residual: Bool
-    let conv1: ConvNd, norm: GroupNorm, conv2: ConvNd, conv3: ConvNd
-    let resConv: ConvNd?
+public final class MedNeXtBlock: Module {
+    public enum Kind: Sendable { case plain, down, up }
+    public let kind: Kind
+    public let residual: Bool
+    public let conv1: ConvNd, norm: GroupNorm, conv2: ConvNd, conv3: ConvNd
+    public let resConv: ConvNd?
 
     init(_ kind: Kind, dims: Int, _ inChannels: Int, _ outChannels: Int, expansion: Int, kernel: Int, residual: Bool) throws {
         self.kind = kind
@@ -166,7 +166,7 @@ final class MedNeXtBlock: Module {
         if let resConv { registerModule("res_conv", resConv) }
     }
 
-    override func forward(_ x: Tensor) throws -> Tensor {
+    public override func forward(_ x: Tensor) throws -> Tensor {
         var h = try conv3(try F.gelu(try conv2(try norm(try conv1(x)))))
         switch kind {
         case .plain:
@@ -182,8 +182,8 @@ final class MedNeXtBlock: Module {
 }
 
 /// MedNeXt's output block: a 1x1 transposed convolution with bias (`conv_out`).
-final class MedNeXtHead: Module {
-    let convOut: ConvNd
+public final class MedNeXtHead: Module {
+    public let convOut: ConvNd
 
     init(dims: Int, _ inChannels: Int, _ classes: Int) throws {
         convOut = try ConvNd(dims: dims, inChannels, classes, kernelSize: [1], transposed: true)
@@ -191,5 +191,5 @@ final class MedNeXtHead: Module {
         registerModule("conv_out", convOut)
     }
 
-    override func forward(_ x: Tensor) throws -> Tensor { try convOut(x) }
+    public override func forward(_ x: Tensor) throws -> Tensor { try convOut(x) }
 }

@@ -61,6 +61,13 @@ final class ONNXModelTests: XCTestCase {
         try checkWithONNXRuntime(net, input: [2, 2, 4, 16, 8])
     }
 
+    /// MedNeXt: depthwise (transposed) convolutions, per-channel GroupNorm, exact GELU, the up
+    /// blocks' padding, residual resampling.
+    func testMedNeXtRunsInONNXRuntime() throws {
+        try checkWithONNXRuntime(try MedNeXt(.init(size: .S, dims: 3, inChannels: 1, classes: 2, kernelSize: 3)), input: [1, 1, 16, 32, 16])
+        try checkWithONNXRuntime(try MedNeXt(.init(size: .B, dims: 2, inChannels: 2, classes: 3, kernelSize: 5)), input: [2, 2, 32, 48])
+    }
+
     func testOtherNetworksAreRefusedNamingWhatIsCovered() throws {
         XCTAssertThrowsError(try ONNXModel.export(try SegResNet(.init(dims: 2)))) { XCTAssertTrue("\($0)".contains("plain conv U-Net"), "\($0)") }
     }

@@ -8,7 +8,8 @@ import Torch
 /// size the network accepts; output `logits` at full resolution.
 ///
 /// Networks: nnU-Net's plain conv U-Net (`plainunet`) and residual-encoder U-Net (`resencunet`), as
-/// MedSeg trains them and as nnU-Net's own model folders hold them.
+/// MedSeg trains them and as nnU-Net's own model folders hold them, and MedNeXt (its full-resolution
+/// output).
 public enum ONNXModel {
     public static let opset = 17
 
@@ -26,8 +27,11 @@ public enum ONNXModel {
             let c = unet.config.plain
             (spatial, inChannels, classes) = (c.dims, c.inChannels, c.classes)
             output = graph.node("Identity", [try graph.residualEncoderUNet(unet, input: "image")], named: "logits")
+        case let net as MedNeXt:
+            (spatial, inChannels, classes) = (net.config.dims, net.config.inChannels, net.config.classes)
+            output = graph.node("Identity", [try graph.medNeXt(net, input: "image")], named: "logits")
         default:
-            throw TrainingError("ONNX export covers nnU-Net's plain conv U-Net (plainunet) and residual-encoder U-Net (resencunet) so far; "
+            throw TrainingError("ONNX export covers nnU-Net's plain conv U-Net (plainunet), residual-encoder U-Net (resencunet) and MedNeXt so far; "
                                 + "this network is \(type(of: model))")
         }
         let names = ["batch"] + (0..<spatial).map { "size\($0)" }
@@ -74,9 +78,12 @@ public enum ONNXModel {
     struct Graph {
         private(set) var proto = ProtoWriter()
         private var count = 0
+        /// Initializers already written (shared constants are written once).
+        private var written: Set<String> = []
 
         /// A weight, under its state_dict name, as a float32 initializer.
         mutating func initializer(_ name: String, _ tensor: Tensor) throws -> String {
+            guard written.insert(name).inserted else { return name }
             let values = try tensor.to(dtype: .float32).contiguous().toArray(Float.self)
             var t = ProtoWriter()
             for d in tensor.shape { t.varint(1, UInt64(d)) }
@@ -87,6 +94,67 @@ public enum ONNXModel {
             t.bytes(9, raw)
             proto.message(5, t)
             return name
+        }
+
+        /// An int64 initializer (Pad's pads).
+        mutating func integers(_ name: String, _ values: [Int]) -> String {
+            var t = ProtoWriter()
+            t.varint(1, UInt64(values.count))
+            t.varint(2, 7)  // INT64
+            t.string(8, name)
+            var raw = Data(capacity: values.count * 8)
+            for v in values { raw.append(littleEndian: Int64(v)) }
+            t.bytes(9, raw)
+            proto.message(5, t)
+            return name
+        }
+
+        /// Exact GELU, x * (1 + erf(x / sqrt 2)) / 2 (opset 17 has Erf, not Gelu).
+        mutating func gelu(_ x: String) throws -> String {
+            let root2 = try initializer("gelu.sqrt2", try Tensor([Float(2).squareRoot()], shape: [1]))
+            let one = try initializer("gelu.one", try Tensor([Float(1)], shape: [1]))
+            let half = try initializer("gelu.half", try Tensor([Float(0.5)], shape: [1]))
+            let erf = node("Erf", [node("Div", [x, root2])])
+            return node("Mul", [node("Mul", [x, node("Add", [erf, one])]), half])
+        }
+
+        /// MedNeXt: the stem, per level its blocks and the strided down block, the bottleneck, per
+        /// level the up block, the skip added and its blocks; the full-resolution head. Its GroupNorm
+        /// has a group per channel, which is InstanceNormalization.
+        mutating func medNeXt(_ net: MedNeXt, input: String) throws -> String {
+            var h = try conv(net.stem, input, prefix: "stem")
+            var skips: [String] = []
+            for (l, (stage, down)) in zip(net.encStages, net.downBlocks).enumerated() {
+                for (b, block) in stage.layers.enumerated() { h = try medNeXtBlock(block as! MedNeXtBlock, h, prefix: "enc_stages.\(l).\(b)") }
+                skips.append(h)
+                h = try medNeXtBlock(down, h, prefix: "down_blocks.\(l)")
+            }
+            for (b, block) in net.bottleneck.layers.enumerated() { h = try medNeXtBlock(block as! MedNeXtBlock, h, prefix: "bottleneck.\(b)") }
+            for (l, (up, stage)) in zip(net.upBlocks, net.decStages).enumerated() {
+                h = node("Add", [try medNeXtBlock(up, h, prefix: "up_blocks.\(l)"), skips[skips.count - 1 - l]])
+                for (b, block) in stage.layers.enumerated() { h = try medNeXtBlock(block as! MedNeXtBlock, h, prefix: "dec_stages.\(l).\(b)") }
+            }
+            return try conv(net.out0.convOut, h, prefix: "out_0.conv_out")
+        }
+
+        mutating func medNeXtBlock(_ block: MedNeXtBlock, _ x: String, prefix: String) throws -> String {
+            var h = try conv(block.conv1, x, prefix: prefix + ".conv1")
+            h = node("InstanceNormalization", [h, try initializer(prefix + ".norm.weight", block.norm.weight!),
+                                               try initializer(prefix + ".norm.bias", block.norm.bias!)],
+                     [Self.float("epsilon", block.norm.eps)])
+            h = try conv(block.conv3, try gelu(try conv(block.conv2, h, prefix: prefix + ".conv2")), prefix: prefix + ".conv3")
+            switch block.kind {
+            case .plain:
+                return block.residual ? node("Add", [x, h]) : h
+            case .down:
+                return try block.resConv.map { node("Add", [h, try conv($0, x, prefix: prefix + ".res_conv")]) } ?? h
+            case .up:
+                // One voxel at the start of each spatial axis (the transposed convolution gives 2n - 1).
+                let rank = block.conv1.kernelSize.count + 2
+                let pads = integers(prefix + ".pads", [0, 0] + Array(repeating: 1, count: rank - 2) + Array(repeating: 0, count: rank))
+                h = node("Pad", [h, pads])
+                return try block.resConv.map { node("Add", [h, node("Pad", [try conv($0, x, prefix: prefix + ".res_conv"), pads])]) } ?? h
+            }
         }
 
         /// A node of `op` on `inputs`; its output's name.
