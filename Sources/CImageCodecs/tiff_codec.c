@@ -251,6 +251,16 @@ static TIFF *open_pages(const char *path, tiff_context *ctx, page_layout *first,
     return tif;
 }
 
+/* The raster's layout as its pages give it (no pixels). */
+static void set_layout(mc_raster *out, const page_layout *first, int pages) {
+    out->width = (int)first->width;
+    out->height = (int)first->height;
+    out->pages = pages;
+    out->channels = first->out_channels;
+    out->bits = first->out_bits;
+    out->sample_format = first->out_format;
+}
+
 int mc_tiff_read(const char *path, mc_raster *out) {
     memset(out, 0, sizeof *out);
     tiff_context ctx;
@@ -322,12 +332,7 @@ int mc_tiff_read(const char *path, mc_raster *out) {
         mc_set_errorf("corrupt TIFF: only %d of %d pages could be read", page, pages);
         return -1;
     }
-    out->width = (int)first.width;
-    out->height = (int)first.height;
-    out->pages = pages;
-    out->channels = first.out_channels;
-    out->bits = first.out_bits;
-    out->sample_format = first.out_format;
+    set_layout(out, &first, pages);
     if (rgb) {
         out->channels = 3;
         out->is_palette = 1;
@@ -417,12 +422,7 @@ int mc_tiff_stats(const char *path, mc_raster *out, mc_stats *stats) {
     size_t page_bytes = 0;
     TIFF *tif = open_pages(path, &ctx, &first, &pages, &page_bytes);
     if (!tif) return -1;
-    out->width = (int)first.width;
-    out->height = (int)first.height;
-    out->pages = pages;
-    out->channels = first.out_channels;
-    out->bits = first.out_bits;
-    out->sample_format = first.out_format;
+    set_layout(out, &first, pages);
     out->is_palette = first.palette;
     if (!stats || first.palette) {
         TIFFClose(tif);

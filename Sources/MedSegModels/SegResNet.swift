@@ -44,7 +44,7 @@ public final class SegResNet: Module {
     }
 
     public let config: Config
-    let convInit: ConvUnit
+    let convInit: MONAIConvolution
     let downLayers: ModuleList<Sequential>
     let upLayers: ModuleList<Sequential>
     let upSamples: ModuleList<Sequential>
@@ -61,10 +61,10 @@ public final class SegResNet: Module {
             throw TorchError("SegResNet needs initial filters divisible by its \(config.groups) groups, got \(f)")
         }
         self.config = config
-        convInit = try ConvUnit(dims: d, config.inChannels, f, kernel: 3)
+        convInit = try MONAIConvolution(dims: d, config.inChannels, f, kernel: 3)
         downLayers = ModuleList(try config.blocksDown.enumerated().map { level, blocks in
             let channels = f << level
-            let entry: Module = level == 0 ? Identity() : try ConvUnit(dims: d, channels / 2, channels, kernel: 3, stride: 2)
+            let entry: Module = level == 0 ? Identity() : try MONAIConvolution(dims: d, channels / 2, channels, kernel: 3, stride: 2)
             return Sequential([entry] + (try (0..<blocks).map { _ in try SegResBlock(dims: d, channels: channels, groups: config.groups) }))
         })
         let levels = config.blocksUp.count
@@ -74,10 +74,10 @@ public final class SegResNet: Module {
         })
         upSamples = ModuleList(try (0..<levels).map { i in
             let channels = f << (levels - i)
-            return Sequential(try ConvUnit(dims: d, channels, channels / 2, kernel: 1),
+            return Sequential(try MONAIConvolution(dims: d, channels, channels / 2, kernel: 1),
                               Upsample(scaleFactor: Array(repeating: 2, count: d), mode: d == 3 ? .trilinear : .bilinear))
         })
-        convFinal = Sequential(try GroupNorm(config.groups, f), ReLU(), try ConvUnit(dims: d, f, config.classes, kernel: 1, bias: true))
+        convFinal = Sequential(try GroupNorm(config.groups, f), ReLU(), try MONAIConvolution(dims: d, f, config.classes, kernel: 1, bias: true))
         super.init()
         registerModule("convInit", convInit)
         registerModule("down_layers", downLayers)
@@ -105,29 +105,16 @@ public final class SegResNet: Module {
     }
 }
 
-/// MONAI's `Convolution` as SegResNet uses it: one convolution (child `conv`), "same" padding.
-final class ConvUnit: Module {
-    let conv: ConvNd
-
-    init(dims: Int, _ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, bias: Bool = false) throws {
-        conv = try ConvNd(dims: dims, inChannels, outChannels, kernelSize: [kernel], stride: [stride], padding: [(kernel - 1) / 2], bias: bias)
-        super.init()
-        registerModule("conv", conv)
-    }
-
-    override func forward(_ x: Tensor) throws -> Tensor { try conv(x) }
-}
-
 /// SegResNet's pre-activation residual block (MONAI's `segresnet_block.ResBlock`).
 final class SegResBlock: Module {
     let norm1: GroupNorm, norm2: GroupNorm
-    let conv1: ConvUnit, conv2: ConvUnit
+    let conv1: MONAIConvolution, conv2: MONAIConvolution
 
     init(dims: Int, channels: Int, groups: Int) throws {
         norm1 = try GroupNorm(groups, channels)
         norm2 = try GroupNorm(groups, channels)
-        conv1 = try ConvUnit(dims: dims, channels, channels, kernel: 3)
-        conv2 = try ConvUnit(dims: dims, channels, channels, kernel: 3)
+        conv1 = try MONAIConvolution(dims: dims, channels, channels, kernel: 3)
+        conv2 = try MONAIConvolution(dims: dims, channels, channels, kernel: 3)
         super.init()
         registerModule("norm1", norm1)
         registerModule("norm2", norm2)

@@ -86,26 +86,12 @@ public final class SwinUNETR: Module {
     }
 }
 
-/// MONAI's `Convolution` wrapping one (possibly transposed) convolution as child `conv`.
-final class ConvChild: Module {
-    let conv: ConvNd
-
-    init(dims: Int, _ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, bias: Bool = false, transposed: Bool = false) throws {
-        conv = try ConvNd(dims: dims, inChannels, outChannels, kernelSize: [kernel], stride: [stride],
-                          padding: [transposed ? 0 : (kernel - 1) / 2], bias: bias, transposed: transposed)
-        super.init()
-        registerModule("conv", conv)
-    }
-
-    override func forward(_ x: Tensor) throws -> Tensor { try conv(x) }
-}
-
 /// MONAI's `UnetOutBlock`: a 1x1 convolution with bias (`conv.conv`).
 final class ConvHead: Module {
-    let conv: ConvChild
+    let conv: MONAIConvolution
 
     init(dims: Int, _ inChannels: Int, _ classes: Int) throws {
-        conv = try ConvChild(dims: dims, inChannels, classes, kernel: 1, bias: true)
+        conv = try MONAIConvolution(dims: dims, inChannels, classes, kernel: 1, bias: true)
         super.init()
         registerModule("conv", conv)
     }
@@ -116,12 +102,12 @@ final class ConvHead: Module {
 /// MONAI's `UnetResBlock`: conv-norm-LeakyReLU-conv-norm plus the input (through a 1x1 conv and
 /// norm where the channels change), then LeakyReLU; InstanceNorm without affine parameters.
 final class UnetResBlock: Module {
-    let conv1: ConvChild, conv2: ConvChild, conv3: ConvChild?
+    let conv1: MONAIConvolution, conv2: MONAIConvolution, conv3: MONAIConvolution?
 
     init(dims: Int, _ inChannels: Int, _ outChannels: Int) throws {
-        conv1 = try ConvChild(dims: dims, inChannels, outChannels, kernel: 3)
-        conv2 = try ConvChild(dims: dims, outChannels, outChannels, kernel: 3)
-        conv3 = inChannels != outChannels ? try ConvChild(dims: dims, inChannels, outChannels, kernel: 1) : nil
+        conv1 = try MONAIConvolution(dims: dims, inChannels, outChannels, kernel: 3)
+        conv2 = try MONAIConvolution(dims: dims, outChannels, outChannels, kernel: 3)
+        conv3 = inChannels != outChannels ? try MONAIConvolution(dims: dims, inChannels, outChannels, kernel: 1) : nil
         super.init()
         registerModule("conv1", conv1)
         registerModule("conv2", conv2)
@@ -152,11 +138,11 @@ final class UnetResBlockWrapper: Module {
 
 /// MONAI's `UnetrUpBlock`: a 2x transposed convolution, the skip concatenated, a residual block.
 final class UnetrUpBlock: Module {
-    let transpConv: ConvChild
+    let transpConv: MONAIConvolution
     let convBlock: UnetResBlock
 
     init(dims: Int, _ inChannels: Int, _ outChannels: Int) throws {
-        transpConv = try ConvChild(dims: dims, inChannels, outChannels, kernel: 2, stride: 2, transposed: true)
+        transpConv = try MONAIConvolution(dims: dims, inChannels, outChannels, kernel: 2, stride: 2, transposed: true)
         convBlock = try UnetResBlock(dims: dims, 2 * outChannels, outChannels)
         super.init()
         registerModule("transp_conv", transpConv)

@@ -34,7 +34,7 @@ public enum NIfTI {
         }
         var pixelType = layout.sample.pixelType
         if layout.perVoxel > 1 {
-            pixelType = layout.volumes == 1 ? (layout.perVoxel == 3 ? .rgb8 : .rgba8) : .uint8
+            pixelType = layout.interleavedPixelType
         } else if let scaling {
             pixelType = scaledPixelType(raw: layout.sample, slope: scaling.slope, inter: scaling.intercept,
                                         low: statistics.minimum ?? .infinity, high: statistics.maximum ?? -.infinity)
@@ -81,6 +81,9 @@ public enum NIfTI {
     /// the image. Shared by the read's inflation limit and by decoding.
     struct Layout {
         let spatial: [Int], volumes: Int, sample: SampleType, perVoxel: Int, voxelsPerVolume: Int, samples: Int, byteCount: Int
+
+        /// The type of an image of RGB(A) voxels: RGB or RGBA for one volume, else its channels' uint8.
+        var interleavedPixelType: PixelType { volumes == 1 ? (perVoxel == 3 ? .rgb8 : .rgba8) : .uint8 }
     }
 
     static func layout(_ h: Header, file: URL) throws -> Layout {
@@ -148,7 +151,7 @@ public enum NIfTI {
             }
             values = planar
             channels = volumes * perVoxel
-            pixelType = volumes == 1 ? (perVoxel == 3 ? .rgb8 : .rgba8) : .uint8
+            pixelType = layout.interleavedPixelType
         } else if let (slope, inter) = scaling(h) {
             var low = Float.infinity, high = -Float.infinity
             values.withUnsafeMutableBufferPointer { v in

@@ -139,9 +139,7 @@ public enum ONNXModel {
 
         mutating func medNeXtBlock(_ block: MedNeXtBlock, _ x: String, prefix: String) throws -> String {
             var h = try conv(block.conv1, x, prefix: prefix + ".conv1")
-            h = node("InstanceNormalization", [h, try initializer(prefix + ".norm.weight", block.norm.weight!),
-                                               try initializer(prefix + ".norm.bias", block.norm.bias!)],
-                     [Self.float("epsilon", block.norm.eps)])
+            h = try instanceNorm(h, weight: block.norm.weight!, bias: block.norm.bias!, eps: block.norm.eps, prefix: prefix + ".norm")
             h = try conv(block.conv3, try gelu(try conv(block.conv2, h, prefix: prefix + ".conv2")), prefix: prefix + ".conv3")
             switch block.kind {
             case .plain:
@@ -205,13 +203,18 @@ public enum ONNXModel {
             return node(conv.transposed ? "ConvTranspose" : "Conv", inputs, attributes)
         }
 
+        /// Per-channel normalization with a scale and bias under `prefix` (an affine InstanceNorm,
+        /// or a GroupNorm of one group per channel).
+        mutating func instanceNorm(_ x: String, weight: Tensor, bias: Tensor, eps: Double, prefix: String) throws -> String {
+            node("InstanceNormalization", [x, try initializer(prefix + ".weight", weight), try initializer(prefix + ".bias", bias)],
+                 [Self.float("epsilon", eps)])
+        }
+
         /// dynamic_network_architectures' conv, InstanceNorm, LeakyReLU.
         mutating func convNormNonlin(_ block: ConvNormNonlin, _ x: String, prefix: String) throws -> String {
-            var h = try conv(block.conv, x, prefix: prefix + ".conv")
-            h = node("InstanceNormalization", [h, try initializer(prefix + ".norm.weight", block.norm.weight!),
-                                               try initializer(prefix + ".norm.bias", block.norm.bias!)],
-                     [Self.float("epsilon", block.norm.eps)])
-            return node("LeakyRelu", [h], [Self.float("alpha", block.nonlin.negativeSlope)])
+            let h = try conv(block.conv, x, prefix: prefix + ".conv")
+            let normalized = try instanceNorm(h, weight: block.norm.weight!, bias: block.norm.bias!, eps: block.norm.eps, prefix: prefix + ".norm")
+            return node("LeakyRelu", [normalized], [Self.float("alpha", block.nonlin.negativeSlope)])
         }
 
         mutating func stacked(_ blocks: StackedConvBlocks, _ x: String, prefix: String) throws -> String {
@@ -248,9 +251,7 @@ public enum ONNXModel {
 
         mutating func convNorm(_ block: ConvNorm, _ x: String, prefix: String) throws -> String {
             let h = try conv(block.conv, x, prefix: prefix + ".conv")
-            return node("InstanceNormalization", [h, try initializer(prefix + ".norm.weight", block.norm.weight!),
-                                                  try initializer(prefix + ".norm.bias", block.norm.bias!)],
-                        [Self.float("epsilon", block.norm.eps)])
+            return try instanceNorm(h, weight: block.norm.weight!, bias: block.norm.bias!, eps: block.norm.eps, prefix: prefix + ".norm")
         }
 
         /// BasicBlockD: conv-norm-nonlin, conv-norm, plus the skip (average pool, 1x1 conv-norm), nonlin.

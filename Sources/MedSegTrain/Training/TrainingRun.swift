@@ -116,7 +116,9 @@ public final class TrainingRun {
         let store: CheckpointStore
         let memoryFormat: MemoryFormat?
         var progress: TrainingProgress
-        /// What epochs draw their batches from and step with, made once training begins.
+        /// What epochs draw their batches from and step with, made once training begins: this
+        /// process's batch, all processes' together, ...
+        var localBatch = 0, globalBatch = 0
         var patchCases: [PatchCase] = []
         var patchSampler: PatchSampler?
         var pipeline: AugmentationPipeline?
@@ -150,8 +152,8 @@ public final class TrainingRun {
             return report(session, finalDice: summary?.foreground_mean.Dice)
         }
         if loaded != nil { session.say("resuming \(runFolder.path) after epoch \(session.progress.epoch)") }
-        session.say(describeRun(session))
         try prepareEpochs(session)
+        session.say(describeRun(session))
         let startEpoch = session.progress.epoch
         var stoppedEarly = false, lastDice: Double? = nil
         for epoch in startEpoch..<max(startEpoch, c.epochs) {
@@ -250,6 +252,8 @@ public final class TrainingRun {
     /// What every epoch draws batches from and steps with, made once as training begins.
     private func prepareEpochs(_ s: Session) throws {
         let c = s.config
+        s.localBatch = try c.batchPerProcess(rank: s.rank, world: s.world)
+        s.globalBatch = c.global_batch_size > 0 ? c.global_batch_size : c.batch_size * s.world
         s.pipeline = AugmentationPipeline.preset(c.augmentation, dims: c.dims)
         s.patchCases = s.setup.trainCases.map(PatchCase.init)
         s.patchSampler = PatchSampler(patchSize: c.patch_size, oversampleForeground: c.oversample_foreground)
@@ -267,8 +271,7 @@ public final class TrainingRun {
     /// The run's first line: network, data, batch and schedule.
     private func describeRun(_ s: Session) -> String {
         let c = s.config
-        let localBatch = (try? c.batchPerProcess(rank: s.rank, world: s.world)) ?? c.batch_size
-        let globalBatch = c.global_batch_size > 0 ? c.global_batch_size : c.batch_size * s.world
+        let (localBatch, globalBatch) = (s.localBatch, s.globalBatch)
         var batchText = s.world == 1 ? "batch \(localBatch)"
             : c.global_batch_size > 0 ? "global batch \(globalBatch) split over \(s.world) processes (\(localBatch) on rank \(s.rank)\(globalBatch % s.world == 0 ? " and every other" : "; \(globalBatch / s.world) or \(globalBatch / s.world + 1) per process"))"
             : "batch \(localBatch) per process x \(s.world) processes = \(globalBatch)"
@@ -292,8 +295,7 @@ public final class TrainingRun {
     /// its record (train loss over all ranks, rate, time).
     private func trainEpoch(_ s: Session, epoch: Int) throws -> EpochRecord {
         let c = s.config, components = s.components
-        let localBatch = try c.batchPerProcess(rank: s.rank, world: s.world)
-        let globalBatch = c.global_batch_size > 0 ? c.global_batch_size : c.batch_size * s.world
+        let (localBatch, globalBatch) = (s.localBatch, s.globalBatch)
         let accumulation = c.grad_accumulation
         let step = s.step!
         components.scheduler.set(step: epoch)
