@@ -23,18 +23,9 @@ classes=${CLASSES:-101}
 patch=${PATCH:-40,160,160}
 features=${FEATURES:-4,8,16,32}
 dir=${DIR:-runs/bench-export}
-medseg=${MEDSEG:-.build/release/medseg}
 nnpy=${NNUNET_PYTHON:-/usr/bin/python3}
-limit=${LIMIT_MB:-$(awk '/MemAvailable/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)}
 ref=bench/export_ref.py
-[ -x /usr/bin/time ] || { echo "export.sh: /usr/bin/time (GNU time, Debian package 'time') is missing: it measures peak RSS" >&2; exit 1; }
-[ -x "$medseg" ] || { echo "export.sh: no $medseg; build it: swift build -c release --product medseg" >&2; exit 1; }
-# The case is written with nibabel: the first python3 that has it (pyenv's or Debian's).
-nibpy=""
-for p in python3 /usr/bin/python3; do
-  if "$p" -c "import nibabel, numpy" 2>/dev/null; then nibpy=$p; break; fi
-done
-[ -n "$nibpy" ] || { echo "export.sh: no python3 with nibabel and numpy (pip install nibabel)" >&2; exit 1; }
+source bench/common.sh
 
 mkdir -p "$dir"
 version=$(cksum < $ref | cut -d" " -f1)   # a changed helper remakes model and case

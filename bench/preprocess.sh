@@ -17,18 +17,9 @@ cd "$(dirname "$0")/.."
 workers=${1:-${THREADS:-2}}
 cases=${CASES:-20}
 dir=${DIR:-runs/bench-preprocess}
-medseg=${MEDSEG:-.build/release/medseg}
 nnpy=${NNUNET_PYTHON:-/tmp/nnunet-venv/bin/python}
-limit=${LIMIT_MB:-$(awk '/MemAvailable/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)}
 ref=bench/preprocess_ref.py
-[ -x /usr/bin/time ] || { echo "preprocess.sh: /usr/bin/time (GNU time, Debian package 'time') is missing: it measures peak RSS" >&2; exit 1; }
-[ -x "$medseg" ] || { echo "preprocess.sh: no $medseg; build it: swift build -c release --product medseg" >&2; exit 1; }
-# The cases are written with nibabel: the first python3 that has it (pyenv's or Debian's).
-nibpy=""
-for p in python3 /usr/bin/python3; do
-  if "$p" -c "import nibabel, numpy" 2>/dev/null; then nibpy=$p; break; fi
-done
-[ -n "$nibpy" ] || { echo "preprocess.sh: no python3 with nibabel and numpy (pip install nibabel)" >&2; exit 1; }
+source bench/common.sh
 
 # One raw data set for both tools: nnU-Net finds it under nnUNet_raw by its id; MedSeg reads a folder of its own
 # that links to the same images and labels, so that its plans.json, fingerprint and preprocessed/ stay apart.

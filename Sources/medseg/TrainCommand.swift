@@ -6,73 +6,34 @@ import MedSegTrain
 import Torch
 
 struct TrainCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static var configuration: CommandConfiguration { CommandConfiguration(
         commandName: "train",
         abstract: "Train a segmentation network on a data set in the raw layout.",
-        discussion: "Settings come from --preset, then --config FILE.yaml, then the options given here. The fully resolved config is written to RUN/config.yaml.")
+        discussion: """
+            Settings come from --preset, then --config FILE.yaml, then the options given here. The fully resolved config is written to RUN/config.yaml.
+
+            TRAINING OPTIONS (each also a key of config files):
+            \(TrainingOptionArguments.help)
+            """) }
 
     @Option(help: "Data set folder (dataset.json, imagesTr, labelsTr).") var dataset: String?
-    @Option(help: "Model: \(ModelName.allCases.map(\.rawValue).joined(separator: ", ")).") var model: ModelName?
     @Option(help: "Run folder for checkpoints and logs.") var out: String?
     @Option(help: "A configuration of plans.json (2d, 3d_fullres: its network, patch and batch on the preprocessed cases; the run goes to OUT/fold_N), or a YAML file with settings.") var config: String?
     @Option(help: "plans.json for --config NAME, MedSeg's or nnU-Net's own (default: DATASET/plans.json).") var plans: String?
-    @Option(help: "For --config 3d_cascade_fullres: the experiment folder of the trained 3d_lowres folds.") var previousStage: String?
     @Option(help: "Named recipe: \(TrainingPresets.names.joined(separator: ", ")).") var preset: String?
-    @Option(parsing: .unconditional, help: "Epochs.") var epochs: Int?
-    @Option(parsing: .unconditional, help: "Iterations per epoch.") var iterations: Int?
-    @Option(parsing: .unconditional, help: "Batch size (per process).") var batchSize: Int?
-    @Option(parsing: .unconditional, help: "Data-parallel runs: the batch of all processes together, split over them (nnU-Net's DDP trainer).")
-    var globalBatchSize: Int?
+    /// Every option of `TrainingConfig`, by its flag (listed under TRAINING OPTIONS in --help).
+    @Argument(parsing: .allUnrecognized, help: .hidden) var trainingOptions: [String] = []
     @Flag(name: .customLong("dbs"), help: "Data-parallel runs: the configured (or planned) batch size is the global batch, split over the processes (seed 001's --dbs).")
     var distributeBatch = false
-    @Option(help: "Patch size, e.g. 128,128.", transform: parseInts) var patchSize: [Int]?
-    @Option(help: "mednext: its published size, S, B, M or L (default B).") var modelSize: ModelSize?
-    @Option(parsing: .unconditional, help: "mednext: its kernel size, 3 or 5 (default 3).") var kernelSize: Int?
-    @Option(parsing: .unconditional, help: "Base width of the network (ViT width for setr_mla; default: the model's published width).") var features: Int?
-    @Option(parsing: .unconditional, help: "Levels of the network (ViT blocks for setr_mla; default: the model's).") var depth: Int?
-    @Flag(help: "Train the lower-resolution outputs too (unetpp, plainunet).") var deepSupervision = false
-    @Option(parsing: .unconditional, help: "Learning rate.") var lr: Double?
-    @Option(help: "sgd, adam, adamw or sophiag (Sophia-G, also \"sophia\"; keys rho and hessian_interval).") var optimizer: OptimizerName?
-    @Option(help: "poly, cosine, step or constant.") var scheduler: SchedulerName?
-    @Option(parsing: .unconditional, help: "Weight decay (L2 for sgd/adam, decoupled for adamw/sophiag).") var weightDecay: Double?
-    @Option(help: "\(LossName.allCases.map(\.rawValue).joined(separator: ", ")) (auto: dice_ce for classes, bce_dice for binary or region outputs).")
-    var loss: LossName?
-    @Option(parsing: .unconditional, help: "Micro-batches whose gradients add up to one optimizer step (effective batch: batch size x N).")
-    var gradAccumulation: Int?
-    @Option(parsing: .unconditional, help: "Background threads making training batches (0: on the training thread).") var workers: Int?
-    @Option(parsing: .unconditional, help: "Windows per network call when validating.") var valBatchSize: Int?
-    @Option(parsing: .unconditional, help: "Tolerance in mm of the normalized surface Dice (NSD) in the final validation's summary (default 1).")
-    var nsdTolerance: Double?
-    @Option(parsing: .unconditional, help: "Early stopping: end the run when the validation metric has not improved for N epochs (0: never).")
-    var patience: Int?
-    @Flag(help: "Record 5 training iterations with libtorch's profiler into RUN/profile_trace.json (Chrome trace; key profile_steps for another count).")
-    var profile = false
-    @Flag(help: "Deterministic algorithms only: the same seed gives bit-identical weights (slower on GPUs; no --cudnn-benchmark).")
-    var deterministic = false
-    @Option(help: "Cross-validation fold: 0..4, or all (train and validate on every case).", transform: parseFold) var fold: Int?
-    @Option(parsing: .unconditional, help: "Cross-validation folds (default 5; data sets with fewer cases get one fold per case).") var numFolds: Int?
-    @Option(parsing: .unconditional, help: "Validate every N epochs.") var valEvery: Int?
-    @Option(parsing: .unconditional, help: "Keep a checkpoint every N epochs.") var saveEvery: Int?
-    @Option(parsing: .unconditional, help: "Random seed.") var seed: Int?
-    @Option(parsing: .unconditional, help: "Intra-op threads (default: all cores).") var threads: Int?
+    @Flag(help: "Record 5 training iterations with libtorch's profiler (--profile-steps N for another count).") var profile = false
+    @Flag(help: "Final validation without mirror test-time augmentation (8x fewer passes in 3D; --no-validation-mirroring).") var noMirror = false
     @Option(help: "Continue a run: its folder or a checkpoint file.") var resume: String?
     @Flag(name: .customLong("continue"), help: "Continue the run in --out (OUT/fold_N with a planned --config) from its latest checkpoint.") var continueTraining = false
     @Flag(help: "Only validate the trained run in --out (final checkpoint, else latest) into its validation/ folder.") var validationOnly = false
-    @Flag(help: "Also write the final validation's probabilities (for ensembles in `medseg find-best`).") var saveProbabilities = false
-    @Flag(help: "Final validation without mirror test-time augmentation (8x fewer passes in 3D).") var noMirror = false
     @Flag(help: "Start afresh in an --out folder that holds a run (its checkpoints are replaced).") var overwrite = false
     @Option(help: "auto (cuda:LOCAL_RANK where CUDA is available, else cpu), cpu, cuda or cuda:N.") var device = "auto"
-    @Option(help: "fp32, or mixed precision: bf16 or fp16 (autocast, float32 weights; fp16 with loss scaling).") var precision: Precision?
-    @Flag(help: "Channels-last memory layout of weights and batches.") var channelsLast = false
-    @Flag(help: "SyncBatchNorm: batch statistics over all ranks of a data-parallel run (BatchNorm models).") var syncBn = false
-    @Flag(help: "cuDNN benchmark mode: the fastest convolution algorithms for the run's shapes (GPU).") var cudnnBenchmark = false
     /// Seed 003's --benchmark is a throughput run: that is `medseg benchmark --dataset`.
     @Flag(name: .customLong("benchmark"), help: .hidden) var throughputRun = false
-    @Option(help: "Pretrained encoder weights (.pth or .safetensors) for setr_mla's ViT-B/16.") var encoderWeights: String?
-    @Option(help: "Fine-tune: start the whole network from these weights (a MedSeg checkpoint, .safetensors, or a PyTorch .pth such as nnU-Net's checkpoint_final.pth); tensors whose name and shape match are loaded, the log lists the rest.")
-    var pretrainedWeights: String?
-    @Flag(inversion: .prefixedNo, help: "setr_mla: keep the ViT encoder fixed (default), or train it too (--no-freeze-encoder, e.g. from scratch).")
-    var freezeEncoder: Bool?
     @Option(parsing: .unconditional, help: "Processes to start on this node (data-parallel ranks; --batch-size is per process).") var nprocPerNode: Int?
     @Option(parsing: .unconditional, help: "Nodes taking part.") var nnodes = 1
     @Option(parsing: .unconditional, help: "This node's index, 0..nnodes-1.") var nodeRank = 0
@@ -91,7 +52,6 @@ struct TrainCommand: ParsableCommand {
         if let masterPort, !(0...65535).contains(masterPort) {
             throw ValidationError("--master-port must be a TCP port, 0 to 65535 (0: a free one), got \(masterPort)")
         }
-        if let numFolds, numFolds < 2 { throw ValidationError("--num-folds must be at least 2 (train on every case with --fold all), got \(numFolds)") }
         if throughputRun {
             throw ValidationError("train has no --benchmark: time training on a data set's batches with `medseg benchmark --dataset DIR`, "
                                   + "or pick cuDNN's fastest convolutions with --cudnn-benchmark")
@@ -128,55 +88,21 @@ struct TrainCommand: ParsableCommand {
             c = try c.merging(yaml: text, source: config)
         }
         // The keys this command line sets: on resume the saved run's settings win, and these are reported.
-        var given: Set<String> = []
-        func set<T>(_ value: T?, _ key: String, _ apply: (inout TrainingConfig, T) -> Void) {
-            guard let value else { return }
-            apply(&c, value)
-            given.insert(key)
-        }
-        set(model, "model") { $0.model = $1 }
-        set(epochs, "epochs") { $0.epochs = $1 }
-        set(iterations, "iterations") { $0.iterations = $1 }
-        set(batchSize, "batch_size") { $0.batch_size = $1 }
-        set(patchSize, "patch_size") { $0.patch_size = $1; $0.dims = $1.count }
-        set(features, "features") { $0.features = $1 }
-        set(depth, "depth") { $0.depth = $1 }
-        set(deepSupervision ? true : nil, "deep_supervision") { $0.deep_supervision = $1 }
-        set(lr, "lr") { $0.lr = $1 }
-        set(optimizer, "optimizer") { $0.optimizer = $1 }
-        set(scheduler, "scheduler") { $0.scheduler = $1 }
-        set(fold, "fold") { $0.fold = $1 }
-        set(numFolds, "num_folds") { $0.num_folds = $1 }
-        set(valEvery, "val_every") { $0.val_every = $1 }
-        set(saveEvery, "save_every") { $0.save_every = $1 }
-        set(seed, "seed") { $0.seed = $1 }
-        set(threads ?? SLURMEnvironment.cpusPerTask(ProcessInfo.processInfo.environment), "threads") { $0.threads = $1 }
-        set(encoderWeights, "encoder_weights") { $0.encoder_weights = $1 }
-        set(pretrainedWeights, "pretrained_weights") { $0.pretrained_weights = URL(fileURLWithPath: $1).standardizedFileURL.path }
-        set(freezeEncoder, "freeze_encoder") { $0.freeze_encoder = $1 }
-        set(modelSize, "model_size") { $0.model_size = $1 }
-        set(kernelSize, "kernel_size") { $0.kernel_size = $1 }
-        set(saveProbabilities ? true : nil, "save_probabilities") { $0.save_probabilities = $1 }
-        set(noMirror ? false : nil, "validation_mirroring") { $0.validation_mirroring = $1 }
-        set(precision, "precision") { $0.precision = $1 }
-        set(channelsLast ? true : nil, "channels_last") { $0.channels_last = $1 }
-        set(syncBn ? true : nil, "sync_bn") { $0.sync_bn = $1 }
-        set(cudnnBenchmark ? true : nil, "cudnn_benchmark") { $0.cudnn_benchmark = $1 }
-        set(weightDecay, "weight_decay") { $0.weight_decay = $1 }
-        set(loss, "loss") { $0.loss = $1 }
-        set(gradAccumulation, "grad_accumulation") { $0.grad_accumulation = $1 }
-        set(workers, "workers") { $0.workers = $1 }
-        set(valBatchSize, "val_batch_size") { $0.val_batch_size = $1 }
-        set(nsdTolerance, "nsd_tolerance") { $0.nsd_tolerance = $1 }
-        set(patience, "patience") { $0.patience = $1 }
-        set(profile && c.profile_steps == 0 ? 5 : nil, "profile_steps") { $0.profile_steps = $1 }
-        set(deterministic ? true : nil, "deterministic") { $0.deterministic = $1 }
-        set(previousStage, "previous_stage") { $0.previous_stage = URL(fileURLWithPath: $1).standardizedFileURL.path }
-        set(globalBatchSize, "global_batch_size") { $0.global_batch_size = $1 }
+        var options = try TrainingOptionArguments(parsing: trainingOptions)
+        if let patch = options.values["patch_size"] as? [Int] { options.set("dims", patch.count) }
+        if options.values["threads"] == nil, let threads = SLURMEnvironment.cpusPerTask(ProcessInfo.processInfo.environment) { options.set("threads", threads) }
+        if noMirror { options.set("validation_mirroring", false) }
+        if profile, c.profile_steps == 0, options.values["profile_steps"] == nil { options.set("profile_steps", 5) }
         if distributeBatch {
-            guard globalBatchSize == nil else { throw ValidationError("give --global-batch-size N or --dbs, not both") }
-            set(c.batch_size, "global_batch_size") { $0.global_batch_size = $1 }
+            guard options.values["global_batch_size"] == nil else { throw ValidationError("give --global-batch-size N or --dbs, not both") }
+            options.set("global_batch_size", options.values["batch_size"] ?? c.batch_size)
         }
+        do {
+            c = try c.setting(options.values, source: "command line")
+        } catch let error as ConfigError {
+            throw ValidationError(error.description)
+        }
+        let given = options.keys.subtracting(["dims"])
         if plannedName != nil && preset == nil { c = c.ownNetworkOnPlan(keeping: given) }
         try c.validate(source: "command line")
 
@@ -218,7 +144,8 @@ struct TrainCommand: ParsableCommand {
         }
         let args = SelfLaunch.arguments(removing: Self.launcherOptions)
         let planned = plannedName != nil
-        let runFolder = out.map { planned ? ExperimentFolder(URL(fileURLWithPath: $0)).fold(fold ?? 0).url : URL(fileURLWithPath: $0) }
+        let launchedFold = try TrainingOptionArguments(parsing: trainingOptions).values["fold"] as? Int ?? 0
+        let runFolder = out.map { planned ? ExperimentFolder(URL(fileURLWithPath: $0)).fold(launchedFold).url : URL(fileURLWithPath: $0) }
             ?? resume.map { RunFolder.containing(URL(fileURLWithPath: $0)).url }
         if let runFolder, resume == nil, !continueTraining, !validationOnly { try Self.refuseToReplace(RunFolder(runFolder), overwrite: overwrite) }
         try SelfLaunch.ranks(.init(nprocPerNode: nproc, nnodes: nnodes, nodeRank: nodeRank, masterAddress: masterAddr,

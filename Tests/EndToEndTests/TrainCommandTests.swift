@@ -133,7 +133,13 @@ final class TrainCommandTests: XCTestCase {
     func testImpossibleNumbersAreRefusedBeforeAnythingRuns() throws {
         let yaml = temp.appendingPathComponent("bad.yaml")
         let cases: [([String], String)] = [
-            (["--num-folds", "1"], "--num-folds must be at least 2"),
+            (["--num-folds", "1"], "key 'num_folds': must be at least 2"),
+            (["--fold", "7"], "key 'fold': must be 0 to 4, or -1 for all, got 7"),
+            (["--kernel-size", "4"], "key 'kernel_size': must be odd"),
+            (["--optimizer", "rmsprop"], "choose one of sgd, adam, adamw, sophiag"),
+            (["--batchsize", "2"], "unknown option '--batchsize' (did you mean '--batch-size'?)"),
+            (["--epochs"], "missing value for '--epochs N'"),
+            (["--deep-supervision=maybe"], "the value 'maybe' is invalid for '--deep-supervision"),
             (["--epochs", "-1"], "key 'epochs': must be positive, got -1"),
             (["--master-port", "70000"], "--master-port must be a TCP port"),
             (["--nnodes", "0"], "--nnodes must be at least 1"),
@@ -185,6 +191,18 @@ final class TrainCommandTests: XCTestCase {
         let saved = try TrainingConfig().merging(yaml: String(contentsOf: RunFolder(cli).config, encoding: .utf8), source: "config.yaml")
         XCTAssertEqual(saved.optimizer, .sophiag)
         XCTAssertEqual(saved.rho, 0.01)
+        // Every option of the config is a flag, with its key and default in --help: those that had
+        // no flag of their own before the options were declared once too.
+        let help = try medseg(["train", "--help"]).output
+        for (key, option) in TrainingConfig.options where option.onCommandLine {
+            XCTAssertTrue(help.contains("--\(key.replacingOccurrences(of: "_", with: "-"))"), "train --help lists \(key)")
+        }
+        let flags = temp.appendingPathComponent("flags")
+        try medseg(["train", "--dataset", data, "--out", flags.path, "--optimizer=sophia", "--rho", "0.02", "--hessian-interval", "3",
+                    "--no-batch-dice", "--warmup-epochs", "1", "--fold", "all"] + small)
+        let viaFlags = try self.saved(flags)
+        XCTAssertEqual([viaFlags.rho, Double(viaFlags.hessian_interval), Double(viaFlags.warmup_epochs), Double(viaFlags.fold)], [0.02, 3, 1, -1])
+        XCTAssertFalse(viaFlags.batch_dice)
         let yaml = temp.appendingPathComponent("sophia.yaml")
         try "optimizer: sophiag\nrho: 0.02\nhessian_interval: 1\n".write(to: yaml, atomically: true, encoding: .utf8)
         try medseg(["train", "--dataset", data, "--out", yamlRun.path, "--config", yaml.path] + small)

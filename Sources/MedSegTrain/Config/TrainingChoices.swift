@@ -17,18 +17,3 @@ public enum BestMetric: String, Codable, CaseIterable, Sendable { case dice, los
 extension IntensityNormalization: CaseIterable {
     public static var allCases: [IntensityNormalization] { [.zscore, .ct, .rgb, .none] }
 }
-
-/// The choices of each key, for error messages that list them.
-enum TrainingChoices {
-    static let byKey: [String: [String]] = [
-        "model": ModelName.allCases.map(\.rawValue),
-        "model_size": ModelSize.allCases.map(\.rawValue),
-        "optimizer": OptimizerName.allCases.map(\.rawValue),
-        "scheduler": SchedulerName.allCases.map(\.rawValue),
-        "loss": LossName.allCases.map(\.rawValue),
-        "best_metric": BestMetric.allCases.map(\.rawValue),
-        "normalization": IntensityNormalization.allCases.map(\.rawValue),
-        "augmentation": AugmentationPipeline.PresetName.allCases.map(\.rawValue),
-        "precision": Precision.allCases.map(\.rawValue),
-    ]
-}

@@ -9,105 +9,116 @@ import Yams
 /// in that order. Keys use snake_case as in the seeds' configs.
 public struct TrainingConfig: Codable, Equatable, Sendable {
     // Model
-    public var model = ModelName.unet
-    public var dims = 2
-    /// Base width: channels of the first level (ViT width for setr_mla); nil: the model's published one.
-    public var features: Int?
-    /// Levels of the network (ViT blocks for setr_mla); nil: the model's default.
-    public var depth: Int?
-    public var deep_supervision = false
-    /// Pretrained encoder weights (.pth or .safetensors) for models with one (setr_mla's ViT-B/16).
-    public var encoder_weights = ""
-    /// Fine-tuning: the weights the whole network starts from (a MedSeg checkpoint, .safetensors,
-    /// or a PyTorch .pth such as nnU-Net's checkpoint_final.pth); tensors match by name and shape.
+    @TrainingOption("The network.") public var model = ModelName.unet
+    @TrainingOption("2 or 3; follows patch_size on the command line.", commandLine: false) public var dims = 2
+    @TrainingOption("Base width of the network: channels of its first level (ViT width for setr_mla).",
+                    check: { ($0 ?? 1) < 1 ? "must be positive, got \($0!)" : nil })
+    public var features: Int? = nil
+    @TrainingOption("Levels of the network (ViT blocks for setr_mla).",
+                    check: { $0.map { $0 < 2 || $0 > 32 ? "must be 2 to 32 (levels of a U-Net, blocks of a ViT), got \($0)" : nil } ?? nil })
+    public var depth: Int? = nil
+    @TrainingOption("Train the lower-resolution outputs too (unetpp, plainunet, mednext).") public var deep_supervision = false
+    @TrainingOption("Pretrained encoder weights (.pth or .safetensors) for setr_mla's ViT-B/16.", path: true) public var encoder_weights = ""
+    @TrainingOption("Fine-tune: start the whole network from these weights (a MedSeg checkpoint, .safetensors, or a PyTorch .pth such as "
+                    + "nnU-Net's checkpoint_final.pth); tensors whose name and shape match are loaded, the log lists the rest.", path: true)
     public var pretrained_weights = ""
-    /// Keep the pretrained encoder fixed (setr_mla; seed 002's `vitb16_frozen`); false trains it
-    /// too (seed 002's `default`, from scratch when there are no weights).
+    @TrainingOption("setr_mla: keep the ViT encoder fixed (seed 002's vitb16_frozen), or train it too (--no-freeze-encoder, e.g. from scratch).")
     public var freeze_encoder = true
-    /// mednext: its published size, S, B, M or L (`create_mednext`'s), and its kernel (3 or 5).
-    public var model_size = ModelSize.B
+    @TrainingOption("mednext, primus: its published size (create_mednext's, dynamic_network_architectures' PrimusS...PrimusL).") public var model_size = ModelSize.B
+    @TrainingOption("mednext: its kernel size, 3 or 5.",
+                    check: { $0 < 1 || $0 > 15 || $0 % 2 == 0 ? "must be odd, from 1 to 15 (MedNeXt's are 3 and 5), got \($0)" : nil })
     public var kernel_size = 3
 
     // Data
-    public var patch_size: [Int] = [128, 128]
-    public var batch_size = 8
-    /// Data-parallel runs: the batch of all processes together, split over them (nnU-Net's DDP
-    /// trainer, seed 001's --dbs); 0: batch_size is per process.
+    @TrainingOption("Patch size, e.g. 128,128.") public var patch_size: [Int] = [128, 128]
+    @TrainingOption("Batch size (per process).", check: positive) public var batch_size = 8
+    @TrainingOption("Data-parallel runs: the batch of all processes together, split over them (nnU-Net's DDP trainer; 0: batch_size is per process).",
+                    check: { $0 < 0 ? "cannot be negative (0: batch_size per process), got \($0)" : nil })
     public var global_batch_size = 0
-    /// Cross-validation fold, or -1 for "all" (train on every case, validate on them too, as nnU-Net's fold all).
+    @TrainingOption("Cross-validation fold: 0..num_folds-1, or all (-1: train and validate on every case, as nnU-Net's fold all).",
+                    aliases: ["all": -1])
     public var fold = 0
+    @TrainingOption("Cross-validation folds (data sets with fewer cases get one fold per case).",
+                    check: { $0 < 2 ? "must be at least 2 (fold -1 trains and validates on every case), got \($0)" : nil })
     public var num_folds = 5
-    /// Fraction of each batch forced to contain foreground (nnU-Net 0.33).
+    @TrainingOption("Fraction of each batch forced to contain foreground (nnU-Net's 0.33).",
+                    check: { (0...1).contains($0) ? nil : "must be in [0, 1], got \($0)" })
     public var oversample_foreground = 0.33
-    public var augmentation = AugmentationPipeline.PresetName.nnUNet
+    @TrainingOption("Augmentation pipeline.") public var augmentation = AugmentationPipeline.PresetName.nnUNet
+    @TrainingOption("Background threads making training batches (0: on the training thread).", check: { $0 < 0 ? "cannot be negative, got \($0)" : nil })
     public var workers = 2
-    /// Intensity normalization: "zscore" (per image), "ct" (dataset percentiles), "rgb" (0-1), "none".
+    @TrainingOption("Intensity normalization: per image (zscore), by the data set's percentiles (ct), 0-1 (rgb), or none.")
     public var normalization = IntensityNormalization.zscore
-    /// A configuration of plans.json ("2d", "3d_fullres"): its network, patch and batch, trained on
-    /// the data set's preprocessed cases; empty for training on the raw images.
+    @TrainingOption("A configuration of plans.json (2d, 3d_fullres): its network, patch and batch, trained on the data set's preprocessed cases; "
+                    + "empty for training on the raw images.", commandLine: false)
     public var configuration = ""
-    /// The plans file of `configuration` (empty: DATASET/plans.json).
-    public var plans = ""
-    /// For the cascade's 3d_cascade_fullres: the experiment folder of its trained 3d_lowres folds.
-    public var previous_stage = ""
-    /// Also write the softmax of each final validation case (for ensembling in `medseg find-best`).
-    public var save_probabilities = false
-    /// Mirror test-time augmentation in the final validation (every flip: 8 passes in 3D).
+    @TrainingOption("The plans file of configuration (empty: DATASET/plans.json).", commandLine: false) public var plans = ""
+    @TrainingOption("For 3d_cascade_fullres: the experiment folder of the trained 3d_lowres folds.", path: true) public var previous_stage = ""
+    @TrainingOption("Also write the final validation's probabilities (for ensembles in `medseg find-best`).") public var save_probabilities = false
+    @TrainingOption("Mirror test-time augmentation in the final validation (every flip: 8 passes in 3D; --no-mirror turns it off).")
     public var validation_mirroring = true
 
     // Optimization
-    public var epochs = 20
-    public var iterations = 50
-    public var optimizer = OptimizerName.adam
-    public var lr = 1e-3
+    @TrainingOption("Epochs.", check: positive) public var epochs = 20
+    @TrainingOption("Iterations per epoch.", check: positive) public var iterations = 50
+    @TrainingOption("The optimizer; sophiag is Sophia-G (also \"sophia\"; keys rho and hessian_interval).") public var optimizer = OptimizerName.adam
+    @TrainingOption("Learning rate.", check: { $0 > 0 && $0.isFinite ? nil : "must be a positive number, got \($0)" }) public var lr = 1e-3
+    @TrainingOption("SGD momentum.", check: { !$0.isFinite ? "must be a finite number, got \($0)" : (0..<1).contains($0) ? nil : "must be in [0, 1), got \($0)" })
     public var momentum = 0.99
-    public var nesterov = true
-    /// sophiag: the clipping scale rho (seed 000: 0.01; betas are its 0.965, 0.99) and how often
-    /// (in steps) the Gauss-Newton-Bartlett Hessian estimate is refreshed (Sophia's 10).
+    @TrainingOption("SGD with Nesterov momentum.") public var nesterov = true
+    @TrainingOption("sophiag: the clipping scale rho (seed 000: 0.01; betas are its 0.965, 0.99).",
+                    check: { $0.isFinite && $0 > 0 ? nil : "must be a positive number, got \($0)" })
     public var rho = 0.01
+    @TrainingOption("sophiag: steps between refreshes of the Gauss-Newton-Bartlett Hessian estimate (Sophia's 10).",
+                    check: { $0 < 1 ? "must be at least 1, got \($0)" : nil })
     public var hessian_interval = 10
+    @TrainingOption("Weight decay (L2 for sgd/adam, decoupled for adamw/sophiag).",
+                    check: { !$0.isFinite ? "must be a finite number, got \($0)" : $0 < 0 ? "cannot be negative, got \($0)" : nil })
     public var weight_decay = 3e-5
-    public var scheduler = SchedulerName.poly
-    public var warmup_epochs = 0
-    public var eta_min = 0.0
-    public var step_size = 30
-    public var gamma = 0.1
+    @TrainingOption("The learning-rate schedule.") public var scheduler = SchedulerName.poly
+    @TrainingOption("Epochs of linear warm-up before the schedule.") public var warmup_epochs = 0
+    @TrainingOption("cosine: the learning rate it ends at.", check: finite) public var eta_min = 0.0
+    @TrainingOption("step: epochs between decays.", check: positive) public var step_size = 30
+    @TrainingOption("step: the factor of each decay.", check: { (0...1).contains($0) ? nil : "must be in [0, 1], got \($0)" }) public var gamma = 0.1
+    @TrainingOption("Gradient norm clipping (0: off).",
+                    check: { !$0.isFinite ? "must be a finite number, got \($0)" : $0 < 0 ? "cannot be negative (0 turns clipping off), got \($0)" : nil })
     public var grad_clip = 12.0
-    /// Micro-batches whose gradients add up to one optimizer step (an effective batch of
-    /// batch_size x grad_accumulation per process, as seed 002's accumulation).
+    @TrainingOption("Micro-batches whose gradients add up to one optimizer step (effective batch: batch size x N, as seed 002's accumulation).",
+                    check: { $0 < 1 ? "must be at least 1 (micro-batches per optimizer step), got \($0)" : nil })
     public var grad_accumulation = 1
+    @TrainingOption("The loss (auto: dice_ce for classes, bce_dice for binary or region outputs).")
     public var loss = LossName.auto
-    /// Dice over the whole batch as one volume (nnU-Net's batch_dice) rather than per sample.
-    public var batch_dice = true
-    /// fp32, or mixed precision: bf16 or fp16 autocast (fp16 with loss scaling), float32 weights.
-    public var precision = Precision.fp32
-    /// Channels-last memory layout of weights and batches (faster convolutions on GPUs).
-    public var channels_last = false
-    /// Batch statistics over all ranks of a data-parallel run (SyncBatchNorm) for BatchNorm models.
-    public var sync_bn = false
-    /// cuDNN picks the fastest convolution algorithms for the run's shapes (GPU).
-    public var cudnn_benchmark = false
+    @TrainingOption("Dice over the whole batch as one volume (nnU-Net's batch_dice) rather than per sample.") public var batch_dice = true
+    @TrainingOption("fp32, or mixed precision (autocast, float32 weights; fp16 with loss scaling).") public var precision = Precision.fp32
+    @TrainingOption("Channels-last memory layout of weights and batches (faster convolutions on GPUs).") public var channels_last = false
+    @TrainingOption("SyncBatchNorm: batch statistics over all ranks of a data-parallel run (BatchNorm models).") public var sync_bn = false
+    @TrainingOption("cuDNN benchmark mode: the fastest convolution algorithms for the run's shapes (GPU).") public var cudnn_benchmark = false
 
     // Validation, checkpoints, run control
-    public var val_every = 1
-    /// Windows per network call when validating (seed 003's val_batch_size).
+    @TrainingOption("Validate every N epochs.", check: positive) public var val_every = 1
+    @TrainingOption("Windows per network call when validating (seed 003's val_batch_size).",
+                    check: { $0 < 1 ? "must be at least 1 (windows per network call), got \($0)" : nil })
     public var val_batch_size = 1
-    /// Tolerance (mm) of the normalized surface Dice in the final validation's summary.
+    @TrainingOption("Tolerance in mm of the normalized surface Dice (NSD) in the final validation's summary.",
+                    check: { $0.isFinite && $0 >= 0 ? nil : "must be a distance in mm, 0 or more, got \($0)" })
     public var nsd_tolerance = EvaluationSummary.defaultNSDTolerance
-    /// Early stopping: the run ends when best_metric has not improved for this many epochs
-    /// (the best checkpoint is kept, the final steps run); 0: never.
+    @TrainingOption("Early stopping: end the run when the validation metric has not improved for N epochs (the best checkpoint is kept; 0: never).",
+                    check: { $0 < 0 ? "cannot be negative (0: no early stopping), got \($0)" : nil })
     public var patience = 0
-    /// Training iterations recorded with libtorch's profiler into profile_trace.json (Chrome's
-    /// trace format, for chrome://tracing or Perfetto), after one untraced iteration; 0: none.
+    @TrainingOption("Training iterations recorded with libtorch's profiler into RUN/profile_trace.json (Chrome trace), after one untraced "
+                    + "iteration; 0: none (--profile: 5).", check: { $0 < 0 ? "cannot be negative (0: no profile), got \($0)" : nil })
     public var profile_steps = 0
-    public var save_every = 50
-    /// Metric that picks checkpoint_best: "dice" (EMA of validation Dice) or "loss" (validation loss).
-    public var best_metric = BestMetric.dice
-    public var seed = 42
+    @TrainingOption("Keep a checkpoint every N epochs.", check: positive) public var save_every = 50
+    @TrainingOption("What picks checkpoint_best: the EMA of validation Dice, or the validation loss.") public var best_metric = BestMetric.dice
+    @TrainingOption("Random seed.") public var seed = 42
+    @TrainingOption("Intra-op threads (0: all cores; under srun, SLURM_CPUS_PER_TASK).",
+                    check: { $0 < 0 || $0 > TrainingConfig.maximumThreads
+                        ? "must be 0 (all cores) to \(TrainingConfig.maximumThreads) on this machine of \(ProcessInfo.processInfo.activeProcessorCount) cores, got \($0)"
+                        : nil })
     public var threads = 0
-    /// Deterministic algorithms only (cuDNN's too, without its benchmark mode; cuBLAS with a fixed
-    /// workspace): the same seed gives bit-identical weights, at some speed on GPUs. Off by
-    /// default, as in nnU-Net and PyTorch. Batches are seeded either way.
+    /// Off by default, as in nnU-Net and PyTorch; batches are seeded either way.
+    @TrainingOption("Deterministic algorithms only (cuDNN's too, without its benchmark mode; cuBLAS with a fixed workspace): "
+                    + "the same seed gives bit-identical weights, at some speed on GPUs.")
     public var deterministic = false
 
     public init() {}
@@ -124,10 +135,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         return c
     }
 
-    static let knownKeys: Set<String> = {
-        let mirror = Mirror(reflecting: TrainingConfig())
-        return Set(mirror.children.compactMap(\.label))
-    }()
+    static let knownKeys = Set(options.map(\.key))
 
     /// Applies the keys of a YAML document on top of this config. Unknown keys and values of the
     /// wrong type are errors that name the key (and the file).
@@ -154,25 +162,36 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         guard let mapping = loaded as? [String: Any] else {
             throw ConfigError("\(source): expected a mapping of keys to values at the top level")
         }
-        for key in mapping.keys.sorted() where !Self.knownKeys.contains(key) {
-            let suggestion = Self.knownKeys.min { editDistance($0, key) < editDistance($1, key) }.map { " (did you mean '\($0)'?)" } ?? ""
-            throw ConfigError("\(source): unknown key '\(key)'\(suggestion)")
+        let merged = try setting(mapping, source: source)
+        try merged.validate(source: source)
+        return merged
+    }
+
+    /// The key most like `key`, for "did you mean" hints.
+    public static func closestKey(to key: String) -> String? {
+        knownKeys.min { editDistance($0, key) < editDistance($1, key) }
+    }
+
+    /// This config with `values` (by key, as config files hold them) set; unknown keys and values
+    /// of the wrong type are errors that name the key. Not validated: more may follow.
+    public func setting(_ values: [String: Any], source: String) throws -> TrainingConfig {
+        for key in values.keys.sorted() where !Self.knownKeys.contains(key) {
+            throw ConfigError("\(source): unknown key '\(key)'\(Self.closestKey(to: key).map { " (did you mean '\($0)'?)" } ?? "")")
         }
-        // Re-encode the current config, overlay the file's keys, decode: type errors name the key.
+        // Re-encode the current config, overlay the keys, decode: type errors name the key.
         var base = try self.mapping()
-        for (k, v) in mapping { base[k] = AnyCodable(v) }
+        for (k, v) in values { base[k] = AnyCodable(v) }
         do {
-            let merged = try Self.decoding(base)
-            try merged.validate(source: source)
-            return merged
-        } catch let DecodingError.typeMismatch(type, context) {
+            return try Self.decoding(base)
+        } catch let DecodingError.typeMismatch(type, context), let DecodingError.valueNotFound(type, context) {
+            // An option's value is read alone: a word where a number belongs is "not found" there.
             let key = context.codingPath.first?.stringValue ?? "?"
-            throw ConfigError("\(source): key '\(key)' has a value of the wrong type (expected \(type)): \(mapping[key].map { "\($0)" } ?? "")")
+            throw ConfigError("\(source): key '\(key)' has a value of the wrong type (expected \(type)): \(values[key].map { "\($0)" } ?? "")")
         } catch let DecodingError.dataCorrupted(context) where context.codingPath.count == 1 {
             // A value outside a key's choices.
             let key = context.codingPath[0].stringValue
-            let choices = TrainingChoices.byKey[key].map { "; choose one of \($0.joined(separator: ", "))" } ?? ""
-            throw ConfigError("\(source): key '\(key)': '\(mapping[key].map { "\($0)" } ?? "")' is not allowed\(choices)")
+            let choices = Self.option(key)?.choices.map { "; choose one of \($0.joined(separator: ", "))" } ?? ""
+            throw ConfigError("\(source): key '\(key)': '\(values[key].map { "\($0)" } ?? "")' is not allowed\(choices)")
         } catch let error as DecodingError {
             throw ConfigError("\(source): \(error)")
         }
@@ -218,9 +237,14 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// More intra-op threads than this only makes a machine thrash (thousands would be spawned).
     public static var maximumThreads: Int { max(64, 4 * ProcessInfo.processInfo.activeProcessorCount) }
 
-    /// Checks ranges and choices; the message names the key.
+    /// Checks each option's value against its declaration, then the options that depend on each
+    /// other; the message names the key.
     public func validate(source: String = "config") throws {
         func fail(_ key: String, _ why: String) throws -> Never { throw ConfigError("\(source): key '\(key)': \(why)") }
+        let values = Dictionary(uniqueKeysWithValues: Self.children(of: self))
+        for (key, option) in Self.options {
+            if let problem = option.problem(of: values[key]!) { try fail(key, problem) }
+        }
         if ![2, 3].contains(dims) { try fail("dims", "must be 2 or 3, got \(dims)") }
         if patch_size.count != dims { try fail("patch_size", "needs \(dims) values for dims \(dims), got \(patch_size)") }
         // A plan may give a thin axis (a median of 7 slices) a patch as thin, with no pooling along it.
@@ -228,40 +252,22 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         if patch_size.contains(where: { $0 < smallest }) { try fail("patch_size", "every value must be at least \(smallest), got \(patch_size)") }
         if width < 1 { try fail("features", "must be positive, got \(width)") }
         if levels < 2 || levels > 32 { try fail("depth", "must be 2 to 32 (levels of a U-Net, blocks of a ViT), got \(levels)") }
-        if kernel_size < 1 || kernel_size > 15 || kernel_size % 2 == 0 { try fail("kernel_size", "must be odd, from 1 to 15 (MedNeXt's are 3 and 5), got \(kernel_size)") }
-        if batch_size < 1 { try fail("batch_size", "must be positive, got \(batch_size)") }
-        if global_batch_size < 0 { try fail("global_batch_size", "cannot be negative (0: batch_size per process), got \(global_batch_size)") }
-        if epochs < 1 { try fail("epochs", "must be positive, got \(epochs)") }
-        if iterations < 1 { try fail("iterations", "must be positive, got \(iterations)") }
-        if !(lr > 0) || !lr.isFinite { try fail("lr", "must be a positive number, got \(lr)") }
-        for (key, value) in [("momentum", momentum), ("weight_decay", weight_decay), ("eta_min", eta_min), ("grad_clip", grad_clip)]
-        where !value.isFinite {
-            try fail(key, "must be a finite number, got \(value)")
-        }
-        if !(0..<1).contains(momentum) { try fail("momentum", "must be in [0, 1), got \(momentum)") }
-        if !(rho.isFinite && rho > 0) { try fail("rho", "must be a positive number, got \(rho)") }
-        if hessian_interval < 1 { try fail("hessian_interval", "must be at least 1, got \(hessian_interval)") }
-        if weight_decay < 0 { try fail("weight_decay", "cannot be negative, got \(weight_decay)") }
-        if num_folds < 2 { try fail("num_folds", "must be at least 2 (fold -1 trains and validates on every case), got \(num_folds)") }
         if fold < -1 || fold >= num_folds { try fail("fold", "must be 0 to \(num_folds - 1), or -1 for all, got \(fold)") }
-        if threads < 0 || threads > Self.maximumThreads {
-            try fail("threads", "must be 0 (all cores) to \(Self.maximumThreads) on this machine of \(ProcessInfo.processInfo.activeProcessorCount) cores, got \(threads)")
-        }
-        if !(0...1).contains(oversample_foreground) { try fail("oversample_foreground", "must be in [0, 1], got \(oversample_foreground)") }
-        if val_every < 1 { try fail("val_every", "must be positive, got \(val_every)") }
-        if save_every < 1 { try fail("save_every", "must be positive, got \(save_every)") }
-        if workers < 0 { try fail("workers", "cannot be negative, got \(workers)") }
-        if step_size < 1 { try fail("step_size", "must be positive, got \(step_size)") }
-        if !(0...1).contains(gamma) { try fail("gamma", "must be in [0, 1], got \(gamma)") }
-        if grad_clip < 0 { try fail("grad_clip", "cannot be negative (0 turns clipping off), got \(grad_clip)") }
-        if grad_accumulation < 1 { try fail("grad_accumulation", "must be at least 1 (micro-batches per optimizer step), got \(grad_accumulation)") }
-        if val_batch_size < 1 { try fail("val_batch_size", "must be at least 1 (windows per network call), got \(val_batch_size)") }
-        if !(nsd_tolerance.isFinite && nsd_tolerance >= 0) { try fail("nsd_tolerance", "must be a distance in mm, 0 or more, got \(nsd_tolerance)") }
-        if patience < 0 { try fail("patience", "cannot be negative (0: no early stopping), got \(patience)") }
-        if profile_steps < 0 { try fail("profile_steps", "cannot be negative (0: no profile), got \(profile_steps)") }
         if deterministic && cudnn_benchmark {
             try fail("cudnn_benchmark", "cuDNN's benchmark mode picks algorithms by timing them, which deterministic: true rules out; choose one")
         }
+    }
+
+    /// The declared options, by key, in the order the config declares them.
+    public static let options: [(key: String, option: any AnyTrainingOption)] =
+        children(of: TrainingConfig()).map { ($0.key, $0.value as! any AnyTrainingOption) }
+
+    /// The option of `key`, if the config has one.
+    public static func option(_ key: String) -> (any AnyTrainingOption)? { options.first { $0.key == key }?.option }
+
+    /// Each stored option with its key (the property's name, without the wrapper's underscore).
+    private static func children(of config: TrainingConfig) -> [(key: String, value: Any)] {
+        Mirror(reflecting: config).children.compactMap { child in child.label.map { (String($0.dropFirst()), child.value) } }
     }
 
     public func yaml() throws -> String { try YAMLEncoder().encode(self) }
@@ -286,6 +292,10 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         }
     }
 }
+
+/// Checks shared by several options' declarations.
+@Sendable private func positive(_ value: Int) -> String? { value < 1 ? "must be positive, got \(value)" : nil }
+@Sendable private func finite(_ value: Double) -> String? { value.isFinite ? nil : "must be a finite number, got \(value)" }
 
 public struct ConfigError: Error, CustomStringConvertible {
     public let description: String
