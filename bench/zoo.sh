@@ -6,16 +6,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${1:-$(nproc)}
 steps=${2:-2}
-medseg=.build/release/medseg
+medseg=${MEDSEG:-.build/release/medseg}
 [ -x "$medseg" ] || swift build -c release --product medseg >/dev/null
 printf "%-20s %-6s %-16s %12s %13s %7s  %s\n" model mode input "MedSeg img/s" "PyTorch img/s" ratio "params (MedSeg/PyTorch)"
 # model dim size batch in classes features depth
 # UltraLight VM-UNet is left out here: its PyTorch reference runs the selective scan as a Python
 # loop over 1024 tokens (minutes per step); bench/selective_scan.sh compares the scans themselves.
-models=${MODELS:-"unetpp plainunet setr_mla segresnet swinunetr mednext"}
+models=${MODELS:-"unetpp plainunet setr_mla segresnet swinunetr mednext primus"}
 for spec in "ultralight_vmunet 2 256 2 3 1 8 5" "unetpp 3 64 1 1 3 32 5" "plainunet 2 192 4 4 4 32 6" "setr_mla 2 224 2 3 1 768 12" \
             "segresnet 3 64 1 4 3 8 4" "swinunetr 3 64 1 1 14 48 4" \
-            "mednext 3 64 1 1 3 32 4"; do
+            "mednext 3 64 1 1 3 32 4" "primus 3 64 1 1 3 8 4"; do
   set -- $spec
   case " $models " in *" $1 "*) ;; *) continue ;; esac
   for mode in train infer; do

@@ -39,6 +39,9 @@ def build(name):
     if name == "swinunetr":
         from monai.networks.nets import SwinUNETR
         return SwinUNETR(img_size=(64, 64, 64), in_channels=1, out_channels=14, feature_size=48), (1, 14)
+    if name == "primus":
+        from dynamic_network_architectures.architectures.primus import PrimusB
+        return PrimusB(1, 3, (8, 8, 8), (64, 64, 64)), (1, 3)
     raise SystemExit("unknown model " + name)
 
 
@@ -48,7 +51,7 @@ def main():
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model, (cin, cout) = build(name)
-    dims = 3 if name in ("unetpp", "segresnet", "swinunetr", "mednext") else 2
+    dims = 3 if name in ("unetpp", "segresnet", "swinunetr", "mednext", "primus") else 2
     shape = (batch, cin) + (size,) * dims
     x = torch.randn(*shape)
     y = (torch.rand((batch, cout) + (size,) * dims) > 0.5).float()

@@ -27,10 +27,12 @@ test_packages=(
   python3-torch         # PyTorch, only for reference tests and benchmarks
   python3-scipy         # scipy beside it, for MONAI's surface Dice (reference tests)
   dcm2niix python3-pydicom  # DICOM reference converter and fixture writer
+  python3-torchvision   # beside Debian's torch: timm, which Primus's reference builds on, imports it
 )
 python_packages=(tensorboard safetensors nibabel pynrrd pillow tifffile scipy)
 python_modules=(tensorboard safetensors nibabel nrrd PIL tifffile scipy)
-reference_packages=(nnunetv2 dynamic_network_architectures "monai==1.3.2" einops)
+# timm: the EVA blocks and rotary embedding of dynamic_network_architectures' Primus (its pin: < 1.0.23).
+reference_packages=(nnunetv2 dynamic_network_architectures "monai==1.3.2" einops "timm<1.0.23")
 ((runtime)) || packages+=("${test_packages[@]}")
 
 if ((print_plan)); then
@@ -77,8 +79,8 @@ if ((!runtime)); then
   fi
   # nnU-Net's own planner, losses and networks and MONAI's metrics for the parity tests, beside Debian's
   # torch (the tests run them with /usr/bin/python3); --no-deps, so that no second torch is pulled.
-  if [ -x /usr/bin/python3 ] && ! /usr/bin/python3 -c "import nnunetv2, dynamic_network_architectures, monai, einops" >/dev/null 2>&1; then
-    echo "setup: installing nnunetv2, dynamic_network_architectures, monai and einops (reference planner, losses, networks and metrics)"
+  if [ -x /usr/bin/python3 ] && ! /usr/bin/python3 -c "import nnunetv2, dynamic_network_architectures, monai, einops, timm" >/dev/null 2>&1; then
+    echo "setup: installing nnunetv2, dynamic_network_architectures, monai, einops and timm (reference planner, losses, networks and metrics)"
     /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --no-deps "${reference_packages[@]}" \
       || /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --break-system-packages --no-deps "${reference_packages[@]}"
   fi

@@ -1,7 +1,7 @@
 /// The networks MedSeg builds; the raw value is the name used on the command line, in configs
 /// and in checkpoints.
 public enum ModelName: String, Codable, CaseIterable, Sendable {
-    case unet, unetpp, plainunet, resencunet, ultralight_vmunet, setr_mla, segresnet, swinunetr, swinunetr_v2, mednext
+    case unet, unetpp, plainunet, resencunet, ultralight_vmunet, setr_mla, segresnet, swinunetr, swinunetr_v2, mednext, primus
 
     /// The published width of each network: what `--features` means when it is not given
     /// (classic U-Net 64, nnU-Net's plain and residual-encoder U-Nets 32, UltraLight VM-UNet's [8, 16, 24, 32, 48, 64], ViT-B/16 768,
@@ -14,6 +14,7 @@ public enum ModelName: String, Codable, CaseIterable, Sendable {
         case .setr_mla: return 768
         case .swinunetr, .swinunetr_v2: return 48
         case .mednext: return 32
+        case .primus: return 8  // its patch embedding per axis (fixed; the width is --model-size's)
         }
     }
 
@@ -27,6 +28,7 @@ public enum ModelName: String, Codable, CaseIterable, Sendable {
         case .segresnet: return 4
         case .swinunetr, .swinunetr_v2: return 4  // its four Swin stages (fixed)
         case .mednext: return 4  // its four levels (fixed; the size is --model-size)
+        case .primus: return 4  // its patch embedding and three decoder stages (fixed; the EVA blocks are --model-size's)
         }
     }
 
@@ -39,7 +41,8 @@ public enum ModelName: String, Codable, CaseIterable, Sendable {
     }
 }
 
-/// The published size of a network that comes in sizes (MedNeXt's S, B, M, L as `create_mednext`).
+/// The published size of a network that comes in sizes (MedNeXt's S, B, M, L as `create_mednext`,
+/// Primus's as `dynamic_network_architectures`' `PrimusS`...`PrimusL`).
 public enum ModelSize: String, Codable, CaseIterable, Sendable { case S, B, M, L }
 
 /// A value outside a fixed set of choices; the message lists them.

@@ -24,7 +24,7 @@ struct BenchmarkCommand: ParsableCommand {
     @Option(help: "Output channels.") var classes = 1
     @Option(help: "Base width (features of the first level; default: the model's published width, e.g. 64 for unet, 8 for ultralight_vmunet).") var features: Int?
     @Option(help: "Levels of the network (default: the model's).") var depth: Int?
-    @Option(help: "mednext: its published size, S, B, M or L (default B).") var modelSize: ModelSize?
+    @Option(help: "mednext, primus: its published size, S, B, M or L (default B).") var modelSize: ModelSize?
     @Option(help: "mednext: its kernel size, 3 or 5 (default 3).") var kernelSize: Int?
     @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
     @Option(help: "auto (cuda:LOCAL_RANK where CUDA is available, else cpu), cpu, cuda or cuda:N.") var device = "auto"
@@ -114,6 +114,8 @@ struct BenchmarkCommand: ParsableCommand {
         var spec = ModelFactory.Spec(name: model.rawValue, dims: dims, inChannels: inChannels, outChannels: classes,
                                      features: features ?? model.defaultFeatures, depth: depth ?? model.defaultDepth)
         (spec.modelSize, spec.kernelSize) = (modelSize, kernelSize)
+        // Primus is made for one input size: the window in sliding-window mode, else --size.
+        if model == .primus { spec.inputShape = try? spatial(mode == "sliding-window" ? patch : size, "--size") }
         return spec
     }
 

@@ -25,10 +25,11 @@ final class NNUNetModelFolderTests: XCTestCase {
     /// An image whose slices are `zSpacing` apart (not the plans' 2 mm) is resampled to the plans'
     /// spacing (cubic, clipped to its range) and the logits back (linear), with scipy's zoom on
     /// skimage's grid (`grid_mode`, edge values): nnU-Net's resample_data_or_seg_to_shape.
+    /// `trainer` nnUNet_Primus_S_Trainer: the network is Primus-S on the plans' patch, as that trainer builds it.
     private func nnUNetModel(_ image: [Float], slices: Int, configuration: String = "3d_fullres", folds: Int = 2, mirror: [Int]?,
-                             residual: Bool = false, zSpacing: Double = 2) throws -> (folder: URL, probabilities: [Float]) {
+                             residual: Bool = false, zSpacing: Double = 2, trainer: String = "nnUNetTrainer") throws -> (folder: URL, probabilities: [Float]) {
         let plansName = residual ? "nnUNetResEncUNetMPlans" : "nnUNetPlans"
-        let folder = temp.appendingPathComponent("Dataset999_Fixture/nnUNetTrainer__\(plansName)__\(configuration)")
+        let folder = temp.appendingPathComponent("Dataset999_Fixture/\(trainer)__\(plansName)__\(configuration)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let raw = temp.appendingPathComponent("image.f32"), reference = temp.appendingPathComponent("reference.f32")
         try image.withUnsafeBufferPointer { Data(buffer: $0) }.write(to: raw)
@@ -36,7 +37,7 @@ final class NNUNetModelFolderTests: XCTestCase {
         _ = try Python.run("""
         import itertools, json, os, pydoc, sys, numpy as np, torch
         from scipy.ndimage import zoom
-        fixture, folder, raw, out, configuration, folds, slices, residual, z_spacing = sys.argv[1:10]
+        fixture, folder, raw, out, configuration, folds, slices, residual, z_spacing, trainer = sys.argv[1:11]
         folds, slices, mirror = int(folds), int(slices), \(mirrorText)
         resampled = int(round(slices * float(z_spacing) / 2.0))
         plans = json.load(open(fixture))
@@ -67,7 +68,11 @@ final class NNUNetModelFolderTests: XCTestCase {
         total = [0] * len(inputs)
         for fold in range(folds):
             torch.manual_seed(11 + fold)
-            net = pydoc.locate(arch["network_class_name"])(input_channels=1, num_classes=3, deep_supervision=True, **kwargs)
+            if trainer == "nnUNet_Primus_S_Trainer":
+                from dynamic_network_architectures.architectures.primus import PrimusS
+                net = PrimusS(1, 3, (8, 8, 8), tuple(plans["configurations"][configuration]["patch_size"]), drop_path_rate=0.2)
+            else:
+                net = pydoc.locate(arch["network_class_name"])(input_channels=1, num_classes=3, deep_supervision=True, **kwargs)
             with torch.no_grad():
                 for _, t in net.named_parameters():
                     t.uniform_(-0.2, 0.2)
@@ -76,11 +81,13 @@ final class NNUNetModelFolderTests: XCTestCase {
             torch.save({"network_weights": net.state_dict(), "optimizer_state": None, "grad_scaler_state": None,
                         "logging": {"mean_fg_dice": [0.5], "ema_fg_dice": [0.5]}, "_best_ema": 0.5, "current_epoch": 1000,
                         "init_args": {"plans": plans, "configuration": configuration, "fold": fold, "dataset_json": dataset, "device": torch.device("cpu")},
-                        "trainer_name": "nnUNetTrainer", "inference_allowed_mirroring_axes": mirror},
+                        "trainer_name": trainer, "inference_allowed_mirroring_axes": mirror},
                        os.path.join(folder, f"fold_{fold}", "checkpoint_final.pth"))
+            def full(o):  # the full-resolution output of a deep-supervised network, or the only one
+                return o[0] if isinstance(o, (list, tuple)) else o
             with torch.no_grad():
                 for i, s in enumerate(inputs):
-                    logits = sum(torch.flip(net(torch.flip(s, f))[0], f) if f else net(s)[0] for f in flips)
+                    logits = sum(torch.flip(full(net(torch.flip(s, f))), f) if f else full(net(s)) for f in flips)
                     total[i] = total[i] + logits / len(flips)
         if resampled != slices:
             total = [torch.from_numpy(zoom((t / folds).double().numpy(), (1, 1, slices / resampled, 1, 1), order=1, mode="nearest", grid_mode=True)) * folds
@@ -88,7 +95,7 @@ final class NNUNetModelFolderTests: XCTestCase {
         probabilities = [torch.softmax(t / folds, 1)[0] for t in total]
         (torch.stack(probabilities, 1) if configuration == "2d" else probabilities[0]).numpy().astype("<f4").tofile(out)
         """, [fixtures.root.appendingPathComponent("nnunet_plans.json").path, folder.path, raw.path, reference.path, configuration,
-              String(folds), String(slices), residual ? "1" : "0", String(zSpacing)], interpreter: "/usr/bin/python3")
+              String(folds), String(slices), residual ? "1" : "0", String(zSpacing), trainer], interpreter: "/usr/bin/python3")
         let probabilities = try Data(contentsOf: reference).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
         return (folder, probabilities)
     }
@@ -136,6 +143,17 @@ final class NNUNetModelFolderTests: XCTestCase {
         let missing = try Executables.runMedSeg(["predict", "--run", folder.path, "--checkpoint", "best", "--input", input.path,
                                                  "--out", temp.appendingPathComponent("none").path], expectSuccess: false)
         XCTAssertTrue(missing.output.contains("\(folder.path): no fold_N/checkpoint_best.pth in this nnU-Net model folder"), missing.output)
+    }
+
+    /// A folder nnU-Net's Primus trainer wrote: its plans name a U-Net, its checkpoint holds Primus-S
+    /// (made for the plans' 16 x 40 x 40 patch), which MedSeg recognises by its weights.
+    func testPredictsFromAPrimusModelFolder() throws {
+        let (values, input) = try ctVolume(slices: 16)
+        let (folder, reference) = try nnUNetModel(values, slices: 16, folds: 1, mirror: [1, 2], trainer: "nnUNet_Primus_S_Trainer")
+        let out = temp.appendingPathComponent("out")
+        let log = try Executables.runMedSeg(["predict", "--run", folder.path, "--input", input.path, "--out", out.path, "--save-probabilities"]).output
+        XCTAssertTrue(log.contains("nnU-Net fold_0/checkpoint_final.pth, epoch 1000"), log)
+        try assertProbabilities(in: out, match: reference, shape: [3, 16, 40, 40])
     }
 
     /// A folder whose checkpoint, dataset.json or plans say what no nnU-Net run writes is refused

@@ -74,6 +74,19 @@ final class PresetTests: XCTestCase {
         assertLossGoesDown(h, "mednext-3d")
     }
 
+    /// Primus's recipe (nnU-Net's nnUNet_Primus_M_Trainer): AdamW 3e-4 after 50 warm-up epochs, clipping at 1.
+    func testPrimus3D() throws {
+        let c = try TrainingPresets.config("primus-3d")
+        XCTAssertEqual([c.model.rawValue, c.model_size.rawValue, c.optimizer.rawValue], ["primus", "M", "adamw"])
+        XCTAssertEqual([c.lr, c.weight_decay, c.grad_clip], [3e-4, 0.05, 1])
+        XCTAssertEqual(c.warmup_epochs, 50)
+        XCTAssertFalse(c.deep_supervision)
+        XCTAssertTrue(c.patch_size.allSatisfy { $0 % 8 == 0 })
+        let h = try train("primus-3d", data: .init(dims: 3, size: [32, 32, 32], classes: 2, seed: 4),
+                          overrides: "model_size: S\npatch_size: [32, 32, 32]\nbatch_size: 2\nepochs: 4\niterations: 2\nwarmup_epochs: 1\nlr: 0.001\naugmentation: none")
+        assertLossGoesDown(h, "primus-3d")
+    }
+
     func testISBIUNet() throws {
         let h = try train("isbi2012-unet", data: .init(dims: 2, size: [32, 32], classes: 1, seed: 1),
                           overrides: "features: 4\ndepth: 3\npatch_size: [32, 32]\nepochs: 4\niterations: 4\nlr: 0.01\nnormalization: zscore")

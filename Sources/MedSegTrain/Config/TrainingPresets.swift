@@ -132,6 +132,27 @@ public enum TrainingPresets {
         loss: dice_ce
         augmentation: nnunet
         """,
+        // Primus-M (Wald et al. 2025) as nnU-Net's nnUNet_Primus_M_Trainer trains it: AdamW 3e-4, weight decay
+        // 0.05, 50 epochs of linear warm-up then poly, gradient norm clipped at 1, Dice + CE without deep
+        // supervision, stochastic depth 0.2 (built into the network), nnU-Net's 1000 epochs of 250 iterations.
+        // The patch must be divisible by the patch embedding of 8. Its AdamW betas are (0.9, 0.98), MedSeg's (0.9, 0.999).
+        "primus-3d": """
+        model: primus
+        model_size: M
+        dims: 3
+        patch_size: [128, 128, 128]
+        batch_size: 2
+        epochs: 1000
+        iterations: 250
+        optimizer: adamw
+        lr: 0.0003
+        weight_decay: 0.05
+        scheduler: poly
+        warmup_epochs: 50
+        grad_clip: 1
+        loss: dice_ce
+        augmentation: nnunet
+        """,
         // The built-in synthetic 2D data set, small enough for a CPU demo.
         "synthetic-2d": """
         model: unet

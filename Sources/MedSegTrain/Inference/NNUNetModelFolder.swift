@@ -130,13 +130,41 @@ public struct NNUNetModelFolder {
             }
             return tensor.shape
         }
-        // The residual encoder's stem, else the plain encoder's first stage, sees the input.
-        let first = try shape("conv.weight") { names in
-            names.first { $0.hasPrefix("encoder.stem.") } ?? names.first { $0.hasPrefix("encoder.stages.0.") }
-        }
-        let heads = weights.keys.filter { $0.hasPrefix("decoder.seg_layers.") && $0.hasSuffix(".weight") }
-        let head = try shape(".weight") { _ in heads.max { Self.index($0) < Self.index($1) } }
         let dims = setup.plan.patch_size.count
+        var network: ModelFactory.Spec
+        var first: [Int], head: [Int]
+        if let embedding = weights["down_projection.proj.weight"], weights["eva.pos_embed"] != nil {
+            // nnU-Net's Primus trainers build the network themselves (the plans name a U-Net): its
+            // published size from the embedding width and the EVA blocks, its input size the plan's patch.
+            let blocks = Set(weights.keys.filter { $0.hasPrefix("eva.blocks.") }.compactMap { $0.split(separator: ".").dropFirst(2).first }).count
+            guard let size = ModelSize.allCases.first(where: {
+                let c = Primus.Config.published($0, inChannels: 1, classes: 1, inputShape: setup.plan.patch_size)
+                return (c.embedDim, c.depth) == (embedding.shape.first ?? 0, blocks)
+            }) else {
+                throw TrainingError("\(file.path): a Primus of width \(embedding.shape.first ?? 0) with \(blocks) EVA blocks is none of PrimusS, B, M or L")
+            }
+            let decoder = weights.keys.filter { $0.hasPrefix("up_projection.decode.") && $0.hasSuffix(".weight") && weights[$0]!.rank == dims + 2 }
+            guard let last = decoder.max(by: { Self.index($0) < Self.index($1) }) else {
+                throw TrainingError("\(file.path): a Primus checkpoint without its up_projection decoder")
+            }
+            // A transposed convolution's weight is [in, out, kernel...].
+            let up = weights[last]!.shape
+            (first, head) = (embedding.shape, [up[1], up[0]] + up.dropFirst(2))
+            network = ModelFactory.Spec(name: ModelName.primus.rawValue, dims: dims, inChannels: first[1], outChannels: head[0],
+                                        features: ModelName.primus.defaultFeatures, depth: ModelName.primus.defaultDepth)
+            (network.modelSize, network.inputShape) = (size, setup.plan.patch_size)
+        } else {
+            // The residual encoder's stem, else the plain encoder's first stage, sees the input.
+            first = try shape("conv.weight") { names in
+                names.first { $0.hasPrefix("encoder.stem.") } ?? names.first { $0.hasPrefix("encoder.stages.0.") }
+            }
+            let heads = weights.keys.filter { $0.hasPrefix("decoder.seg_layers.") && $0.hasSuffix(".weight") }
+            head = try shape(".weight") { _ in heads.max { Self.index($0) < Self.index($1) } }
+            let features = setup.plan.features_per_stage
+            network = ModelFactory.Spec(name: setup.modelName.rawValue, dims: dims, inChannels: first[1],
+                                        outChannels: head[0], features: features.first ?? 32, depth: features.count,
+                                        deepSupervision: true, topology: setup.topology)
+        }
         for (what, s) in [("first convolution", first), ("segmentation head", head)] where s.count != dims + 2 || s.contains(where: { $0 < 1 }) {
             throw TrainingError("\(file.path): its \(what)'s weight has shape \(s); a \(dims)D network's is [out, in, \(dims) kernel sizes]")
         }
@@ -145,10 +173,6 @@ public struct NNUNetModelFolder {
             throw TrainingError("\(file.path): its head has \(head[0]) outputs, but dataset.json beside it gives \(targets.outputChannels) "
                                 + (targets.usesRegions ? "regions" : "labels (background included)"))
         }
-        let features = setup.plan.features_per_stage
-        let network = ModelFactory.Spec(name: setup.modelName.rawValue, dims: setup.plan.patch_size.count, inChannels: first[1],
-                                        outChannels: head[0], features: features.first ?? 32, depth: features.count,
-                                        deepSupervision: true, topology: setup.topology)
         return ModelSpecRecord(network: network, patchSize: setup.plan.patch_size, normalization: IntensityNormalization.none.rawValue,
                                intensityStatistics: nil, labels: description.labelValues, binary: false, configuration: setup.name,
                                labelTargets: targets.isPlain ? nil : targets)
