@@ -110,12 +110,14 @@ public enum ModelFactory {
         case "swinunetr", "swinunetr_v2":
             return try SwinUNETR(.init(dims: spec.dims, inChannels: spec.inChannels, classes: spec.outChannels, featureSize: spec.features,
                                        useV2: spec.name == "swinunetr_v2"))
-        case "primus":
+        case "primus", "primus_v2", "primus_v3":
             guard spec.dims == 3, let shape = spec.inputShape else {
-                throw TorchError("primus is a 3D network made for one input size (the patch size), got dims \(spec.dims)"
+                throw TorchError("\(spec.name) is a 3D network made for one input size (the patch size), got dims \(spec.dims)"
                                  + (spec.inputShape == nil ? " and no input size" : ""))
             }
-            return try Primus(.published(spec.modelSize ?? .B, inChannels: spec.inChannels, classes: spec.outChannels, inputShape: shape))
+            let embedding: Primus.Config.Embedding = spec.name == "primus" ? .patch : spec.name == "primus_v2" ? .residual : .residualWithSkips
+            return try Primus(.published(spec.modelSize ?? .B, inChannels: spec.inChannels, classes: spec.outChannels, inputShape: shape,
+                                         embedding: embedding))
         default:
             throw TorchError("unknown model '\(spec.name)'; available: \(ModelName.allCases.map(\.rawValue).joined(separator: ", "))")
         }
@@ -127,7 +129,7 @@ public enum ModelFactory {
         case "setr_mla": return Array(repeating: 16, count: spec.dims)
         case "swinunetr", "swinunetr_v2": return Array(repeating: SwinUNETR.Config.divisor, count: spec.dims)
         case "mednext": return Array(repeating: 16, count: spec.dims)
-        case "primus": return Array(repeating: 8, count: spec.dims)
+        case "primus", "primus_v2", "primus_v3": return Array(repeating: 8, count: spec.dims)
         case "ultralight_vmunet": return Array(repeating: UltraLightVMUNet.sizeDivisor, count: spec.dims)
         case "plainunet" where spec.topology != nil, "resencunet" where spec.topology != nil: return plainConfig(spec).divisor
         case "unetpp": return unetppConfig(spec).divisor

@@ -1,7 +1,7 @@
 /// The networks MedSeg builds; the raw value is the name used on the command line, in configs
 /// and in checkpoints.
 public enum ModelName: String, Codable, CaseIterable, Sendable {
-    case unet, unetpp, plainunet, resencunet, ultralight_vmunet, setr_mla, segresnet, swinunetr, swinunetr_v2, mednext, primus
+    case unet, unetpp, plainunet, resencunet, ultralight_vmunet, setr_mla, segresnet, swinunetr, swinunetr_v2, mednext, primus, primus_v2, primus_v3
 
     /// The published width of each network: what `--features` means when it is not given
     /// (classic U-Net 64, nnU-Net's plain and residual-encoder U-Nets 32, UltraLight VM-UNet's [8, 16, 24, 32, 48, 64], ViT-B/16 768,
@@ -14,7 +14,7 @@ public enum ModelName: String, Codable, CaseIterable, Sendable {
         case .setr_mla: return 768
         case .swinunetr, .swinunetr_v2: return 48
         case .mednext: return 32
-        case .primus: return 8  // its patch embedding per axis (fixed; the width is --model-size's)
+        case .primus, .primus_v2, .primus_v3: return 8  // its patch embedding per axis (fixed; the width is --model-size's)
         }
     }
 
@@ -28,7 +28,7 @@ public enum ModelName: String, Codable, CaseIterable, Sendable {
         case .segresnet: return 4
         case .swinunetr, .swinunetr_v2: return 4  // its four Swin stages (fixed)
         case .mednext: return 4  // its four levels (fixed; the size is --model-size)
-        case .primus: return 4  // its patch embedding and three decoder stages (fixed; the EVA blocks are --model-size's)
+        case .primus, .primus_v2, .primus_v3: return 4  // its patch embedding and three decoder stages (fixed; the EVA blocks are --model-size's)
         }
     }
 

@@ -26,15 +26,22 @@ public final class Primus: Module {
         public var inputShape: [Int]
         /// Stochastic depth of the last EVA block while training (nnU-Net's Primus trainers: 0.2).
         public var dropPath: Double
+        public var embedding: Embedding
+
+        /// How the image becomes tokens: Primus's one strided convolution, PrimusV2's residual
+        /// stages, or PrimusV3's residual stages with their feature maps added to the tokens.
+        public enum Embedding: String, Codable, Sendable { case patch, residual, residualWithSkips }
 
         public init(inChannels: Int, classes: Int, embedDim: Int, depth: Int, heads: Int, patchEmbedSize: [Int] = [8, 8, 8],
-                    inputShape: [Int], dropPath: Double = 0.2) {
+                    inputShape: [Int], dropPath: Double = 0.2, embedding: Embedding = .patch) {
             self.inChannels = inChannels; self.classes = classes; self.embedDim = embedDim; self.depth = depth
             self.heads = heads; self.patchEmbedSize = patchEmbedSize; self.inputShape = inputShape; self.dropPath = dropPath
+            self.embedding = embedding
         }
 
-        /// The published sizes (`_PRIMUS_CONFIGS`): embedding width, EVA blocks, heads.
-        public static func published(_ size: ModelSize, inChannels: Int, classes: Int, inputShape: [Int]) -> Config {
+        /// The published sizes (`_PRIMUS_CONFIGS`): embedding width, EVA blocks, heads; `PrimusS`... with
+        /// `.patch`, `PrimusV2S`... with `.residual`, `PrimusV3S`... with `.residualWithSkips`.
+        public static func published(_ size: ModelSize, inChannels: Int, classes: Int, inputShape: [Int], embedding: Embedding = .patch) -> Config {
             let (width, depth, heads): (Int, Int, Int)
             switch size {
             case .S: (width, depth, heads) = (396, 12, 6)
@@ -42,7 +49,8 @@ public final class Primus: Module {
             case .M: (width, depth, heads) = (864, 16, 12)
             case .L: (width, depth, heads) = (1056, 24, 16)
             }
-            return Config(inChannels: inChannels, classes: classes, embedDim: width, depth: depth, heads: heads, inputShape: inputShape)
+            return Config(inChannels: inChannels, classes: classes, embedDim: width, depth: depth, heads: heads, inputShape: inputShape,
+                          embedding: embedding)
         }
 
         /// Tokens per axis.
@@ -50,7 +58,7 @@ public final class Primus: Module {
     }
 
     public let config: Config
-    let downProjection: PrimusPatchEmbed
+    let downProjection: Module
     let eva: EvaEncoder
     let upProjection: PrimusPatchDecode
     let maskToken: Tensor
@@ -62,6 +70,7 @@ public final class Primus: Module {
             throw TorchError("Primus's input size \(config.inputShape) must be divisible by its patch embedding \(p)")
         }
         guard p.allSatisfy({ $0 >= 2 && $0 & ($0 - 1) == 0 }) else { throw TorchError("Primus's patch embedding must be powers of 2, got \(p)") }
+        guard config.embedding == .patch || p == [8, 8, 8] else { throw TorchError("PrimusV2 and V3 embed patches of 8 per axis, got \(p)") }
         let headDim = config.embedDim / max(config.heads, 1)
         // The rotary embedding turns each head's channels as pairs over 3 axes of 4-channel bands.
         guard config.heads >= 1, config.embedDim % config.heads == 0, headDim % 6 == 0, (headDim * 2 / 3) % 4 == 0 else {
@@ -69,7 +78,15 @@ public final class Primus: Module {
         }
         self.config = config
         maskToken = try Tensor.zeros([1, 1, config.embedDim])
-        downProjection = try PrimusPatchEmbed(inChannels: config.inChannels, embedDim: config.embedDim, patch: p)
+        switch config.embedding {
+        case .patch: downProjection = try PrimusPatchEmbed(inChannels: config.inChannels, embedDim: config.embedDim, patch: p)
+        case .residual:
+            downProjection = try PrimusResidualEmbed(inChannels: config.inChannels, embedDim: config.embedDim, widths: [32, 32, 64, 128],
+                                                     negativeSlope: 0, skips: false)
+        case .residualWithSkips:
+            downProjection = try PrimusResidualEmbed(inChannels: config.inChannels, embedDim: config.embedDim, widths: [32, 64, 256, 1024],
+                                                     negativeSlope: 0.01, skips: true)
+        }
         upProjection = try PrimusPatchDecode(patch: p, embedDim: config.embedDim, classes: config.classes)
         eva = try EvaEncoder(dim: config.embedDim, depth: config.depth, heads: config.heads, grid: config.tokenGrid, dropPath: config.dropPath)
         super.init()

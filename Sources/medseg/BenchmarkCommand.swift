@@ -115,7 +115,7 @@ struct BenchmarkCommand: ParsableCommand {
                                      features: features ?? model.defaultFeatures, depth: depth ?? model.defaultDepth)
         (spec.modelSize, spec.kernelSize) = (modelSize, kernelSize)
         // Primus is made for one input size: the window in sliding-window mode, else --size.
-        if model == .primus { spec.inputShape = try? spatial(mode == "sliding-window" ? patch : size, "--size") }
+        if [.primus, .primus_v2, .primus_v3].contains(model) { spec.inputShape = try? spatial(mode == "sliding-window" ? patch : size, "--size") }
         return spec
     }
 

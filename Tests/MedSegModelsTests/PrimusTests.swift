@@ -10,7 +10,8 @@ import Torch
 /// at a constant, and torch.saves its state dict, an input and its output; MedSeg loads that .pth
 /// whole and must give the same output within 1e-4, with the same parameter names and count.
 final class PrimusTests: XCTestCase {
-    private func checkAgainstReference(size: String, inChannels: Int, classes: Int, shape: [Int]) throws {
+    /// `variant` "" (Primus), "V2" or "V3": the class `Primus{variant}{size}`.
+    private func checkAgainstReference(size: String, variant: String = "", inChannels: Int, classes: Int, shape: [Int]) throws {
         let folder = try makeTemporaryFolder("primus")
         defer { try? FileManager.default.removeItem(at: folder) }
         let script = """
@@ -20,7 +21,7 @@ final class PrimusTests: XCTestCase {
         size, cin, classes, folder = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
         shape = tuple(int(v) for v in sys.argv[5].split(","))
         torch.manual_seed(0)
-        m = getattr(primus, "Primus" + size)(cin, classes, (8, 8, 8), shape)
+        m = getattr(primus, "Primus" + sys.argv[6] + size)(cin, classes, (8, 8, 8), shape)
         with torch.no_grad():
             for p in m.parameters():
                 if p.dim() == 1:
@@ -33,17 +34,21 @@ final class PrimusTests: XCTestCase {
         torch.save({"input": x, "output": y}, folder + "/io.pth")
         print(sum(p.numel() for p in m.parameters()), " ".join(k for k, _ in m.named_parameters()))
         """
-        let output = try Python.run(script, [size, "\(inChannels)", "\(classes)", folder.path, shape.map(String.init).joined(separator: ",")],
+        let output = try Python.run(script, [size, "\(inChannels)", "\(classes)", folder.path, shape.map(String.init).joined(separator: ","), variant],
                                     interpreter: "/usr/bin/python3").split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
-        let net = try Primus(.published(try XCTUnwrap(ModelSize(rawValue: size)), inChannels: inChannels, classes: classes, inputShape: shape))
+        let embedding: Primus.Config.Embedding = variant == "" ? .patch : variant == "V2" ? .residual : .residualWithSkips
+        let net = try Primus(.published(try XCTUnwrap(ModelSize(rawValue: size)), inChannels: inChannels, classes: classes, inputShape: shape,
+                                        embedding: embedding))
         XCTAssertEqual(net.parameterCount(), Int(output[0]))
         XCTAssertEqual(net.namedParameters().map(\.name), Array(output.dropFirst()))
-        let report = try net.load(try WeightsFile.read(folder.appendingPathComponent("weights.pth")).tensors)
+        // nnU-Net's conv blocks hold their layers twice (`all_modules.N` beside `conv`, `norm`): one copy loads.
+        let weights = try WeightsFile.read(folder.appendingPathComponent("weights.pth")).tensors
+        let report = try net.load(StateDict(weights.pairs.filter { !PlainConvUNet.isAlias($0.name) }))
         XCTAssertTrue(report.isExact, "\(report)")
         let io = try PyTorchCheckpoint.stateDict(from: folder.appendingPathComponent("io.pth"))
         net.eval()
         try FixtureSupport.assertClose(try net(try XCTUnwrap(io["input"])), try XCTUnwrap(io["output"]), rtol: 1e-4, atol: 1e-4,
-                                       "Primus-\(size) at \(shape)")
+                                       "Primus\(variant)-\(size) at \(shape)")
     }
 
     func testPrimusSMatchesTheReference() throws { try checkAgainstReference(size: "S", inChannels: 1, classes: 3, shape: [32, 32, 32]) }
@@ -52,6 +57,16 @@ final class PrimusTests: XCTestCase {
     /// rotary angles must line up with the reference's.
     func testAnisotropicInputMatchesTheReference() throws {
         try checkAgainstReference(size: "S", inChannels: 2, classes: 2, shape: [16, 32, 24])
+    }
+
+    /// PrimusV2: residual stages (ReLU) embed the patches.
+    func testPrimusV2MatchesTheReference() throws {
+        try checkAgainstReference(size: "S", variant: "V2", inChannels: 1, classes: 2, shape: [16, 32, 24])
+    }
+
+    /// PrimusV3: residual stages (LeakyReLU) whose earlier maps are added to the tokens.
+    func testPrimusV3MatchesTheReference() throws {
+        try checkAgainstReference(size: "S", variant: "V3", inChannels: 2, classes: 3, shape: [16, 32, 24])
     }
 
     /// `--model primus --model-size S|M` builds the published networks: the reference's parameter

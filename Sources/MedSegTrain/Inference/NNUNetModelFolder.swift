@@ -133,15 +133,20 @@ public struct NNUNetModelFolder {
         let dims = setup.plan.patch_size.count
         var network: ModelFactory.Spec
         var first: [Int], head: [Int]
-        if let embedding = weights["down_projection.proj.weight"], weights["eva.pos_embed"] != nil {
+        if let positions = weights["eva.pos_embed"], positions.rank == 3,
+           let input = weights["down_projection.proj.weight"] ?? weights["down_projection.stem.blocks.0.conv1.conv.weight"] {
             // nnU-Net's Primus trainers build the network themselves (the plans name a U-Net): its
-            // published size from the embedding width and the EVA blocks, its input size the plan's patch.
+            // published size from the embedding width and the EVA blocks, its input size the plan's
+            // patch, the variant from its patch embedding (one convolution, or V2's or V3's residual stages).
+            let name: ModelName = weights["down_projection.proj.weight"] != nil ? .primus
+                : weights["down_projection.proj_to_tokens.0.weight"] != nil ? .primus_v3 : .primus_v2
+            let width = positions.shape[2]
             let blocks = Set(weights.keys.filter { $0.hasPrefix("eva.blocks.") }.compactMap { $0.split(separator: ".").dropFirst(2).first }).count
             guard let size = ModelSize.allCases.first(where: {
                 let c = Primus.Config.published($0, inChannels: 1, classes: 1, inputShape: setup.plan.patch_size)
-                return (c.embedDim, c.depth) == (embedding.shape.first ?? 0, blocks)
+                return (c.embedDim, c.depth) == (width, blocks)
             }) else {
-                throw TrainingError("\(file.path): a Primus of width \(embedding.shape.first ?? 0) with \(blocks) EVA blocks is none of PrimusS, B, M or L")
+                throw TrainingError("\(file.path): a Primus of width \(width) with \(blocks) EVA blocks is none of the published sizes S, B, M or L")
             }
             let decoder = weights.keys.filter { $0.hasPrefix("up_projection.decode.") && $0.hasSuffix(".weight") && weights[$0]!.rank == dims + 2 }
             guard let last = decoder.max(by: { Self.index($0) < Self.index($1) }) else {
@@ -149,9 +154,9 @@ public struct NNUNetModelFolder {
             }
             // A transposed convolution's weight is [in, out, kernel...].
             let up = weights[last]!.shape
-            (first, head) = (embedding.shape, [up[1], up[0]] + up.dropFirst(2))
-            network = ModelFactory.Spec(name: ModelName.primus.rawValue, dims: dims, inChannels: first[1], outChannels: head[0],
-                                        features: ModelName.primus.defaultFeatures, depth: ModelName.primus.defaultDepth)
+            (first, head) = (input.shape, [up[1], up[0]] + up.dropFirst(2))
+            network = ModelFactory.Spec(name: name.rawValue, dims: dims, inChannels: first[1], outChannels: head[0],
+                                        features: name.defaultFeatures, depth: name.defaultDepth)
             (network.modelSize, network.inputShape) = (size, setup.plan.patch_size)
         } else {
             // The residual encoder's stem, else the plain encoder's first stage, sees the input.

@@ -125,7 +125,7 @@ public struct TrainingSetup {
                                         features: c.width, depth: c.levels, deepSupervision: c.deep_supervision, topology: topology)
         if c.model == .setr_mla { network.freezeEncoder = c.freeze_encoder }
         if c.model == .mednext { (network.modelSize, network.kernelSize) = (c.model_size, c.kernel_size) }
-        if c.model == .primus { (network.modelSize, network.inputShape) = (c.model_size, c.patch_size) }
+        if [.primus, .primus_v2, .primus_v3].contains(c.model) { (network.modelSize, network.inputShape) = (c.model_size, c.patch_size) }
         self.network = network
         spec = ModelSpecRecord(network: self.network, patchSize: c.patch_size, normalization: c.normalization.rawValue,
                                intensityStatistics: ctStats, labels: dataset.description.labelValues, binary: binary,
