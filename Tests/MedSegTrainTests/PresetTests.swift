@@ -66,6 +66,7 @@ final class PresetTests: XCTestCase {
         XCTAssertEqual(c.optimizer, .adamw)
         XCTAssertEqual(c.lr, 1e-3)
         XCTAssertEqual(c.weight_decay, 3e-5)
+        XCTAssertEqual(c.eps, 1e-4)
         XCTAssertTrue(c.deep_supervision)
         XCTAssertEqual(c.epochs * c.iterations, 250_000)
         XCTAssertEqual(try MedNeXt(.init(size: c.model_size, dims: c.dims, classes: 3, kernelSize: c.kernel_size)).config.divisor, 16)
@@ -78,7 +79,7 @@ final class PresetTests: XCTestCase {
     func testPrimus3D() throws {
         let c = try TrainingPresets.config("primus-3d")
         XCTAssertEqual([c.model.rawValue, c.model_size.rawValue, c.optimizer.rawValue], ["primus", "M", "adamw"])
-        XCTAssertEqual([c.lr, c.weight_decay, c.grad_clip], [3e-4, 0.05, 1])
+        XCTAssertEqual([c.lr, c.weight_decay, c.grad_clip, c.beta1, c.beta2], [3e-4, 0.05, 1, 0.9, 0.98])
         XCTAssertEqual(c.warmup_epochs, 50)
         XCTAssertFalse(c.deep_supervision)
         XCTAssertTrue(c.patch_size.allSatisfy { $0 % 8 == 0 })

@@ -1,5 +1,6 @@
 import XCTest
 @testable import MedSegTrain
+import Torch
 
 /// Each option is declared once, in `TrainingConfig`; these check what the declarations give.
 final class TrainingOptionTests: XCTestCase {
@@ -55,5 +56,17 @@ final class TrainingOptionTests: XCTestCase {
         var c = TrainingConfig()
         c.depth = 4
         XCTAssertEqual(try TrainingConfig().merging(yaml: c.yaml(), source: "config.yaml").depth, 4)
+    }
+}
+
+/// Options added since the options are declared once reach what they set.
+final class AdamOptionTests: XCTestCase {
+    func testBetasAndEpsReachAdamW() throws {
+        var c = try TrainingConfig().merging(yaml: "optimizer: adamw\nbeta2: 0.98\neps: 0.0001\n", source: "a.yaml")
+        let group = try TrainingSetup.makeOptimizer(c, [Tensor.zeros([2])]).paramGroups[0]
+        XCTAssertEqual(group[option: "betas"], .pair(0.9, 0.98))
+        XCTAssertEqual(group[option: "eps"], .number(1e-4))
+        c.beta1 = 1
+        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("key 'beta1': must be in [0, 1)"), "\($0)") }
     }
 }

@@ -63,6 +63,15 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     @TrainingOption("Iterations per epoch.", check: positive) public var iterations = 50
     @TrainingOption("The optimizer; sophiag is Sophia-G (also \"sophia\"; keys rho and hessian_interval).") public var optimizer = OptimizerName.adam
     @TrainingOption("Learning rate.", check: { $0 > 0 && $0.isFinite ? nil : "must be a positive number, got \($0)" }) public var lr = 1e-3
+    @TrainingOption("adam, adamw: the decay of the gradient's running mean (PyTorch's betas[0]).",
+                    check: { (0..<1).contains($0) ? nil : "must be in [0, 1), got \($0)" })
+    public var beta1 = 0.9
+    @TrainingOption("adam, adamw: the decay of the squared gradient's running mean (betas[1]; Primus's trainers 0.98).",
+                    check: { (0..<1).contains($0) ? nil : "must be in [0, 1), got \($0)" })
+    public var beta2 = 0.999
+    @TrainingOption("adam, adamw: the term added to the denominator (MedNeXt's trainer 1e-4).",
+                    check: { $0.isFinite && $0 > 0 ? nil : "must be a positive number, got \($0)" })
+    public var eps = 1e-8
     @TrainingOption("SGD momentum.", check: { !$0.isFinite ? "must be a finite number, got \($0)" : (0..<1).contains($0) ? nil : "must be in [0, 1), got \($0)" })
     public var momentum = 0.99
     @TrainingOption("SGD with Nesterov momentum.") public var nesterov = true

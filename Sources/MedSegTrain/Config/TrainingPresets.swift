@@ -114,7 +114,7 @@ public enum TrainingPresets {
         """,
         // MedNeXt (Roy et al. 2023) as MIC-DKFZ trains it (nnUNetTrainerV2_MedNeXt_B_kernel3): nnU-Net v2's
         // loop (1000 epochs of 250 iterations, poly, Dice + CE with deep supervision, weight decay 3e-5)
-        // with AdamW at 1e-3. Its AdamW eps is 1e-4 for fp16, MedSeg's 1e-8 (fp32 by default).
+        // with AdamW at 1e-3 and its eps of 1e-4.
         "mednext-3d": """
         model: mednext
         model_size: B
@@ -127,6 +127,7 @@ public enum TrainingPresets {
         iterations: 250
         optimizer: adamw
         lr: 0.001
+        eps: 0.0001
         weight_decay: 0.00003
         scheduler: poly
         loss: dice_ce
@@ -135,7 +136,7 @@ public enum TrainingPresets {
         // Primus-M (Wald et al. 2025) as nnU-Net's nnUNet_Primus_M_Trainer trains it: AdamW 3e-4, weight decay
         // 0.05, 50 epochs of linear warm-up then poly, gradient norm clipped at 1, Dice + CE without deep
         // supervision, stochastic depth 0.2 (built into the network), nnU-Net's 1000 epochs of 250 iterations.
-        // The patch must be divisible by the patch embedding of 8. Its AdamW betas are (0.9, 0.98), MedSeg's (0.9, 0.999).
+        // AdamW's betas are (0.9, 0.98). The patch must be divisible by the patch embedding of 8.
         "primus-3d": """
         model: primus
         model_size: M
@@ -146,6 +147,7 @@ public enum TrainingPresets {
         iterations: 250
         optimizer: adamw
         lr: 0.0003
+        beta2: 0.98
         weight_decay: 0.05
         scheduler: poly
         warmup_epochs: 50

@@ -170,8 +170,8 @@ public struct TrainingSetup {
         let group = ParamGroup(params: params, lr: c.lr, weightDecay: c.weight_decay)
         switch c.optimizer {
         case .sgd: return try SGD(groups: [group], momentum: c.momentum, nesterov: c.nesterov && c.momentum > 0)
-        case .adamw: return AdamW(groups: [group])
-        case .adam: return Adam(groups: [group])
+        case .adamw: return AdamW(groups: [group], betas: (c.beta1, c.beta2), eps: c.eps)
+        case .adam: return Adam(groups: [group], betas: (c.beta1, c.beta2), eps: c.eps)
         case .sophiag: return SophiaG(groups: [group], betas: (0.965, 0.99), rho: c.rho, weightDecay: c.weight_decay)
         }
     }
