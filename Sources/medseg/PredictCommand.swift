@@ -16,8 +16,9 @@ struct PredictCommand: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Folds to ensemble (RUN/fold_N, N or all), averaging their probabilities.") var folds: [String] = []
     @Option(help: "For a 3d_cascade_fullres run: the 3d_lowres experiment folder, predicted first with the same --folds.") var previousStage: String?
     @Option(help: "best, final, latest or a checkpoint file (default: best; final for a model folder nnU-Net trained, as nnU-Net predicts).") var checkpoint: String?
-    @Option(help: "Folder of images (CASE_0000.ext per channel, or single files), of DICOM series folders (one case each), or one DICOM series folder.")
+    @Option(help: "Folder of images (CASE_0000.ext per channel, or single files), of DICOM series folders (one case each), one DICOM series folder, or a DICOMweb study or series address (http://HOST:PORT/dicom-web/studies/UID[/series/UID]; fetched with WADO-RS, one case named by its series UID).")
     var input: String
+    @Option(help: "DICOMweb: seconds to wait for each answer (requests failing for the network's sake are tried twice more).") var webTimeout: Double = 60
     @Option(help: "DICOM: the series (number or UID) to predict in folders holding several.") var series: String?
     @Option(help: "Output folder.") var out: String
     @Option(help: "postprocessing.json (from `medseg find-best`), or nnU-Net's postprocessing.pkl/.json, to apply to the predictions.") var postprocessing: String?
@@ -83,7 +84,10 @@ struct PredictCommand: ParsableCommand {
         let spec = inference.spec
         let post = try archive.describingErrors { try (postprocessing.map { URL(fileURLWithPath: $0) } ?? archive?.postprocessing).map { try Postprocessing.load($0) } }
 
-        let inputURL = URL(fileURLWithPath: input), outURL = URL(fileURLWithPath: out)
+        // A DICOMweb series is fetched into a folder of its own first, then predicted as a series folder.
+        let staged = try DICOMWebLocation.isWebAddress(input) ? DICOMWebStaging.fetch(input, series: series, timeout: webTimeout) : nil
+        defer { staged?.remove() }
+        let inputURL = staged?.folder ?? URL(fileURLWithPath: input), outURL = URL(fileURLWithPath: out)
         try InputFiles.refuseSameFolder(output: outURL, outputOption: "--out", input: inputURL, inputOption: "--input")
         let (groups, unreadable) = try Self.cases(in: inputURL, channels: inference.imageChannels, series: series)
         guard !groups.isEmpty || !unreadable.isEmpty else { throw ValidationError("\(input): no images found") }

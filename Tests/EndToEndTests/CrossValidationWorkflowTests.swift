@@ -412,6 +412,33 @@ final class CrossValidationWorkflowTests: XCTestCase {
 
 extension CrossValidationWorkflowTests {
     /// DICOM series predict as their NIfTI conversions do, the masks in each series' geometry.
+    /// A series on a PACS (Orthanc with its DICOMweb plugin, started for this test on ports of its
+    /// own): `predict --input` takes its study's address, fetches the series with WADO-RS and
+    /// predicts what the same series predicts from disk; an address nothing answers is one line.
+    func testDICOMwebSeriesPredictsAsTheSameSeriesOnDisk() throws {
+        let (data, _) = try plannedDataset(batch: 2)
+        let exp = temp.appendingPathComponent("exp").path
+        _ = try train(data, exp, fold: "0")
+        let orthanc = try OrthancServer()
+        defer { orthanc.stop() }
+        let series = temp.appendingPathComponent("pacs/patientA")
+        let written = try DICOMFixtures.writeSeries(series, ["--size", "24,20,9", "--orientation", "oblique", "--shuffle"])
+        let files = try FileManager.default.contentsOfDirectory(at: series, includingPropertiesForKeys: nil)
+        let study = try XCTUnwrap(try DICOMWebClient(timeout: 10).store(files, to: orthanc.dicomWeb))
+        let fromWeb = temp.appendingPathComponent("from-web"), fromDisk = temp.appendingPathComponent("from-disk")
+        let log = try medseg(["predict", "--run", exp, "--folds", "0", "--checkpoint", "final", "--input", study.absoluteString, "--out", fromWeb.path]).output
+        XCTAssertTrue(log.contains("fetched 9 instance(s) of series \(written.uid)") && log.contains("wrote 1 prediction(s)"), log)
+        try medseg(["predict", "--run", exp, "--folds", "0", "--checkpoint", "final", "--input", series.path, "--out", fromDisk.path])
+        let web = try ImageIO.read(fromWeb.appendingPathComponent("\(written.uid).nii.gz"))
+        let disk = try ImageIO.read(fromDisk.appendingPathComponent("patientA.nii.gz"))
+        XCTAssertEqual(web.voxels, disk.voxels)
+        XCTAssertEqual(web.geometry, disk.geometry)
+        orthanc.stop()
+        let gone = try medseg(["predict", "--run", exp, "--folds", "0", "--input", study.absoluteString, "--out", temp.appendingPathComponent("gone").path,
+                               "--web-timeout", "2"], expectSuccess: false)
+        XCTAssertTrue(gone.output.contains("Error: \(study.absoluteString)/series: GET failed: cannot connect"), gone.output)
+    }
+
     func testDICOMSeriesPredictAsTheirNIfTIConversions() throws {
         let (data, _) = try plannedDataset(batch: 2)
         let exp = temp.appendingPathComponent("exp").path

@@ -103,6 +103,12 @@ final class SlidingWindowTests: XCTestCase {
         XCTAssertEqual(window.stepFraction, 0.25)
         XCTAssertEqual(window.batchSize, 3)
         XCTAssertEqual(window.mirrorAxes, [])
+        XCTAssertEqual(Predictor(model: conv, spec: spec).window(for: [20, 64]).patchSize, [20, 32], "a small image, a small window")
+        // A network made for one input size (Primus) gets it whatever the image: smaller ones are padded.
+        var fixed = ModelSpecRecord(network: .init(name: "primus", dims: 3, inChannels: 1, outChannels: 2, features: 8, depth: 4), patchSize: [16, 32, 32],
+                                    normalization: "zscore", intensityStatistics: nil, labels: [0, 1], binary: false, configuration: nil, labelTargets: nil)
+        fixed.network.inputShape = [16, 32, 32]
+        XCTAssertEqual(Predictor(model: conv, spec: fixed).window(for: [8, 16, 40]).patchSize, [16, 32, 32])
     }
 
     func testLogitsOverTheGPUBudgetAddUpOnTheCPU() throws {

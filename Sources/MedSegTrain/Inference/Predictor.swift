@@ -58,10 +58,12 @@ public struct Predictor {
     }
 
     /// The sliding window over an image of `spatial` size: windows of the training patch, but never
-    /// larger than needed for a small image (rounded up to what the network accepts).
+    /// larger than needed for a small image (rounded up to what the network accepts); a network made
+    /// for one input size (Primus) always gets that size, a small image padded up to it.
     func window(for spatial: [Int]) -> SlidingWindow {
         let divisors = ModelFactory.sizeDivisors(spec.network)
-        let patch = spec.patchSize.indices.map { a in min(spec.patchSize[a], (spatial[a] + divisors[a] - 1) / divisors[a] * divisors[a]) }
+        let patch = spec.network.inputShape
+            ?? spec.patchSize.indices.map { a in min(spec.patchSize[a], (spatial[a] + divisors[a] - 1) / divisors[a] * divisors[a]) }
         var window = SlidingWindow(patchSize: patch, stepFraction: windowSettings.stepSize, mirrorAxes: mirror ? mirrorAxes ?? Array(0..<spec.dims) : [],
                                    batchSize: windowSettings.windowBatch)
         window.accumulationDevice = accumulationDevice(voxels: spatial.reduce(1, *))
