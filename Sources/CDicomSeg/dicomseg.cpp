@@ -207,6 +207,11 @@ int buildSegmentation(const char *const *files, int fileCount, const mds_grid &g
         }
     }
 
+    size_t frameCount = 0;
+    for (const auto &here : present)
+        for (int v = 1; v <= segmentCount; ++v) frameCount += size_t(here[size_t(v)]);
+    if (frameCount == 0) return fail("the label map holds no label above 0: a SEG needs at least one frame");
+
     DcmSegmentation *created = nullptr;
     IODGeneralEquipmentModule::EquipmentInfo equipment("MedSeg", "MedSeg", "1", "1");
     ContentIdentificationMacro content("1", "SEGMENTATION", description, "");

@@ -208,13 +208,13 @@ final class DICOMSegmentationTests: XCTestCase {
         let (series, _) = try seriesAndLabels("axial")
         XCTAssertThrowsError(try DICOMSegmentation.read(series.files[0])) { error in
             XCTAssertEqual((error as? DataError)?.file, series.files[0].path)
-            XCTAssertTrue("\(error)".contains("not a DICOM Segmentation (its SOP Class UID is '1.2.840.10008.5.1.4.1.1.2'"), "\(error)")
+            XCTAssertTrue((error as? DataError)?.problem.hasPrefix("not a DICOM Segmentation (its SOP Class UID is '1.2.840.10008.5.1.4.1.1.2'") == true, "\(error)")
         }
         let text = scratch.appendingPathComponent("notes.dcm")
         try Data("not DICOM at all".utf8).write(to: text)
         XCTAssertThrowsError(try DICOMSegmentation.read(text)) { error in
             XCTAssertEqual((error as? DataError)?.file, text.path)
-            XCTAssertTrue("\(error)".contains("not a DICOM file"), "\(error)")
+            XCTAssertTrue((error as? DataError)?.problem.hasPrefix("not a DICOM file") == true, "\(error)")
         }
     }
 

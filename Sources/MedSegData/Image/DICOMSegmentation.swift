@@ -116,7 +116,10 @@ public enum DICOMSegmentation {
 
     private static func withSegmentation<T>(_ url: URL, _ body: (mds_segmentation) throws -> T) throws -> T {
         var seg = mds_segmentation()
-        guard mds_read(url.path, &seg) == 0 else { throw DataError(String(cString: mds_last_error())).about(url) }
+        guard mds_read(url.path, &seg) == 0 else {
+            let message = String(cString: mds_last_error())
+            throw DataError(file: url, message.hasPrefix(url.path + ": ") ? String(message.dropFirst(url.path.count + 2)) : message)
+        }
         defer { mds_free(&seg) }
         return try body(seg)
     }
