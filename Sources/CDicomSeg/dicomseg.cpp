@@ -50,9 +50,8 @@ std::string number(double value) {
 
 // DCMTK logs its own warnings to standard error; MedSeg reports failures itself, in one line.
 void quietDCMTK() {
-    static bool done = false;
-    if (!done) OFLog::configure(OFLogger::FATAL_LOG_LEVEL);
-    done = true;
+    static const bool configured = (OFLog::configure(OFLogger::FATAL_LOG_LEVEL), true);
+    (void)configured;
 }
 
 // What a reference file contributes: its identity and where it lies.

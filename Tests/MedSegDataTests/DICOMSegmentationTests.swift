@@ -179,6 +179,34 @@ final class DICOMSegmentationTests: XCTestCase {
         }
     }
 
+    /// MedSeg's reader on a SEG it did not write: highdicom's, of the same label map.
+    func testHighdicomSegmentationReadsBackIntoTheLabelMap() throws {
+        let (series, labels) = try seriesAndLabels("oblique")
+        let url = scratch.appendingPathComponent("highdicom.dcm")
+        let script = """
+            import glob, sys
+            import highdicom as hd, numpy as np, pydicom
+            src = [pydicom.dcmread(f) for f in glob.glob(sys.argv[1] + "/*")]
+            o = np.array(src[0].ImageOrientationPatient, float)
+            src.sort(key=lambda d: float(np.dot(np.array(d.ImagePositionPatient, float), np.cross(o[:3], o[3:]))))
+            for d in src:  # type-2 attributes the fixture writer leaves out and highdicom copies
+                for a in ("PatientBirthDate", "PatientSex", "StudyID", "AccessionNumber", "ReferringPhysicianName"):
+                    setattr(d, a, d.get(a, ""))
+            shape = (len(src), src[0].Rows, src[0].Columns)
+            mask = np.array([int(v) for v in sys.argv[3].split(",")], np.uint8).reshape(shape)
+            code = lambda v, m: hd.sr.CodedConcept(v, "SCT", m)
+            segments = [hd.seg.SegmentDescription(n, f"s{n}", code("91723000", "Anatomical Structure"), code("85756007", "Tissue"),
+                                                  hd.seg.SegmentAlgorithmTypeValues.MANUAL) for n in (1, 2, 3)]
+            seg = hd.seg.Segmentation(src, mask, hd.seg.SegmentationTypeValues.BINARY, segments, hd.UID(), 1, hd.UID(), 1,
+                                      "test", "test", "1", "1")
+            seg.save_as(sys.argv[2])
+            """
+        _ = try Python.run(script, [series.files[0].deletingLastPathComponent().path, url.path, labels.voxels.map { String(Int($0)) }.joined(separator: ",")],
+                           interpreter: "/usr/bin/python3")
+        XCTAssertEqual(try DICOMSegmentation.read(url, reference: DICOM.read(series)).voxels, labels.voxels)
+        XCTAssertEqual(try DICOMSegmentation.segmentLabels(url), ["s1", "s2", "s3"])
+    }
+
     func testLabelMapOffTheSeriesGridIsRefusedNamingTheFile() throws {
         let (series, labels) = try seriesAndLabels("axial")
         let url = scratch.appendingPathComponent("off.dcm")
