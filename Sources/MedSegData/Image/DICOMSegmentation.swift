@@ -13,13 +13,13 @@ public enum DICOMSegmentation {
     public static func write(labels: MedicalImage, reference: DICOMSeries, segments: [SegmentDescription],
                              description: String = "MedSeg segmentation", to url: URL) throws {
         guard labels.dims == 3, labels.channels == 1 else {
-            throw DataError(file: url, "a SEG is written from one 3D label map, not \(labels.channels) channel(s) of \(labels.dims)D")
+            throw DataError("a SEG is written from one 3D label map, not \(labels.channels) channel(s) of \(labels.dims)D")
         }
-        guard !segments.isEmpty else { throw DataError(file: url, "the label map holds no label above 0: there is no segment to write") }
+        guard !segments.isEmpty else { throw DataError("the label map holds no label above 0: there is no segment to write") }
         var values = [UInt16](repeating: 0, count: labels.voxelCount)
         for (i, v) in labels.voxels.enumerated() {
             guard v >= 0, v <= 65535, v == v.rounded() else {
-                throw DataError(file: url, "the label map holds \(v), not a label (whole numbers 0 to 65535)")
+                throw DataError("the label map holds \(v), not a label (whole numbers 0 to 65535)")
             }
             values[i] = UInt16(v)
         }
