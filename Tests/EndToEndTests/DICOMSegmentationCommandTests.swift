@@ -65,6 +65,14 @@ final class DICOMSegmentationCommandTests: XCTestCase {
         XCTAssertNotEqual(wrong.status, 0)
         XCTAssertTrue(wrong.output.contains("Error: \(other.path): the reference series has 7 files, the label map 6 slices"), wrong.output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: seg.path))
+        // Values that are not labels.
+        var fractional = map
+        fractional.voxels[5] = 0.5
+        fractional.pixelType = .float32
+        let blurred = temp.appendingPathComponent("fractional.nii.gz")
+        try ImageIO.write(fractional, to: blurred)
+        let notLabels = try medseg(["data", "convert", blurred.path, seg.path, "--reference", series.path], expectSuccess: false)
+        XCTAssertTrue(notLabels.output.contains("Error: \(blurred.path): the label map holds 0.5, not a label"), notLabels.output)
         // No series to reference.
         let none = try medseg(["data", "convert", labels.path, seg.path], expectSuccess: false)
         XCTAssertTrue(none.output.contains("needs --reference SERIES_DIR"), none.output)
@@ -74,6 +82,6 @@ final class DICOMSegmentationCommandTests: XCTestCase {
             XCTAssertTrue("\(error)".hasPrefix("\(slice.path): not a DICOM Segmentation"), "\(error)")
         }
         // Only the inputs are left: nothing half-written.
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: temp.path).sorted(), ["ct.nii.gz", "labels.nii.gz", "series", "short.nii.gz"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: temp.path).sorted(), ["ct.nii.gz", "fractional.nii.gz", "labels.nii.gz", "series", "short.nii.gz"])
     }
 }
