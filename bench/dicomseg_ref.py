@@ -51,7 +51,7 @@ def reference(series, npy, segments, out):
     algorithm = hd.AlgorithmIdentificationSequence(name="highdicom-bench", version="1", family=codes.cid7162.ArtificialIntelligence)
     descriptions = [hd.seg.SegmentDescription(
         segment_number=n, segment_label=f"Label {n}",
-        segmented_property_category=hd.sr.CodedConcept("91723000", "SCT", "Anatomical Structure"),
+        segmented_property_category=hd.sr.CodedConcept("85756007", "SCT", "Tissue"),
         segmented_property_type=hd.sr.CodedConcept("85756007", "SCT", "Tissue"),
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algorithm) for n in range(1, segments + 1)]
     seg = hd.seg.Segmentation(

@@ -84,7 +84,7 @@ struct DataCommand: ParsableCommand {
         @Option(help: "DICOM: the series (number or UID) of a folder holding several (the input's, or --reference's).") var series: String?
         @Option(help: "DICOM SEG: the folder of the series the label map was segmented on.") var reference: String?
         @Option(help: "DICOM SEG: a dataset.json whose labels name the segments.") var labels: String?
-        @Option(help: "DICOM SEG: segment labels and codes, as dcmqi's metadata JSON (segmentAttributes with labelID, SegmentLabel, SegmentedPropertyCategoryCodeSequence, SegmentedPropertyTypeCodeSequence); default: SCT Anatomical Structure / Tissue.")
+        @Option(help: "DICOM SEG: segment labels and codes, as dcmqi's metadata JSON (segmentAttributes with labelID, SegmentLabel, SegmentedPropertyCategoryCodeSequence, SegmentedPropertyTypeCodeSequence); default: category and type SCT 85756007 Tissue.")
         var segmentCodes: String?
 
         func run() throws {

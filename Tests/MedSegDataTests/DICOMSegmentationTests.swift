@@ -43,7 +43,9 @@ final class DICOMSegmentationTests: XCTestCase {
         let script = """
             import glob, json, sys
             import highdicom as hd, numpy as np, pydicom
+            from pydicom.sr.codedict import codes
             seg = hd.seg.segread(sys.argv[1])
+            categories = {getattr(codes.cid7150, n).value for n in codes.cid7150.dir("")}
             src = [pydicom.dcmread(f, stop_before_pixels=True) for f in glob.glob(sys.argv[2] + "/*")]
             def along(d):
                 o = np.array(d.ImageOrientationPatient, float)
@@ -56,6 +58,7 @@ final class DICOMSegmentationTests: XCTestCase {
                 "labels": [s.SegmentLabel for s in seg.SegmentSequence],
                 "categories": [code(s.SegmentedPropertyCategoryCodeSequence[0]) for s in seg.SegmentSequence],
                 "types": [code(s.SegmentedPropertyTypeCodeSequence[0]) for s in seg.SegmentSequence],
+                "standardCategories": [s.SegmentedPropertyCategoryCodeSequence[0].CodeValue in categories for s in seg.SegmentSequence],
                 "algorithms": [[s.SegmentAlgorithmType, s.SegmentAlgorithmName] for s in seg.SegmentSequence],
                 "frames": int(seg.NumberOfFrames),
                 "referencedSeries": seg.ReferencedSeriesSequence[0].SeriesInstanceUID,
@@ -100,6 +103,9 @@ final class DICOMSegmentationTests: XCTestCase {
         XCTAssertEqual(read["categories"] as? [[String]], segments.map { [$0.category.value, $0.category.scheme, $0.category.meaning] })
         XCTAssertEqual(read["types"] as? [[String]], segments.map { [$0.type.value, $0.type.scheme, $0.type.meaning] })
         XCTAssertEqual((read["types"] as? [[String]])?.last, ["85756007", "SCT", "Tissue"])
+        XCTAssertEqual((read["categories"] as? [[String]])?.last, ["85756007", "SCT", "Tissue"])
+        // Every category, the default's too, is one of DICOM's CID 7150 (pydicom's copy of the standard's tables).
+        XCTAssertEqual(read["standardCategories"] as? [Bool], [true, true, true])
         XCTAssertEqual(read["algorithms"] as? [[String]], Array(repeating: ["AUTOMATIC", "MedSeg"], count: 3))
         // Only slices that hold a segment have a frame: labels 1 and 2 on slices 1...6, label 3 on 4...6.
         XCTAssertEqual(read["frames"] as? Int, 6 + 6 + 3)
@@ -195,7 +201,7 @@ final class DICOMSegmentationTests: XCTestCase {
             shape = (len(src), src[0].Rows, src[0].Columns)
             mask = np.array([int(v) for v in sys.argv[3].split(",")], np.uint8).reshape(shape)
             code = lambda v, m: hd.sr.CodedConcept(v, "SCT", m)
-            segments = [hd.seg.SegmentDescription(n, f"s{n}", code("91723000", "Anatomical Structure"), code("85756007", "Tissue"),
+            segments = [hd.seg.SegmentDescription(n, f"s{n}", code("85756007", "Tissue"), code("85756007", "Tissue"),
                                                   hd.seg.SegmentAlgorithmTypeValues.MANUAL) for n in (1, 2, 3)]
             seg = hd.seg.Segmentation(src, mask, hd.seg.SegmentationTypeValues.BINARY, segments, hd.UID(), 1, hd.UID(), 1,
                                       "test", "test", "1", "1")

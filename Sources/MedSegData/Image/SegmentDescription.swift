@@ -25,9 +25,11 @@ public struct SegmentDescription: Equatable, Sendable {
     public var category: CodedConcept
     public var type: CodedConcept
 
-    /// SNOMED CT's "Anatomical structure" (DICOM CID 7150) and "Tissue" (CID 7151's body tissue):
-    /// true of any structure a network segments, where nothing more specific is known.
-    public static let genericCategory = CodedConcept("91723000", "SCT", "Anatomical Structure")
+    /// SNOMED CT's "Tissue" as category (DICOM CID 7150, Segmentation Property Categories) and as
+    /// type (CID 7166, the types of that category): a pair the standard allows and 3D Slicer uses
+    /// for a segment of unknown meaning. (SCT 91723000 "Anatomical structure" is not in CID 7150,
+    /// whose "Anatomical Structure" is 123037004, and its types are named organs, not a generic one.)
+    public static let genericCategory = CodedConcept("85756007", "SCT", "Tissue")
     public static let genericType = CodedConcept("85756007", "SCT", "Tissue")
 
     public init(label: String, category: CodedConcept = genericCategory, type: CodedConcept = genericType) {
