@@ -111,7 +111,13 @@ let package = Package(
             cxxSettings: [.unsafeFlags(["-I/usr/include/gdcm-3.0", "-Wno-deprecated-declarations"])],
             linkerSettings: ["gdcmMSFF", "gdcmDSED", "gdcmDICT", "gdcmIOD", "gdcmCommon"].map { .linkedLibrary($0) }
         ),
-        .target(name: "MedSegData", dependencies: ["Torch", "CImageCodecs", "CDicom"]),
+        // DICOM Segmentation (SEG) objects through DCMTK's dcmseg (Debian's libdcmtk-dev), behind a C interface.
+        .target(
+            name: "CDicomSeg",
+            cxxSettings: [.unsafeFlags(["-Wno-deprecated-declarations"])],
+            linkerSettings: ["dcmseg", "dcmfg", "dcmiod", "dcmdata", "oflog", "ofstd"].map { .linkedLibrary($0) }
+        ),
+        .target(name: "MedSegData", dependencies: ["Torch", "CImageCodecs", "CDicom", "CDicomSeg"]),
         .target(name: "MedSegModels", dependencies: ["Torch"]),
         .target(name: "MedSegDist", dependencies: ["Torch"]),
         .target(name: "MedSegTrain", dependencies: ["MedSegDist", "MedSegModels", "MedSegData", "Torch", .product(name: "Yams", package: "Yams"),

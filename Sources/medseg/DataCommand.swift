@@ -71,20 +71,59 @@ struct DataCommand: ParsableCommand {
     }
 
     struct Convert: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Convert an image between formats, keeping its geometry.")
-        @Argument(help: "Input image, or folder of a DICOM series.") var input: String
-        @Argument(help: "Output image; the format follows its ending.") var output: String
-        @Option(help: "DICOM: the series (number or UID) of a folder holding several.") var series: String?
+        static let configuration = CommandConfiguration(
+            abstract: "Convert an image between formats, keeping its geometry; a label map to a DICOM Segmentation of a series, and back.",
+            discussion: """
+                medseg data convert LABELMAP OUT.dcm --reference SERIES_DIR [--labels dataset.json] [--segment-codes FILE]
+                  writes a binary DICOM SEG (segment n = label n) referencing the series the label map was made on.
+                medseg data convert SEG.dcm OUT.nii.gz [--reference SERIES_DIR]
+                  reads a SEG back: on the series' grid with --reference, else on the grid its frames span.
+                """)
+        @Argument(help: "Input image, folder of a DICOM series, or DICOM SEG file.") var input: String
+        @Argument(help: "Output image; the format follows its ending (.dcm: a DICOM SEG, which needs --reference).") var output: String
+        @Option(help: "DICOM: the series (number or UID) of a folder holding several (the input's, or --reference's).") var series: String?
+        @Option(help: "DICOM SEG: the folder of the series the label map was segmented on.") var reference: String?
+        @Option(help: "DICOM SEG: a dataset.json whose labels name the segments.") var labels: String?
+        @Option(help: "DICOM SEG: segment labels and codes, as dcmqi's metadata JSON (segmentAttributes with labelID, SegmentLabel, SegmentedPropertyCategoryCodeSequence, SegmentedPropertyTypeCodeSequence); default: category and type SCT 85756007 Tissue.")
+        var segmentCodes: String?
 
         func run() throws {
-            let outURL = URL(fileURLWithPath: output)
+            let inURL = URL(fileURLWithPath: input), outURL = URL(fileURLWithPath: output)
             var inputs = InputFiles()
-            inputs.add([URL(fileURLWithPath: input)] + ((try? DICOM.select(in: URL(fileURLWithPath: input), series: series))?.files ?? []),
-                       as: "the input image")
+            let referenceURL = reference.map { URL(fileURLWithPath: $0) }
+            let referenceSeries = try referenceURL.map { try DICOM.select(in: $0, series: series) }
+            inputs.add([inURL] + ((referenceSeries == nil ? try? DICOM.select(in: inURL, series: series) : nil)?.files ?? []), as: "the input image")
+            inputs.add(referenceSeries?.files ?? [], as: "the --reference series")
+            inputs.add([labels, segmentCodes].compactMap { $0 }.map { URL(fileURLWithPath: $0) }, as: "an option's file")
             try inputs.refuseOverwriting(outURL, option: "output")
-            let image = try ImageIO.read(URL(fileURLWithPath: input), series: series)
-            try ImageIO.checkWritableGeometry(image, file: URL(fileURLWithPath: input))
             try FileManager.default.createDirectory(at: outURL.deletingLastPathComponent(), withIntermediateDirectories: true)
+            if ImageIO.fileEnding(of: outURL) == ".dcm" {
+                guard let referenceSeries else {
+                    throw ValidationError("writing a DICOM Segmentation (\(output)) needs --reference SERIES_DIR: the series the label map was made on")
+                }
+                let labelMap = try ImageIO.read(inURL)
+                let names = try labels.map { SegmentDescription.names(of: try DatasetDescription.load(URL(fileURLWithPath: $0))) } ?? [:]
+                let codes = try segmentCodes.map { try SegmentDescription.read(codes: URL(fileURLWithPath: $0)) } ?? [:]
+                let segments = SegmentDescription.segments(count: DICOMSegmentation.segmentCount(of: labelMap), names: names, codes: codes)
+                do {
+                    try DICOMSegmentation.write(labels: labelMap, reference: referenceSeries, segments: segments, to: outURL)
+                } catch let error as DataError where error.file == nil {
+                    throw DataError(file: inURL, error.problem)
+                }
+                print("wrote \(output) (\(segments.count) segment(s))")
+                return
+            }
+            guard reference == nil && labels == nil && segmentCodes == nil || DICOMSegmentation.isSegmentation(inURL) else {
+                throw ValidationError("--reference, --labels and --segment-codes are for DICOM Segmentations: an output ending .dcm, or a SEG input")
+            }
+            if DICOMSegmentation.isSegmentation(inURL) {
+                let image = try referenceSeries.map { try DICOMSegmentation.read(inURL, reference: try DICOM.read($0)) } ?? DICOMSegmentation.read(inURL)
+                try ImageIO.write(image, to: outURL)
+                print("wrote \(output)")
+                return
+            }
+            let image = try ImageIO.read(inURL, series: series)
+            try ImageIO.checkWritableGeometry(image, file: inURL)
             try ImageIO.write(image, to: outURL)
             print("wrote \(output)")
             if [".tif", ".tiff"].contains(ImageIO.fileEnding(of: outURL)) {

@@ -21,6 +21,9 @@ struct PredictCommand: ParsableCommand {
     @Option(help: "DICOMweb: seconds to wait for each answer (requests failing for the network's sake are tried twice more).") var webTimeout: Double = 60
     @Option(help: "DICOM: the series (number or UID) to predict in folders holding several.") var series: String?
     @Option(help: "Output folder.") var out: String
+    @Option(help: "nifti, or dicom-seg: a DICOM Segmentation per DICOM series case (CASE.dcm, referencing the series; segments named from the model's dataset.json).")
+    var outputFormat = OutputFormat.nifti
+    @Option(help: "dicom-seg: segment labels and codes, as dcmqi's metadata JSON (see `medseg data convert --help`).") var segmentCodes: String?
     @Option(help: "postprocessing.json (from `medseg find-best`), or nnU-Net's postprocessing.pkl/.json, to apply to the predictions.") var postprocessing: String?
     @Flag(help: "Also write PNG overlays of 2D predictions.") var overlay = false
     @Flag(help: "Also write class probabilities (CASE_probabilities.safetensors), for `medseg ensemble`.") var saveProbabilities = false
@@ -96,8 +99,13 @@ struct PredictCommand: ParsableCommand {
         // Every output is checked against every input before the first is written.
         var inputs = InputFiles()
         inputs.add(groups.flatMap { $0.1 + ($0.3?.files ?? []) }, as: "an input image")
+        if outputFormat == .dicomSeg, let image = groups.first(where: { $0.3 == nil }) {
+            throw ValidationError("--output-format dicom-seg writes Segmentations of DICOM series; case \(image.0) is an image file (\(image.1.first?.path ?? ""))")
+        }
+        let codes = try segmentCodes.map { try SegmentDescription.read(codes: URL(fileURLWithPath: $0)) } ?? [:]
+        let labelNames = Self.labelNames(of: source)
         let outputs = groups.map { id, _, ending, _ in
-            (mask: outURL.appendingPathComponent(id + ending), probabilities: ProbabilityFile.url(for: id, in: outURL),
+            (mask: outURL.appendingPathComponent(id + (outputFormat == .dicomSeg ? ".dcm" : ending)), probabilities: ProbabilityFile.url(for: id, in: outURL),
              overlay: outURL.appendingPathComponent(id + "_overlay.png"))
         }
         for o in outputs {
@@ -126,7 +134,18 @@ struct PredictCommand: ParsableCommand {
                 let written = Date()
                 let read = written.timeIntervalSince(began) - times.preprocess - times.network - times.export
                 if let post { label = post.apply(to: label) }
-                try ImageIO.write(label, to: output.mask)
+                if outputFormat == .dicomSeg, let dicom {
+                    // Segments for every label the model knows, so that each case's SEG numbers them alike.
+                    let count = max(labelNames.keys.max() ?? 0, DICOMSegmentation.segmentCount(of: label), codes.keys.max() ?? 0)
+                    if count == 0 || !label.voxels.contains(where: { $0 > 0 }) {
+                        FileHandle.standardError.write(Data("warning: case \(id): nothing segmented; a DICOM SEG needs at least one frame, none written\n".utf8))
+                    } else {
+                        try DICOMSegmentation.write(labels: label, reference: dicom,
+                                                    segments: SegmentDescription.segments(count: count, names: labelNames, codes: codes), to: output.mask)
+                    }
+                } else {
+                    try ImageIO.write(label, to: output.mask)
+                }
                 if overlay && spec.dims == 2, let image = files.first {
                     try ImageIO.write(LabelOverlay.make(image: ImageIO.read(image), label: label), to: output.overlay)
                 }
@@ -194,6 +213,24 @@ struct PredictCommand: ParsableCommand {
             }
         }
         return (out, unreadable)
+    }
+
+    /// Label names of the model's dataset.json: a model folder's own, or the data set its runs
+    /// (the folder itself or its fold_N) trained on.
+    static func labelNames(of source: URL) -> [Int: String] {
+        let folds = ((try? FileManager.default.contentsOfDirectory(atPath: source.path)) ?? []).filter { $0.hasPrefix("fold_") }.sorted()
+        for run in [source] + folds.map({ source.appendingPathComponent($0) }) {
+            for case let url? in [run.appendingPathComponent("dataset.json"), RunFolder(run).savedDataset?.appendingPathComponent("dataset.json")]
+            where FileManager.default.fileExists(atPath: url.path) {
+                if let description = try? DatasetDescription.load(url) { return SegmentDescription.names(of: description) }
+            }
+        }
+        return [:]
+    }
+
+    /// What a prediction is written as.
+    enum OutputFormat: String, ExpressibleByArgument {
+        case nifti, dicomSeg = "dicom-seg"
     }
 
     /// Runs `predict` on the case's files, or on a DICOM series written as a temporary NIfTI (the

