@@ -24,6 +24,8 @@ struct PredictCommand: ParsableCommand {
     @Option(help: "nifti, or dicom-seg: a DICOM Segmentation per DICOM series case (CASE.dcm, referencing the series; segments named from the model's dataset.json).")
     var outputFormat = OutputFormat.nifti
     @Option(help: "dicom-seg: segment labels and codes, as dcmqi's metadata JSON (see `medseg data convert --help`).") var segmentCodes: String?
+    @Option(help: "dicom-seg: also send each case's SEG to this DICOMweb server (its root, e.g. http://HOST:8042/dicom-web) with STOW-RS, once it is written; a case the server refuses counts as failed.")
+    var store: String?
     @Option(help: "postprocessing.json (from `medseg find-best`), or nnU-Net's postprocessing.pkl/.json, to apply to the predictions.") var postprocessing: String?
     @Flag(help: "Also write PNG overlays of 2D predictions.") var overlay = false
     @Flag(help: "Also write class probabilities (CASE_probabilities.safetensors), for `medseg ensemble`.") var saveProbabilities = false
@@ -52,6 +54,12 @@ struct PredictCommand: ParsableCommand {
             throw ValidationError("--model files carry their folds; --folds and --previous-stage go with --run")
         }
         if let stepSize, let problem = SlidingWindow.stepProblem(stepSize) { throw ValidationError("--step-size \(problem)") }
+        if let store {
+            guard outputFormat == .dicomSeg else { throw ValidationError("--store sends DICOM results: give --output-format dicom-seg") }
+            guard DICOMWebLocation.isWebAddress(store), URL(string: store)?.host != nil else {
+                throw ValidationError("--store takes a DICOMweb server's root address (http://HOST:PORT/dicom-web), got '\(store)'")
+            }
+        }
         guard windowBatch >= 1 else { throw ValidationError("--window-batch must be at least 1, got \(windowBatch)") }
         if let maxLogitsMb, maxLogitsMb < 1 { throw ValidationError("--max-logits-mb must be at least 1, got \(maxLogitsMb)") }
         if let nprocPerNode, nprocPerNode < 1 { throw ValidationError("--nproc-per-node must be at least 1, got \(nprocPerNode)") }
@@ -142,6 +150,7 @@ struct PredictCommand: ParsableCommand {
                     } else {
                         try DICOMSegmentation.write(labels: label, reference: dicom,
                                                     segments: SegmentDescription.segments(count: count, names: labelNames, codes: codes), to: output.mask)
+                        if let store { try DICOMWebClient(timeout: webTimeout).store([output.mask], to: URL(string: store)!) }
                     }
                 } else {
                     try ImageIO.write(label, to: output.mask)

@@ -433,6 +433,26 @@ extension CrossValidationWorkflowTests {
         let disk = try ImageIO.read(fromDisk.appendingPathComponent("patientA.nii.gz"))
         XCTAssertEqual(web.voxels, disk.voxels)
         XCTAssertEqual(web.geometry, disk.geometry)
+
+        // Back to the PACS: the SEG written for the fetched series is stored beside it (STOW-RS), and
+        // what the server then returns for the SEG series is that prediction.
+        let segOut = temp.appendingPathComponent("seg-out")
+        let stored = try medseg(["predict", "--run", exp, "--folds", "0", "--checkpoint", "final", "--input", study.absoluteString, "--out", segOut.path,
+                                 "--output-format", "dicom-seg", "--store", orthanc.dicomWeb.absoluteString]).output
+        XCTAssertTrue(stored.contains("wrote 1 prediction(s)"), stored)
+        let location = try DICOMWebLocation(parsing: study.absoluteString)
+        let client = DICOMWebClient(timeout: 10)
+        let listed = try client.series(of: location)
+        XCTAssertEqual(Set(listed.map(\.modality)), ["CT", "SEG"], "\(listed)")
+        let segSeries = try XCTUnwrap(listed.first { $0.modality == "SEG" })
+        let fetched = try client.retrieve(location, series: segSeries.uid, into: temp.appendingPathComponent("fetched-seg"))
+        XCTAssertEqual(fetched.count, 1)
+        XCTAssertEqual(try Data(contentsOf: fetched[0]).count, try Data(contentsOf: segOut.appendingPathComponent("\(written.uid).dcm")).count)
+        let back = try DICOMSegmentation.read(fetched[0], reference: DICOM.read(folder: series))
+        XCTAssertEqual(back.voxels, web.voxels, "the stored SEG holds the prediction")
+        let refused = try medseg(["predict", "--run", exp, "--folds", "0", "--input", series.path, "--out", temp.appendingPathComponent("x").path,
+                                  "--store", orthanc.dicomWeb.absoluteString], expectSuccess: false)
+        XCTAssertTrue(refused.output.contains("--store sends DICOM results: give --output-format dicom-seg"), refused.output)
         orthanc.stop()
         let gone = try medseg(["predict", "--run", exp, "--folds", "0", "--input", study.absoluteString, "--out", temp.appendingPathComponent("gone").path,
                                "--web-timeout", "2"], expectSuccess: false)
