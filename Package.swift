@@ -115,7 +115,7 @@ let package = Package(
         .target(
             name: "CDicomSeg",
             cxxSettings: [.unsafeFlags(["-Wno-deprecated-declarations"])],
-            linkerSettings: ["dcmseg", "dcmfg", "dcmiod", "dcmdata", "oflog", "ofstd"].map { .linkedLibrary($0) }
+            linkerSettings: ["dcmseg", "dcmrt", "dcmfg", "dcmiod", "dcmdata", "oflog", "ofstd"].map { .linkedLibrary($0) }
         ),
         .target(name: "MedSegData", dependencies: ["Torch", "CImageCodecs", "CDicom", "CDicomSeg"]),
         .target(name: "MedSegModels", dependencies: ["Torch"]),

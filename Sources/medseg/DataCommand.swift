@@ -78,14 +78,20 @@ struct DataCommand: ParsableCommand {
                   writes a binary DICOM SEG (segment n = label n) referencing the series the label map was made on.
                 medseg data convert SEG.dcm OUT.nii.gz [--reference SERIES_DIR]
                   reads a SEG back: on the series' grid with --reference, else on the grid its frames span.
+                medseg data convert LABELMAP OUT.dcm --reference SERIES_DIR --format rtstruct [--labels dataset.json]
+                  writes an RT Structure Set: each label a ROI, its contours the label's boundaries on every slice.
                 """)
         @Argument(help: "Input image, folder of a DICOM series, or DICOM SEG file.") var input: String
         @Argument(help: "Output image; the format follows its ending (.dcm: a DICOM SEG, which needs --reference).") var output: String
         @Option(help: "DICOM: the series (number or UID) of a folder holding several (the input's, or --reference's).") var series: String?
         @Option(help: "DICOM SEG: the folder of the series the label map was segmented on.") var reference: String?
-        @Option(help: "DICOM SEG: a dataset.json whose labels name the segments.") var labels: String?
+        @Option(help: "DICOM SEG or RT Structure Set: a dataset.json whose labels name the segments (ROIs).") var labels: String?
+        @Option(help: "An output ending .dcm: seg (a DICOM Segmentation, the default) or rtstruct (an RT Structure Set).") var format: DICOMObjectFormat = .seg
         @Option(help: "DICOM SEG: segment labels and codes, as dcmqi's metadata JSON (segmentAttributes with labelID, SegmentLabel, SegmentedPropertyCategoryCodeSequence, SegmentedPropertyTypeCodeSequence); default: category and type SCT 85756007 Tissue.")
         var segmentCodes: String?
+
+        /// What an output ending .dcm holds.
+        enum DICOMObjectFormat: String, ExpressibleByArgument, CaseIterable { case seg, rtstruct }
 
         func run() throws {
             let inURL = URL(fileURLWithPath: input), outURL = URL(fileURLWithPath: output)
@@ -99,10 +105,20 @@ struct DataCommand: ParsableCommand {
             try FileManager.default.createDirectory(at: outURL.deletingLastPathComponent(), withIntermediateDirectories: true)
             if ImageIO.fileEnding(of: outURL) == ".dcm" {
                 guard let referenceSeries else {
-                    throw ValidationError("writing a DICOM Segmentation (\(output)) needs --reference SERIES_DIR: the series the label map was made on")
+                    throw ValidationError("writing a DICOM \(format == .rtstruct ? "RT Structure Set" : "Segmentation") (\(output)) needs --reference SERIES_DIR: the series the label map was made on")
                 }
                 let labelMap = try ImageIO.read(inURL)
                 let names = try labels.map { SegmentDescription.names(of: try DatasetDescription.load(URL(fileURLWithPath: $0))) } ?? [:]
+                if format == .rtstruct {
+                    let rois = RTStructureSet.rois(count: DICOMSegmentation.segmentCount(of: labelMap), names: names)
+                    do {
+                        let contours = try RTStructureSet.write(labels: labelMap, reference: referenceSeries, rois: rois, to: outURL)
+                        print("wrote \(output) (\(rois.count) ROI(s), \(contours.reduce(0, +)) contour(s))")
+                    } catch let error as DataError where error.file == nil {
+                        throw DataError(file: inURL, error.problem)
+                    }
+                    return
+                }
                 let codes = try segmentCodes.map { try SegmentDescription.read(codes: URL(fileURLWithPath: $0)) } ?? [:]
                 let segments = SegmentDescription.segments(count: DICOMSegmentation.segmentCount(of: labelMap), names: names, codes: codes)
                 do {
@@ -113,6 +129,7 @@ struct DataCommand: ParsableCommand {
                 print("wrote \(output) (\(segments.count) segment(s))")
                 return
             }
+            guard format == .seg else { throw ValidationError("--format rtstruct writes an RT Structure Set: give an output ending .dcm") }
             guard reference == nil && labels == nil && segmentCodes == nil || DICOMSegmentation.isSegmentation(inURL) else {
                 throw ValidationError("--reference, --labels and --segment-codes are for DICOM Segmentations: an output ending .dcm, or a SEG input")
             }

@@ -21,7 +21,7 @@ struct PredictCommand: ParsableCommand {
     @Option(help: "DICOMweb: seconds to wait for each answer (requests failing for the network's sake are tried twice more).") var webTimeout: Double = 60
     @Option(help: "DICOM: the series (number or UID) to predict in folders holding several.") var series: String?
     @Option(help: "Output folder.") var out: String
-    @Option(help: "nifti, or dicom-seg: a DICOM Segmentation per DICOM series case (CASE.dcm, referencing the series; segments named from the model's dataset.json).")
+    @Option(help: "nifti, dicom-seg (a DICOM Segmentation per DICOM series case: CASE.dcm, referencing the series; segments named from the model's dataset.json) or rtstruct (an RT Structure Set per series case: each label a ROI of its contours on every slice).")
     var outputFormat = OutputFormat.nifti
     @Option(help: "dicom-seg: segment labels and codes, as dcmqi's metadata JSON (see `medseg data convert --help`).") var segmentCodes: String?
     @Option(help: "dicom-seg: also send each case's SEG to this DICOMweb server (its root, e.g. http://HOST:8042/dicom-web) with STOW-RS, once it is written; a case the server refuses counts as failed.")
@@ -55,7 +55,7 @@ struct PredictCommand: ParsableCommand {
         }
         if let stepSize, let problem = SlidingWindow.stepProblem(stepSize) { throw ValidationError("--step-size \(problem)") }
         if let store {
-            guard outputFormat == .dicomSeg else { throw ValidationError("--store sends DICOM results: give --output-format dicom-seg") }
+            guard outputFormat.isDICOM else { throw ValidationError("--store sends DICOM results: give --output-format dicom-seg or rtstruct") }
             guard DICOMWebLocation.isWebAddress(store), URL(string: store)?.host != nil else {
                 throw ValidationError("--store takes a DICOMweb server's root address (http://HOST:PORT/dicom-web), got '\(store)'")
             }
@@ -107,13 +107,13 @@ struct PredictCommand: ParsableCommand {
         // Every output is checked against every input before the first is written.
         var inputs = InputFiles()
         inputs.add(groups.flatMap { $0.1 + ($0.3?.files ?? []) }, as: "an input image")
-        if outputFormat == .dicomSeg, let image = groups.first(where: { $0.3 == nil }) {
-            throw ValidationError("--output-format dicom-seg writes Segmentations of DICOM series; case \(image.0) is an image file (\(image.1.first?.path ?? ""))")
+        if outputFormat.isDICOM, let image = groups.first(where: { $0.3 == nil }) {
+            throw ValidationError("--output-format \(outputFormat.rawValue) writes \(outputFormat == .rtstruct ? "RT Structure Sets" : "Segmentations") of DICOM series; case \(image.0) is an image file (\(image.1.first?.path ?? ""))")
         }
         let codes = try segmentCodes.map { try SegmentDescription.read(codes: URL(fileURLWithPath: $0)) } ?? [:]
         let labelNames = Self.labelNames(of: source)
         let outputs = groups.map { id, _, ending, _ in
-            (mask: outURL.appendingPathComponent(id + (outputFormat == .dicomSeg ? ".dcm" : ending)), probabilities: ProbabilityFile.url(for: id, in: outURL),
+            (mask: outURL.appendingPathComponent(id + (outputFormat.isDICOM ? ".dcm" : ending)), probabilities: ProbabilityFile.url(for: id, in: outURL),
              overlay: outURL.appendingPathComponent(id + "_overlay.png"))
         }
         for o in outputs {
@@ -142,14 +142,18 @@ struct PredictCommand: ParsableCommand {
                 let written = Date()
                 let read = written.timeIntervalSince(began) - times.preprocess - times.network - times.export
                 if let post { label = post.apply(to: label) }
-                if outputFormat == .dicomSeg, let dicom {
-                    // Segments for every label the model knows, so that each case's SEG numbers them alike.
+                if outputFormat.isDICOM, let dicom {
+                    // Segments (ROIs) for every label the model knows, so that each case's object numbers them alike.
                     let count = max(labelNames.keys.max() ?? 0, DICOMSegmentation.segmentCount(of: label), codes.keys.max() ?? 0)
                     if count == 0 || !label.voxels.contains(where: { $0 > 0 }) {
-                        FileHandle.standardError.write(Data("warning: case \(id): nothing segmented; a DICOM SEG needs at least one frame, none written\n".utf8))
+                        FileHandle.standardError.write(Data("warning: case \(id): nothing segmented; a DICOM \(outputFormat == .rtstruct ? "RT Structure Set needs a contour" : "SEG needs at least one frame"), none written\n".utf8))
                     } else {
-                        try DICOMSegmentation.write(labels: label, reference: dicom,
-                                                    segments: SegmentDescription.segments(count: count, names: labelNames, codes: codes), to: output.mask)
+                        if outputFormat == .rtstruct {
+                            try RTStructureSet.write(labels: label, reference: dicom, rois: RTStructureSet.rois(count: count, names: labelNames), to: output.mask)
+                        } else {
+                            try DICOMSegmentation.write(labels: label, reference: dicom,
+                                                        segments: SegmentDescription.segments(count: count, names: labelNames, codes: codes), to: output.mask)
+                        }
                         if let store { try DICOMWebClient(timeout: webTimeout).store([output.mask], to: URL(string: store)!) }
                     }
                 } else {
@@ -239,7 +243,10 @@ struct PredictCommand: ParsableCommand {
 
     /// What a prediction is written as.
     enum OutputFormat: String, ExpressibleByArgument {
-        case nifti, dicomSeg = "dicom-seg"
+        case nifti, dicomSeg = "dicom-seg", rtstruct
+
+        /// A DICOM object per series case, referencing it.
+        var isDICOM: Bool { self != .nifti }
     }
 
     /// Runs `predict` on the case's files, or on a DICOM series written as a temporary NIfTI (the

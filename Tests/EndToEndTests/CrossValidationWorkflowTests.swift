@@ -450,9 +450,13 @@ extension CrossValidationWorkflowTests {
         XCTAssertEqual(try Data(contentsOf: fetched[0]).count, try Data(contentsOf: segOut.appendingPathComponent("\(written.uid).dcm")).count)
         let back = try DICOMSegmentation.read(fetched[0], reference: DICOM.read(folder: series))
         XCTAssertEqual(back.voxels, web.voxels, "the stored SEG holds the prediction")
+        // An RT Structure Set the same way: the study then holds the series, its SEG and its RTSTRUCT.
+        try medseg(["predict", "--run", exp, "--folds", "0", "--checkpoint", "final", "--input", study.absoluteString,
+                    "--out", temp.appendingPathComponent("rt-out").path, "--output-format", "rtstruct", "--store", orthanc.dicomWeb.absoluteString])
+        XCTAssertEqual(Set(try client.series(of: location).map(\.modality)), ["CT", "SEG", "RTSTRUCT"])
         let refused = try medseg(["predict", "--run", exp, "--folds", "0", "--input", series.path, "--out", temp.appendingPathComponent("x").path,
                                   "--store", orthanc.dicomWeb.absoluteString], expectSuccess: false)
-        XCTAssertTrue(refused.output.contains("--store sends DICOM results: give --output-format dicom-seg"), refused.output)
+        XCTAssertTrue(refused.output.contains("--store sends DICOM results: give --output-format dicom-seg or rtstruct"), refused.output)
         orthanc.stop()
         let gone = try medseg(["predict", "--run", exp, "--folds", "0", "--input", study.absoluteString, "--out", temp.appendingPathComponent("gone").path,
                                "--web-timeout", "2"], expectSuccess: false)

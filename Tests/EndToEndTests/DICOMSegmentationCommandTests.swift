@@ -52,6 +52,26 @@ final class DICOMSegmentationCommandTests: XCTestCase {
         XCTAssertEqual(try ImageIO.read(spanned).voxels, map.voxels)
     }
 
+    /// `--format rtstruct`: an RT Structure Set whose ROIs are named from dataset.json, read by pydicom.
+    func testLabelMapToRTStructureSet() throws {
+        let (series, labels, _) = try seriesAndLabelMap()
+        let dataset = temp.appendingPathComponent("dataset.json")
+        try Data(#"{"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1, "spleen": 2}, "numTraining": 1, "file_ending": ".nii.gz"}"#.utf8)
+            .write(to: dataset)
+        let rt = temp.appendingPathComponent("rt.dcm")
+        let log = try medseg(["data", "convert", labels.path, rt.path, "--reference", series.path, "--labels", dataset.path, "--format", "rtstruct"]).output
+        XCTAssertTrue(log.contains("wrote \(rt.path) (2 ROI(s), "), log)
+        let read = try Python.run("""
+            import sys, pydicom
+            ds = pydicom.dcmread(sys.argv[1])
+            print(ds.Modality, ds.SOPClassUID, "|".join(r.ROIName for r in ds.StructureSetROISequence),
+                  sum(len(c.ContourSequence) for c in ds.ROIContourSequence))
+            """, [rt.path], interpreter: "/usr/bin/python3")
+        XCTAssertTrue(read.hasPrefix("RTSTRUCT 1.2.840.10008.5.1.4.1.1.481.3 liver|spleen "), read)
+        let refused = try medseg(["data", "convert", labels.path, temp.appendingPathComponent("x.nii.gz").path, "--format", "rtstruct"], expectSuccess: false)
+        XCTAssertTrue(refused.output.contains("--format rtstruct writes an RT Structure Set: give an output ending .dcm"), refused.output)
+    }
+
     func testBadInputsGiveOneErrorNamingTheFile() throws {
         let (series, labels, map) = try seriesAndLabelMap()
         let seg = temp.appendingPathComponent("seg.dcm")

@@ -82,7 +82,7 @@ final class DICOMSegmentationTests: XCTestCase {
     }
 
     /// dciodvfy's complaints about `file` (lines starting "Error"); the tool must be installed.
-    static func validatorErrors(_ file: URL) throws -> [String] {
+    static func validatorErrors(_ file: URL, kind: String = "Segmentation") throws -> [String] {
         let process = Process()
         process.executableURL = try tool("dciodvfy", from: "dicom3tools")
         process.arguments = [file.path]
@@ -92,7 +92,7 @@ final class DICOMSegmentationTests: XCTestCase {
         try process.run()
         let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
-        XCTAssertTrue(text.contains("Segmentation"), "dciodvfy did not recognise a Segmentation:\n\(text)")
+        XCTAssertTrue(text.contains(kind), "dciodvfy did not recognise a \(kind):\n\(text)")
         return text.split(separator: "\n").map(String.init).filter { $0.hasPrefix("Error") }
     }
 

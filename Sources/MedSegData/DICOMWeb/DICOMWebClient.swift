@@ -59,8 +59,11 @@ public final class DICOMWebClient: @unchecked Sendable {
         }
     }
 
+    /// Modalities of objects derived from images rather than images (DICOM's SEG, RT, SR, PR, KO, REG).
+    static let derivedModalities: Set<String> = ["SEG", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "SR", "PR", "KO", "REG"]
+
     /// The series `location` names, or the one `choice` (number or UID) names among its study's,
-    /// or the study's only series; several without a choice are refused with the list.
+    /// or the study's only image series; several without a choice are refused with the list.
     public func selectSeries(_ location: DICOMWebLocation, choice: String?) throws -> String {
         if let series = location.series { return series }
         let all = try series(of: location)
@@ -72,11 +75,13 @@ public final class DICOMWebClient: @unchecked Sendable {
             }
             return matches[0].uid
         }
-        guard all.count == 1 else {
-            throw DataError(file: location.url(), "the study holds \(all.count) series; choose one by number or UID (\(Setting.named("series", value: "N"))) or give its /series/UID address:\n"
+        // Results stored beside the images (SEG, RT objects, reports) are not images to predict.
+        let images = all.filter { !Self.derivedModalities.contains($0.modality) }
+        guard images.count == 1 else {
+            throw DataError(file: location.url(), "the study holds \(images.count) image series; choose one by number or UID (\(Setting.named("series", value: "N"))) or give its /series/UID address:\n"
                             + all.map(\.summary).joined(separator: "\n"))
         }
-        return all[0].uid
+        return images[0].uid
     }
 
     // MARK: WADO-RS

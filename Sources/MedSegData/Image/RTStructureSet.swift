@@ -1,0 +1,109 @@
+import CDicomSeg
+import Foundation
+
+/// Label maps as DICOM RT Structure Sets, encoded by DCMTK's dcmrt: each label value a ROI whose
+/// contours are its boundaries on every slice of the series (closed planar polygons through the
+/// middle between pixel centres inside and outside, `MaskContours`; holes and islands are
+/// contours of their own), in patient coordinates, each referencing the instance of its slice.
+public enum RTStructureSet {
+    /// One ROI: the voxels of one label value.
+    public struct ROI: Equatable, Sendable {
+        public var name: String
+        public var color: [Int]
+        public init(name: String, color: [Int]) { self.name = name; self.color = color }
+    }
+
+    /// Distinct colours for ROIs 1, 2, ... (repeating after the last).
+    static let palette = [[255, 0, 0], [0, 200, 0], [0, 0, 255], [255, 200, 0], [0, 200, 200], [200, 0, 200], [255, 128, 0], [128, 64, 255]]
+
+    /// ROIs for label values 1...count, named from `names` (else "label N").
+    public static func rois(count: Int, names: [Int: String] = [:]) -> [ROI] {
+        (1...max(count, 1)).prefix(count).map { ROI(name: names[$0] ?? "label \($0)", color: palette[($0 - 1) % palette.count]) }
+    }
+
+    /// Writes `labels` (in `reference`'s geometry, as `DICOM.read` gives it) as an RT Structure Set of
+    /// `rois` (ROI n is label value n), replacing `url` atomically. Returns the contours written per ROI.
+    @discardableResult
+    public static func write(labels: MedicalImage, reference: DICOMSeries, rois: [ROI], label: String = "MedSeg", to url: URL) throws -> [Int] {
+        guard labels.dims == 3, labels.channels == 1 else {
+            throw DataError("an RT Structure Set is written from one 3D label map, not \(labels.channels) channel(s) of \(labels.dims)D")
+        }
+        guard !rois.isEmpty else { throw DataError("the label map holds no label above 0: there is no ROI to write") }
+        let (width, height, depth) = (labels.size[0], labels.size[1], labels.size[2])
+        let g = labels.geometry, d = g.direction
+        // Pixel (x, y) of slice k in patient coordinates: origin + direction * (spacing * index).
+        func patient(_ p: MaskContours.Point, _ k: Int) -> [Double] {
+            let index = [p.x * g.spacing[0], p.y * g.spacing[1], Double(k) * g.spacing[2]]
+            return (0..<3).map { r in g.origin[r] + d[r * 3] * index[0] + d[r * 3 + 1] * index[1] + d[r * 3 + 2] * index[2] }
+        }
+        var contours: [[(slice: Int, points: [Double])]] = Array(repeating: [], count: rois.count)
+        let plane = width * height
+        for k in 0..<depth {
+            let slice = labels.voxels[(k * plane)..<((k + 1) * plane)]
+            let present = Set(slice.map { Int($0) }).subtracting([0])
+            for value in present.sorted() {
+                guard value >= 1, value <= rois.count else {
+                    throw DataError("the label map holds \(value) on slice \(k), and there are \(rois.count) ROI(s)")
+                }
+                let mask = slice.map { Int($0) == value }
+                for ring in MaskContours.polygons(mask: mask, width: width, height: height) {
+                    contours[value - 1].append((k, ring.flatMap { patient($0, k) }))
+                }
+            }
+        }
+        var grid = mds_grid()
+        grid.size = (Int32(width), Int32(height), Int32(depth))
+        grid.spacing = (g.spacing[0], g.spacing[1], g.spacing[2])
+        grid.origin = (g.origin[0], g.origin[1], g.origin[2])
+        grid.direction = (d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8])
+        let names = rois.map { strdup($0.name)! }
+        let files = reference.files.map { strdup($0.path)! }
+        defer { (names + files).forEach { free($0) } }
+        // Points and contour records that live until the call returns.
+        let points = contours.map { $0.map { $0.points } }
+        var status: Int32 = -1
+        try writeAtomically(to: url) { temporary in
+            status = withContours(points, contours) { described in
+                let roiRecords = described.enumerated().map { r, list in
+                    mdr_roi(name: names[r], color: (Int32(rois[r].color[0]), Int32(rois[r].color[1]), Int32(rois[r].color[2])),
+                            contours: list.baseAddress, contour_count: Int32(list.count))
+                }
+                return files.map { UnsafePointer($0) }.withUnsafeBufferPointer { paths in
+                    mdr_write(paths.baseAddress, Int32(paths.count), &grid, roiRecords, Int32(roiRecords.count), label, temporary)
+                }
+            }
+            guard status == 0 else {
+                let message = String(cString: mds_last_error())
+                for file in reference.files where message.hasPrefix(file.path + ": ") {
+                    throw DataError(file: file, String(message.dropFirst(file.path.count + 2)))
+                }
+                throw DataError(message)
+            }
+        }
+        return contours.map(\.count)
+    }
+
+    /// Calls `body` with each ROI's contour records, their point arrays kept alive meanwhile.
+    private static func withContours(_ points: [[[Double]]], _ contours: [[(slice: Int, points: [Double])]],
+                                     _ body: ([UnsafeBufferPointer<mdr_contour>]) -> Int32) -> Int32 {
+        // Flatten every contour's points into one buffer so that the pointers stay valid.
+        let flat = points.flatMap { $0.flatMap { $0 } }
+        return flat.withUnsafeBufferPointer { all -> Int32 in
+            var offset = 0
+            var records: [[mdr_contour]] = []
+            for roi in contours.indices {
+                records.append(contours[roi].map { contour in
+                    defer { offset += contour.points.count }
+                    return mdr_contour(slice: Int32(contour.slice), point_count: Int32(contour.points.count / 3), points: all.baseAddress! + offset)
+                })
+            }
+            let buffers = records.map { list -> UnsafeBufferPointer<mdr_contour> in
+                let pointer = UnsafeMutableBufferPointer<mdr_contour>.allocate(capacity: max(list.count, 1))
+                _ = pointer.initialize(from: list)
+                return UnsafeBufferPointer(pointer)
+            }
+            defer { buffers.forEach { $0.deallocate() } }
+            return body(buffers)
+        }
+    }
+}
