@@ -37,7 +37,8 @@ python_modules=(tensorboard safetensors nibabel nrrd PIL tifffile scipy)
 reference_packages=(nnunetv2 dynamic_network_architectures "monai==1.3.2" einops "timm<1.0.23")
 # Readers of the DICOM SEG MedSeg writes: highdicom (0.22, the last for Debian's pydicom 2.3),
 # dicom3tools' dciodvfy (validator) and dcmqi's segimage2itkimage (converter), both as binaries.
-dicom_seg_packages=(highdicom==0.22.0 pillow-jpls dicom3tools dcmqi)
+# rt-utils fills RT Structure Set contours back into masks, with OpenCV (before 4.11: Debian's numpy 1.24).
+dicom_seg_packages=(highdicom==0.22.0 pillow-jpls dicom3tools dcmqi rt-utils "opencv-python-headless<4.11")
 ((runtime)) || packages+=("${test_packages[@]}")
 
 if ((print_plan)); then
@@ -98,9 +99,9 @@ if ((!runtime)); then
   # DICOM SEG references, beside Debian's pydicom 2.3 and numpy (--no-deps, so that pip leaves
   # them alone; highdicom 0.23+ needs pydicom 3). dciodvfy and segimage2itkimage land in pip's
   # script folder (/usr/local/bin as root, ~/.local/bin otherwise).
-  if [ -x /usr/bin/python3 ] && { ! /usr/bin/python3 -c "import highdicom, PIL" >/dev/null 2>&1 \
+  if [ -x /usr/bin/python3 ] && { ! /usr/bin/python3 -c "import highdicom, PIL, rt_utils, cv2" >/dev/null 2>&1 \
       || ! command -v dciodvfy >/dev/null 2>&1 || ! command -v segimage2itkimage >/dev/null 2>&1; }; then
-    echo "setup: installing highdicom, dicom3tools and dcmqi (read back the DICOM SEG files MedSeg writes)"
+    echo "setup: installing highdicom, dicom3tools, dcmqi and rt-utils (read back the DICOM SEG and RTSTRUCT files MedSeg writes)"
     /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --no-deps pillow "${dicom_seg_packages[@]}" \
       || /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --break-system-packages --no-deps pillow "${dicom_seg_packages[@]}"
   fi
