@@ -32,6 +32,28 @@ public enum ModelName: String, Codable, CaseIterable, Sendable {
         }
     }
 
+    /// The implementation each network follows (its state_dict names, its parameter count).
+    public var reference: String {
+        switch self {
+        case .unet: return "the classic U-Net of Ronneberger et al., seed 004's"
+        case .unetpp: return "UNet++ of Zhou et al. on nnU-Net's blocks, seed 001's"
+        case .plainunet: return "dynamic_network_architectures' PlainConvUNet, nnU-Net's"
+        case .resencunet: return "dynamic_network_architectures' ResidualEncoderUNet, nnU-Net's ResEnc"
+        case .ultralight_vmunet: return "UltraLight VM-UNet, seed 000's"
+        case .setr_mla: return "SETR-MLA on a timm ViT-B/16, seed 002's"
+        case .segresnet: return "MONAI's SegResNet"
+        case .swinunetr: return "MONAI's SwinUNETR"
+        case .swinunetr_v2: return "MONAI's SwinUNETR with use_v2"
+        case .mednext: return "MedNeXt v1 as MONAI's create_mednext"
+        case .primus: return "dynamic_network_architectures' PrimusS...PrimusL"
+        case .primus_v2: return "dynamic_network_architectures' PrimusV2S...PrimusV2L"
+        case .primus_v3: return "dynamic_network_architectures' PrimusV3S...PrimusV3L"
+        }
+    }
+
+    /// Every network with its reference, for help texts.
+    public static var described: String { allCases.map { "\($0.rawValue) (\($0.reference))" }.joined(separator: ", ") }
+
     /// Parses a name with an error that lists the choices.
     public init(parsing name: String) throws {
         guard let model = ModelName(rawValue: name) else {

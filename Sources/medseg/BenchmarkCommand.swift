@@ -10,7 +10,7 @@ struct BenchmarkCommand: ParsableCommand {
         commandName: "benchmark",
         abstract: "Time training or inference steps of a model, or whole-volume sliding-window inference, on random data or a data set's batches (parameters, img/s, peak memory).")
 
-    @Option(help: "Model: \(ModelName.allCases.map(\.rawValue).joined(separator: ", ")).") var model = ModelName.unet
+    @Option(help: "Model: \(ModelName.described).") var model = ModelName.unet
     @Option(help: "train/infer/loader: time real batches, augmented patches of --size from this data set's cases (its channels and classes), made by --workers threads as training makes them, with its training loss.")
     var dataset: String?
     @Option(name: .customLong("dim"), help: "2 or 3 spatial dimensions.") var dims = 2

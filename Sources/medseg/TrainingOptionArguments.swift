@@ -64,7 +64,9 @@ struct TrainingOptionArguments {
     static var help: String {
         TrainingConfig.options.filter(\.option.onCommandLine).map { key, option in
             let flag = option.isFlag ? "\(Self.flag(key))/\(Self.flag(key, negated: true))" : "\(Self.flag(key)) \(option.placeholder)"
-            let choices = option.choices.map { " Choices: \(($0 + option.aliasWords).joined(separator: ", "))." } ?? ""
+            // Choices the help names already (the models with their references) are not listed twice.
+            let listed = option.choices.map { $0.allSatisfy { option.help.contains($0) } } ?? true
+            let choices = listed ? "" : option.choices.map { " Choices: \(($0 + option.aliasWords).joined(separator: ", "))." } ?? ""
             let shown = option.defaultText.isEmpty ? "none" : option.defaultText
             return "  \(flag)\n" + wrap("\(option.help)\(choices) Key \(key), default \(shown).", width: 78, indent: "      ")
         }.joined(separator: "\n")

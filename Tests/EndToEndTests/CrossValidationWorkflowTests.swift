@@ -227,6 +227,25 @@ final class CrossValidationWorkflowTests: XCTestCase {
         XCTAssertEqual(state.config.optimizer, .sgd)
     }
 
+    /// Primus on a plan (`--config 3d_fullres --preset primus-3d --model-size S`): the plan's patch
+    /// rounded up to the patch embedding's 8, nnU-Net's Primus recipe, trained, validated and predicted.
+    func testPrimusTrainsOnAPlannedConfiguration() throws {
+        let (data, planned) = try plannedDataset(batch: 2)
+        let exp = temp.appendingPathComponent("primus").path
+        let log = try medseg(["train", "--dataset", data, "--config", "3d_fullres", "--preset", "primus-3d", "--model-size", "S", "--fold", "0",
+                              "--out", exp, "--epochs", "1", "--iterations", "1", "--no-mirror"]).output
+        let rounded = planned.patch_size.map { ($0 + 7) / 8 * 8 }
+        XCTAssertTrue(log.contains("model: primus from preset primus-3d"), log)
+        if rounded != planned.patch_size { XCTAssertTrue(log.contains("patch_size: \(rounded), plan 3d_fullres's \(planned.patch_size) rounded up"), log) }
+        let state = try Checkpoint.load(ExperimentFolder(URL(fileURLWithPath: exp)).fold(0).checkpoint(.final)).state
+        XCTAssertEqual(state.model.network.name, "primus")
+        XCTAssertEqual(state.model.network.inputShape, rounded)
+        XCTAssertEqual([state.config.beta2, state.config.grad_clip, state.config.weight_decay], [0.98, 1, 0.05])
+        let out = temp.appendingPathComponent("primus-pred").path
+        let predicted = try medseg(["predict", "--run", exp, "--folds", "0", "--checkpoint", "final", "--input", data + "/imagesTs", "--out", out]).output
+        XCTAssertTrue(predicted.contains("wrote 2 prediction(s)"), predicted)
+    }
+
     /// Seed 003 on an MSD Task01-style data set (4D images: four MRI modalities per case):
     /// imported, planned, nnU-Net's 2d configuration trained on the volumes slice by slice with
     /// the brats-nnunet-2d recipe, validated and predicted slice by slice into each volume's own

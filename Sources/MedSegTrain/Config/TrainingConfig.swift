@@ -9,7 +9,7 @@ import Yams
 /// in that order. Keys use snake_case as in the seeds' configs.
 public struct TrainingConfig: Codable, Equatable, Sendable {
     // Model
-    @TrainingOption("The network.") public var model = ModelName.unet
+    @TrainingOption("The network: \(ModelName.described).") public var model = ModelName.unet
     @TrainingOption("2 or 3; follows patch_size on the command line.", commandLine: false) public var dims = 2
     @TrainingOption("Base width of the network: channels of its first level (ViT width for setr_mla).",
                     check: { ($0 ?? 1) < 1 ? "must be positive, got \($0!)" : nil })

@@ -43,6 +43,15 @@ public struct PresetOnPlan {
             report.append("\(config.model.rawValue) is built on plan \(setup.name)'s \(setup.plan.strides.count) stages, kernel sizes and strides")
         }
         config.deep_supervision = preset.deep_supervision || planned.deep_supervision
+        // A network of its own (MedNeXt, Primus, ...) keeps its width and takes the plan's patch rounded
+        // up to what it divides, as `--config NAME --model X` gives it.
+        if !Self.plannedNetworks.contains(config.model) {
+            let own = config.ownNetworkOnPlan(keeping: presetKeys.subtracting(Self.planKeys))
+            if own.patch_size != config.patch_size {
+                report.append("patch_size: \(own.patch_size), plan \(setup.name)'s \(config.patch_size) rounded up to what \(config.model.rawValue) divides")
+            }
+            config = own
+        }
         self.config = config
         self.report = report
     }
