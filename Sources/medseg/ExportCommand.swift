@@ -38,11 +38,13 @@ struct ExportCommand: ParsableCommand {
     private func exportONNX(to destination: URL) throws {
         guard folds.count <= 1 else { throw ValidationError("an ONNX file holds one network: give one fold (--folds N), not \(folds.count)") }
         let (inference, used) = try TrainedModels.inference(run: URL(fileURLWithPath: runFolder), folds: folds, checkpoint: checkpoint,
-                                                            previousStage: nil, mirror: false, device: .cpu)
+                                                            previousStage: nil, mirror: !noMirror, device: .cpu,
+                                                            window: WindowSettings(stepSize: stepSize))
         guard inference.predictors.count == 1 else {
             throw ValidationError("\(runFolder) holds \(inference.predictors.count) folds; an ONNX file holds one network: give one with --folds N")
         }
-        let bytes = try ONNXModel.export(inference.predictors[0].model)
+        // The preprocessing, window and labels the network predicts with go into the file's metadata.
+        let bytes = try ONNXModel.export(inference.predictors[0].model, metadata: ONNXMetadata(inference, version: MedSegVersion.string))
         try AtomicFile.write(bytes, to: destination)
         print(String(format: "wrote %@ (%.1f MB, ONNX opset %d): %@; input 'image' [batch, %d, spatial...], output 'logits'", destination.path,
                      Double(bytes.count) / 1_048_576, ONNXModel.opset, used.joined(separator: ", "), inference.predictors[0].spec.inChannels))

@@ -13,8 +13,9 @@ import Torch
 public enum ONNXModel {
     public static let opset = 17
 
-    /// The ONNX bytes of `model`, or an error naming the networks that can be exported.
-    public static func export(_ model: Module) throws -> Data {
+    /// The ONNX bytes of `model` with `metadata` in its `metadata_props`, or an error naming the
+    /// networks that can be exported.
+    public static func export(_ model: Module, metadata: ONNXMetadata = .init(entries: [])) throws -> Data {
         var graph = Graph()
         let spatial: Int
         let inChannels: Int, classes: Int
@@ -47,6 +48,12 @@ public enum ONNXModel {
         m.string(2, "MedSeg")
         m.message(7, g)
         m.message(8, opsetID)
+        for (key, value) in metadata.entries {
+            var entry = ProtoWriter()
+            entry.string(1, key)
+            entry.string(2, value)
+            m.message(14, entry)
+        }
         return m.bytes
     }
 
