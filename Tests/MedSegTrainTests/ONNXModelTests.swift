@@ -10,48 +10,63 @@ import Torch
 /// the tests: each exported network gives MedSeg's logits within 1e-4 for an input of another batch
 /// and size than any fixed one; an exported model folder carries its plans as metadata.
 final class ONNXModelTests: XCTestCase {
-    private func checkWithONNXRuntime(_ config: PlainConvUNet.Config, input shape: [Int], file: StaticString = #filePath, line: UInt = #line) throws {
-        try checkWithONNXRuntime(try PlainConvUNet(config), input: shape, file: file, line: line)
+    private func checkWithONNXRuntime(_ config: PlainConvUNet.Config, inputs shapes: [[Int]], file: StaticString = #filePath, line: UInt = #line) throws {
+        try checkWithONNXRuntime(try PlainConvUNet(config), inputs: shapes, file: file, line: line)
     }
 
-    private func checkWithONNXRuntime(_ net: Module, input shape: [Int], file: StaticString = #filePath, line: UInt = #line) throws {
+    /// Exports `net` once and runs the file on an input of each shape: onnx's checker passes, the
+    /// model has one output, and it is MedSeg's within 1e-4.
+    private func checkWithONNXRuntime(_ net: Module, inputs shapes: [[Int]], file: StaticString = #filePath, line: UInt = #line) throws {
         let folder = try makeTemporaryFolder("onnx")
         defer { try? FileManager.default.removeItem(at: folder) }
-        // Norm weights and biases away from their ones and zeros, so that every tensor counts.
+        // Norm weights and biases away from their ones and zeros, and BatchNorm's running
+        // statistics away from theirs, so that every tensor counts.
         try withNoGrad {
             for (name, p) in net.namedParameters() where p.rank == 1 { try p.copy_(Tensor.rand(p.shape) - 0.5 + (name.hasSuffix("norm.weight") ? 1 : 0)) }
+            for (name, b) in net.namedBuffers() {
+                if name.hasSuffix("running_mean") { try b.copy_(Tensor.rand(b.shape) - 0.5) }
+                if name.hasSuffix("running_var") { try b.copy_(Tensor.rand(b.shape) + 0.5) }
+            }
         }
         net.eval()
-        let x = try Tensor.randn(shape)
-        let expected = try net(x)
         let model = folder.appendingPathComponent("net.onnx")
         try ONNXModel.export(net).write(to: model)
-        try x.contiguous().toArray(Float.self).withUnsafeBytes { try Data($0).write(to: folder.appendingPathComponent("x.bin")) }
+        var expected: [Tensor] = []
+        for (i, shape) in shapes.enumerated() {
+            let x = try Tensor.randn(shape)
+            expected.append(try withNoGrad { try net(x) })
+            try x.contiguous().toArray(Float.self).withUnsafeBytes { try Data($0).write(to: folder.appendingPathComponent("x\(i).bin")) }
+        }
         let script = """
         import sys, numpy as np, onnx, onnxruntime as ort
-        folder, shape = sys.argv[1], [int(s) for s in sys.argv[2].split(",")]
+        folder, shapes = sys.argv[1], [[int(s) for s in shape.split(",")] for shape in sys.argv[2:]]
         onnx.checker.check_model(folder + "/net.onnx", full_check=True)
         session = ort.InferenceSession(folder + "/net.onnx", providers=["CPUExecutionProvider"])
-        x = np.fromfile(folder + "/x.bin", dtype=np.float32).reshape(shape)
-        y = session.run(None, {"image": x})[0]
-        y.astype(np.float32).tofile(folder + "/y.bin")
-        print(",".join(map(str, y.shape)))
+        assert len(session.get_outputs()) == 1, [o.name for o in session.get_outputs()]
+        for i, shape in enumerate(shapes):
+            x = np.fromfile(f"{folder}/x{i}.bin", dtype=np.float32).reshape(shape)
+            y = session.run(None, {"image": x})[0]
+            y.astype(np.float32).tofile(f"{folder}/y{i}.bin")
+            print(",".join(map(str, y.shape)))
         """
-        let printed = try Python.run(script, [folder.path, shape.map(String.init).joined(separator: ",")], interpreter: "/usr/bin/python3")
-        XCTAssertEqual(printed.trimmingCharacters(in: .whitespacesAndNewlines), expected.shape.map(String.init).joined(separator: ","), file: file, line: line)
-        let data = try Data(contentsOf: folder.appendingPathComponent("y.bin"))
-        let values = data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-        try FixtureSupport.assertClose(try Tensor(values, shape: expected.shape), expected, rtol: 1e-4, atol: 1e-4, "onnxruntime", file: file, line: line)
+        let printed = try Python.run(script, [folder.path] + shapes.map { $0.map(String.init).joined(separator: ",") }, interpreter: "/usr/bin/python3")
+        let lines = printed.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines, expected.map { $0.shape.map(String.init).joined(separator: ",") }, file: file, line: line)
+        for (i, e) in expected.enumerated() where i < lines.count {
+            let data = try Data(contentsOf: folder.appendingPathComponent("y\(i).bin"))
+            let values = data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+            try FixtureSupport.assertClose(try Tensor(values, shape: e.shape), e, rtol: 1e-4, atol: 1e-4, "onnxruntime, input \(shapes[i])", file: file, line: line)
+        }
     }
 
     func testPlainConvUNetRunsInONNXRuntimeIn2D() throws {
         try checkWithONNXRuntime(.init(dims: 2, inChannels: 2, classes: 3, featuresPerStage: [4, 8, 16], kernelSizes: [[3, 3], [3, 3], [3, 3]],
-                                       strides: [[1, 1], [2, 2], [2, 2]]), input: [2, 2, 24, 32])
+                                       strides: [[1, 1], [2, 2], [2, 2]]), inputs: [[2, 2, 24, 32], [1, 2, 16, 12]])
     }
 
     func testAnisotropicPlainConvUNetRunsInONNXRuntimeIn3D() throws {
         try checkWithONNXRuntime(.init(dims: 3, inChannels: 1, classes: 2, featuresPerStage: [4, 8, 12], kernelSizes: [[1, 3, 3], [3, 3, 3], [3, 3, 3]],
-                                       strides: [[1, 1, 1], [1, 2, 2], [2, 2, 2]]), input: [1, 1, 6, 16, 12])
+                                       strides: [[1, 1, 1], [1, 2, 2], [2, 2, 2]]), inputs: [[1, 1, 6, 16, 12], [2, 1, 4, 8, 20]])
     }
 
     /// The residual-encoder U-Net: stem, BasicBlockD stages (strided blocks with an average-pooled,
@@ -60,18 +75,48 @@ final class ONNXModelTests: XCTestCase {
         let net = try ResidualEncoderUNet(.init(dims: 3, inChannels: 2, classes: 3, featuresPerStage: [4, 8, 12],
                                                 kernelSizes: [[1, 3, 3], [3, 3, 3], [3, 3, 3]], strides: [[1, 1, 1], [1, 2, 2], [2, 2, 2]],
                                                 blocksPerStage: [1, 2, 2], nConvPerStageDecoder: 1))
-        try checkWithONNXRuntime(net, input: [2, 2, 4, 16, 8])
+        try checkWithONNXRuntime(net, inputs: [[2, 2, 4, 16, 8], [1, 2, 6, 8, 12]])
     }
 
     /// MedNeXt: depthwise (transposed) convolutions, per-channel GroupNorm, exact GELU, the up
     /// blocks' padding, residual resampling.
     func testMedNeXtRunsInONNXRuntime() throws {
-        try checkWithONNXRuntime(try MedNeXt(.init(size: .S, dims: 3, inChannels: 1, classes: 2, kernelSize: 3)), input: [1, 1, 16, 32, 16])
-        try checkWithONNXRuntime(try MedNeXt(.init(size: .B, dims: 2, inChannels: 2, classes: 3, kernelSize: 5)), input: [2, 2, 32, 48])
+        try checkWithONNXRuntime(try MedNeXt(.init(size: .S, dims: 3, inChannels: 1, classes: 2, kernelSize: 3)), inputs: [[1, 1, 16, 32, 16], [1, 1, 32, 16, 16]])
+        try checkWithONNXRuntime(try MedNeXt(.init(size: .B, dims: 2, inChannels: 2, classes: 3, kernelSize: 5)), inputs: [[2, 2, 32, 48], [1, 2, 16, 16]])
     }
 
-    func testOtherNetworksAreRefusedNamingWhatIsCovered() throws {
-        XCTAssertThrowsError(try ONNXModel.export(try SegResNet(.init(dims: 2)))) { XCTAssertTrue("\($0)".contains("plain conv U-Net"), "\($0)") }
+    /// SegResNet (MONAI's defaults): GroupNorm of 8 groups, pre-activated residual blocks,
+    /// 1x1 convolution and linear upsampling (Resize) before the summed skips; 3D and 2D.
+    func testSegResNetRunsInONNXRuntime() throws {
+        try checkWithONNXRuntime(try SegResNet(.monai(dims: 3, inChannels: 1, classes: 3)), inputs: [[1, 1, 16, 24, 16], [2, 1, 8, 8, 16]])
+        try checkWithONNXRuntime(try SegResNet(.monai(dims: 2, inChannels: 2, classes: 2, initFilters: 16, levels: 3)), inputs: [[2, 2, 24, 32], [1, 2, 12, 8]])
+    }
+
+    /// The classic U-Net: BatchNorm with running statistics, max-pooling, transposed convolutions.
+    func testUNetRunsInONNXRuntime() throws {
+        try checkWithONNXRuntime(try UNet(.init(inChannels: 2, classes: 3, features: 4, depth: 3, dims: 2)), inputs: [[2, 2, 16, 24], [1, 2, 32, 12]])
+        try checkWithONNXRuntime(try UNet(.init(inChannels: 1, classes: 1, features: 2, depth: 3, dims: 3)), inputs: [[1, 1, 8, 16, 12], [2, 1, 4, 8, 8]])
+    }
+
+    /// UNet++ with deep supervision on: nested skips, its final head the one output (the other
+    /// heads are dropped); regular 3D and a plan's anisotropic 2D stages.
+    func testUNetPlusPlusRunsInONNXRuntimeWithItsFinalHeadOnly() throws {
+        try checkWithONNXRuntime(try UNetPlusPlus(.init(dims: 3, inChannels: 1, classes: 2, baseFeatures: 4, depth: 3, deepSupervision: true)),
+                                 inputs: [[1, 1, 8, 16, 8], [2, 1, 16, 8, 12]])
+        try checkWithONNXRuntime(try UNetPlusPlus(.init(dims: 2, inChannels: 2, classes: 3, featuresPerStage: [4, 8, 8], kernelSizes: [[1, 3], [3, 3], [3, 3]],
+                                                        strides: [[1, 1], [1, 2], [2, 2]])), inputs: [[2, 2, 8, 16], [1, 2, 6, 12]])
+    }
+
+    /// A network without an emitter is refused naming what is covered; a layer without operators
+    /// is refused by its state_dict name.
+    func testOtherNetworksAndLayersAreRefusedByName() throws {
+        XCTAssertThrowsError(try ONNXModel.export(try UltraLightVMUNet(.init(inChannels: 1, classes: 1)))) {
+            XCTAssertTrue("\($0)".contains("covers nnU-Net's plain conv U-Net") && "\($0)".contains("UltraLightVMUNet"), "\($0)")
+        }
+        var graph = ONNXModel.Graph(dims: 2)
+        let head = Sequential(try ConvNd(dims: 2, 2, 2, kernelSize: [1]), Upsample(scaleFactor: [2, 2], mode: .bicubic))
+        XCTAssertThrowsError(try graph.layer(head, "x", prefix: "head")) { XCTAssertTrue("\($0)".contains("layer head.1 (bicubic Upsample)"), "\($0)") }
+        XCTAssertThrowsError(try graph.layer(Sequential(Tanh()), "x", prefix: "act")) { XCTAssertTrue("\($0)".contains("layer act.0 (Tanh)"), "\($0)") }
     }
 
     /// `medseg export` of a model folder nnU-Net trained (3d_fullres of the fixture plans, one fold

@@ -4,10 +4,14 @@ import Torch
 extension ONNXModel {
     /// Nodes and initializers of a graph being written; values are named by the nodes that make them.
     struct Graph {
+        /// Spatial dimensions of the network's input (2 or 3).
+        let dims: Int
         private(set) var proto = ProtoWriter()
         private var count = 0
         /// Initializers already written (shared constants are written once).
         private var written: Set<String> = []
+
+        init(dims: Int) { self.dims = dims }
 
         /// A weight, under its state_dict name, as a float32 initializer.
         mutating func initializer(_ name: String, _ tensor: Tensor) throws -> String {
@@ -76,29 +80,20 @@ extension ONNXModel {
             return a
         }
 
+        static func string(_ name: String, _ value: String) -> ProtoWriter {
+            var a = ProtoWriter()
+            a.string(1, name)
+            a.string(4, value)
+            a.varint(20, 3)  // STRING
+            return a
+        }
+
         static func float(_ name: String, _ value: Double) -> ProtoWriter {
             var a = ProtoWriter()
             a.string(1, name)
             a.float(2, Float(value))
             a.varint(20, 1)  // FLOAT
             return a
-        }
-
-        /// A (transposed) convolution with its weights under `prefix`.
-        mutating func conv(_ conv: ConvNd, _ x: String, prefix: String) throws -> String {
-            var inputs = [x, try initializer(prefix + ".weight", conv.weight)]
-            if let bias = conv.bias { inputs.append(try initializer(prefix + ".bias", bias)) }
-            var attributes = [Self.ints("kernel_shape", conv.kernelSize), Self.ints("strides", conv.stride)]
-            if conv.padding.contains(where: { $0 != 0 }) { attributes.append(Self.ints("pads", conv.padding + conv.padding)) }
-            if conv.groups != 1 { attributes.append(Self.int("group", conv.groups)) }
-            return node(conv.transposed ? "ConvTranspose" : "Conv", inputs, attributes)
-        }
-
-        /// Per-channel normalization with a scale and bias under `prefix` (an affine InstanceNorm,
-        /// or a GroupNorm of one group per channel).
-        mutating func instanceNorm(_ x: String, weight: Tensor, bias: Tensor, eps: Double, prefix: String) throws -> String {
-            node("InstanceNormalization", [x, try initializer(prefix + ".weight", weight), try initializer(prefix + ".bias", bias)],
-                 [Self.float("epsilon", eps)])
         }
     }
 }

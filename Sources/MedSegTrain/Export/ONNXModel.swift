@@ -8,33 +8,46 @@ import Torch
 /// size the network accepts; output `logits` at full resolution.
 ///
 /// Networks: nnU-Net's plain conv U-Net (`plainunet`) and residual-encoder U-Net (`resencunet`), as
-/// MedSeg trains them and as nnU-Net's own model folders hold them, and MedNeXt (its full-resolution
-/// output).
+/// MedSeg trains them and as nnU-Net's own model folders hold them, MedNeXt, SegResNet, the classic
+/// U-Net and UNet++; of a deeply supervised network its full-resolution output only.
 public enum ONNXModel {
     public static let opset = 17
+
+    /// The networks `export` writes, in words.
+    public static let covered = "nnU-Net's plain conv U-Net (plainunet) and residual-encoder U-Net (resencunet), MedNeXt, "
+        + "SegResNet, the classic U-Net (unet) and UNet++ (unetpp)"
 
     /// The ONNX bytes of `model` with `metadata` in its `metadata_props`, or an error naming the
     /// networks that can be exported.
     public static func export(_ model: Module, metadata: ONNXMetadata = .init(entries: [])) throws -> Data {
-        var graph = Graph()
-        let spatial: Int
-        let inChannels: Int, classes: Int
-        let output: String
+        // The network's input and output channels and its emitter.
+        let spatial: Int, inChannels: Int, classes: Int
+        let emit: (inout Graph) throws -> String
         switch model {
         case let unet as PlainConvUNet:
             (spatial, inChannels, classes) = (unet.config.dims, unet.config.inChannels, unet.config.classes)
-            output = graph.node("Identity", [try graph.plainConvUNet(unet, input: "image")], named: "logits")
+            emit = { try $0.plainConvUNet(unet, input: "image") }
         case let unet as ResidualEncoderUNet:
             let c = unet.config.plain
             (spatial, inChannels, classes) = (c.dims, c.inChannels, c.classes)
-            output = graph.node("Identity", [try graph.residualEncoderUNet(unet, input: "image")], named: "logits")
+            emit = { try $0.residualEncoderUNet(unet, input: "image") }
         case let net as MedNeXt:
             (spatial, inChannels, classes) = (net.config.dims, net.config.inChannels, net.config.classes)
-            output = graph.node("Identity", [try graph.medNeXt(net, input: "image")], named: "logits")
+            emit = { try $0.medNeXt(net, input: "image") }
+        case let net as SegResNet:
+            (spatial, inChannels, classes) = (net.config.dims, net.config.inChannels, net.config.classes)
+            emit = { try $0.segResNet(net, input: "image") }
+        case let net as UNet:
+            (spatial, inChannels, classes) = (net.config.dims, net.config.inChannels, net.config.classes)
+            emit = { try $0.unet(net, input: "image") }
+        case let net as UNetPlusPlus:
+            (spatial, inChannels, classes) = (net.config.dims, net.config.inChannels, net.config.classes)
+            emit = { try $0.unetPlusPlus(net, input: "image") }
         default:
-            throw TrainingError("ONNX export covers nnU-Net's plain conv U-Net (plainunet), residual-encoder U-Net (resencunet) and MedNeXt so far; "
-                                + "this network is \(type(of: model))")
+            throw TrainingError("ONNX export covers \(covered); this network is \(type(of: model))")
         }
+        var graph = Graph(dims: spatial)
+        let output = graph.node("Identity", [try emit(&graph)], named: "logits")
         let names = ["batch"] + (0..<spatial).map { "size\($0)" }
         var g = graph.proto
         g.string(2, "medseg")
