@@ -15,10 +15,14 @@ struct ExportCommand: ParsableCommand {
     @Option(help: "postprocessing.json (from `medseg find-best`), or nnU-Net's postprocessing.pkl/.json, that predictions from the file apply.") var postprocessing: String?
     @Flag(help: "Predict without mirror test-time augmentation.") var noMirror = false
     @Option(parsing: .unconditional, help: "Step between sliding windows, a fraction of the patch.") var stepSize = WindowSettings.defaultStepSize
+    @Flag(help: "ONNX only: float16 weights, input and output (half the file).") var half = false
 
     func validate() throws {
         guard CheckpointName(named: checkpoint) != nil else { throw ValidationError("--checkpoint must be best, final or latest, got '\(checkpoint)'") }
         if let problem = SlidingWindow.stepProblem(stepSize) { throw ValidationError("--step-size \(problem)") }
+        if half && URL(fileURLWithPath: output).pathExtension.lowercased() != "onnx" {
+            throw ValidationError("--half writes float16 ONNX: give an OUTPUT ending .onnx")
+        }
     }
 
     func run() throws {
@@ -44,9 +48,11 @@ struct ExportCommand: ParsableCommand {
             throw ValidationError("\(runFolder) holds \(inference.predictors.count) folds; an ONNX file holds one network: give one with --folds N")
         }
         // The preprocessing, window and labels the network predicts with go into the file's metadata.
-        let bytes = try ONNXModel.export(inference.predictors[0].model, metadata: ONNXMetadata(inference, version: MedSegVersion.string))
+        let bytes = try ONNXModel.export(inference.predictors[0].model, metadata: ONNXMetadata(inference, version: MedSegVersion.string),
+                                         half: half)
         try AtomicFile.write(bytes, to: destination)
-        print(String(format: "wrote %@ (%.1f MB, ONNX opset %d): %@; input 'image' [batch, %d, spatial...], output 'logits'", destination.path,
-                     Double(bytes.count) / 1_048_576, ONNXModel.opset, used.joined(separator: ", "), inference.predictors[0].spec.inChannels))
+        print(String(format: "wrote %@ (%.1f MB, ONNX opset %d, %@): %@; input 'image' [batch, %d, spatial...], output 'logits'", destination.path,
+                     Double(bytes.count) / 1_048_576, ONNXModel.opset, half ? "float16" : "float32", used.joined(separator: ", "),
+                     inference.predictors[0].spec.inChannels))
     }
 }

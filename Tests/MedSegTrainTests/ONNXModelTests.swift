@@ -16,7 +16,8 @@ final class ONNXModelTests: XCTestCase {
 
     /// Exports `net` once and runs the file on an input of each shape: onnx's checker passes, the
     /// model has one output, and it is MedSeg's within 1e-4.
-    private func checkWithONNXRuntime(_ net: Module, inputs shapes: [[Int]], file: StaticString = #filePath, line: UInt = #line) throws {
+    /// `half`: the float16 export, fed float16 inputs, within 1e-2 of MedSeg's float32 logits.
+    private func checkWithONNXRuntime(_ net: Module, inputs shapes: [[Int]], half: Bool = false, file: StaticString = #filePath, line: UInt = #line) throws {
         let folder = try makeTemporaryFolder("onnx")
         defer { try? FileManager.default.removeItem(at: folder) }
         // Norm weights and biases away from their ones and zeros, and BatchNorm's running
@@ -30,7 +31,7 @@ final class ONNXModelTests: XCTestCase {
         }
         net.eval()
         let model = folder.appendingPathComponent("net.onnx")
-        try ONNXModel.export(net).write(to: model)
+        try ONNXModel.export(net, half: half).write(to: model)
         var expected: [Tensor] = []
         for (i, shape) in shapes.enumerated() {
             let x = try Tensor.randn(shape)
@@ -39,23 +40,25 @@ final class ONNXModelTests: XCTestCase {
         }
         let script = """
         import sys, numpy as np, onnx, onnxruntime as ort
-        folder, shapes = sys.argv[1], [[int(s) for s in shape.split(",")] for shape in sys.argv[2:]]
+        folder, half, shapes = sys.argv[1], sys.argv[2] == "1", [[int(s) for s in shape.split(",")] for shape in sys.argv[3:]]
         onnx.checker.check_model(folder + "/net.onnx", full_check=True)
         session = ort.InferenceSession(folder + "/net.onnx", providers=["CPUExecutionProvider"])
         assert len(session.get_outputs()) == 1, [o.name for o in session.get_outputs()]
         for i, shape in enumerate(shapes):
             x = np.fromfile(f"{folder}/x{i}.bin", dtype=np.float32).reshape(shape)
-            y = session.run(None, {"image": x})[0]
+            y = session.run(None, {"image": x.astype(np.float16) if half else x})[0]
+            assert y.dtype == (np.float16 if half else np.float32), y.dtype
             y.astype(np.float32).tofile(f"{folder}/y{i}.bin")
             print(",".join(map(str, y.shape)))
         """
-        let printed = try Python.run(script, [folder.path] + shapes.map { $0.map(String.init).joined(separator: ",") }, interpreter: "/usr/bin/python3")
+        let printed = try Python.run(script, [folder.path, half ? "1" : "0"] + shapes.map { $0.map(String.init).joined(separator: ",") }, interpreter: "/usr/bin/python3")
         let lines = printed.split(separator: "\n").map(String.init)
         XCTAssertEqual(lines, expected.map { $0.shape.map(String.init).joined(separator: ",") }, file: file, line: line)
         for (i, e) in expected.enumerated() where i < lines.count {
             let data = try Data(contentsOf: folder.appendingPathComponent("y\(i).bin"))
             let values = data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-            try FixtureSupport.assertClose(try Tensor(values, shape: e.shape), e, rtol: 1e-4, atol: 1e-4, "onnxruntime, input \(shapes[i])", file: file, line: line)
+            try FixtureSupport.assertClose(try Tensor(values, shape: e.shape), e, rtol: half ? 1e-2 : 1e-4, atol: half ? 1e-2 : 1e-4,
+                                           "onnxruntime, input \(shapes[i])", file: file, line: line)
         }
     }
 
@@ -105,6 +108,17 @@ final class ONNXModelTests: XCTestCase {
                                  inputs: [[1, 1, 8, 16, 8], [2, 1, 16, 8, 12]])
         try checkWithONNXRuntime(try UNetPlusPlus(.init(dims: 2, inChannels: 2, classes: 3, featuresPerStage: [4, 8, 8], kernelSizes: [[1, 3], [3, 3], [3, 3]],
                                                         strides: [[1, 1], [1, 2], [2, 2]])), inputs: [[2, 2, 8, 16], [1, 2, 6, 12]])
+    }
+
+    /// `--half`: float16 weights, input and output (Resize's scales stay float32), within 1e-2 of
+    /// MedSeg's float32 logits, in about half the file.
+    func testHalfExportHasFloat16WeightsAndIO() throws {
+        let unet = try PlainConvUNet(.init(dims: 3, inChannels: 1, classes: 2, featuresPerStage: [4, 8, 16], kernelSizes: [[3, 3, 3], [3, 3, 3], [3, 3, 3]],
+                                           strides: [[1, 1, 1], [2, 2, 2], [2, 2, 2]]))
+        try checkWithONNXRuntime(unet, inputs: [[1, 1, 8, 16, 16], [2, 1, 16, 8, 8]], half: true)
+        let full = try ONNXModel.export(unet).count, half = try ONNXModel.export(unet, half: true).count
+        XCTAssertLessThan(Double(half), 0.55 * Double(full), "float16 weights take half the bytes")
+        try checkWithONNXRuntime(try SegResNet(.monai(dims: 2, inChannels: 1, classes: 2, levels: 3)), inputs: [[1, 1, 16, 16], [2, 1, 8, 12]], half: true)
     }
 
     /// A network without an emitter is refused naming what is covered; a layer without operators
@@ -161,7 +175,11 @@ final class ONNXModelTests: XCTestCase {
 
         let model = temp.appendingPathComponent("net.onnx")
         let log = try Executables.runMedSeg(["export", folder.path, model.path]).output
-        XCTAssertTrue(log.contains("ONNX opset \(ONNXModel.opset)") && log.contains("nnU-Net fold_0/checkpoint_final.pth"), log)
+        XCTAssertTrue(log.contains("ONNX opset \(ONNXModel.opset), float32") && log.contains("nnU-Net fold_0/checkpoint_final.pth"), log)
+        let halfModel = temp.appendingPathComponent("net16.onnx")
+        XCTAssertTrue(try Executables.runMedSeg(["export", folder.path, halfModel.path, "--half"]).output.contains("float16"))
+        let zip = try Executables.runMedSeg(["export", folder.path, temp.appendingPathComponent("model.zip").path, "--half"], expectSuccess: false)
+        XCTAssertTrue(zip.status != 0 && zip.output.contains("--half writes float16 ONNX"), zip.output)
         let version = try Executables.runMedSeg(["--version"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
         let printed = try Python.run("""
         import json, sys, numpy as np, onnx, onnxruntime as ort
@@ -182,13 +200,18 @@ final class ONNXModelTests: XCTestCase {
         x = np.fromfile(folder + "/x.f32", dtype=np.float32).reshape(2, 1, 16, 48, 32)
         y = session.run(None, {"image": x})
         reference = np.fromfile(folder + "/y.f32", dtype=np.float32).reshape(2, 3, 16, 48, 32)
-        print(json.dumps({"wrong": wrong, "outputs": len(y), "shape": list(y[0].shape), "difference": float(np.abs(y[0] - reference).max())}))
+        half = ort.InferenceSession(model.replace("net.onnx", "net16.onnx"), providers=["CPUExecutionProvider"])
+        y16 = half.run(None, {"image": x.astype(np.float16)})[0]
+        print(json.dumps({"wrong": wrong, "outputs": len(y), "half": [half.get_inputs()[0].type, half.get_outputs()[0].type],
+                          "half_difference": float(np.abs(y16.astype(np.float32) - reference).max()), "shape": list(y[0].shape), "difference": float(np.abs(y[0] - reference).max())}))
         """, [model.path, folder.path, version], interpreter: "/usr/bin/python3")
         let result = try JSONSerialization.jsonObject(with: Data(printed.utf8)) as! [String: Any]
         XCTAssertEqual(result["wrong"] as? [String], [], printed)
         XCTAssertEqual(result["outputs"] as? Int, 1, "one output: the deep-supervision heads are not exported")
         XCTAssertEqual(result["shape"] as? [Int], [2, 3, 16, 48, 32])
         XCTAssertLessThan(try XCTUnwrap(result["difference"] as? Double), 1e-4, "largest difference from nnU-Net's network")
+        XCTAssertEqual(result["half"] as? [String], ["tensor(float16)", "tensor(float16)"])
+        XCTAssertLessThan(try XCTUnwrap(result["half_difference"] as? Double), 2e-2, "float16 export against nnU-Net's float32 network")
     }
 
     /// A run trained on raw images (no plan) with regions: its checkpoint's normalization and CT

@@ -11,33 +11,50 @@ extension ONNXModel {
         /// Initializers already written (shared constants are written once).
         private var written: Set<String> = []
 
-        init(dims: Int) { self.dims = dims }
+        /// Whether weights (and the values between operators) are float16 rather than float32.
+        let half: Bool
 
-        /// A weight, under its state_dict name, as a float32 initializer.
+        init(dims: Int, half: Bool = false) {
+            self.dims = dims
+            self.half = half
+        }
+
+        /// ONNX's element type of the graph's values: FLOAT16 or FLOAT.
+        var elementType: UInt64 { half ? 10 : 1 }
+
+        /// A weight, under its state_dict name, as an initializer of the graph's element type.
         mutating func initializer(_ name: String, _ tensor: Tensor) throws -> String {
             guard written.insert(name).inserted else { return name }
             let values = try tensor.to(dtype: .float32).contiguous().toArray(Float.self)
-            var t = ProtoWriter()
-            for d in tensor.shape { t.varint(1, UInt64(d)) }
-            t.varint(2, 1)  // FLOAT
-            t.string(8, name)
+            var raw = Data(capacity: values.count * (half ? 2 : 4))
+            // Float16's rounding is IEEE's round to nearest even, as torch's .half().
+            for v in values { half ? raw.append(littleEndian: Float16(v).bitPattern) : raw.append(littleEndian: v.bitPattern) }
+            write(name, shape: tensor.shape, type: elementType, raw: raw)
+            return name
+        }
+
+        /// An operator's float32 parameter (Resize's scales, float32 whatever the graph's type).
+        mutating func floats(_ name: String, _ values: [Float]) -> String {
             var raw = Data(capacity: values.count * 4)
             for v in values { raw.append(littleEndian: v.bitPattern) }
+            write(name, shape: [values.count], type: 1, raw: raw)
+            return name
+        }
+
+        private mutating func write(_ name: String, shape: [Int], type: UInt64, raw: Data) {
+            var t = ProtoWriter()
+            for d in shape { t.varint(1, UInt64(d)) }
+            t.varint(2, type)
+            t.string(8, name)
             t.bytes(9, raw)
             proto.message(5, t)
-            return name
         }
 
         /// An int64 initializer (Pad's pads).
         mutating func integers(_ name: String, _ values: [Int]) -> String {
-            var t = ProtoWriter()
-            t.varint(1, UInt64(values.count))
-            t.varint(2, 7)  // INT64
-            t.string(8, name)
             var raw = Data(capacity: values.count * 8)
             for v in values { raw.append(littleEndian: Int64(v)) }
-            t.bytes(9, raw)
-            proto.message(5, t)
+            write(name, shape: [values.count], type: 7, raw: raw)  // INT64
             return name
         }
 

@@ -83,7 +83,7 @@ extension ONNXModel.Graph {
     /// Upsample as Resize: (bi/tri)linear with PyTorch's half-pixel centres (or aligned corners),
     /// nearest as PyTorch's floor of the asymmetric source index.
     mutating func resize(_ up: Upsample, _ x: String, prefix: String) throws -> String {
-        let scales = try initializer(prefix + ".scales", try Tensor([1, 1] + up.scaleFactor.map { Float($0) }, shape: [2 + up.scaleFactor.count]))
+        let scales = floats(prefix + ".scales", [1, 1] + up.scaleFactor.map { Float($0) })
         var attributes: [ProtoWriter]
         switch up.mode {
         case .linear, .bilinear, .trilinear:

@@ -19,7 +19,9 @@ public enum ONNXModel {
 
     /// The ONNX bytes of `model` with `metadata` in its `metadata_props`, or an error naming the
     /// networks that can be exported.
-    public static func export(_ model: Module, metadata: ONNXMetadata = .init(entries: [])) throws -> Data {
+    /// `half`: float16 weights, input and output (a runtime without float16 kernels computes in
+    /// float32 between them, as onnxruntime's CPU provider does).
+    public static func export(_ model: Module, metadata: ONNXMetadata = .init(entries: []), half: Bool = false) throws -> Data {
         // The network's input and output channels and its emitter.
         let spatial: Int, inChannels: Int, classes: Int
         let emit: (inout Graph) throws -> String
@@ -46,13 +48,13 @@ public enum ONNXModel {
         default:
             throw TrainingError("ONNX export covers \(covered); this network is \(type(of: model))")
         }
-        var graph = Graph(dims: spatial)
+        var graph = Graph(dims: spatial, half: half)
         let output = graph.node("Identity", [try emit(&graph)], named: "logits")
         let names = ["batch"] + (0..<spatial).map { "size\($0)" }
         var g = graph.proto
         g.string(2, "medseg")
-        g.message(11, valueInfo("image", dims: [.symbol(names[0]), .value(inChannels)] + names.dropFirst().map { .symbol($0) }))
-        g.message(12, valueInfo(output, dims: [.symbol(names[0]), .value(classes)] + names.dropFirst().map { .symbol($0) }))
+        g.message(11, valueInfo("image", type: graph.elementType, dims: [.symbol(names[0]), .value(inChannels)] + names.dropFirst().map { .symbol($0) }))
+        g.message(12, valueInfo(output, type: graph.elementType, dims: [.symbol(names[0]), .value(classes)] + names.dropFirst().map { .symbol($0) }))
         var opsetID = ProtoWriter()
         opsetID.string(1, "")
         opsetID.varint(2, UInt64(opset))
@@ -72,8 +74,8 @@ public enum ONNXModel {
 
     enum Dim { case value(Int), symbol(String) }
 
-    /// A float32 tensor's ValueInfoProto.
-    static func valueInfo(_ name: String, dims: [Dim]) -> ProtoWriter {
+    /// The ValueInfoProto of a tensor of element `type` (FLOAT 1, FLOAT16 10).
+    static func valueInfo(_ name: String, type elementType: UInt64, dims: [Dim]) -> ProtoWriter {
         var shape = ProtoWriter()
         for d in dims {
             var dim = ProtoWriter()
@@ -84,7 +86,7 @@ public enum ONNXModel {
             shape.message(1, dim)
         }
         var tensorType = ProtoWriter()
-        tensorType.varint(1, 1)  // FLOAT
+        tensorType.varint(1, elementType)
         tensorType.message(2, shape)
         var type = ProtoWriter()
         type.message(1, tensorType)
