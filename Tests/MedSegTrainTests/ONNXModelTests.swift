@@ -17,7 +17,9 @@ final class ONNXModelTests: XCTestCase {
     /// Exports `net` once and runs the file on an input of each shape: onnx's checker passes, the
     /// model has one output, and it is MedSeg's within 1e-4.
     /// `half`: the float16 export, fed float16 inputs, within 1e-2 of MedSeg's float32 logits.
-    private func checkWithONNXRuntime(_ net: Module, inputs shapes: [[Int]], half: Bool = false, file: StaticString = #filePath, line: UInt = #line) throws {
+    /// `tolerance`: of float32 exports (default 1e-4).
+    private func checkWithONNXRuntime(_ net: Module, inputs shapes: [[Int]], half: Bool = false, tolerance: Double = 1e-4,
+                                      file: StaticString = #filePath, line: UInt = #line) throws {
         let folder = try makeTemporaryFolder("onnx")
         defer { try? FileManager.default.removeItem(at: folder) }
         // Norm weights and biases away from their ones and zeros, and BatchNorm's running
@@ -57,7 +59,7 @@ final class ONNXModelTests: XCTestCase {
         for (i, e) in expected.enumerated() where i < lines.count {
             let data = try Data(contentsOf: folder.appendingPathComponent("y\(i).bin"))
             let values = data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-            try FixtureSupport.assertClose(try Tensor(values, shape: e.shape), e, rtol: half ? 1e-2 : 1e-4, atol: half ? 1e-2 : 1e-4,
+            try FixtureSupport.assertClose(try Tensor(values, shape: e.shape), e, rtol: half ? 1e-2 : tolerance, atol: half ? 1e-2 : tolerance,
                                            "onnxruntime, input \(shapes[i])", file: file, line: line)
         }
     }
@@ -108,6 +110,17 @@ final class ONNXModelTests: XCTestCase {
                                  inputs: [[1, 1, 8, 16, 8], [2, 1, 16, 8, 12]])
         try checkWithONNXRuntime(try UNetPlusPlus(.init(dims: 2, inChannels: 2, classes: 3, featuresPerStage: [4, 8, 8], kernelSizes: [[1, 3], [3, 3], [3, 3]],
                                                         strides: [[1, 1], [1, 2], [2, 2]])), inputs: [[2, 2, 8, 16], [1, 2, 6, 12]])
+    }
+
+    /// SETR-MLA (a small ViT): attention, LayerNorm, exact GELU, the position embeddings
+    /// resampled bicubically for a grid other than the pretraining one, the MLA decoder with its
+    /// BatchNorms and upsampling; its main output only.
+    func testSETRMLARunsInONNXRuntime() throws {
+        let encoder = VisionTransformer.Config(imageSize: 32, patchSize: 8, inChannels: 2, hidden: 32, depth: 4, heads: 2, mlpDim: 48)
+        let net = try SETRMLA(.init(encoder: encoder, classes: 3, mlaChannels: 16, headChannels: 8))
+        try withNoGrad { for (name, p) in net.namedParameters() where name.contains("pos_embed") || name.contains("cls_token") { try p.copy_(Tensor.randn(p.shape)) } }
+        // Its logits are small (about 0.2): a bound to match.
+        try checkWithONNXRuntime(net, inputs: [[2, 2, 32, 32], [1, 2, 48, 64]], tolerance: 1e-5)
     }
 
     /// `--half`: float16 weights, input and output (Resize's scales stay float32), within 1e-2 of

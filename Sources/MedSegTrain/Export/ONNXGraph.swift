@@ -35,6 +35,7 @@ extension ONNXModel {
 
         /// An operator's float32 parameter (Resize's scales, float32 whatever the graph's type).
         mutating func floats(_ name: String, _ values: [Float]) -> String {
+            guard written.insert(name).inserted else { return name }
             var raw = Data(capacity: values.count * 4)
             for v in values { raw.append(littleEndian: v.bitPattern) }
             write(name, shape: [values.count], type: 1, raw: raw)
@@ -50,11 +51,12 @@ extension ONNXModel {
             proto.message(5, t)
         }
 
-        /// An int64 initializer (Pad's pads).
-        mutating func integers(_ name: String, _ values: [Int]) -> String {
+        /// An int64 initializer (Pad's pads, Reshape's shapes, Gather's index); `scalar`: of shape [].
+        mutating func integers(_ name: String, _ values: [Int], scalar: Bool = false) -> String {
+            guard written.insert(name).inserted else { return name }
             var raw = Data(capacity: values.count * 8)
             for v in values { raw.append(littleEndian: Int64(v)) }
-            write(name, shape: [values.count], type: 7, raw: raw)  // INT64
+            write(name, shape: scalar ? [] : [values.count], type: 7, raw: raw)  // INT64
             return name
         }
 

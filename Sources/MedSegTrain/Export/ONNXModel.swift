@@ -9,13 +9,13 @@ import Torch
 ///
 /// Networks: nnU-Net's plain conv U-Net (`plainunet`) and residual-encoder U-Net (`resencunet`), as
 /// MedSeg trains them and as nnU-Net's own model folders hold them, MedNeXt, SegResNet, the classic
-/// U-Net and UNet++; of a deeply supervised network its full-resolution output only.
+/// U-Net, UNet++ and SETR-MLA; of a deeply supervised network its full-resolution output only.
 public enum ONNXModel {
     public static let opset = 17
 
     /// The networks `export` writes, in words.
     public static let covered = "nnU-Net's plain conv U-Net (plainunet) and residual-encoder U-Net (resencunet), MedNeXt, "
-        + "SegResNet, the classic U-Net (unet) and UNet++ (unetpp)"
+        + "SegResNet, the classic U-Net (unet), UNet++ (unetpp) and SETR-MLA (setr_mla)"
 
     /// The ONNX bytes of `model` with `metadata` in its `metadata_props`, or an error naming the
     /// networks that can be exported.
@@ -45,6 +45,9 @@ public enum ONNXModel {
         case let net as UNetPlusPlus:
             (spatial, inChannels, classes) = (net.config.dims, net.config.inChannels, net.config.classes)
             emit = { try $0.unetPlusPlus(net, input: "image") }
+        case let net as SETRMLA:
+            (spatial, inChannels, classes) = (2, net.config.encoder.inChannels, net.config.classes)
+            emit = { try $0.setrMLA(net, input: "image") }
         default:
             throw TrainingError("ONNX export covers \(covered); this network is \(type(of: model))")
         }
