@@ -47,7 +47,7 @@ if ((print_plan)); then
     echo "python: none"
     echo "extras: none"
   else
-    echo "python: ${python_packages[*]} ${reference_packages[*]} onnxruntime ${dicom_seg_packages[*]}"
+    echo "python: ${python_packages[*]} ${reference_packages[*]} onnxruntime onnx ${dicom_seg_packages[*]}"
     echo "extras: slurm munge nvrtc monai-1.6-mednext"
   fi
   exit 0
@@ -90,11 +90,14 @@ if ((!runtime)); then
     /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --no-deps "${reference_packages[@]}" \
       || /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --break-system-packages --no-deps "${reference_packages[@]}"
   fi
-  # onnxruntime runs the ONNX files `medseg export` writes (with its dependencies, beside Debian's torch).
-  if [ -x /usr/bin/python3 ] && ! /usr/bin/python3 -c "import onnxruntime" >/dev/null 2>&1; then
-    echo "setup: installing onnxruntime (runs exported ONNX models in the tests)"
-    /usr/bin/python3 -m pip install --quiet --disable-pip-version-check onnxruntime \
-      || /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --break-system-packages onnxruntime
+  # onnxruntime runs the ONNX files `medseg export` writes and onnx's checker checks them (with their
+  # dependencies, beside Debian's torch). numpy stays the one installed: onnx's ml_dtypes would
+  # otherwise pull numpy 2, which Debian's torch was not built for.
+  if [ -x /usr/bin/python3 ] && ! /usr/bin/python3 -c "import onnxruntime, onnx" >/dev/null 2>&1; then
+    echo "setup: installing onnxruntime and onnx (run and check exported ONNX models in the tests)"
+    numpy_pin="$(/usr/bin/python3 -c 'import numpy; print("numpy==" + numpy.__version__)' 2>/dev/null || echo numpy)"
+    /usr/bin/python3 -m pip install --quiet --disable-pip-version-check onnxruntime onnx "$numpy_pin" \
+      || /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --break-system-packages onnxruntime onnx "$numpy_pin"
   fi
   # DICOM SEG references, beside Debian's pydicom 2.3 and numpy (--no-deps, so that pip leaves
   # them alone; highdicom 0.23+ needs pydicom 3). dciodvfy and segimage2itkimage land in pip's

@@ -3,8 +3,8 @@ import Torch
 /// MONAI's `Convolution` as its networks hold one without norm or activation: a (transposed)
 /// convolution as child `conv` (so its weights are `....conv.weight`), "same" padding unless
 /// transposed.
-final class MONAIConvolution: Module {
-    let conv: ConvNd
+public final class MONAIConvolution: Module {
+    public let conv: ConvNd
 
     init(dims: Int, _ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, bias: Bool = false, transposed: Bool = false) throws {
         conv = try ConvNd(dims: dims, inChannels, outChannels, kernelSize: [kernel], stride: [stride],
@@ -13,5 +13,5 @@ final class MONAIConvolution: Module {
         registerModule("conv", conv)
     }
 
-    override func forward(_ x: Tensor) throws -> Tensor { try conv(x) }
+    public override func forward(_ x: Tensor) throws -> Tensor { try conv(x) }
 }

@@ -44,11 +44,11 @@ public final class SegResNet: Module {
     }
 
     public let config: Config
-    let convInit: MONAIConvolution
-    let downLayers: ModuleList<Sequential>
-    let upLayers: ModuleList<Sequential>
-    let upSamples: ModuleList<Sequential>
-    let convFinal: Sequential
+    public let convInit: MONAIConvolution
+    public let downLayers: ModuleList<Sequential>
+    public let upLayers: ModuleList<Sequential>
+    public let upSamples: ModuleList<Sequential>
+    public let convFinal: Sequential
 
     public init(_ config: Config) throws {
         let (d, f) = (config.dims, config.initFilters)
@@ -106,9 +106,9 @@ public final class SegResNet: Module {
 }
 
 /// SegResNet's pre-activation residual block (MONAI's `segresnet_block.ResBlock`).
-final class SegResBlock: Module {
-    let norm1: GroupNorm, norm2: GroupNorm
-    let conv1: MONAIConvolution, conv2: MONAIConvolution
+public final class SegResBlock: Module {
+    public let norm1: GroupNorm, norm2: GroupNorm
+    public let conv1: MONAIConvolution, conv2: MONAIConvolution
 
     init(dims: Int, channels: Int, groups: Int) throws {
         norm1 = try GroupNorm(groups, channels)
@@ -122,7 +122,7 @@ final class SegResBlock: Module {
         registerModule("conv2", conv2)
     }
 
-    override func forward(_ x: Tensor) throws -> Tensor {
+    public override func forward(_ x: Tensor) throws -> Tensor {
         let h = try conv1(try norm1(x).relu())
         return try conv2(try norm2(h).relu()) + x
     }

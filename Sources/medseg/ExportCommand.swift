@@ -9,16 +9,20 @@ struct ExportCommand: ParsableCommand {
         abstract: "Pack a trained run into one model file (folds, checkpoint, plans, dataset.json, post-processing, inference settings) for `medseg predict --model`, or write its network as ONNX (OUTPUT ending .onnx).")
 
     @Argument(help: "Run folder of `medseg train`, the experiment folder holding fold_N, or a model folder nnU-Net trained.") var runFolder: String
-    @Argument(help: "The model file to write (.zip), or the network as ONNX (.onnx; one run or fold; nnU-Net's plain and residual-encoder U-Nets and MedNeXt so far).") var output: String
+    @Argument(help: "The model file to write (.zip), or the network as ONNX (.onnx; one run or fold: nnU-Net's plain and residual-encoder U-Nets, MedNeXt, SegResNet, U-Net, UNet++, SETR-MLA; the run's inference settings as metadata).") var output: String
     @Option(parsing: .upToNextOption, help: "Folds to pack (default: every fold that has the checkpoint).") var folds: [String] = []
     @Option(help: "best, final or latest.") var checkpoint = "final"
     @Option(help: "postprocessing.json (from `medseg find-best`), or nnU-Net's postprocessing.pkl/.json, that predictions from the file apply.") var postprocessing: String?
     @Flag(help: "Predict without mirror test-time augmentation.") var noMirror = false
     @Option(parsing: .unconditional, help: "Step between sliding windows, a fraction of the patch.") var stepSize = WindowSettings.defaultStepSize
+    @Flag(help: "ONNX only: float16 weights, input and output (half the file).") var half = false
 
     func validate() throws {
         guard CheckpointName(named: checkpoint) != nil else { throw ValidationError("--checkpoint must be best, final or latest, got '\(checkpoint)'") }
         if let problem = SlidingWindow.stepProblem(stepSize) { throw ValidationError("--step-size \(problem)") }
+        if half && URL(fileURLWithPath: output).pathExtension.lowercased() != "onnx" {
+            throw ValidationError("--half writes float16 ONNX: give an OUTPUT ending .onnx")
+        }
     }
 
     func run() throws {
@@ -38,13 +42,17 @@ struct ExportCommand: ParsableCommand {
     private func exportONNX(to destination: URL) throws {
         guard folds.count <= 1 else { throw ValidationError("an ONNX file holds one network: give one fold (--folds N), not \(folds.count)") }
         let (inference, used) = try TrainedModels.inference(run: URL(fileURLWithPath: runFolder), folds: folds, checkpoint: checkpoint,
-                                                            previousStage: nil, mirror: false, device: .cpu)
+                                                            previousStage: nil, mirror: !noMirror, device: .cpu,
+                                                            window: WindowSettings(stepSize: stepSize))
         guard inference.predictors.count == 1 else {
             throw ValidationError("\(runFolder) holds \(inference.predictors.count) folds; an ONNX file holds one network: give one with --folds N")
         }
-        let bytes = try ONNXModel.export(inference.predictors[0].model)
+        // The preprocessing, window and labels the network predicts with go into the file's metadata.
+        let bytes = try ONNXModel.export(inference.predictors[0].model, metadata: ONNXMetadata(inference, version: MedSegVersion.string),
+                                         half: half)
         try AtomicFile.write(bytes, to: destination)
-        print(String(format: "wrote %@ (%.1f MB, ONNX opset %d): %@; input 'image' [batch, %d, spatial...], output 'logits'", destination.path,
-                     Double(bytes.count) / 1_048_576, ONNXModel.opset, used.joined(separator: ", "), inference.predictors[0].spec.inChannels))
+        print(String(format: "wrote %@ (%.1f MB, ONNX opset %d, %@): %@; input 'image' [batch, %d, spatial...], output 'logits'", destination.path,
+                     Double(bytes.count) / 1_048_576, ONNXModel.opset, half ? "float16" : "float32", used.joined(separator: ", "),
+                     inference.predictors[0].spec.inChannels))
     }
 }

