@@ -126,7 +126,7 @@ let package = Package(
             name: "medseg",
             dependencies: ["MedSegTrain", "MedSegDist", "MedSegModels", "MedSegData", "Torch", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .target(name: "TestSupport", dependencies: ["Torch"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["Torch", "MedSegDist"], path: "Tests/TestSupport"),
         .testTarget(
             name: "TorchTests",
             dependencies: ["Torch", "TestSupport"],

@@ -30,6 +30,7 @@ test_packages=(
   dcm2niix python3-pydicom  # DICOM reference converter and fixture writer
   python3-torchvision   # beside Debian's torch: timm, which Primus's reference builds on, imports it
   orthanc orthanc-dicomweb  # a real PACS with DICOMweb, which the tests start on ports of their own
+  libcurl4-openssl-dev  # the GPU bundle links Foundation's networking (DICOMweb) statically, which needs libcurl
 )
 python_packages=(tensorboard safetensors nibabel pynrrd pillow tifffile scipy)
 python_modules=(tensorboard safetensors nibabel nrrd PIL tifffile scipy)
