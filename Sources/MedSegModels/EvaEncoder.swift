@@ -5,12 +5,12 @@ import Torch
 /// `EvaBlock`s): a learned absolute position embedding added to the tokens, blocks that rotate
 /// queries and keys by a 3D rotary embedding of each token's grid position, and a final LayerNorm.
 /// Keys: `pos_embed`, `blocks.N.*`, `norm.*`.
-final class EvaEncoder: Module {
-    let posEmbed: Tensor
-    let blocks: ModuleList<EvaBlock>
-    let norm: LayerNorm
+public final class EvaEncoder: Module {
+    public let posEmbed: Tensor
+    public let blocks: ModuleList<EvaBlock>
+    public let norm: LayerNorm
     /// sin and cos of every token's rotary angles, (tokens, head channels) each.
-    let rotary: (sin: Tensor, cos: Tensor)
+    public let rotary: (sin: Tensor, cos: Tensor)
 
     /// `dropPath`: the stochastic depth of the last block while training, rising linearly from 0 at the first.
     init(dim: Int, depth: Int, heads: Int, grid: [Int], layerScale: Double = 0.1, dropPath: Double = 0) throws {
@@ -41,7 +41,7 @@ final class EvaEncoder: Module {
         }
     }
 
-    override func forward(_ x: Tensor) throws -> Tensor {
+    public override func forward(_ x: Tensor) throws -> Tensor {
         let sin = try rotary.sin.to(device: x.device, dtype: x.dtype), cos = try rotary.cos.to(device: x.device, dtype: x.dtype)
         var h = try x + posEmbed
         for block in blocks { h = try block.forward(h, sin: sin, cos: cos) }
@@ -83,14 +83,14 @@ final class EvaEncoder: Module {
 }
 
 /// A pre-norm EVA block with LayerScale: x + gamma_1 * attn(norm1(x)), then x + gamma_2 * mlp(norm2(x)).
-final class EvaBlock: Module {
-    let norm1: LayerNorm
-    let attn: EvaAttention
-    let norm2: LayerNorm
-    let mlp: SwiGLU
-    let gamma1: Tensor
-    let gamma2: Tensor
-    let dropPath: Double
+public final class EvaBlock: Module {
+    public let norm1: LayerNorm
+    public let attn: EvaAttention
+    public let norm2: LayerNorm
+    public let mlp: SwiGLU
+    public let gamma1: Tensor
+    public let gamma2: Tensor
+    public let dropPath: Double
 
     init(dim: Int, heads: Int, layerScale: Double, dropPath: Double) throws {
         self.dropPath = dropPath
@@ -130,13 +130,13 @@ final class EvaBlock: Module {
 
 /// EVA attention: separate q, k (no bias), v projections, rotary embedding of q and k, and a
 /// LayerNorm of the heads' output before the projection (`scale_attn_inner`).
-final class EvaAttention: Module {
-    let heads: Int
-    let qProj: Linear
-    let kProj: Linear
-    let vProj: Linear
-    let norm: LayerNorm
-    let proj: Linear
+public final class EvaAttention: Module {
+    public let heads: Int
+    public let qProj: Linear
+    public let kProj: Linear
+    public let vProj: Linear
+    public let norm: LayerNorm
+    public let proj: Linear
 
     init(dim: Int, heads: Int) throws {
         self.heads = heads
@@ -175,11 +175,11 @@ final class EvaAttention: Module {
 
 /// The SwiGLU MLP with a LayerNorm before its output (timm's `SwiGLU` with `norm_layer`):
 /// fc2(norm(silu(fc1_g(x)) * fc1_x(x))).
-final class SwiGLU: Module {
-    let fc1Gate: Linear
-    let fc1X: Linear
-    let norm: LayerNorm
-    let fc2: Linear
+public final class SwiGLU: Module {
+    public let fc1Gate: Linear
+    public let fc1X: Linear
+    public let norm: LayerNorm
+    public let fc2: Linear
 
     init(dim: Int, hidden: Int) throws {
         fc1Gate = try Linear(dim, hidden)
@@ -193,7 +193,7 @@ final class SwiGLU: Module {
         registerModule("fc2", fc2)
     }
 
-    override func forward(_ x: Tensor) throws -> Tensor {
+    public override func forward(_ x: Tensor) throws -> Tensor {
         try fc2(norm(F.silu(fc1Gate(x)) * fc1X(x)))
     }
 }

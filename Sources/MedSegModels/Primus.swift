@@ -58,10 +58,10 @@ public final class Primus: Module {
     }
 
     public let config: Config
-    let downProjection: Module
-    let eva: EvaEncoder
-    let upProjection: PrimusPatchDecode
-    let maskToken: Tensor
+    public let downProjection: Module
+    public let eva: EvaEncoder
+    public let upProjection: PrimusPatchDecode
+    public let maskToken: Tensor
 
     public init(_ config: Config) throws {
         let p = config.patchEmbedSize
@@ -114,8 +114,8 @@ public final class Primus: Module {
 }
 
 /// One strided convolution from the image to one token per patch (`PatchEmbed`: `proj`).
-final class PrimusPatchEmbed: Module {
-    let proj: Conv3d
+public final class PrimusPatchEmbed: Module {
+    public let proj: Conv3d
 
     init(inChannels: Int, embedDim: Int, patch: [Int]) throws {
         proj = try Conv3d(inChannels, embedDim, kernelSize: patch, stride: patch)
@@ -123,13 +123,13 @@ final class PrimusPatchEmbed: Module {
         registerModule("proj", proj)
     }
 
-    override func forward(_ x: Tensor) throws -> Tensor { try proj(x) }
+    public override func forward(_ x: Tensor) throws -> Tensor { try proj(x) }
 }
 
 /// Transposed convolutions from the tokens back to the image grid, one per halving of the patch,
 /// widths shrinking geometrically toward the classes (rounded to multiples of 8 as the reference).
-final class PrimusPatchDecode: Module {
-    let stages: [(up: ConvTranspose3d, norm: ChannelLayerNorm?)]
+public final class PrimusPatchDecode: Module {
+    public let stages: [(up: ConvTranspose3d, norm: ChannelLayerNorm?)]
 
     init(patch: [Int], embedDim: Int, classes: Int) throws {
         let count = patch.max()!.trailingZeroBitCount  // log2 of the largest (powers of 2)
@@ -160,7 +160,7 @@ final class PrimusPatchDecode: Module {
         registerModule("decode", decode)
     }
 
-    override func forward(_ x: Tensor) throws -> Tensor {
+    public override func forward(_ x: Tensor) throws -> Tensor {
         var h = x
         for stage in stages {
             h = try stage.up(h)
@@ -171,10 +171,10 @@ final class PrimusPatchDecode: Module {
 }
 
 /// LayerNorm over the channels of a (N, C, ...) tensor (`LayerNormNd`): `weight`, `bias`.
-final class ChannelLayerNorm: Module {
-    let weight: Tensor
-    let bias: Tensor
-    let eps: Double
+public final class ChannelLayerNorm: Module {
+    public let weight: Tensor
+    public let bias: Tensor
+    public let eps: Double
 
     init(_ channels: Int, eps: Double) throws {
         weight = try Tensor.ones([channels])
@@ -185,7 +185,7 @@ final class ChannelLayerNorm: Module {
         registerParameter("bias", bias)
     }
 
-    override func forward(_ x: Tensor) throws -> Tensor {
+    public override func forward(_ x: Tensor) throws -> Tensor {
         let mean = try x.mean(dim: 1, keepDim: true)
         let centred = try x - mean
         let variance = try (centred * centred).mean(dim: 1, keepDim: true)

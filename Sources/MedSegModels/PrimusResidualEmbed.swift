@@ -6,11 +6,11 @@ import Torch
 /// width, so 8 voxels per token on each axis. V3 also adds each earlier feature map, projected to
 /// the token grid by a strided convolution and scaled by a learned factor (1e-5 at the start).
 /// Keys: `stem.blocks.0.*`, `stages.N.blocks.0.*`, `final_proj.*`; V3 `proj_to_tokens.N.*`, `scale_proj_to_tokens.N`.
-final class PrimusResidualEmbed: Module {
-    let stem: StackedResidualBlocks
-    let stages: ModuleList<StackedResidualBlocks>
-    let finalProj: Conv3d
-    let skips: [(proj: Conv3d, scale: Tensor)]
+public final class PrimusResidualEmbed: Module {
+    public let stem: StackedResidualBlocks
+    public let stages: ModuleList<StackedResidualBlocks>
+    public let finalProj: Conv3d
+    public let skips: [(proj: Conv3d, scale: Tensor)]
 
     /// `widths`: the stem's and each stage's channels; `negativeSlope` 0 is ReLU (V2), 0.01 LeakyReLU (V3).
     init(inChannels: Int, embedDim: Int, widths: [Int], negativeSlope: Double, skips addSkips: Bool) throws {
@@ -43,7 +43,7 @@ final class PrimusResidualEmbed: Module {
         }
     }
 
-    override func forward(_ x: Tensor) throws -> Tensor {
+    public override func forward(_ x: Tensor) throws -> Tensor {
         var h = try stem(x)
         var tokens: Tensor? = try skips.first.map { try $0.scale * $0.proj(h) }
         for (i, stage) in stages.enumerated() {

@@ -125,6 +125,15 @@ final class ONNXModelTests: XCTestCase {
 
     /// `--half`: float16 weights, input and output (Resize's scales stay float32), within 1e-2 of
     /// MedSeg's float32 logits, in about half the file.
+    /// Primus (a small EVA: 2 blocks of 2 heads) and PrimusV3 (residual embedding with its scaled
+    /// projections): the fixed input size, at two batch sizes.
+    func testPrimusRunsInONNXRuntime() throws {
+        for embedding in [Primus.Config.Embedding.patch, .residualWithSkips] {
+            let net = try Primus(.init(inChannels: 2, classes: 3, embedDim: 48, depth: 2, heads: 2, inputShape: [16, 16, 24], embedding: embedding))
+            try checkWithONNXRuntime(net, inputs: [[1, 2, 16, 16, 24], [2, 2, 16, 16, 24]])
+        }
+    }
+
     func testHalfExportHasFloat16WeightsAndIO() throws {
         let unet = try PlainConvUNet(.init(dims: 3, inChannels: 1, classes: 2, featuresPerStage: [4, 8, 16], kernelSizes: [[3, 3, 3], [3, 3, 3], [3, 3, 3]],
                                            strides: [[1, 1, 1], [2, 2, 2], [2, 2, 2]]))

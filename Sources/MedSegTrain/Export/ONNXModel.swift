@@ -15,7 +15,7 @@ public enum ONNXModel {
 
     /// The networks `export` writes, in words.
     public static let covered = "nnU-Net's plain conv U-Net (plainunet) and residual-encoder U-Net (resencunet), MedNeXt, "
-        + "SegResNet, the classic U-Net (unet), UNet++ (unetpp) and SETR-MLA (setr_mla)"
+        + "SegResNet, the classic U-Net (unet), UNet++ (unetpp), SETR-MLA (setr_mla) and Primus (primus, primus_v2, primus_v3)"
 
     /// The ONNX bytes of `model` with `metadata` in its `metadata_props`, or an error naming the
     /// networks that can be exported.
@@ -24,6 +24,8 @@ public enum ONNXModel {
     public static func export(_ model: Module, metadata: ONNXMetadata = .init(entries: []), half: Bool = false) throws -> Data {
         // The network's input and output channels and its emitter.
         let spatial: Int, inChannels: Int, classes: Int
+        // The input size of a network made for one (Primus); nil: any size it divides.
+        var fixedSize: [Int]? = nil
         let emit: (inout Graph) throws -> String
         switch model {
         case let unet as PlainConvUNet:
@@ -48,16 +50,19 @@ public enum ONNXModel {
         case let net as SETRMLA:
             (spatial, inChannels, classes) = (2, net.config.encoder.inChannels, net.config.classes)
             emit = { try $0.setrMLA(net, input: "image") }
+        case let net as Primus:
+            (spatial, inChannels, classes, fixedSize) = (3, net.config.inChannels, net.config.classes, net.config.inputShape)
+            emit = { try $0.primus(net, input: "image") }
         default:
             throw TrainingError("ONNX export covers \(covered); this network is \(type(of: model))")
         }
         var graph = Graph(dims: spatial, half: half)
         let output = graph.node("Identity", [try emit(&graph)], named: "logits")
-        let names = ["batch"] + (0..<spatial).map { "size\($0)" }
+        let sizes: [Dim] = fixedSize.map { $0.map { .value($0) } } ?? (0..<spatial).map { .symbol("size\($0)") }
         var g = graph.proto
         g.string(2, "medseg")
-        g.message(11, valueInfo("image", type: graph.elementType, dims: [.symbol(names[0]), .value(inChannels)] + names.dropFirst().map { .symbol($0) }))
-        g.message(12, valueInfo(output, type: graph.elementType, dims: [.symbol(names[0]), .value(classes)] + names.dropFirst().map { .symbol($0) }))
+        g.message(11, valueInfo("image", type: graph.elementType, dims: [.symbol("batch"), .value(inChannels)] + sizes))
+        g.message(12, valueInfo(output, type: graph.elementType, dims: [.symbol("batch"), .value(classes)] + sizes))
         var opsetID = ProtoWriter()
         opsetID.string(1, "")
         opsetID.varint(2, UInt64(opset))
