@@ -40,7 +40,8 @@ fallbacks=" $(ls "$work/medseg-gpu-bundle/lib/fallback" 2>/dev/null | tr '\n' ' 
 for f in "$work"/medseg-gpu-bundle/bin/medseg "$work"/medseg-gpu-bundle/lib/*.so*; do
   while read -r name _ path _; do
     [[ "$name" =~ $base || "$fallbacks" == *" $name "* || "$path" == "$work"/* || "$path" == "$root/.deps/torch-cuda"/* ]] && continue
-    [[ "$name" == /* || "$name" == linux-vdso* ]] && continue
+    # ldd says "statically linked" of a library that needs none (ICU's data library).
+    [[ "$name" == /* || "$name" == linux-vdso* || "$name" == statically ]] && continue
     fail "$(basename "$f") loads $name from ${path:-nowhere}, outside the bundle and torch"
   done < <(LD_LIBRARY_PATH="$libs" ldd "$f" 2>/dev/null)
 done

@@ -9,8 +9,8 @@ struct ExportCommand: ParsableCommand {
         abstract: "Pack a trained run into one model file (folds, checkpoint, plans, dataset.json, post-processing, inference settings) for `medseg predict --model`, or write its network as ONNX (OUTPUT ending .onnx).")
 
     @Argument(help: "Run folder of `medseg train`, the experiment folder holding fold_N, or a model folder nnU-Net trained.") var runFolder: String
-    @Argument(help: "The model file to write (.zip), or the network as ONNX (.onnx; one run or fold: nnU-Net's plain and residual-encoder U-Nets, MedNeXt, SegResNet, U-Net, UNet++, SETR-MLA; the run's inference settings as metadata).") var output: String
-    @Option(parsing: .upToNextOption, help: "Folds to pack (default: every fold that has the checkpoint).") var folds: [String] = []
+    @Argument(help: "The model file to write (.zip), or the network as ONNX (.onnx: nnU-Net's plain and residual-encoder U-Nets, MedNeXt, SegResNet, U-Net, UNet++, SETR-MLA, Primus; the run's inference settings as metadata).") var output: String
+    @Option(parsing: .upToNextOption, help: "Folds to pack (default: every fold that has the checkpoint); for .onnx, the folds whose logits one file averages.") var folds: [String] = []
     @Option(help: "best, final or latest.") var checkpoint = "final"
     @Option(help: "postprocessing.json (from `medseg find-best`), or nnU-Net's postprocessing.pkl/.json, that predictions from the file apply.") var postprocessing: String?
     @Flag(help: "Predict without mirror test-time augmentation.") var noMirror = false
@@ -38,18 +38,19 @@ struct ExportCommand: ParsableCommand {
         print("predict with: medseg predict --model \(destination.path) --input INPUT_FOLDER --out OUTPUT_FOLDER")
     }
 
-    /// One run's (or the one fold given's) network as ONNX, written atomically.
+    /// One run's network as ONNX, or its folds' (`--folds`) in one file that averages their
+    /// logits as predict does (each fold alone: one export per fold), written atomically.
     private func exportONNX(to destination: URL) throws {
-        guard folds.count <= 1 else { throw ValidationError("an ONNX file holds one network: give one fold (--folds N), not \(folds.count)") }
         let (inference, used) = try TrainedModels.inference(run: URL(fileURLWithPath: runFolder), folds: folds, checkpoint: checkpoint,
                                                             previousStage: nil, mirror: !noMirror, device: .cpu,
                                                             window: WindowSettings(stepSize: stepSize))
-        guard inference.predictors.count == 1 else {
-            throw ValidationError("\(runFolder) holds \(inference.predictors.count) folds; an ONNX file holds one network: give one with --folds N")
+        guard inference.predictors.count == 1 || !folds.isEmpty else {
+            throw ValidationError("\(runFolder) holds \(inference.predictors.count) folds: give the ones to average in one file with --folds (e.g. --folds 0 1 2 3 4), or one fold per file")
         }
         // The preprocessing, window and labels the network predicts with go into the file's metadata.
-        let bytes = try ONNXModel.export(inference.predictors[0].model, metadata: ONNXMetadata(inference, version: MedSegVersion.string),
-                                         half: half)
+        var metadata = ONNXMetadata(inference, version: MedSegVersion.string)
+        if inference.predictors.count > 1 { metadata.entries.append(("folds_averaged", "\(inference.predictors.count)")) }
+        let bytes = try ONNXModel.export(inference.predictors.map(\.model), metadata: metadata, half: half)
         try AtomicFile.write(bytes, to: destination)
         print(String(format: "wrote %@ (%.1f MB, ONNX opset %d, %@): %@; input 'image' [batch, %d, spatial...], output 'logits'", destination.path,
                      Double(bytes.count) / 1_048_576, ONNXModel.opset, half ? "float16" : "float32", used.joined(separator: ", "),

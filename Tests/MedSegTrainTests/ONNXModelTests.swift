@@ -134,6 +134,36 @@ final class ONNXModelTests: XCTestCase {
         }
     }
 
+    /// Folds in one file: their logits averaged, as predict averages them; each fold's weights apart.
+    func testFoldsInOneFileAverageTheirLogits() throws {
+        let folder = try makeTemporaryFolder("onnx-folds")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let config = PlainConvUNet.Config(dims: 2, inChannels: 1, classes: 2, featuresPerStage: [4, 8], kernelSizes: [[3, 3], [3, 3]],
+                                          strides: [[1, 1], [2, 2]])
+        let folds = try (0..<3).map { _ in try PlainConvUNet(config) }
+        folds.forEach { $0.eval() }
+        let x = try Tensor.randn([2, 1, 16, 12])
+        let mean = try withNoGrad { try folds.map { try $0(x) }.reduce(Tensor.zeros([2, 2, 16, 12])) { try $0 + $1 } * (1.0 / 3) }
+        try ONNXModel.export(folds).write(to: folder.appendingPathComponent("net.onnx"))
+        try x.contiguous().toArray(Float.self).withUnsafeBytes { try Data($0).write(to: folder.appendingPathComponent("x.bin")) }
+        let printed = try Python.run("""
+        import sys, numpy as np, onnx, onnxruntime as ort
+        folder = sys.argv[1]
+        model = onnx.load(folder + "/net.onnx")
+        onnx.checker.check_model(model, full_check=True)
+        names = [i.name for i in model.graph.initializer]
+        assert len(names) == len(set(names)), "initializer names repeat"
+        prefixes = sorted({n.split("/")[0] for n in names if "/" in n})
+        x = np.fromfile(folder + "/x.bin", dtype=np.float32).reshape(2, 1, 16, 12)
+        ort.InferenceSession(folder + "/net.onnx", providers=["CPUExecutionProvider"]).run(None, {"image": x})[0].tofile(folder + "/y.bin")
+        print(",".join(prefixes))
+        """, [folder.path], interpreter: "/usr/bin/python3")
+        XCTAssertEqual(printed.trimmingCharacters(in: .whitespacesAndNewlines), "fold0,fold1,fold2")
+        let y = try Data(contentsOf: folder.appendingPathComponent("y.bin")).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        try FixtureSupport.assertClose(try Tensor(y, shape: mean.shape), mean, rtol: 1e-4, atol: 1e-4, "the mean of three folds")
+        XCTAssertThrowsError(try ONNXModel.export([try PlainConvUNet(config), try UNet(.init(inChannels: 1, classes: 3, features: 4, depth: 2, dims: 2))]), "folds of other outputs")
+    }
+
     func testHalfExportHasFloat16WeightsAndIO() throws {
         let unet = try PlainConvUNet(.init(dims: 3, inChannels: 1, classes: 2, featuresPerStage: [4, 8, 16], kernelSizes: [[3, 3, 3], [3, 3, 3], [3, 3, 3]],
                                            strides: [[1, 1, 1], [2, 2, 2], [2, 2, 2]]))

@@ -13,6 +13,8 @@ extension ONNXModel {
 
         /// Whether weights (and the values between operators) are float16 rather than float32.
         let half: Bool
+        /// Put before every weight's name: several networks (folds) in one graph keep theirs apart.
+        var weightPrefix = ""
 
         init(dims: Int, half: Bool = false) {
             self.dims = dims
@@ -24,6 +26,7 @@ extension ONNXModel {
 
         /// A weight, under its state_dict name, as an initializer of the graph's element type.
         mutating func initializer(_ name: String, _ tensor: Tensor) throws -> String {
+            let name = weightPrefix + name
             guard written.insert(name).inserted else { return name }
             let values = try tensor.to(dtype: .float32).contiguous().toArray(Float.self)
             var raw = Data(capacity: values.count * (half ? 2 : 4))

@@ -22,9 +22,58 @@ public enum ONNXModel {
     /// `half`: float16 weights, input and output (a runtime without float16 kernels computes in
     /// float32 between them, as onnxruntime's CPU provider does).
     public static func export(_ model: Module, metadata: ONNXMetadata = .init(entries: []), half: Bool = false) throws -> Data {
-        // The network's input and output channels and its emitter.
-        let spatial: Int, inChannels: Int, classes: Int
-        // The input size of a network made for one (Primus); nil: any size it divides.
+        try export([model], metadata: metadata, half: half)
+    }
+
+    /// Several networks of one kind (the folds of a run) in one file whose `logits` are the mean of
+    /// theirs, as predict averages folds; each network's weights under `foldN/`.
+    public static func export(_ models: [Module], metadata: ONNXMetadata = .init(entries: []), half: Bool = false) throws -> Data {
+        guard let first = models.first else { throw TrainingError("ONNX export: no network to write") }
+        let emitters = try models.map(emitter)
+        let (spatial, inChannels, classes, fixedSize) = (emitters[0].spatial, emitters[0].inChannels, emitters[0].classes, emitters[0].fixedSize)
+        guard emitters.allSatisfy({ $0.spatial == spatial && $0.inChannels == inChannels && $0.classes == classes && $0.fixedSize == fixedSize }) else {
+            throw TrainingError("ONNX export: the folds' networks differ (\(type(of: first)) of other inputs, outputs or sizes); give one fold")
+        }
+        var graph = Graph(dims: spatial, half: half)
+        var outputs: [String] = []
+        for (i, e) in emitters.enumerated() {
+            graph.weightPrefix = models.count > 1 ? "fold\(i)/" : ""
+            outputs.append(try e.emit(&graph))
+        }
+        let logits = outputs.count == 1 ? outputs[0] : graph.node("Mean", outputs)
+        let output = graph.node("Identity", [logits], named: "logits")
+        let sizes: [Dim] = fixedSize.map { $0.map { .value($0) } } ?? (0..<spatial).map { .symbol("size\($0)") }
+        var g = graph.proto
+        g.string(2, "medseg")
+        g.message(11, valueInfo("image", type: graph.elementType, dims: [.symbol("batch"), .value(inChannels)] + sizes))
+        g.message(12, valueInfo(output, type: graph.elementType, dims: [.symbol("batch"), .value(classes)] + sizes))
+        var opsetID = ProtoWriter()
+        opsetID.string(1, "")
+        opsetID.varint(2, UInt64(opset))
+        var m = ProtoWriter()
+        m.varint(1, 8)  // IR version 8
+        m.string(2, "MedSeg")
+        m.message(7, g)
+        m.message(8, opsetID)
+        for (key, value) in metadata.entries {
+            var entry = ProtoWriter()
+            entry.string(1, key)
+            entry.string(2, value)
+            m.message(14, entry)
+        }
+        return m.bytes
+    }
+
+    /// A network's spatial dimensions, input and output channels, fixed input size (Primus; nil:
+    /// any size its strides divide) and the function that writes its graph.
+    struct Emitter {
+        var spatial = 0, inChannels = 0, classes = 0
+        var fixedSize: [Int]? = nil
+        var emit: (inout Graph) throws -> String = { _ in "" }
+    }
+
+    static func emitter(_ model: Module) throws -> Emitter {
+        var spatial: Int, inChannels: Int, classes: Int
         var fixedSize: [Int]? = nil
         let emit: (inout Graph) throws -> String
         switch model {
@@ -56,28 +105,7 @@ public enum ONNXModel {
         default:
             throw TrainingError("ONNX export covers \(covered); this network is \(type(of: model))")
         }
-        var graph = Graph(dims: spatial, half: half)
-        let output = graph.node("Identity", [try emit(&graph)], named: "logits")
-        let sizes: [Dim] = fixedSize.map { $0.map { .value($0) } } ?? (0..<spatial).map { .symbol("size\($0)") }
-        var g = graph.proto
-        g.string(2, "medseg")
-        g.message(11, valueInfo("image", type: graph.elementType, dims: [.symbol("batch"), .value(inChannels)] + sizes))
-        g.message(12, valueInfo(output, type: graph.elementType, dims: [.symbol("batch"), .value(classes)] + sizes))
-        var opsetID = ProtoWriter()
-        opsetID.string(1, "")
-        opsetID.varint(2, UInt64(opset))
-        var m = ProtoWriter()
-        m.varint(1, 8)  // IR version 8
-        m.string(2, "MedSeg")
-        m.message(7, g)
-        m.message(8, opsetID)
-        for (key, value) in metadata.entries {
-            var entry = ProtoWriter()
-            entry.string(1, key)
-            entry.string(2, value)
-            m.message(14, entry)
-        }
-        return m.bytes
+        return Emitter(spatial: spatial, inChannels: inChannels, classes: classes, fixedSize: fixedSize, emit: emit)
     }
 
     enum Dim { case value(Int), symbol(String) }
