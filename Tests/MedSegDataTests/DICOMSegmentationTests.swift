@@ -139,14 +139,7 @@ final class DICOMSegmentationTests: XCTestCase {
     static func difference(_ part: MedicalImage, within whole: MedicalImage) -> String? {
         let gp = part.geometry, gw = whole.geometry
         for z in 0..<part.size[2] { for y in 0..<part.size[1] { for x in 0..<part.size[0] {
-            let index = [Double(x), Double(y), Double(z)]
-            var world = gp.origin
-            for r in 0..<3 { for c in 0..<3 { world[r] += gp.direction[r * 3 + c] * gp.spacing[c] * index[c] } }
-            var inWhole = [0.0, 0.0, 0.0]
-            for c in 0..<3 {
-                for r in 0..<3 { inWhole[c] += gw.direction[r * 3 + c] * (world[r] - gw.origin[r]) }
-                inWhole[c] /= gw.spacing[c]
-            }
+            let world = gp.world([Double(x), Double(y), Double(z)]), inWhole = gw.index(world)
             let i = inWhole.map { Int($0.rounded()) }
             guard zip(inWhole, i).allSatisfy({ abs($0 - Double($1)) < 1e-3 }), (0..<3).allSatisfy({ i[$0] >= 0 && i[$0] < whole.size[$0] }) else {
                 return "voxel \([x, y, z]) at \(world) falls at \(inWhole) in the label map's grid \(whole.size)"

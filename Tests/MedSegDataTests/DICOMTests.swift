@@ -32,15 +32,7 @@ final class DICOMTests: XCTestCase {
         guard a.voxelCount == b.voxelCount, a.dims == 3, b.dims == 3 else { return "sizes \(a.size) and \(b.size)" }
         let ga = a.geometry, gb = b.geometry
         for z in 0..<a.size[2] { for y in 0..<a.size[1] { for x in 0..<a.size[0] {
-            let index = [Double(x), Double(y), Double(z)]
-            var world = ga.origin
-            for r in 0..<3 { for c in 0..<3 { world[r] += ga.direction[r * 3 + c] * ga.spacing[c] * index[c] } }
-            // Direction matrices are orthonormal: the inverse is the transpose.
-            var inB = [0.0, 0.0, 0.0]
-            for c in 0..<3 {
-                for r in 0..<3 { inB[c] += gb.direction[r * 3 + c] * (world[r] - gb.origin[r]) }
-                inB[c] /= gb.spacing[c]
-            }
+            let world = ga.world([Double(x), Double(y), Double(z)]), inB = gb.index(world)
             let rounded = inB.map { Int($0.rounded()) }
             guard zip(inB, rounded).allSatisfy({ abs($0 - Double($1)) < 1e-3 }), (0..<3).allSatisfy({ rounded[$0] >= 0 && rounded[$0] < b.size[$0] }) else {
                 return "voxel \([x, y, z]) at \(world) falls at \(inB) in the reference grid \(b.size)"

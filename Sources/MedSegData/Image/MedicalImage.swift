@@ -44,6 +44,28 @@ public struct ImageGeometry: Codable, Equatable, Sendable {
     public static func identity(dims: Int) -> ImageGeometry {
         ImageGeometry(spacing: Array(repeating: 1, count: dims))
     }
+
+    /// The world position of a (continuous) voxel index: origin + direction * (spacing * index).
+    public func world(_ index: [Double]) -> [Double] {
+        let n = dims
+        var out = origin
+        for r in 0..<n {
+            for c in 0..<n { out[r] += direction[r * n + c] * spacing[c] * index[c] }
+        }
+        return out
+    }
+
+    /// The (continuous) voxel index of a world position; the direction cosines are orthonormal, so
+    /// their inverse is their transpose.
+    public func index(_ world: [Double]) -> [Double] {
+        let n = dims
+        var out = [Double](repeating: 0, count: n)
+        for c in 0..<n {
+            for r in 0..<n { out[c] += direction[r * n + c] * (world[r] - origin[r]) }
+            out[c] /= spacing[c]
+        }
+        return out
+    }
 }
 
 /// An image or label volume held in memory as Float voxels, x fastest (NIfTI/ITK order), with

@@ -31,11 +31,8 @@ public enum RTStructureSet {
         guard !rois.isEmpty else { throw DataError("the label map holds no label above 0: there is no ROI to write") }
         let (width, height, depth) = (labels.size[0], labels.size[1], labels.size[2])
         let g = labels.geometry, d = g.direction
-        // Pixel (x, y) of slice k in patient coordinates: origin + direction * (spacing * index).
-        func patient(_ p: MaskContours.Point, _ k: Int) -> [Double] {
-            let index = [p.x * g.spacing[0], p.y * g.spacing[1], Double(k) * g.spacing[2]]
-            return (0..<3).map { r in g.origin[r] + d[r * 3] * index[0] + d[r * 3 + 1] * index[1] + d[r * 3 + 2] * index[2] }
-        }
+        // Pixel (x, y) of slice k in patient coordinates.
+        func patient(_ p: MaskContours.Point, _ k: Int) -> [Double] { g.world([p.x, p.y, Double(k)]) }
         var contours: [[(slice: Int, points: [Double])]] = Array(repeating: [], count: rois.count)
         let plane = width * height
         for k in 0..<depth {
