@@ -3,11 +3,11 @@ import Torch
 /// SwinUNETR's encoder (MONAI's `SwinTransformer`): patch embedding, then four stages of Swin
 /// blocks with a patch merging after each; `features` gives the embedding and every stage's
 /// output, each layer-normalized over its channels (MONAI's `normalize=True`).
-final class SwinTransformer: Module {
-    let dims: Int
-    let patchEmbed: SwinPatchEmbed
-    let stages: [ModuleList<SwinStage>]
-    let convStages: [ModuleList<UnetResBlockWrapper>]
+public final class SwinTransformer: Module {
+    public let dims: Int
+    public let patchEmbed: SwinPatchEmbed
+    public let stages: [ModuleList<SwinStage>]
+    public let convStages: [ModuleList<UnetResBlockWrapper>]
 
     init(_ c: SwinUNETR.Config) throws {
         dims = c.dims
@@ -32,7 +32,7 @@ final class SwinTransformer: Module {
         return try F.layerNorm(try x.permute(last), normalizedShape: [x.shape[1]]).permute(back)
     }
 
-    func features(_ x: Tensor) throws -> [Tensor] {
+    public func features(_ x: Tensor) throws -> [Tensor] {
         var h = try patchEmbed(x)
         var outputs = [try normalized(h)]
         for i in 0..<4 {
@@ -45,8 +45,8 @@ final class SwinTransformer: Module {
 }
 
 /// The patch embedding: a convolution of kernel and stride 2 (`proj`).
-final class SwinPatchEmbed: Module {
-    let proj: ConvNd
+public final class SwinPatchEmbed: Module {
+    public let proj: ConvNd
 
     init(dims: Int, _ inChannels: Int, _ channels: Int) throws {
         proj = try ConvNd(dims: dims, inChannels, channels, kernelSize: [2], stride: [2])
@@ -54,16 +54,16 @@ final class SwinPatchEmbed: Module {
         registerModule("proj", proj)
     }
 
-    override func forward(_ x: Tensor) throws -> Tensor { try proj(x) }
+    public override func forward(_ x: Tensor) throws -> Tensor { try proj(x) }
 }
 
 /// One stage (MONAI's `BasicLayer`): Swin blocks alternating plain and half-window-shifted
 /// windows, then the patch merging (`downsample`). Channels first in and out.
-final class SwinStage: Module {
-    static let window = 7
-    let dims: Int
-    let blocks: ModuleList<SwinBlock>
-    let downsample: SwinPatchMerging
+public final class SwinStage: Module {
+    public static let window = 7
+    public let dims: Int
+    public let blocks: ModuleList<SwinBlock>
+    public let downsample: SwinPatchMerging
 
     init(dims: Int, channels: Int, depth: Int, heads: Int) throws {
         self.dims = dims
@@ -76,7 +76,7 @@ final class SwinStage: Module {
         registerModule("downsample", downsample)
     }
 
-    override func forward(_ x: Tensor) throws -> Tensor {
+    public override func forward(_ x: Tensor) throws -> Tensor {
         let spatial = Array(x.shape.dropFirst(2))
         let (window, shift) = SwinWindows.sizes(spatial, shifted: true)
         let padded = zip(spatial, window).map { ($0 + $1 - 1) / $1 * $1 }
@@ -89,16 +89,16 @@ final class SwinStage: Module {
 }
 
 /// Window sizes, partitions and the shifted windows' attention mask, as MONAI computes them.
-enum SwinWindows {
+public enum SwinWindows {
     /// The window (7, or the whole axis where it is no longer) and, for shifted blocks, the shift
     /// (half a window, 0 where the axis fits in one window).
-    static func sizes(_ spatial: [Int], shifted: Bool) -> (window: [Int], shift: [Int]) {
+    public static func sizes(_ spatial: [Int], shifted: Bool) -> (window: [Int], shift: [Int]) {
         let w = SwinStage.window
         return (spatial.map { $0 <= w ? $0 : w }, spatial.map { !shifted || $0 <= w ? 0 : w / 2 })
     }
 
     /// [B, s..., C] into windows [B x windows, prod(window), C].
-    static func partition(_ x: Tensor, window: [Int]) throws -> Tensor {
+    public static func partition(_ x: Tensor, window: [Int]) throws -> Tensor {
         let n = window.count, b = x.shape[0], c = x.shape[n + 1]
         var shape = [b]
         for a in 0..<n { shape += [x.shape[a + 1] / window[a], window[a]] }
@@ -108,7 +108,7 @@ enum SwinWindows {
     }
 
     /// Windows [B x windows, prod(window), C] back to [B, spatial..., C].
-    static func reverse(_ windows: Tensor, window: [Int], batch: Int, spatial: [Int]) throws -> Tensor {
+    public static func reverse(_ windows: Tensor, window: [Int], batch: Int, spatial: [Int]) throws -> Tensor {
         let n = window.count, c = windows.shape.last!
         let counts = zip(spatial, window).map { $0 / $1 }
         let order = [0] + (0..<n).flatMap { [1 + $0, 1 + n + $0] } + [2 * n + 1]
@@ -118,7 +118,7 @@ enum SwinWindows {
     /// MONAI's `compute_mask`: regions of the padded map numbered as its shifted windows cut it
     /// (Python's slices: a shift of 0 makes the last region the whole axis), -100 between
     /// tokens of one window in different regions, else 0. [windows, N, N].
-    static func mask(_ padded: [Int], window: [Int], shift: [Int], device: Device) throws -> Tensor {
+    public static func mask(_ padded: [Int], window: [Int], shift: [Int], device: Device) throws -> Tensor {
         let n = padded.count
         // Per axis, the three index ranges of Python's slice(-w), slice(-w, -s), slice(-s, None).
         func ranges(_ size: Int, _ w: Int, _ s: Int) -> [Range<Int>] {
@@ -156,12 +156,12 @@ enum SwinWindows {
 }
 
 /// A Swin block: x + attention(norm1(x)) in (shifted) windows, then + mlp(norm2(x)). Channels last.
-final class SwinBlock: Module {
-    let dims: Int
-    let shifted: Bool
-    let norm1: LayerNorm, norm2: LayerNorm
-    let attn: SwinWindowAttention
-    let mlp: SwinMLP
+public final class SwinBlock: Module {
+    public let dims: Int
+    public let shifted: Bool
+    public let norm1: LayerNorm, norm2: LayerNorm
+    public let attn: SwinWindowAttention
+    public let mlp: SwinMLP
 
     init(dims: Int, channels: Int, heads: Int, shifted: Bool) throws {
         self.dims = dims
@@ -177,7 +177,7 @@ final class SwinBlock: Module {
         registerModule("mlp", mlp)
     }
 
-    func forward(_ x: Tensor, mask: Tensor) throws -> Tensor {
+    public func forward(_ x: Tensor, mask: Tensor) throws -> Tensor {
         let spatial = Array(x.shape.dropFirst().dropLast())
         let (window, shift) = SwinWindows.sizes(spatial, shifted: shifted)
         let pads = zip(spatial, window).map { ($1 - $0 % $1) % $1 }
@@ -204,12 +204,12 @@ final class SwinBlock: Module {
 
 /// Multi-head self-attention within a window, with a learned bias per relative position
 /// (`relative_position_bias_table`, indexed by the `relative_position_index` buffer).
-final class SwinWindowAttention: Module {
-    let heads: Int
-    let scale: Double
-    let relativePositionBiasTable: Tensor
-    let relativePositionIndex: Tensor
-    let qkv: Linear, proj: Linear
+public final class SwinWindowAttention: Module {
+    public let heads: Int
+    public let scale: Double
+    public let relativePositionBiasTable: Tensor
+    public let relativePositionIndex: Tensor
+    public let qkv: Linear, proj: Linear
 
     init(dims: Int, channels: Int, heads: Int) throws {
         self.heads = heads
@@ -243,7 +243,7 @@ final class SwinWindowAttention: Module {
     }
 
     /// Windows [B', N, C]; `mask` [windows, N, N] for shifted windows.
-    func forward(_ x: Tensor, mask: Tensor?) throws -> Tensor {
+    public func forward(_ x: Tensor, mask: Tensor?) throws -> Tensor {
         let (b, n, c) = (x.shape[0], x.shape[1], x.shape[2])
         let qkv = try self.qkv(x).reshape([b, n, 3, heads, c / heads]).permute([2, 0, 3, 1, 4])
         let q = try qkv.select(dim: 0, index: 0) * scale, k = try qkv.select(dim: 0, index: 1), v = try qkv.select(dim: 0, index: 2)
@@ -267,8 +267,8 @@ final class SwinWindowAttention: Module {
 private func power(_ base: Int, _ exponent: Int) -> Int { (0..<exponent).reduce(1) { r, _ in r * base } }
 
 /// The block's MLP (MONAI's `MLPBlock`): linear1, exact GELU, linear2.
-final class SwinMLP: Module {
-    let linear1: Linear, linear2: Linear
+public final class SwinMLP: Module {
+    public let linear1: Linear, linear2: Linear
 
     init(channels: Int, hidden: Int) throws {
         linear1 = try Linear(channels, hidden)
@@ -278,16 +278,16 @@ final class SwinMLP: Module {
         registerModule("linear2", linear2)
     }
 
-    override func forward(_ x: Tensor) throws -> Tensor { try linear2(try F.gelu(try linear1(x))) }
+    public override func forward(_ x: Tensor) throws -> Tensor { try linear2(try F.gelu(try linear1(x))) }
 }
 
 /// Patch merging: each 2x(x2)x2 neighbourhood's channels concatenated, layer-normalized and
 /// reduced to twice the channels. In 3D the neighbours come in MONAI's v0.9 order (`PatchMerging`,
 /// which takes two of them twice); in 2D in `PatchMergingV2`'s.
-final class SwinPatchMerging: Module {
-    let dims: Int
-    let reduction: Linear
-    let norm: LayerNorm
+public final class SwinPatchMerging: Module {
+    public let dims: Int
+    public let reduction: Linear
+    public let norm: LayerNorm
 
     init(dims: Int, channels: Int) throws {
         self.dims = dims
@@ -300,7 +300,7 @@ final class SwinPatchMerging: Module {
     }
 
     /// Offsets (per spatial axis) of the neighbours, in the order they are concatenated.
-    var offsets: [[Int]] {
+    public var offsets: [[Int]] {
         if dims == 3 {
             return [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 1], [0, 1, 0], [0, 0, 1], [1, 1, 1]]
         }
@@ -308,7 +308,7 @@ final class SwinPatchMerging: Module {
         return [[0, 0], [1, 0], [0, 1], [1, 1]]
     }
 
-    override func forward(_ x: Tensor) throws -> Tensor {
+    public override func forward(_ x: Tensor) throws -> Tensor {
         let spatial = Array(x.shape.dropFirst().dropLast())
         var h = x
         if spatial.contains(where: { $0 % 2 == 1 }) { h = try h.pad([0, 0] + spatial.reversed().flatMap { [0, $0 % 2] }) }

@@ -39,10 +39,10 @@ public final class SwinUNETR: Module {
     }
 
     public let config: Config
-    let swinViT: SwinTransformer
-    let encoders: [UnetResBlockWrapper]
-    let decoders: [UnetrUpBlock]
-    let out: ConvHead
+    public let swinViT: SwinTransformer
+    public let encoders: [UnetResBlockWrapper]
+    public let decoders: [UnetrUpBlock]
+    public let out: ConvHead
 
     public init(_ config: Config) throws {
         let (d, f) = (config.dims, config.featureSize)
@@ -87,8 +87,8 @@ public final class SwinUNETR: Module {
 }
 
 /// MONAI's `UnetOutBlock`: a 1x1 convolution with bias (`conv.conv`).
-final class ConvHead: Module {
-    let conv: MONAIConvolution
+public final class ConvHead: Module {
+    public let conv: MONAIConvolution
 
     init(dims: Int, _ inChannels: Int, _ classes: Int) throws {
         conv = try MONAIConvolution(dims: dims, inChannels, classes, kernel: 1, bias: true)
@@ -96,13 +96,13 @@ final class ConvHead: Module {
         registerModule("conv", conv)
     }
 
-    override func forward(_ x: Tensor) throws -> Tensor { try conv(x) }
+    public override func forward(_ x: Tensor) throws -> Tensor { try conv(x) }
 }
 
 /// MONAI's `UnetResBlock`: conv-norm-LeakyReLU-conv-norm plus the input (through a 1x1 conv and
 /// norm where the channels change), then LeakyReLU; InstanceNorm without affine parameters.
-final class UnetResBlock: Module {
-    let conv1: MONAIConvolution, conv2: MONAIConvolution, conv3: MONAIConvolution?
+public final class UnetResBlock: Module {
+    public let conv1: MONAIConvolution, conv2: MONAIConvolution, conv3: MONAIConvolution?
 
     init(dims: Int, _ inChannels: Int, _ outChannels: Int) throws {
         conv1 = try MONAIConvolution(dims: dims, inChannels, outChannels, kernel: 3)
@@ -116,7 +116,7 @@ final class UnetResBlock: Module {
 
     private func norm(_ x: Tensor) throws -> Tensor { try F.instanceNorm(x) }
 
-    override func forward(_ x: Tensor) throws -> Tensor {
+    public override func forward(_ x: Tensor) throws -> Tensor {
         let h = try norm(try conv2(try F.leakyRelu(try norm(try conv1(x)), negativeSlope: 0.01)))
         let residual = try conv3.map { try norm(try $0(x)) } ?? x
         return try F.leakyRelu(h + residual, negativeSlope: 0.01)
@@ -124,8 +124,8 @@ final class UnetResBlock: Module {
 }
 
 /// MONAI's `UnetrBasicBlock` with a residual block (child `layer`).
-final class UnetResBlockWrapper: Module {
-    let layer: UnetResBlock
+public final class UnetResBlockWrapper: Module {
+    public let layer: UnetResBlock
 
     init(dims: Int, _ inChannels: Int, _ outChannels: Int) throws {
         layer = try UnetResBlock(dims: dims, inChannels, outChannels)
@@ -133,13 +133,13 @@ final class UnetResBlockWrapper: Module {
         registerModule("layer", layer)
     }
 
-    override func forward(_ x: Tensor) throws -> Tensor { try layer(x) }
+    public override func forward(_ x: Tensor) throws -> Tensor { try layer(x) }
 }
 
 /// MONAI's `UnetrUpBlock`: a 2x transposed convolution, the skip concatenated, a residual block.
-final class UnetrUpBlock: Module {
-    let transpConv: MONAIConvolution
-    let convBlock: UnetResBlock
+public final class UnetrUpBlock: Module {
+    public let transpConv: MONAIConvolution
+    public let convBlock: UnetResBlock
 
     init(dims: Int, _ inChannels: Int, _ outChannels: Int) throws {
         transpConv = try MONAIConvolution(dims: dims, inChannels, outChannels, kernel: 2, stride: 2, transposed: true)
@@ -149,7 +149,7 @@ final class UnetrUpBlock: Module {
         registerModule("conv_block", convBlock)
     }
 
-    func forward(_ x: Tensor, skip: Tensor) throws -> Tensor {
+    public func forward(_ x: Tensor, skip: Tensor) throws -> Tensor {
         try convBlock(try Tensor.cat([try transpConv(x), skip], dim: 1))
     }
 }

@@ -18,7 +18,7 @@ final class ONNXModelTests: XCTestCase {
     /// model has one output, and it is MedSeg's within 1e-4.
     /// `half`: the float16 export, fed float16 inputs, within 1e-2 of MedSeg's float32 logits.
     /// `tolerance`: of float32 exports (default 1e-4).
-    private func checkWithONNXRuntime(_ net: Module, inputs shapes: [[Int]], half: Bool = false, tolerance: Double = 1e-4,
+    private func checkWithONNXRuntime(_ net: Module, inputs shapes: [[Int]], half: Bool = false, tolerance: Double = 1e-4, inputSize: [Int]? = nil,
                                       file: StaticString = #filePath, line: UInt = #line) throws {
         let folder = try makeTemporaryFolder("onnx")
         defer { try? FileManager.default.removeItem(at: folder) }
@@ -33,7 +33,7 @@ final class ONNXModelTests: XCTestCase {
         }
         net.eval()
         let model = folder.appendingPathComponent("net.onnx")
-        try ONNXModel.export(net, half: half).write(to: model)
+        try ONNXModel.export(net, half: half, inputSize: inputSize).write(to: model)
         var expected: [Tensor] = []
         for (i, shape) in shapes.enumerated() {
             let x = try Tensor.randn(shape)
@@ -131,6 +131,18 @@ final class ONNXModelTests: XCTestCase {
         for embedding in [Primus.Config.Embedding.patch, .residualWithSkips] {
             let net = try Primus(.init(inChannels: 2, classes: 3, embedDim: 48, depth: 2, heads: 2, inputShape: [16, 16, 24], embedding: embedding))
             try checkWithONNXRuntime(net, inputs: [[1, 2, 16, 16, 24], [2, 2, 16, 16, 24]])
+        }
+    }
+
+    /// SwinUNETR for one input size: windows, shifts, paddings (a 2D axis that is not a multiple of
+    /// the window) and the shifted windows' masks fixed; v1 and v2 in 3D, v1 in 2D.
+    func testSwinUNETRRunsInONNXRuntimeAtItsPatchSize() throws {
+        for (dims, v2, size) in [(3, false, [32, 64, 32]), (3, true, [32, 32, 32]), (2, false, [64, 96])] {
+            let net = try SwinUNETR(.init(dims: dims, inChannels: 2, classes: 3, featureSize: 12, useV2: v2))
+            try checkWithONNXRuntime(net, inputs: [[1, 2] + size, [2, 2] + size], inputSize: size)
+        }
+        XCTAssertThrowsError(try ONNXModel.export(try SwinUNETR(.init(dims: 2, featureSize: 12)))) {
+            XCTAssertTrue("\($0)".contains("writes one input size"), "\($0)")
         }
     }
 

@@ -15,21 +15,24 @@ public enum ONNXModel {
 
     /// The networks `export` writes, in words.
     public static let covered = "nnU-Net's plain conv U-Net (plainunet) and residual-encoder U-Net (resencunet), MedNeXt, "
-        + "SegResNet, the classic U-Net (unet), UNet++ (unetpp), SETR-MLA (setr_mla) and Primus (primus, primus_v2, primus_v3)"
+        + "SegResNet, the classic U-Net (unet), UNet++ (unetpp), SETR-MLA (setr_mla), Primus (primus, primus_v2, primus_v3) and SwinUNETR "
+        + "(swinunetr, swinunetr_v2; for the run's patch size)"
 
     /// The ONNX bytes of `model` with `metadata` in its `metadata_props`, or an error naming the
     /// networks that can be exported.
     /// `half`: float16 weights, input and output (a runtime without float16 kernels computes in
     /// float32 between them, as onnxruntime's CPU provider does).
-    public static func export(_ model: Module, metadata: ONNXMetadata = .init(entries: []), half: Bool = false) throws -> Data {
-        try export([model], metadata: metadata, half: half)
+    /// `inputSize`: the spatial size of a network whose graph depends on it (SwinUNETR: the run's patch).
+    public static func export(_ model: Module, metadata: ONNXMetadata = .init(entries: []), half: Bool = false, inputSize: [Int]? = nil) throws -> Data {
+        try export([model], metadata: metadata, half: half, inputSize: inputSize)
     }
 
     /// Several networks of one kind (the folds of a run) in one file whose `logits` are the mean of
     /// theirs, as predict averages folds; each network's weights under `foldN/`.
-    public static func export(_ models: [Module], metadata: ONNXMetadata = .init(entries: []), half: Bool = false) throws -> Data {
+    public static func export(_ models: [Module], metadata: ONNXMetadata = .init(entries: []), half: Bool = false,
+                              inputSize: [Int]? = nil) throws -> Data {
         guard let first = models.first else { throw TrainingError("ONNX export: no network to write") }
-        let emitters = try models.map(emitter)
+        let emitters = try models.map { try emitter($0, inputSize: inputSize) }
         let (spatial, inChannels, classes, fixedSize) = (emitters[0].spatial, emitters[0].inChannels, emitters[0].classes, emitters[0].fixedSize)
         guard emitters.allSatisfy({ $0.spatial == spatial && $0.inChannels == inChannels && $0.classes == classes && $0.fixedSize == fixedSize }) else {
             throw TrainingError("ONNX export: the folds' networks differ (\(type(of: first)) of other inputs, outputs or sizes); give one fold")
@@ -72,7 +75,7 @@ public enum ONNXModel {
         var emit: (inout Graph) throws -> String = { _ in "" }
     }
 
-    static func emitter(_ model: Module) throws -> Emitter {
+    static func emitter(_ model: Module, inputSize: [Int]?) throws -> Emitter {
         var spatial: Int, inChannels: Int, classes: Int
         var fixedSize: [Int]? = nil
         let emit: (inout Graph) throws -> String
@@ -102,6 +105,12 @@ public enum ONNXModel {
         case let net as Primus:
             (spatial, inChannels, classes, fixedSize) = (3, net.config.inChannels, net.config.classes, net.config.inputShape)
             emit = { try $0.primus(net, input: "image") }
+        case let net as SwinUNETR:
+            guard let size = inputSize else {
+                throw TrainingError("ONNX export of SwinUNETR writes one input size (its windows and masks follow from it): give it (the run's patch)")
+            }
+            (spatial, inChannels, classes, fixedSize) = (net.config.dims, net.config.inChannels, net.config.classes, size)
+            emit = { try $0.swinUNETR(net, input: "image", size: size) }
         default:
             throw TrainingError("ONNX export covers \(covered); this network is \(type(of: model))")
         }
