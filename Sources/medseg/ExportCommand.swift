@@ -9,7 +9,7 @@ struct ExportCommand: ParsableCommand {
         abstract: "Pack a trained run into one model file (folds, checkpoint, plans, dataset.json, post-processing, inference settings) for `medseg predict --model`, or write its network as ONNX (OUTPUT ending .onnx).")
 
     @Argument(help: "Run folder of `medseg train`, the experiment folder holding fold_N, or a model folder nnU-Net trained.") var runFolder: String
-    @Argument(help: "The model file to write (.zip), or the network as ONNX (.onnx: nnU-Net's plain and residual-encoder U-Nets, MedNeXt, SegResNet, U-Net, UNet++, SETR-MLA, Primus, SwinUNETR; the run's inference settings as metadata).") var output: String
+    @Argument(help: "The model file to write (.zip), or the network as ONNX (.onnx: every network --model offers; the run's inference settings as metadata).") var output: String
     @Option(parsing: .upToNextOption, help: "Folds to pack (default: every fold that has the checkpoint); for .onnx, the folds whose logits one file averages.") var folds: [String] = []
     @Option(help: "best, final or latest.") var checkpoint = "final"
     @Option(help: "postprocessing.json (from `medseg find-best`), or nnU-Net's postprocessing.pkl/.json, that predictions from the file apply.") var postprocessing: String?

@@ -125,10 +125,10 @@ final class ONNXModelTests: XCTestCase {
 
     /// `--half`: float16 weights, input and output (Resize's scales stay float32), within 1e-2 of
     /// MedSeg's float32 logits, in about half the file.
-    /// Primus (a small EVA: 2 blocks of 2 heads) and PrimusV3 (residual embedding with its scaled
+    /// Primus (a small EVA: 2 blocks of 2 heads), PrimusV2 and PrimusV3 (residual embeddings, V3 with its scaled
     /// projections): the fixed input size, at two batch sizes.
     func testPrimusRunsInONNXRuntime() throws {
-        for embedding in [Primus.Config.Embedding.patch, .residualWithSkips] {
+        for embedding in [Primus.Config.Embedding.patch, .residual, .residualWithSkips] {
             let net = try Primus(.init(inChannels: 2, classes: 3, embedDim: 48, depth: 2, heads: 2, inputShape: [16, 16, 24], embedding: embedding))
             try checkWithONNXRuntime(net, inputs: [[1, 2, 16, 16, 24], [2, 2, 16, 16, 24]])
         }
@@ -143,6 +143,15 @@ final class ONNXModelTests: XCTestCase {
         }
         XCTAssertThrowsError(try ONNXModel.export(try SwinUNETR(.init(dims: 2, featureSize: 12)))) {
             XCTAssertTrue("\($0)".contains("writes one input size"), "\($0)")
+        }
+    }
+
+    /// UltraLight VM-UNet: its PVM layers' selective scan as an ONNX Scan over the tokens, the
+    /// attention bridge, bilinear upsampling with aligned corners; logits and the published sigmoid.
+    func testUltraLightVMUNetRunsInONNXRuntimeWithItsScan() throws {
+        for sigmoid in [false, true] {
+            let net = try UltraLightVMUNet(.init(inChannels: 3, classes: 2, sigmoidOutput: sigmoid))
+            try checkWithONNXRuntime(net, inputs: [[1, 3, 64, 64], [2, 3, 32, 96]])
         }
     }
 
@@ -188,8 +197,8 @@ final class ONNXModelTests: XCTestCase {
     /// A network without an emitter is refused naming what is covered; a layer without operators
     /// is refused by its state_dict name.
     func testOtherNetworksAndLayersAreRefusedByName() throws {
-        XCTAssertThrowsError(try ONNXModel.export(try UltraLightVMUNet(.init(inChannels: 1, classes: 1)))) {
-            XCTAssertTrue("\($0)".contains("covers nnU-Net's plain conv U-Net") && "\($0)".contains("UltraLightVMUNet"), "\($0)")
+        XCTAssertThrowsError(try ONNXModel.export(Sequential(try Linear(2, 2)))) {
+            XCTAssertTrue("\($0)".contains("covers nnU-Net's plain conv U-Net") && "\($0)".contains("this network is Sequential"), "\($0)")
         }
         var graph = ONNXModel.Graph(dims: 2)
         let head = Sequential(try ConvNd(dims: 2, 2, 2, kernelSize: [1]), Upsample(scaleFactor: [2, 2], mode: .bicubic))

@@ -15,6 +15,8 @@ extension ONNXModel {
         let half: Bool
         /// Put before every weight's name: several networks (folds) in one graph keep theirs apart.
         var weightPrefix = ""
+        /// Scan nodes written so far (their bodies' values are named apart).
+        var scanCount = 0
 
         init(dims: Int, half: Bool = false) {
             self.dims = dims
@@ -76,14 +78,26 @@ extension ONNXModel {
         mutating func node(_ op: String, _ inputs: [String], _ attributes: [ProtoWriter] = [], named: String? = nil) -> String {
             count += 1
             let output = named ?? "\(op.lowercased())_\(count)"
+            write(op, inputs, [output], attributes)
+            return output
+        }
+
+        /// A node of `op` with several outputs; their names.
+        mutating func node(_ op: String, _ inputs: [String], _ attributes: [ProtoWriter] = [], outputs: Int) -> [String] {
+            count += 1
+            let names = (0..<outputs).map { "\(op.lowercased())_\(count)_\($0)" }
+            write(op, inputs, names, attributes)
+            return names
+        }
+
+        private mutating func write(_ op: String, _ inputs: [String], _ outputs: [String], _ attributes: [ProtoWriter]) {
             var n = ProtoWriter()
             for i in inputs { n.string(1, i) }
-            n.string(2, output)
-            n.string(3, output)
+            for o in outputs { n.string(2, o) }
+            n.string(3, outputs[0])
             n.string(4, op)
             for a in attributes { n.message(5, a) }
             proto.message(1, n)
-            return output
         }
 
         static func ints(_ name: String, _ values: [Int]) -> ProtoWriter {

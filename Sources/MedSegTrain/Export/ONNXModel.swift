@@ -15,8 +15,8 @@ public enum ONNXModel {
 
     /// The networks `export` writes, in words.
     public static let covered = "nnU-Net's plain conv U-Net (plainunet) and residual-encoder U-Net (resencunet), MedNeXt, "
-        + "SegResNet, the classic U-Net (unet), UNet++ (unetpp), SETR-MLA (setr_mla), Primus (primus, primus_v2, primus_v3) and SwinUNETR "
-        + "(swinunetr, swinunetr_v2; for the run's patch size)"
+        + "SegResNet, the classic U-Net (unet), UNet++ (unetpp), SETR-MLA (setr_mla), Primus (primus, primus_v2, primus_v3), SwinUNETR "
+        + "(swinunetr, swinunetr_v2; for the run's patch size) and UltraLight VM-UNet (ultralight_vmunet, its selective scan as a Scan)"
 
     /// The ONNX bytes of `model` with `metadata` in its `metadata_props`, or an error naming the
     /// networks that can be exported.
@@ -105,6 +105,9 @@ public enum ONNXModel {
         case let net as Primus:
             (spatial, inChannels, classes, fixedSize) = (3, net.config.inChannels, net.config.classes, net.config.inputShape)
             emit = { try $0.primus(net, input: "image") }
+        case let net as UltraLightVMUNet:
+            (spatial, inChannels, classes) = (2, net.config.inChannels, net.config.classes)
+            emit = { try $0.ultraLight(net, input: "image") }
         case let net as SwinUNETR:
             guard let size = inputSize else {
                 throw TrainingError("ONNX export of SwinUNETR writes one input size (its windows and masks follow from it): give it (the run's patch)")
