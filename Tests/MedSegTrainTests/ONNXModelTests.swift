@@ -16,12 +16,14 @@ final class ONNXModelTests: XCTestCase {
 
     /// Exports `net` once and runs the file on an input of each shape: onnx's checker passes, the
     /// model has one output, and it is MedSeg's within 1e-4.
-    /// `half`: the float16 export, fed float16 inputs, within 1e-2 of MedSeg's float32 logits.
+    /// `half`: the float16 export, fed float16 inputs, within 2e-2 of MedSeg's float32 logits.
     /// `tolerance`: of float32 exports (default 1e-4).
     private func checkWithONNXRuntime(_ net: Module, inputs shapes: [[Int]], half: Bool = false, tolerance: Double = 1e-4, inputSize: [Int]? = nil,
                                       file: StaticString = #filePath, line: UInt = #line) throws {
         let folder = try makeTemporaryFolder("onnx")
         defer { try? FileManager.default.removeItem(at: folder) }
+        // The same values whatever order the tests run in.
+        Torch.manualSeed(7)
         // Norm weights and biases away from their ones and zeros, and BatchNorm's running
         // statistics away from theirs, so that every tensor counts.
         try withNoGrad {
@@ -59,7 +61,8 @@ final class ONNXModelTests: XCTestCase {
         for (i, e) in expected.enumerated() where i < lines.count {
             let data = try Data(contentsOf: folder.appendingPathComponent("y\(i).bin"))
             let values = data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-            try FixtureSupport.assertClose(try Tensor(values, shape: e.shape), e, rtol: half ? 1e-2 : tolerance, atol: half ? 1e-2 : tolerance,
+            // float16 keeps about 3 significant digits through every layer: 2e-2, as the model-folder test allows.
+            try FixtureSupport.assertClose(try Tensor(values, shape: e.shape), e, rtol: half ? 2e-2 : tolerance, atol: half ? 2e-2 : tolerance,
                                            "onnxruntime, input \(shapes[i])", file: file, line: line)
         }
     }
