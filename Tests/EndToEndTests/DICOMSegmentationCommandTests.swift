@@ -25,11 +25,17 @@ final class DICOMSegmentationCommandTests: XCTestCase {
         return (series, labels, map)
     }
 
-    func testLabelMapToSegmentationAndBack() throws {
-        let (series, labels, map) = try seriesAndLabelMap()
+    /// A dataset.json naming labels 1 and 2.
+    private func datasetNamingLiverAndSpleen() throws -> URL {
         let dataset = temp.appendingPathComponent("dataset.json")
         try Data(#"{"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1, "spleen": 2}, "numTraining": 1, "file_ending": ".nii.gz"}"#.utf8)
             .write(to: dataset)
+        return dataset
+    }
+
+    func testLabelMapToSegmentationAndBack() throws {
+        let (series, labels, map) = try seriesAndLabelMap()
+        let dataset = try datasetNamingLiverAndSpleen()
         let codes = temp.appendingPathComponent("codes.json")
         try Data(#"{"segmentAttributes": [[{"labelID": 2, "SegmentLabel": "Spleen", "SegmentedPropertyCategoryCodeSequence": {"CodeValue": "123037004", "CodingSchemeDesignator": "SCT", "CodeMeaning": "Anatomical Structure"}, "SegmentedPropertyTypeCodeSequence": {"CodeValue": "78961009", "CodingSchemeDesignator": "SCT", "CodeMeaning": "Spleen"}}]]}"#.utf8)
             .write(to: codes)
@@ -55,9 +61,7 @@ final class DICOMSegmentationCommandTests: XCTestCase {
     /// `--format rtstruct`: an RT Structure Set whose ROIs are named from dataset.json, read by pydicom.
     func testLabelMapToRTStructureSet() throws {
         let (series, labels, _) = try seriesAndLabelMap()
-        let dataset = temp.appendingPathComponent("dataset.json")
-        try Data(#"{"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1, "spleen": 2}, "numTraining": 1, "file_ending": ".nii.gz"}"#.utf8)
-            .write(to: dataset)
+        let dataset = try datasetNamingLiverAndSpleen()
         let rt = temp.appendingPathComponent("rt.dcm")
         let log = try medseg(["data", "convert", labels.path, rt.path, "--reference", series.path, "--labels", dataset.path, "--format", "rtstruct"]).output
         XCTAssertTrue(log.contains("wrote \(rt.path) (2 ROI(s), "), log)
