@@ -130,24 +130,8 @@ final class DICOMSegmentationTests: XCTestCase {
         XCTAssertEqual(try DICOMSegmentation.segmentLabels(url), ["liver", "tumour", "Label 3"])
         let spanned = try DICOMSegmentation.read(url)
         XCTAssertEqual(spanned.size, [12, 10, 6])
-        XCTAssertNil(Self.difference(spanned, within: labels), orientation)
+        XCTAssertNil(DICOMTests.difference(spanned, within: labels, tolerance: 0), orientation)
         for (a, b) in zip(spanned.geometry.direction, labels.geometry.direction) { XCTAssertEqual(a, b, accuracy: 1e-6) }
-    }
-
-    /// nil when every voxel of `part` has the value of `whole`'s voxel at the same world position
-    /// (`part` spans some of `whole`'s slices), else the first difference.
-    static func difference(_ part: MedicalImage, within whole: MedicalImage) -> String? {
-        let gp = part.geometry, gw = whole.geometry
-        for z in 0..<part.size[2] { for y in 0..<part.size[1] { for x in 0..<part.size[0] {
-            let world = gp.world([Double(x), Double(y), Double(z)]), inWhole = gw.index(world)
-            let i = inWhole.map { Int($0.rounded()) }
-            guard zip(inWhole, i).allSatisfy({ abs($0 - Double($1)) < 1e-3 }), (0..<3).allSatisfy({ i[$0] >= 0 && i[$0] < whole.size[$0] }) else {
-                return "voxel \([x, y, z]) at \(world) falls at \(inWhole) in the label map's grid \(whole.size)"
-            }
-            let a = part.voxels[(z * part.size[1] + y) * part.size[0] + x], b = whole.voxels[(i[2] * whole.size[1] + i[1]) * whole.size[0] + i[0]]
-            if a != b { return "voxel \([x, y, z]): \(a), label map \(b)" }
-        } } }
-        return nil
     }
 
     func testAxialSegmentationReadsBackVoxelForVoxel() throws {
@@ -178,7 +162,7 @@ final class DICOMSegmentationTests: XCTestCase {
             XCTAssertEqual(process.terminationStatus, 0, "segimage2itkimage failed on \(url.path)")
             let converted = try ImageIO.read(out.appendingPathComponent("1.nii.gz"))
             XCTAssertEqual(converted.size, [12, 10, 6], orientation)
-            XCTAssertNil(Self.difference(converted, within: labels), orientation)
+            XCTAssertNil(DICOMTests.difference(converted, within: labels, tolerance: 0), orientation)
             XCTAssertEqual(Set(converted.voxels), [0, 1, 2, 3])
         }
     }

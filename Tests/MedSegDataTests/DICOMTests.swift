@@ -30,16 +30,21 @@ final class DICOMTests: XCTestCase {
     /// each one's voxel order), else the first difference.
     static func physicalDifference(_ a: MedicalImage, _ b: MedicalImage) -> String? {
         guard a.voxelCount == b.voxelCount, a.dims == 3, b.dims == 3 else { return "sizes \(a.size) and \(b.size)" }
-        let ga = a.geometry, gb = b.geometry
-        for z in 0..<a.size[2] { for y in 0..<a.size[1] { for x in 0..<a.size[0] {
-            let world = ga.world([Double(x), Double(y), Double(z)]), inB = gb.index(world)
-            let rounded = inB.map { Int($0.rounded()) }
-            guard zip(inB, rounded).allSatisfy({ abs($0 - Double($1)) < 1e-3 }), (0..<3).allSatisfy({ rounded[$0] >= 0 && rounded[$0] < b.size[$0] }) else {
-                return "voxel \([x, y, z]) at \(world) falls at \(inB) in the reference grid \(b.size)"
+        return difference(a, within: b)
+    }
+
+    /// nil when every voxel of `part` has `whole`'s value (within `tolerance` of it, relative above 1)
+    /// at the same world position (`part` may span some of `whole`'s voxels), else the first difference.
+    static func difference(_ part: MedicalImage, within whole: MedicalImage, tolerance: Float = 1e-3) -> String? {
+        let gp = part.geometry, gw = whole.geometry
+        for z in 0..<part.size[2] { for y in 0..<part.size[1] { for x in 0..<part.size[0] {
+            let world = gp.world([Double(x), Double(y), Double(z)]), inWhole = gw.index(world)
+            let i = inWhole.map { Int($0.rounded()) }
+            guard zip(inWhole, i).allSatisfy({ abs($0 - Double($1)) < 1e-3 }), (0..<3).allSatisfy({ i[$0] >= 0 && i[$0] < whole.size[$0] }) else {
+                return "voxel \([x, y, z]) at \(world) falls at \(inWhole) in the reference grid \(whole.size)"
             }
-            let va = a.voxels[(z * a.size[1] + y) * a.size[0] + x]
-            let vb = b.voxels[(rounded[2] * b.size[1] + rounded[1]) * b.size[0] + rounded[0]]
-            if abs(va - vb) > 1e-3 * max(1, abs(vb)) { return "voxel \([x, y, z]): \(va), reference \(vb)" }
+            let a = part.voxels[(z * part.size[1] + y) * part.size[0] + x], b = whole.voxels[(i[2] * whole.size[1] + i[1]) * whole.size[0] + i[0]]
+            if abs(a - b) > tolerance * max(1, abs(b)) { return "voxel \([x, y, z]): \(a), reference \(b)" }
         } } }
         return nil
     }

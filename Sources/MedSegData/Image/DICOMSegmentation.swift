@@ -23,13 +23,7 @@ public enum DICOMSegmentation {
             }
             values[i] = UInt16(v)
         }
-        var grid = mds_grid()
-        let g = labels.geometry
-        let d = g.direction
-        grid.size = (Int32(labels.size[0]), Int32(labels.size[1]), Int32(labels.size[2]))
-        grid.spacing = (g.spacing[0], g.spacing[1], g.spacing[2])
-        grid.origin = (g.origin[0], g.origin[1], g.origin[2])
-        grid.direction = (d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8])
+        var grid = Self.grid(of: labels)
         // C strings that live until the call returns.
         let texts: [String] = segments.flatMap { [$0.label, $0.category.value, $0.category.scheme, $0.category.meaning,
                                                   $0.type.value, $0.type.scheme, $0.type.meaning] }
@@ -54,11 +48,22 @@ public enum DICOMSegmentation {
 
     /// A message of the C layer as an error about the reference file it starts with, if any
     /// (else about no file: the label map as a whole, which the caller names).
-    private static func referenceError(_ message: String, _ reference: DICOMSeries) -> DataError {
+    static func referenceError(_ message: String, _ reference: DICOMSeries) -> DataError {
         for file in reference.files where message.hasPrefix(file.path + ": ") {
             return DataError(file: file, String(message.dropFirst(file.path.count + 2)))
         }
         return DataError(message)
+    }
+
+    /// A 3D label map's grid as the C layer takes it (shared with the RT Structure Set writer).
+    static func grid(of labels: MedicalImage) -> mds_grid {
+        var grid = mds_grid()
+        let g = labels.geometry, d = g.direction
+        grid.size = (Int32(labels.size[0]), Int32(labels.size[1]), Int32(labels.size[2]))
+        grid.spacing = (g.spacing[0], g.spacing[1], g.spacing[2])
+        grid.origin = (g.origin[0], g.origin[1], g.origin[2])
+        grid.direction = (d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8])
+        return grid
     }
 
     /// The segments a label map needs: one per value 1...its largest label.

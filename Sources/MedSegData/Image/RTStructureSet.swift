@@ -30,7 +30,7 @@ public enum RTStructureSet {
         }
         guard !rois.isEmpty else { throw DataError("the label map holds no label above 0: there is no ROI to write") }
         let (width, height, depth) = (labels.size[0], labels.size[1], labels.size[2])
-        let g = labels.geometry, d = g.direction
+        let g = labels.geometry
         // Pixel (x, y) of slice k in patient coordinates.
         func patient(_ p: MaskContours.Point, _ k: Int) -> [Double] { g.world([p.x, p.y, Double(k)]) }
         var contours: [[(slice: Int, points: [Double])]] = Array(repeating: [], count: rois.count)
@@ -63,19 +63,12 @@ public enum RTStructureSet {
                 }
             }
         }
-        var grid = mds_grid()
-        grid.size = (Int32(width), Int32(height), Int32(depth))
-        grid.spacing = (g.spacing[0], g.spacing[1], g.spacing[2])
-        grid.origin = (g.origin[0], g.origin[1], g.origin[2])
-        grid.direction = (d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8])
+        var grid = DICOMSegmentation.grid(of: labels)
         let names = rois.map { strdup($0.name)! }
         let files = reference.files.map { strdup($0.path)! }
         defer { (names + files).forEach { free($0) } }
-        // Points and contour records that live until the call returns.
-        let points = contours.map { $0.map { $0.points } }
-        var status: Int32 = -1
         try writeAtomically(to: url) { temporary in
-            status = withContours(points, contours) { described in
+            let status = withContours(contours) { described in
                 let roiRecords = described.enumerated().map { r, list in
                     mdr_roi(name: names[r], color: (Int32(rois[r].color[0]), Int32(rois[r].color[1]), Int32(rois[r].color[2])),
                             contours: list.baseAddress, contour_count: Int32(list.count))
@@ -84,22 +77,16 @@ public enum RTStructureSet {
                     mdr_write(paths.baseAddress, Int32(paths.count), &grid, roiRecords, Int32(roiRecords.count), label, temporary)
                 }
             }
-            guard status == 0 else {
-                let message = String(cString: mds_last_error())
-                for file in reference.files where message.hasPrefix(file.path + ": ") {
-                    throw DataError(file: file, String(message.dropFirst(file.path.count + 2)))
-                }
-                throw DataError(message)
-            }
+            guard status == 0 else { throw DICOMSegmentation.referenceError(String(cString: mds_last_error()), reference) }
         }
         return contours.map(\.count)
     }
 
     /// Calls `body` with each ROI's contour records, their point arrays kept alive meanwhile.
-    private static func withContours(_ points: [[[Double]]], _ contours: [[(slice: Int, points: [Double])]],
+    private static func withContours(_ contours: [[(slice: Int, points: [Double])]],
                                      _ body: ([UnsafeBufferPointer<mdr_contour>]) -> Int32) -> Int32 {
-        // Flatten every contour's points into one buffer so that the pointers stay valid.
-        let flat = points.flatMap { $0.flatMap { $0 } }
+        // Every contour's points in one buffer, so that the pointers stay valid.
+        let flat = contours.flatMap { $0.flatMap(\.points) }
         return flat.withUnsafeBufferPointer { all -> Int32 in
             var offset = 0
             var records: [[mdr_contour]] = []

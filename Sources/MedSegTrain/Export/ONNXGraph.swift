@@ -91,13 +91,18 @@ extension ONNXModel {
         }
 
         private mutating func write(_ op: String, _ inputs: [String], _ outputs: [String], _ attributes: [ProtoWriter]) {
+            proto.message(1, Self.nodeProto(op, inputs, outputs, attributes))
+        }
+
+        /// A NodeProto (named after its first output), for this graph or a subgraph (Scan's body).
+        static func nodeProto(_ op: String, _ inputs: [String], _ outputs: [String], _ attributes: [ProtoWriter] = []) -> ProtoWriter {
             var n = ProtoWriter()
             for i in inputs { n.string(1, i) }
             for o in outputs { n.string(2, o) }
             n.string(3, outputs[0])
             n.string(4, op)
             for a in attributes { n.message(5, a) }
-            proto.message(1, n)
+            return n
         }
 
         static func ints(_ name: String, _ values: [Int]) -> ProtoWriter {

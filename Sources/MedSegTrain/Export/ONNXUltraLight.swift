@@ -118,13 +118,7 @@ extension ONNXModel.Graph {
         let p = "scan\(scanCount)_"
         var body = ProtoWriter()
         func add(_ op: String, _ inputs: [String], _ output: String, _ attributes: [ProtoWriter] = []) {
-            var n = ProtoWriter()
-            for i in inputs { n.string(1, i) }
-            n.string(2, output)
-            n.string(3, output)
-            n.string(4, op)
-            for a in attributes { n.message(5, a) }
-            body.message(1, n)
+            body.message(1, Self.nodeProto(op, inputs, [output], attributes))
         }
         add("Mul", [p + "deltaA", p + "h"], p + "decayed")
         add("Add", [p + "decayed", p + "deltaBx"], p + "h_next")
