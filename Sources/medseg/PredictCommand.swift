@@ -38,7 +38,7 @@ struct PredictCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Step between sliding windows, a fraction of the patch (default nnU-Net's 0.5, or the model file's; 1: no overlap, faster).")
     var stepSize: Double?
     @Option(parsing: .unconditional, help: "Windows per network call.") var windowBatch = 1
-    @Option(parsing: .unconditional, help: "On a GPU: an image whose float32 logits would take more than this many MB there (default: a quarter of the GPU's memory) adds them up on the CPU (bounded GPU memory on large volumes).")
+    @Option(parsing: .unconditional, help: "On a GPU: the MB its logits may take there (default: a quarter of the GPU's memory). A patch-deep slab of sums that fits stays there, and so does the export (resampling back, softmax, labels) when its slices fit beside it; else they run on the CPU.")
     var maxLogitsMb: Int?
     @Flag(help: "Skip cases whose prediction is already in --out (resume an interrupted prediction).") var continuePrediction = false
     @Option(parsing: .unconditional, help: "Processes on this node, each predicting its share of the cases (on GPU cuda:LOCAL_RANK).") var nprocPerNode: Int?

@@ -116,8 +116,13 @@ public struct CaseInference {
         let labelCount = spec.regionsClassOrder.map { ($0.max() ?? 0) + 1 } ?? max(2, spec.outChannels)
         let pixelType: PixelType = labelCount > 256 ? .uint16 : .uint8
         func exporter(stored: [Int], cropped: [Int], box: CropBox?, orders: [Resampling.Order]) throws -> SlabExport {
-            try SlabExport(classes: spec.outChannels, sigmoid: spec.sigmoidOutputs, regionsClassOrder: spec.regionsClassOrder, stored: stored,
-                           cropped: cropped, box: box, orders: orders, probabilities: url, probabilitiesDType: probabilitiesDType)
+            // On a GPU whose budget holds the slab and the export's slices, the logits stay there.
+            let bytes = SlabExport.deviceBytes(classes: spec.outChannels, stored: stored, cropped: cropped)
+            let device = Set(predictors.map(\.device)).count == 1 && spec.dims == stored.count
+                ? predictors[0].exportDevice(spatial: stored.reversed(), exportBytes: bytes) : nil
+            return try SlabExport(classes: spec.outChannels, sigmoid: spec.sigmoidOutputs, regionsClassOrder: spec.regionsClassOrder, stored: stored,
+                                  cropped: cropped, box: box, orders: orders, probabilities: url, probabilitiesDType: probabilitiesDType,
+                                  device: device)
         }
         if let preprocessor {
             let orders = preprocessor.orders

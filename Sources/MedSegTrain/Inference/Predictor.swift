@@ -31,8 +31,25 @@ public struct Predictor {
 
     /// Where an image of `voxels` voxels has its logits added up.
     public func accumulationDevice(voxels: Int) -> Device {
-        guard device.isCUDA, let budget = windowSettings.logitsBudget ?? Torch.cudaTotalMemoryBytes(device).map({ $0 / 4 }) else { return device }
-        return 4 * (spec.network.outChannels + 1) * voxels > budget ? .cpu : device
+        guard device.isCUDA, let budget = logitsBudget else { return device }
+        return accumulationBytes(voxels: voxels) > budget ? .cpu : device
+    }
+
+    /// On a GPU: the memory its logits may take there (`WindowSettings.logitsBudget`, else a quarter of the GPU's).
+    private var logitsBudget: Int? { windowSettings.logitsBudget ?? Torch.cudaTotalMemoryBytes(device).map { $0 / 4 } }
+
+    /// The window sums and counts of `voxels` voxels in float32.
+    private func accumulationBytes(voxels: Int) -> Int { 4 * (spec.network.outChannels + 1) * voxels }
+
+    /// Voxels of the patch-deep slab `streamLogits` adds windows up in, over an image of `spatial` size.
+    func slabVoxels(spatial: [Int]) -> Int { window(for: spatial).patchSize[0] * spatial.dropFirst().reduce(1, *) }
+
+    /// Where a slab-wise export (`SlabExport`) of an image of `spatial` size, taking `exportBytes` on
+    /// a device, resamples its logits: on the GPU when the slab adds up there and the export fits
+    /// beside it in the budget (the logits then never leave the GPU), else nil (on the CPU).
+    func exportDevice(spatial: [Int], exportBytes: Int) -> Device? {
+        guard device.isCUDA, let budget = logitsBudget else { return nil }
+        return accumulationBytes(voxels: slabVoxels(spatial: spatial)) + exportBytes > budget ? nil : device
     }
 
     /// Class probabilities [K, spatial...] (K = 1 for a binary model: the foreground probability).
@@ -76,7 +93,7 @@ public struct Predictor {
     }
 
     /// The mean logits of `predictors` over an image [C, spatial...], handed to `emit` in pieces
-    /// along the first spatial axis (start, logits [K, n, rest...] on the CPU) as they are final, so
+    /// along the first spatial axis (start, logits [K, n, rest...] where they were added up) as they are final, so
     /// that no more than a patch-deep slab of logits is held (`SlidingWindow.stream`). A 2D network
     /// on a volume emits each slice as it is predicted. Members whose windows differ (patch, step,
     /// batch, device) are each run over the whole image instead and emitted from their mean.
@@ -119,12 +136,12 @@ public struct Predictor {
             }
             var window = windows[0]
             // The buffer is one patch deep: judge the GPU budget and its type on that slab, not the image.
-            let slab = window.patchSize[0] * spatial.dropFirst().reduce(1, *)
+            let slab = first.slabVoxels(spatial: spatial)
             window.accumulationDType = Self.accumulationDType(accumulationDType, classes: first.spec.network.outChannels, voxels: slab)
             window.accumulationDevice = first.accumulationDevice(voxels: slab)
             for p in predictors { p.model.eval() }
             let members = zip(predictors, windows).map { p, w in { (batch: Tensor) in try w.predictMirrored(batch, network: p.network) } }
-            try window.stream(image.to(device: first.device), networks: members) { start, logits in try emit(start, logits.to(device: .cpu)) }
+            try window.stream(image.to(device: first.device), networks: members, emit: emit)
         }
     }
 

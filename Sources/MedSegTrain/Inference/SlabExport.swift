@@ -8,6 +8,12 @@ import Torch
 /// probabilities written plane by plane when asked. Holds the label map, at most two resampled
 /// slices of logits (the neighbours the interpolation along the first axis needs) and one slab.
 ///
+/// On the CPU the slices are resampled in Double arrays, channel by channel on every core. Given a
+/// device (a GPU whose logits add up there), the same taps are applied there with libtorch's ops
+/// (index_select, multiply, add, in Double: the same sums in the same order, so the resampled logits
+/// are equal bit for bit) and only labels and asked-for probabilities come back: the slab never
+/// crosses to the CPU. `deviceBytes` bounds what that takes on the device.
+///
 /// The values equal `CaseInference.probabilities(of:)` followed by its labels: the in-plane axes
 /// resampled as there, in Double, then the first axis from the same Double slices, the same taps in
 /// the same order. (With the plan's separate axis in plane, the axes are taken in another order
@@ -23,9 +29,14 @@ final class SlabExport {
     private let lower: [Int]
     private let orders: [Resampling.Order]
     private let taps: (width: Int, indices: [Int], weights: [Double])?
+    /// Where the slices are resampled with tensor ops; nil: in Double arrays on the CPU.
+    let device: Device?
+    /// On `device`: each in-plane axis's taps (x first), nil where the axis keeps its size.
+    private let planeTaps: [DeviceTaps?]
     private let probabilities: ProbabilityFile.Writer?
-    /// The label map, x first, in the whole raw grid.
-    private(set) var labels: [Float]
+    /// The label map, x first, in the whole raw grid: 16 bits a voxel while the sliding window still
+    /// holds its slab (a quarter of floats'; labels stay below 65,536).
+    private var labels: [UInt16]
     /// In-plane resampled logits [K][plane] of the network grid's slices still needed.
     private var slices: [Int: ResampledSlice] = [:]
     private var nextOutput = 0
@@ -33,8 +44,9 @@ final class SlabExport {
     private(set) var seconds = 0.0
 
     /// `stored`, `cropped` and `box` are x first; `box` nil: no crop. `orders[a]` resamples axis a.
+    /// `device`: resample with tensor ops there (nil: Double arrays on the CPU).
     init(classes: Int, sigmoid: Bool, regionsClassOrder: [Int]?, stored: [Int], cropped: [Int], box: CropBox?,
-         orders: [Resampling.Order], probabilities url: URL?, probabilitiesDType: DType) throws {
+         orders: [Resampling.Order], probabilities url: URL?, probabilitiesDType: DType, device: Device? = nil) throws {
         precondition(!orders.contains(.cubic), "cubic resampling does not stream")
         self.classes = classes
         self.sigmoid = sigmoid
@@ -46,8 +58,13 @@ final class SlabExport {
         self.orders = orders
         let d = stored.count
         taps = stored[d - 1] == cropped[d - 1] ? nil : Resampling.lineTaps(from: stored[d - 1], to: cropped[d - 1], order: orders[d - 1])
+        self.device = device
+        planeTaps = try (0..<(d - 1)).map { a in
+            guard let device, stored[a] != cropped[a] else { return nil }
+            return try DeviceTaps(Resampling.lineTaps(from: stored[a], to: cropped[a], order: orders[a]), dim: d - 1 - a, rank: d, device: device)
+        }
         let fullSize = box?.originalSize ?? cropped
-        labels = [Float](repeating: 0, count: fullSize.reduce(1, *))
+        labels = [UInt16](repeating: 0, count: fullSize.reduce(1, *))
         probabilities = try url.map {
             try ProbabilityFile.Writer($0, shape: [classes] + fullSize.reversed(), dtype: probabilitiesDType, regionsClassOrder: regionsClassOrder)
         }
@@ -56,10 +73,18 @@ final class SlabExport {
     /// The probability outside the crop box: 1 for a softmax's background, else 0.
     private func background(_ channel: Int) -> Float { !sigmoid && channel == 0 ? 1 : 0 }
 
-    /// Takes the logits [K, n, rest...] (array order, network grid) of slices start..<start+n.
+    /// The most memory (bytes) the export takes on a device for `classes` over planes of `stored`
+    /// and `cropped` (x first, the first axis last): the resampled slices it keeps (three at most in
+    /// Double) and one slice's temporaries while it is resampled and turned into labels.
+    static func deviceBytes(classes: Int, stored: [Int], cropped: [Int]) -> Int {
+        8 * 8 * classes * max(stored.dropLast().reduce(1, *), cropped.dropLast().reduce(1, *))
+    }
+
+    /// Takes the logits [K, n, rest...] (array order, network grid, any device) of slices start..<start+n.
     func add(start: Int, logits: Tensor) throws {
         let began = Date()
         defer { seconds += Date().timeIntervalSince(began) }
+        if let device { return try addOnDevice(start: start, logits: logits.to(device: device)) }
         let n = logits.size(1)
         let values = try logits.to(device: .cpu).to(dtype: .float32).contiguous().floats()
         let d = stored.count
@@ -97,9 +122,51 @@ final class SlabExport {
         }
     }
 
-    /// An input slice resampled in plane: in float where it is copied as it is, else in Double.
+    /// `add` with tensor ops on `device`: each slice resampled in plane in Double, axis by axis (x
+    /// first) as the arrays are, and kept there.
+    private func addOnDevice(start: Int, logits: Tensor) throws {
+        let exactCopy = taps.map { $0.width == 1 } ?? true
+        for i in 0..<logits.size(1) {
+            var slice = try logits.select(dim: 1, index: i).to(dtype: .float64)
+            for case let axisTaps? in planeTaps { slice = try axisTaps.apply(slice) }
+            slices[start + i] = .tensor(exactCopy ? try slice.to(dtype: .float32) : slice)
+            try writeReadyOutputs()
+        }
+    }
+
+    /// A line resampling's taps (`Resampling.lineTaps`) on a device, for one dimension of a tensor.
+    private struct DeviceTaps {
+        /// Per tap: each output's input index.
+        let indices: [Tensor]
+        /// Per tap: each output's weight, shaped to broadcast along the dimension; nil: nearest (1).
+        let weights: [Tensor]?
+        let dim: Int
+
+        init(_ taps: (width: Int, indices: [Int], weights: [Double]), dim: Int, rank: Int, device: Device) throws {
+            let m = taps.indices.count / taps.width
+            let shape = [m] + [Int](repeating: 1, count: rank - 1 - dim)
+            indices = try (0..<taps.width).map { t in
+                try Tensor((0..<m).map { Int64(taps.indices[$0 * taps.width + t]) }).to(device: device)
+            }
+            weights = taps.width == 1 ? nil : try (0..<taps.width).map { t in
+                try Tensor((0..<m).map { taps.weights[$0 * taps.width + t] }, shape: shape).to(device: device)
+            }
+            self.dim = dim
+        }
+
+        /// As `Resampling.resampleAxis`: each output the sum of its taps in order, from the first product.
+        func apply(_ x: Tensor) throws -> Tensor {
+            guard let weights else { return try x.indexSelect(dim: dim, index: indices[0]) }
+            var sum = try x.indexSelect(dim: dim, index: indices[0]) * weights[0]
+            for t in 1..<indices.count { sum = try sum + x.indexSelect(dim: dim, index: indices[t]) * weights[t] }
+            return sum
+        }
+    }
+
+    /// An input slice resampled in plane: in float where it is copied as it is, else in Double; on a
+    /// device, a tensor [K, plane...] of either type.
     private enum ResampledSlice {
-        case rounded([Float]), wide([Double])
+        case rounded([Float]), wide([Double]), tensor(Tensor)
     }
 
     /// The last output written, reused while the next outputs copy the same input slice.
@@ -118,6 +185,21 @@ final class SlabExport {
                     let (label, p) = try outputPlane(logits)
                     lastOutput = (needed[0], label, p)
                 }
+            case .tensor(let first) where taps.map({ $0.width == 1 }) ?? true:
+                if lastOutput?.source != needed[0] {
+                    let (label, p) = try outputPlane(first)
+                    lastOutput = (needed[0], label, p)
+                }
+            case .tensor:
+                // As the Double arrays below: each tap's product added in order.
+                var logits: Tensor? = nil
+                for t in 0..<taps!.width {
+                    guard case .tensor(let s) = slices[needed[t]]! else { continue }
+                    let product = try s * taps!.weights[j * taps!.width + t]
+                    logits = try logits.map { try $0 + product } ?? product
+                }
+                let (label, p) = try outputPlane(logits!.to(dtype: .float32))
+                lastOutput = (-1, label, p)
             case .wide(let first):
                 // As Resampling.resampleAxis: from 0, each tap in order.
                 var logits = [Double](repeating: 0, count: first.count)
@@ -139,10 +221,14 @@ final class SlabExport {
     /// Labels and (when written) probabilities of one output slice of the crop from its logits.
     private func outputPlane(_ logits: [Float]) throws -> (label: [Float], probabilities: [Float]?) {
         let d = cropped.count
-        let tensor = try Tensor(logits, shape: [classes] + cropped.prefix(d - 1).reversed())
-        let p = sigmoid ? try tensor.sigmoid() : try tensor.softmax(dim: 0)
-        let label = try ProbabilityFile.labels(p, regionsClassOrder: regionsClassOrder).to(dtype: .float32).floats()
-        return (label, probabilities == nil ? nil : try p.floats())
+        return try outputPlane(Tensor(logits, shape: [classes] + cropped.prefix(d - 1).reversed()))
+    }
+
+    /// The same from float32 logits [K, plane...] on any device; only the results come to the CPU.
+    private func outputPlane(_ logits: Tensor) throws -> (label: [Float], probabilities: [Float]?) {
+        let p = sigmoid ? try logits.sigmoid() : try logits.softmax(dim: 0)
+        let label = try ProbabilityFile.labels(p, regionsClassOrder: regionsClassOrder).to(dtype: .float32).to(device: .cpu).floats()
+        return (label, probabilities == nil ? nil : try p.to(device: .cpu).floats())
     }
 
     /// Output slice `j` of the crop put in place in the whole grid (and in the probabilities file).
@@ -151,7 +237,7 @@ final class SlabExport {
         let z = lower[d - 1] + j
         let fullPlane = fullSize.prefix(d - 1).reduce(1, *)
         forEachRow(of: cropped.prefix(d - 1)) { source, target, length in
-            for x in 0..<length { labels[z * fullPlane + target + x] = label[source + x] }
+            for x in 0..<length { labels[z * fullPlane + target + x] = UInt16(label[source + x]) }
         }
         guard let probabilities, let values else { return }
         let plane = cropped.prefix(d - 1).reduce(1, *)
@@ -198,6 +284,6 @@ final class SlabExport {
             try probabilities.commit()
             seconds += Date().timeIntervalSince(began)
         }
-        return labels
+        return labels.map(Float.init)
     }
 }

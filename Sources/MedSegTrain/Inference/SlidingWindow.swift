@@ -188,10 +188,15 @@ public struct SlidingWindow {
                         if accumulationDType == .float32 {
                             try region.addcmul_(logits[k], weight)
                         } else {
-                            // Added up in float32 and stored rounded (libtorch's CPU kernels mix no types in place).
-                            let widened = try region.to(dtype: .float32)
-                            try widened.addcmul_(logits[k], weight)
-                            try region.copy_(widened)
+                            // Added up in float32 and stored rounded (libtorch's CPU kernels mix no types in place),
+                            // a slice of the window at a time: a whole window's float32 copy would take as much
+                            // as its logits (0.4 GB for a hundred classes in a 40 x 160 x 160 patch).
+                            for z in 0..<depth {
+                                let part = try region.select(dim: 1, index: z)
+                                let widened = try part.to(dtype: .float32)
+                                try widened.addcmul_(logits[k].select(dim: 1, index: z), weight.select(dim: 0, index: z))
+                                try part.copy_(widened)
+                            }
                         }
                     }
                     try crop(counts, at: local, leading: 0).add_(weight)
