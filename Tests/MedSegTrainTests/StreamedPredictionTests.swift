@@ -42,6 +42,33 @@ final class StreamedPredictionTests: XCTestCase {
         }
     }
 
+    /// float16 sums hold the logits to half precision everywhere, the image's corners too, where
+    /// only a window's corner covers a voxel (Gaussian weight 4e-11: weight times logit is below
+    /// float16's range, and such sums had rounded to zero).
+    func testHalfPrecisionSumsHoldTheImagesCorners() throws {
+        let image = try Tensor.randn([2, 20, 24, 40])
+        var window = SlidingWindow(patchSize: [8, 16, 16], stepFraction: 0.5)
+        let network = { (x: Tensor) throws -> Tensor in try self.conv(x) * 100 + 50 }
+        var results: [Tensor] = []
+        for dtype in [DType.float32, .float16] {
+            window.accumulationDType = dtype
+            var pieces: [Tensor] = []
+            let member = window
+            try window.stream(image, networks: [{ try member.predictMirrored($0, network: network) }]) { pieces.append($1) }
+            results.append(try Tensor.cat(pieces, dim: 1))
+        }
+        let (full, half) = (results[0], results[1])
+        XCTAssertEqual(full.dtype, .float32)
+        XCTAssertTrue(try full.equal(window.callAsFunction(image, network: network)), "float32 sums are the whole image's")
+        // Each voxel adds at most 8 windows' shares, each rounded to 11 bits.
+        let worst = try (full - half).abs().max().item(), scale = try full.abs().max().item()
+        XCTAssertLessThan(worst, 8 * scale / 2048, "float16 sums differ by \(worst) where logits reach \(scale)")
+        for corner in [[0, 0, 0], [19, 23, 39], [0, 23, 0]] {
+            let a = try full[0][corner[0]][corner[1]][corner[2]].item(), b = try half[0][corner[0]][corner[1]][corner[2]].item()
+            XCTAssertEqual(b, a, accuracy: abs(a) / 1024, "corner \(corner)")
+        }
+    }
+
     // MARK: - Whole cases
 
     private func fingerprint() -> DatasetFingerprint {

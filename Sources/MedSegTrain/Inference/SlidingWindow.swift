@@ -126,6 +126,13 @@ public struct SlidingWindow {
     /// `networks` are an ensemble's members, each mapping a batch of windows [B, C, patch...] to
     /// its (mirror-averaged) logits; their mean is emitted. One network gives exactly the values
     /// of `callAsFunction`.
+    ///
+    /// In float16, each window adds its logits times its share of the voxel's final weight (its
+    /// Gaussian over the sum of all windows' there, known before any network runs), so the buffer
+    /// holds running parts of the mean, at the logits' scale. Weight times logit would fall below
+    /// float16's range where only a window's edge covers a voxel (the Gaussian is 4e-11 at a
+    /// window's corners, which are the corners of the image): those sums rounded to zero and
+    /// painted background there.
     public func stream(_ image: Tensor, networks: [(Tensor) throws -> Tensor], emitBytes: Int = 64 << 20,
                        emit: (_ start: Int, _ logits: Tensor) throws -> Void) throws {
         let spatial = Array(image.shape.dropFirst())
@@ -136,7 +143,11 @@ public struct SlidingWindow {
         let weight = gaussian ? try Self.importanceMap(patchSize: patchSize, device: target) : try Tensor.ones(patchSize, device: target)
         let depth = patchSize[0], rest = Array(padded.dropFirst())
         var sum: Tensor? = nil
-        let counts = try Tensor.zeros([depth] + rest, device: target)
+        let positions = rows.flatMap { row in plane.map { [row] + $0 } }
+        // float32 sums the weights beside the logits, as `callAsFunction`; float16 needs each voxel's total first.
+        let counts = accumulationDType == .float32 ? try Tensor.zeros([depth] + rest, device: target) : nil
+        let totals = counts == nil ? try Tensor.zerosMapped(padded, dtype: .float32, device: target) : nil
+        for start in positions where totals != nil { try crop(totals!, at: start, leading: 0).add_(weight) }
         var base = 0   // the padded index of the buffers' first slice
 
         // Emits the padded slices [base, base + n), then moves the buffers on by n.
@@ -147,7 +158,8 @@ public struct SlidingWindow {
             var r = lo
             while r < hi {
                 let m = min(max(1, emitBytes / sliceBytes), hi - r)
-                var logits = try s.narrow(dim: 1, start: r - base, length: m).to(dtype: .float32) / counts.narrow(dim: 0, start: r - base, length: m)
+                var logits = try s.narrow(dim: 1, start: r - base, length: m).to(dtype: .float32)
+                if let counts { logits = try logits / counts.narrow(dim: 0, start: r - base, length: m) }
                 if networks.count > 1 { logits = try logits / Double(networks.count) }
                 for axis in 1..<spatial.count {
                     logits = try logits.narrow(dim: axis + 1, start: before[axis], length: spatial[axis])
@@ -159,17 +171,16 @@ public struct SlidingWindow {
             let keep = depth - n
             for j in 0..<keep {
                 try s.select(dim: 1, index: j).copy_(s.select(dim: 1, index: j + n))
-                try counts.select(dim: 0, index: j).copy_(counts.select(dim: 0, index: j + n))
+                try counts?.select(dim: 0, index: j).copy_(counts!.select(dim: 0, index: j + n))
             }
             try s.narrow(dim: 1, start: keep, length: n).zero_()
-            try counts.narrow(dim: 0, start: keep, length: n).zero_()
+            try counts?.narrow(dim: 0, start: keep, length: n).zero_()
             base += n
         }
 
         try withNoGrad {
             // Batches as `callAsFunction` makes them (a batch may span two rows of windows, and
             // a network's numerics can depend on the batch); the buffers move on between windows.
-            let positions = rows.flatMap { row in plane.map { [row] + $0 } }
             var index = 0
             while index < positions.count {
                 let chunk = Array(positions[index..<min(index + batchSize, positions.count)])
@@ -184,22 +195,23 @@ public struct SlidingWindow {
                     try finish(start[0] - base)
                     let local = [start[0] - base] + start.dropFirst()
                     let region = try crop(sum!, at: local, leading: 1)
+                    if let counts {
+                        for logits in outputs { try region.addcmul_(logits[k], weight) }
+                        try crop(counts, at: local, leading: 0).add_(weight)
+                        continue
+                    }
+                    let share = try weight / crop(totals!, at: start, leading: 0)
                     for logits in outputs {
-                        if accumulationDType == .float32 {
-                            try region.addcmul_(logits[k], weight)
-                        } else {
-                            // Added up in float32 and stored rounded (libtorch's CPU kernels mix no types in place),
-                            // a slice of the window at a time: a whole window's float32 copy would take as much
-                            // as its logits (0.4 GB for a hundred classes in a 40 x 160 x 160 patch).
-                            for z in 0..<depth {
-                                let part = try region.select(dim: 1, index: z)
-                                let widened = try part.to(dtype: .float32)
-                                try widened.addcmul_(logits[k].select(dim: 1, index: z), weight.select(dim: 0, index: z))
-                                try part.copy_(widened)
-                            }
+                        // Added up in float32 and stored rounded (libtorch's CPU kernels mix no types in place),
+                        // a slice of the window at a time: a whole window's float32 copy would take as much
+                        // as its logits (0.4 GB for a hundred classes in a 40 x 160 x 160 patch).
+                        for z in 0..<depth {
+                            let part = try region.select(dim: 1, index: z)
+                            let widened = try part.to(dtype: .float32)
+                            try widened.addcmul_(logits[k].select(dim: 1, index: z), share.select(dim: 0, index: z))
+                            try part.copy_(widened)
                         }
                     }
-                    try crop(counts, at: local, leading: 0).add_(weight)
                 }
             }
             try finish(padded[0] - base)
