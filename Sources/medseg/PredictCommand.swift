@@ -167,7 +167,8 @@ struct PredictCommand: ParsableCommand {
                     for (stage, seconds, peak) in [("read", read, times.preprocessPeakMB), ("preprocess", times.preprocess, times.preprocessPeakMB),
                                                    ("network", times.network, times.predictionPeakMB), ("export", times.export, times.predictionPeakMB),
                                                    ("write", Date().timeIntervalSince(written), Benchmark.peakResidentMB())] {
-                        print(String(format: "case %@ stage %@: %.2f s, peak RSS %.0f MB", id, stage, max(0, seconds), peak))
+                        let place = stage == "export" ? times.exportDevice.map { ", on \($0)" } ?? "" : ""
+                        print(String(format: "case %@ stage %@: %.2f s, peak RSS %.0f MB", id, stage, max(0, seconds), peak) + place)
                     }
                 }
             } catch {

@@ -52,20 +52,28 @@ final class SlabExportTests: XCTestCase {
         ]
     }
 
-    /// On the CPU, the tensor path takes the same taps in the same order in Double as the arrays:
-    /// labels and probabilities equal bit for bit.
-    func testTensorOpsExportAsTheDoubleArrays() throws {
+    /// Each case's random logits exported by the CPU's arrays and with tensor ops on `device`
+    /// (in pieces of another size).
+    private func forEachCase(on device: Device, _ body: (_ what: String, _ arrays: Outcome, _ tensors: Outcome) throws -> Void) throws {
         for (what, classes, sigmoid, regions, stored, cropped, box, orders) in cases {
             Torch.manualSeed(5)
             let logits = try Tensor.randn([classes] + stored.reversed()) * 3
             let arrays = try export(logits, classes: classes, sigmoid: sigmoid, regions: regions, stored: stored, cropped: cropped,
                                     box: box, orders: orders, device: nil)
             let tensors = try export(logits, classes: classes, sigmoid: sigmoid, regions: regions, stored: stored, cropped: cropped,
-                                     box: box, orders: orders, device: .cpu, piece: 2)
+                                     box: box, orders: orders, device: device, piece: 2)
             XCTAssertEqual(tensors.labels.count, (box?.originalSize ?? cropped).reduce(1, *), what)
+            XCTAssertGreaterThan(Set(arrays.labels).count, 1, "\(what): more than one label")
+            try body(what, arrays, tensors)
+        }
+    }
+
+    /// On the CPU, the tensor path takes the same taps in the same order in Double as the arrays:
+    /// labels and probabilities equal bit for bit.
+    func testTensorOpsExportAsTheDoubleArrays() throws {
+        try forEachCase(on: .cpu) { what, arrays, tensors in
             XCTAssertEqual(tensors.labels, arrays.labels, what)
             XCTAssertEqual(tensors.probabilities, arrays.probabilities, what)
-            XCTAssertGreaterThan(Set(arrays.labels).count, 1, "\(what): more than one label")
         }
     }
 
@@ -73,47 +81,12 @@ final class SlabExportTests: XCTestCase {
     /// kernels, so a label may differ where classes are tied to the last bit: those are listed.
     func testGPUExportEqualsTheCPUExport() throws {
         guard Torch.cudaAvailable else { throw XCTSkip("no CUDA device") }
-        for (what, classes, sigmoid, regions, stored, cropped, box, orders) in cases {
-            Torch.manualSeed(5)
-            let logits = try Tensor.randn([classes] + stored.reversed()) * 3
-            let cpu = try export(logits, classes: classes, sigmoid: sigmoid, regions: regions, stored: stored, cropped: cropped,
-                                 box: box, orders: orders, device: nil)
-            let gpu = try export(logits, classes: classes, sigmoid: sigmoid, regions: regions, stored: stored, cropped: cropped,
-                                 box: box, orders: orders, device: .cuda(0))
+        try forEachCase(on: .cuda(0)) { what, cpu, gpu in
             let differing = cpu.labels.indices.filter { cpu.labels[$0] != gpu.labels[$0] }
             XCTAssertLessThanOrEqual(differing.count * 1000, cpu.labels.count, "\(what): labels differ at \(differing.prefix(20))")
             let worst = zip(cpu.probabilities, gpu.probabilities).map { abs($0 - $1) }.max() ?? 0
             XCTAssertLessThan(worst, 1e-6, "\(what): probabilities")
         }
-    }
-
-    /// A whole case predicted on a GPU (its export there) gives the labels of the same network on the CPU.
-    func testGPUPredictionExportsOnTheDevice() throws {
-        guard Torch.cudaAvailable else { throw XCTSkip("no CUDA device") }
-        let size = [26, 23, 29]
-        var voxels = [Float](repeating: 0, count: size.reduce(1, *))
-        for i in voxels.indices { voxels[i] = Float((i % 26) / 6 + (i / 598) / 4) * 30 + Float(i % 7) }
-        let url = temp.appendingPathComponent("case_0000.nii.gz")
-        try ImageIO.write(MedicalImage(size: size, voxels: voxels, geometry: ImageGeometry(spacing: [0.7, 0.7, 1.25])), to: url)
-        let files = CaseFiles(identifier: "case", images: [url], label: nil)
-        let intensity = DatasetFingerprint.IntensityProperties(mean: 0, median: 0, std: 1, min: -3, max: 3, percentile99_5: 2.5, percentile00_5: -2.5)
-        let fingerprint = DatasetFingerprint(caseIdentifiers: ["a"], spacings: [[3, 0.8, 0.8]], shapesAfterCrop: [[10, 20, 20]],
-                                             foregroundIntensityPropertiesPerChannel: ["0": intensity], medianRelativeSizeAfterCropping: 1,
-                                             medianSpacing: [3, 0.8, 0.8], medianShape: [10, 20, 20], samplesPerCase: 100)
-        let preprocessor = Preprocessor(targetSpacing: [3, 0.8, 0.8], normalization: .zscore, fingerprint: fingerprint)
-        Torch.manualSeed(3)
-        let network = ModelFactory.Spec(name: "plainunet", dims: 3, inChannels: 1, outChannels: 5, features: 4, depth: 2)
-        let spec = ModelSpecRecord(network: network, patchSize: [8, 16, 16], normalization: "zscore", intensityStatistics: nil,
-                                   labels: Array(0..<5), binary: false, configuration: nil, labelTargets: nil)
-        let model = try ModelFactory.make(network)
-        let cpu = try CaseInference(predictors: [Predictor(model: model, spec: spec, mirror: false)], preprocessor: preprocessor).predict(files)
-        try model.to(device: .cuda(0))
-        let onGPU = Predictor(model: model, spec: spec, mirror: false, device: .cuda(0))
-        XCTAssertEqual(onGPU.exportDevice(spatial: [10, 20, 20], exportBytes: 1 << 20), .cuda(0))
-        let gpu = try CaseInference(predictors: [onGPU], preprocessor: preprocessor).predict(files)
-        let differing = cpu.label.voxels.indices.filter { cpu.label.voxels[$0] != gpu.label.voxels[$0] }
-        XCTAssertLessThanOrEqual(differing.count * 1000, cpu.label.voxels.count, "labels differ at \(differing.prefix(20))")
-        XCTAssertGreaterThan(Set(gpu.label.voxels).count, 1)
     }
 
     /// The export goes to the GPU only when the slab's sums and the export's slices fit the budget

@@ -186,6 +186,24 @@ final class StreamedPredictionTests: XCTestCase {
         XCTAssertEqual(Predictor.accumulationDType(nil, classes: 1, voxels: Predictor.float32SlabLimit / 4 + 1), .float16)
     }
 
+    /// On a GPU (the device check) a whole case's sliding window and export run there, within the
+    /// default budget, and give the CPU's labels but where classes tie to the last bit.
+    func testGPUPredictionExportsOnTheDevice() throws {
+        guard Torch.cudaAvailable else { throw XCTSkip("no CUDA device") }
+        let files = try writeCase(size: [26, 23, 29], spacing: [0.7, 0.7, 1.25])
+        let preprocessor = Preprocessor(targetSpacing: [3, 0.8, 0.8], normalization: .zscore, fingerprint: fingerprint())
+        var predictor = try predictor(classes: 5)
+        let cpu = try CaseInference(predictors: [predictor], preprocessor: preprocessor).predict(files)
+        try predictor.model.to(device: .cuda(0))
+        predictor.device = .cuda(0)
+        let gpu = try CaseInference(predictors: [predictor], preprocessor: preprocessor).predict(files)
+        XCTAssertNil(cpu.times.exportDevice)
+        XCTAssertEqual(gpu.times.exportDevice, .cuda(0), "a small case's export fits the default budget")
+        let differing = cpu.label.voxels.indices.filter { cpu.label.voxels[$0] != gpu.label.voxels[$0] }
+        XCTAssertLessThanOrEqual(differing.count * 1000, cpu.label.voxels.count, "labels differ at \(differing.prefix(20))")
+        XCTAssertGreaterThan(Set(gpu.label.voxels).count, 1)
+    }
+
     /// Without a plan (a network trained on raw images): no resampling, no crop, slab by slab all the same.
     func testRawImageModelStreamsAsTheWholeVolume() throws {
         let files = try writeCase(size: [20, 18, 13], spacing: [1, 1, 1])

@@ -98,6 +98,8 @@ public struct CaseInference {
         /// the sliding window and export (which run interleaved, slab by slab).
         public var preprocessPeakMB = 0.0
         public var predictionPeakMB = 0.0
+        /// The GPU the export ran on (its logits never left it); nil: the CPU.
+        public var exportDevice: Device?
     }
 
     /// The label image of a case in its raw grid (uint8, uint16 beyond 255 labels), its
@@ -166,6 +168,7 @@ public struct CaseInference {
         }
         let labels = try export.finish()
         times.export = export.seconds
+        times.exportDevice = export.device
         times.network = lap() - export.seconds
         times.predictionPeakMB = Benchmark.peakResidentMB()
         return (MedicalImage(size: export.fullSize, voxels: labels, pixelType: pixelType, geometry: geometry), times)
