@@ -43,7 +43,7 @@ struct ExportCommand: ParsableCommand {
     private func exportONNX(to destination: URL) throws {
         let (inference, used) = try TrainedModels.inference(run: URL(fileURLWithPath: runFolder), folds: folds, checkpoint: checkpoint,
                                                             previousStage: nil, mirror: !noMirror, device: .cpu,
-                                                            window: WindowSettings(stepSize: stepSize))
+                                                            window: WindowSettings(stepSize: stepSize), stageAlone: true)
         guard inference.predictors.count == 1 || !folds.isEmpty else {
             throw ValidationError("\(runFolder) holds \(inference.predictors.count) folds: give the ones to average in one file with --folds (e.g. --folds 0 1 2 3 4), or one fold per file")
         }

@@ -269,6 +269,9 @@ final class NNUNetModelFolderTests: XCTestCase {
             onehot = torch.cat([(low == label).float() for label in (1, 2)], 1)
             assert all(0 < onehot[0, c].sum() < onehot[0, c].numel() for c in (0, 1)), "the first stage paints some of each label"
             torch.softmax(nets["3d_cascade_fullres"](torch.cat([x, onehot], 1))[0], 1)[0].numpy().astype("<f4").tofile(out)
+            # The stage's network alone, on image and one-hot, for its ONNX export.
+            torch.cat([x, onehot], 1).numpy().astype("<f4").tofile(os.path.join(root, "stage_input.f32"))
+            nets["3d_cascade_fullres"](torch.cat([x, onehot], 1))[0].numpy().astype("<f4").tofile(os.path.join(root, "stage_logits.f32"))
         """, [fixtures.root.appendingPathComponent("nnunet_plans.json").path, root.path, raw.path, reference.path], interpreter: "/usr/bin/python3")
         let expected = try Data(contentsOf: reference).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
         let cascade = root.appendingPathComponent("nnUNetTrainer__nnUNetPlans__3d_cascade_fullres")
@@ -280,5 +283,24 @@ final class NNUNetModelFolderTests: XCTestCase {
         let alone = try Executables.runMedSeg(["predict", "--run", cascade.path, "--input", input.path, "--out", temp.appendingPathComponent("alone").path],
                                               expectSuccess: false)
         XCTAssertTrue(alone.output.contains("is nnU-Net's cascade stage behind 3d_lowres: give that model folder as --previous-stage FOLDER"), alone.output)
+
+        // Exported to ONNX, the stage's network takes image and one-hot channels, and says so.
+        let model = temp.appendingPathComponent("stage.onnx")
+        XCTAssertTrue(try Executables.runMedSeg(["export", cascade.path, model.path]).output.contains("input 'image' [batch, 3, spatial...]"))
+        let printed = try Python.run("""
+        import json, sys, numpy as np, onnxruntime as ort
+        model, root = sys.argv[1:3]
+        session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+        meta = session.get_modelmeta().custom_metadata_map
+        x = np.fromfile(root + "/stage_input.f32", dtype="<f4").reshape(1, 3, 16, 40, 40)
+        reference = np.fromfile(root + "/stage_logits.f32", dtype="<f4").reshape(1, 3, 16, 40, 40)
+        y = session.run(None, {"image": x})[0]
+        print(json.dumps({"difference": float(np.abs(y - reference).max()),
+                          "meta": {k: meta.get(k) for k in ("previous_stage", "image_channels", "previous_stage_labels", "input_channels", "normalization")}}))
+        """, [model.path, root.path], interpreter: "/usr/bin/python3")
+        let result = try JSONSerialization.jsonObject(with: Data(printed.utf8)) as! [String: Any]
+        XCTAssertLessThan(try XCTUnwrap(result["difference"] as? Double), 1e-4, printed)
+        XCTAssertEqual(result["meta"] as? [String: String], ["previous_stage": "3d_lowres", "image_channels": "1", "previous_stage_labels": "[1,2]",
+                                                           "input_channels": "3", "normalization": "[\"ct\"]"], printed)
     }
 }

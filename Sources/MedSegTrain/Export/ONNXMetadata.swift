@@ -26,7 +26,14 @@ public struct ONNXMetadata: Equatable, Sendable {
             ("mirror_axes", Self.json(predictor.mirror ? predictor.mirrorAxes ?? Array(0..<spec.dims) : [])),
         ]
         if let configuration = spec.configuration { entries.append(("configuration", configuration)) }
-        let channels = 0..<spec.inChannels
+        if let stage = inference.previousStageConfiguration {
+            // A cascade stage: after the image's channels, the previous stage's segmentation one-hot
+            // (a channel per foreground label), brought to the network's grid as the plans resample segmentations.
+            entries.append(("previous_stage", stage))
+            entries.append(("image_channels", String(inference.imageChannels)))
+            entries.append(("previous_stage_labels", Self.json(Array(1...max(1, spec.foregroundClasses)))))
+        }
+        let channels = 0..<inference.imageChannels
         if let p = inference.preprocessor {
             // A 2d configuration of volumes plans the in-plane spacing only.
             entries.append(("target_spacing", Self.json(p.targetSpacing)))
@@ -34,7 +41,7 @@ public struct ONNXMetadata: Equatable, Sendable {
             entries.append(("normalization", Self.json(schemes.map(\.rawValue))))
             entries.append(("use_mask_for_norm", Self.json(channels.map { p.useMaskForNorm[min($0, p.useMaskForNorm.count - 1)] })))
             let statistics = channels.compactMap { p.fingerprint.foregroundIntensityPropertiesPerChannel[String($0)] }
-            if statistics.count == spec.inChannels { entries.append(("intensity_statistics", Self.json(statistics))) }
+            if statistics.count == channels.count { entries.append(("intensity_statistics", Self.json(statistics))) }
         } else {
             entries.append(("normalization", Self.json(channels.map { _ in spec.normalization })))
             if let statistics = spec.intensityStatistics {

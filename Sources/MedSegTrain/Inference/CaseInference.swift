@@ -14,8 +14,12 @@ public struct CaseInference {
     public let preprocessor: Preprocessor?
     /// The cascade's previous stage, whose segmentation is part of the input.
     public let previousStage: CascadeInput.PreviousStage?
+    /// The configuration whose segmentation a cascade stage's networks take as input (one-hot
+    /// channels after the image's), also where they were loaded without it (`stageAlone`).
+    public let previousStageConfiguration: String?
 
-    public init(predictors: [Predictor], preprocessor: Preprocessor?, previousStage: CascadeInput.PreviousStage? = nil) throws {
+    public init(predictors: [Predictor], preprocessor: Preprocessor?, previousStage: CascadeInput.PreviousStage? = nil,
+                previousStageConfiguration: String? = nil) throws {
         guard let first = predictors.first else { throw TrainingError("inference needs at least one network") }
         for p in predictors.dropFirst() where p.spec.outChannels != first.spec.outChannels || p.spec.inChannels != first.spec.inChannels
             || p.spec.binary != first.spec.binary || p.spec.regionsClassOrder != first.spec.regionsClassOrder {
@@ -25,12 +29,15 @@ public struct CaseInference {
         self.predictors = predictors
         self.preprocessor = preprocessor
         self.previousStage = previousStage
+        self.previousStageConfiguration = previousStageConfiguration
     }
 
     public var spec: ModelSpecRecord { predictors[0].spec }
 
     /// Channels a case's image files must hold: the network's input less the previous stage's.
-    public var imageChannels: Int { spec.inChannels - (previousStage == nil ? 0 : spec.foregroundClasses) }
+    public var imageChannels: Int {
+        spec.inChannels - (previousStage == nil && previousStageConfiguration == nil ? 0 : spec.foregroundClasses)
+    }
 
     /// The mean of the networks' logits [K, spatial...] for a prepared image (nnU-Net v2's
     /// predictor averages its folds' logits).

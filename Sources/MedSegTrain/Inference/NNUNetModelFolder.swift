@@ -48,9 +48,9 @@ public struct NNUNetModelFolder {
 
     /// The predictors of `folds` and the preprocessing their plans give, plus a line per checkpoint.
     /// A cascade stage (3d_cascade_fullres) predicts behind `previousStage`, the 3d_lowres model
-    /// folder, whose segmentation it takes as extra input channels.
+    /// folder, whose segmentation it takes as extra input channels (`stageAlone`: its networks alone).
     func inference(folds asked: [String], checkpoint: String, previousStage: URL?, mirror: Bool, device: Device, precision: Precision,
-                   window: WindowSettings) throws -> (CaseInference, [String]) {
+                   window: WindowSettings, stageAlone: Bool = false) throws -> (CaseInference, [String]) {
         let folds = try folds(asked, checkpoint: checkpoint)
         let description = try DatasetDescription.load(root.appendingPathComponent("dataset.json"))
         var predictors: [Predictor] = [], used: [String] = []
@@ -99,14 +99,15 @@ public struct NNUNetModelFolder {
             used.append("nnU-Net fold_\(fold)/\(file.lastPathComponent)\(epoch)")
         }
         var previous: CascadeInput.PreviousStage?
-        if let stage = setup?.plan.previous_stage {
+        if let stage = setup?.plan.previous_stage, !stageAlone {
             let first: [String]
             (previous, first) = try TrainedModels.cascadeInput(stage, from: previousStage, folds: asked, checkpoint: checkpoint, mirror: mirror,
                                                                device: device, precision: precision, window: window,
                                                                missing: "\(root.path) is nnU-Net's cascade stage behind \(stage): give that model folder as \(Setting.named("previous_stage", value: "FOLDER"))")
             used = first + used
         }
-        return (try CaseInference(predictors: predictors, preprocessor: setup?.preprocessor, previousStage: previous), used)
+        return (try CaseInference(predictors: predictors, preprocessor: setup?.preprocessor, previousStage: previous,
+                                  previousStageConfiguration: setup?.plan.previous_stage), used)
     }
 
     /// The configuration the checkpoint was trained on: its `init_args`, else the folder's name

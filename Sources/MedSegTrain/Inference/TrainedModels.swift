@@ -6,12 +6,15 @@ import Torch
 /// Trained networks loaded back from run folders for prediction.
 public enum TrainedModels {
     /// The networks of a run (or of its folds) with their preprocessing, and for a cascade stage
-    /// the previous stage's inference in front; plus a line per checkpoint used.
+    /// the previous stage's inference in front; plus a line per checkpoint used. `stageAlone`: a
+    /// cascade stage's networks without their previous stage (whose one-hot channels are then part
+    /// of the input, as ONNX export writes them).
     public static func inference(run: URL, folds: [String], checkpoint: String, previousStage: URL?, mirror: Bool,
-                          device dev: Device, precision: Precision = .fp32, window: WindowSettings = .init()) throws -> (CaseInference, [String]) {
+                          device dev: Device, precision: Precision = .fp32, window: WindowSettings = .init(),
+                          stageAlone: Bool = false) throws -> (CaseInference, [String]) {
         if NNUNetModelFolder.isModelFolder(run) {
             return try NNUNetModelFolder(run).inference(folds: folds, checkpoint: checkpoint, previousStage: previousStage, mirror: mirror, device: dev,
-                                                        precision: precision, window: window)
+                                                        precision: precision, window: window, stageAlone: stageAlone)
         }
         let folds = try defaultFolds(run: run, folds: folds, checkpoint: checkpoint)
         let modelFolders = folds.isEmpty ? [run] : folds.map { ExperimentFolder(run).fold(named: $0).url }
@@ -31,14 +34,15 @@ public enum TrainedModels {
         // A planned network sees new images preprocessed as its training cases were.
         let setup = try spec.configuration.map { try PlannedSetup.load(runFolder: modelFolders[0], configuration: $0) }
         var previous: CascadeInput.PreviousStage? = nil
-        if let stage = setup?.plan.previous_stage {
+        if let stage = setup?.plan.previous_stage, !stageAlone {
             let first: [String]
             (previous, first) = try cascadeInput(stage, from: previousStage, folds: folds, checkpoint: checkpoint, mirror: mirror, device: dev,
                                                  precision: precision, window: window,
                                                  missing: "\(run.path) is a cascade stage trained on \(stage) segmentations: give that experiment as \(Setting.named("previous_stage", value: "EXP"))")
             used = first + used
         }
-        return (try CaseInference(predictors: predictors, preprocessor: setup?.preprocessor, previousStage: previous), used)
+        return (try CaseInference(predictors: predictors, preprocessor: setup?.preprocessor, previousStage: previous,
+                                  previousStageConfiguration: setup?.plan.previous_stage), used)
     }
 
     /// A cascade stage's input: the previous stage (`folder`, refused with `missing` when absent)
