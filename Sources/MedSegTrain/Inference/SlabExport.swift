@@ -84,7 +84,7 @@ final class SlabExport {
     func add(start: Int, logits: Tensor) throws {
         let began = Date()
         defer { seconds += Date().timeIntervalSince(began) }
-        if let device { return try addOnDevice(start: start, logits: logits.to(device: device)) }
+        if let device { return try addOnDevice(start: start, logits: logits, device: device) }
         let n = logits.size(1)
         let values = try logits.to(device: .cpu).to(dtype: .float32).contiguous().floats()
         let d = stored.count
@@ -122,12 +122,12 @@ final class SlabExport {
         }
     }
 
-    /// `add` with tensor ops on `device`: each slice resampled in plane in Double, axis by axis (x
-    /// first) as the arrays are, and kept there.
-    private func addOnDevice(start: Int, logits: Tensor) throws {
+    /// `add` with tensor ops on `device`: each slice (moved there one at a time, should the logits
+    /// be elsewhere) resampled in plane in Double, axis by axis (x first) as the arrays are, and kept there.
+    private func addOnDevice(start: Int, logits: Tensor, device: Device) throws {
         let exactCopy = taps.map { $0.width == 1 } ?? true
         for i in 0..<logits.size(1) {
-            var slice = try logits.select(dim: 1, index: i).to(dtype: .float64)
+            var slice = try logits.select(dim: 1, index: i).to(device: device, dtype: .float64)
             for case let axisTaps? in planeTaps { slice = try axisTaps.apply(slice) }
             slices[start + i] = .tensor(exactCopy ? try slice.to(dtype: .float32) : slice)
             try writeReadyOutputs()
