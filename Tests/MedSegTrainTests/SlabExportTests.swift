@@ -90,20 +90,29 @@ final class SlabExportTests: XCTestCase {
     }
 
     /// The export goes to the GPU only when the slab's sums and the export's slices fit the budget
-    /// together; never from the CPU. (No GPU is touched: the budget is given.)
+    /// together; never from the CPU. Float32 sums take their weights beside them, float16 sums the
+    /// image's total weights. (No GPU is touched: the budget is given.)
     func testExportStaysOnTheGPUOnlyWithinTheBudget() throws {
         let network = ModelFactory.Spec(name: "plainunet", dims: 3, inChannels: 1, outChannels: 9, features: 4, depth: 2)
         let spec = ModelSpecRecord(network: network, patchSize: [8, 16, 16], normalization: "zscore", intensityStatistics: nil,
                                    labels: Array(0..<9), binary: false, configuration: nil, labelTargets: nil)
         let model = try ModelFactory.make(network)
         let spatial = [40, 64, 64]
-        let slab = 4 * 10 * 8 * 64 * 64   // float32 sums of 9 classes and the counts, 8 slices deep
         let export = SlabExport.deviceBytes(classes: 9, stored: [64, 64, 40], cropped: [80, 80, 50])
         XCTAssertEqual(export, 64 * 9 * 80 * 80)
-        for (budget, expected) in [(slab + export, Device.cuda(0)), (slab + export - 1, nil), (slab, nil)] {
-            let predictor = Predictor(model: model, spec: spec, device: .cuda(0), window: WindowSettings(logitsBudget: budget))
-            XCTAssertEqual(predictor.exportDevice(spatial: spatial, exportBytes: export), expected, "budget \(budget)")
+        let sums: [DType: Int] = [.float32: 4 * 10 * 8 * 64 * 64,               // 9 classes and the weights, 8 slices deep
+                                  .float16: 2 * 9 * 8 * 64 * 64 + 4 * 40 * 64 * 64]  // 9 classes; the whole image's total weights
+        for (dtype, bytes) in sums {
+            for (budget, expected) in [(bytes + export, Device.cuda(0)), (bytes + export - 1, nil), (bytes, nil)] {
+                let predictor = Predictor(model: model, spec: spec, device: .cuda(0), window: WindowSettings(logitsBudget: budget))
+                XCTAssertEqual(predictor.streamSums(spatial: spatial, chosen: dtype).bytes, bytes, "\(dtype)")
+                XCTAssertEqual(predictor.exportDevice(spatial: spatial, chosen: dtype, exportBytes: export), expected, "\(dtype), budget \(budget)")
+            }
         }
-        XCTAssertNil(Predictor(model: model, spec: spec).exportDevice(spatial: spatial, exportBytes: 0), "a CPU predictor exports on the CPU")
+        let cpu = Predictor(model: model, spec: spec)
+        XCTAssertNil(cpu.exportDevice(spatial: spatial, chosen: nil, exportBytes: 0), "a CPU predictor exports on the CPU")
+        XCTAssertEqual(cpu.streamSums(spatial: [40, 448, 448], chosen: nil).dtype, .float32, "auto: 9 classes over a 448 x 448 plane stay float32")
+        // An image thinner than the patch gets a window as thin as it (what the network divides).
+        XCTAssertEqual(cpu.streamSums(spatial: [4, 64, 64], chosen: .float16).bytes, 2 * 9 * 4 * 64 * 64 + 4 * 4 * 64 * 64)
     }
 }

@@ -128,7 +128,7 @@ public struct CaseInference {
             // On a GPU whose budget holds the slab and the export's slices, the logits stay there.
             let bytes = SlabExport.deviceBytes(classes: spec.outChannels, stored: stored, cropped: cropped)
             let device = Set(predictors.map(\.device)).count == 1 && spec.dims == stored.count
-                ? predictors[0].exportDevice(spatial: stored.reversed(), exportBytes: bytes) : nil
+                ? predictors[0].exportDevice(spatial: stored.reversed(), chosen: accumulationDType, exportBytes: bytes) : nil
             return try SlabExport(classes: spec.outChannels, sigmoid: spec.sigmoidOutputs, regionsClassOrder: spec.regionsClassOrder, stored: stored,
                                   cropped: cropped, box: box, orders: orders, probabilities: url, probabilitiesDType: probabilitiesDType,
                                   device: device)

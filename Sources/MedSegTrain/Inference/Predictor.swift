@@ -29,27 +29,36 @@ public struct Predictor {
         self.windowSettings = window
     }
 
-    /// Where an image of `voxels` voxels has its logits added up.
+    /// Where an image of `voxels` voxels has its logits added up (whole, in float32, with their weights).
     public func accumulationDevice(voxels: Int) -> Device {
-        guard device.isCUDA, let budget = logitsBudget else { return device }
-        return accumulationBytes(voxels: voxels) > budget ? .cpu : device
+        withinBudget(4 * (spec.network.outChannels + 1) * voxels) ? device : .cpu
     }
 
-    /// On a GPU: the memory its logits may take there (`WindowSettings.logitsBudget`, else a quarter of the GPU's).
-    private var logitsBudget: Int? { windowSettings.logitsBudget ?? Torch.cudaTotalMemoryBytes(device).map { $0 / 4 } }
+    /// Whether `bytes` of logits fit on this predictor's device: its budget on a GPU
+    /// (`WindowSettings.logitsBudget`, else a quarter of the GPU's memory), always elsewhere.
+    private func withinBudget(_ bytes: Int) -> Bool {
+        guard device.isCUDA, let budget = windowSettings.logitsBudget ?? Torch.cudaTotalMemoryBytes(device).map({ $0 / 4 }) else { return true }
+        return bytes <= budget
+    }
 
-    /// The window sums and counts of `voxels` voxels in float32.
-    private func accumulationBytes(voxels: Int) -> Int { 4 * (spec.network.outChannels + 1) * voxels }
-
-    /// Voxels of the patch-deep slab `streamLogits` adds windows up in, over an image of `spatial` size.
-    func slabVoxels(spatial: [Int]) -> Int { window(for: spatial).patchSize[0] * spatial.dropFirst().reduce(1, *) }
+    /// The type `streamLogits` adds up an image of `spatial` size in (`chosen`, else by the slab's
+    /// size: `accumulationDType`) and the memory that takes: the patch-deep slab of sums, with its
+    /// float32 weights, or in float16 with each voxel's total weight over the (padded) image.
+    func streamSums(spatial: [Int], chosen: DType?) -> (dtype: DType, bytes: Int) {
+        let patch = window(for: spatial).patchSize
+        let padded = zip(spatial, patch).map { max($0, $1) }
+        let slab = patch[0] * padded.dropFirst().reduce(1, *)
+        let classes = spec.network.outChannels
+        let dtype = Self.accumulationDType(chosen, classes: classes, voxels: slab)
+        return (dtype, dtype == .float32 ? 4 * (classes + 1) * slab : 2 * classes * slab + 4 * padded.reduce(1, *))
+    }
 
     /// Where a slab-wise export (`SlabExport`) of an image of `spatial` size, taking `exportBytes` on
-    /// a device, resamples its logits: on the GPU when the slab adds up there and the export fits
-    /// beside it in the budget (the logits then never leave the GPU), else nil (on the CPU).
-    func exportDevice(spatial: [Int], exportBytes: Int) -> Device? {
-        guard device.isCUDA, let budget = logitsBudget else { return nil }
-        return accumulationBytes(voxels: slabVoxels(spatial: spatial)) + exportBytes > budget ? nil : device
+    /// a device, resamples its logits: on the GPU when the slab adds up there (`chosen` as for
+    /// `streamSums`) and the export fits beside it in the budget (the logits then never leave the
+    /// GPU), else nil (on the CPU).
+    func exportDevice(spatial: [Int], chosen: DType?, exportBytes: Int) -> Device? {
+        device.isCUDA && withinBudget(streamSums(spatial: spatial, chosen: chosen).bytes + exportBytes) ? device : nil
     }
 
     /// Class probabilities [K, spatial...] (K = 1 for a binary model: the foreground probability).
@@ -136,9 +145,9 @@ public struct Predictor {
             }
             var window = windows[0]
             // The buffer is one patch deep: judge the GPU budget and its type on that slab, not the image.
-            let slab = first.slabVoxels(spatial: spatial)
-            window.accumulationDType = Self.accumulationDType(accumulationDType, classes: first.spec.network.outChannels, voxels: slab)
-            window.accumulationDevice = first.accumulationDevice(voxels: slab)
+            let sums = first.streamSums(spatial: spatial, chosen: accumulationDType)
+            window.accumulationDType = sums.dtype
+            window.accumulationDevice = first.withinBudget(sums.bytes) ? first.device : .cpu
             for p in predictors { p.model.eval() }
             let members = zip(predictors, windows).map { p, w in { (batch: Tensor) in try w.predictMirrored(batch, network: p.network) } }
             try window.stream(image.to(device: first.device), networks: members, emit: emit)
