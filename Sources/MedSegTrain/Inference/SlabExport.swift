@@ -29,6 +29,9 @@ final class SlabExport {
     private let lower: [Int]
     private let orders: [Resampling.Order]
     private let taps: (width: Int, indices: [Int], weights: [Double])?
+    /// Along a nearest first axis (or one that keeps its size) each output slice is one input slice
+    /// as it is: kept in float (what the whole-volume path rounds it to in the end); linear taps add up in Double.
+    private let copiesSlices: Bool
     /// Where the slices are resampled with tensor ops; nil: in Double arrays on the CPU.
     let device: Device?
     /// On `device`: each in-plane axis's taps (x first), nil where the axis keeps its size.
@@ -58,6 +61,7 @@ final class SlabExport {
         self.orders = orders
         let d = stored.count
         taps = stored[d - 1] == cropped[d - 1] ? nil : Resampling.lineTaps(from: stored[d - 1], to: cropped[d - 1], order: orders[d - 1])
+        copiesSlices = taps.map { $0.width == 1 } ?? true
         self.device = device
         planeTaps = try (0..<(d - 1)).map { a in
             guard let device, stored[a] != cropped[a] else { return nil }
@@ -90,12 +94,9 @@ final class SlabExport {
         let d = stored.count
         let inPlane = Array(stored.prefix(d - 1)), plane = inPlane.reduce(1, *)
         let outPlane = cropped.prefix(d - 1).reduce(1, *)
-        // Along a nearest first axis each output slice is one input slice as it is: kept in float
-        // (what the whole-volume path rounds it to in the end); linear taps add up in Double.
-        let exactCopy = taps.map { $0.width == 1 } ?? true
         for i in 0..<n {
-            var resampled = [Double](repeating: 0, count: exactCopy ? 0 : classes * outPlane)
-            var rounded = [Float](repeating: 0, count: exactCopy ? classes * outPlane : 0)
+            var resampled = [Double](repeating: 0, count: copiesSlices ? 0 : classes * outPlane)
+            var rounded = [Float](repeating: 0, count: copiesSlices ? classes * outPlane : 0)
             // Channel by channel (each line resampled as on the whole volume), on every core.
             values.withUnsafeBufferPointer { source in
                 resampled.withUnsafeMutableBufferPointer { wide in
@@ -108,7 +109,7 @@ final class SlabExport {
                                 data = Resampling.resampleAxis(data, size: current, channels: 1, axis: a, to: cropped[a], order: orders[a])
                                 current[a] = cropped[a]
                             }
-                            if exactCopy {
+                            if copiesSlices {
                                 for v in 0..<outPlane { narrow[c * outPlane + v] = Float(data[v]) }
                             } else {
                                 for v in 0..<outPlane { wide[c * outPlane + v] = data[v] }
@@ -117,7 +118,7 @@ final class SlabExport {
                     }
                 }
             }
-            slices[start + i] = exactCopy ? .rounded(rounded) : .wide(resampled)
+            slices[start + i] = copiesSlices ? .copied(try Tensor(rounded, shape: [classes] + cropped.prefix(d - 1).reversed())) : .wide(resampled)
             try writeReadyOutputs()
         }
     }
@@ -125,11 +126,10 @@ final class SlabExport {
     /// `add` with tensor ops on `device`: each slice (moved there one at a time, should the logits
     /// be elsewhere) resampled in plane in Double, axis by axis (x first) as the arrays are, and kept there.
     private func addOnDevice(start: Int, logits: Tensor, device: Device) throws {
-        let exactCopy = taps.map { $0.width == 1 } ?? true
         for i in 0..<logits.size(1) {
             var slice = try logits.select(dim: 1, index: i).to(device: device, dtype: .float64)
             for case let axisTaps? in planeTaps { slice = try axisTaps.apply(slice) }
-            slices[start + i] = .tensor(exactCopy ? try slice.to(dtype: .float32) : slice)
+            slices[start + i] = copiesSlices ? .copied(try slice.to(dtype: .float32)) : .wideOnDevice(slice)
             try writeReadyOutputs()
         }
     }
@@ -163,10 +163,10 @@ final class SlabExport {
         }
     }
 
-    /// An input slice resampled in plane: in float where it is copied as it is, else in Double; on a
-    /// device, a tensor [K, plane...] of either type.
+    /// An input slice resampled in plane: a float32 tensor [K, plane...] (on the CPU or the device)
+    /// where it is copied as it is, else in Double: an array, or a tensor on the device.
     private enum ResampledSlice {
-        case rounded([Float]), wide([Double]), tensor(Tensor)
+        case copied(Tensor), wide([Double]), wideOnDevice(Tensor)
     }
 
     /// The last output written, reused while the next outputs copy the same input slice.
@@ -180,21 +180,16 @@ final class SlabExport {
             let needed = taps.map { t in (0..<t.width).map { t.indices[j * t.width + $0] } } ?? [j]
             guard needed.allSatisfy({ slices[$0] != nil }) else { return }
             switch slices[needed[0]]! {
-            case .rounded(let logits):
+            case .copied(let logits):
                 if lastOutput?.source != needed[0] {
                     let (label, p) = try outputPlane(logits)
                     lastOutput = (needed[0], label, p)
                 }
-            case .tensor(let first) where taps.map({ $0.width == 1 }) ?? true:
-                if lastOutput?.source != needed[0] {
-                    let (label, p) = try outputPlane(first)
-                    lastOutput = (needed[0], label, p)
-                }
-            case .tensor:
+            case .wideOnDevice:
                 // As the Double arrays below: each tap's product added in order.
                 var logits: Tensor? = nil
                 for t in 0..<taps!.width {
-                    guard case .tensor(let s) = slices[needed[t]]! else { continue }
+                    guard case .wideOnDevice(let s) = slices[needed[t]]! else { continue }
                     let product = try s * taps!.weights[j * taps!.width + t]
                     logits = try logits.map { try $0 + product } ?? product
                 }

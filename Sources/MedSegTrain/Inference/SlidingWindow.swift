@@ -147,7 +147,7 @@ public struct SlidingWindow {
         // float32 sums the weights beside the logits, as `callAsFunction`; float16 needs each voxel's total first.
         let counts = accumulationDType == .float32 ? try Tensor.zeros([depth] + rest, device: target) : nil
         let totals = counts == nil ? try Tensor.zerosMapped(padded, dtype: .float32, device: target) : nil
-        for start in positions where totals != nil { try crop(totals!, at: start, leading: 0).add_(weight) }
+        if let totals { for start in positions { try crop(totals, at: start, leading: 0).add_(weight) } }
         var base = 0   // the padded index of the buffers' first slice
 
         // Emits the padded slices [base, base + n), then moves the buffers on by n.
